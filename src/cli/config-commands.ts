@@ -1,0 +1,35 @@
+import type { Command } from "commander";
+import { findConfigFile, loadConfigFile } from "../config/load.js";
+import type { Config } from "../config/schema.js";
+import { ConfigError } from "../errors.js";
+import { parseConfig } from "../config/load.js";
+
+/** The config a command runs with: the file found per PRODUCT.md §1, or the embedded defaults. */
+export function resolveConfig(explicit: string | undefined): { config: Config; file: string | undefined } {
+  const file = findConfigFile(explicit, process.env);
+  return { config: file ? loadConfigFile(file) : parseConfig("{}", "<defaults>"), file };
+}
+
+export function registerConfigCommands(program: Command): void {
+  program
+    .command("validate")
+    .description("check a config file; every problem on its own line as FILE:LINE:COL key: message")
+    .option("-c, --config <file>", "config file")
+    .action((options: { config?: string }) => {
+      const file = findConfigFile(options.config, process.env);
+      if (!file) {
+        process.stderr.write("no config file: pass --config, set CENTRA_PXE_CONFIG, or create ./centra-pxe.yaml\n");
+        process.exitCode = 1;
+        return;
+      }
+      try {
+        loadConfigFile(file);
+        process.stdout.write(`${file}: valid\n`);
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        process.stdout.write(error.message + "\n");
+        process.stderr.write(`${file}: ${error.problems.length} problem${error.problems.length === 1 ? "" : "s"}\n`);
+        process.exitCode = 1;
+      }
+    });
+}

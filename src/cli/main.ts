@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+import { Command } from "commander";
+import { registerConfigCommands } from "./config-commands.js";
+
+const program = new Command()
+  .name("centra-pxe")
+  .description("Bare-metal network boot and provisioning: DHCP, TFTP, HTTP and iPXE in one daemon")
+  .version("0.1.0")
+  .showHelpAfterError();
+
+registerConfigCommands(program);
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  process.stderr.write(`centra-pxe: ${(error as Error).message}\n`);
+  process.exit(typeof (error as { exitCode?: unknown }).exitCode === "number" ? (error as { exitCode: number }).exitCode : 1);
+});

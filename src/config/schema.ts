@@ -1,0 +1,200 @@
+import { z } from "zod";
+import { inSubnet, normalizeMac, parseDuration, parseIpv4, prefixLength } from "./primitives.js";
+
+/**
+ * The config file of PRODUCT.md §2 (the seed's NixOS module options, same names). Parsed once;
+ * every default is written here, so a minimal file works and nothing downstream guesses.
+ */
+
+const ipv4 = z.string({ invalid_type_error: "must be an IPv4 address such as 10.0.100.10" }).refine((s) => parseIpv4(s) !== undefined, {
+  message: "is not an IPv4 address (expected four numbers 0-255, like 10.0.100.10)",
+});
+
+const duration = z
+  .union([z.string(), z.number()], { invalid_type_error: "must be a duration such as 10s, 5m or 1h" })
+  .transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `is not a duration: ${JSON.stringify(value)} (use 10s, 5m, 1h, 1h30m)` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const port = z.number({ invalid_type_error: "must be a port number" }).int().min(0).max(65535);
+
+const hostname = z
+  .string()
+  .regex(/^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/, {
+    message: "is not a valid hostname (letters, digits and '-', labels of at most 63 characters)",
+  });
+
+const subnetFields = {
+  subnet: ipv4,
+  netmask: ipv4.refine((s) => prefixLength(parseIpv4(s) ?? 1) !== undefined, { message: "is not a contiguous netmask" }),
+  broadcast: ipv4.optional(),
+  range: z.object({ start: ipv4, end: ipv4 }).strict(),
+  router: ipv4.optional(),
+  dns: z.array(ipv4).default([]),
+  domain: z.string().optional(),
+  leaseTime: duration.default("1h"),
+};
+
+const relayedSubnet = z.object(subnetFields).strict();
+
+const dhcp = z
+  .object({
+    mode: z.enum(["server", "proxy", "off"]).default("server"),
+    ...subnetFields,
+    subnet: subnetFields.subnet.default("10.0.100.0"),
+    netmask: subnetFields.netmask.default("255.255.255.0"),
+    range: subnetFields.range.default({ start: "10.0.100.100", end: "10.0.100.200" }),
+    port: port.default(67),
+    /** More subnets reached through DHCP relays (giaddr); same keys as the top level. */
+    subnets: z.array(relayedSubnet).default([]),
+  })
+  .strict();
+
+const profile = z
+  .object({
+    image: z.string().min(1).default("nixos"),
+    /** Pin an image version; default is the image's `current`. */
+    version: z.string().optional(),
+    cmdline: z.string().default(""),
+  })
+  .strict();
+
+const node = z
+  .object({
+    profile: z.string(),
+    hostname: hostname.optional(),
+    ipAddress: ipv4.optional(),
+  })
+  .strict();
+
+const SEED_PROFILES = {
+  "control-plane": { image: "nixos", cmdline: "" },
+  worker: { image: "nixos", cmdline: "" },
+  "all-in-one": { image: "nixos", cmdline: "" },
+};
+
+const configObject = z
+  .object({
+    interface: z.string().min(1).default("eth0"),
+    serverAddress: ipv4.default("10.0.100.10"),
+    stateDir: z.string().min(1).default("/var/lib/pxe-boot"),
+    /** `sqlite` (a file in stateDir) or a `postgres://` URL. */
+    storage: z.string().default("sqlite"),
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    dhcp: dhcp.default({}),
+    tftp: z.object({ enabled: z.boolean().default(true), port: port.default(69), bindAddress: ipv4.default("0.0.0.0") }).strict().default({}),
+    http: z.object({ port: port.default(80), bindAddress: ipv4.default("0.0.0.0") }).strict().default({}),
+    boot: z
+      .object({
+        menuTimeout: duration.default("10s"),
+        console: z.array(z.string()).default(["tty0", "ttyS0,115200n8"]),
+      })
+      .strict()
+      .default({}),
+    profiles: z.record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "profile names are lower-case letters, digits and '-'"), profile).default(SEED_PROFILES),
+    nodes: z.record(z.string(), node).default({}),
+  })
+  .strict();
+
+export const configSchema = configObject.superRefine(checkCrossFields);
+
+export type ConfigInput = z.input<typeof configObject>;
+type ParsedConfig = z.output<typeof configObject>;
+export type DhcpSubnetConfig = z.output<typeof relayedSubnet>;
+export type ProfileConfig = z.output<typeof profile>;
+
+/** A node as the rest of the program sees it: keyed by its normalised MAC. */
+export interface NodeConfig {
+  mac: string;
+  profile: string;
+  hostname?: string;
+  ipAddress?: string;
+}
+
+export type Config = Omit<ParsedConfig, "nodes"> & { nodes: Record<string, NodeConfig> };
+
+/** The checks no single field can make: addresses against subnets, uniqueness, references. */
+function checkCrossFields(config: ParsedConfig, ctx: z.RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
+
+  const subnets: { path: (string | number)[]; s: DhcpSubnetConfig }[] = [{ path: ["dhcp"], s: config.dhcp }];
+  config.dhcp.subnets.forEach((s, i) => subnets.push({ path: ["dhcp", "subnets", i], s }));
+
+  for (const { path, s } of subnets) {
+    const net = parseIpv4(s.subnet);
+    const mask = parseIpv4(s.netmask);
+    if (net === undefined || mask === undefined) continue;
+    if (((net & mask) >>> 0) !== net) issue([...path, "subnet"], `${s.subnet} has host bits set for netmask ${s.netmask}`);
+    const start = parseIpv4(s.range.start);
+    const end = parseIpv4(s.range.end);
+    if (start !== undefined && !inSubnet(start, net, mask)) issue([...path, "range", "start"], `${s.range.start} is outside subnet ${s.subnet}/${s.netmask}`);
+    if (end !== undefined && !inSubnet(end, net, mask)) issue([...path, "range", "end"], `${s.range.end} is outside subnet ${s.subnet}/${s.netmask}`);
+    if (start !== undefined && end !== undefined && start > end) issue([...path, "range"], `range is reversed: start ${s.range.start} is after end ${s.range.end}`);
+    for (const key of ["router", "broadcast"] as const) {
+      const value = s[key];
+      const address = value === undefined ? undefined : parseIpv4(value);
+      if (address !== undefined && !inSubnet(address, net, mask)) issue([...path, key], `${value} is outside subnet ${s.subnet}/${s.netmask}`);
+    }
+  }
+
+  const main = config.dhcp;
+  const mainNet = parseIpv4(main.subnet);
+  const mainMask = parseIpv4(main.netmask);
+
+  const macs = new Map<string, string>();
+  const addresses = new Map<number, string>();
+  for (const [key, node] of Object.entries(config.nodes)) {
+    const mac = normalizeMac(key);
+    if (mac === undefined) {
+      issue(["nodes", key], `${JSON.stringify(key)} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)`);
+    } else if (macs.has(mac)) {
+      issue(["nodes", key], `MAC ${mac} is listed twice (also as ${JSON.stringify(macs.get(mac))})`);
+    } else {
+      macs.set(mac, key);
+    }
+    if (!(node.profile in config.profiles)) {
+      issue(["nodes", key, "profile"], `unknown profile ${JSON.stringify(node.profile)} (defined: ${Object.keys(config.profiles).join(", ")})`);
+    }
+    if (node.ipAddress !== undefined) {
+      const address = parseIpv4(node.ipAddress);
+      if (address === undefined) continue;
+      const home = subnets.find(({ s }) => {
+        const n = parseIpv4(s.subnet);
+        const m = parseIpv4(s.netmask);
+        return n !== undefined && m !== undefined && inSubnet(address, n, m);
+      });
+      if (config.dhcp.mode === "server" && mainNet !== undefined && mainMask !== undefined && !home) {
+        issue(["nodes", key, "ipAddress"], `${node.ipAddress} is outside every DHCP subnet (${subnets.map(({ s }) => `${s.subnet}/${s.netmask}`).join(", ")})`);
+      }
+      for (const { s } of subnets) {
+        const a = parseIpv4(s.range.start);
+        const b = parseIpv4(s.range.end);
+        if (a !== undefined && b !== undefined && address >= a && address <= b) {
+          issue(["nodes", key, "ipAddress"], `${node.ipAddress} is inside the dynamic pool ${s.range.start}-${s.range.end}; fixed addresses must lie outside it`);
+        }
+      }
+      const other = addresses.get(address);
+      if (other !== undefined) issue(["nodes", key, "ipAddress"], `${node.ipAddress} is already the fixed address of ${other}`);
+      else addresses.set(address, key);
+    }
+  }
+
+  for (const [name, p] of Object.entries(config.profiles)) {
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/.test(p.image)) issue(["profiles", name, "image"], `image name ${JSON.stringify(p.image)} may hold only letters, digits, '.', '_' and '-'`);
+  }
+}
+
+/** Turn the parsed file into the program's config: nodes keyed by normalised MAC. */
+export function normalizeConfig(parsed: ParsedConfig): Config {
+  const nodes: Record<string, NodeConfig> = {};
+  for (const [key, n] of Object.entries(parsed.nodes)) {
+    const mac = normalizeMac(key)!;
+    nodes[mac] = { mac, ...n };
+  }
+  return { ...parsed, nodes };
+}

@@ -1,0 +1,68 @@
+/**
+ * The error hierarchy of Centra PXE. Every error has a stable `code` that logs, the CLI and the API
+ * can match on; messages are for people.
+ */
+export class CentraError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A located config problem: `file:line:col key.path: message`. */
+export interface ConfigProblem {
+  file: string;
+  line: number;
+  col: number;
+  path: string;
+  message: string;
+}
+
+export function formatConfigProblem(p: ConfigProblem): string {
+  return `${p.file}:${p.line}:${p.col} ${p.path || "(root)"}: ${p.message}`;
+}
+
+/** Every problem of a config at once, so an operator fixes them in one pass. */
+export class ConfigError extends CentraError {
+  constructor(readonly problems: ConfigProblem[]) {
+    super("CONFIG_INVALID", problems.map(formatConfigProblem).join("\n"));
+  }
+}
+
+/** A wire-format decode failure; `offset` is where in the datagram decoding stopped. */
+export class DecodeError extends CentraError {
+  constructor(
+    message: string,
+    readonly offset: number,
+  ) {
+    super("DECODE", `${message} (at byte ${offset})`);
+  }
+}
+
+export class NotFoundError extends CentraError {
+  constructor(what: string) {
+    super("NOT_FOUND", `${what} not found`);
+  }
+}
+
+/** An HTTP-visible failure; `status` goes on the wire, `message` in the body. */
+export class HttpError extends CentraError {
+  constructor(
+    readonly status: number,
+    message: string,
+    code = "HTTP_" + status,
+  ) {
+    super(code, message);
+  }
+}
+
+/** A request for a path outside the served root, on any protocol. */
+export class PathEscapeError extends CentraError {
+  constructor(readonly requested: string) {
+    super("PATH_ESCAPE", `refused path outside the served root: ${JSON.stringify(requested)}`);
+  }
+}
