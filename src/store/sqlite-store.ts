@@ -41,7 +41,9 @@ export function openSqliteStore(file: string): SqliteStore {
     db,
     images: new SqliteImageRepository(db),
     schemaVersion: async () => db.pragma("user_version", { simple: true }) as number,
-    close: async () => db.close(),
+    close: async () => {
+      db.close();
+    },
   };
 }
 

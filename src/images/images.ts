@@ -1,0 +1,182 @@
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, open, readlink, rename, rm, stat, symlink } from "node:fs/promises";
+import { join } from "node:path";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { CentraError, NotFoundError } from "../errors.js";
+import type { ImageFileRecord, ImageVersionRecord, Store } from "../store/store.js";
+
+/**
+ * Netboot images on disk (PRODUCT.md §4): `stateDir/images/<name>/<version>/{kernel,initrd}` and a
+ * `current` symlink per image, the seed's `nixos/24.05`, `nixos/24.11`, `latest` scheme. The files
+ * are the truth for serving; the store keeps what was recorded when they were added (digests).
+ */
+
+const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
+export const IMAGE_FILE_ROLES = ["kernel", "initrd"] as const;
+export type ImageFileRole = (typeof IMAGE_FILE_ROLES)[number];
+
+export function imagesRoot(stateDir: string): string {
+  return join(stateDir, "images");
+}
+
+export interface AddImageOptions {
+  stateDir: string;
+  store: Store;
+  name: string;
+  files: Record<ImageFileRole, string>;
+  version?: string;
+  cmdline?: string;
+  /** Called as bytes are copied, for a progress bar. */
+  onProgress?: (copied: number, total: number) => void;
+  now?: () => Date;
+}
+
+export interface ImageSummary extends ImageVersionRecord {
+  current: boolean;
+}
+
+function checkName(kind: string, value: string): void {
+  if (!NAME_PATTERN.test(value) || value === "current") {
+    throw new CentraError("IMAGE_NAME", `${kind} ${JSON.stringify(value)} is not valid: letters, digits, '.', '_' and '-', at most 64, not "current"`);
+  }
+}
+
+/** A version string from the clock, sortable: 20261125T203300. */
+function versionFromClock(now: Date): string {
+  return now.toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
+}
+
+/**
+ * Copy an image version in: files go to a hidden temporary directory, are flushed to disk, and the
+ * directory is renamed into place, so a reader never sees half an image. The first version of an
+ * image becomes `current`.
+ */
+export async function addImage(options: AddImageOptions): Promise<ImageVersionRecord> {
+  const version = options.version ?? versionFromClock(options.now?.() ?? new Date());
+  checkName("image name", options.name);
+  checkName("version", version);
+  const imageDir = join(imagesRoot(options.stateDir), options.name);
+  const finalDir = join(imageDir, version);
+  if (await exists(finalDir)) {
+    throw new CentraError("IMAGE_EXISTS", `image ${options.name} version ${version} already exists; add it under a new --version, or remove it first`);
+  }
+  const sizes: Record<string, number> = {};
+  for (const role of IMAGE_FILE_ROLES) {
+    const source = options.files[role];
+    const s = await stat(source).catch(() => undefined);
+    if (!s?.isFile()) throw new CentraError("IMAGE_SOURCE", `--${role} ${source}: not a readable file`);
+    sizes[role] = s.size;
+  }
+  const total = Object.values(sizes).reduce((a, b) => a + b, 0);
+
+  await mkdir(imageDir, { recursive: true });
+  const tempDir = join(imageDir, `.incoming-${randomBytes(6).toString("hex")}`);
+  await mkdir(tempDir);
+  const files: Record<string, ImageFileRecord> = {};
+  try {
+    let copied = 0;
+    for (const role of IMAGE_FILE_ROLES) {
+      const sha256 = await copyWithDigest(options.files[role], join(tempDir, role), (n) => {
+        copied += n;
+        options.onProgress?.(copied, total);
+      });
+      files[role] = { size: sizes[role]!, sha256 };
+    }
+    await fsyncPath(tempDir);
+    await rename(tempDir, finalDir);
+    await fsyncPath(imageDir);
+  } catch (error) {
+    await rm(tempDir, { recursive: true, force: true });
+    throw error;
+  }
+  const record: ImageVersionRecord = {
+    name: options.name,
+    version,
+    files,
+    cmdline: options.cmdline ?? "",
+    addedAt: (options.now?.() ?? new Date()).toISOString(),
+  };
+  await options.store.images.put(record);
+  if ((await currentVersion(options.stateDir, options.name)) === undefined) {
+    await useImage(options.stateDir, options.name, version);
+  }
+  return record;
+}
+
+/** Switch `current` atomically: a new symlink renamed over the old one (rename(2) is atomic). */
+export async function useImage(stateDir: string, name: string, version: string): Promise<void> {
+  checkName("image name", name);
+  checkName("version", version);
+  const imageDir = join(imagesRoot(stateDir), name);
+  if (!(await exists(join(imageDir, version)))) throw new NotFoundError(`image ${name} version ${version}`);
+  const temp = join(imageDir, `.current-${randomBytes(6).toString("hex")}`);
+  await symlink(version, temp);
+  await rename(temp, join(imageDir, "current"));
+  await fsyncPath(imageDir);
+}
+
+export async function currentVersion(stateDir: string, name: string): Promise<string | undefined> {
+  try {
+    return await readlink(join(imagesRoot(stateDir), name, "current"));
+  } catch {
+    return undefined;
+  }
+}
+
+export async function listImages(stateDir: string, store: Store, name?: string): Promise<ImageSummary[]> {
+  const records = await store.images.list(name);
+  const currents = new Map<string, string | undefined>();
+  for (const r of records) if (!currents.has(r.name)) currents.set(r.name, await currentVersion(stateDir, r.name));
+  return records.map((r) => ({ ...r, current: currents.get(r.name) === r.version }));
+}
+
+/** Remove a version; the current one is refused, so a serving image never disappears under a boot. */
+export async function removeImage(stateDir: string, store: Store, name: string, version: string): Promise<void> {
+  checkName("image name", name);
+  checkName("version", version);
+  if ((await currentVersion(stateDir, name)) === version) {
+    throw new CentraError("IMAGE_CURRENT", `image ${name} version ${version} is current; switch with \`images use ${name} <other-version>\` before removing it`);
+  }
+  const dir = join(imagesRoot(stateDir), name, version);
+  const onDisk = await exists(dir);
+  const recorded = await store.images.remove(name, version);
+  if (!onDisk && !recorded) throw new NotFoundError(`image ${name} version ${version}`);
+  // Rename first so the version vanishes at once, then delete at leisure.
+  if (onDisk) {
+    const doomed = join(imagesRoot(stateDir), name, `.removing-${randomBytes(6).toString("hex")}`);
+    await rename(dir, doomed);
+    await rm(doomed, { recursive: true, force: true });
+  }
+}
+
+async function copyWithDigest(source: string, target: string, onBytes: (n: number) => void): Promise<string> {
+  const hash = createHash("sha256");
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      onBytes(chunk.length);
+      callback(null, chunk);
+    },
+  });
+  await pipeline(createReadStream(source, { highWaterMark: 1 << 20 }), tap, createWriteStream(target, { flags: "wx" }));
+  await fsyncPath(target);
+  return hash.digest("hex");
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
