@@ -1,14 +1,17 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { registerConfigCommands } from "./config-commands.js";
+import { registerStateCommands } from "./state-commands.js";
 
 const program = new Command()
   .name("centra-pxe")
   .description("Bare-metal network boot and provisioning: DHCP, TFTP, HTTP and iPXE in one daemon")
   .version("0.1.0")
+  .enablePositionalOptions()
   .showHelpAfterError();
 
 registerConfigCommands(program);
+registerStateCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`centra-pxe: ${(error as Error).message}\n`);

@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { checkBootloader, installBootloaders } from "./bootloaders.js";
+
+function fakeEfi(): Buffer {
+  const b = Buffer.alloc(4096);
+  b.write("MZ", 0, "latin1");
+  b.writeUInt32LE(0x80, 0x3c);
+  b.write("PE\0\0", 0x80, "latin1");
+  return b;
+}
+
+test("EFI images need MZ and a PE signature; PXE images need a real size", () => {
+  assert.equal(checkBootloader("efi", fakeEfi()), undefined);
+  assert.match(checkBootloader("efi", Buffer.alloc(4096))!, /MZ/);
+  assert.match(checkBootloader("pxe", Buffer.alloc(10))!, /too small/);
+  assert.match(checkBootloader("pxe", Buffer.from("<!DOCTYPE html>".padEnd(2000)))!, /HTML/);
+});
+
+test("install copies what is present, is idempotent, and names a missing required loader", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "loaders-"));
+  const source = join(dir, "src");
+  mkdirSync(source);
+  writeFileSync(join(source, "undionly.kpxe"), Buffer.alloc(70_000, 1));
+  writeFileSync(join(source, "ipxe.efi"), fakeEfi());
+  const target = join(dir, "ipxe");
+  const first = await installBootloaders(source, target);
+  assert.deepEqual(first.installed.sort(), ["ipxe.efi", "undionly.kpxe"]);
+  const mtime = statSync(join(target, "ipxe.efi")).mtimeMs;
+  const second = await installBootloaders(source, target);
+  assert.deepEqual(second.installed, []);
+  assert.deepEqual(second.unchanged.sort(), ["ipxe.efi", "undionly.kpxe"]);
+  assert.equal(statSync(join(target, "ipxe.efi")).mtimeMs, mtime);
+  assert.deepEqual(readdirSync(target).sort(), ["ipxe.efi", "undionly.kpxe"]);
+
+  const empty = join(dir, "empty");
+  mkdirSync(empty);
+  await assert.rejects(installBootloaders(empty, join(dir, "other")), /undionly\.kpxe: missing/);
+});
+
+test("the system's iPXE package installs cleanly when present", { skip: !existsSync("/usr/lib/ipxe/undionly.kpxe") && "no /usr/lib/ipxe" }, async () => {
+  const target = join(mkdtempSync(join(tmpdir(), "loaders-")), "ipxe");
+  const report = await installBootloaders("/usr/lib/ipxe", target);
+  assert.ok(report.installed.includes("undionly.kpxe") && report.installed.includes("ipxe.efi"));
+});
