@@ -1,0 +1,286 @@
+import { DecodeError } from "../errors.js";
+import { MessageType, Option } from "./options.js";
+
+/**
+ * The DHCPv4 message (RFC 2131 §2, fig. 1) as plain data. Options stay raw bytes keyed by code, in
+ * the order they came; `decode` merges split options (RFC 3396) and follows option overload into
+ * `sname`/`file` (RFC 2132 §9.3). Addresses are unsigned 32-bit numbers.
+ */
+export interface DhcpPacket {
+  /** 1 BOOTREQUEST, 2 BOOTREPLY. */
+  op: number;
+  htype: number;
+  hlen: number;
+  hops: number;
+  xid: number;
+  secs: number;
+  flags: number;
+  ciaddr: number;
+  yiaddr: number;
+  siaddr: number;
+  giaddr: number;
+  /** 16 bytes; the hardware address is its first `hlen`. */
+  chaddr: Buffer;
+  /** Server host name; empty when overloaded with options. */
+  sname: string;
+  /** Boot file name (or, from our server, an HTTP URL for UEFI HTTP boot and iPXE). */
+  file: string;
+  options: Map<number, Buffer>;
+}
+
+export const BootOp = { Request: 1, Reply: 2 } as const;
+/** RFC 2131 §2: the leftmost bit of `flags`. */
+export const BROADCAST_FLAG = 0x8000;
+export const MAGIC_COOKIE = 0x63825363;
+const FIXED_LENGTH = 236;
+/** RFC 2131 §2: every DHCP participant must accept 576-byte IP datagrams (548 bytes of DHCP). */
+export const MIN_MAX_MESSAGE_SIZE = 576;
+const IP_UDP_HEADERS = 28;
+/** RFC 2131 §2: a BOOTP relic, many clients drop replies whose options field is shorter. */
+const MIN_PACKET_LENGTH = 300;
+/** A request longer than an Ethernet jumbo frame is not a real client. */
+export const MAX_REQUEST_LENGTH = 9000;
+
+function cString(buffer: Buffer, start: number, length: number): string {
+  const end = buffer.indexOf(0, start);
+  return buffer.toString("latin1", start, end === -1 || end > start + length ? start + length : end);
+}
+
+/** Parse options from `[start, end)` into `into`, concatenating repeats (RFC 3396). Returns the overload value. */
+function decodeOptions(buffer: Buffer, start: number, end: number, into: Map<number, Buffer>): number {
+  let offset = start;
+  let overload = 0;
+  while (offset < end) {
+    const code = buffer[offset]!;
+    if (code === Option.End) return overload;
+    if (code === Option.Pad) {
+      offset++;
+      continue;
+    }
+    if (offset + 1 >= end) throw new DecodeError(`option ${code} has no length byte`, offset);
+    const length = buffer[offset + 1]!;
+    const valueStart = offset + 2;
+    if (valueStart + length > end) throw new DecodeError(`option ${code} of length ${length} overruns the packet`, offset);
+    const value = buffer.subarray(valueStart, valueStart + length);
+    const previous = into.get(code);
+    into.set(code, previous ? Buffer.concat([previous, value]) : value);
+    if (code === Option.Overload && length === 1) overload = value[0]!;
+    offset = valueStart + length;
+  }
+  // RFC 2131 §4.1 requires an End option, but firmware that pads to the end without one exists;
+  // what was read is well-formed, so keep it.
+  return overload;
+}
+
+/** Decode a datagram; throws `DecodeError` (with the offset) on anything malformed. */
+export function decode(buffer: Buffer): DhcpPacket {
+  if (buffer.length < FIXED_LENGTH + 4) throw new DecodeError(`truncated: ${buffer.length} bytes, a DHCP message has at least 240`, buffer.length);
+  if (buffer.length > MAX_REQUEST_LENGTH) throw new DecodeError(`oversized: ${buffer.length} bytes`, MAX_REQUEST_LENGTH);
+  const op = buffer[0]!;
+  if (op !== BootOp.Request && op !== BootOp.Reply) throw new DecodeError(`op ${op} is neither BOOTREQUEST nor BOOTREPLY`, 0);
+  const hlen = buffer[2]!;
+  if (hlen > 16) throw new DecodeError(`hlen ${hlen} exceeds the 16-byte chaddr`, 2);
+  if (buffer.readUInt32BE(FIXED_LENGTH) !== MAGIC_COOKIE) throw new DecodeError("bad magic cookie (plain BOOTP is not served)", FIXED_LENGTH);
+  const options = new Map<number, Buffer>();
+  const overload = decodeOptions(buffer, FIXED_LENGTH + 4, buffer.length, options);
+  // RFC 2132 §9.3: the `file` field is read before `sname`.
+  if (overload & 1) decodeOptions(buffer, 108, 236, options);
+  if (overload & 2) decodeOptions(buffer, 44, 108, options);
+  return {
+    op,
+    htype: buffer[1]!,
+    hlen,
+    hops: buffer[3]!,
+    xid: buffer.readUInt32BE(4),
+    secs: buffer.readUInt16BE(8),
+    flags: buffer.readUInt16BE(10),
+    ciaddr: buffer.readUInt32BE(12),
+    yiaddr: buffer.readUInt32BE(16),
+    siaddr: buffer.readUInt32BE(20),
+    giaddr: buffer.readUInt32BE(24),
+    chaddr: Buffer.from(buffer.subarray(28, 44)),
+    sname: overload & 2 ? "" : cString(buffer, 44, 64),
+    file: overload & 1 ? "" : cString(buffer, 108, 128),
+    options,
+  };
+}
+
+/** Bytes an option list takes on the wire, long values split in 255-byte pieces (RFC 3396). */
+function optionLength(value: Buffer): number {
+  return value.length === 0 ? 2 : value.length + 2 * Math.ceil(value.length / 255);
+}
+
+function writeOption(out: Buffer, offset: number, code: number, value: Buffer): number {
+  let written = 0;
+  do {
+    const piece = value.subarray(written, written + 255);
+    out[offset++] = code;
+    out[offset++] = piece.length;
+    piece.copy(out, offset);
+    offset += piece.length;
+    written += piece.length;
+  } while (written < value.length);
+  return offset;
+}
+
+/**
+ * Encode a packet into at most `maxSize` bytes of IP datagram (the client's option 57, at least
+ * 576). Options that do not fit the options field go into `file`, then `sname`, with option 52
+ * (RFC 2132 §9.3); what still does not fit is left out, lowest priority (last in the map) first.
+ */
+export function encode(packet: DhcpPacket, maxSize: number = MIN_MAX_MESSAGE_SIZE): Buffer {
+  const limit = Math.max(MIN_MAX_MESSAGE_SIZE, maxSize) - IP_UDP_HEADERS;
+  const entries = [...packet.options].filter(([code]) => code !== Option.Pad && code !== Option.End && code !== Option.Overload);
+  const mainRoom = limit - FIXED_LENGTH - 4 - 1; // cookie and End
+
+  const main: [number, Buffer][] = [];
+  const inFile: [number, Buffer][] = [];
+  const inSname: [number, Buffer][] = [];
+  let used = 0;
+  let fileUsed = 0;
+  let snameUsed = 0;
+  const fileFree = packet.file.length === 0;
+  const snameFree = packet.sname.length === 0;
+  for (const entry of entries) {
+    const length = optionLength(entry[1]);
+    // Keep room for option 52 itself in case something overflows.
+    if (used + length <= mainRoom - 3) {
+      main.push(entry);
+      used += length;
+    } else if (fileFree && fileUsed + length <= 127) {
+      inFile.push(entry);
+      fileUsed += length;
+    } else if (snameFree && snameUsed + length <= 63) {
+      inSname.push(entry);
+      snameUsed += length;
+    }
+  }
+  const overload = (inFile.length ? 1 : 0) | (inSname.length ? 2 : 0);
+  const total = Math.max(MIN_PACKET_LENGTH, FIXED_LENGTH + 4 + used + (overload ? 3 : 0) + 1);
+  const out = Buffer.alloc(total);
+  out[0] = packet.op;
+  out[1] = packet.htype;
+  out[2] = packet.hlen;
+  out[3] = packet.hops;
+  out.writeUInt32BE(packet.xid >>> 0, 4);
+  out.writeUInt16BE(packet.secs, 8);
+  out.writeUInt16BE(packet.flags, 10);
+  out.writeUInt32BE(packet.ciaddr >>> 0, 12);
+  out.writeUInt32BE(packet.yiaddr >>> 0, 16);
+  out.writeUInt32BE(packet.siaddr >>> 0, 20);
+  out.writeUInt32BE(packet.giaddr >>> 0, 24);
+  packet.chaddr.copy(out, 28, 0, 16);
+  if (overload & 2) {
+    let o = 44;
+    for (const [code, value] of inSname) o = writeOption(out, o, code, value);
+    out[o] = Option.End;
+  } else {
+    out.write(packet.sname.slice(0, 63), 44, "latin1");
+  }
+  if (overload & 1) {
+    let o = 108;
+    for (const [code, value] of inFile) o = writeOption(out, o, code, value);
+    out[o] = Option.End;
+  } else {
+    out.write(packet.file.slice(0, 127), 108, "latin1");
+  }
+  out.writeUInt32BE(MAGIC_COOKIE, FIXED_LENGTH);
+  let offset = FIXED_LENGTH + 4;
+  // Message type first: some PXE ROMs only look for it at the start of the options.
+  const type = packet.options.get(Option.MessageType);
+  if (type) offset = writeOption(out, offset, Option.MessageType, type);
+  if (overload) offset = writeOption(out, offset, Option.Overload, Buffer.from([overload]));
+  for (const [code, value] of main) if (code !== Option.MessageType) offset = writeOption(out, offset, code, value);
+  out[offset] = Option.End;
+  return out;
+}
+
+// ---- typed accessors -------------------------------------------------------------------------
+
+export function messageType(packet: DhcpPacket): MessageType | undefined {
+  const value = packet.options.get(Option.MessageType);
+  return value?.length === 1 ? (value[0] as MessageType) : undefined;
+}
+
+export function optionAddress(packet: DhcpPacket, code: number): number | undefined {
+  const value = packet.options.get(code);
+  return value?.length === 4 ? value.readUInt32BE(0) : undefined;
+}
+
+export function optionString(packet: DhcpPacket, code: number): string | undefined {
+  const value = packet.options.get(code);
+  if (!value || value.length === 0) return undefined;
+  // Some clients count a trailing NUL in the length (RFC 2132 §2 says they should not).
+  const end = value.indexOf(0);
+  return value.toString("latin1", 0, end === -1 ? value.length : end);
+}
+
+export function optionUint16(packet: DhcpPacket, code: number): number | undefined {
+  const value = packet.options.get(code);
+  return value && value.length >= 2 ? value.readUInt16BE(0) : undefined;
+}
+
+/** The client's `maxSize` for our reply (option 57), never below the 576 everyone must accept. */
+export function maxMessageSize(packet: DhcpPacket): number {
+  const size = optionUint16(packet, Option.MaxMessageSize);
+  return size === undefined ? MIN_MAX_MESSAGE_SIZE : Math.max(MIN_MAX_MESSAGE_SIZE, size);
+}
+
+/**
+ * Option 93. RFC 4578 allows a list; firmware sends one code, and the first one is the one it
+ * boots with.
+ */
+export function clientArchitecture(packet: DhcpPacket): number | undefined {
+  return optionUint16(packet, Option.ClientSystemArchitecture);
+}
+
+/** Option 77 as a list of class names: RFC 3004 length-prefixed items, or iPXE's bare string. */
+export function userClasses(packet: DhcpPacket): string[] {
+  const value = packet.options.get(Option.UserClass);
+  if (!value || value.length === 0) return [];
+  const items: string[] = [];
+  let offset = 0;
+  while (offset < value.length) {
+    const length = value[offset]!;
+    if (length === 0 || offset + 1 + length > value.length) {
+      // Not RFC 3004 framing: iPXE (and dhclient's `send user-class`) put the name in directly.
+      return [value.toString("latin1").replace(/\0+$/, "")];
+    }
+    items.push(value.toString("latin1", offset + 1, offset + 1 + length));
+    offset += 1 + length;
+  }
+  return items;
+}
+
+/** Option 97 as a lower-case RFC 4122 string; undefined when absent or not type 0 + 16 bytes. */
+export function machineUuid(packet: DhcpPacket): string | undefined {
+  const value = packet.options.get(Option.ClientMachineIdentifier);
+  if (!value || value.length !== 17 || value[0] !== 0) return undefined;
+  const hex = value.toString("hex", 1);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** The client's hardware address as `aa:bb:…`, `hlen` bytes of `chaddr`. */
+export function hardwareAddress(packet: DhcpPacket): string {
+  const bytes: string[] = [];
+  for (let i = 0; i < packet.hlen; i++) bytes.push(packet.chaddr[i]!.toString(16).padStart(2, "0"));
+  return bytes.join(":");
+}
+
+export function addressBytes(address: number): Buffer {
+  const out = Buffer.allocUnsafe(4);
+  out.writeUInt32BE(address >>> 0, 0);
+  return out;
+}
+
+export function addressListBytes(addresses: readonly number[]): Buffer {
+  const out = Buffer.allocUnsafe(4 * addresses.length);
+  addresses.forEach((a, i) => out.writeUInt32BE(a >>> 0, 4 * i));
+  return out;
+}
+
+export function uint32Bytes(value: number): Buffer {
+  const out = Buffer.allocUnsafe(4);
+  out.writeUInt32BE(value >>> 0, 0);
+  return out;
+}
