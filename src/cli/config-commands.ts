@@ -3,6 +3,7 @@ import { findConfigFile, loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import { parseConfig } from "../config/load.js";
+import { serveForever } from "../server/serve.js";
 
 /** The config a command runs with: the file found per PRODUCT.md §1, or the embedded defaults. */
 export function resolveConfig(explicit: string | undefined): { config: Config; file: string | undefined } {
@@ -31,5 +32,14 @@ export function registerConfigCommands(program: Command): void {
         process.stderr.write(`${file}: ${error.problems.length} problem${error.problems.length === 1 ? "" : "s"}\n`);
         process.exitCode = 1;
       }
+    });
+
+  program
+    .command("serve")
+    .description("run DHCP, TFTP and HTTP in the foreground; SIGHUP reloads the config, SIGTERM stops")
+    .option("-c, --config <file>", "config file")
+    .action(async (options: { config?: string }) => {
+      const { config, file } = resolveConfig(options.config);
+      await serveForever(config, file);
     });
 }
