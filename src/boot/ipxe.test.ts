@@ -1,0 +1,139 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseConfig } from "../config/load.js";
+import type { ImageCatalog } from "./image-catalog.js";
+import { kernelCommandLine, renderEntryScript, renderMachineScript } from "./ipxe.js";
+import { createConfigResolver } from "./resolver.js";
+import type { BootSpec, MachineIdentity, Platform } from "./spec.js";
+
+/**
+ * Golden scripts for BIOS/UEFI × known/unknown (and the other outcomes). Regenerate after an
+ * intended change with `UPDATE_GOLDEN=1 node scripts/run-tests.mjs src/boot`, then read the diff.
+ */
+
+const GOLDEN_DIR = join(dirname(fileURLToPath(import.meta.url)), "../../testdata/ipxe");
+const BASE_URL = "http://10.0.100.10";
+
+const config = parseConfig(`
+serverAddress: 10.0.100.10
+boot: { menuTimeout: 10s, console: [tty0, "ttyS0,115200n8"] }
+profiles:
+  control-plane: { image: nixos, cmdline: "" }
+  worker:        { image: nixos, cmdline: "nomodeset" }
+  all-in-one:    { image: nixos }
+nodes:
+  "52:54:00:12:34:56": { profile: control-plane, hostname: control-plane-01, ipAddress: 10.0.100.50 }
+  "52-54-00-12-34-5D": { profile: worker, hostname: worker-04, ipAddress: 10.0.100.64 }
+`);
+
+const images: ImageCatalog = {
+  currentVersion: async (image) => (image === "nixos" ? "24.11" : undefined),
+  hasVersion: async (image, version) => image === "nixos" && (version === "24.05" || version === "24.11"),
+  cmdline: async () => "init=/nix/store/abc-nixos-system/init loglevel=4",
+};
+const resolver = createConfigResolver(images);
+
+function machine(mac: string, platform: Platform, extra: Partial<MachineIdentity> = {}): MachineIdentity {
+  return { mac, platform, buildarch: platform === "efi" ? "x86_64" : "i386", uuid: "", serial: "", ...extra };
+}
+
+function golden(name: string, actual: string): void {
+  const file = join(GOLDEN_DIR, name);
+  if (process.env.UPDATE_GOLDEN === "1") {
+    mkdirSync(GOLDEN_DIR, { recursive: true });
+    writeFileSync(file, actual);
+    return;
+  }
+  let expected: string;
+  try {
+    expected = readFileSync(file, "utf8");
+  } catch {
+    assert.fail(`golden file ${file} is missing; create it with UPDATE_GOLDEN=1`);
+  }
+  assert.equal(actual, expected, `${name} differs from its golden file (UPDATE_GOLDEN=1 regenerates it)`);
+}
+
+async function render(m: MachineIdentity): Promise<{ spec: BootSpec; text: string }> {
+  const spec = await resolver.resolve(m, { baseUrl: BASE_URL, config });
+  return { spec, text: renderMachineScript(spec, m, BASE_URL) };
+}
+
+test("entry script chains to the per-machine script with the machine's identity", () => {
+  const text = renderEntryScript(BASE_URL);
+  golden("entry.ipxe", text);
+  assert.match(text, /^#!ipxe\n/);
+  assert.match(text, /machine\.ipxe\?mac=\$\{netX\/mac:hexhyp\}&buildarch=\$\{buildarch:uristring\}&platform=\$\{platform:uristring\}&uuid=\$\{uuid\}&serial=\$\{serial:uristring\}/);
+});
+
+for (const platform of ["pcbios", "efi"] as const) {
+  test(`known node on ${platform}: kernel + initrd of its profile with the seed's parameters`, async () => {
+    const { spec, text } = await render(machine("52:54:00:12:34:56", platform));
+    golden(`known-${platform}.ipxe`, text);
+    assert.equal(spec.kind, "image");
+    const kernelLine = text.split("\n").find((l) => l.startsWith("kernel "))!;
+    assert.ok(kernelLine.startsWith("kernel http://10.0.100.10/boot/images/nixos/24.11/kernel "));
+    for (const word of ["centra.profile=control-plane", "centra.hostname=control-plane-01", "console=tty0", "console=ttyS0,115200n8", "init=/nix/store/abc-nixos-system/init"]) {
+      assert.ok(kernelLine.split(" ").includes(word), `${word} in ${kernelLine}`);
+    }
+    assert.equal(kernelLine.includes("initrd=initrd"), platform === "efi", "initrd= only for the EFI stub");
+    assert.match(text, /^initrd --name initrd http:\/\/10\.0\.100\.10\/boot\/images\/nixos\/24\.11\/initrd && goto boot \|\|$/m);
+    assert.match(text, /^shell$/m, "a failure ends in the shell");
+  });
+
+  test(`unknown machine on ${platform}: the seed's menu with the configured timeout`, async () => {
+    const { spec, text } = await render(machine("52:54:00:aa:bb:cc", platform));
+    golden(`unknown-${platform}.ipxe`, text);
+    assert.equal(spec.kind, "menu");
+    assert.match(text, /^menu Centra Cloud - Bare-Metal Provisioning$/m);
+    assert.match(text, /^item profile-control-plane 1\. Control Plane Node \(All Services\)$/m);
+    assert.match(text, /^item profile-worker 2\. Worker Node \(Compute Services\)$/m);
+    assert.match(text, /^item profile-all-in-one 3\. All-in-One Node \(Testing\/Homelab\)$/m);
+    assert.match(text, /^choose --timeout 10000 --default localdisk centra-choice \|\| goto shell$/m);
+    assert.match(text, platform === "efi" ? /^exit \|\|$/m : /^sanboot --no-describe --drive 0x80 \|\|$/m);
+  });
+}
+
+test("a MAC written with dashes in the config matches; the profile's own cmdline comes last", async () => {
+  const { spec } = await render(machine("52:54:00:12:34:5d", "efi"));
+  assert.equal(spec.kind, "image");
+  if (spec.kind !== "image") return;
+  assert.equal(spec.hostname, "worker-04");
+  assert.ok(spec.cmdline.endsWith("console=ttyS0,115200n8 nomodeset"));
+});
+
+test("an unknown machine that picked a profile from the menu boots it, without a hostname", async () => {
+  const { spec, text } = await render(machine("52:54:00:aa:bb:cc", "efi", { requestedProfile: "all-in-one" }));
+  assert.equal(spec.kind, "image");
+  assert.doesNotMatch(text, /centra\.hostname=/);
+  assert.match(text, /centra\.profile=all-in-one/);
+});
+
+test("a known node cannot be talked into another profile through the query", async () => {
+  const { spec } = await render(machine("52:54:00:12:34:56", "pcbios", { requestedProfile: "worker" }));
+  assert.equal(spec.kind === "image" && spec.profile, "control-plane");
+});
+
+test("no current version: the machine is told why and retries, it does not hang", async () => {
+  const empty: ImageCatalog = { currentVersion: async () => undefined, hasVersion: async () => false, cmdline: async () => "" };
+  const m = machine("52:54:00:12:34:56", "pcbios");
+  const spec = await createConfigResolver(empty).resolve(m, { baseUrl: BASE_URL, config });
+  assert.equal(spec.kind, "unavailable");
+  const text = renderMachineScript(spec, m, BASE_URL);
+  golden("unavailable.ipxe", text);
+  assert.match(text, /image nixos has no current version/);
+});
+
+test("later lifecycle outcomes: local disk per platform, and no boot", () => {
+  golden("localdisk-pcbios.ipxe", renderMachineScript({ kind: "localdisk" }, machine("52:54:00:12:34:56", "pcbios"), BASE_URL));
+  golden("localdisk-efi.ipxe", renderMachineScript({ kind: "localdisk" }, machine("52:54:00:12:34:56", "efi"), BASE_URL));
+  const retired = renderMachineScript({ kind: "none", reason: "retired\nshell" }, machine("52:54:00:12:34:56", "efi"), BASE_URL);
+  assert.match(retired, /not booting from the network: retired shell$/m, "a reason cannot inject a command");
+});
+
+test("initrd= is prepended only on EFI", () => {
+  assert.equal(kernelCommandLine("a b", "efi"), "initrd=initrd a b");
+  assert.equal(kernelCommandLine("a b", "pcbios"), "a b");
+});
