@@ -98,6 +98,16 @@ const configObject = z
       .default({}),
     profiles: z.record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "profile names are lower-case letters, digits and '-'"), profile).default(SEED_PROFILES),
     nodes: z.record(z.string(), node).default({}),
+    /** The provisioning lifecycle (PRODUCT.md §5). */
+    provisioning: z
+      .object({
+        /** A node in `provisioning` that has not called back this long after its last install boot becomes `failed`. */
+        timeout: duration.default("30m"),
+        /** The API base the installer calls back to (`centra.api=`); default `http://<serverAddress>[:port]/api/v1`. */
+        apiUrl: z.string().url({ message: "is not a URL (expected e.g. http://10.0.100.10/api/v1)" }).optional(),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 
