@@ -1,5 +1,23 @@
 import Database from "better-sqlite3";
-import type { ImageRepository, ImageVersionRecord, Store } from "./store.js";
+import {
+  NodeConflict,
+  type ApiTokenRecord,
+  type ApiTokenRepository,
+  type CallbackTokenRecord,
+  type CallbackTokenRepository,
+  type ConsumeResult,
+  type EventFilter,
+  type EventRepository,
+  type ImageRepository,
+  type ImageVersionRecord,
+  type NodeEvent,
+  type NodeFilter,
+  type NodeRecord,
+  type NodeRepository,
+  type NodeSource,
+  type NodeState,
+  type Store,
+} from "./store.js";
 
 type Db = Database.Database;
 
@@ -19,6 +37,63 @@ const MIGRATIONS: readonly ((db: Db) => void)[] = [
         seq      INTEGER NOT NULL,
         PRIMARY KEY (name, version)
       );
+    `),
+  // The provisioning inventory (PRODUCT.md §5). Events and callback tokens carry no foreign key:
+  // the history of a removed node is kept.
+  (db) =>
+    db.exec(`
+      CREATE TABLE nodes (
+        id                 TEXT PRIMARY KEY,
+        uuid               TEXT UNIQUE,
+        serial             TEXT,
+        hostname           TEXT UNIQUE COLLATE NOCASE,
+        profile            TEXT,
+        ip_address         TEXT UNIQUE,
+        image_version      TEXT,
+        labels             TEXT NOT NULL DEFAULT '{}',  -- JSON: key → value
+        firmware           TEXT,
+        state              TEXT NOT NULL,
+        source             TEXT NOT NULL,
+        provisioning_id    TEXT,
+        provision_deadline TEXT,
+        state_changed_at   TEXT NOT NULL,
+        created_at         TEXT NOT NULL,
+        last_seen_at       TEXT,
+        seq                INTEGER NOT NULL
+      );
+      CREATE TABLE node_macs (
+        mac      TEXT PRIMARY KEY,
+        node_id  TEXT NOT NULL REFERENCES nodes (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL
+      );
+      CREATE INDEX node_macs_by_node ON node_macs (node_id, position);
+      CREATE TABLE node_events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        node_id    TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        from_state TEXT,
+        to_state   TEXT,
+        at         TEXT NOT NULL,
+        details    TEXT NOT NULL DEFAULT '{}'
+      );
+      CREATE INDEX node_events_by_node ON node_events (node_id, seq);
+      CREATE TABLE api_tokens (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        hash         TEXT NOT NULL UNIQUE,
+        created_at   TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at   TEXT
+      );
+      CREATE TABLE callback_tokens (
+        hash            TEXT PRIMARY KEY,
+        node_id         TEXT NOT NULL,
+        provisioning_id TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        expires_at      TEXT NOT NULL,
+        used_at         TEXT
+      );
+      CREATE INDEX callback_tokens_by_node ON callback_tokens (node_id);
     `),
 ];
 
@@ -40,6 +115,10 @@ export function openSqliteStore(file: string): SqliteStore {
   return {
     db,
     images: new SqliteImageRepository(db),
+    nodes: new SqliteNodeRepository(db),
+    events: new SqliteEventRepository(db),
+    apiTokens: new SqliteApiTokenRepository(db),
+    callbackTokens: new SqliteCallbackTokenRepository(db),
     schemaVersion: async () => db.pragma("user_version", { simple: true }) as number,
     close: async () => {
       db.close();
@@ -101,5 +180,337 @@ class SqliteImageRepository implements ImageRepository {
 
   async remove(name: string, version: string): Promise<boolean> {
     return this.db.prepare(`DELETE FROM image_versions WHERE name = ? AND version = ?`).run(name, version).changes > 0;
+  }
+}
+
+interface NodeRow {
+  id: string;
+  uuid: string | null;
+  serial: string | null;
+  hostname: string | null;
+  profile: string | null;
+  ip_address: string | null;
+  image_version: string | null;
+  labels: string;
+  firmware: string | null;
+  state: string;
+  source: string;
+  provisioning_id: string | null;
+  provision_deadline: string | null;
+  state_changed_at: string;
+  created_at: string;
+  last_seen_at: string | null;
+}
+
+/** Copy the columns that are set; an absent optional field stays absent (deepEqual-friendly). */
+function optional<K extends string>(key: K, value: string | null): { [P in K]?: string } {
+  return (value === null ? {} : { [key]: value }) as { [P in K]?: string };
+}
+
+class SqliteNodeRepository implements NodeRepository {
+  constructor(private readonly db: Db) {}
+
+  private macsOf(id: string): string[] {
+    return (this.db.prepare(`SELECT mac FROM node_macs WHERE node_id = ? ORDER BY position`).all(id) as { mac: string }[]).map((r) => r.mac);
+  }
+
+  private fromRow(row: NodeRow): NodeRecord {
+    return {
+      id: row.id,
+      macs: this.macsOf(row.id),
+      ...optional("uuid", row.uuid),
+      ...optional("serial", row.serial),
+      ...optional("hostname", row.hostname),
+      ...optional("profile", row.profile),
+      ...optional("ipAddress", row.ip_address),
+      ...optional("imageVersion", row.image_version),
+      labels: JSON.parse(row.labels) as Record<string, string>,
+      ...optional("firmware", row.firmware),
+      state: row.state as NodeState,
+      source: row.source as NodeSource,
+      ...optional("provisioningId", row.provisioning_id),
+      ...optional("provisionDeadline", row.provision_deadline),
+      stateChangedAt: row.state_changed_at,
+      createdAt: row.created_at,
+      ...optional("lastSeenAt", row.last_seen_at),
+    };
+  }
+
+  /** The uniqueness rules, checked first so a clash names its field and holder instead of a bare SQLITE_CONSTRAINT. */
+  private checkUnique(record: NodeRecord): void {
+    for (const mac of record.macs) {
+      const holder = this.db.prepare(`SELECT node_id FROM node_macs WHERE mac = ? AND node_id <> ?`).get(mac, record.id) as { node_id: string } | undefined;
+      if (holder) throw new NodeConflict("macs", mac, holder.node_id);
+    }
+    const columns = [
+      ["uuid", "uuid", record.uuid],
+      ["hostname", "hostname", record.hostname],
+      ["ipAddress", "ip_address", record.ipAddress],
+    ] as const;
+    for (const [field, column, value] of columns) {
+      if (value === undefined) continue;
+      const holder = this.db.prepare(`SELECT id FROM nodes WHERE ${column} = ? AND id <> ?`).get(value, record.id) as { id: string } | undefined;
+      if (holder) throw new NodeConflict(field, value, holder.id);
+    }
+  }
+
+  private params(record: NodeRecord) {
+    return {
+      id: record.id,
+      uuid: record.uuid ?? null,
+      serial: record.serial ?? null,
+      hostname: record.hostname ?? null,
+      profile: record.profile ?? null,
+      ip_address: record.ipAddress ?? null,
+      image_version: record.imageVersion ?? null,
+      labels: JSON.stringify(record.labels),
+      firmware: record.firmware ?? null,
+      state: record.state,
+      source: record.source,
+      provisioning_id: record.provisioningId ?? null,
+      provision_deadline: record.provisionDeadline ?? null,
+      state_changed_at: record.stateChangedAt,
+      created_at: record.createdAt,
+      last_seen_at: record.lastSeenAt ?? null,
+    };
+  }
+
+  private writeMacs(record: NodeRecord): void {
+    this.db.prepare(`DELETE FROM node_macs WHERE node_id = ?`).run(record.id);
+    const insert = this.db.prepare(`INSERT INTO node_macs (mac, node_id, position) VALUES (?, ?, ?)`);
+    record.macs.forEach((mac, position) => insert.run(mac, record.id, position));
+  }
+
+  async create(record: NodeRecord): Promise<void> {
+    this.db.transaction(() => {
+      if (this.db.prepare(`SELECT 1 FROM nodes WHERE id = ?`).get(record.id)) throw new NodeConflict("id", record.id, record.id);
+      this.checkUnique(record);
+      this.db
+        .prepare(
+          `INSERT INTO nodes (id, uuid, serial, hostname, profile, ip_address, image_version, labels, firmware, state, source,
+                              provisioning_id, provision_deadline, state_changed_at, created_at, last_seen_at, seq)
+           VALUES (@id, @uuid, @serial, @hostname, @profile, @ip_address, @image_version, @labels, @firmware, @state, @source,
+                   @provisioning_id, @provision_deadline, @state_changed_at, @created_at, @last_seen_at,
+                   (SELECT COALESCE(MAX(seq), 0) + 1 FROM nodes))`,
+        )
+        .run(this.params(record));
+      this.writeMacs(record);
+    })();
+  }
+
+  async replace(record: NodeRecord): Promise<boolean> {
+    return this.db.transaction(() => {
+      if (!this.db.prepare(`SELECT 1 FROM nodes WHERE id = ?`).get(record.id)) return false;
+      this.checkUnique(record);
+      this.db
+        .prepare(
+          `UPDATE nodes SET uuid = @uuid, serial = @serial, hostname = @hostname, profile = @profile, ip_address = @ip_address,
+             image_version = @image_version, labels = @labels, firmware = @firmware, state = @state, source = @source,
+             provisioning_id = @provisioning_id, provision_deadline = @provision_deadline, state_changed_at = @state_changed_at,
+             created_at = @created_at, last_seen_at = @last_seen_at
+           WHERE id = @id`,
+        )
+        .run(this.params(record));
+      this.writeMacs(record);
+      return true;
+    })();
+  }
+
+  async get(id: string): Promise<NodeRecord | undefined> {
+    const row = this.db.prepare(`SELECT * FROM nodes WHERE id = ?`).get(id) as NodeRow | undefined;
+    return row && this.fromRow(row);
+  }
+
+  async findByMac(mac: string): Promise<NodeRecord | undefined> {
+    const row = this.db.prepare(`SELECT n.* FROM nodes n JOIN node_macs m ON m.node_id = n.id WHERE m.mac = ?`).get(mac) as NodeRow | undefined;
+    return row && this.fromRow(row);
+  }
+
+  async findByUuid(uuid: string): Promise<NodeRecord | undefined> {
+    const row = this.db.prepare(`SELECT * FROM nodes WHERE uuid = ?`).get(uuid) as NodeRow | undefined;
+    return row && this.fromRow(row);
+  }
+
+  async findByHostname(hostname: string): Promise<NodeRecord | undefined> {
+    const row = this.db.prepare(`SELECT * FROM nodes WHERE hostname = ?`).get(hostname) as NodeRow | undefined;
+    return row && this.fromRow(row);
+  }
+
+  async list(filter: NodeFilter = {}): Promise<NodeRecord[]> {
+    const where: string[] = [];
+    const params: string[] = [];
+    if (filter.state !== undefined) {
+      where.push("state = ?");
+      params.push(filter.state);
+    }
+    if (filter.profile !== undefined) {
+      where.push("profile = ?");
+      params.push(filter.profile);
+    }
+    for (const [key, value] of Object.entries(filter.labels ?? {})) {
+      where.push("json_extract(labels, ?) = ?");
+      params.push(`$.${JSON.stringify(key)}`, value);
+    }
+    const sql = `SELECT * FROM nodes ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq`;
+    return (this.db.prepare(sql).all(...params) as NodeRow[]).map((row) => this.fromRow(row));
+  }
+
+  async remove(id: string): Promise<boolean> {
+    return this.db.prepare(`DELETE FROM nodes WHERE id = ?`).run(id).changes > 0;
+  }
+}
+
+interface EventRow {
+  seq: number;
+  node_id: string;
+  kind: string;
+  from_state: string | null;
+  to_state: string | null;
+  at: string;
+  details: string;
+}
+
+function eventFromRow(row: EventRow): NodeEvent {
+  return {
+    seq: row.seq,
+    nodeId: row.node_id,
+    kind: row.kind,
+    ...(row.from_state === null ? {} : { fromState: row.from_state as NodeState }),
+    ...(row.to_state === null ? {} : { toState: row.to_state as NodeState }),
+    at: row.at,
+    details: JSON.parse(row.details) as Record<string, unknown>,
+  };
+}
+
+class SqliteEventRepository implements EventRepository {
+  constructor(private readonly db: Db) {}
+
+  async append(event: Omit<NodeEvent, "seq">): Promise<NodeEvent> {
+    const result = this.db
+      .prepare(`INSERT INTO node_events (node_id, kind, from_state, to_state, at, details) VALUES (?, ?, ?, ?, ?, ?)`)
+      .run(event.nodeId, event.kind, event.fromState ?? null, event.toState ?? null, event.at, JSON.stringify(event.details));
+    return { ...event, seq: Number(result.lastInsertRowid) };
+  }
+
+  async list(filter: EventFilter = {}): Promise<NodeEvent[]> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (filter.nodeId !== undefined) {
+      where.push("node_id = ?");
+      params.push(filter.nodeId);
+    }
+    if (filter.kind !== undefined) {
+      where.push("kind = ?");
+      params.push(filter.kind);
+    }
+    if (filter.afterSeq !== undefined) {
+      where.push("seq > ?");
+      params.push(filter.afterSeq);
+    }
+    if (filter.since !== undefined) {
+      where.push("at >= ?");
+      params.push(filter.since);
+    }
+    const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
+    // The newest `limit`, handed back oldest first so a reader can replay them in order.
+    const sql =
+      filter.limit === undefined
+        ? `SELECT * FROM node_events ${clause} ORDER BY seq`
+        : `SELECT * FROM (SELECT * FROM node_events ${clause} ORDER BY seq DESC LIMIT ?) ORDER BY seq`;
+    if (filter.limit !== undefined) params.push(filter.limit);
+    return (this.db.prepare(sql).all(...params) as EventRow[]).map(eventFromRow);
+  }
+}
+
+interface ApiTokenRow {
+  id: string;
+  name: string;
+  hash: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+function apiTokenFromRow(row: ApiTokenRow): ApiTokenRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    hash: row.hash,
+    createdAt: row.created_at,
+    ...optional("lastUsedAt", row.last_used_at),
+    ...optional("revokedAt", row.revoked_at),
+  };
+}
+
+class SqliteApiTokenRepository implements ApiTokenRepository {
+  constructor(private readonly db: Db) {}
+
+  async create(record: ApiTokenRecord): Promise<void> {
+    this.db
+      .prepare(`INSERT INTO api_tokens (id, name, hash, created_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)`)
+      .run(record.id, record.name, record.hash, record.createdAt, record.lastUsedAt ?? null, record.revokedAt ?? null);
+  }
+
+  async findByHash(hash: string): Promise<ApiTokenRecord | undefined> {
+    const row = this.db.prepare(`SELECT * FROM api_tokens WHERE hash = ?`).get(hash) as ApiTokenRow | undefined;
+    return row && apiTokenFromRow(row);
+  }
+
+  async list(): Promise<ApiTokenRecord[]> {
+    return (this.db.prepare(`SELECT * FROM api_tokens ORDER BY created_at, id`).all() as ApiTokenRow[]).map(apiTokenFromRow);
+  }
+
+  async revoke(id: string, at: string): Promise<boolean> {
+    return this.db.prepare(`UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`).run(at, id).changes > 0;
+  }
+
+  async touch(id: string, at: string): Promise<void> {
+    this.db.prepare(`UPDATE api_tokens SET last_used_at = ? WHERE id = ?`).run(at, id);
+  }
+}
+
+interface CallbackTokenRow {
+  hash: string;
+  node_id: string;
+  provisioning_id: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+}
+
+function callbackTokenFromRow(row: CallbackTokenRow): CallbackTokenRecord {
+  return {
+    hash: row.hash,
+    nodeId: row.node_id,
+    provisioningId: row.provisioning_id,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    ...optional("usedAt", row.used_at),
+  };
+}
+
+class SqliteCallbackTokenRepository implements CallbackTokenRepository {
+  constructor(private readonly db: Db) {}
+
+  async issue(record: CallbackTokenRecord): Promise<void> {
+    this.db
+      .prepare(`INSERT INTO callback_tokens (hash, node_id, provisioning_id, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?)`)
+      .run(record.hash, record.nodeId, record.provisioningId, record.createdAt, record.expiresAt, record.usedAt ?? null);
+  }
+
+  async consume(hash: string, now: string): Promise<ConsumeResult> {
+    return this.db.transaction((): ConsumeResult => {
+      // One conditional UPDATE is the single-use guarantee: a second caller finds used_at set.
+      const claimed = this.db.prepare(`UPDATE callback_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND expires_at > ?`).run(now, hash, now).changes > 0;
+      const row = this.db.prepare(`SELECT * FROM callback_tokens WHERE hash = ?`).get(hash) as CallbackTokenRow | undefined;
+      if (!row) return { ok: false, reason: "unknown" };
+      const token = callbackTokenFromRow(row);
+      if (claimed) return { ok: true, token };
+      return { ok: false, reason: row.used_at !== null ? "used" : "expired", token };
+    })();
+  }
+
+  async revokeForNode(nodeId: string): Promise<void> {
+    this.db.prepare(`DELETE FROM callback_tokens WHERE node_id = ? AND used_at IS NULL`).run(nodeId);
   }
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { Store } from "./store.js";
+import { NodeConflict, type NodeRecord, type Store } from "./store.js";
 
 /**
  * The behaviour every Store implementation owes its callers. Each implementation's test calls this
@@ -56,4 +56,125 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     assert.equal(await store.images.remove("nixos", "24.05"), false);
     assert.deepEqual(await store.images.list(), []);
   });
+  const node = (id: string, macs: string[], extra: Partial<NodeRecord> = {}): NodeRecord => ({
+    id,
+    macs,
+    labels: {},
+    state: "discovered",
+    source: "api",
+    stateChangedAt: "2026-11-25T00:00:00.000Z",
+    createdAt: "2026-11-25T00:00:00.000Z",
+    ...extra,
+  });
+
+  withStore("a node with several MACs is found by any of them, by UUID and by hostname", async (store) => {
+    const record = node("n-1", ["52:54:00:00:00:01", "52:54:00:00:00:02"], {
+      uuid: "4c4c4544-0000-1000-8000-000000000001",
+      hostname: "worker-01",
+      profile: "worker",
+      ipAddress: "10.0.100.51",
+      labels: { rack: "a1" },
+      state: "ready",
+    });
+    await store.nodes.create(record);
+    assert.deepEqual(await store.nodes.get("n-1"), record);
+    assert.deepEqual((await store.nodes.findByMac("52:54:00:00:00:02"))?.id, "n-1");
+    assert.deepEqual((await store.nodes.findByUuid("4c4c4544-0000-1000-8000-000000000001"))?.id, "n-1");
+    assert.deepEqual((await store.nodes.findByHostname("WORKER-01"))?.id, "n-1", "hostnames compare without case");
+    assert.equal(await store.nodes.findByMac("52:54:00:00:00:03"), undefined);
+  });
+
+  withStore("a MAC, UUID, hostname or address held by another node is a conflict naming the field", async (store) => {
+    await store.nodes.create(node("n-1", ["52:54:00:00:00:01"], { uuid: "u-1", hostname: "a", ipAddress: "10.0.100.51" }));
+    const clash = async (record: NodeRecord, field: string) =>
+      assert.rejects(store.nodes.create(record), (error: unknown) => error instanceof NodeConflict && error.field === field && error.holder === "n-1");
+    await clash(node("n-2", ["52:54:00:00:00:01"]), "macs");
+    await clash(node("n-2", ["52:54:00:00:00:09"], { uuid: "u-1" }), "uuid");
+    await clash(node("n-2", ["52:54:00:00:00:09"], { hostname: "a" }), "hostname");
+    await clash(node("n-2", ["52:54:00:00:00:09"], { ipAddress: "10.0.100.51" }), "ipAddress");
+    assert.equal((await store.nodes.list()).length, 1, "a refused create leaves nothing behind");
+  });
+
+  withStore("replace rewrites a node whole, its MACs included", async (store) => {
+    await store.nodes.create(node("n-1", ["52:54:00:00:00:01", "52:54:00:00:00:02"], { hostname: "a" }));
+    const changed = node("n-1", ["52:54:00:00:00:03"], { state: "ready", profile: "worker" });
+    assert.equal(await store.nodes.replace(changed), true);
+    assert.deepEqual(await store.nodes.get("n-1"), changed);
+    assert.equal(await store.nodes.findByMac("52:54:00:00:00:01"), undefined);
+    assert.equal(await store.nodes.replace(node("n-9", ["52:54:00:00:00:09"])), false);
+  });
+
+  withStore("nodes list in creation order and filter by state, profile and labels", async (store) => {
+    await store.nodes.create(node("n-b", ["52:54:00:00:00:01"], { state: "ready", profile: "worker", labels: { rack: "a1", role: "db" } }));
+    await store.nodes.create(node("n-a", ["52:54:00:00:00:02"], { state: "ready", profile: "control-plane", labels: { rack: "a1" } }));
+    await store.nodes.create(node("n-c", ["52:54:00:00:00:03"]));
+    assert.deepEqual((await store.nodes.list()).map((n) => n.id), ["n-b", "n-a", "n-c"]);
+    assert.deepEqual((await store.nodes.list({ state: "ready" })).map((n) => n.id), ["n-b", "n-a"]);
+    assert.deepEqual((await store.nodes.list({ profile: "worker" })).map((n) => n.id), ["n-b"]);
+    assert.deepEqual((await store.nodes.list({ labels: { rack: "a1" } })).map((n) => n.id), ["n-b", "n-a"]);
+    assert.deepEqual((await store.nodes.list({ labels: { rack: "a1", role: "db" } })).map((n) => n.id), ["n-b"]);
+  });
+
+  withStore("removing a node frees its MACs and keeps its events", async (store) => {
+    await store.nodes.create(node("n-1", ["52:54:00:00:00:01"]));
+    await store.events.append({ nodeId: "n-1", kind: "discovered", toState: "discovered", at: "2026-11-25T00:00:00.000Z", details: {} });
+    assert.equal(await store.nodes.remove("n-1"), true);
+    assert.equal(await store.nodes.remove("n-1"), false);
+    await store.nodes.create(node("n-2", ["52:54:00:00:00:01"]));
+    assert.equal((await store.events.list({ nodeId: "n-1" })).length, 1);
+  });
+
+  withStore("events get increasing seqs and filter by node, kind, seq, time and limit", async (store) => {
+    const at = (minute: number) => `2026-11-25T00:0${minute}:00.000Z`;
+    const a = await store.events.append({ nodeId: "n-1", kind: "discovered", toState: "discovered", at: at(1), details: { firmware: "bios" } });
+    const b = await store.events.append({ nodeId: "n-2", kind: "transition", fromState: "ready", toState: "provisioning", at: at(2), details: {} });
+    const c = await store.events.append({ nodeId: "n-1", kind: "transition", fromState: "discovered", toState: "ready", at: at(3), details: {} });
+    assert.ok(a.seq < b.seq && b.seq < c.seq);
+    assert.deepEqual(await store.events.list(), [a, b, c]);
+    assert.deepEqual(await store.events.list({ nodeId: "n-1" }), [a, c]);
+    assert.deepEqual(await store.events.list({ kind: "transition" }), [b, c]);
+    assert.deepEqual(await store.events.list({ afterSeq: a.seq }), [b, c]);
+    assert.deepEqual(await store.events.list({ since: at(2) }), [b, c]);
+    assert.deepEqual(await store.events.list({ limit: 2 }), [b, c], "the newest, oldest first");
+  });
+
+  withStore("API tokens are found by hash, revoked once, and touched", async (store) => {
+    await store.apiTokens.create({ id: "t1", name: "ops", hash: "h1", createdAt: "2026-11-25T00:00:00.000Z" });
+    assert.equal((await store.apiTokens.findByHash("h1"))?.id, "t1");
+    assert.equal(await store.apiTokens.findByHash("nope"), undefined);
+    await store.apiTokens.touch("t1", "2026-11-25T01:00:00.000Z");
+    assert.equal(await store.apiTokens.revoke("t1", "2026-11-25T02:00:00.000Z"), true);
+    assert.equal(await store.apiTokens.revoke("t1", "2026-11-25T03:00:00.000Z"), false);
+    assert.equal(await store.apiTokens.revoke("t9", "2026-11-25T03:00:00.000Z"), false);
+    assert.deepEqual(await store.apiTokens.list(), [
+      { id: "t1", name: "ops", hash: "h1", createdAt: "2026-11-25T00:00:00.000Z", lastUsedAt: "2026-11-25T01:00:00.000Z", revokedAt: "2026-11-25T02:00:00.000Z" },
+    ]);
+  });
+
+  withStore("a callback token is consumed once, and not after it expired", async (store) => {
+    const base = { nodeId: "n-1", provisioningId: "p-1", createdAt: "2026-11-25T00:00:00.000Z", expiresAt: "2026-11-25T00:30:00.000Z" };
+    await store.callbackTokens.issue({ ...base, hash: "c1" });
+    await store.callbackTokens.issue({ ...base, hash: "c2" });
+    const first = await store.callbackTokens.consume("c1", "2026-11-25T00:10:00.000Z");
+    assert.equal(first.ok, true);
+    assert.equal(first.ok && first.token.provisioningId, "p-1");
+    assert.equal((await store.callbackTokens.consume("c1", "2026-11-25T00:11:00.000Z")).ok, false);
+    assert.deepEqual(pick(await store.callbackTokens.consume("c1", "2026-11-25T00:11:00.000Z")), "used");
+    assert.deepEqual(pick(await store.callbackTokens.consume("c2", "2026-11-25T00:30:00.000Z")), "expired");
+    assert.deepEqual(pick(await store.callbackTokens.consume("zz", "2026-11-25T00:10:00.000Z")), "unknown");
+  });
+
+  withStore("revoking a node's callback tokens leaves the used ones as evidence", async (store) => {
+    const base = { nodeId: "n-1", provisioningId: "p-1", createdAt: "2026-11-25T00:00:00.000Z", expiresAt: "2026-11-25T00:30:00.000Z" };
+    await store.callbackTokens.issue({ ...base, hash: "c1" });
+    await store.callbackTokens.issue({ ...base, hash: "c2" });
+    await store.callbackTokens.consume("c1", "2026-11-25T00:10:00.000Z");
+    await store.callbackTokens.revokeForNode("n-1");
+    assert.equal(pick(await store.callbackTokens.consume("c2", "2026-11-25T00:10:00.000Z")), "unknown");
+    assert.equal(pick(await store.callbackTokens.consume("c1", "2026-11-25T00:10:00.000Z")), "used");
+  });
+}
+
+function pick(result: { ok: boolean; reason?: string }): string {
+  return result.ok ? "ok" : (result.reason ?? "?");
 }

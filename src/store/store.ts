@@ -5,6 +5,10 @@
  */
 export interface Store {
   readonly images: ImageRepository;
+  readonly nodes: NodeRepository;
+  readonly events: EventRepository;
+  readonly apiTokens: ApiTokenRepository;
+  readonly callbackTokens: CallbackTokenRepository;
   /** The schema version the store has migrated to. */
   schemaVersion(): Promise<number>;
   close(): Promise<void>;
@@ -33,4 +37,151 @@ export interface ImageRepository {
   list(name?: string): Promise<ImageVersionRecord[]>;
   /** Returns whether a record was removed. */
   remove(name: string, version: string): Promise<boolean>;
+}
+
+/** The lifecycle states of PRODUCT.md §5. */
+export const NODE_STATES = ["discovered", "ready", "provisioning", "provisioned", "failed", "retired"] as const;
+export type NodeState = (typeof NODE_STATES)[number];
+
+/** Where a node came from; `config` nodes have their profile, hostname and address owned by the config file. */
+export type NodeSource = "config" | "api" | "discovered";
+
+/**
+ * One machine of the inventory. A machine is recognised by any of its MACs or by its SMBIOS UUID:
+ * operators replace NICs and boot from different ports.
+ */
+export interface NodeRecord {
+  /** Stable id, independent of any MAC (`n-` and 12 hex digits). */
+  id: string;
+  /** Normalised `aa:bb:cc:dd:ee:ff`, at least one; the first is the one DHCP reservations are keyed by. */
+  macs: string[];
+  /** SMBIOS system UUID as last seen (lower case), or as registered. */
+  uuid?: string;
+  /** SMBIOS serial number as last seen. */
+  serial?: string;
+  /** DHCP option 12 and `centra.hostname=`. */
+  hostname?: string;
+  /** A profile of the config; a node without one cannot be provisioned. */
+  profile?: string;
+  /** The fixed address (yiaddr) DHCP reserves for this node. */
+  ipAddress?: string;
+  /** Pin the profile's image to this version instead of `current`. */
+  imageVersion?: string;
+  labels: Record<string, string>;
+  /** Firmware as last seen by DHCP (`bios`, `efi-x64`, …) or iPXE (`pcbios`, `efi`). */
+  firmware?: string;
+  state: NodeState;
+  source: NodeSource;
+  /** The current provisioning attempt; callback tokens are bound to it. */
+  provisioningId?: string;
+  /** When a node in `provisioning` becomes `failed` without a callback (ISO time). */
+  provisionDeadline?: string;
+  stateChangedAt: string;
+  createdAt: string;
+  lastSeenAt?: string;
+}
+
+export interface NodeFilter {
+  state?: NodeState;
+  profile?: string;
+  /** Every label given must match. */
+  labels?: Record<string, string>;
+}
+
+/** A uniqueness clash: which field and which node already holds the value. */
+export class NodeConflict extends Error {
+  constructor(
+    readonly field: "macs" | "uuid" | "hostname" | "ipAddress" | "id",
+    readonly value: string,
+    readonly holder: string | undefined,
+  ) {
+    super(`${field} ${value} already belongs to node ${holder ?? "(unknown)"}`);
+    this.name = "NodeConflict";
+  }
+}
+
+export interface NodeRepository {
+  /** Insert a new node; throws NodeConflict when a MAC, UUID, hostname or address is taken. */
+  create(record: NodeRecord): Promise<void>;
+  /** Replace a node whole (MACs included); throws NodeConflict like create. Returns false when it does not exist. */
+  replace(record: NodeRecord): Promise<boolean>;
+  get(id: string): Promise<NodeRecord | undefined>;
+  findByMac(mac: string): Promise<NodeRecord | undefined>;
+  findByUuid(uuid: string): Promise<NodeRecord | undefined>;
+  findByHostname(hostname: string): Promise<NodeRecord | undefined>;
+  /** By creation order. */
+  list(filter?: NodeFilter): Promise<NodeRecord[]>;
+  remove(id: string): Promise<boolean>;
+}
+
+/** One lifecycle event, kept after its node is gone. */
+export interface NodeEvent {
+  /** Increasing; SSE clients resume from it (`Last-Event-ID`). */
+  seq: number;
+  nodeId: string;
+  /** E.g. `discovered`, `transition`, `updated`, `removed`, `callback-rejected`. */
+  kind: string;
+  fromState?: NodeState;
+  toState?: NodeState;
+  at: string;
+  details: Record<string, unknown>;
+}
+
+export interface EventFilter {
+  nodeId?: string;
+  kind?: string;
+  /** Only events with a larger seq. */
+  afterSeq?: number;
+  /** Only events at or after this ISO time. */
+  since?: string;
+  /** At most this many, the newest (returned oldest first). */
+  limit?: number;
+}
+
+export interface EventRepository {
+  /** Append an event; returns it with its seq. */
+  append(event: Omit<NodeEvent, "seq">): Promise<NodeEvent>;
+  list(filter?: EventFilter): Promise<NodeEvent[]>;
+}
+
+/** An admin bearer token; only the sha256 of the secret is kept. */
+export interface ApiTokenRecord {
+  id: string;
+  name: string;
+  /** Hex sha256 of the whole token string. */
+  hash: string;
+  createdAt: string;
+  lastUsedAt?: string;
+  revokedAt?: string;
+}
+
+export interface ApiTokenRepository {
+  create(record: ApiTokenRecord): Promise<void>;
+  findByHash(hash: string): Promise<ApiTokenRecord | undefined>;
+  list(): Promise<ApiTokenRecord[]>;
+  /** Returns false when there is no such token or it was already revoked. */
+  revoke(id: string, at: string): Promise<boolean>;
+  touch(id: string, at: string): Promise<void>;
+}
+
+/** A single-use token handed to one node's installer for one provisioning attempt. */
+export interface CallbackTokenRecord {
+  hash: string;
+  nodeId: string;
+  provisioningId: string;
+  createdAt: string;
+  expiresAt: string;
+  usedAt?: string;
+}
+
+export type ConsumeResult =
+  | { ok: true; token: CallbackTokenRecord }
+  | { ok: false; reason: "unknown" | "used" | "expired"; token?: CallbackTokenRecord };
+
+export interface CallbackTokenRepository {
+  issue(record: CallbackTokenRecord): Promise<void>;
+  /** Mark a token used, atomically: of two callers with the same token exactly one gets ok. */
+  consume(hash: string, now: string): Promise<ConsumeResult>;
+  /** Forget every unused token of a node (a new attempt, a retirement, a removal). */
+  revokeForNode(nodeId: string): Promise<void>;
 }
