@@ -1,0 +1,210 @@
+import { join } from "node:path";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from "fastify";
+import { renderEntryScript, renderMachineScript, ENTRY_SCRIPT_PATH, MACHINE_SCRIPT_PATH } from "../boot/ipxe.js";
+import { isPlainName } from "../boot/image-catalog.js";
+import type { BootResolver, BootSpec, MachineIdentity } from "../boot/spec.js";
+import type { Config } from "../config/schema.js";
+import { normalizeMac } from "../config/primitives.js";
+import type { Logger } from "../log.js";
+import type { ServiceHealth } from "../server/service.js";
+import { refusedRawPath } from "./raw-path.js";
+import { sendFile } from "./static-file.js";
+
+export interface HttpAppOptions {
+  /** The config in force; a function so a reload is seen by the next request. */
+  config: Config | (() => Config);
+  logger: Logger;
+  resolver: BootResolver | (() => BootResolver);
+  /** Every part of the daemon by name, for `/health` (PRODUCT.md §3). */
+  health: () => Record<string, ServiceHealth>;
+  /** More routes, e.g. the REST API under /api/v1; registered after the boot routes. */
+  extraPlugins?: FastifyPluginAsync[];
+}
+
+/**
+ * The HTTP boot app (PRODUCT.md §3): the seed's paths, the iPXE scripts and `/health`. Built
+ * without listening, so tests drive it with `app.inject`; server.ts puts it on a socket.
+ */
+export async function createHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
+  const currentConfig = typeof options.config === "function" ? options.config : () => options.config as Config;
+  const currentResolver = typeof options.resolver === "function" ? options.resolver : () => options.resolver as BootResolver;
+  const logger = options.logger;
+
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // One line per boot decision is logged below; a line per request would drown it.
+    disableRequestLogging: true,
+    // HEAD is handled by each route itself: Fastify's automatic HEAD would open and stream files.
+    exposeHeadRoutes: false,
+    // SIGTERM must not wait for a 500 MB download to finish; iPXE retries a cut download.
+    forceCloseConnections: true,
+  });
+
+  // Checked on the raw URL, before routing decodes it: `%2e%2e%2f` must never become `../`.
+  app.addHook("onRequest", async (request, reply) => {
+    const refusal = refusedRawPath(request.raw.url ?? "");
+    if (refusal !== undefined) {
+      logger.warn({ url: request.raw.url, remote: request.ip, reason: refusal }, "refused request path");
+      await reply.code(400).type("text/plain; charset=utf-8").send(`bad path: ${refusal}\n`);
+    }
+  });
+
+  const baseUrlOf = (request: FastifyRequest): string => baseUrlFor(request.headers.host, currentConfig());
+  const stateDir = () => currentConfig().stateDir;
+
+  app.route({
+    method: ["GET", "HEAD"],
+    url: ENTRY_SCRIPT_PATH,
+    handler: async (request, reply) => sendScript(reply, renderEntryScript(baseUrlOf(request))),
+  });
+
+  app.route({
+    method: ["GET", "HEAD"],
+    url: MACHINE_SCRIPT_PATH,
+    handler: async (request, reply) => {
+      const baseUrl = baseUrlOf(request);
+      const parsed = machineFromQuery(request.query);
+      let spec: BootSpec;
+      if (typeof parsed === "string") {
+        spec = { kind: "unavailable", reason: parsed };
+      } else {
+        spec = await currentResolver().resolve(parsed, { baseUrl, config: currentConfig() });
+      }
+      const machine = typeof parsed === "string" ? unidentified() : parsed;
+      logger.info(
+        {
+          mac: machine.mac,
+          platform: machine.platform,
+          buildarch: machine.buildarch,
+          uuid: machine.uuid || undefined,
+          serial: machine.serial || undefined,
+          remote: request.ip,
+          boot: spec.kind,
+          ...(spec.kind === "image" ? { profile: spec.profile, hostname: spec.hostname, image: `${spec.image}/${spec.version}` } : {}),
+          ...(spec.kind === "unavailable" || spec.kind === "none" ? { reason: spec.reason } : {}),
+        },
+        "boot script",
+      );
+      return sendScript(reply, renderMachineScript(spec, machine, baseUrl));
+    },
+  });
+
+  // Bootloaders over HTTP too (UEFI HTTP boot fetches ipxe.efi this way).
+  app.route<{ Params: { file: string } }>({
+    method: ["GET", "HEAD"],
+    url: "/boot/ipxe/:file",
+    handler: async (request, reply) => sendFile(request, reply, join(stateDir(), "ipxe"), request.params.file, logger),
+  });
+
+  app.route<{ Params: { image: string; version: string; file: string } }>({
+    method: ["GET", "HEAD"],
+    url: "/boot/images/:image/:version/:file",
+    handler: async (request, reply) => {
+      const { image, version, file } = request.params;
+      return sendImageFile(request, reply, image, version, file);
+    },
+  });
+
+  // The seed's paths: /boot/nixos/{bzImage,initrd} are image `nixos`'s current version, and the
+  // seed's versioned layout /boot/nixos/<version>/… with `latest` for current.
+  app.route<{ Params: { file: string } }>({
+    method: ["GET", "HEAD"],
+    url: "/boot/nixos/:file",
+    handler: async (request, reply) => sendImageFile(request, reply, "nixos", "current", seedFileName(request.params.file)),
+  });
+  app.route<{ Params: { version: string; file: string } }>({
+    method: ["GET", "HEAD"],
+    url: "/boot/nixos/:version/:file",
+    handler: async (request, reply) => {
+      const version = request.params.version === "latest" ? "current" : request.params.version;
+      return sendImageFile(request, reply, "nixos", version, seedFileName(request.params.file));
+    },
+  });
+
+  app.get("/health", async (_request, reply) => {
+    const parts = options.health();
+    const failing = Object.entries(parts)
+      .filter(([, h]) => !h.ok)
+      .map(([name]) => name);
+    reply.header("cache-control", "no-store");
+    return reply.code(failing.length ? 503 : 200).send({ status: failing.length ? "unhealthy" : "ok", ...(failing.length ? { failing } : {}), parts });
+  });
+
+  for (const plugin of options.extraPlugins ?? []) await app.register(plugin);
+
+  async function sendImageFile(request: FastifyRequest, reply: FastifyReply, image: string, version: string, file: string): Promise<void> {
+    // `current` is a symlink inside images/<name>/; resolving it here, per request, is what makes
+    // `images use` take effect for the next download without a restart.
+    if (!isPlainName(image) || !(version === "current" || isPlainName(version))) {
+      await reply.code(404).type("text/plain; charset=utf-8").send("not found\n");
+      return;
+    }
+    return sendFile(request, reply, join(stateDir(), "images"), `${image}/${version}/${file}`, logger);
+  }
+
+  return app;
+}
+
+/** The seed served `bzImage`; images store it as `kernel`. */
+function seedFileName(file: string): string {
+  return file === "bzImage" ? "kernel" : file;
+}
+
+async function sendScript(reply: FastifyReply, text: string): Promise<FastifyReply> {
+  // Scripts are decisions made now (images switch, nodes change state): never cached.
+  return reply.header("cache-control", "no-store").type("text/plain; charset=utf-8").send(text);
+}
+
+/**
+ * The base of URLs in scripts. The Host header the client used reaches us by definition (iPXE
+ * sends the host and port it was told), which also holds behind port forwards and on port 0 in
+ * tests; anything that does not look like host[:port] falls back to the configured address.
+ */
+export function baseUrlFor(host: string | undefined, config: Config): string {
+  if (host !== undefined && /^([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?$/.test(host)) return `http://${host}`;
+  const port = config.http.port;
+  return `http://${config.serverAddress}${port === 80 || port === 0 ? "" : `:${port}`}`;
+}
+
+type QueryValue = string | string[] | undefined;
+
+function first(value: QueryValue): string {
+  return (Array.isArray(value) ? value[0] : value) ?? "";
+}
+
+/**
+ * The identity iPXE put in the query (see MACHINE_QUERY in boot/ipxe.ts), checked field by field.
+ * Returns the reason as a string when the machine cannot be identified at all.
+ */
+export function machineFromQuery(query: unknown): MachineIdentity | string {
+  const q = (typeof query === "object" && query !== null ? query : {}) as Record<string, QueryValue>;
+  const rawMac = first(q.mac);
+  const mac = normalizeMac(rawMac);
+  if (mac === undefined) {
+    return rawMac === ""
+      ? "the request carried no MAC address (is this iPXE older than netX support?)"
+      : `the request carried an unreadable MAC address ${JSON.stringify(rawMac.slice(0, 40))}`;
+  }
+  // Only EFI changes the script (initrd=, exit). Anything else, including a missing value from
+  // an old iPXE, is treated as BIOS, which is what such builds are.
+  const platform = first(q.platform) === "efi" ? "efi" : "pcbios";
+  const buildarch = /^[a-z0-9_]{1,16}$/.test(first(q.buildarch)) ? first(q.buildarch) : "";
+  const uuid = /^[0-9A-Fa-f-]{1,36}$/.test(first(q.uuid)) ? first(q.uuid).toLowerCase() : "";
+  // Serials are free text from SMBIOS: kept for the log and the lifecycle, never put in a script.
+  const serial = first(q.serial)
+    .replace(/[\x00-\x1f\x7f]/g, "")
+    .slice(0, 128);
+  const profile = first(q.profile);
+  return {
+    mac,
+    platform,
+    buildarch,
+    uuid,
+    serial,
+    ...(/^[a-z0-9][a-z0-9-]{0,62}$/.test(profile) ? { requestedProfile: profile } : {}),
+  };
+}
+
+function unidentified(): MachineIdentity {
+  return { mac: "(unknown MAC)", platform: "pcbios", buildarch: "", uuid: "", serial: "" };
+}

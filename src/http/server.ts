@@ -1,0 +1,95 @@
+import type { AddressInfo } from "node:net";
+import type { FastifyInstance, FastifyPluginAsync } from "fastify";
+import { createFileImageCatalog, type ImageCatalog } from "../boot/image-catalog.js";
+import { createConfigResolver } from "../boot/resolver.js";
+import type { BootResolver } from "../boot/spec.js";
+import type { Config } from "../config/schema.js";
+import type { Logger } from "../log.js";
+import type { Service, ServiceHealth } from "../server/service.js";
+import { createHttpApp } from "./app.js";
+
+export interface HttpServiceOptions {
+  config: Config;
+  logger: Logger;
+  /** Machine → boot spec; default: the static config's nodes and profiles over stateDir's images. */
+  resolver?: BootResolver;
+  /** Used by the default resolver; default: the files in stateDir/images. */
+  images?: (config: Config) => ImageCatalog;
+  /** Every part of the daemon for `/health`; default: this service alone. */
+  health?: () => Record<string, ServiceHealth>;
+  extraPlugins?: FastifyPluginAsync[];
+}
+
+export interface HttpService extends Service {
+  /** Where the server listens (the real port when configured with port 0), once started. */
+  address(): { address: string; port: number } | undefined;
+}
+
+/**
+ * The HTTP part of the daemon: the app of app.ts on config.http.bindAddress:config.http.port.
+ * A reload that moves the port or address binds the new socket before closing the old one, so a
+ * bad new port is refused while the old one keeps serving.
+ */
+export function createHttpService(options: HttpServiceOptions): HttpService {
+  const logger = options.logger.child({ part: "http" });
+  let config = options.config;
+  const catalogFor = options.images ?? ((c: Config) => createFileImageCatalog(c.stateDir));
+  let resolver = options.resolver ?? createConfigResolver(catalogFor(config));
+  let app: FastifyInstance | undefined;
+  let listening: { address: string; port: number } | undefined;
+
+  const service: HttpService = {
+    name: "http",
+    async start() {
+      const started = await listen(config);
+      app = started.app;
+      listening = started.address;
+      logger.info(listening, "HTTP boot service listening");
+    },
+    async stop() {
+      const closing = app;
+      app = undefined;
+      listening = undefined;
+      await closing?.close();
+    },
+    async reload(next) {
+      const moved = next.http.port !== config.http.port || next.http.bindAddress !== config.http.bindAddress;
+      if (moved && app) {
+        const started = await listen(next);
+        const old = app;
+        app = started.app;
+        listening = started.address;
+        logger.info(listening, "HTTP boot service moved");
+        await old.close();
+      }
+      if (!options.resolver && next.stateDir !== config.stateDir) resolver = createConfigResolver(catalogFor(next));
+      config = next;
+    },
+    health() {
+      return listening ? { ok: true } : { ok: false, detail: "not listening" };
+    },
+    address() {
+      return listening;
+    },
+  };
+
+  async function listen(on: Config): Promise<{ app: FastifyInstance; address: { address: string; port: number } }> {
+    const instance = await createHttpApp({
+      config: () => config,
+      logger,
+      resolver: () => resolver,
+      health: options.health ?? (() => ({ http: service.health() })),
+      ...(options.extraPlugins ? { extraPlugins: options.extraPlugins } : {}),
+    });
+    try {
+      await instance.listen({ host: on.http.bindAddress, port: on.http.port });
+    } catch (error) {
+      await instance.close();
+      throw error;
+    }
+    const info = instance.server.address() as AddressInfo;
+    return { app: instance, address: { address: info.address, port: info.port } };
+  }
+
+  return service;
+}
