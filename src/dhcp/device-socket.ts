@@ -1,0 +1,49 @@
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import dgram from "node:dgram";
+
+/**
+ * The native addon (native/udp-device-socket.c): UDP sockets bound to one interface with
+ * SO_BINDTODEVICE, so the kernel drops requests from every other network before we see them.
+ */
+interface DeviceSocketAddon {
+  openDeviceSocket(interfaceName: string, port: number, receiveBufferBytes: number): number;
+  setArpEntry(interfaceName: string, address: string, mac: Buffer): void;
+}
+
+let addon: DeviceSocketAddon | undefined;
+
+function loadAddon(): DeviceSocketAddon {
+  if (addon) return addon;
+  // Same relative path from src/dhcp (tsx) and dist/dhcp (built): the repo root's build/.
+  const path = fileURLToPath(new URL("../../build/Release/udp_device_socket.node", import.meta.url));
+  try {
+    addon = createRequire(import.meta.url)(path) as DeviceSocketAddon;
+  } catch (error) {
+    throw new Error(`the DHCP server needs its native addon at ${path}; build it with \`npm run build:native\``, { cause: error });
+  }
+  return addon;
+}
+
+/** A dgram socket that receives only what arrives on `interfaceName`, and sends only out of it. */
+export async function openDeviceSocket(interfaceName: string, port: number, receiveBufferBytes = 8 << 20): Promise<dgram.Socket> {
+  const fd = loadAddon().openDeviceSocket(interfaceName, port, receiveBufferBytes);
+  const socket = dgram.createSocket({ type: "udp4" });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    // Node adopts an already bound descriptor when given `fd`.
+    socket.bind({ fd }, () => {
+      socket.off("error", reject);
+      resolve();
+    });
+  });
+  return socket;
+}
+
+/**
+ * Teach the kernel `address` is at `mac` on `interfaceName`, so a unicast reply reaches a client
+ * that cannot answer ARP yet (RFC 2131 §4.1).
+ */
+export function setArpEntry(interfaceName: string, address: string, mac: Buffer): void {
+  loadAddon().setArpEntry(interfaceName, address, mac);
+}

@@ -1,0 +1,415 @@
+import { formatIpv4 } from "../config/primitives.js";
+import { detectFirmware, isNetworkBootClient, type BootDecision, type ClientHints } from "../boot/firmware.js";
+import { replyDestination, type Destination } from "./destination.js";
+import { MessageType, messageTypeName, Option } from "./options.js";
+import {
+  addressBytes,
+  addressListBytes,
+  BootOp,
+  BROADCAST_FLAG,
+  clientArchitecture,
+  hardwareAddress,
+  machineUuid,
+  maxMessageSize,
+  messageType,
+  optionAddress,
+  optionString,
+  uint32Bytes,
+  userClasses,
+  type DhcpPacket,
+} from "./packet.js";
+import type { AddressPool, PoolLease } from "./pool.js";
+import type { PerClientRateLimit } from "./rate-limit.js";
+
+/**
+ * The DHCP decisions of RFC 2131 §4.3 and PXE, as a function: request + context → reply or a reason
+ * to stay silent, plus the lease changes that must be durable before the reply leaves. No sockets,
+ * no store, no logger; the clock is `context.now`.
+ */
+
+/** One subnet we hand out addresses in: the interface's own, or one behind a relay. */
+export interface SubnetPlan {
+  network: number;
+  mask: number;
+  broadcast: number;
+  router?: number;
+  dns: number[];
+  domain?: string;
+  leaseSeconds: number;
+  pool: AddressPool;
+  /** `10.0.100.0/24`, for logs. */
+  label: string;
+}
+
+/** What the inventory knows about a MAC (config `nodes`, later the database). */
+export interface NodeReservation {
+  ipAddress?: number;
+  hostname?: string;
+}
+
+export interface DhcpContext {
+  mode: "server" | "proxy";
+  serverAddress: number;
+  /** The first is the configured interface's subnet (used when giaddr is 0). */
+  subnets: readonly SubnetPlan[];
+  lookupNode(mac: string): NodeReservation | undefined;
+  decideBoot(hints: ClientHints): BootDecision;
+  rateLimit?: PerClientRateLimit;
+  now: number;
+  /** How long a DECLINEd address stays out of the pool. */
+  declineQuarantineMs?: number;
+}
+
+/** What the client told us about itself, for the inventory (`observer` of the service). */
+export interface SeenClient {
+  mac: string;
+  firmware: string;
+  arch?: number;
+  uuid?: string;
+  userClass?: string;
+}
+
+export type HandleResult =
+  | {
+      kind: "reply";
+      reply: DhcpPacket;
+      destination: Destination;
+      maxSize: number;
+      /** Lease changes to make durable before the reply is sent. */
+      persist: PoolLease[];
+      seen?: SeenClient;
+      /** Operator-facing remarks (a refused bootloader, …), logged at warn. */
+      warnings: string[];
+    }
+  | { kind: "ignore"; reason: string; persist: PoolLease[]; seen?: SeenClient; warnings: string[]; /** worth an operator's attention */ notable?: boolean };
+
+/** Where the request came in. `pxe` is the proxyDHCP boot-server port 4011. */
+export interface RequestSource {
+  address: number;
+  port: number;
+  pxePort: boolean;
+}
+
+const DEFAULT_QUARANTINE_MS = 10 * 60_000;
+
+function ignore(reason: string, extra: Partial<Extract<HandleResult, { kind: "ignore" }>> = {}): HandleResult {
+  return { kind: "ignore", reason, persist: [], warnings: [], ...extra };
+}
+
+function hintsOf(request: DhcpPacket): ClientHints {
+  return { arch: clientArchitecture(request), userClasses: userClasses(request), vendorClass: optionString(request, Option.VendorClassIdentifier) };
+}
+
+function selectSubnet(request: DhcpPacket, context: DhcpContext): SubnetPlan | undefined {
+  if (request.giaddr === 0) return context.subnets[0];
+  return context.subnets.find((s) => ((request.giaddr & s.mask) >>> 0) === s.network);
+}
+
+export function handle(request: DhcpPacket, context: DhcpContext, source: RequestSource = { address: 0, port: 68, pxePort: false }): HandleResult {
+  if (request.op !== BootOp.Request) return ignore("not a BOOTREQUEST");
+  if (request.hlen === 0) return ignore("no hardware address (hlen 0)");
+  const type = messageType(request);
+  if (type === undefined) return ignore("plain BOOTP (no option 53) is not served");
+  const mac = hardwareAddress(request);
+  if (context.rateLimit && !context.rateLimit.allow(mac, context.now)) return ignore(`rate limit: ${mac} sends too many packets`, { notable: true });
+
+  const hints = hintsOf(request);
+  const bootClient = isNetworkBootClient(hints);
+  const seen: SeenClient | undefined =
+    bootClient && (type === MessageType.Discover || type === MessageType.Request)
+      ? { mac, firmware: detectFirmware(hints), arch: hints.arch, uuid: machineUuid(request), userClass: hints.userClasses[0] }
+      : undefined;
+
+  if (context.mode === "proxy") return withSeen(handleProxy(request, type, hints, context, source), seen);
+
+  if (source.pxePort) return ignore("port 4011 is served in proxy mode only", { seen });
+  const subnet = selectSubnet(request, context);
+  if (!subnet) return ignore(`relayed from ${formatIpv4(request.giaddr)}, which is in no configured subnet (add it to dhcp.subnets)`, { seen, notable: true });
+
+  switch (type) {
+    case MessageType.Discover:
+      return withSeen(discover(request, mac, hints, subnet, context), seen);
+    case MessageType.Request:
+      return withSeen(requestMessage(request, mac, hints, subnet, context), seen);
+    case MessageType.Decline:
+      return decline(request, mac, subnet, context);
+    case MessageType.Release:
+      return release(request, mac, subnet, context);
+    case MessageType.Inform:
+      return inform(request, hints, subnet, context);
+    default:
+      return ignore(`${messageTypeName(type)} is not a client message`);
+  }
+}
+
+function withSeen(result: HandleResult, seen: SeenClient | undefined): HandleResult {
+  if (seen) result.seen = seen;
+  return result;
+}
+
+/** The fixed address of a known node, when it lies in this subnet. */
+function reservedAddress(mac: string, subnet: SubnetPlan, context: DhcpContext): { node?: NodeReservation; fixed?: number } {
+  const node = context.lookupNode(mac);
+  const fixed = node?.ipAddress;
+  if (fixed !== undefined && ((fixed & subnet.mask) >>> 0) === subnet.network) return { node, fixed };
+  return { node };
+}
+
+function discover(request: DhcpPacket, mac: string, hints: ClientHints, subnet: SubnetPlan, context: DhcpContext): HandleResult {
+  const { node, fixed } = reservedAddress(mac, subnet, context);
+  let address = fixed;
+  if (address === undefined) {
+    address = subnet.pool.choose(mac, optionAddress(request, Option.RequestedIpAddress), context.now);
+    if (address === undefined) {
+      const usage = subnet.pool.usage(context.now);
+      return ignore(
+        `no free address for ${mac} in ${subnet.label}: all ${usage.size} addresses of ${formatIpv4(subnet.pool.start)}-${formatIpv4(subnet.pool.end)} are leased (${usage.bound}) or quarantined after a conflict (${usage.declined}); widen dhcp.range, shorten dhcp.leaseTime, or give known machines fixed addresses in nodes`,
+        { notable: true },
+      );
+    }
+    subnet.pool.hold(mac, address, context.now);
+  }
+  return reply(request, MessageType.Offer, address, hints, subnet, context, node, []);
+}
+
+function requestMessage(request: DhcpPacket, mac: string, hints: ClientHints, subnet: SubnetPlan, context: DhcpContext): HandleResult {
+  const serverId = optionAddress(request, Option.ServerIdentifier);
+  const requested = optionAddress(request, Option.RequestedIpAddress);
+  let wanted: number;
+  let state: string;
+  if (serverId !== undefined) {
+    // RFC 2131 §4.3.2 SELECTING: the client broadcasts its choice; another server's choice frees our offer.
+    if (serverId !== context.serverAddress) {
+      subnet.pool.dropOffer(mac);
+      return ignore(`${mac} chose server ${formatIpv4(serverId)}`);
+    }
+    state = "selecting";
+    wanted = requested ?? request.ciaddr;
+  } else if (requested !== undefined) {
+    state = "init-reboot";
+    wanted = requested;
+  } else if (request.ciaddr !== 0) {
+    state = "renewing";
+    wanted = request.ciaddr;
+  } else {
+    return ignore(`REQUEST from ${mac} names no address (neither option 50 nor ciaddr)`);
+  }
+
+  const nak = (why: string) => nakReply(request, subnet, context, `${state}: ${why}`);
+  const { node, fixed } = reservedAddress(mac, subnet, context);
+  if (((wanted & subnet.mask) >>> 0) !== subnet.network) return nak(`${formatIpv4(wanted)} is not on ${subnet.label}`);
+  if (fixed !== undefined) {
+    if (wanted !== fixed) return nak(`${mac} is reserved ${formatIpv4(fixed)}, not ${formatIpv4(wanted)}`);
+  } else {
+    if (!subnet.pool.contains(wanted)) return nak(`${formatIpv4(wanted)} is outside the pool`);
+    if (!subnet.pool.isAvailableTo(wanted, mac, context.now)) return nak(`${formatIpv4(wanted)} belongs to another client`);
+  }
+  const lease: PoolLease = {
+    address: wanted,
+    mac,
+    clientId: request.options.get(Option.ClientIdentifier)?.toString("hex"),
+    hostname: node?.hostname ?? optionString(request, Option.HostName),
+    expiresAt: context.now + subnet.leaseSeconds * 1000,
+    state: "bound",
+  };
+  if (fixed === undefined) {
+    subnet.pool.put(lease);
+    subnet.pool.dropOffer(mac);
+  }
+  return reply(request, MessageType.Ack, wanted, hints, subnet, context, node, [lease]);
+}
+
+function nakReply(request: DhcpPacket, subnet: SubnetPlan, context: DhcpContext, why: string): HandleResult {
+  const nak = baseReply(request);
+  // RFC 2131 §4.3.2: a relayed NAK carries the broadcast bit so the relay broadcasts it.
+  if (request.giaddr !== 0) nak.flags |= BROADCAST_FLAG;
+  nak.options.set(Option.MessageType, Buffer.from([MessageType.Nak]));
+  nak.options.set(Option.ServerIdentifier, addressBytes(context.serverAddress));
+  nak.options.set(Option.Message, Buffer.from(why.slice(0, 200), "latin1"));
+  echoRelayAgent(request, nak);
+  return { kind: "reply", reply: nak, destination: replyDestination(request, MessageType.Nak, nak), maxSize: maxMessageSize(request), persist: [], warnings: [] };
+}
+
+function decline(request: DhcpPacket, mac: string, subnet: SubnetPlan, context: DhcpContext): HandleResult {
+  const address = optionAddress(request, Option.RequestedIpAddress);
+  const serverId = optionAddress(request, Option.ServerIdentifier);
+  if (serverId !== undefined && serverId !== context.serverAddress) return ignore("DECLINE for another server");
+  if (address === undefined || !subnet.pool.contains(address)) return ignore(`DECLINE from ${mac} for an address outside the pool`);
+  const holder = subnet.pool.leaseAt(address);
+  if (holder && holder.mac !== mac && holder.expiresAt > context.now && holder.state === "bound") return ignore(`DECLINE from ${mac} for ${formatIpv4(address)}, which it does not hold`);
+  const quarantineMs = context.declineQuarantineMs ?? DEFAULT_QUARANTINE_MS;
+  // RFC 2131 §4.3.3: the address is in use by something we do not know; keep it out of the pool.
+  const lease: PoolLease = { address, mac: "", expiresAt: context.now + quarantineMs, state: "declined" };
+  subnet.pool.put(lease);
+  subnet.pool.dropOffer(mac);
+  return ignore(`${mac} declined ${formatIpv4(address)}: another host on the network already uses it; kept out of the pool for ${Math.round(quarantineMs / 1000)}s`, {
+    persist: [lease],
+    notable: true,
+  });
+}
+
+function release(request: DhcpPacket, mac: string, subnet: SubnetPlan, context: DhcpContext): HandleResult {
+  const { fixed, node } = reservedAddress(mac, subnet, context);
+  if (fixed !== undefined && fixed === request.ciaddr) {
+    // A reserved address stays reserved; the record only says the machine let go of it.
+    const released: PoolLease = { address: fixed, mac, hostname: node?.hostname, expiresAt: context.now, state: "released" };
+    return ignore(`${mac} released its reserved ${formatIpv4(fixed)}`, { persist: [released] });
+  }
+  const lease = subnet.pool.leaseAt(request.ciaddr);
+  if (!lease || lease.mac !== mac || lease.state !== "bound") return ignore(`RELEASE from ${mac} for ${formatIpv4(request.ciaddr)}, which it does not hold`);
+  // Keep the MAC on the record: the client gets the same address back next time if it is still free.
+  const released: PoolLease = { ...lease, state: "released", expiresAt: context.now };
+  subnet.pool.put(released);
+  return ignore(`${mac} released ${formatIpv4(request.ciaddr)}`, { persist: [released] });
+}
+
+function inform(request: DhcpPacket, hints: ClientHints, subnet: SubnetPlan, context: DhcpContext): HandleResult {
+  if (request.ciaddr === 0) return ignore("INFORM without ciaddr");
+  return reply(request, MessageType.Ack, 0, hints, subnet, context, undefined, []);
+}
+
+/** The parts every reply shares (RFC 2131 §4.3.1 table 3). */
+function baseReply(request: DhcpPacket): DhcpPacket {
+  return {
+    op: BootOp.Reply,
+    htype: request.htype,
+    hlen: request.hlen,
+    hops: 0,
+    xid: request.xid,
+    secs: 0,
+    flags: request.flags & BROADCAST_FLAG,
+    ciaddr: 0,
+    yiaddr: 0,
+    siaddr: 0,
+    giaddr: request.giaddr,
+    chaddr: request.chaddr,
+    sname: "",
+    file: "",
+    options: new Map(),
+  };
+}
+
+function echoRelayAgent(request: DhcpPacket, reply: DhcpPacket): void {
+  // RFC 3046 §2.2: the relay expects its option 82 back unchanged, as the last option.
+  const agent = request.options.get(Option.RelayAgentInformation);
+  if (agent && request.giaddr !== 0) reply.options.set(Option.RelayAgentInformation, agent);
+}
+
+/**
+ * Options in the order the client asked for them (option 55), then the rest: some firmware reads
+ * only as far as it needs, and a client's `maxSize` may cut the tail.
+ */
+function orderByRequestList(request: DhcpPacket, options: Map<number, Buffer>): Map<number, Buffer> {
+  const list = request.options.get(Option.ParameterRequestList);
+  const ordered = new Map<number, Buffer>();
+  for (const code of [Option.MessageType, Option.ServerIdentifier, Option.LeaseTime]) {
+    const v = options.get(code);
+    if (v) ordered.set(code, v);
+  }
+  if (list) for (const code of list) {
+    const v = options.get(code);
+    if (v && !ordered.has(code)) ordered.set(code, v);
+  }
+  for (const [code, v] of options) if (!ordered.has(code) && code !== Option.RelayAgentInformation) ordered.set(code, v);
+  const agent = options.get(Option.RelayAgentInformation);
+  if (agent) ordered.set(Option.RelayAgentInformation, agent);
+  return ordered;
+}
+
+/** PXE 2.1 §2.2.5 option 43 sub-option 6 = 8: boot the file named in this reply, no menu, no discovery. */
+const PXE_VENDOR_OPTIONS = Buffer.from([6, 1, 8, 255]);
+
+/** Boot fields: `siaddr`, `file`, options 66/67, and the option 60/43/97 answers PXE ROMs expect. */
+function addBoot(request: DhcpPacket, reply: DhcpPacket, hints: ClientHints, context: DhcpContext, warnings: string[]): boolean {
+  if (!isNetworkBootClient(hints)) return false;
+  const decision = context.decideBoot(hints);
+  if (decision.kind === "none") {
+    warnings.push(`no boot answer for ${hardwareAddress(request)}: ${decision.reason}`);
+    return false;
+  }
+  const server = formatIpv4(context.serverAddress);
+  reply.siaddr = context.serverAddress;
+  reply.options.set(Option.TftpServerName, Buffer.from(server, "latin1"));
+  const file = decision.kind === "tftp" ? decision.filename : decision.url;
+  reply.file = file;
+  reply.options.set(Option.BootfileName, Buffer.from(file, "latin1"));
+  if (decision.kind === "http" && decision.httpClient) {
+    // UEFI HTTP boot ignores offers that do not echo `HTTPClient` (UEFI 2.x §24.7.2).
+    reply.options.set(Option.VendorClassIdentifier, Buffer.from("HTTPClient", "latin1"));
+  } else if ((hints.vendorClass ?? "").startsWith("PXEClient") && decision.firmware !== "ipxe") {
+    // PXE ROMs treat an offer without `PXEClient` as not for them, and without option 43 some
+    // (older Intel and Broadcom ROMs) wait for a boot-server discovery that never comes.
+    reply.options.set(Option.VendorClassIdentifier, Buffer.from("PXEClient", "latin1"));
+    reply.options.set(Option.VendorSpecific, PXE_VENDOR_OPTIONS);
+  }
+  // PXE ROMs in the wild check that their GUID comes back before they accept the offer.
+  const guid = request.options.get(Option.ClientMachineIdentifier);
+  if (guid) reply.options.set(Option.ClientMachineIdentifier, guid);
+  return true;
+}
+
+function reply(
+  request: DhcpPacket,
+  type: MessageType,
+  address: number,
+  hints: ClientHints,
+  subnet: SubnetPlan,
+  context: DhcpContext,
+  node: NodeReservation | undefined,
+  persist: PoolLease[],
+): HandleResult {
+  const out = baseReply(request);
+  out.yiaddr = address;
+  if (type === MessageType.Ack && request.ciaddr !== 0) out.ciaddr = request.ciaddr;
+  const options = out.options;
+  options.set(Option.MessageType, Buffer.from([type]));
+  options.set(Option.ServerIdentifier, addressBytes(context.serverAddress));
+  if (address !== 0) {
+    // RFC 2131 §4.3.1: lease time in OFFER and ACK, never in an ACK to INFORM.
+    options.set(Option.LeaseTime, uint32Bytes(subnet.leaseSeconds));
+    options.set(Option.RenewalTime, uint32Bytes(Math.floor(subnet.leaseSeconds / 2)));
+    options.set(Option.RebindingTime, uint32Bytes(Math.floor((subnet.leaseSeconds * 7) / 8)));
+  }
+  options.set(Option.SubnetMask, addressBytes(subnet.mask));
+  if (subnet.router !== undefined) options.set(Option.Router, addressBytes(subnet.router));
+  if (subnet.dns.length) options.set(Option.DomainNameServer, addressListBytes(subnet.dns));
+  if (subnet.domain) options.set(Option.DomainName, Buffer.from(subnet.domain, "latin1"));
+  options.set(Option.BroadcastAddress, addressBytes(subnet.broadcast));
+  if (node?.hostname) options.set(Option.HostName, Buffer.from(node.hostname, "latin1"));
+  const warnings: string[] = [];
+  addBoot(request, out, hints, context, warnings);
+  echoRelayAgent(request, out);
+  out.options = orderByRequestList(request, options);
+  return { kind: "reply", reply: out, destination: replyDestination(request, type, out), maxSize: maxMessageSize(request), persist, warnings };
+}
+
+/**
+ * proxyDHCP (PXE 2.1 §2.2.3), as dnsmasq and Pixiecore do it: beside a DHCP server that hands out
+ * addresses, answer PXE clients only, with boot information and no address, on 67 and on 4011.
+ */
+function handleProxy(request: DhcpPacket, type: number, hints: ClientHints, context: DhcpContext, source: RequestSource): HandleResult {
+  if (!isNetworkBootClient(hints)) return ignore("proxy mode: not a PXE client");
+  let replyType: MessageType;
+  if (source.pxePort) {
+    if (type !== MessageType.Request && type !== MessageType.Inform) return ignore(`proxy mode: ${messageTypeName(type)} on port 4011`);
+    replyType = MessageType.Ack;
+  } else if (type === MessageType.Discover) {
+    replyType = MessageType.Offer;
+  } else if (type === MessageType.Request && optionAddress(request, Option.ServerIdentifier) === context.serverAddress) {
+    // Some ROMs send their REQUEST to whichever offer had the boot file, i.e. to us.
+    replyType = MessageType.Ack;
+  } else {
+    return ignore(`proxy mode: ${messageTypeName(type)} is for the real DHCP server`);
+  }
+  const out = baseReply(request);
+  if (replyType === MessageType.Ack && request.ciaddr !== 0) out.ciaddr = request.ciaddr;
+  out.options.set(Option.MessageType, Buffer.from([replyType]));
+  out.options.set(Option.ServerIdentifier, addressBytes(context.serverAddress));
+  const warnings: string[] = [];
+  if (!addBoot(request, out, hints, context, warnings)) return ignore(warnings[0] ?? "proxy mode: nothing to boot", { warnings, notable: true });
+  // The PXE spec requires option 60 `PXEClient` in every proxy reply, iPXE included.
+  if (!out.options.has(Option.VendorClassIdentifier)) out.options.set(Option.VendorClassIdentifier, Buffer.from("PXEClient", "latin1"));
+  echoRelayAgent(request, out);
+  out.options = orderByRequestList(request, out.options);
+  return { kind: "reply", reply: out, destination: replyDestination(request, replyType, out, source), maxSize: maxMessageSize(request), persist: [], warnings };
+}

@@ -1,0 +1,225 @@
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { decideBoot, httpBootBase, type ClientHints } from "../boot/firmware.js";
+import { formatIpv4, normalizeMac, parseIpv4 } from "../config/primitives.js";
+import type { Config, DhcpSubnetConfig } from "../config/schema.js";
+import type { Logger } from "../log.js";
+import type { Service, ServiceHealth } from "../server/service.js";
+import { PXE_PORT } from "./destination.js";
+import { handle, type DhcpContext, type HandleResult, type NodeReservation, type SeenClient, type SubnetPlan } from "./handler.js";
+import type { LeaseStore } from "./lease-store.js";
+import { messageTypeName } from "./options.js";
+import { hardwareAddress, messageType } from "./packet.js";
+import { AddressPool, fromRecord, toRecord, type PoolLease } from "./pool.js";
+import { PerClientRateLimit } from "./rate-limit.js";
+import { DhcpSocketServer, type DhcpCounters } from "./server.js";
+
+export type { LeaseRecord, LeaseStore } from "./lease-store.js";
+export type { SeenClient } from "./handler.js";
+
+export interface DhcpServiceOptions {
+  config: Config;
+  logger: Logger;
+  leases: LeaseStore;
+  /** Called for every DISCOVER/REQUEST of a network-boot client (the inventory records them). */
+  observer?: (seen: SeenClient) => void;
+  /** Consulted before `config.nodes` (the inventory in the database). */
+  lookupNode?: (mac: string) => { ipAddress?: string; hostname?: string } | undefined;
+  /** The clock; tests may pin it. */
+  now?: () => number;
+}
+
+export interface DhcpService extends Service {
+  readonly counters: DhcpCounters;
+}
+
+const BOOTLOADER_RESCAN_MS = 5_000;
+/** Log pool exhaustion and other operator-facing remarks at most this often per message kind. */
+const NOTABLE_LOG_INTERVAL_MS = 10_000;
+
+function planSubnet(s: DhcpSubnetConfig, previous: SubnetPlan[]): SubnetPlan {
+  const network = parseIpv4(s.subnet)!;
+  const mask = parseIpv4(s.netmask)!;
+  const start = parseIpv4(s.range.start)!;
+  const end = parseIpv4(s.range.end)!;
+  const reuse = previous.find((p) => p.pool.start === start && p.pool.end === end);
+  return {
+    network,
+    mask,
+    broadcast: s.broadcast !== undefined ? parseIpv4(s.broadcast)! : (network | ~mask) >>> 0,
+    router: s.router !== undefined ? parseIpv4(s.router) : undefined,
+    dns: s.dns.map((a) => parseIpv4(a)!),
+    domain: s.domain,
+    leaseSeconds: Math.max(60, Math.round(s.leaseTime / 1000)),
+    // Keep the live pool (offers, leases) when a reload leaves the range alone.
+    pool: reuse?.pool ?? new AddressPool(start, end),
+    label: `${s.subnet}/${s.netmask}`,
+  };
+}
+
+/**
+ * The DHCP part of the daemon (PRODUCT.md §3): authoritative server or proxyDHCP on
+ * `config.interface` only, leases in `leases`, durable before each ACK.
+ */
+export function createDhcpService(options: DhcpServiceOptions): DhcpService {
+  const { logger, leases, observer } = options;
+  const log = logger.child({ part: "dhcp" });
+  const now = options.now ?? Date.now;
+  let config = options.config;
+  let subnets: SubnetPlan[] = [];
+  let server: DhcpSocketServer | undefined;
+  let sweepTimer: NodeJS.Timeout | undefined;
+  const rateLimit = new PerClientRateLimit();
+  let installed: ReadonlySet<string> = new Set();
+  let installedAt = -Infinity;
+  const notableLoggedAt = new Map<string, number>();
+
+  const bootloaders = (): ReadonlySet<string> => {
+    const t = now();
+    if (t - installedAt > BOOTLOADER_RESCAN_MS) {
+      installedAt = t;
+      try {
+        installed = new Set(readdirSync(join(config.stateDir, "ipxe")));
+      } catch {
+        installed = new Set();
+      }
+    }
+    return installed;
+  };
+
+  const lookupNode = (mac: string): NodeReservation | undefined => {
+    const found = options.lookupNode?.(mac) ?? config.nodes[normalizeMac(mac) ?? mac];
+    if (!found) return undefined;
+    return { ipAddress: found.ipAddress !== undefined ? parseIpv4(found.ipAddress) : undefined, hostname: found.hostname };
+  };
+
+  const context: DhcpContext = {
+    mode: "server",
+    serverAddress: 0,
+    subnets: [],
+    lookupNode,
+    decideBoot: (hints: ClientHints) => decideBoot(hints, bootloaders(), httpBootBase(config.serverAddress, config.http.port)),
+    rateLimit,
+    now: 0,
+  };
+
+  const applyConfig = (next: Config) => {
+    const previous = subnets;
+    subnets = [planSubnet(next.dhcp, previous), ...next.dhcp.subnets.map((s) => planSubnet(s, previous))];
+    context.mode = next.dhcp.mode === "proxy" ? "proxy" : "server";
+    context.serverAddress = parseIpv4(next.serverAddress)!;
+    context.subnets = subnets;
+    config = next;
+    installedAt = -Infinity;
+  };
+
+  const loadPools = async () => {
+    const t = now();
+    let loaded = 0;
+    for (const record of await leases.loadLeases()) {
+      const lease = fromRecord(record);
+      if (!lease) continue;
+      const plan = subnets.find((s) => s.pool.contains(lease.address));
+      if (!plan) continue; // a fixed address, or a range that was since narrowed
+      plan.pool.put(lease);
+      if (lease.expiresAt > t) loaded++;
+    }
+    return loaded;
+  };
+
+  const logResult = (request: Parameters<typeof handle>[0], result: HandleResult) => {
+    if (result.seen && observer) {
+      try {
+        observer(result.seen);
+      } catch (error) {
+        log.error({ err: error }, "DHCP observer failed");
+      }
+    }
+    for (const warning of result.warnings) notable(warning, warning);
+    if (result.kind === "ignore") {
+      if (result.notable) notable(result.reason.replace(/[0-9a-f:]{17}/g, "MAC"), result.reason);
+      else if (log.isLevelEnabled("debug")) log.debug({ mac: hardwareAddress(request), type: messageTypeName(messageType(request)), reason: result.reason }, "no reply");
+    } else if (log.isLevelEnabled("debug")) {
+      log.debug({ mac: hardwareAddress(request), type: messageTypeName(messageType(request)), reply: messageTypeName(messageType(result.reply)), yiaddr: formatIpv4(result.reply.yiaddr), file: result.reply.file || undefined }, "reply");
+    }
+  };
+
+  /** Warn once per kind per interval: a rack of machines all failing the same way is one line, not a thousand. */
+  const notable = (kind: string, message: string) => {
+    const t = now();
+    const last = notableLoggedAt.get(kind) ?? -Infinity;
+    if (t - last < NOTABLE_LOG_INTERVAL_MS) return;
+    notableLoggedAt.set(kind, t);
+    log.warn(message);
+  };
+
+  applyConfig(config);
+
+  return {
+    name: "dhcp",
+    get counters(): DhcpCounters {
+      return server?.counters ?? { received: 0, dropped: 0, malformed: 0, replies: 0, ignored: 0, commits: 0, committedLeases: 0, sendErrors: 0 };
+    },
+
+    async start() {
+      if (config.dhcp.mode === "off") {
+        log.info("dhcp.mode is off; not answering DHCP");
+        return;
+      }
+      const active = context.mode === "server" ? await loadPools() : 0;
+      const proxy = context.mode === "proxy";
+      const ports = proxy ? [config.dhcp.port, PXE_PORT] : [config.dhcp.port];
+      server = new DhcpSocketServer({
+        interfaceName: config.interface,
+        ports,
+        pxePorts: new Set(proxy ? [PXE_PORT] : []),
+        logger: log,
+        handle: (request, source) => {
+          context.now = now();
+          return handle(request, context, source);
+        },
+        persist: (changes: PoolLease[]) => {
+          const t = now();
+          return leases.saveLeases(changes.map((l) => toRecord(l, t)));
+        },
+        onResult: logResult,
+      });
+      try {
+        await server.start();
+      } catch (error) {
+        await server.stop().catch(() => undefined);
+        server = undefined;
+        throw new Error(`DHCP cannot listen on interface ${config.interface} port(s) ${ports.join(", ")}: ${(error as Error).message}`, { cause: error });
+      }
+      sweepTimer = setInterval(() => {
+        const t = now();
+        for (const s of subnets) s.pool.sweepOffers(t);
+        rateLimit.sweep(t);
+      }, 30_000);
+      sweepTimer.unref();
+      log.info({ interface: config.interface, mode: config.dhcp.mode, ports, activeLeases: active }, "DHCP listening on this interface only");
+    },
+
+    async stop() {
+      if (sweepTimer) clearInterval(sweepTimer);
+      sweepTimer = undefined;
+      await server?.stop();
+      server = undefined;
+    },
+
+    async reload(next: Config) {
+      if (next.interface !== config.interface || next.dhcp.mode !== config.dhcp.mode || next.dhcp.port !== config.dhcp.port) {
+        throw new Error("changing interface, dhcp.mode or dhcp.port needs a restart");
+      }
+      const rangesChanged = JSON.stringify([next.dhcp.range, next.dhcp.subnets.map((s) => s.range)]) !== JSON.stringify([config.dhcp.range, config.dhcp.subnets.map((s) => s.range)]);
+      applyConfig(next);
+      // New ranges start empty; fill them from the store so no address held on disk is offered again.
+      if (rangesChanged && context.mode === "server") await loadPools();
+    },
+
+    health(): ServiceHealth {
+      if (config.dhcp.mode === "off") return { ok: true, detail: "off" };
+      return server?.listening ? { ok: true } : { ok: false, detail: `DHCP is not listening on ${config.interface}` };
+    },
+  };
+}

@@ -1,0 +1,174 @@
+import type dgram from "node:dgram";
+import { formatIpv4, parseIpv4 } from "../config/primitives.js";
+import { DecodeError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { BROADCAST_ADDRESS, type Destination } from "./destination.js";
+import { openDeviceSocket, setArpEntry } from "./device-socket.js";
+import type { HandleResult, RequestSource } from "./handler.js";
+import { messageTypeName } from "./options.js";
+import { decode, encode, messageType, hardwareAddress, type DhcpPacket } from "./packet.js";
+import type { PoolLease } from "./pool.js";
+
+/** Counters for logs, `/metrics` and the benchmark. */
+export interface DhcpCounters {
+  received: number;
+  dropped: number;
+  malformed: number;
+  replies: number;
+  ignored: number;
+  commits: number;
+  committedLeases: number;
+  sendErrors: number;
+}
+
+export interface DhcpSocketServerOptions {
+  interfaceName: string;
+  /** Ports to listen on; `pxePorts` of them are the proxyDHCP boot-server port. */
+  ports: readonly number[];
+  pxePorts?: ReadonlySet<number>;
+  logger: Logger;
+  handle(request: DhcpPacket, source: RequestSource): HandleResult;
+  /** Make a batch of lease changes durable; replies wait for it. */
+  persist(leases: PoolLease[]): Promise<void>;
+  onResult?(request: DhcpPacket, result: HandleResult): void;
+}
+
+interface PendingReply {
+  socket: dgram.Socket;
+  result: Extract<HandleResult, { kind: "reply" }>;
+}
+
+/**
+ * The socket edge: datagrams in, `handle` decides, replies out. Lease changes are group-committed:
+ * everything handled in one turn of the event loop is saved in one transaction, and only then are
+ * that turn's ACKs sent. Nothing thrown here stops the loop; a bad packet is counted and skipped.
+ */
+export class DhcpSocketServer {
+  readonly counters: DhcpCounters = { received: 0, dropped: 0, malformed: 0, replies: 0, ignored: 0, commits: 0, committedLeases: 0, sendErrors: 0 };
+  private sockets: dgram.Socket[] = [];
+  private batchLeases: PoolLease[] = [];
+  private batchReplies: PendingReply[] = [];
+  private flushScheduled = false;
+  private committing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: DhcpSocketServerOptions) {}
+
+  get listening(): boolean {
+    return this.sockets.length > 0;
+  }
+
+  async start(): Promise<void> {
+    for (const port of this.options.ports) {
+      const socket = await openDeviceSocket(this.options.interfaceName, port);
+      const pxePort = this.options.pxePorts?.has(port) ?? false;
+      socket.on("message", (data, rinfo) => this.receive(socket, data, rinfo, pxePort));
+      socket.on("error", (error) => this.options.logger.error({ err: error, port }, "DHCP socket error"));
+      this.sockets.push(socket);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.flushNow();
+    await this.committing;
+    for (const socket of this.sockets) socket.close();
+    this.sockets = [];
+  }
+
+  private receive(socket: dgram.Socket, data: Buffer, rinfo: dgram.RemoteInfo, pxePort: boolean): void {
+    this.counters.received++;
+    let request: DhcpPacket;
+    try {
+      request = decode(data);
+    } catch (error) {
+      this.counters.malformed++;
+      if (error instanceof DecodeError) this.options.logger.debug({ from: rinfo.address, bytes: data.length, reason: error.message }, "malformed DHCP packet dropped");
+      else this.options.logger.error({ err: error }, "unexpected error decoding a DHCP packet");
+      return;
+    }
+    let result: HandleResult;
+    try {
+      result = this.options.handle(request, { address: parseIpv4(rinfo.address) ?? 0, port: rinfo.port, pxePort });
+    } catch (error) {
+      this.counters.dropped++;
+      this.options.logger.error({ err: error, mac: hardwareAddress(request) }, "DHCP handler failed; packet dropped");
+      return;
+    }
+    this.options.onResult?.(request, result);
+    if (result.persist.length) this.batchLeases.push(...result.persist);
+    if (result.kind === "ignore") {
+      this.counters.ignored++;
+    } else if (result.persist.length === 0) {
+      // OFFERs and NAKs change nothing durable; they go out at once.
+      this.send(socket, result);
+    } else {
+      this.batchReplies.push({ socket, result });
+    }
+    if (this.batchLeases.length && !this.flushScheduled) {
+      this.flushScheduled = true;
+      // setImmediate runs after the poll phase has drained every datagram already queued, so one
+      // commit covers the whole burst.
+      setImmediate(() => void this.flushNow());
+    }
+  }
+
+  private async flushNow(): Promise<void> {
+    this.flushScheduled = false;
+    if (!this.batchLeases.length && !this.batchReplies.length) return;
+    const leases = this.batchLeases;
+    const replies = this.batchReplies;
+    this.batchLeases = [];
+    this.batchReplies = [];
+    // Commits are serialised so a later batch never lands before an earlier one.
+    const previous = this.committing;
+    const commit = (async () => {
+      await previous;
+      try {
+        await this.options.persist(leases);
+      } catch (error) {
+        // Not durable, so not acknowledged: the clients retry and get the same address.
+        this.counters.dropped += replies.length;
+        this.options.logger.error({ err: error, leases: leases.length }, "could not save leases; their ACKs were not sent");
+        return;
+      }
+      this.counters.commits++;
+      this.counters.committedLeases += leases.length;
+      for (const { socket, result } of replies) this.send(socket, result);
+    })();
+    this.committing = commit;
+    await commit;
+  }
+
+  private send(socket: dgram.Socket, result: Extract<HandleResult, { kind: "reply" }>): void {
+    let bytes: Buffer;
+    try {
+      bytes = encode(result.reply, result.maxSize);
+    } catch (error) {
+      this.counters.sendErrors++;
+      this.options.logger.error({ err: error }, "could not encode a DHCP reply");
+      return;
+    }
+    const { address, port } = this.resolveDestination(result.destination);
+    this.counters.replies++;
+    socket.send(bytes, port, address, (error) => {
+      if (error) {
+        this.counters.sendErrors++;
+        this.options.logger.warn({ err: error, to: `${address}:${port}`, type: messageTypeName(messageType(result.reply)) }, "DHCP reply not sent");
+      }
+    });
+  }
+
+  private resolveDestination(destination: Destination): { address: string; port: number } {
+    if (destination.kind === "broadcast") return { address: formatIpv4(BROADCAST_ADDRESS), port: destination.port };
+    const address = formatIpv4(destination.address);
+    if (destination.kind === "hardware") {
+      try {
+        setArpEntry(this.options.interfaceName, address, destination.mac);
+      } catch (error) {
+        // Without the ARP entry the unicast would wait on an ARP reply that cannot come; broadcast instead.
+        this.options.logger.debug({ err: error, address }, "could not set an ARP entry; broadcasting the reply");
+        return { address: formatIpv4(BROADCAST_ADDRESS), port: destination.port };
+      }
+    }
+    return { address, port: destination.port };
+  }
+}

@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { createSqliteLeaseStore, listLeases } from "./leases-sqlite.js";
+import type { LeaseRecord } from "../dhcp/lease-store.js";
+
+const lease = (address: string, mac: string, extra: Partial<LeaseRecord> = {}): LeaseRecord => ({ address, mac, expiresAt: 1_000_000, state: "bound", updatedAt: 1, ...extra });
+
+describe("SQLite lease store", () => {
+  it("saves, upserts by address and reloads after reopening", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "leases-"));
+    try {
+      const file = join(dir, "db.sqlite");
+      let db = new Database(file);
+      db.pragma("journal_mode = WAL");
+      const store = createSqliteLeaseStore(db);
+      assert.equal(db.pragma("synchronous", { simple: true }), 2, "commits must be FULL-synchronous");
+      await store.saveLeases([lease("10.0.0.10", "aa:bb:cc:dd:ee:01", { hostname: "a", clientId: "01aa" }), lease("10.0.0.9", "aa:bb:cc:dd:ee:02")]);
+      await store.saveLeases([lease("10.0.0.10", "aa:bb:cc:dd:ee:03", { state: "released" })]);
+      db.close();
+      db = new Database(file);
+      const reopened = createSqliteLeaseStore(db);
+      const rows = await reopened.loadLeases();
+      assert.equal(rows.length, 2);
+      const listed = listLeases(db);
+      assert.deepEqual(
+        listed.map((l) => [l.address, l.mac, l.state]),
+        [
+          ["10.0.0.9", "aa:bb:cc:dd:ee:02", "bound"],
+          ["10.0.0.10", "aa:bb:cc:dd:ee:03", "released"],
+        ],
+      );
+      assert.equal(listed[1]!.hostname, undefined);
+      db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("lists an empty table on a fresh database", () => {
+    const db = new Database(":memory:");
+    assert.deepEqual(listLeases(db), []);
+    db.close();
+  });
+});

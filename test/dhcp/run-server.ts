@@ -1,0 +1,47 @@
+/**
+ * Runs the DHCP part alone, for integration tests and the benchmark: `node --import tsx
+ * test/dhcp/run-server.ts CONFIG.json DB_FILE`, usually inside a network namespace. Prints
+ * `ready` on stdout once listening; SIGTERM stops it cleanly (SIGKILL is what the crash test sends).
+ */
+import { readFileSync } from "node:fs";
+import Database from "better-sqlite3";
+import { configSchema, normalizeConfig, type ConfigInput } from "../../src/config/schema.js";
+import { createDhcpService } from "../../src/dhcp/index.js";
+import { createLogger } from "../../src/log.js";
+import { createSqliteLeaseStore } from "../../src/store/leases-sqlite.js";
+
+const [configFile, dbFile] = process.argv.slice(2);
+if (!configFile || !dbFile) {
+  process.stderr.write("usage: run-server.ts CONFIG.json DB_FILE\n");
+  process.exit(2);
+}
+const input = JSON.parse(readFileSync(configFile, "utf8")) as ConfigInput;
+const config = normalizeConfig(configSchema.parse(input) as Parameters<typeof normalizeConfig>[0]);
+const logger = createLogger(process.env.DHCP_LOG_LEVEL ?? "warn");
+const db = new Database(dbFile);
+db.pragma("journal_mode = WAL");
+db.pragma("synchronous = FULL");
+const service = createDhcpService({
+  config,
+  logger,
+  leases: createSqliteLeaseStore(db),
+  observer: (seen) => {
+    if (process.env.DHCP_PRINT_SEEN) process.stdout.write(`seen ${JSON.stringify(seen)}\n`);
+  },
+});
+await service.start();
+process.stdout.write("ready\n");
+
+const shutdown = async () => {
+  await service.stop();
+  const c = service.counters;
+  process.stdout.write(`counters ${JSON.stringify(c)}\n`);
+  db.close();
+  process.exit(0);
+};
+process.on("SIGTERM", () => void shutdown());
+process.on("SIGINT", () => void shutdown());
+process.on("SIGHUP", () => {
+  const next = normalizeConfig(configSchema.parse(JSON.parse(readFileSync(configFile, "utf8"))) as Parameters<typeof normalizeConfig>[0]);
+  void Promise.resolve(service.reload?.(next)).then(() => process.stdout.write("reloaded\n"));
+});
