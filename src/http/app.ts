@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from "fastify";
 import { renderEntryScript, renderMachineScript, ENTRY_SCRIPT_PATH, MACHINE_SCRIPT_PATH } from "../boot/ipxe.js";
 import { isPlainName } from "../boot/image-catalog.js";
 import type { BootResolver, BootSpec, MachineIdentity } from "../boot/spec.js";
@@ -33,7 +33,7 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // One line per boot decision is logged below; a line per request would drown it.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // HEAD is handled by each route itself: Fastify's automatic HEAD would open and stream files.
     exposeHeadRoutes: false,
     // SIGTERM must not wait for a 500 MB download to finish; iPXE retries a cut download.
