@@ -1,0 +1,305 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { decideBoot, httpBootBase } from "../boot/firmware.js";
+import { formatIpv4, parseIpv4 } from "../config/primitives.js";
+import { handle, type DhcpContext, type HandleResult, type NodeReservation, type SubnetPlan } from "./handler.js";
+import { MessageType, Option } from "./options.js";
+import { BootOp, decode, encode, messageType, optionAddress, optionString, type DhcpPacket } from "./packet.js";
+import { AddressPool } from "./pool.js";
+import { PerClientRateLimit } from "./rate-limit.js";
+
+const ip = (s: string) => parseIpv4(s)!;
+const SERVER = ip("10.0.100.10");
+const KNOWN_MAC = "52:54:00:12:34:56";
+const UNKNOWN_MAC = "52:54:00:aa:aa:01";
+
+function subnet(net: string, start: string, end: string): SubnetPlan {
+  return {
+    network: ip(net), mask: ip("255.255.255.0"), broadcast: (ip(net) | 0xff) >>> 0, router: (ip(net) | 1) >>> 0, dns: [ip("10.0.100.1"), ip("8.8.8.8")],
+    leaseSeconds: 3600, pool: new AddressPool(ip(start), ip(end)), label: `${net}/24`,
+  };
+}
+
+function makeContext(overrides: Partial<DhcpContext> = {}, installed = new Set(["undionly.kpxe", "ipxe.efi", "snponly.efi"])): DhcpContext {
+  const nodes: Record<string, NodeReservation> = { [KNOWN_MAC]: { ipAddress: ip("10.0.100.50"), hostname: "control-plane-01" } };
+  return {
+    mode: "server",
+    serverAddress: SERVER,
+    subnets: [subnet("10.0.100.0", "10.0.100.100", "10.0.100.102"), subnet("10.0.200.0", "10.0.200.100", "10.0.200.200")],
+    lookupNode: (mac) => nodes[mac],
+    decideBoot: (hints) => decideBoot(hints, installed, httpBootBase("10.0.100.10", 80)),
+    now: 1_000_000,
+    ...overrides,
+  };
+}
+
+interface RequestSpec {
+  mac?: string;
+  type?: number;
+  arch?: number;
+  vendor?: string;
+  userClass?: string;
+  requested?: string;
+  serverId?: string;
+  ciaddr?: string;
+  giaddr?: string;
+  broadcast?: boolean;
+  prl?: number[];
+  extra?: [number, Buffer][];
+}
+
+function request(spec: RequestSpec = {}): DhcpPacket {
+  const chaddr = Buffer.alloc(16);
+  Buffer.from((spec.mac ?? UNKNOWN_MAC).split(":").map((h) => parseInt(h, 16))).copy(chaddr);
+  const options = new Map<number, Buffer>([[Option.MessageType, Buffer.from([spec.type ?? MessageType.Discover])]]);
+  const addr = (s: string) => { const b = Buffer.alloc(4); b.writeUInt32BE(ip(s)); return b; };
+  if (spec.requested) options.set(Option.RequestedIpAddress, addr(spec.requested));
+  if (spec.serverId) options.set(Option.ServerIdentifier, addr(spec.serverId));
+  if (spec.prl) options.set(Option.ParameterRequestList, Buffer.from(spec.prl));
+  if (spec.vendor) options.set(Option.VendorClassIdentifier, Buffer.from(spec.vendor));
+  if (spec.arch !== undefined) options.set(Option.ClientSystemArchitecture, Buffer.from([spec.arch >> 8, spec.arch & 255]));
+  if (spec.userClass) options.set(Option.UserClass, Buffer.from(spec.userClass));
+  for (const [code, value] of spec.extra ?? []) options.set(code, value);
+  const p: DhcpPacket = {
+    op: BootOp.Request, htype: 1, hlen: 6, hops: 0, xid: 0x1234, secs: 0, flags: spec.broadcast ? 0x8000 : 0,
+    ciaddr: spec.ciaddr ? ip(spec.ciaddr) : 0, yiaddr: 0, siaddr: 0, giaddr: spec.giaddr ? ip(spec.giaddr) : 0, chaddr, sname: "", file: "", options,
+  };
+  // Through the wire format, as a real request would come.
+  return decode(encode(p));
+}
+
+function replyOf(result: HandleResult) {
+  assert.equal(result.kind, "reply", result.kind === "ignore" ? result.reason : "");
+  return result as Extract<HandleResult, { kind: "reply" }>;
+}
+
+function dora(context: DhcpContext, spec: RequestSpec = {}) {
+  const offer = replyOf(handle(request(spec), context));
+  const ack = replyOf(handle(request({ ...spec, type: MessageType.Request, requested: formatIpv4(offer.reply.yiaddr), serverId: "10.0.100.10" }), context));
+  return { offer, ack };
+}
+
+describe("DHCP server decisions (RFC 2131 §4.3)", () => {
+  it("offers a pool address with the subnet's options to an unknown machine", () => {
+    const r = replyOf(handle(request({ broadcast: true }), makeContext()));
+    assert.equal(messageType(r.reply), MessageType.Offer);
+    assert.equal(formatIpv4(r.reply.yiaddr), "10.0.100.100");
+    assert.equal(optionAddress(r.reply, Option.ServerIdentifier), SERVER);
+    assert.equal(formatIpv4(optionAddress(r.reply, Option.SubnetMask)!), "255.255.255.0");
+    assert.equal(formatIpv4(optionAddress(r.reply, Option.Router)!), "10.0.100.1");
+    assert.equal(r.reply.options.get(Option.LeaseTime)!.readUInt32BE(0), 3600);
+    assert.equal(r.reply.options.get(Option.RenewalTime)!.readUInt32BE(0), 1800);
+    assert.equal(r.reply.options.get(Option.RebindingTime)!.readUInt32BE(0), 3150);
+    assert.equal(r.reply.options.get(Option.DomainNameServer)!.length, 8);
+    assert.deepEqual(r.destination, { kind: "broadcast", port: 68 });
+    assert.equal(r.persist.length, 0, "an offer is not a lease");
+  });
+
+  it("gives a known node its fixed address and hostname (option 12)", () => {
+    const { offer, ack } = dora(makeContext(), { mac: KNOWN_MAC });
+    assert.equal(formatIpv4(offer.reply.yiaddr), "10.0.100.50");
+    assert.equal(optionString(ack.reply, Option.HostName), "control-plane-01");
+    assert.equal(ack.persist[0]?.mac, KNOWN_MAC);
+  });
+
+  it("ACKs the offered address, persists it, and gives it back on the next DISCOVER", () => {
+    const context = makeContext();
+    const { ack } = dora(context);
+    assert.equal(messageType(ack.reply), MessageType.Ack);
+    assert.equal(ack.persist.length, 1);
+    assert.equal(ack.persist[0]!.expiresAt, context.now + 3600_000);
+    const again = replyOf(handle(request(), context));
+    assert.equal(again.reply.yiaddr, ack.reply.yiaddr);
+    const other = replyOf(handle(request({ mac: "52:54:00:aa:aa:02" }), context));
+    assert.notEqual(other.reply.yiaddr, ack.reply.yiaddr);
+  });
+
+  it("unicasts to chaddr+yiaddr when the broadcast flag is clear (RFC 2131 §4.1)", () => {
+    const r = replyOf(handle(request(), makeContext()));
+    assert.equal(r.destination.kind, "hardware");
+  });
+
+  it("holds an offer so two DISCOVERs in a row do not get the same address", () => {
+    const context = makeContext();
+    const a = replyOf(handle(request({ mac: "52:54:00:aa:aa:01" }), context));
+    const b = replyOf(handle(request({ mac: "52:54:00:aa:aa:02" }), context));
+    assert.notEqual(a.reply.yiaddr, b.reply.yiaddr);
+  });
+
+  it("stays silent when the client chose another server, and frees the offer", () => {
+    const context = makeContext();
+    const offer = replyOf(handle(request(), context));
+    const r = handle(request({ type: MessageType.Request, requested: formatIpv4(offer.reply.yiaddr), serverId: "10.0.100.99" }), context);
+    assert.equal(r.kind, "ignore");
+    assert.ok(context.subnets[0]!.pool.isAvailableTo(offer.reply.yiaddr, "52:54:00:aa:aa:09", context.now));
+  });
+
+  it("NAKs (broadcast) an INIT-REBOOT for another subnet or another client's address", () => {
+    const context = makeContext();
+    const wrongNet = replyOf(handle(request({ type: MessageType.Request, requested: "192.168.1.5" }), context));
+    assert.equal(messageType(wrongNet.reply), MessageType.Nak);
+    assert.deepEqual(wrongNet.destination, { kind: "broadcast", port: 68 });
+    const { ack } = dora(context, { mac: "52:54:00:aa:aa:02" });
+    const stolen = replyOf(handle(request({ type: MessageType.Request, requested: formatIpv4(ack.reply.yiaddr) }), context));
+    assert.equal(messageType(stolen.reply), MessageType.Nak);
+    const reserved = replyOf(handle(request({ mac: KNOWN_MAC, type: MessageType.Request, requested: "10.0.100.101" }), context));
+    assert.equal(messageType(reserved.reply), MessageType.Nak, "a node with a fixed address is steered to it");
+  });
+
+  it("ACKs an INIT-REBOOT for a free pool address (the server lost its state)", () => {
+    const r = replyOf(handle(request({ type: MessageType.Request, requested: "10.0.100.101" }), makeContext()));
+    assert.equal(messageType(r.reply), MessageType.Ack);
+  });
+
+  it("renews by unicast to ciaddr", () => {
+    const context = makeContext();
+    const { ack } = dora(context);
+    const address = formatIpv4(ack.reply.yiaddr);
+    context.now += 1800_000;
+    const renew = replyOf(handle(request({ type: MessageType.Request, ciaddr: address }), context));
+    assert.equal(messageType(renew.reply), MessageType.Ack);
+    assert.deepEqual(renew.destination, { kind: "unicast", address: ip(address), port: 68 });
+    assert.equal(renew.persist[0]!.expiresAt, context.now + 3600_000);
+  });
+
+  it("quarantines a DECLINEd address", () => {
+    const context = makeContext();
+    const { ack } = dora(context);
+    const declined = handle(request({ type: MessageType.Decline, requested: formatIpv4(ack.reply.yiaddr), serverId: "10.0.100.10" }), context);
+    assert.equal(declined.kind, "ignore");
+    assert.equal(declined.persist[0]?.state, "declined");
+    const next = replyOf(handle(request(), context));
+    assert.notEqual(next.reply.yiaddr, ack.reply.yiaddr);
+  });
+
+  it("RELEASE frees the address but remembers the client", () => {
+    const context = makeContext();
+    const { ack } = dora(context);
+    const released = handle(request({ type: MessageType.Release, ciaddr: formatIpv4(ack.reply.yiaddr), serverId: "10.0.100.10" }), context);
+    assert.equal(released.persist[0]?.state, "released");
+    assert.equal(replyOf(handle(request(), context)).reply.yiaddr, ack.reply.yiaddr);
+  });
+
+  it("answers INFORM with options but no address or lease time", () => {
+    const r = replyOf(handle(request({ type: MessageType.Inform, ciaddr: "10.0.100.77" }), makeContext()));
+    assert.equal(r.reply.yiaddr, 0);
+    assert.equal(r.reply.options.has(Option.LeaseTime), false);
+    assert.deepEqual(r.destination, { kind: "unicast", address: ip("10.0.100.77"), port: 68 });
+  });
+
+  it("serves a relayed request from the subnet containing giaddr, replies to the relay, echoes option 82 last", () => {
+    const agent = Buffer.from([1, 4, 0, 0, 0, 7]);
+    const r = replyOf(handle(request({ giaddr: "10.0.200.1", extra: [[Option.RelayAgentInformation, agent]] }), makeContext()));
+    assert.equal(formatIpv4(r.reply.yiaddr), "10.0.200.100");
+    assert.equal(formatIpv4(optionAddress(r.reply, Option.Router)!), "10.0.200.1");
+    assert.deepEqual(r.destination, { kind: "unicast", address: ip("10.0.200.1"), port: 67 });
+    assert.equal(r.reply.giaddr, ip("10.0.200.1"));
+    assert.deepEqual([...r.reply.options.keys()].at(-1), Option.RelayAgentInformation);
+    assert.deepEqual(r.reply.options.get(Option.RelayAgentInformation), agent);
+    const unknown = handle(request({ giaddr: "172.16.0.1" }), makeContext());
+    assert.equal(unknown.kind, "ignore");
+    assert.match(unknown.kind === "ignore" ? unknown.reason : "", /no configured subnet/);
+  });
+
+  it("says in words when the pool is exhausted", () => {
+    const context = makeContext();
+    for (let i = 1; i <= 3; i++) dora(context, { mac: `52:54:00:aa:bb:0${i}` });
+    const r = handle(request({ mac: "52:54:00:aa:bb:09" }), context);
+    assert.equal(r.kind, "ignore");
+    assert.match(r.kind === "ignore" ? r.reason : "", /no free address.*all 3 addresses of 10\.0\.100\.100-10\.0\.100\.102 are leased \(3\).*widen dhcp\.range/);
+  });
+
+  it("reclaims expired leases once the pool has no fresh address", () => {
+    const context = makeContext();
+    for (let i = 1; i <= 3; i++) dora(context, { mac: `52:54:00:aa:bb:0${i}` });
+    context.now += 3601_000;
+    const r = replyOf(handle(request({ mac: "52:54:00:aa:bb:09" }), context));
+    assert.ok(context.subnets[0]!.pool.contains(r.reply.yiaddr));
+  });
+
+  it("lists options in the client's parameter request list order", () => {
+    const r = replyOf(handle(request({ prl: [Option.DomainNameServer, Option.Router, Option.SubnetMask] }), makeContext()));
+    const keys = [...r.reply.options.keys()];
+    assert.deepEqual(keys.slice(0, 6), [Option.MessageType, Option.ServerIdentifier, Option.LeaseTime, Option.DomainNameServer, Option.Router, Option.SubnetMask]);
+  });
+
+  it("rate-limits one MAC without affecting others", () => {
+    const context = makeContext({ rateLimit: new PerClientRateLimit(5, 1) });
+    for (let i = 0; i < 5; i++) assert.equal(handle(request(), context).kind, "reply");
+    assert.match((handle(request(), context) as { reason: string }).reason, /rate limit/);
+    assert.equal(handle(request({ mac: "52:54:00:aa:aa:03" }), context).kind, "reply");
+  });
+
+  it("ignores BOOTREPLYs and plain BOOTP", () => {
+    const reply = request();
+    reply.op = BootOp.Reply;
+    assert.equal(handle(reply, makeContext()).kind, "ignore");
+    const bootp = request();
+    bootp.options.delete(Option.MessageType);
+    assert.match((handle(bootp, makeContext()) as { reason: string }).reason, /BOOTP/);
+  });
+});
+
+describe("boot answers: firmware × known/unknown × mode", () => {
+  const firmware: { name: string; spec: RequestSpec; file: string | undefined; vendor?: string }[] = [
+    { name: "BIOS PXE", spec: { arch: 0, vendor: "PXEClient:Arch:00000:UNDI:002001" }, file: "undionly.kpxe", vendor: "PXEClient" },
+    { name: "UEFI x64 PXE", spec: { arch: 7, vendor: "PXEClient:Arch:00007:UNDI:003016" }, file: "ipxe.efi", vendor: "PXEClient" },
+    { name: "iPXE", spec: { arch: 0, vendor: "PXEClient:Arch:00000:UNDI:002001", userClass: "iPXE" }, file: "http://10.0.100.10/boot/ipxe/boot.ipxe" },
+    { name: "UEFI HTTP boot x64", spec: { arch: 16, vendor: "HTTPClient:Arch:00016:UNDI:003001" }, file: "http://10.0.100.10/boot/ipxe/ipxe.efi", vendor: "HTTPClient" },
+    { name: "UEFI ARM64 without bootloader", spec: { arch: 11, vendor: "PXEClient:Arch:00011:UNDI:003000" }, file: undefined },
+    { name: "an OS (no PXE)", spec: {}, file: undefined },
+  ];
+  for (const mode of ["server", "proxy"] as const) {
+    for (const known of [true, false]) {
+      for (const f of firmware) {
+        it(`${mode} / ${known ? "known" : "unknown"} / ${f.name}`, () => {
+          const context = makeContext({ mode });
+          const r = handle(request({ ...f.spec, mac: known ? KNOWN_MAC : UNKNOWN_MAC }), context);
+          if (mode === "proxy" && f.file === undefined) {
+            assert.equal(r.kind, "ignore", "proxy mode only answers clients it can boot");
+            return;
+          }
+          const { reply } = replyOf(r);
+          if (mode === "proxy") assert.equal(reply.yiaddr, 0, "proxy mode hands out no address");
+          else assert.equal(formatIpv4(reply.yiaddr), known ? "10.0.100.50" : "10.0.100.100");
+          if (f.file === undefined) {
+            assert.equal(reply.file, "");
+            assert.equal(reply.siaddr, 0);
+            return;
+          }
+          assert.equal(reply.file, f.file);
+          assert.equal(optionString(reply, Option.BootfileName), f.file);
+          assert.equal(reply.siaddr, SERVER);
+          assert.equal(optionString(reply, Option.TftpServerName), "10.0.100.10");
+          if (f.vendor) assert.equal(optionString(reply, Option.VendorClassIdentifier), f.vendor);
+          if (f.vendor === "PXEClient") assert.deepEqual([...reply.options.get(Option.VendorSpecific)!], [6, 1, 8, 255]);
+        });
+      }
+    }
+  }
+
+  it("logs why an ARM64 machine gets no bootloader", () => {
+    const r = handle(request({ arch: 11, vendor: "PXEClient:Arch:00011" }), makeContext());
+    assert.match(r.warnings.join(), /architecture 11.*ipxe-arm64\.efi/);
+  });
+
+  it("echoes option 97 and reports the machine to the observer", () => {
+    const guid = Buffer.concat([Buffer.from([0]), Buffer.alloc(16, 0xab)]);
+    const r = replyOf(handle(request({ arch: 7, vendor: "PXEClient:Arch:00007", extra: [[Option.ClientMachineIdentifier, guid]] }), makeContext()));
+    assert.deepEqual(r.reply.options.get(Option.ClientMachineIdentifier), guid);
+    assert.deepEqual(r.seen, { mac: UNKNOWN_MAC, firmware: "efi-x64", arch: 7, uuid: "abababab-abab-abab-abab-abababababab", userClass: undefined });
+  });
+
+  it("proxy mode: answers REQUEST on port 4011 with an ACK to where it came from", () => {
+    const context = makeContext({ mode: "proxy" });
+    const r = replyOf(handle(request({ type: MessageType.Request, ciaddr: "10.0.100.150", arch: 7, vendor: "PXEClient:Arch:00007" }), context, { address: ip("10.0.100.150"), port: 4011, pxePort: true }));
+    assert.equal(messageType(r.reply), MessageType.Ack);
+    assert.equal(r.reply.file, "ipxe.efi");
+    assert.deepEqual(r.destination, { kind: "unicast", address: ip("10.0.100.150"), port: 4011 });
+    assert.equal(handle(request({ type: MessageType.Request, requested: "10.0.100.150", serverId: "10.0.100.1", arch: 7, vendor: "PXEClient" }), context).kind, "ignore", "the real server's REQUEST is not ours");
+  });
+
+  it("server mode ignores port 4011", () => {
+    assert.equal(handle(request({ type: MessageType.Request, arch: 7, vendor: "PXEClient" }), makeContext(), { address: 1, port: 4011, pxePort: true }).kind, "ignore");
+  });
+});
