@@ -1,0 +1,167 @@
+import { NODE_STATES } from "../store/store.js";
+
+/**
+ * The OpenAPI 3.1 document served at /api/v1/openapi.json. Written by hand, beside the routes in
+ * plugin.ts; api.test.ts checks that every route there is described here.
+ */
+export function openApiDocument(): Record<string, unknown> {
+  const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+  const json = (schema: unknown) => ({ "application/json": { schema } });
+  const error = (description: string) => ({ description, content: json(ref("Error")) });
+  const nodeRef = { name: "ref", in: "path", required: true, description: "node id, any of its MACs, or its hostname", schema: { type: "string" } };
+  const admin = [{ bearer: [] }];
+  const changeResponses = {
+    "400": error("bad input; `problems` names each field and why"),
+    "401": error("no admin token, or not a valid one"),
+    "403": error("the admin token was revoked"),
+    "404": error("no such node"),
+    "409": error("the node's state does not allow it, a value belongs to another node, or the field is owned by the config file"),
+  };
+  const action = (summary: string) => ({
+    post: { summary, security: admin, parameters: [nodeRef], responses: { "200": { description: "the node after the transition", content: json(ref("Node")) }, ...changeResponses } },
+  });
+  const eventQuery = [
+    { name: "node", in: "query", schema: { type: "string" }, description: "node id, MAC or hostname" },
+    { name: "kind", in: "query", schema: { type: "string" }, description: "created, discovered, updated, transition, install-boot, callback-rejected, removed, …" },
+    { name: "since", in: "query", schema: { type: "string", format: "date-time" } },
+    { name: "after", in: "query", schema: { type: "integer", minimum: 0 }, description: "only events with a larger seq" },
+    { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 10000 }, description: "the newest N" },
+  ];
+  const nodeFields = {
+    macs: { type: "array", items: { type: "string", example: "52:54:00:12:34:56" }, minItems: 1 },
+    mac: { type: "string", description: "shorthand for a one-element macs" },
+    profile: { type: ["string", "null"] },
+    hostname: { type: ["string", "null"] },
+    ipAddress: { type: ["string", "null"], description: "fixed address: inside a DHCP subnet, outside the dynamic pool" },
+    uuid: { type: ["string", "null"], description: "SMBIOS system UUID" },
+    imageVersion: { type: ["string", "null"], description: "pin the profile's image to this version" },
+    labels: { type: "object", additionalProperties: { type: "string" } },
+  };
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "Centra PXE provisioning API",
+      version: "1",
+      description:
+        "The node inventory and its lifecycle (discovered → ready → provisioning → provisioned; failed; retired). Reads are open; every change needs `Authorization: Bearer <token>` from `centra-pxe token create`.",
+    },
+    servers: [{ url: "/api/v1" }],
+    components: {
+      securitySchemes: {
+        bearer: { type: "http", scheme: "bearer", description: "admin token from `centra-pxe token create`" },
+        callbackToken: { type: "apiKey", in: "query", name: "token", description: "the single-use centra.token= from the installer's kernel command line" },
+      },
+      schemas: {
+        Error: {
+          type: "object",
+          required: ["error", "message"],
+          properties: {
+            error: { type: "string" },
+            message: { type: "string" },
+            problems: { type: "array", items: { type: "object", properties: { field: { type: "string" }, message: { type: "string" } } } },
+          },
+        },
+        Node: {
+          type: "object",
+          required: ["id", "macs", "labels", "state", "source", "stateChangedAt", "createdAt"],
+          properties: {
+            id: { type: "string" },
+            ...nodeFields,
+            serial: { type: "string" },
+            firmware: { type: "string" },
+            state: { type: "string", enum: [...NODE_STATES] },
+            source: { type: "string", enum: ["config", "api", "discovered"] },
+            provisioningId: { type: "string" },
+            provisionDeadline: { type: "string", format: "date-time" },
+            stateChangedAt: { type: "string", format: "date-time" },
+            createdAt: { type: "string", format: "date-time" },
+            lastSeenAt: { type: "string", format: "date-time" },
+          },
+        },
+        NodeChanges: { type: "object", additionalProperties: false, properties: nodeFields },
+        Event: {
+          type: "object",
+          properties: {
+            seq: { type: "integer" },
+            nodeId: { type: "string" },
+            kind: { type: "string" },
+            fromState: { type: "string", enum: [...NODE_STATES] },
+            toState: { type: "string", enum: [...NODE_STATES] },
+            at: { type: "string", format: "date-time" },
+            details: { type: "object" },
+          },
+        },
+      },
+    },
+    paths: {
+      "/nodes": {
+        get: {
+          summary: "list nodes",
+          parameters: [
+            { name: "state", in: "query", schema: { type: "string", enum: [...NODE_STATES] } },
+            { name: "profile", in: "query", schema: { type: "string" } },
+            { name: "label", in: "query", schema: { type: "array", items: { type: "string" } }, description: "key=value, repeatable; all must match" },
+          ],
+          responses: { "200": { description: "nodes", content: json({ type: "object", properties: { nodes: { type: "array", items: ref("Node") } } }) }, "400": error("bad filter") },
+        },
+        post: {
+          summary: "add a node (ready when it has a profile, else discovered)",
+          security: admin,
+          requestBody: { required: true, content: json(ref("NodeChanges")) },
+          responses: { "201": { description: "created", content: json(ref("Node")) }, ...changeResponses },
+        },
+      },
+      "/nodes/{ref}": {
+        get: { summary: "one node", parameters: [nodeRef], responses: { "200": { description: "the node", content: json(ref("Node")) }, "404": error("no such node") } },
+        patch: {
+          summary: "change a node; null clears a field; setting a profile makes a discovered node ready",
+          security: admin,
+          parameters: [nodeRef],
+          requestBody: { required: true, content: json(ref("NodeChanges")) },
+          responses: { "200": { description: "the node", content: json(ref("Node")) }, ...changeResponses },
+        },
+        delete: { summary: "remove a node (its events are kept)", security: admin, parameters: [nodeRef], responses: { "200": { description: "the removed node", content: json(ref("Node")) }, ...changeResponses } },
+      },
+      "/nodes/{ref}/provision": action("install the node on its next PXE boot (ready or failed nodes)"),
+      "/nodes/{ref}/reprovision": action("install again (also a provisioned node, or restart a stuck attempt)"),
+      "/nodes/{ref}/retire": action("never boot this node from the network again"),
+      "/nodes/{ref}/reactivate": action("bring a retired node back (ready, or discovered without a profile)"),
+      "/nodes/{ref}/events": { get: { summary: "a node's events", parameters: [nodeRef, ...eventQuery.slice(1)], responses: { "200": { description: "events, oldest first" } } } },
+      "/nodes/callback": {
+        post: {
+          summary: "the installed system reports back; makes the node provisioned (or failed with status=failed)",
+          security: [{ callbackToken: [] }],
+          parameters: [
+            { name: "token", in: "query", schema: { type: "string" }, description: "or the form/JSON body, or Authorization: Bearer" },
+            { name: "mac", in: "query", schema: { type: "string" }, description: "must be one of the node's MACs" },
+            { name: "status", in: "query", schema: { type: "string", enum: ["ok", "failed"] } },
+            { name: "message", in: "query", schema: { type: "string" } },
+          ],
+          responses: {
+            "200": { description: "accepted" },
+            "401": error("no token"),
+            "403": error("unknown, used, expired or another node's token"),
+            "409": error("the node is no longer provisioning"),
+          },
+        },
+        get: { summary: "the same, for busybox wget builds that cannot POST", responses: { "200": { description: "accepted" } } },
+      },
+      "/events": { get: { summary: "lifecycle events, oldest first", parameters: eventQuery, responses: { "200": { description: "events", content: json({ type: "object", properties: { events: { type: "array", items: ref("Event") } } }) } } } },
+      "/events/stream": {
+        get: {
+          summary: "live events as server-sent events; resume with Last-Event-ID or ?after=",
+          parameters: eventQuery.slice(0, 4),
+          responses: { "200": { description: "text/event-stream; each event's id is its seq, data its JSON", content: { "text/event-stream": { schema: { type: "string" } } } } },
+        },
+      },
+      "/images": {
+        get: {
+          summary: "installed netboot images and versions",
+          parameters: [{ name: "name", in: "query", schema: { type: "string" } }],
+          responses: { "200": { description: "images with a current flag" } },
+        },
+      },
+      "/openapi.json": { get: { summary: "this document", responses: { "200": { description: "OpenAPI 3.1" } } } },
+    },
+  };
+}

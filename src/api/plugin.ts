@@ -1,0 +1,257 @@
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import { CentraError, HttpError, NotFoundError } from "../errors.js";
+import { listImages } from "../images/images.js";
+import type { Logger } from "../log.js";
+import { CallbackRejectedError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
+import { parseNodeChanges } from "../provisioning/node-input.js";
+import type { Actor, Provisioning } from "../provisioning/provisioning.js";
+import { authenticateApiToken, bearerToken } from "../provisioning/tokens.js";
+import { NODE_STATES, type EventFilter, type NodeEvent, type NodeFilter, type NodeState, type Store } from "../store/store.js";
+import { openApiDocument } from "./openapi.js";
+
+export const API_PREFIX = "/api/v1";
+
+export interface ApiPluginOptions {
+  provisioning: Provisioning;
+  store: Store;
+  logger: Logger;
+  /** How often an idle SSE stream gets a comment line, so proxies and clients keep it open. */
+  heartbeatMs?: number;
+}
+
+type Query = Record<string, string | string[] | undefined>;
+
+/**
+ * The REST API of PRODUCT.md §5 under /api/v1, as a Fastify plugin the HTTP app registers. Reads
+ * are open; every change needs an admin bearer token (`centra-pxe token create`). The installer
+ * callback is authorised by its own single-use token instead.
+ */
+export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
+  const { provisioning, store } = options;
+  const heartbeatMs = options.heartbeatMs ?? 15_000;
+
+  return async (app: FastifyInstance) => {
+    await app.register(
+      async (api) => {
+        // busybox wget --post-data sends a form; other installers send JSON or nothing. Anything
+        // else reaches the handler as text instead of a 415, so the handler can say what is wrong.
+        api.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, (_request, body, done) => {
+          done(null, Object.fromEntries(new URLSearchParams(body as string)));
+        });
+        api.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => done(null, body));
+
+        api.setErrorHandler(async (error: unknown, request, reply) => sendError(reply, error, request, options.logger));
+        api.setNotFoundHandler(async (request, reply) =>
+          reply.code(404).send({ error: "NOT_FOUND", message: `no API route ${request.method} ${request.url.split("?")[0]} (see ${API_PREFIX}/openapi.json)` }),
+        );
+
+        /** The admin behind a change, or a 401/403. */
+        const admin = async (request: FastifyRequest): Promise<Actor> => {
+          const result = await authenticateApiToken(store, request.headers.authorization);
+          if (!result.ok) throw new HttpError(result.status, result.message, result.status === 401 ? "UNAUTHENTICATED" : "FORBIDDEN");
+          return `token:${result.token.id} ${result.token.name}`;
+        };
+
+        api.get("/openapi.json", async () => openApiDocument());
+
+        api.get("/nodes", async (request) => ({ nodes: await provisioning.listNodes(nodeFilter(request.query as Query)) }));
+
+        api.post("/nodes", async (request, reply) => {
+          const actor = await admin(request);
+          const node = await provisioning.createNode(parseNodeChanges(request.body, "create", provisioning.config), actor);
+          return reply.code(201).header("location", `${API_PREFIX}/nodes/${node.id}`).send(node);
+        });
+
+        // The installer's callback; a static route, so it wins over /nodes/:ref.
+        const callback = async (request: FastifyRequest) => {
+          const query = request.query as Query;
+          const body = typeof request.body === "object" && request.body !== null ? (request.body as Record<string, unknown>) : {};
+          const field = (name: string): string | undefined => {
+            const value = first(query[name]) ?? (typeof body[name] === "string" ? body[name] : undefined);
+            return value === undefined || value === "" ? undefined : value;
+          };
+          const bearer = bearerToken(request.headers.authorization);
+          const status = field("status");
+          if (status !== undefined && status !== "ok" && status !== "succeeded" && status !== "failed") {
+            throw new ValidationError([{ field: "status", message: `must be ok or failed, got ${JSON.stringify(status)}` }]);
+          }
+          const mac = field("mac");
+          const message = field("message");
+          const node = await provisioning.callback({
+            token: field("token") ?? bearer ?? undefined,
+            ...(mac !== undefined ? { mac } : {}),
+            outcome: status === "failed" ? "failed" : "succeeded",
+            ...(message !== undefined ? { message: message.slice(0, 1000) } : {}),
+            remote: request.ip,
+          });
+          return { ok: true, node: { id: node.id, state: node.state } };
+        };
+        // POST is the contract; GET too, because some busybox wget builds cannot POST.
+        api.post("/nodes/callback", callback);
+        api.get("/nodes/callback", callback);
+
+        api.get("/nodes/:ref", async (request) => provisioning.getNode(param(request)));
+
+        api.patch("/nodes/:ref", async (request) => {
+          const actor = await admin(request);
+          return provisioning.updateNode(param(request), parseNodeChanges(request.body, "update", provisioning.config), actor);
+        });
+
+        api.delete("/nodes/:ref", async (request) => {
+          const actor = await admin(request);
+          return provisioning.removeNode(param(request), actor);
+        });
+
+        api.post("/nodes/:ref/provision", async (request) => provisioning.provision(param(request), await admin(request)));
+        api.post("/nodes/:ref/reprovision", async (request) => provisioning.provision(param(request), await admin(request), { reprovision: true }));
+        api.post("/nodes/:ref/retire", async (request) => provisioning.retire(param(request), await admin(request)));
+        api.post("/nodes/:ref/reactivate", async (request) => provisioning.reactivate(param(request), await admin(request)));
+
+        api.get("/nodes/:ref/events", async (request) => {
+          const node = await provisioning.getNode(param(request));
+          return { events: await store.events.list({ ...(await eventFilter(request.query as Query)), nodeId: node.id }) };
+        });
+
+        api.get("/events", async (request) => ({ events: await store.events.list(await eventFilter(request.query as Query)) }));
+
+        api.get("/events/stream", async (request, reply) => {
+          const filter = await eventFilter(request.query as Query);
+          const lastEventId = first(request.headers["last-event-id"]);
+          if (lastEventId !== undefined && filter.afterSeq === undefined) filter.afterSeq = integer("Last-Event-ID", lastEventId, 0);
+          streamEvents(request, reply, filter);
+        });
+
+        api.get("/images", async (request) => {
+          const name = first((request.query as Query).name);
+          return { images: await listImages(provisioning.config.stateDir, store, name) };
+        });
+
+        /** Server-sent events: the replay after `afterSeq`, then live events, without gaps or repeats. */
+        function streamEvents(request: FastifyRequest, reply: FastifyReply, filter: EventFilter): void {
+          reply.hijack();
+          const out = reply.raw;
+          out.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", connection: "keep-alive", "x-accel-buffering": "no" });
+          out.write(": centra-pxe events\n\n");
+          let lastSeq = filter.afterSeq ?? 0;
+          let replaying = true;
+          const held: NodeEvent[] = [];
+          const send = (event: NodeEvent) => {
+            if (event.seq <= lastSeq) return;
+            if (filter.nodeId !== undefined && event.nodeId !== filter.nodeId) return;
+            if (filter.kind !== undefined && event.kind !== filter.kind) return;
+            lastSeq = event.seq;
+            out.write(`id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`);
+          };
+          // Subscribe before reading the replay, and hold live events until it is written.
+          const unsubscribe = provisioning.onEvent((event) => (replaying ? held.push(event) : send(event)));
+          const heartbeat = setInterval(() => out.write(": keep-alive\n\n"), heartbeatMs);
+          heartbeat.unref();
+          const close = () => {
+            clearInterval(heartbeat);
+            unsubscribe();
+          };
+          request.raw.on("close", close);
+          out.on("close", close);
+          const replay = filter.afterSeq === undefined ? Promise.resolve([]) : store.events.list({ ...filter, limit: undefined });
+          replay.then(
+            (events) => {
+              for (const event of events) send(event);
+              replaying = false;
+              for (const event of held.splice(0)) send(event);
+            },
+            (error: unknown) => {
+              options.logger.error({ err: error }, "event stream replay failed");
+              out.end();
+            },
+          );
+        }
+
+        async function eventFilter(query: Query): Promise<EventFilter> {
+          const problems: FieldProblem[] = [];
+          const filter: EventFilter = {};
+          const node = first(query.node);
+          if (node !== undefined) filter.nodeId = (await provisioning.findNode(node))?.id ?? node;
+          const kind = first(query.kind);
+          if (kind !== undefined) filter.kind = kind;
+          const since = first(query.since);
+          if (since !== undefined) {
+            const at = new Date(since);
+            if (Number.isNaN(at.getTime())) problems.push({ field: "since", message: `${JSON.stringify(since)} is not a date and time (ISO 8601, e.g. 2026-11-25T20:00:00Z)` });
+            else filter.since = at.toISOString();
+          }
+          const after = first(query.after);
+          const limit = first(query.limit);
+          try {
+            if (after !== undefined) filter.afterSeq = integer("after", after, 0);
+            if (limit !== undefined) filter.limit = integer("limit", limit, 1, 10_000);
+          } catch (error) {
+            if (error instanceof ValidationError) problems.push(...error.problems);
+            else throw error;
+          }
+          if (problems.length) throw new ValidationError(problems);
+          return filter;
+        }
+      },
+      { prefix: API_PREFIX },
+    );
+  };
+}
+
+function first(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function param(request: FastifyRequest): string {
+  return (request.params as { ref: string }).ref;
+}
+
+function integer(field: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ValidationError([{ field, message: `must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}` }]);
+  }
+  return value;
+}
+
+/** `?state=ready&profile=worker&label=rack=a1&label=role=db` */
+function nodeFilter(query: Query): NodeFilter {
+  const problems: FieldProblem[] = [];
+  const filter: NodeFilter = {};
+  const state = first(query.state);
+  if (state !== undefined) {
+    if ((NODE_STATES as readonly string[]).includes(state)) filter.state = state as NodeState;
+    else problems.push({ field: "state", message: `unknown state ${JSON.stringify(state)} (one of ${NODE_STATES.join(", ")})` });
+  }
+  const profile = first(query.profile);
+  if (profile !== undefined) filter.profile = profile;
+  const labels = query.label === undefined ? [] : Array.isArray(query.label) ? query.label : [query.label];
+  for (const label of labels) {
+    const eq = label.indexOf("=");
+    if (eq <= 0) problems.push({ field: "label", message: `${JSON.stringify(label)} is not key=value` });
+    else (filter.labels ??= {})[label.slice(0, eq)] = label.slice(eq + 1);
+  }
+  if (problems.length) throw new ValidationError(problems);
+  return filter;
+}
+
+/** Every error as `{ error, message, problems? }` with the status its class carries. */
+function sendError(reply: FastifyReply, error: unknown, request: FastifyRequest, logger: Logger): FastifyReply {
+  if (error instanceof ValidationError) return reply.code(400).send({ error: error.code, message: error.message, problems: error.problems });
+  if (error instanceof NotFoundError) return reply.code(404).send({ error: error.code, message: error.message });
+  if (error instanceof HttpError) {
+    if (error.status === 401) reply.header("www-authenticate", 'Bearer realm="centra-pxe"');
+    return reply.code(error.status).send({ error: error.code, message: error.message });
+  }
+  if (error instanceof CallbackRejectedError) {
+    if (error.status === 401) reply.header("www-authenticate", 'Bearer realm="centra-pxe-callback"');
+    return reply.code(error.status).send({ error: error.code, reason: error.reason, message: error.message });
+  }
+  if (error instanceof CentraError && "status" in error && typeof error.status === "number") {
+    return reply.code(error.status).send({ error: error.code, message: error.message, ...("field" in error ? { field: error.field } : {}) });
+  }
+  // Fastify's own (a body that is not JSON, too large): keep its status, say it plainly.
+  const status = typeof error === "object" && error !== null && "statusCode" in error && typeof error.statusCode === "number" ? error.statusCode : 500;
+  if (status < 500) return reply.code(status).send({ error: `HTTP_${status}`, message: (error as Error).message });
+  logger.error({ err: error, method: request.method, url: request.url }, "API request failed");
+  return reply.code(500).send({ error: "INTERNAL", message: "internal error; see the server log" });
+}
