@@ -1,19 +1,11 @@
 import { constants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
-import { pipeline } from "node:stream/promises";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { NotFoundError, PathEscapeError } from "../errors.js";
 import { resolveInside } from "../files/safe-path.js";
 import type { Logger } from "../log.js";
 import { planFileResponse } from "./file-response.js";
-
-/**
- * Read size for file streams. Node's 64 KiB default costs one read, one write and one trip through
- * the event loop per 64 KiB; at 1 MiB a 500 MB image is ~500 round trips instead of ~8000, which
- * is what lets one Node thread keep up with a 10 GbE link (bench/http). Memory stays bounded:
- * backpressure keeps about one chunk in flight per download.
- */
-export const FILE_CHUNK_BYTES = 1024 * 1024;
+import { streamFileRange } from "./file-stream.js";
 
 function contentTypeOf(name: string): string {
   if (name.endsWith(".ipxe")) return "text/plain; charset=utf-8";
@@ -75,10 +67,9 @@ export async function sendFile(request: FastifyRequest, reply: FastifyReply, roo
       response.end();
       return;
     }
-    const stream = handle.createReadStream({ start: plan.body.start, end: plan.body.end, highWaterMark: FILE_CHUNK_BYTES, autoClose: true });
     handedOver = true;
     try {
-      await pipeline(stream, response);
+      await streamFileRange(handle, response, plan.body.start, plan.body.end);
     } catch (error) {
       // Almost always the client going away mid-download (iPXE gives up, curl is killed). The
       // response is already partial; closing it is all that is left to do.

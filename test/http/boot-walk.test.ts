@@ -4,6 +4,7 @@ import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
+import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.js";
@@ -179,3 +180,27 @@ function rawRequest(text: string): Promise<string> {
     socket.end(text, "latin1");
   });
 }
+
+test("a client that hangs up mid-download leaves no open file behind", async () => {
+  const openFiles = () => readdirSync("/proc/self/fd").length;
+  const before = openFiles();
+  for (let i = 0; i < 5; i++) {
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(service.address()!.port, "127.0.0.1");
+      let received = 0;
+      socket.on("data", (d) => {
+        received += d.length;
+        // Past the headers and well into the 3 MB body, but far from its end: hang up.
+        if (received > 256 * 1024) socket.destroy();
+      });
+      socket.on("error", reject);
+      socket.on("close", () => resolve());
+      socket.write("GET /boot/nixos/bzImage HTTP/1.1\r\nHost: x\r\n\r\n");
+    });
+  }
+  // The server notices the hang-ups asynchronously; give it a moment, then count.
+  for (let i = 0; i < 50 && openFiles() > before; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(openFiles() <= before, `open files: ${before} before, ${openFiles()} after`);
+  const health = await fetch(`${base}/health`);
+  assert.equal(health.status, 200, "still serving");
+});
