@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { registerConfigCommands } from "./config-commands.js";
+import { registerNodesCommands } from "./nodes-command.js";
 import { registerStateCommands } from "./state-commands.js";
+import { registerTokenCommands } from "./token-command.js";
 
 const program = new Command()
   .name("centra-pxe")
@@ -12,6 +14,8 @@ const program = new Command()
 
 registerConfigCommands(program);
 registerStateCommands(program);
+registerNodesCommands(program);
+registerTokenCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`centra-pxe: ${(error as Error).message}\n`);

@@ -1,0 +1,221 @@
+import type { Command } from "commander";
+import { CentraError } from "../errors.js";
+import type { NodeEvent, NodeRecord } from "../store/store.js";
+import { table } from "./token-command.js";
+
+/**
+ * `centra-pxe nodes …`: the inventory and its lifecycle through the running server's API, so a
+ * change takes effect at once (reservation, boot script) and lands in the event log with the
+ * token that made it.
+ */
+
+export interface ApiClientOptions {
+  url?: string;
+  token?: string;
+}
+
+/** A failed API call, with what the server said (every bad field on its own line). */
+export class ApiCallError extends CentraError {
+  readonly exitCode = 1;
+  constructor(message: string) {
+    super("API_CALL", message);
+  }
+}
+
+export class ApiClient {
+  readonly base: string;
+  private readonly token: string | undefined;
+
+  constructor(options: ApiClientOptions, env: NodeJS.ProcessEnv = process.env) {
+    const url = options.url ?? env.CENTRA_PXE_URL ?? "http://127.0.0.1";
+    this.base = url.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
+    this.token = options.token ?? env.CENTRA_PXE_TOKEN;
+  }
+
+  async call<T>(method: string, path: string, body?: unknown, needsToken = method !== "GET"): Promise<T> {
+    if (needsToken && !this.token) {
+      throw new ApiCallError("this change needs an admin token: pass --token or set CENTRA_PXE_TOKEN (create one with `centra-pxe token create`)");
+    }
+    const url = `${this.base}/api/v1${path}`;
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method,
+        headers: {
+          accept: "application/json",
+          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+          ...(body !== undefined ? { "content-type": "application/json" } : {}),
+        },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(30_000),
+      });
+    } catch (error) {
+      const inner = (error as { cause?: { code?: string; message?: string } }).cause;
+      const cause = inner?.code ?? inner?.message ?? (error as Error).message;
+      throw new ApiCallError(`cannot reach the server at ${this.base} (${cause}); is \`centra-pxe serve\` running? Set --url or CENTRA_PXE_URL`);
+    }
+    const text = await response.text();
+    let parsed: unknown;
+    try {
+      parsed = text === "" ? undefined : JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (!response.ok) {
+      const failure = (parsed ?? {}) as { message?: string; problems?: { field: string; message: string }[] };
+      const lines = failure.problems?.length ? failure.problems.map((p) => `  ${p.field}: ${p.message}`) : [];
+      throw new ApiCallError([`${method} ${path}: HTTP ${response.status}: ${failure.message ?? text.slice(0, 200)}`, ...lines].join("\n"));
+    }
+    return parsed as T;
+  }
+}
+
+const enc = encodeURIComponent;
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function labelsOf(pairs: string[] | undefined): Record<string, string> | undefined {
+  if (!pairs?.length) return undefined;
+  const labels: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new ApiCallError(`--label ${JSON.stringify(pair)}: expected key=value`);
+    labels[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return labels;
+}
+
+function print(value: unknown, json: boolean | undefined, human: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : human());
+}
+
+export function formatNodes(nodes: NodeRecord[]): string {
+  if (nodes.length === 0) return "no nodes\n";
+  return table([
+    ["ID", "STATE", "PROFILE", "HOSTNAME", "ADDRESS", "MACS", "LAST SEEN"],
+    ...nodes.map((n) => [n.id, n.state, n.profile ?? "-", n.hostname ?? "-", n.ipAddress ?? "-", n.macs.join(","), n.lastSeenAt ?? "-"]),
+  ]);
+}
+
+export function formatNode(node: NodeRecord, events: NodeEvent[]): string {
+  const field = (label: string, value: string | undefined) => (value === undefined ? "" : `${label.padEnd(15)} ${value}\n`);
+  const labels = Object.entries(node.labels).map(([k, v]) => `${k}=${v}`).join(" ");
+  return (
+    field("id", node.id) +
+    field("state", `${node.state} (since ${node.stateChangedAt})`) +
+    field("macs", node.macs.join(", ")) +
+    field("profile", node.profile) +
+    field("hostname", node.hostname) +
+    field("address", node.ipAddress) +
+    field("image version", node.imageVersion) +
+    field("labels", labels || undefined) +
+    field("uuid", node.uuid) +
+    field("serial", node.serial) +
+    field("firmware", node.firmware) +
+    field("source", node.source) +
+    field("deadline", node.provisionDeadline) +
+    field("last seen", node.lastSeenAt) +
+    (events.length
+      ? `events:\n${events
+          .map((e) => `  ${e.at}  ${e.kind}${e.toState ? ` ${e.fromState ?? ""}→${e.toState}` : ""}${typeof e.details.by === "string" ? ` by ${e.details.by}` : ""}`)
+          .join("\n")}\n`
+      : "")
+  );
+}
+
+export function registerNodesCommands(program: Command): void {
+  const nodes = program.command("nodes").description("the node inventory and its lifecycle, through the running server's API");
+
+  const client = (command: Command) => {
+    const options = command.opts<{ url?: string; token?: string }>();
+    return new ApiClient({ ...(options.url ? { url: options.url } : {}), ...(options.token ? { token: options.token } : {}) });
+  };
+  const sub = (spec: string, description: string) =>
+    nodes
+      .command(spec)
+      .description(description)
+      .option("--url <url>", "the server (default: $CENTRA_PXE_URL, else http://127.0.0.1)")
+      .option("--token <token>", "admin token (default: $CENTRA_PXE_TOKEN)")
+      .option("--json", "print JSON");
+
+  sub("list", "list nodes")
+    .option("--state <state>", "only nodes in this state")
+    .option("--profile <profile>", "only nodes with this profile")
+    .option("--label <key=value>", "only nodes with this label (repeatable)", collect)
+    .action(async (options: { state?: string; profile?: string; label?: string[]; json?: boolean }, command: Command) => {
+      const query = new URLSearchParams();
+      if (options.state) query.set("state", options.state);
+      if (options.profile) query.set("profile", options.profile);
+      for (const label of options.label ?? []) query.append("label", label);
+      const result = await client(command).call<{ nodes: NodeRecord[] }>("GET", `/nodes${query.size ? `?${query}` : ""}`);
+      print(result.nodes, options.json, () => formatNodes(result.nodes));
+    });
+
+  sub("add <mac...>", "add a machine by its MAC(s); with --profile it is ready to provision")
+    .option("--profile <profile>", "a profile of the config")
+    .option("--hostname <name>", "hostname (DHCP option 12, centra.hostname=)")
+    .option("--ip <address>", "fixed address, outside the dynamic pool")
+    .option("--uuid <uuid>", "SMBIOS system UUID")
+    .option("--image-version <version>", "pin the profile's image version")
+    .option("--label <key=value>", "a label (repeatable)", collect)
+    .action(async (macs: string[], options: { profile?: string; hostname?: string; ip?: string; uuid?: string; imageVersion?: string; label?: string[]; json?: boolean }, command: Command) => {
+      const body = {
+        macs,
+        ...(options.profile !== undefined ? { profile: options.profile } : {}),
+        ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
+        ...(options.ip !== undefined ? { ipAddress: options.ip } : {}),
+        ...(options.uuid !== undefined ? { uuid: options.uuid } : {}),
+        ...(options.imageVersion !== undefined ? { imageVersion: options.imageVersion } : {}),
+        ...(options.label ? { labels: labelsOf(options.label) } : {}),
+      };
+      const node = await client(command).call<NodeRecord>("POST", "/nodes", body);
+      print(node, options.json, () => `added ${node.id} (${node.state})\n`);
+    });
+
+  sub("set <node>", "change a node (id, MAC or hostname); use --clear to remove a field")
+    .option("--profile <profile>", "a profile of the config (a discovered node becomes ready)")
+    .option("--hostname <name>", "hostname")
+    .option("--ip <address>", "fixed address")
+    .option("--uuid <uuid>", "SMBIOS system UUID")
+    .option("--image-version <version>", "pin the profile's image version")
+    .option("--label <key=value>", "replace the labels with these (repeatable)", collect)
+    .option("--clear <field>", "clear profile, hostname, ipAddress, uuid or imageVersion (repeatable)", collect)
+    .action(async (ref: string, options: { profile?: string; hostname?: string; ip?: string; uuid?: string; imageVersion?: string; label?: string[]; clear?: string[]; json?: boolean }, command: Command) => {
+      const body: Record<string, unknown> = {};
+      for (const field of options.clear ?? []) body[field] = null;
+      if (options.profile !== undefined) body.profile = options.profile;
+      if (options.hostname !== undefined) body.hostname = options.hostname;
+      if (options.ip !== undefined) body.ipAddress = options.ip;
+      if (options.uuid !== undefined) body.uuid = options.uuid;
+      if (options.imageVersion !== undefined) body.imageVersion = options.imageVersion;
+      if (options.label) body.labels = labelsOf(options.label);
+      const node = await client(command).call<NodeRecord>("PATCH", `/nodes/${enc(ref)}`, body);
+      print(node, options.json, () => `updated ${node.id} (${node.state})\n`);
+    });
+
+  sub("show <node>", "one node (id, MAC or hostname) and its recent events").action(async (ref: string, options: { json?: boolean }, command: Command) => {
+    const api = client(command);
+    const node = await api.call<NodeRecord>("GET", `/nodes/${enc(ref)}`);
+    const { events } = await api.call<{ events: NodeEvent[] }>("GET", `/nodes/${enc(node.id)}/events?limit=20`);
+    print({ ...node, events }, options.json, () => formatNode(node, events));
+  });
+
+  sub("remove <node>", "remove a node from the inventory (its events are kept)").action(async (ref: string, options: { json?: boolean }, command: Command) => {
+    const node = await client(command).call<NodeRecord>("DELETE", `/nodes/${enc(ref)}`);
+    print(node, options.json, () => `removed ${node.id}\n`);
+  });
+
+  const lifecycle = (name: string, path: string, description: string) =>
+    sub(`${name} <node>`, description).action(async (ref: string, options: { json?: boolean; reprovision?: boolean }, command: Command) => {
+      const action = options.reprovision ? "reprovision" : path;
+      const node = await client(command).call<NodeRecord>("POST", `/nodes/${enc(ref)}/${action}`);
+      print(node, options.json, () => `${node.id} is ${node.state}${node.provisionDeadline ? ` (callback expected by ${node.provisionDeadline})` : ""}\n`);
+    });
+
+  lifecycle("provision", "provision", "install the node on its next PXE boot").option("--reprovision", "install again even if it is provisioned");
+  lifecycle("reprovision", "reprovision", "install a provisioned or failed node again on its next PXE boot");
+  lifecycle("retire", "retire", "never boot the node from the network again");
+  lifecycle("reactivate", "reactivate", "bring a retired node back");
+}

@@ -1,0 +1,107 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { parseConfig } from "../../src/config/load.js";
+import { createHttpService, type HttpService } from "../../src/http/server.js";
+import { silentLogger } from "../../src/log.js";
+import { createProvisioning, type ProvisioningPart } from "../../src/provisioning/index.js";
+import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
+
+/**
+ * `centra-pxe token …` on the store file and `centra-pxe nodes …` against a real server on a
+ * loopback port, each run as its own process the way an operator runs it.
+ */
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const stateDir = mkdtempSync(join(tmpdir(), "cli-"));
+let store: SqliteStore;
+let part: ProvisioningPart;
+let http: HttpService;
+let url: string;
+
+before(async () => {
+  const config = parseConfig(`
+stateDir: ${stateDir}
+serverAddress: 127.0.0.1
+http: { port: 0, bindAddress: 127.0.0.1 }
+dhcp: { mode: off }
+`);
+  store = openSqliteStore(join(stateDir, "centra-pxe.db"));
+  part = createProvisioning({ config, store, logger: silentLogger });
+  await part.service.start();
+  http = createHttpService({ config, logger: silentLogger, resolver: part.resolver, extraPlugins: [part.apiPlugin] });
+  await http.start();
+  url = `http://127.0.0.1:${http.address()!.port}`;
+});
+
+after(async () => {
+  await http?.stop();
+  await part?.service.stop();
+  await store?.close();
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ["--import", "tsx", join(root, "src/cli/main.ts"), ...args],
+      { cwd: root, env: { ...process.env, CENTRA_PXE_URL: "", CENTRA_PXE_TOKEN: "", ...env }, timeout: 60_000 },
+      (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+test("token create/list/revoke on the store file, and nodes add/list/show/provision/remove through the API", async () => {
+  const created = await cli(["token", "create", "--name", "ci", "--state-dir", stateDir]);
+  assert.equal(created.code, 0, created.stderr);
+  const token = created.stdout.trim();
+  assert.match(token, /^cpxe_[0-9a-f]{8}_/);
+  const env = { CENTRA_PXE_URL: url, CENTRA_PXE_TOKEN: token };
+
+  const refused = await cli(["nodes", "add", "52:54:00:00:00:01", "--url", url]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /needs an admin token/);
+
+  const bad = await cli(["nodes", "add", "nope", "--profile", "nosuch"], env);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /HTTP 400/);
+  assert.match(bad.stderr, /macs\[0\]: "nope" is not a MAC address/);
+  assert.match(bad.stderr, /profile: unknown profile "nosuch"/);
+
+  const added = await cli(["nodes", "add", "52:54:00:00:00:01", "52:54:00:00:00:02", "--profile", "worker", "--hostname", "worker-01", "--label", "rack=a1", "--json"], env);
+  assert.equal(added.code, 0, added.stderr);
+  const node = JSON.parse(added.stdout) as { id: string; state: string; macs: string[] };
+  assert.equal(node.state, "ready");
+  assert.deepEqual(node.macs, ["52:54:00:00:00:01", "52:54:00:00:00:02"]);
+
+  const listed = await cli(["nodes", "list", "--label", "rack=a1"], env);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.match(listed.stdout, new RegExp(`^${node.id}\\s+ready\\s+worker\\s+worker-01`, "m"));
+
+  const provisioned = await cli(["nodes", "provision", "worker-01"], env);
+  assert.equal(provisioned.code, 0, provisioned.stderr);
+  assert.match(provisioned.stdout, /is provisioning \(callback expected by /);
+
+  const shown = await cli(["nodes", "show", "52-54-00-00-00-02"], env);
+  assert.match(shown.stdout, /^state\s+provisioning/m);
+  assert.match(shown.stdout, /transition ready→provisioning by token:[0-9a-f]{8} ci/);
+
+  const listedTokens = await cli(["token", "list", "--state-dir", stateDir]);
+  const id = /^([0-9a-f]{8})\s+ci\s/m.exec(listedTokens.stdout)?.[1];
+  assert.ok(id, listedTokens.stdout);
+  assert.equal((await cli(["token", "revoke", id, "--state-dir", stateDir])).code, 0);
+
+  const afterRevoke = await cli(["nodes", "remove", node.id], env);
+  assert.equal(afterRevoke.code, 1);
+  assert.match(afterRevoke.stderr, /HTTP 403: token .* was revoked/);
+
+  const second = (await cli(["token", "create", "--state-dir", stateDir])).stdout.trim();
+  const removed = await cli(["nodes", "remove", node.id], { ...env, CENTRA_PXE_TOKEN: second });
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.equal((await cli(["nodes", "list", "--json"], env)).stdout.trim(), "[]");
+});
