@@ -7,6 +7,7 @@ import { MessageType, Option } from "./options.js";
 import { BootOp, decode, encode, messageType, optionAddress, optionString, type DhcpPacket } from "./packet.js";
 import { AddressPool } from "./pool.js";
 import { PerClientRateLimit } from "./rate-limit.js";
+import { readPcap } from "../../test/dhcp/pcap.js";
 
 const ip = (s: string) => parseIpv4(s)!;
 const SERVER = ip("10.0.100.10");
@@ -301,5 +302,36 @@ describe("boot answers: firmware × known/unknown × mode", () => {
 
   it("server mode ignores port 4011", () => {
     assert.equal(handle(request({ type: MessageType.Request, arch: 7, vendor: "PXEClient" }), makeContext(), { address: 1, port: 4011, pxePort: true }).kind, "ignore");
+  });
+});
+
+describe("golden requests from real firmware get the §3 answer", () => {
+  const requestsIn = (file: string) =>
+    readPcap(new URL(`../../testdata/dhcp/${file}`, import.meta.url).pathname)
+      .filter((d) => d.destinationPort === 67)
+      .map((d) => decode(d.payload));
+
+  it("OVMF's UEFI PXE (arch 7, no iPXE): ipxe.efi over TFTP with PXEClient and option 43", () => {
+    const [discover] = requestsIn("ovmf-uefi-pxe.pcap");
+    const r = replyOf(handle(discover!, makeContext()));
+    assert.equal(r.reply.file, "ipxe.efi");
+    assert.equal(optionString(r.reply, Option.VendorClassIdentifier), "PXEClient");
+    assert.ok(r.reply.options.has(Option.VendorSpecific));
+    assert.deepEqual(r.reply.options.get(Option.ClientMachineIdentifier), discover!.options.get(Option.ClientMachineIdentifier));
+    assert.equal(r.seen?.firmware, "efi-x64");
+  });
+
+  it("iPXE in QEMU (user class iPXE): the HTTP entry script", () => {
+    const [discover] = requestsIn("ipxe-bios-qemu.pcap");
+    const r = replyOf(handle(discover!, makeContext()));
+    assert.equal(r.reply.file, "http://10.0.100.10/boot/ipxe/boot.ipxe");
+    assert.equal(r.seen?.userClass, "iPXE");
+  });
+
+  it("dhclient (an installed OS): an address and no boot file", () => {
+    const [discover] = requestsIn("dhclient-dora-release.pcap");
+    const r = replyOf(handle(discover!, makeContext()));
+    assert.equal(r.reply.file, "");
+    assert.equal(r.seen, undefined);
   });
 });
