@@ -1,0 +1,59 @@
+import type { Config } from "../config/schema.js";
+import type { Logger } from "../log.js";
+import type { Service, ServiceHealth } from "../server/service.js";
+import { FileCache, DEFAULT_CACHE_OPTIONS, type FileCacheOptions } from "./file-source.js";
+import { TftpServer, tftpRoot, type TftpLimits, type TftpStats } from "./server.js";
+
+export type { TftpStats, TftpLimits } from "./server.js";
+export { TftpServer, DEFAULT_TFTP_LIMITS, refusalFor, tftpRoot } from "./server.js";
+
+export interface TftpServiceOptions {
+  config: Config;
+  logger: Logger;
+  /** Reserved for the metrics registry; counters are read with `stats()` meanwhile. */
+  metrics?: unknown;
+  limits?: Partial<TftpLimits>;
+  cache?: Partial<FileCacheOptions>;
+}
+
+export interface TftpService extends Service {
+  /** Counters since start: transfers started/completed/failed, junk dropped, bytes sent, … */
+  stats(): TftpStats;
+  /** Where the request socket is bound (useful with port 0). */
+  address(): { address: string; port: number };
+}
+
+/**
+ * The TFTP part of the daemon (PRODUCT.md §3): read-only, serving `<stateDir>/ipxe` on
+ * `tftp.bindAddress:tftp.port`.
+ */
+export function createTftpService(options: TftpServiceOptions): TftpService {
+  const logger = options.logger.child({ part: "tftp" });
+  let config = options.config;
+  const server = new TftpServer({
+    root: tftpRoot(config.stateDir),
+    bindAddress: config.tftp.bindAddress,
+    port: config.tftp.port,
+    logger,
+    cache: new FileCache({ ...DEFAULT_CACHE_OPTIONS, ...options.cache }),
+    limits: options.limits,
+  });
+  return {
+    name: "tftp",
+    async start() {
+      await server.start();
+      const { address, port } = server.address();
+      logger.info({ address, port, root: tftpRoot(config.stateDir) }, "tftp serving");
+    },
+    stop: () => server.stop(),
+    async reload(next: Config) {
+      await server.reconfigure(tftpRoot(next.stateDir), next.tftp.bindAddress, next.tftp.port);
+      config = next;
+    },
+    health(): ServiceHealth {
+      return server.listening ? { ok: true, detail: "serving" } : { ok: false, detail: "tftp is not listening" };
+    },
+    stats: () => server.stats(),
+    address: () => server.address(),
+  };
+}
