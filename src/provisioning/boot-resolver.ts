@@ -41,6 +41,9 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
         case "image":
           return imageFor(node, machine, context, []);
         case "install": {
+          // No token for a boot that cannot happen (image missing): the attempt's clock keeps running.
+          const probe = await imageFor(node, machine, context, []);
+          if (probe.kind !== "image") return probe;
           const issued = await provisioning.issueInstallToken(node.id);
           // The state moved between the two steps (a retire, a callback): decide again.
           if (!issued) return resolver.resolve(machine, context);

@@ -191,6 +191,17 @@ test("a callback by GET works for wget builds that cannot POST; retire then boot
   assert.match((await machineScript("52:54:00:00:00:20")).body, /retired/);
 });
 
+test("a node pinned to a missing image version is told why and gets no token", async () => {
+  const node = (await call("POST", "/api/v1/nodes", { token: admin, body: { mac: "52:54:00:00:00:50", profile: "worker", imageVersion: "9.9" } })).json();
+  await call("POST", `/api/v1/nodes/${node.id}/provision`, { token: admin });
+  const script = (await machineScript("52:54:00:00:00:50")).body;
+  assert.match(script, /cannot boot: image nixos version 9\.9 .* is not installed/);
+  assert.doesNotMatch(script, /centra\.token=/);
+  assert.equal(((await call("GET", `/api/v1/events?node=${node.id}&kind=install-boot`)).json().events as NodeEvent[]).length, 0);
+  assert.equal((await call("PATCH", `/api/v1/nodes/${node.id}`, { token: admin, body: { imageVersion: null } })).status, 200);
+  assert.match((await machineScript("52:54:00:00:00:50")).body, /images\/nixos\/24\.11\/kernel .*centra\.token=/);
+});
+
 test("an unknown machine that PXE-boots is discovered and gets the menu", async () => {
   const script = (await machineScript("52:54:00:00:00:30")).body;
   assert.match(script, /Centra Cloud - Bare-Metal Provisioning/);
