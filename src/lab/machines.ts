@@ -1,0 +1,119 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+
+/**
+ * The lab's virtual machines and the QEMU command line for each. Pure: paths in, arguments out, so
+ * the firmware choices (and the quirks they work around) are visible in one place and testable.
+ */
+
+export enum LabFirmware {
+  /** SeaBIOS with the iPXE option ROM of `ipxe-qemu`: iPXE itself does DHCP (user-class iPXE) and HTTP. */
+  BiosIpxeRom = "bios-ipxe-rom",
+  /** OVMF with its own UEFI PXE (no iPXE ROM): DHCP arch 7 → ipxe.efi over TFTP → iPXE → HTTP. */
+  UefiPxe = "uefi-pxe",
+  /** OVMF "HTTP Boot over IPv4" only: DHCP arch 16 → `HTTPClient` + URL of ipxe.efi, no TFTP at all. */
+  UefiHttp = "uefi-http",
+}
+
+export interface LabMachine {
+  /** node01 … : the seed's launch-script names. */
+  name: string;
+  mac: string;
+  firmware: LabFirmware;
+  /** The tap device in the lab namespace this machine's NIC is plugged into. */
+  tap: string;
+  /** What the server should make of it: a profile and hostname, or the menu for an unknown MAC. */
+  expect: { profile: string; hostname: string } | { menu: true };
+}
+
+/** Host files the machines boot from (Debian package paths; see `findFirmware`). */
+export interface FirmwarePaths {
+  /** ipxe-qemu: iPXE as a legacy PCI option ROM for virtio-net. */
+  ipxeVirtioRom: string;
+  /** ovmf: the read-only code half of the UEFI flash. */
+  ovmfCode: string;
+  /** ovmf: the template of the writable variable store; each machine gets its own copy. */
+  ovmfVarsTemplate: string;
+}
+
+export function findFirmware(): FirmwarePaths {
+  const first = (...candidates: string[]) => candidates.find((p) => existsSync(p)) ?? candidates[0]!;
+  return {
+    ipxeVirtioRom: first("/usr/lib/ipxe/qemu/pxe-virtio.rom", "/usr/share/qemu/pxe-virtio.rom"),
+    ovmfCode: first("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"),
+    ovmfVarsTemplate: first("/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+  };
+}
+
+/** The content of `serconPortFile`: COM1's I/O port as a little-endian integer. */
+export const SERCON_PORT_COM1 = Buffer.from([0xf8, 0x03]);
+
+export type Accelerator = "kvm" | "tcg";
+
+export interface MachineRunPaths {
+  serialLog: string;
+  pidFile: string;
+  /** Per-machine copy of the OVMF variable store (UEFI only). */
+  ovmfVars: string;
+  /** Two bytes, 0x3f8 little-endian: COM1 for SeaBIOS's serial console (see qemuArguments). */
+  serconPortFile: string;
+}
+
+export function machineRunPaths(runDir: string, machine: LabMachine): MachineRunPaths {
+  return {
+    serialLog: join(runDir, `${machine.name}.serial.log`),
+    pidFile: join(runDir, `${machine.name}.pid`),
+    ovmfVars: join(runDir, `${machine.name}.OVMF_VARS.fd`),
+    serconPortFile: join(runDir, "sercon-port.bin"),
+  };
+}
+
+/** The arguments after `qemu-system-x86_64` for one lab machine. */
+export function qemuArguments(machine: LabMachine, firmware: FirmwarePaths, paths: MachineRunPaths, accel: Accelerator, memoryMiB = 768): string[] {
+  const uefi = machine.firmware !== LabFirmware.BiosIpxeRom;
+  const args = [
+    "-name", machine.name,
+    "-accel", accel,
+    // q35 for OVMF (its default target); the i440fx `pc` machine for SeaBIOS, as the seed's scripts used.
+    "-machine", uefi ? "q35" : "pc",
+    "-m", String(memoryMiB),
+    "-smp", "1",
+    "-display", "none",
+    "-vga", "none",
+    // No VGA: SeaBIOS then redirects option-ROM text (the iPXE banner and menu) to the serial port
+    // ("sercon"), so the menu of an unknown machine is visible in the serial log.
+    "-serial", `file:${paths.serialLog}`,
+    "-monitor", "none",
+    "-parallel", "none",
+    "-pidfile", paths.pidFile,
+    // A guest that reboots (a failed boot, a kernel panic) ends the VM instead of looping.
+    "-no-reboot",
+    "-netdev", `tap,id=net0,ifname=${machine.tap},script=no,downscript=no`,
+  ];
+  if (accel === "kvm") args.push("-cpu", "host");
+  if (uefi) {
+    args.push(
+      "-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${firmware.ovmfCode}`,
+      "-drive", `if=pflash,format=raw,unit=1,file=${paths.ovmfVars}`,
+      // romfile= (empty): no iPXE option ROM, so OVMF's own VirtioNetDxe + PXE/HTTP boot stack runs —
+      // the firmware path real UEFI servers take.
+      "-device", `virtio-net-pci,netdev=net0,mac=${machine.mac},romfile=,bootindex=1`,
+    );
+    if (machine.firmware === LabFirmware.UefiHttp) {
+      // OVMF tries PXE over IPv4, then IPv6, before HTTP boot (minutes under TCG). Turning both PXE
+      // stacks off makes it go straight to "UEFI HTTPv4".
+      args.push("-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n", "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n");
+    }
+  } else {
+    args.push(
+      // disable-legacy=on: the ipxe-qemu ROM's PCI header names the modern virtio-net device (1af4:1041);
+      // SeaBIOS only runs a ROM whose IDs match the device, and the transitional default is 1af4:1000.
+      "-device", `virtio-net-pci,disable-legacy=on,netdev=net0,mac=${machine.mac},romfile=${firmware.ipxeVirtioRom},bootindex=1`,
+      "-boot", "order=n",
+      // SeaBIOS "sercon": with this fw_cfg file (the I/O port, little-endian) it mirrors option-ROM text
+      // output — the iPXE banner and menu — to COM1, the only console a headless lab machine has.
+      "-fw_cfg", `name=etc/sercon-port,file=${paths.serconPortFile}`,
+    );
+  }
+  return args;
+}
