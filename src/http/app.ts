@@ -121,14 +121,14 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
     },
   });
 
-  app.get("/health", async (_request, reply) => {
+  app.route({ method: ["GET", "HEAD"], url: "/health", handler: async (_request, reply) => {
     const parts = options.health();
     const failing = Object.entries(parts)
       .filter(([, h]) => !h.ok)
       .map(([name]) => name);
     reply.header("cache-control", "no-store");
     return reply.code(failing.length ? 503 : 200).send({ status: failing.length ? "unhealthy" : "ok", ...(failing.length ? { failing } : {}), parts });
-  });
+  } });
 
   for (const plugin of options.extraPlugins ?? []) await app.register(plugin);
 
