@@ -1,0 +1,136 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
+import { createLink, requireBinaries, sh, type TestLink } from "../support/netns.js";
+
+/**
+ * The whole daemon as an operator runs it: `centra-pxe serve` in its own network namespace, with a
+ * client namespace across a veth, driven by real clients — udhcpc for DHCP, tftp-hpa for the
+ * bootloader, curl for the iPXE walk — then SIGHUP with a bad and a good config, then SIGTERM.
+ */
+
+const repo = fileURLToPath(new URL("../..", import.meta.url));
+const MAC = "52:54:00:12:34:56";
+let link: TestLink;
+let dir: string;
+let server: ChildProcess;
+let log = "";
+
+function writeConfig(hostname: string, extra = ""): void {
+  writeFileSync(
+    join(dir, "config.yaml"),
+    `interface: ${link.serverIf}
+serverAddress: ${link.serverIp}
+stateDir: ${join(dir, "state")}
+dhcp:
+  subnet: ${link.serverIp.replace(/\.1$/, ".0")}
+  netmask: 255.255.255.0
+  range: { start: ${link.serverIp.replace(/\.1$/, ".100")}, end: ${link.serverIp.replace(/\.1$/, ".150")} }
+  router: ${link.serverIp}
+  leaseTime: 10m
+nodes:
+  "${MAC}": { profile: control-plane, hostname: ${hostname}, ipAddress: ${link.serverIp.replace(/\.1$/, ".50")} }
+${extra}`,
+  );
+}
+
+const cli = (args: string[]) => sh(process.execPath, ["--import", "tsx", join(repo, "src/cli/main.ts"), ...args]);
+
+async function waitFor(what: string, check: () => boolean, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; server log:\n${log.slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+before(async () => {
+  link = createLink({ clientIp: null });
+  dir = mkdtempSync(join(tmpdir(), "serve-"));
+  writeConfig("control-plane-01");
+  const config = join(dir, "config.yaml");
+  cli(["init", "--config", config]);
+  writeFileSync(join(dir, "bzImage"), Buffer.alloc(2 * 1024 * 1024 + 3, 7));
+  writeFileSync(join(dir, "initrd"), Buffer.alloc(1024 * 1024, 9));
+  cli(["images", "add", "nixos", "--kernel", join(dir, "bzImage"), "--initrd", join(dir, "initrd"), "--version", "24.11", "--config", config]);
+  server = link.spawnInServer(process.execPath, ["--import", "tsx", join(repo, "src/cli/main.ts"), "serve", "--config", config], { cwd: repo });
+  server.stdout!.on("data", (chunk: Buffer) => (log += chunk.toString()));
+  server.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
+  await waitFor("the server to serve", () => log.includes('"msg":"serving"'));
+});
+
+after(() => {
+  if (server && server.exitCode === null) server.kill("SIGKILL");
+  link?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const curl = (path: string, ...args: string[]) => link.inClient("curl", ["-sS", "--max-time", "10", ...args, `http://${link.serverIp}${path}`]);
+
+test("a known MAC gets its fixed address from udhcpc", (t) => {
+  if (!requireBinaries(t, "udhcpc")) return;
+  link.inClient("ip", ["link", "set", link.clientIf, "address", MAC]);
+  // udhcpc reports on stderr; `-s /bin/true` keeps it from configuring the link itself.
+  const out = link.inClient("sh", ["-c", `timeout 30 udhcpc -i ${link.clientIf} -n -q -f -O hostname -s /bin/true 2>&1`]);
+  assert.match(out, new RegExp(`lease of ${link.serverIp.replace(/\.1$/, ".50").replace(/\./g, "\\.")} obtained`));
+  link.inClient("ip", ["addr", "add", `${link.serverIp.replace(/\.1$/, ".50")}/24`, "dev", link.clientIf]);
+});
+
+test("the bootloader comes over TFTP byte for byte", (t) => {
+  if (!requireBinaries(t, "tftp")) return;
+  const target = join(dir, "undionly.kpxe");
+  link.inClient("tftp", [link.serverIp, "-m", "binary", "-c", "get", "undionly.kpxe", target]);
+  assert.deepEqual(readFileSync(target), readFileSync(join(dir, "state", "ipxe", "undionly.kpxe")));
+});
+
+test("curl walks entry script → machine script → kernel with a Range request", (t) => {
+  if (!requireBinaries(t, "curl")) return;
+  const entry = curl("/boot/ipxe/boot.ipxe");
+  assert.match(entry, /^#!ipxe/);
+  const chain = /chain [^\n]*?(http:\/\/\S+machine\.ipxe\?\S+)/.exec(entry)?.[1];
+  assert.ok(chain, entry);
+  // What iPXE would expand its variables to on a UEFI machine.
+  const url = chain
+    .replace("${netX/mac:hexhyp}", MAC.replace(/:/g, "-"))
+    .replace("${buildarch:uristring}", "x86_64")
+    .replace("${platform:uristring}", "efi")
+    .replace("${uuid}", "")
+    .replace("${serial:uristring}", "");
+  const script = link.inClient("curl", ["-sS", "--max-time", "10", url]);
+  assert.match(script, /centra\.profile=control-plane/);
+  assert.match(script, /centra\.hostname=control-plane-01/);
+  assert.match(script, /initrd=initrd/);
+  const kernelUrl = /kernel (http:\/\/\S+)/.exec(script)?.[1];
+  assert.ok(kernelUrl, script);
+  const part = link.inClient("curl", ["-sS", "--max-time", "10", "-r", "100-199", kernelUrl, "-o", "-"]);
+  assert.equal(part.length, 100);
+  const full = join(dir, "kernel.out");
+  link.inClient("curl", ["-sS", "--max-time", "20", kernelUrl, "-o", full]);
+  assert.equal(createHash("sha256").update(readFileSync(full)).digest("hex"), createHash("sha256").update(readFileSync(join(dir, "bzImage"))).digest("hex"));
+  assert.match(curl("/health"), /"status":"ok"/);
+});
+
+test("SIGHUP: a bad config is refused and the old one keeps serving; a good one applies at once", async () => {
+  writeConfig("control-plane-01", "bogus: true\n");
+  server.kill("SIGHUP");
+  await waitFor("the refusal", () => log.includes("new config refused"));
+  assert.match(log, /config\.yaml:\d+:1 bogus: unknown key/);
+  const machine = `/boot/ipxe/machine.ipxe?mac=${MAC.replace(/:/g, "-")}&platform=pcbios&buildarch=i386`;
+  assert.match(curl(machine), /centra\.hostname=control-plane-01/);
+  writeConfig("control-plane-99");
+  server.kill("SIGHUP");
+  await waitFor("the reload", () => log.includes("SIGHUP: config reloaded"));
+  assert.match(curl(machine), /centra\.hostname=control-plane-99/);
+});
+
+test("SIGTERM stops every part and exits 0", async () => {
+  const exited = new Promise<number | null>((resolve) => server.once("exit", (code) => resolve(code)));
+  server.kill("SIGTERM");
+  assert.equal(await exited, 0);
+  for (const part of ["dhcp", "tftp", "http"]) assert.match(log, new RegExp(`"service":"${part}","msg":"stopped"`));
+});
