@@ -68,9 +68,41 @@ export class ApiClient {
     }
     return parsed as T;
   }
+
+  /** Follow `/api/v1<path>` as server-sent events. */
+  async stream(path: string, onEvent: (event: NodeEvent) => void): Promise<void> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.base}/api/v1${path}`, { headers: { accept: "text/event-stream", ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) } });
+    } catch (error) {
+      throw new ApiCallError(`cannot reach the server at ${this.base} (${(error as Error).message})`);
+    }
+    if (!response.ok || !response.body) throw new ApiCallError(`GET ${path}: HTTP ${response.status}`);
+    await readEventStream(response.body, onEvent);
+  }
 }
 
 const enc = encodeURIComponent;
+
+/** Read a server-sent event stream until the server closes it or the process is interrupted. */
+async function readEventStream(body: ReadableStream<Uint8Array>, onEvent: (event: NodeEvent) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = block
+        .split("\n")
+        .filter((line) => line.startsWith("data: "))
+        .map((line) => line.slice(6))
+        .join("\n");
+      if (data) onEvent(JSON.parse(data) as NodeEvent);
+    }
+  }
+}
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -99,6 +131,13 @@ export function formatNodes(nodes: NodeRecord[]): string {
   ]);
 }
 
+export function formatEvent(e: NodeEvent): string {
+  const move = e.toState ? ` ${e.fromState ?? ""}→${e.toState}` : "";
+  const by = typeof e.details.by === "string" ? ` by ${e.details.by}` : "";
+  const action = typeof e.details.action === "string" ? ` (${e.details.action})` : "";
+  return `${e.at}  ${e.nodeId}  ${e.kind}${move}${action}${by}\n`;
+}
+
 export function formatNode(node: NodeRecord, events: NodeEvent[]): string {
   const field = (label: string, value: string | undefined) => (value === undefined ? "" : `${label.padEnd(15)} ${value}\n`);
   const labels = Object.entries(node.labels).map(([k, v]) => `${k}=${v}`).join(" ");
@@ -119,8 +158,8 @@ export function formatNode(node: NodeRecord, events: NodeEvent[]): string {
     field("last seen", node.lastSeenAt) +
     (events.length
       ? `events:\n${events
-          .map((e) => `  ${e.at}  ${e.kind}${e.toState ? ` ${e.fromState ?? ""}→${e.toState}` : ""}${typeof e.details.by === "string" ? ` by ${e.details.by}` : ""}`)
-          .join("\n")}\n`
+          .map((e) => `  ${formatEvent(e).replace(`  ${e.nodeId}  `, "  ")}`)
+          .join("")}`
       : "")
   );
 }
@@ -206,6 +245,23 @@ export function registerNodesCommands(program: Command): void {
     const node = await client(command).call<NodeRecord>("DELETE", `/nodes/${enc(ref)}`);
     print(node, options.json, () => `removed ${node.id}\n`);
   });
+
+  sub("events [node]", "lifecycle events, oldest first; --follow keeps printing new ones as they happen")
+    .option("--kind <kind>", "only events of this kind (transition, discovered, install-boot, …)")
+    .option("--limit <n>", "the newest n", "50")
+    .option("-f, --follow", "stay connected and print events as they happen (server-sent events)")
+    .action(async (ref: string | undefined, options: { kind?: string; limit: string; follow?: boolean; json?: boolean }, command: Command) => {
+      const api = client(command);
+      const query = new URLSearchParams();
+      if (ref !== undefined) query.set("node", ref);
+      if (options.kind) query.set("kind", options.kind);
+      const { events } = await api.call<{ events: NodeEvent[] }>("GET", `/events?${query}&limit=${enc(options.limit)}`);
+      const show = (event: NodeEvent) => process.stdout.write(options.json ? `${JSON.stringify(event)}\n` : formatEvent(event));
+      events.forEach(show);
+      if (!options.follow) return;
+      const after = events.at(-1)?.seq ?? 0;
+      await api.stream(`/events/stream?${query}&after=${after}`, show);
+    });
 
   const lifecycle = (name: string, path: string, description: string) =>
     sub(`${name} <node>`, description).action(async (ref: string, options: { json?: boolean; reprovision?: boolean }, command: Command) => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -89,7 +89,29 @@ test("token create/list/revoke on the store file, and nodes add/list/show/provis
 
   const shown = await cli(["nodes", "show", "52-54-00-00-00-02"], env);
   assert.match(shown.stdout, /^state\s+provisioning/m);
-  assert.match(shown.stdout, /transition ready→provisioning by token:[0-9a-f]{8} ci/);
+  assert.match(shown.stdout, /transition ready→provisioning \(provision\) by token:[0-9a-f]{8} ci/);
+
+  // Follow the live stream in another process while a change is made.
+  const follower = spawn(process.execPath, ["--import", "tsx", join(root, "src/cli/main.ts"), "nodes", "events", node.id, "--follow", "--limit", "1"], {
+    cwd: root,
+    env: { ...process.env, ...env },
+  });
+  let followed = "";
+  const sawRetire = new Promise<void>((resolve, reject) => {
+    follower.stdout.on("data", (chunk: Buffer) => {
+      followed += chunk.toString();
+      if (/ransition provisioning→retired/.test(followed)) resolve();
+    });
+    follower.on("exit", (code) => reject(new Error(`follower exited ${code}: ${followed}`)));
+  });
+  try {
+    await waitFor(() => /ready→provisioning/.test(followed), "the follower printed the last event");
+    assert.equal((await cli(["nodes", "retire", node.id], env)).code, 0);
+    await sawRetire;
+  } finally {
+    follower.kill();
+  }
+  assert.equal((await cli(["nodes", "reactivate", node.id], env)).code, 0);
 
   const listedTokens = await cli(["token", "list", "--state-dir", stateDir]);
   const id = /^([0-9a-f]{8})\s+ci\s/m.exec(listedTokens.stdout)?.[1];
@@ -105,3 +127,11 @@ test("token create/list/revoke on the store file, and nodes add/list/show/provis
   assert.equal(removed.code, 0, removed.stderr);
   assert.equal((await cli(["nodes", "list", "--json"], env)).stdout.trim(), "[]");
 });
+
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
