@@ -140,3 +140,19 @@ test("a Host header that is not host[:port] falls back to the configured address
   assert.equal(baseUrlFor("evil\r\nchain x", config), "http://10.0.100.10");
   assert.equal(baseUrlFor(undefined, { ...config, http: { ...config.http, port: 8080 } }), "http://10.0.100.10:8080");
 });
+
+test("a resolver that throws gives a 500 (iPXE retries), not a crash", async () => {
+  const failing = await createHttpApp({
+    config,
+    logger: silentLogger,
+    resolver: { resolve: async () => Promise.reject(new Error("store is down")) },
+    health: () => ({}),
+  });
+  try {
+    const response = await failing.inject({ url: "/boot/ipxe/machine.ipxe?mac=52-54-00-12-34-56" });
+    assert.equal(response.statusCode, 500);
+    assert.doesNotMatch(response.body, /store is down/, "internals stay in the log");
+  } finally {
+    await failing.close();
+  }
+});

@@ -40,6 +40,14 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
     forceCloseConnections: true,
   });
 
+  // Request logging is off, which also silences Fastify's default error log: log failures here.
+  // A 500 is what iPXE's retry loop expects from a server that has a bad moment.
+  app.setErrorHandler(async (error, request, reply) => {
+    const status = typeof (error as { statusCode?: unknown }).statusCode === "number" ? (error as { statusCode: number }).statusCode : 500;
+    if (status >= 500) logger.error({ err: error, url: request.raw.url, remote: request.ip }, "request failed");
+    return reply.code(status).type("text/plain; charset=utf-8").send(status >= 500 ? "internal error\n" : `${(error as Error).message}\n`);
+  });
+
   // Checked on the raw URL, before routing decodes it: `%2e%2e%2f` must never become `../`.
   app.addHook("onRequest", async (request, reply) => {
     const refusal = refusedRawPath(request.raw.url ?? "");
