@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { registerConfigCommands } from "./config-commands.js";
+import { registerLeasesCommand } from "./leases-command.js";
 import { registerNodesCommands } from "./nodes-command.js";
 import { registerStateCommands } from "./state-commands.js";
 import { registerTokenCommands } from "./token-command.js";
@@ -14,6 +15,7 @@ const program = new Command()
 
 registerConfigCommands(program);
 registerStateCommands(program);
+registerLeasesCommand(program);
 registerNodesCommands(program);
 registerTokenCommands(program);
 
