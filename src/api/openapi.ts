@@ -25,7 +25,7 @@ export function openApiDocument(): Record<string, unknown> {
     { name: "kind", in: "query", schema: { type: "string" }, description: "created, discovered, updated, transition, install-boot, callback-rejected, removed, …" },
     { name: "since", in: "query", schema: { type: "string", format: "date-time" } },
     { name: "after", in: "query", schema: { type: "integer", minimum: 0 }, description: "only events with a larger seq" },
-    { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 10000 }, description: "the newest N" },
+    { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 10000 }, description: "the newest N (default 1000 when neither after nor since is given)" },
   ];
   const nodeFields = {
     macs: { type: "array", items: { type: "string", example: "52:54:00:12:34:56" }, minItems: 1 },

@@ -11,6 +11,9 @@ import { openApiDocument } from "./openapi.js";
 
 export const API_PREFIX = "/api/v1";
 
+/** Events returned when a read names no limit, no `after` and no `since`. */
+export const DEFAULT_EVENT_LIMIT = 1000;
+
 export interface ApiPluginOptions {
   provisioning: Provisioning;
   store: Store;
@@ -189,6 +192,8 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
             else throw error;
           }
           if (problems.length) throw new ValidationError(problems);
+          // The log is kept forever; an unbounded read would be the whole history.
+          if (filter.limit === undefined && filter.afterSeq === undefined && filter.since === undefined) filter.limit = DEFAULT_EVENT_LIMIT;
           return filter;
         }
       },
