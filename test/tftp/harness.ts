@@ -1,0 +1,78 @@
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawn } from "node:child_process";
+import { parseConfig } from "../../src/config/load.js";
+import { silentLogger } from "../../src/log.js";
+import { createTftpService, type TftpService, type TftpLimits } from "../../src/tftp/index.js";
+import { createLink, sh, type TestLink } from "../support/netns.js";
+
+/** Files every TFTP test serves: a bootloader-sized file, a 1 MB one, a text file for netascii. */
+export interface Fixture {
+  stateDir: string;
+  root: string;
+  files: Record<string, Buffer>;
+  /** A file outside the root that a symlink inside points at. */
+  secret: string;
+  cleanup(): void;
+}
+
+export function makeFixture(): Fixture {
+  const stateDir = mkdtempSync(join(tmpdir(), "cpxe-tftp-"));
+  const root = join(stateDir, "ipxe");
+  mkdirSync(join(root, "sub"), { recursive: true });
+  const files: Record<string, Buffer> = {
+    // Same size as Debian's undionly.kpxe; random so a misplaced block cannot pass unnoticed.
+    "undionly.kpxe": randomBytes(74213),
+    "one-mb.bin": randomBytes(1024 * 1024),
+    "exact.bin": randomBytes(1468 * 4),
+    "empty.bin": Buffer.alloc(0),
+    "readme.txt": Buffer.from("line one\nline two\r\nbare\rcr\n"),
+    "sub/ipxe.efi": randomBytes(3000),
+  };
+  for (const [name, bytes] of Object.entries(files)) writeFileSync(join(root, name), bytes);
+  const secret = join(stateDir, "secret.txt");
+  writeFileSync(secret, "outside the root\n");
+  symlinkSync(secret, join(root, "escape-link"));
+  symlinkSync("undionly.kpxe", join(root, "inside-link"));
+  return { stateDir, root, files, secret, cleanup: () => rmSync(stateDir, { recursive: true, force: true }) };
+}
+
+export async function startService(stateDir: string, bindAddress: string, limits?: Partial<TftpLimits>): Promise<TftpService> {
+  const config = parseConfig(JSON.stringify({ stateDir, tftp: { port: 0, bindAddress } }));
+  const service = createTftpService({ config, logger: silentLogger, limits });
+  await service.start();
+  return service;
+}
+
+export function sha256(b: Buffer): string {
+  return createHash("sha256").update(b).digest("hex");
+}
+
+export function readSha(path: string): string {
+  return sha256(readFileSync(path));
+}
+
+/** Run a command in the client namespace; resolves with exit code and output, never rejects. */
+export function runInClient(link: TestLink, cmd: string, args: string[], timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = link.spawnInClient(cmd, args);
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A link with the server end in this process's namespace. */
+export function makeLink(): TestLink {
+  return createLink({ serverInRoot: true });
+}
+
+export { sh, spawn };
