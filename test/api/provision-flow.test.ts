@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
+import { createLink, requireBinaries, sh, type TestLink } from "../support/netns.js";
+
+/**
+ * The provisioning lifecycle through the whole daemon: `centra-pxe serve` in its own namespace;
+ * from a client namespace the operator's CLI adds and provisions a node, curl plays iPXE, and
+ * busybox wget calls back exactly as the lab's installer initrd does (src/lab/initrd.ts). What the
+ * lab adds on top is a real VM doing the iPXE part.
+ */
+
+const repo = fileURLToPath(new URL("../..", import.meta.url));
+const MAC = "52:54:00:66:00:01";
+let link: TestLink;
+let dir: string;
+let server: ChildProcess | undefined;
+let log = "";
+let env: Record<string, string>;
+
+async function waitFor(what: string, check: () => boolean, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; server log:\n${log.slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const cliArgs = (args: string[]) => ["--import", "tsx", join(repo, "src/cli/main.ts"), ...args];
+/** The CLI from the client namespace, where the server's address is reachable. */
+const remoteCli = (args: string[]) => link.inClient("env", [...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...cliArgs(args)]);
+const machineScript = (platform: "pcbios" | "efi") =>
+  link.inClient("curl", ["-sS", "--max-time", "10", `http://${link.serverIp}/boot/ipxe/machine.ipxe?mac=${MAC.replace(/:/g, "-")}&buildarch=x86_64&platform=${platform}&uuid=&serial=`]);
+
+/**
+ * The lab initrd's callback: busybox wget with --post-data and -S for the status line. Without its
+ * `-T 10`: Debian 12's busybox-static wget segfaults on the host whenever -T is given (its timer
+ * path; it works under strace), so coreutils `timeout` bounds it instead.
+ */
+function wgetCallback(api: string, token: string): string {
+  const url = `${api}/nodes/callback?mac=${MAC}&token=${token}`;
+  return link.inClient("sh", ["-c", `timeout 15 busybox wget -S -O /dev/null --post-data "mac=${MAC}&token=${token}" "${url}" 2>&1 || true`]);
+}
+
+before(async () => {
+  if (process.getuid?.() !== 0) return;
+  link = createLink();
+  dir = mkdtempSync(join(tmpdir(), "provision-flow-"));
+  const config = join(dir, "config.yaml");
+  writeFileSync(
+    config,
+    `interface: ${link.serverIf}
+serverAddress: ${link.serverIp}
+stateDir: ${join(dir, "state")}
+dhcp: { mode: off }
+tftp: { enabled: false }
+provisioning: { timeout: 10m }
+`,
+  );
+  sh(process.execPath, cliArgs(["init", "--config", config]));
+  writeFileSync(join(dir, "bzImage"), Buffer.alloc(64 * 1024, 7));
+  writeFileSync(join(dir, "initrd"), Buffer.alloc(32 * 1024, 9));
+  sh(process.execPath, cliArgs(["images", "add", "nixos", "--kernel", join(dir, "bzImage"), "--initrd", join(dir, "initrd"), "--version", "24.11", "--config", config]));
+  const token = sh(process.execPath, cliArgs(["token", "create", "--name", "flow-test", "--config", config])).trim();
+  env = { CENTRA_PXE_URL: `http://${link.serverIp}`, CENTRA_PXE_TOKEN: token };
+  server = link.spawnInServer(process.execPath, cliArgs(["serve", "--config", config]), { cwd: repo });
+  server.stdout!.on("data", (chunk: Buffer) => (log += chunk.toString()));
+  server.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
+  await waitFor("the server to serve", () => log.includes('"msg":"serving"'));
+});
+
+after(() => {
+  if (server && server.exitCode === null) server.kill("SIGKILL");
+  link?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test("add → provision → install script with a token → busybox wget callback → provisioned → local disk", (t) => {
+  if (!requireBinaries(t, "curl", "busybox")) return;
+
+  const added = JSON.parse(remoteCli(["nodes", "add", MAC, "--profile", "worker", "--hostname", "worker-66", "--json"])) as { id: string; state: string };
+  assert.equal(added.state, "ready");
+  assert.match(remoteCli(["nodes", "provision", "worker-66"]), /is provisioning/);
+
+  const install = machineScript("pcbios");
+  assert.match(install, /kernel http:\/\/\S+\/boot\/images\/nixos\/24\.11\/kernel .*centra\.hostname=worker-66/);
+  const api = /centra\.api=(\S+)/.exec(install)?.[1];
+  const token = /centra\.token=([A-Za-z0-9_-]+)/.exec(install)?.[1];
+  assert.equal(api, `http://${link.serverIp}/api/v1`);
+  assert.ok(token, install);
+
+  assert.match(wgetCallback(api, token), /HTTP\/1\.1 200/);
+  const shown = JSON.parse(remoteCli(["nodes", "show", "worker-66", "--json"])) as { state: string; events: { kind: string; toState?: string }[] };
+  assert.equal(shown.state, "provisioned");
+  assert.deepEqual(
+    shown.events.filter((e) => e.kind === "transition").map((e) => e.toState),
+    ["provisioning", "provisioned"],
+  );
+
+  assert.match(wgetCallback(api, token), /HTTP\/1\.1 403/, "the token works once");
+
+  const bios = machineScript("pcbios");
+  assert.match(bios, /sanboot --no-describe --drive 0x80/);
+  assert.doesNotMatch(bios, /^kernel /m, "the next boot downloads no kernel");
+  assert.match(machineScript("efi"), /^exit \|\|$/m);
+});
+
+test("SIGTERM still stops cleanly with the provisioning part running", async (t) => {
+  if (!server) return t.skip("needs root for network namespaces");
+  const exited = new Promise<number | null>((resolve) => server!.once("exit", (code) => resolve(code)));
+  server.kill("SIGTERM");
+  assert.equal(await exited, 0);
+  assert.match(log, /"service":"provisioning","msg":"stopped"/);
+});
