@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { registerConfigCommands } from "./config-commands.js";
+import { registerLabCommand } from "./lab-command.js";
 import { registerLeasesCommand } from "./leases-command.js";
 import { registerNodesCommands } from "./nodes-command.js";
 import { registerStateCommands } from "./state-commands.js";
@@ -14,6 +15,7 @@ const program = new Command()
   .showHelpAfterError();
 
 registerConfigCommands(program);
+registerLabCommand(program);
 registerStateCommands(program);
 registerLeasesCommand(program);
 registerNodesCommands(program);

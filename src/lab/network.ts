@@ -79,3 +79,25 @@ export function destroyLabNetwork(namespace: string): void {
   }
   spawnSync("ip", ["netns", "del", namespace], { stdio: "ignore" });
 }
+
+/**
+ * A second namespace for the proxyDHCP lab's foreign DHCP server, wired to the lab bridge by a veth
+ * pair: a separate host on the same segment, as a site's existing DHCP server would be. (In the lab
+ * namespace itself it would fight ours for UDP port 67.)
+ */
+export function createForeignDhcpNamespace(spec: { labNamespace: string; bridge: string; namespace: string; cidr: string; interface: string }): void {
+  if (namespaceExists(spec.namespace)) throw new LabNetworkError(`network namespace ${spec.namespace} already exists (run \`centra-pxe lab down\` first)`);
+  ip(["netns", "add", spec.namespace]);
+  try {
+    const bridgeSide = `${spec.interface}-br`.slice(0, 15);
+    ip(["-n", spec.labNamespace, "link", "add", bridgeSide, "type", "veth", "peer", "name", spec.interface, "netns", spec.namespace]);
+    ip(["-n", spec.labNamespace, "link", "set", bridgeSide, "master", spec.bridge]);
+    ip(["-n", spec.labNamespace, "link", "set", bridgeSide, "up"]);
+    ip(["-n", spec.namespace, "link", "set", "lo", "up"]);
+    ip(["-n", spec.namespace, "addr", "add", spec.cidr, "dev", spec.interface]);
+    ip(["-n", spec.namespace, "link", "set", spec.interface, "up"]);
+  } catch (error) {
+    destroyLabNetwork(spec.namespace);
+    throw error;
+  }
+}

@@ -1,0 +1,83 @@
+import type { Command } from "commander";
+import { installMissingPackages, requireRoot } from "../lab/host.js";
+import { HTTP_BOOT_LAB_MACHINE, SEED_LAB_MACHINES } from "../lab/lab-config.js";
+import { DEFAULT_LAB_NAMESPACE, DEFAULT_LAB_STATE_DIR, describeProgress, labDown, labStatus, labUp, machineSerialTail, watchLab } from "../lab/lab.js";
+import { Milestone } from "../lab/progress.js";
+
+interface LabCommandOptions {
+  stateDir: string;
+  namespace: string;
+}
+
+/** `centra-pxe lab up|down|status`: the seed's node01/02/03 launch scripts as an isolated lab. */
+export function registerLabCommand(program: Command): void {
+  const lab = program
+    .command("lab")
+    .description("an isolated lab (own network namespace and bridge) where the server runs and QEMU machines PXE-boot from it, BIOS and UEFI")
+    .option("--state-dir <dir>", "the lab's state directory (serial consoles, server log, config)", DEFAULT_LAB_STATE_DIR)
+    .option("--namespace <name>", "the lab's network namespace", DEFAULT_LAB_NAMESPACE);
+  const say = (line: string) => process.stdout.write(`${line}\n`);
+
+  lab
+    .command("up")
+    .description("build the lab image, start the server in the lab namespace and boot node01 (BIOS), node02 (UEFI PXE) and node03 (unknown: the menu)")
+    .option("--http-boot", "also boot node04 by UEFI HTTP boot (no TFTP)")
+    .option("--dhcp <mode>", "server: ours hands out addresses; proxy: a foreign DHCP server (dnsmasq) does, ours only boot information", "server")
+    .option("--wait <seconds>", "follow the boots this long before returning (the lab keeps running)", "420")
+    .option("--no-install", "do not apt-get install missing Debian packages")
+    .action(async (options: { httpBoot?: boolean; dhcp: string; wait: string; install: boolean }) => {
+      const common = lab.opts<LabCommandOptions>();
+      requireRoot();
+      if (options.dhcp !== "server" && options.dhcp !== "proxy") throw new Error(`--dhcp must be server or proxy, got ${JSON.stringify(options.dhcp)}`);
+      if (options.install) installMissingPackages(say);
+      const machines = options.httpBoot ? [...SEED_LAB_MACHINES, HTTP_BOOT_LAB_MACHINE] : [...SEED_LAB_MACHINES];
+      let running;
+      try {
+        running = await labUp({ stateDir: common.stateDir, namespace: common.namespace, machines, dhcpMode: options.dhcp, say });
+      } catch (error) {
+        say(`lab up failed; cleaning up what it made`);
+        await labDown({ stateDir: common.stateDir, namespace: common.namespace });
+        throw error;
+      }
+      const t0 = Date.now();
+      const progress = await watchLab(running, {
+        timeoutMs: Number(options.wait) * 1000,
+        recordTimes: true,
+        onMilestone: (p, m) => {
+          const detail =
+            m === Milestone.Address ? ` ${p.report.address}` : m === Milestone.CalledBack ? ` (HTTP ${p.report.callbackStatus})` : m === Milestone.Failed ? `: ${p.report.failure}` : m === Milestone.Initrd ? ` ${Object.entries(p.report.params).map(([k, v]) => `${k}=${v}`).join(" ")}` : "";
+          say(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${p.machine.name.padEnd(7)} ${m}${detail}`);
+        },
+      });
+      say("");
+      for (const p of progress) {
+        say(describeProgress(p));
+        if (p.report.reached.has(Milestone.Failed) || (!p.done && !p.running)) say(machineSerialTail(p.machine, 15).replace(/^/gm, "      | "));
+      }
+      say(`\nthe server keeps running in namespace ${common.namespace}; \`centra-pxe lab status\`, \`centra-pxe lab down\` to remove everything`);
+    });
+
+  lab
+    .command("status")
+    .description("what the lab's machines have reached, and whether its server runs")
+    .action(async () => {
+      const common = lab.opts<LabCommandOptions>();
+      const status = await labStatus(common.stateDir);
+      if (!status) {
+        say(`no lab in ${common.stateDir}; start one with \`centra-pxe lab up\``);
+        return;
+      }
+      say(`lab ${status.state.namespace}: server ${status.serverRunning ? `running (pid ${status.state.server?.pid})` : "not running"}, DHCP ${status.state.dhcpMode}, ${status.state.accelerator ?? "?"}`);
+      for (const p of status.machines) say(describeProgress(p));
+    });
+
+  lab
+    .command("down")
+    .description("stop the machines and the server and remove every namespace, device and file the lab made (safe to run twice)")
+    .action(async () => {
+      const common = lab.opts<LabCommandOptions>();
+      requireRoot();
+      await labDown({ stateDir: common.stateDir, namespace: common.namespace, say });
+      say("lab is down");
+    });
+}

@@ -1,0 +1,351 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { CentraError } from "../errors.js";
+import { chooseAccelerator } from "./host.js";
+import { buildLabInitrd, findHostKernel } from "./initrd.js";
+import { LAB_BRIDGE, LAB_FOREIGN_DHCP_ADDRESS, LAB_SERVER_ADDRESS, foreignDhcpArguments, labConfigYaml } from "./lab-config.js";
+import { LabFirmware, SERCON_PORT_COM1, findFirmware, machineRunPaths, qemuArguments, type Accelerator, type LabMachine } from "./machines.js";
+import { createForeignDhcpNamespace, createLabNetwork, destroyLabNetwork, namespaceExists } from "./network.js";
+import { Milestone, MILESTONE_ORDER, readBoot, serialTail, type BootReport } from "./progress.js";
+
+/**
+ * `centra-pxe lab`: an isolated network (namespace + bridge), our server running inside it with a
+ * generated config, and QEMU machines PXE-booting from it. Everything the lab makes is recorded in
+ * `lab.json` in its state directory, so `lab down` (from another process, later) removes exactly that.
+ */
+
+export const DEFAULT_LAB_STATE_DIR = "/var/lib/centra-pxe-lab";
+export const DEFAULT_LAB_NAMESPACE = "centra-lab";
+
+export class LabError extends CentraError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("LAB", message, options);
+  }
+}
+
+export interface LabOptions {
+  stateDir: string;
+  namespace: string;
+  machines: readonly LabMachine[];
+  dhcpMode: "server" | "proxy";
+  /** Forced accelerator; by default KVM when it really works, else TCG. */
+  accelerator?: Accelerator;
+  say?: (line: string) => void;
+}
+
+interface RecordedProcess {
+  pid: number;
+  /** A word of its command line, so a recycled PID is never killed by `lab down`. */
+  marker: string;
+  log: string;
+}
+
+export interface LabState {
+  version: 1;
+  namespace: string;
+  foreignNamespace?: string;
+  stateDir: string;
+  dhcpMode: "server" | "proxy";
+  accelerator?: Accelerator;
+  configFile: string;
+  server?: RecordedProcess;
+  foreignDhcp?: RecordedProcess;
+  machines: (LabMachine & { serialLog: string; startedAt?: number; process?: RecordedProcess; times?: Partial<Record<Milestone, number>> })[];
+}
+
+const STATE_FILE = "lab.json";
+
+export function readLabState(stateDir: string): LabState | undefined {
+  try {
+    return JSON.parse(readFileSync(join(stateDir, STATE_FILE), "utf8")) as LabState;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeLabState(state: LabState): void {
+  writeFileSync(join(state.stateDir, STATE_FILE), JSON.stringify(state, null, 2) + "\n");
+}
+
+/** How to run this same centra-pxe: the built JavaScript, or the TypeScript source through tsx. */
+export function centraPxeCommand(): string[] {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith(".ts")) {
+    // --import with tsx's resolved URL: the lab may run from any working directory.
+    return [process.execPath, "--import", import.meta.resolve("tsx"), join(dirname(here), "..", "cli", "main.ts")];
+  }
+  return [process.execPath, join(dirname(here), "..", "cli", "main.js")];
+}
+
+function runCli(args: string[], what: string): void {
+  const [cmd, ...rest] = centraPxeCommand();
+  const result = spawnSync(cmd!, [...rest, ...args], { encoding: "utf8" });
+  if (result.status !== 0) throw new LabError(`${what} failed (centra-pxe ${args.join(" ")}):\n${(result.stderr || result.stdout).trim()}`);
+}
+
+/** Start a long-running process inside a namespace, detached, output to `log`; `lab down` ends it. */
+function spawnInNamespace(namespace: string, command: string[], log: string): ChildProcess {
+  const fd = openSync(log, "a");
+  try {
+    // `ip netns exec` execs the command, so the PID recorded is the command's own.
+    const child = spawn("ip", ["netns", "exec", namespace, ...command], { detached: true, stdio: ["ignore", fd, fd] });
+    child.unref();
+    return child;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function alive(proc: RecordedProcess | undefined): boolean {
+  if (!proc) return false;
+  try {
+    const cmdline = readFileSync(`/proc/${proc.pid}/cmdline`, "utf8");
+    // A zombie has an empty cmdline: it is gone as far as the lab is concerned.
+    return cmdline.includes(proc.marker);
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitForServer(server: RecordedProcess, child: ChildProcess, timeoutMs: number): Promise<void> {
+  let exited = false;
+  child.once("exit", () => (exited = true));
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const log = existsSync(server.log) ? readFileSync(server.log, "utf8") : "";
+    if (/"msg":"serving"/.test(log)) return;
+    if (exited) throw new LabError(`the server exited while starting; its log (${server.log}):\n${log.split("\n").slice(-20).join("\n")}`);
+    await sleep(200);
+  }
+  throw new LabError(`the server did not report "serving" within ${timeoutMs / 1000} s; see ${server.log}`);
+}
+
+/** A running lab: its recorded state and the QEMU children this process started. */
+export interface Lab {
+  state: LabState;
+  /** Exit code per machine name once its QEMU ended (only for machines this process started). */
+  exits: Map<string, number | null>;
+}
+
+/**
+ * Build the lab image, network and server, then start every machine. Whatever was created before a
+ * failure is recorded, so `labDown` cleans it up.
+ */
+export async function labUp(options: LabOptions): Promise<Lab> {
+  const say = options.say ?? (() => {});
+  const { stateDir, namespace } = options;
+  if (readLabState(stateDir) || namespaceExists(namespace)) {
+    throw new LabError(`a lab is already up (${existsSync(join(stateDir, STATE_FILE)) ? join(stateDir, STATE_FILE) : `namespace ${namespace}`}); run \`centra-pxe lab down\` first`);
+  }
+  const dirs = { image: join(stateDir, "image"), server: join(stateDir, "server"), machines: join(stateDir, "machines") };
+  for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
+  const state: LabState = {
+    version: 1,
+    namespace,
+    stateDir,
+    dhcpMode: options.dhcpMode,
+    configFile: join(stateDir, "config.yaml"),
+    machines: options.machines.map((m) => ({ ...m, serialLog: machineRunPaths(dirs.machines, m).serialLog })),
+  };
+  writeLabState(state);
+
+  say("building the lab image from the host's kernel and busybox");
+  const sources = findHostKernel();
+  const image = { kernel: join(dirs.image, "kernel"), initrd: join(dirs.image, "initrd") };
+  copyFileSync(sources.kernel, image.kernel);
+  writeFileSync(image.initrd, buildLabInitrd(sources, LAB_SERVER_ADDRESS));
+
+  writeFileSync(state.configFile, labConfigYaml({ stateDir: dirs.server, machines: options.machines, dhcpMode: options.dhcpMode }));
+  runCli(["init", "--config", state.configFile], "installing the bootloaders");
+  runCli(["images", "add", "nixos", "--config", state.configFile, "--kernel", image.kernel, "--initrd", image.initrd, "--version", `lab-${sources.kernelVersion}`], "adding the lab image");
+
+  const accelerator = options.accelerator ?? (await chooseAccelerator(image, join(stateDir, "kvm-probe.log")));
+  state.accelerator = accelerator;
+  say(accelerator === "kvm" ? "accelerator: KVM" : "accelerator: TCG software emulation (no usable KVM); a boot takes about a minute");
+
+  say(`network namespace ${namespace}: bridge ${LAB_BRIDGE} with the server at ${LAB_SERVER_ADDRESS}/24`);
+  createLabNetwork({ namespace, bridge: LAB_BRIDGE, serverCidr: `${LAB_SERVER_ADDRESS}/24`, taps: options.machines.map((m) => m.tap) });
+
+  if (options.dhcpMode === "proxy") {
+    const foreignNamespace = `${namespace}-dhcp`.slice(0, 30);
+    state.foreignNamespace = foreignNamespace;
+    writeLabState(state);
+    createForeignDhcpNamespace({ labNamespace: namespace, bridge: LAB_BRIDGE, namespace: foreignNamespace, cidr: `${LAB_FOREIGN_DHCP_ADDRESS}/24`, interface: "fdhcp0" });
+    const log = join(stateDir, "foreign-dhcp.log");
+    const child = spawnInNamespace(
+      foreignNamespace,
+      ["dnsmasq", ...foreignDhcpArguments({ interface: "fdhcp0", leaseFile: join(stateDir, "foreign-dhcp.leases"), pidFile: join(stateDir, "foreign-dhcp.pid") })],
+      log,
+    );
+    state.foreignDhcp = { pid: child.pid!, marker: "dnsmasq", log };
+    say(`foreign DHCP server (dnsmasq, addresses only) at ${LAB_FOREIGN_DHCP_ADDRESS}; ours in proxy mode`);
+  }
+  writeLabState(state);
+
+  const serverLog = join(stateDir, "server.log");
+  const serverChild = spawnInNamespace(namespace, [...centraPxeCommand(), "serve", "--config", state.configFile], serverLog);
+  state.server = { pid: serverChild.pid!, marker: "serve", log: serverLog };
+  writeLabState(state);
+  await waitForServer(state.server, serverChild, 60_000);
+  say(`server up (pid ${serverChild.pid}), JSON log ${serverLog}`);
+
+  const firmware = findFirmware();
+  const lab: Lab = { state, exits: new Map() };
+  for (const machine of state.machines) {
+    const paths = machineRunPaths(dirs.machines, machine);
+    writeFileSync(paths.serconPortFile, SERCON_PORT_COM1);
+    if (machine.firmware !== LabFirmware.BiosIpxeRom) copyFileSync(firmware.ovmfVarsTemplate, paths.ovmfVars);
+    const child = spawnInNamespace(namespace, ["qemu-system-x86_64", ...qemuArguments(machine, firmware, paths, accelerator)], join(dirs.machines, `${machine.name}.qemu.log`));
+    child.once("exit", (code) => lab.exits.set(machine.name, code));
+    machine.process = { pid: child.pid!, marker: "qemu-system", log: join(dirs.machines, `${machine.name}.qemu.log`) };
+    machine.startedAt = Date.now();
+    say(`${machine.name} ${machine.mac} ${machine.firmware} started (pid ${child.pid}), serial console ${machine.serialLog}`);
+  }
+  writeLabState(state);
+  return lab;
+}
+
+export interface MachineProgress {
+  machine: LabState["machines"][number];
+  report: BootReport;
+  running: boolean;
+  /** Seconds after start at which each milestone was first seen (by this watcher). */
+  times: Partial<Record<Milestone, number>>;
+  done: boolean;
+}
+
+function readSerial(path: string): string {
+  try {
+    return readFileSync(path, "latin1");
+  } catch {
+    return "";
+  }
+}
+
+/** A machine is done when it called back, failed for good, ended, or (unknown machines) shows the menu. */
+function isDone(machine: LabState["machines"][number], report: BootReport, running: boolean): boolean {
+  if (report.reached.has(Milestone.CalledBack) || report.reached.has(Milestone.Failed) || !running) return true;
+  return "menu" in machine.expect && report.reached.has(Milestone.Menu);
+}
+
+/**
+ * Follow every machine's serial console until all are done or `timeoutMs` passes, reporting each
+ * milestone once with its time. Returns the final progress per machine.
+ */
+export async function watchLab(
+  lab: Lab | LabState,
+  options: { timeoutMs: number; onMilestone?: (p: MachineProgress, milestone: Milestone) => void; pollMs?: number; recordTimes?: boolean; stampNew?: boolean },
+): Promise<MachineProgress[]> {
+  const state = "state" in lab ? lab.state : lab;
+  const exits = "state" in lab ? lab.exits : undefined;
+  // Times a live watcher recorded earlier (`lab up`) are kept; this watcher only adds what is new.
+  const progress: MachineProgress[] = state.machines.map((machine) => ({ machine, report: readBoot(""), running: true, times: { ...machine.times }, done: false }));
+  const deadline = Date.now() + options.timeoutMs;
+  for (;;) {
+    for (const p of progress) {
+      if (p.done) continue;
+      p.running = exits ? !exits.has(p.machine.name) : alive(p.machine.process);
+      p.report = readBoot(readSerial(p.machine.serialLog));
+      for (const m of MILESTONE_ORDER) {
+        if (p.report.reached.has(m) && p.times[m] === undefined && options.stampNew !== false) {
+          p.times[m] = (Date.now() - (p.machine.startedAt ?? Date.now())) / 1000;
+          options.onMilestone?.(p, m);
+        }
+      }
+      p.done = isDone(p.machine, p.report, p.running);
+    }
+    if (progress.every((p) => p.done) || Date.now() > deadline) {
+      if (options.recordTimes) {
+        for (const p of progress) p.machine.times = p.times;
+        writeLabState(state);
+      }
+      return progress;
+    }
+    await sleep(options.pollMs ?? 500);
+  }
+}
+
+/** One line per machine for `lab status` and the end of `lab up`. */
+export function describeProgress(p: MachineProgress): string {
+  const r = p.report;
+  const steps = MILESTONE_ORDER.filter((m) => r.reached.has(m) && m !== Milestone.Failed)
+    .sort((a, b) => (p.times[a] ?? Infinity) - (p.times[b] ?? Infinity))
+    .map((m) => (p.times[m] !== undefined ? `${m} ${p.times[m]!.toFixed(0)}s` : m));
+  const params = Object.entries(r.params).map(([k, v]) => `${k}=${v}`).join(" ");
+  const outcome = r.reached.has(Milestone.CalledBack)
+    ? `called back (HTTP ${r.callbackStatus})`
+    : r.reached.has(Milestone.Failed)
+      ? `FAILED: ${r.failure}`
+      : r.reached.has(Milestone.Menu)
+        ? "at the menu"
+        : p.running
+          ? "booting"
+          : `stopped${r.failure ? ` (${r.failure})` : ""}`;
+  return `${p.machine.name} ${p.machine.mac} ${p.machine.firmware.padEnd(13)} ${outcome}${r.address ? ` addr ${r.address}` : ""}${params ? ` [${params}]` : ""}\n    ${steps.join(" → ") || "no output yet"}`;
+}
+
+/** The tail of a machine's serial console, for a failure message. */
+export function machineSerialTail(machine: LabState["machines"][number], lines = 40): string {
+  return serialTail(readSerial(machine.serialLog), lines);
+}
+
+/** Snapshot of a lab for `lab status`, without waiting. */
+export async function labStatus(stateDir: string): Promise<{ state: LabState; serverRunning: boolean; machines: MachineProgress[] } | undefined> {
+  const state = readLabState(stateDir);
+  if (!state) return undefined;
+  // A snapshot cannot know when a milestone happened; only the times `lab up` recorded are shown.
+  const machines = await watchLab(state, { timeoutMs: 0, stampNew: false });
+  return { state, serverRunning: alive(state.server), machines };
+}
+
+async function stopProcess(proc: RecordedProcess | undefined): Promise<void> {
+  if (!alive(proc)) return;
+  try {
+    process.kill(proc!.pid, "SIGTERM");
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 50 && alive(proc); i++) await sleep(100);
+  if (alive(proc)) {
+    try {
+      process.kill(proc!.pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+/**
+ * Remove everything `labUp` made: machines, server, foreign DHCP server, namespaces (with their
+ * bridge and taps), and the state directory. Safe to run twice, and after a half-finished `up`.
+ */
+export async function labDown(options: { stateDir: string; namespace: string; say?: (line: string) => void }): Promise<void> {
+  const say = options.say ?? (() => {});
+  const state = readLabState(options.stateDir);
+  const namespaces = new Set([options.namespace, `${options.namespace}-dhcp`.slice(0, 30)]);
+  if (state) {
+    namespaces.add(state.namespace);
+    if (state.foreignNamespace) namespaces.add(state.foreignNamespace);
+    for (const m of state.machines) await stopProcess(m.process);
+    // The server gets SIGTERM and time to stop cleanly (its store is in the state directory).
+    await stopProcess(state.server);
+    await stopProcess(state.foreignDhcp);
+  }
+  for (const ns of namespaces) {
+    if (namespaceExists(ns)) {
+      destroyLabNetwork(ns);
+      say(`removed network namespace ${ns}`);
+    }
+  }
+  // Only a directory the lab made (it has lab.json) is removed whole.
+  if (state || existsSync(join(options.stateDir, STATE_FILE))) {
+    rmSync(options.stateDir, { recursive: true, force: true });
+    say(`removed ${options.stateDir}`);
+  }
+}
