@@ -76,3 +76,39 @@ export function makeLink(): TestLink {
 }
 
 export { sh, spawn };
+
+/**
+ * Drop `percent`% of the datagrams in each direction of the link. `tc … netem loss` on both veth
+ * ends when the kernel has sch_netem; otherwise iptables' `statistic` match on the receiving side of
+ * each direction: INPUT in the client namespace, and INPUT on the server's veth in this namespace
+ * (some kernels, like this project's Firecracker dev VMs, are built without netem). Dropping on the
+ * sender's OUTPUT instead would fail its sendto() with EPERM, which curl takes as fatal.
+ * Returns the method used and the cleanup to run (the root-namespace rule outlives the veth).
+ */
+export function addLoss(link: TestLink, percent: number): { method: "netem" | "iptables"; remove(): void } {
+  try {
+    sh("ip", ["netns", "exec", link.clientNs, "tc", "qdisc", "add", "dev", link.clientIf, "root", "netem", "loss", `${percent}%`]);
+    sh("tc", ["qdisc", "add", "dev", link.serverIf, "root", "netem", "loss", `${percent}%`]);
+    return { method: "netem", remove: () => {} };
+  } catch {
+    try {
+      sh("ip", ["netns", "exec", link.clientNs, "tc", "qdisc", "del", "dev", link.clientIf, "root"]);
+    } catch {
+      /* netem was not added */
+    }
+  }
+  const drop = ["-p", "udp", "-m", "statistic", "--mode", "random", "--probability", String(percent / 100), "-j", "DROP"];
+  sh("ip", ["netns", "exec", link.clientNs, "iptables", "-A", "INPUT", ...drop]);
+  const serverRule = ["INPUT", "-i", link.serverIf, ...drop];
+  sh("iptables", ["-A", ...serverRule]);
+  return {
+    method: "iptables",
+    remove: () => {
+      try {
+        sh("iptables", ["-D", ...serverRule]);
+      } catch {
+        /* already removed */
+      }
+    },
+  };
+}
