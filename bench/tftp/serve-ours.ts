@@ -1,0 +1,17 @@
+/**
+ * Our TFTP server as the daemon runs it, for the benchmark: `serve-ours.ts <dir-holding-ipxe/> <address> <port>`.
+ * Logs JSON lines at info (one per transfer) to stdout, like `centra-pxe serve`.
+ */
+import { parseConfig } from "../../src/config/load.js";
+import { createLogger } from "../../src/log.js";
+import { createTftpService } from "../../src/tftp/index.js";
+
+const [stateDir, bindAddress, port] = process.argv.slice(2);
+if (!stateDir || !bindAddress || !port) throw new Error("usage: serve-ours.ts <stateDir> <address> <port>");
+const config = parseConfig(JSON.stringify({ stateDir, tftp: { bindAddress, port: Number(port) } }));
+const service = createTftpService({ config, logger: createLogger("info") });
+await service.start();
+process.stderr.write("ready\n");
+const stop = () => void service.stop().then(() => process.exit(0));
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
