@@ -1,6 +1,7 @@
 import { open, readFile, type FileHandle } from "node:fs/promises";
 import type { Stats } from "node:fs";
 import { toNetascii } from "./netascii.js";
+import { writeDataHeader } from "./packet.js";
 
 /**
  * Where a transfer's bytes come from. Popular small files (the bootloaders every machine fetches on
@@ -12,6 +13,12 @@ export interface FileContent {
   readonly size: number;
   /** The whole content when it is in memory (cached or converted); DATA payloads are slices of it. */
   readonly buffer: Buffer | undefined;
+  /**
+   * The whole file as ready-made DATA datagrams for one block size, shared by every transfer that
+   * uses that size (block `n`'s header is the same for all of them): datagram `n` starts at
+   * `(n - 1) * (blockSize + 4)`. Undefined for streamed files.
+   */
+  framed(blockSize: number): Buffer | undefined;
   /** Bytes `[offset, offset + length)`; only used when `buffer` is undefined. */
   read(offset: number, length: number): Promise<Buffer>;
   close(): Promise<void>;
@@ -45,10 +52,29 @@ function versionOf(stats: Stats): string {
   return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}`;
 }
 
-function inMemory(buffer: Buffer): FileContent {
+/**
+ * Lay a file out as consecutive DATA datagrams: `[0 3 n_hi n_lo][payload]` per block, the last one
+ * short (possibly empty), so that sending block `n` is one slice and no per-packet copy or header.
+ */
+export function frameBlocks(buffer: Buffer, blockSize: number): Buffer {
+  const blocks = Math.floor(buffer.length / blockSize) + 1;
+  const lastLength = buffer.length - (blocks - 1) * blockSize;
+  const framed = Buffer.allocUnsafe((blocks - 1) * (blockSize + 4) + 4 + lastLength);
+  for (let n = 1, out = 0, offset = 0; n <= blocks; n++) {
+    const length = n < blocks ? blockSize : lastLength;
+    writeDataHeader(framed, out, n & 0xffff);
+    buffer.copy(framed, out + 4, offset, offset + length);
+    out += blockSize + 4;
+    offset += length;
+  }
+  return framed;
+}
+
+function inMemory(buffer: Buffer, framed: (blockSize: number) => Buffer | undefined = () => undefined): FileContent {
   return {
     size: buffer.length,
     buffer,
+    framed,
     read: async (offset, length) => buffer.subarray(offset, offset + length),
     close: async () => {},
   };
@@ -61,6 +87,9 @@ function inMemory(buffer: Buffer): FileContent {
  */
 class ChunkedFile implements FileContent {
   readonly buffer = undefined;
+  framed(): undefined {
+    return undefined;
+  }
   private chunk: Buffer = Buffer.alloc(0);
   private chunkStart = 0;
 
@@ -107,13 +136,30 @@ export class FileCache {
   async open(path: string, stats: Stats, netascii: boolean): Promise<FileContent> {
     if (netascii) {
       if (stats.size > this.options.maxNetasciiBytes) throw new RangeError(`netascii reads are limited to ${this.options.maxNetasciiBytes} bytes`);
-      return inMemory(await this.load(`netascii:${path}`, versionOf(stats), async () => toNetascii(await readFile(path))));
+      return this.cachedContent(`netascii:${path}`, versionOf(stats), async () => toNetascii(await readFile(path)));
     }
     if (stats.size <= this.options.maxFileBytes) {
-      return inMemory(await this.load(`octet:${path}`, versionOf(stats), () => readFile(path)));
+      return this.cachedContent(`octet:${path}`, versionOf(stats), () => readFile(path));
     }
     const handle = await open(path, "r");
     return new ChunkedFile(handle, stats.size, this.options.chunkBytes);
+  }
+
+  private async cachedContent(key: string, version: string, read: () => Promise<Buffer>): Promise<FileContent> {
+    const buffer = await this.load(key, version, read);
+    // The framed layouts live in the same LRU (and count against the same bound) as the files.
+    return inMemory(buffer, (blockSize) => {
+      const framedKey = `${key}#${blockSize}`;
+      const entry = this.entries.get(framedKey);
+      if (entry && entry.version === version) {
+        this.entries.delete(framedKey);
+        this.entries.set(framedKey, entry);
+        return entry.buffer;
+      }
+      const framed = frameBlocks(buffer, blockSize);
+      this.insert(framedKey, { version, buffer: framed });
+      return framed;
+    });
   }
 
   private async load(key: string, version: string, read: () => Promise<Buffer>): Promise<Buffer> {

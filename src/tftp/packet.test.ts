@@ -67,3 +67,21 @@ test("netascii: LF becomes CR LF and a bare CR becomes CR NUL", () => {
   const plain = Buffer.from("no line ends");
   assert.equal(toNetascii(plain), plain);
 });
+
+test("frameBlocks lays out DATA datagrams that decode back to the file", async () => {
+  const { frameBlocks } = await import("./file-source.js");
+  for (const size of [0, 7, 8, 9, 100]) {
+    const file = Buffer.from(Array.from({ length: size }, (_, i) => i & 0xff));
+    const framed = frameBlocks(file, 8);
+    const blocks = Math.floor(size / 8) + 1;
+    const parts: Buffer[] = [];
+    for (let n = 1; n <= blocks; n++) {
+      const start = (n - 1) * 12;
+      const end = n < blocks ? start + 12 : framed.length;
+      const p = decodePacket(framed.subarray(start, end));
+      assert.ok(p.opcode === Opcode.Data && p.block === n);
+      parts.push(p.data);
+    }
+    assert.deepEqual(Buffer.concat(parts), file);
+  }
+});
