@@ -45,11 +45,16 @@ export interface BootReport {
 
 /** Terminal escape sequences and backspaces, which firmware consoles sprinkle through their text. */
 export function plainText(serial: string): string {
-  return serial
+  let text = serial
     .replace(/\x1b\[[0-9;?=]*[A-Za-z]/g, "")
     .replace(/\x1b[c()][0-9A-Za-z]?/g, "")
-    .replace(/[\s\S]\x08/g, "")
     .replace(/\r/g, "");
+  // iPXE's countdown erases with "\b \b" runs; apply each backspace to the character before it.
+  for (let previous = ""; previous !== text; ) {
+    previous = text;
+    text = text.replace(/[^\x08\n]\x08/g, "");
+  }
+  return text.replace(/\x08/g, "");
 }
 
 /**
