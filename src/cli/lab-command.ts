@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { installMissingPackages, requireRoot } from "../lab/host.js";
 import { HTTP_BOOT_LAB_MACHINE, SEED_LAB_MACHINES } from "../lab/lab-config.js";
-import { DEFAULT_LAB_NAMESPACE, DEFAULT_LAB_STATE_DIR, describeProgress, labDown, labStatus, labUp, machineSerialTail, watchLab } from "../lab/lab.js";
+import { DEFAULT_LAB_NAMESPACE, DEFAULT_LAB_STATE_DIR, describeProgress, labDown, labNodes, labStatus, labUp, machineSerialTail, watchLab, type LabState } from "../lab/lab.js";
 import { Milestone } from "../lab/progress.js";
 
 interface LabCommandOptions {
@@ -54,6 +54,7 @@ export function registerLabCommand(program: Command): void {
         say(describeProgress(p));
         if (p.report.reached.has(Milestone.Failed) || (!p.done && !p.running)) say(machineSerialTail(p.machine, 15).replace(/^/gm, "      | "));
       }
+      printInventory(running.state, say);
       say(`\nthe server keeps running in namespace ${common.namespace}; \`centra-pxe lab status\`, \`centra-pxe lab down\` to remove everything`);
     });
 
@@ -69,6 +70,7 @@ export function registerLabCommand(program: Command): void {
       }
       say(`lab ${status.state.namespace}: server ${status.serverRunning ? `running (pid ${status.state.server?.pid})` : "not running"}, DHCP ${status.state.dhcpMode}, ${status.state.accelerator ?? "?"}`);
       for (const p of status.machines) say(describeProgress(p));
+      if (status.serverRunning) printInventory(status.state, say);
     });
 
   lab
@@ -80,4 +82,15 @@ export function registerLabCommand(program: Command): void {
       await labDown({ stateDir: common.stateDir, namespace: common.namespace, say });
       say("lab is down");
     });
+}
+
+/** The server's view: each lab machine's lifecycle state (a successful callback makes it `provisioned`). */
+function printInventory(state: LabState, say: (line: string) => void): void {
+  try {
+    const nodes = labNodes(state);
+    say("inventory (the server's API):");
+    for (const n of nodes) say(`  ${n.macs.join(",")} ${(n.hostname ?? "-").padEnd(18)} ${(n.profile ?? "-").padEnd(14)} ${n.state}`);
+  } catch (error) {
+    say(`inventory unavailable: ${(error as Error).message}`);
+  }
 }

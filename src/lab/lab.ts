@@ -30,6 +30,12 @@ export interface LabOptions {
   namespace: string;
   machines: readonly LabMachine[];
   dhcpMode: "server" | "proxy";
+  /**
+   * Put every registered machine in `provisioning` before it boots (default true), as an operator
+   * would: its boot then carries a single-use `centra.token=` and the initrd's callback makes it
+   * `provisioned`. Without it the callback arrives without a token and is refused (401).
+   */
+  provision?: boolean;
   /** Forced accelerator; by default KVM when it really works, else TCG. */
   accelerator?: Accelerator;
   say?: (line: string) => void;
@@ -79,10 +85,12 @@ export function centraPxeCommand(): string[] {
   return [process.execPath, join(dirname(here), "..", "cli", "main.js")];
 }
 
-function runCli(args: string[], what: string): void {
-  const [cmd, ...rest] = centraPxeCommand();
-  const result = spawnSync(cmd!, [...rest, ...args], { encoding: "utf8" });
+/** Run a centra-pxe subcommand to completion (inside `namespace` when given); its stdout. */
+function runCli(args: string[], what: string, namespace?: string): string {
+  const command = [...(namespace ? ["ip", "netns", "exec", namespace] : []), ...centraPxeCommand(), ...args];
+  const result = spawnSync(command[0]!, command.slice(1), { encoding: "utf8" });
   if (result.status !== 0) throw new LabError(`${what} failed (centra-pxe ${args.join(" ")}):\n${(result.stderr || result.stdout).trim()}`);
+  return result.stdout;
 }
 
 /** Start a long-running process inside a namespace, detached, output to `log`; `lab down` ends it. */
@@ -163,6 +171,9 @@ export async function labUp(options: LabOptions): Promise<Lab> {
 
   writeFileSync(state.configFile, labConfigYaml({ stateDir: dirs.server, machines: options.machines, dhcpMode: options.dhcpMode }));
   runCli(["init", "--config", state.configFile], "installing the bootloaders");
+  // The admin token for the API (nodes provision); kept in the lab's state directory, removed with it.
+  const adminToken = runCli(["token", "create", "--name", "lab", "--config", state.configFile], "creating the lab's API token").trim();
+  writeFileSync(join(stateDir, "admin-token"), `${adminToken}\n`, { mode: 0o600 });
   runCli(["images", "add", "nixos", "--config", state.configFile, "--kernel", image.kernel, "--initrd", image.initrd, "--version", `lab-${sources.kernelVersion}`], "adding the lab image");
 
   const accelerator = options.accelerator ?? (await chooseAccelerator(image, join(stateDir, "kvm-probe.log")));
@@ -194,6 +205,13 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   writeLabState(state);
   await waitForServer(state.server, serverChild, 60_000);
   say(`server up (pid ${serverChild.pid}), JSON log ${serverLog}`);
+  if (options.provision !== false) {
+    for (const m of state.machines) {
+      if (!("profile" in m.expect)) continue;
+      runCli(["nodes", "provision", m.mac, "--url", `http://${LAB_SERVER_ADDRESS}`, "--token", adminToken], `provisioning ${m.name}`, namespace);
+      say(`${m.name} ${m.mac} set to provisioning: its next boot installs ${m.expect.profile} and must call back`);
+    }
+  }
 
   const firmware = findFirmware();
   const lab: Lab = { state, exits: new Map() };
@@ -293,6 +311,24 @@ export function describeProgress(p: MachineProgress): string {
 /** The tail of a machine's serial console, for a failure message. */
 export function machineSerialTail(machine: LabState["machines"][number], lines = 40): string {
   return serialTail(readSerial(machine.serialLog), lines);
+}
+
+/** A node of the lab's inventory as the server's API reports it (the fields the lab shows). */
+export interface LabNode {
+  id: string;
+  macs: string[];
+  hostname?: string;
+  profile?: string;
+  state: string;
+}
+
+/** The lab server's inventory, through its API from inside the lab namespace (`nodes list`). */
+export function labNodes(state: LabState): LabNode[] {
+  const token = readFileSync(join(state.stateDir, "admin-token"), "utf8").trim();
+  const out = runCli(["nodes", "list", "--json", "--url", `http://${LAB_SERVER_ADDRESS}`, "--token", token], "reading the inventory", state.namespace);
+  const parsed: unknown = JSON.parse(out);
+  if (!Array.isArray(parsed)) throw new LabError(`nodes list --json printed ${out.slice(0, 200)}`);
+  return parsed as LabNode[];
 }
 
 /** Snapshot of a lab for `lab status`, without waiting. */

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import { HTTP_BOOT_LAB_MACHINE, SEED_LAB_MACHINES } from "../../src/lab/lab-config.js";
-import { describeProgress, labDown, labUp, machineSerialTail, watchLab, type MachineProgress } from "../../src/lab/lab.js";
+import { describeProgress, labDown, labNodes, labUp, machineSerialTail, watchLab, type LabNode, type MachineProgress } from "../../src/lab/lab.js";
 import { findFirmware, type Accelerator, type LabMachine } from "../../src/lab/machines.js";
 import { Milestone, plainText } from "../../src/lab/progress.js";
 import { isCI, requireBinaries } from "../support/netns.js";
@@ -34,6 +34,8 @@ interface LabRun {
   progress: Map<string, MachineProgress>;
   serverLog: string;
   stateDir: string;
+  /** The server's inventory after the boots, through its API. */
+  nodes: LabNode[];
 }
 
 /** Bring a lab up with `machines`, follow it until every machine is done, and tear it down after the test. */
@@ -52,14 +54,17 @@ async function bootLab(t: TestContext, machines: readonly LabMachine[], dhcpMode
   t.diagnostic(`all machines done in ${((Date.now() - started) / 1000).toFixed(1)} s (${accelerator})`);
   for (const p of progress) t.diagnostic(describeProgress(p));
   const serverLog = readFileSync(join(stateDir, "server.log"), "utf8");
-  return { progress: new Map(progress.map((p) => [p.machine.name, p])), serverLog, stateDir };
+  return { progress: new Map(progress.map((p) => [p.machine.name, p])), serverLog, stateDir, nodes: labNodes(lab.state) };
 }
 
 function failureReport(p: MachineProgress, what: string): string {
   return `${p.machine.name} (${p.machine.firmware}) ${what}\n${describeProgress(p)}\n--- serial console, last lines ---\n${machineSerialTail(p.machine, 40)}`;
 }
 
-/** The machine reached the lab initrd with its profile's parameters, and its callback reached the server. */
+/**
+ * The machine reached the lab initrd with its profile's parameters and a callback token, and the
+ * callback reached the server: it answered 200 and the node is `provisioned` in its inventory.
+ */
 function assertBootedAsRegistered(run: LabRun, name: string): void {
   const p = run.progress.get(name);
   assert.ok(p, `no machine ${name}`);
@@ -68,10 +73,11 @@ function assertBootedAsRegistered(run: LabRun, name: string): void {
   assert.ok(p.report.reached.has(Milestone.Initrd), failureReport(p, "never reached the lab initrd"));
   assert.equal(p.report.params["centra.profile"], expect.profile, failureReport(p, "booted with the wrong profile"));
   assert.equal(p.report.params["centra.hostname"], expect.hostname, failureReport(p, "booted with the wrong hostname"));
+  assert.match(p.report.params["centra.token"] ?? "", /^\S{16,}$/, failureReport(p, "booted without a callback token"));
   assert.ok(p.report.reached.has(Milestone.CalledBack), failureReport(p, "did not call back"));
-  // The server's own log shows the callback arrived from this MAC (whatever it made of it).
-  const callbackLines = run.serverLog.split("\n").filter((l) => l.includes(`"mac":"${p.machine.mac}"`) && /callback/i.test(l));
-  assert.ok(callbackLines.length > 0, failureReport(p, `called back (HTTP ${p.report.callbackStatus}) but the server log has no callback line for ${p.machine.mac}`));
+  assert.equal(p.report.callbackStatus, 200, failureReport(p, "callback refused"));
+  const node = run.nodes.find((n) => n.macs.includes(p.machine.mac));
+  assert.equal(node?.state, "provisioned", failureReport(p, `inventory: ${JSON.stringify(node)}`));
 }
 
 test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to the lab initrd; an unknown MAC meets the menu", { timeout: 12 * 60_000 }, async (t) => {
