@@ -9,19 +9,23 @@ import { writeDataHeader } from "./packet.js";
  * disk a chunk at a time per transfer, so memory stays bounded by `transfers × chunk size`.
  */
 
+/**
+ * A file as DATA datagrams. Block `n` (1-based, absolute) is sent as one buffer holding its 4-byte
+ * header and payload; block headers do not depend on the transfer, only on the block size, so the
+ * same bytes serve every client.
+ */
 export interface FileContent {
   readonly size: number;
-  /** The whole content when it is in memory (cached or converted); DATA payloads are slices of it. */
-  readonly buffer: Buffer | undefined;
-  /**
-   * The whole file as ready-made DATA datagrams for one block size, shared by every transfer that
-   * uses that size (block `n`'s header is the same for all of them): datagram `n` starts at
-   * `(n - 1) * (blockSize + 4)`. Undefined for streamed files.
-   */
-  framed(blockSize: number): Buffer | undefined;
-  /** Bytes `[offset, offset + length)`; only used when `buffer` is undefined. */
-  read(offset: number, length: number): Promise<Buffer>;
+  /** The datagram of `block` when it is in memory now, else undefined (then `load` it). */
+  peek(block: number, blockSize: number): Buffer | undefined;
+  /** Bring `block` (and the ones after it) into memory for `peek`. */
+  load(block: number, blockSize: number): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Bytes of DATA block `block` of a file of `size` bytes. */
+function payloadLength(size: number, block: number, blockSize: number): number {
+  return Math.max(0, Math.min(blockSize, size - (block - 1) * blockSize));
 }
 
 export interface FileCacheOptions {
@@ -70,28 +74,41 @@ export function frameBlocks(buffer: Buffer, blockSize: number): Buffer {
   return framed;
 }
 
-function inMemory(buffer: Buffer, framed: (blockSize: number) => Buffer | undefined = () => undefined): FileContent {
+/** A cached file: the framed layout per block size comes from the shared cache. */
+function inMemory(size: number, framedFor: (blockSize: number) => Buffer): FileContent {
+  let framed: Buffer | undefined;
+  let framedSize = 0;
   return {
-    size: buffer.length,
-    buffer,
-    framed,
-    read: async (offset, length) => buffer.subarray(offset, offset + length),
+    size,
+    peek(block, blockSize) {
+      if (framedSize !== blockSize) {
+        framed = framedFor(blockSize);
+        framedSize = blockSize;
+      }
+      const start = (block - 1) * (blockSize + 4);
+      return framed!.subarray(start, start + 4 + payloadLength(size, block, blockSize));
+    },
+    load: async () => {},
     close: async () => {},
   };
 }
 
+interface FramedChunk {
+  first: number;
+  count: number;
+  blockSize: number;
+  framed: Buffer;
+}
+
 /**
- * Reads a large file in chunks; sequential transfers hit the current chunk almost always. Each refill
- * gets a fresh buffer: payloads handed to the socket may still sit in its send queue, and the old
- * chunk must stay intact until they have left (the garbage collector frees it after).
+ * A large file read from disk a chunk of blocks at a time, straight into the framed layout with one
+ * `readv` (one iovec per block payload, headers written around them), and the next chunk read ahead
+ * while the current one is sent. Each chunk is a fresh buffer: datagrams handed to the socket may
+ * sit in its send queue, and the chunk they point into must stay intact until they leave.
  */
 class ChunkedFile implements FileContent {
-  readonly buffer = undefined;
-  framed(): undefined {
-    return undefined;
-  }
-  private chunk: Buffer = Buffer.alloc(0);
-  private chunkStart = 0;
+  private current: FramedChunk | undefined;
+  private ahead: { first: number; blockSize: number; chunk: Promise<FramedChunk> } | undefined;
 
   constructor(
     private readonly handle: FileHandle,
@@ -99,16 +116,55 @@ class ChunkedFile implements FileContent {
     private readonly chunkBytes: number,
   ) {}
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    if (offset < this.chunkStart || offset + length > this.chunkStart + this.chunk.length) {
-      const want = Math.max(length, Math.min(this.chunkBytes, this.size - offset));
-      const into = Buffer.allocUnsafe(want);
-      const { bytesRead } = await this.handle.read(into, 0, want, offset);
-      this.chunk = into.subarray(0, bytesRead);
-      this.chunkStart = offset;
+  peek(block: number, blockSize: number): Buffer | undefined {
+    const c = this.current;
+    if (!c || c.blockSize !== blockSize || block < c.first || block >= c.first + c.count) return undefined;
+    const index = block - c.first;
+    // Past half of the chunk, start reading the next one so the sender does not wait for the disk.
+    if (index * 2 >= c.count && !this.ahead && c.first + c.count <= this.lastBlock(blockSize)) this.readAhead(c.first + c.count, blockSize);
+    const start = index * (blockSize + 4);
+    return c.framed.subarray(start, start + 4 + payloadLength(this.size, block, blockSize));
+  }
+
+  async load(block: number, blockSize: number): Promise<void> {
+    if (this.ahead && this.ahead.first === block && this.ahead.blockSize === blockSize) {
+      const pending = this.ahead.chunk;
+      this.ahead = undefined;
+      this.current = await pending;
+      return;
     }
-    const start = offset - this.chunkStart;
-    return this.chunk.subarray(start, Math.min(start + length, this.chunk.length));
+    this.current = await this.readChunk(block, blockSize);
+  }
+
+  private lastBlock(blockSize: number): number {
+    return Math.floor(this.size / blockSize) + 1;
+  }
+
+  private readAhead(first: number, blockSize: number): void {
+    const chunk = this.readChunk(first, blockSize);
+    chunk.catch(() => {}); // surfaced by load() if it is ever awaited
+    this.ahead = { first, blockSize, chunk };
+  }
+
+  private async readChunk(first: number, blockSize: number): Promise<FramedChunk> {
+    // IOV_MAX is 1024 on Linux: one iovec per block.
+    const perChunk = Math.max(1, Math.min(1024, Math.floor(this.chunkBytes / blockSize)));
+    const count = Math.min(perChunk, this.lastBlock(blockSize) - first + 1);
+    const slot = blockSize + 4;
+    const framed = Buffer.allocUnsafe(count * slot);
+    const iovecs: Buffer[] = [];
+    let expected = 0;
+    for (let i = 0; i < count; i++) {
+      writeDataHeader(framed, i * slot, (first + i) & 0xffff);
+      const length = payloadLength(this.size, first + i, blockSize);
+      if (length > 0) iovecs.push(framed.subarray(i * slot + 4, i * slot + 4 + length));
+      expected += length;
+    }
+    if (expected > 0) {
+      const { bytesRead } = await this.handle.readv(iovecs, (first - 1) * blockSize);
+      if (bytesRead !== expected) throw new Error(`file changed while being served (read ${bytesRead} of ${expected} bytes)`);
+    }
+    return { first, count, blockSize, framed };
   }
 
   close(): Promise<void> {
@@ -148,7 +204,7 @@ export class FileCache {
   private async cachedContent(key: string, version: string, read: () => Promise<Buffer>): Promise<FileContent> {
     const buffer = await this.load(key, version, read);
     // The framed layouts live in the same LRU (and count against the same bound) as the files.
-    return inMemory(buffer, (blockSize) => {
+    return inMemory(buffer.length, (blockSize) => {
       const framedKey = `${key}#${blockSize}`;
       const entry = this.entries.get(framedKey);
       if (entry && entry.version === version) {

@@ -5,8 +5,8 @@ import { NotFoundError, PathEscapeError } from "../errors.js";
 import { resolveInside } from "../files/safe-path.js";
 import { FileCache, type FileContent } from "./file-source.js";
 import { negotiate, type NegotiationLimits } from "./options.js";
-import { decodePacket, encodePacket, ErrorCode, Opcode, writeDataHeader, type RequestPacket } from "./packet.js";
-import { blockRange, createTransfer, step, wireBlock, type TransferEvent, type TransferState, type TransferStep } from "./transfer.js";
+import { decodePacket, encodePacket, ErrorCode, Opcode, type RequestPacket } from "./packet.js";
+import { createTransfer, step, type TransferEvent, type TransferState, type TransferStep } from "./transfer.js";
 
 /**
  * The socket edge of the TFTP server: port 69 takes requests, and each transfer gets its own
@@ -83,8 +83,6 @@ class ActiveTransfer {
   /** Bumped on every step so an asynchronous send of an older window stops. */
   private generation = 0;
   private closed = false;
-  /** The shared pre-framed datagrams of a cached file (null: streamed, undefined: not looked up yet). */
-  private framed: Buffer | null | undefined;
   readonly startedAt = Date.now();
 
   constructor(
@@ -125,7 +123,9 @@ class ActiveTransfer {
   private apply(result: TransferStep): void {
     const wasRetries = this.state.retries;
     this.state = result.state;
-    this.generation++;
+    // Only a step that sends supersedes a window still being read from disk; a duplicate ACK
+    // (which sends nothing) must not cut that window short.
+    if (result.send.length > 0 || result.outcome) this.generation++;
     for (const action of result.send) {
       switch (action.kind) {
         case "oack":
@@ -152,45 +152,38 @@ class ActiveTransfer {
   }
 
   private sendData(first: number, last: number): void {
-    if (this.framed === undefined && this.content.buffer) this.framed = this.content.framed(this.state.config.blockSize) ?? null;
-    const framed = this.framed;
-    if (framed) {
-      const slot = this.state.config.blockSize + 4;
-      for (let block = first; block <= last && !this.closed; block++) {
-        const { length } = blockRange(this.state, block);
-        const start = (block - 1) * slot;
-        this.counters.datagramsSent++;
-        this.counters.bytesSent += length;
-        this.socket.send(framed.subarray(start, start + 4 + length));
+    const blockSize = this.state.config.blockSize;
+    for (let block = first; block <= last; block++) {
+      const datagram = this.content.peek(block, blockSize);
+      if (datagram === undefined) {
+        // Not in memory: read it (and what follows) from disk, then go on from there.
+        void this.sendDataFromDisk(block, last, this.generation);
+        return;
       }
-    } else if (this.content.buffer) {
-      const buffer = this.content.buffer;
-      for (let block = first; block <= last; block++) {
-        const { offset, length } = blockRange(this.state, block);
-        this.sendPayload(block, buffer.subarray(offset, offset + length));
-      }
-    } else {
-      void this.sendDataFromDisk(first, last, this.generation);
+      this.sendDatagram(datagram);
     }
   }
 
-  private sendPayload(block: number, payload: Buffer): void {
+  private sendDatagram(datagram: Buffer): void {
     if (this.closed) return;
-    const header = Buffer.allocUnsafe(4);
-    writeDataHeader(header, 0, wireBlock(block));
     this.counters.datagramsSent++;
-    this.counters.bytesSent += payload.length;
-    // Header and payload go out as two iovecs of one datagram: the file bytes are not copied.
-    this.socket.send([header, payload]);
+    this.counters.bytesSent += datagram.length - 4;
+    this.socket.send(datagram);
   }
 
   private async sendDataFromDisk(first: number, last: number, generation: number): Promise<void> {
+    const blockSize = this.state.config.blockSize;
     try {
       for (let block = first; block <= last; block++) {
-        const { offset, length } = blockRange(this.state, block);
-        const payload = await this.content.read(offset, length);
-        if (generation !== this.generation || this.closed) return;
-        this.sendPayload(block, payload);
+        let datagram = this.content.peek(block, blockSize);
+        if (datagram === undefined) {
+          await this.content.load(block, blockSize);
+          // A newer step (an ACK, a timeout) took over while the disk was read.
+          if (generation !== this.generation || this.closed) return;
+          datagram = this.content.peek(block, blockSize);
+          if (datagram === undefined) throw new Error(`block ${block} not readable`);
+        }
+        this.sendDatagram(datagram);
       }
     } catch (err) {
       this.finish({ result: "failed", reason: `read error: ${(err as Error).message}` });
