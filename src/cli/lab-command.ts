@@ -45,7 +45,13 @@ export function registerLabCommand(program: Command): void {
         recordTimes: true,
         onMilestone: (p, m) => {
           const detail =
-            m === Milestone.Address ? ` ${p.report.address}` : m === Milestone.CalledBack ? ` (HTTP ${p.report.callbackStatus})` : m === Milestone.Failed ? `: ${p.report.failure}` : m === Milestone.Initrd ? ` ${Object.entries(p.report.params).map(([k, v]) => `${k}=${v}`).join(" ")}` : "";
+            m === Milestone.Address
+              ? ` ${p.report.address}`
+              : m === Milestone.CalledBack
+                ? ` (HTTP ${p.report.callbackStatus}) booted with ${["centra.profile", "centra.hostname"].map((k) => `${k}=${p.report.params[k] ?? "?"}`).join(" ")}`
+                : m === Milestone.Failed
+                  ? `: ${p.report.failure}`
+                  : "";
           say(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${p.machine.name.padEnd(7)} ${m}${detail}`);
         },
       });
@@ -55,7 +61,9 @@ export function registerLabCommand(program: Command): void {
         if (p.report.reached.has(Milestone.Failed) || (!p.done && !p.running)) say(machineSerialTail(p.machine, 15).replace(/^/gm, "      | "));
       }
       printInventory(running.state, say);
-      say(`\nthe server keeps running in namespace ${common.namespace}; \`centra-pxe lab status\`, \`centra-pxe lab down\` to remove everything`);
+      say(`\nthe server keeps running in namespace ${common.namespace}; its API from inside the lab:`);
+      say(`  ip netns exec ${common.namespace} centra-pxe nodes list --url http://10.0.100.10 --token "$(cat ${common.stateDir}/admin-token)"`);
+      say("`centra-pxe lab status` to look again, `centra-pxe lab down` to remove everything");
     });
 
   lab
