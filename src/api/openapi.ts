@@ -108,7 +108,11 @@ export function openApiDocument(): Record<string, unknown> {
           summary: "add a node (ready when it has a profile, else discovered)",
           security: admin,
           requestBody: { required: true, content: json(ref("NodeChanges")) },
-          responses: { "201": { description: "created", content: json(ref("Node")) }, ...changeResponses },
+          responses: {
+            "200": { description: "the MAC was already discovered: that node is registered with these fields (its history kept)", content: json(ref("Node")) },
+            "201": { description: "created", content: json(ref("Node")) },
+            ...changeResponses,
+          },
         },
       },
       "/nodes/{ref}": {

@@ -61,8 +61,9 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
 
         api.post("/nodes", async (request, reply) => {
           const actor = await admin(request);
-          const node = await provisioning.createNode(parseNodeChanges(request.body, "create", provisioning.config), actor);
-          return reply.code(201).header("location", `${API_PREFIX}/nodes/${node.id}`).send(node);
+          const { adopted, ...node } = await provisioning.createNode(parseNodeChanges(request.body, "create", provisioning.config), actor);
+          // 200 when the machine was already discovered and is now registered, 201 when it is new.
+          return reply.code(adopted ? 200 : 201).header("location", `${API_PREFIX}/nodes/${node.id}`).send(node);
         });
 
         // The installer's callback; a static route, so it wins over /nodes/:ref.

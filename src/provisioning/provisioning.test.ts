@@ -82,6 +82,28 @@ withFixture("an unknown MAC becomes discovered once; a profile makes it ready", 
   assert.deepEqual(f.events.at(-1), { ...f.events.at(-1)!, kind: "transition", fromState: "discovered", toState: "ready" });
 });
 
+withFixture("registering a discovered MAC adopts that node and keeps its history", async (f) => {
+  const seen = await f.provisioning.observe({ mac: "52:54:00:aa:bb:01", firmware: "bios", via: "dhcp" });
+  const adopted = await f.provisioning.createNode(parseNodeChanges({ macs: ["52:54:00:aa:bb:02", "52:54:00:aa:bb:01"], profile: "worker", hostname: "w-1" }, "create", f.config), "test");
+  assert.equal(adopted.id, seen.id);
+  assert.equal(adopted.adopted, true);
+  assert.equal(adopted.state, "ready");
+  assert.equal(adopted.source, "api");
+  assert.equal(adopted.firmware, "bios");
+  assert.deepEqual(adopted.macs, ["52:54:00:aa:bb:01", "52:54:00:aa:bb:02"]);
+  assert.deepEqual(
+    f.events.filter((e) => e.nodeId === seen.id).map((e) => e.kind),
+    ["discovered", "registered", "transition"],
+  );
+  await assert.rejects(f.provisioning.createNode(parseNodeChanges({ mac: "52:54:00:aa:bb:01" }, "create", f.config), "test"), ConflictError, "a registered node is not adopted twice");
+});
+
+withFixture("a profile removed from the config cannot be provisioned", async (f) => {
+  await f.provisioning.createNode(parseNodeChanges({ mac: "52:54:00:aa:bb:03", profile: "worker" }, "create", f.config), "test");
+  await f.provisioning.applyConfig(parseConfig(CONFIG + "profiles: { control-plane: {} }\n"));
+  await assert.rejects(f.provisioning.provision("52:54:00:aa:bb:03", "test"), /profile worker is no longer in the config/);
+});
+
 withFixture("a machine is recognised by its UUID when it boots from a new NIC", async (f) => {
   const node = await f.provisioning.createNode(parseNodeChanges({ mac: "52:54:00:00:00:01", uuid: "4c4c4544-0000-1000-8000-000000000001", profile: "worker" }, "create", f.config), "test");
   const seen = await f.provisioning.observe({ mac: "52:54:00:00:00:02", uuid: "4c4c4544-0000-1000-8000-000000000001", via: "ipxe" });

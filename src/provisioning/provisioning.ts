@@ -3,7 +3,7 @@ import { normalizeMac } from "../config/primitives.js";
 import type { Config } from "../config/schema.js";
 import { NotFoundError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { NodeConflict, type NodeEvent, type NodeFilter, type NodeRecord, type NodeState, type Store } from "../store/store.js";
+import { NodeConflict, type NodeEvent, type NodeFilter, type NodeRecord, type NodeSource, type NodeState, type Store } from "../store/store.js";
 import { CallbackRejectedError, ConflictError, TransitionRefusedError } from "./errors.js";
 import { decideTransition, type LifecycleAction } from "./lifecycle.js";
 import type { NodeChanges } from "./node-input.js";
@@ -186,8 +186,23 @@ export class Provisioning {
 
   // ---- API changes ----------------------------------------------------------------------------
 
-  createNode(changes: NodeChanges, actor: Actor): Promise<NodeRecord> {
+  /**
+   * Register a machine. A MAC that DHCP or iPXE already discovered (the machine was powered on
+   * before anyone registered it) is adopted: that node gets the changes, keeping its history.
+   */
+  createNode(changes: NodeChanges, actor: Actor): Promise<NodeRecord & { adopted?: true }> {
     return this.exclusive(async () => {
+      const holders = new Map<string, NodeRecord>();
+      for (const mac of changes.macs ?? []) {
+        const holder = await this.store.nodes.findByMac(mac);
+        if (holder) holders.set(holder.id, holder);
+      }
+      const [only] = holders.values();
+      if (holders.size === 1 && only && only.source === "discovered" && only.state === "discovered") {
+        const macs = [...only.macs, ...(changes.macs ?? []).filter((m) => !only.macs.includes(m))];
+        const adopted = await this.applyChanges(only, { ...changes, macs }, actor, "api");
+        return { ...adopted, adopted: true as const };
+      }
       const at = this.timestamp();
       const state: NodeState = changes.profile ? "ready" : "discovered";
       const node: NodeRecord = {
@@ -220,29 +235,35 @@ export class Provisioning {
         const owned = CONFIG_OWNED.find((field) => changes[field] !== undefined && JSON.stringify(changes[field]) !== JSON.stringify(before[field] ?? null));
         if (owned) throw new ConflictError(owned, `node ${before.id} is declared in the config file (nodes."${before.macs[0]}"); change its ${owned} there and reload`);
       }
-      const after: NodeRecord = { ...before };
-      for (const [key, value] of Object.entries(changes) as [keyof NodeChanges, unknown][]) {
-        if (value === null) delete after[key];
-        else (after as unknown as Record<string, unknown>)[key] = value;
-      }
-      let action: LifecycleAction | undefined;
-      if (before.profile === undefined && after.profile !== undefined) action = "assign-profile";
-      if (before.profile !== undefined && after.profile === undefined) action = "clear-profile";
-      if (action) {
-        const decision = decideTransition(before.state, action, { hasProfile: after.profile !== undefined });
-        if (!decision.allowed) throw new TransitionRefusedError(before.id, action, before.state, decision.reason);
-        if (decision.to !== before.state) {
-          after.state = decision.to;
-          after.stateChangedAt = this.timestamp();
-        }
-      }
-      await this.write(after, "replace");
-      await this.record({ nodeId: after.id, kind: "updated", details: { by: actor, ...describe(changes) } });
-      if (after.state !== before.state) {
-        await this.record({ nodeId: after.id, kind: "transition", fromState: before.state, toState: after.state, details: { action, by: actor } });
-      }
-      return after;
+      return this.applyChanges(before, changes, actor);
     });
+  }
+
+  /** Apply field changes to a stored node, with the profile's transition if any; `source` re-labels it (adoption). */
+  private async applyChanges(before: NodeRecord, changes: NodeChanges, actor: Actor, source: NodeSource = before.source): Promise<NodeRecord> {
+    const after: NodeRecord = { ...before, source };
+    for (const [key, value] of Object.entries(changes) as [keyof NodeChanges, unknown][]) {
+      if (value === null) delete after[key];
+      else (after as unknown as Record<string, unknown>)[key] = value;
+    }
+    let action: LifecycleAction | undefined;
+    if (before.profile === undefined && after.profile !== undefined) action = "assign-profile";
+    if (before.profile !== undefined && after.profile === undefined) action = "clear-profile";
+    if (action) {
+      const decision = decideTransition(before.state, action, { hasProfile: after.profile !== undefined });
+      if (!decision.allowed) throw new TransitionRefusedError(before.id, action, before.state, decision.reason);
+      if (decision.to !== before.state) {
+        after.state = decision.to;
+        after.stateChangedAt = this.timestamp();
+      }
+    }
+    await this.write(after, "replace");
+    const kind = before.source === "discovered" && after.source === "api" ? "registered" : "updated";
+    await this.record({ nodeId: after.id, kind, details: { by: actor, ...describe(changes) } });
+    if (after.state !== before.state) {
+      await this.record({ nodeId: after.id, kind: "transition", fromState: before.state, toState: after.state, details: { action, by: actor } });
+    }
+    return after;
   }
 
   removeNode(ref: string, actor: Actor): Promise<NodeRecord> {
@@ -264,6 +285,9 @@ export class Provisioning {
     return this.exclusive(async () => {
       const node = await this.getNode(ref);
       const action: LifecycleAction = options.reprovision ? "reprovision" : "provision";
+      if (node.profile !== undefined && !Object.hasOwn(this.currentConfig.profiles, node.profile)) {
+        throw new TransitionRefusedError(node.id, action, node.state, `its profile ${node.profile} is no longer in the config; set another one first`);
+      }
       // A new attempt: tokens of an earlier one must not complete this one.
       await this.store.callbackTokens.revokeForNode(node.id);
       return this.transition(node, action, actor, {}, (next) => {

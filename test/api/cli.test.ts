@@ -88,6 +88,7 @@ test("token create/list/revoke on the store file, and nodes add/list/show/provis
   assert.match(provisioned.stdout, /is provisioning \(callback expected by /);
 
   const shown = await cli(["nodes", "show", "52-54-00-00-00-02"], env);
+  assert.equal(shown.code, 0, shown.stderr);
   assert.match(shown.stdout, /^state\s+provisioning/m);
   assert.match(shown.stdout, /transition ready→provisioning \(provision\) by token:[0-9a-f]{8} ci/);
 
