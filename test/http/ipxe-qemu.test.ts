@@ -28,6 +28,8 @@ const FILES = {
 };
 const KNOWN_MAC = "52:54:00:12:34:56";
 const UNKNOWN_MAC = "52:54:00:aa:bb:cc";
+/** A node whose image lacks its initrd: every download of it fails. */
+const BROKEN_MAC = "52:54:00:12:34:57";
 
 const work = mkdtempSync(join(tmpdir(), "ipxe-qemu-"));
 let service: HttpService | undefined;
@@ -39,14 +41,23 @@ before(async () => {
   writeFileSync(join(version, "kernel"), readFileSync(KERNEL!));
   writeFileSync(join(version, "initrd"), reportingInitrd());
   symlinkSync("1", join(work, "state", "images", "nixos", "current"));
+  mkdirSync(join(work, "state", "images", "broken", "1"), { recursive: true });
+  writeFileSync(join(work, "state", "images", "broken", "1", "kernel"), readFileSync(KERNEL!));
+  symlinkSync("1", join(work, "state", "images", "broken", "current"));
   // SeaBIOS mirrors option-ROM text to this I/O port (COM1) when there is no VGA: "sercon".
   writeFileSync(join(work, "sercon-port"), Buffer.from([0xf8, 0x03]));
   const config = parseConfig(`
 stateDir: ${join(work, "state")}
 http: { port: 0, bindAddress: 127.0.0.1 }
 boot: { menuTimeout: 2s }
+profiles:
+  control-plane: { image: nixos }
+  worker: { image: nixos }
+  all-in-one: { image: nixos }
+  broken: { image: broken }
 nodes:
   "${KNOWN_MAC}": { profile: control-plane, hostname: control-plane-01 }
+  "${BROKEN_MAC}": { profile: broken, hostname: broken-01 }
 `);
   service = createHttpService({ config, logger: silentLogger });
   await service.start();
@@ -54,7 +65,7 @@ nodes:
 
 after(async () => {
   await service?.stop();
-  rmSync(work, { recursive: true, force: true });
+  if (!process.env.KEEP_VM_LOGS) rmSync(work, { recursive: true, force: true });
 });
 
 function missing(): string[] {
@@ -137,6 +148,14 @@ test("real iPXE shows the seed's menu to an unknown machine, times out to the lo
   const output = await boot("unknown-bios", "bios", UNKNOWN_MAC, /Centra PXE: failed while booting from the local disk/);
   assert.match(output, /Centra Cloud - Bare-Metal Provisioning/);
   assert.match(output, /Control Plane Node \(All Services\)/);
+});
+
+test("real iPXE retries a failing download, then says what failed and opens the shell", { timeout: 300_000 }, async (t) => {
+  if (!haveTools(t)) return;
+  const output = await boot("broken-bios", "bios", BROKEN_MAC, /Centra PXE: failed while downloading the initrd/);
+  assert.match(output, /the initrd: attempt 1 of 3 failed, retrying in 5 seconds/);
+  assert.match(output, /the initrd: attempt 2 of 3 failed, retrying in 5 seconds/);
+  assert.doesNotMatch(output, /attempt 3 of 3 failed/, "the last failure goes straight to the message");
 });
 
 /** A newc cpio with busybox and an /init that prints the kernel command line and powers off. */
