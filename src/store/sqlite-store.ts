@@ -214,10 +214,10 @@ class SqliteNodeRepository implements NodeRepository {
     return (this.db.prepare(`SELECT mac FROM node_macs WHERE node_id = ? ORDER BY position`).all(id) as { mac: string }[]).map((r) => r.mac);
   }
 
-  private fromRow(row: NodeRow): NodeRecord {
+  private fromRow(row: NodeRow, macs: string[] = this.macsOf(row.id)): NodeRecord {
     return {
       id: row.id,
-      macs: this.macsOf(row.id),
+      macs,
       ...optional("uuid", row.uuid),
       ...optional("serial", row.serial),
       ...optional("hostname", row.hostname),
@@ -352,7 +352,18 @@ class SqliteNodeRepository implements NodeRepository {
       params.push(`$.${JSON.stringify(key)}`, value);
     }
     const sql = `SELECT * FROM nodes ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq`;
-    return (this.db.prepare(sql).all(...params) as NodeRow[]).map((row) => this.fromRow(row));
+    // One read transaction, so the nodes and their MACs come from the same snapshot; all MACs in
+    // one query rather than one per node, as the reservation cache lists every node after each change.
+    return this.db.transaction(() => {
+      const rows = this.db.prepare(sql).all(...params) as NodeRow[];
+      const macs = new Map<string, string[]>();
+      for (const { node_id, mac } of this.db.prepare(`SELECT node_id, mac FROM node_macs ORDER BY node_id, position`).all() as { node_id: string; mac: string }[]) {
+        const list = macs.get(node_id);
+        if (list) list.push(mac);
+        else macs.set(node_id, [mac]);
+      }
+      return rows.map((row) => this.fromRow(row, macs.get(row.id) ?? []));
+    })();
   }
 
   async remove(id: string): Promise<boolean> {
