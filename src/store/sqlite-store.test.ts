@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import Database from "better-sqlite3";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,4 +17,20 @@ test("sqlite: data survives closing and reopening the file", async () => {
   const second = openSqliteStore(file);
   assert.equal((await second.images.list()).length, 1);
   await second.close();
+});
+
+test("sqlite: a file from the first release is migrated in place, its images kept", async () => {
+  const file = join(mkdtempSync(join(tmpdir(), "store-")), "centra-pxe.db");
+  // Schema 1 as released: image_versions only.
+  const old = new Database(file);
+  old.exec(`CREATE TABLE image_versions (name TEXT NOT NULL, version TEXT NOT NULL, files TEXT NOT NULL, cmdline TEXT NOT NULL DEFAULT '',
+            added_at TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (name, version));
+            INSERT INTO image_versions VALUES ('nixos', '24.05', '{}', '', '2026-11-25T00:00:00.000Z', 1);`);
+  old.pragma("user_version = 1");
+  old.close();
+  const store = openSqliteStore(file);
+  assert.ok((await store.schemaVersion()) >= 2);
+  assert.equal((await store.images.list()).length, 1);
+  assert.deepEqual(await store.nodes.list(), []);
+  await store.close();
 });
