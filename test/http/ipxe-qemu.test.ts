@@ -150,6 +150,13 @@ test("real iPXE shows the seed's menu to an unknown machine, times out to the lo
   assert.match(output, /Control Plane Node \(All Services\)/);
 });
 
+test("real iPXE on UEFI: the menu's local-disk default hands control back to the firmware", { timeout: 300_000 }, async (t) => {
+  if (!haveTools(t)) return;
+  const output = await boot("unknown-efi", "efi", UNKNOWN_MAC, /Centra PXE: booting from the local disk[\s\S]*(BdsDxe|Shell>|Boot Manager|failed while)/);
+  assert.match(output, /Centra Cloud - Bare-Metal Provisioning/);
+  assert.doesNotMatch(output, /failed while booting from the local disk/, "exit returns to the firmware; it does not fail in iPXE");
+});
+
 test("real iPXE retries a failing download, then says what failed and opens the shell", { timeout: 300_000 }, async (t) => {
   if (!haveTools(t)) return;
   const output = await boot("broken-bios", "bios", BROKEN_MAC, /Centra PXE: failed while downloading the initrd/);
