@@ -17,16 +17,22 @@ export function registerLabCommand(program: Command): void {
     .option("--state-dir <dir>", "the lab's state directory (serial consoles, server log, config)", DEFAULT_LAB_STATE_DIR)
     .option("--namespace <name>", "the lab's network namespace", DEFAULT_LAB_NAMESPACE);
   const say = (line: string) => process.stdout.write(`${line}\n`);
+  // `lab --state-dir D up` and `lab up --state-dir D` both work: the subcommand's own value wins.
+  const withLabOptions = (sub: Command) =>
+    sub.option("--state-dir <dir>", "the lab's state directory (as on `lab`)").option("--namespace <name>", "the lab's network namespace (as on `lab`)");
+  const resolve = (own: Partial<LabCommandOptions>): LabCommandOptions => {
+    const parent = lab.opts<LabCommandOptions>();
+    return { stateDir: own.stateDir ?? parent.stateDir, namespace: own.namespace ?? parent.namespace };
+  };
 
-  lab
-    .command("up")
+  withLabOptions(lab.command("up"))
     .description("build the lab image, start the server in the lab namespace and boot node01 (BIOS), node02 (UEFI PXE) and node03 (unknown: the menu)")
     .option("--http-boot", "also boot node04 by UEFI HTTP boot (no TFTP)")
     .option("--dhcp <mode>", "server: ours hands out addresses; proxy: a foreign DHCP server (dnsmasq) does, ours only boot information", "server")
     .option("--wait <seconds>", "follow the boots this long before returning (the lab keeps running)", "420")
     .option("--no-install", "do not apt-get install missing Debian packages")
-    .action(async (options: { httpBoot?: boolean; dhcp: string; wait: string; install: boolean }) => {
-      const common = lab.opts<LabCommandOptions>();
+    .action(async (options: Partial<LabCommandOptions> & { httpBoot?: boolean; dhcp: string; wait: string; install: boolean }) => {
+      const common = resolve(options);
       requireRoot();
       if (options.dhcp !== "server" && options.dhcp !== "proxy") throw new Error(`--dhcp must be server or proxy, got ${JSON.stringify(options.dhcp)}`);
       if (options.install) installMissingPackages(say);
@@ -66,11 +72,10 @@ export function registerLabCommand(program: Command): void {
       say("`centra-pxe lab status` to look again, `centra-pxe lab down` to remove everything");
     });
 
-  lab
-    .command("status")
+  withLabOptions(lab.command("status"))
     .description("what the lab's machines have reached, and whether its server runs")
-    .action(async () => {
-      const common = lab.opts<LabCommandOptions>();
+    .action(async (options: Partial<LabCommandOptions>) => {
+      const common = resolve(options);
       const status = await labStatus(common.stateDir);
       if (!status) {
         say(`no lab in ${common.stateDir}; start one with \`centra-pxe lab up\``);
@@ -81,11 +86,10 @@ export function registerLabCommand(program: Command): void {
       if (status.serverRunning) printInventory(status.state, say);
     });
 
-  lab
-    .command("down")
+  withLabOptions(lab.command("down"))
     .description("stop the machines and the server and remove every namespace, device and file the lab made (safe to run twice)")
-    .action(async () => {
-      const common = lab.opts<LabCommandOptions>();
+    .action(async (options: Partial<LabCommandOptions>) => {
+      const common = resolve(options);
       requireRoot();
       await labDown({ stateDir: common.stateDir, namespace: common.namespace, say });
       say("lab is down");
