@@ -52,7 +52,7 @@ export function installMissingPackages(say: (line: string) => void, packages: re
  * restricted hosts expose it and then fail on the first MSR write, or hang. So boot the lab kernel
  * once with `centra.lab.probe` (the initrd powers off at once) and see whether it says so.
  */
-export async function chooseAccelerator(image: { kernel: string; initrd: string }, scratchLog: string, timeoutMs = 20_000): Promise<Accelerator> {
+export async function chooseAccelerator(image: { kernel: string; initrd: string }, scratchLog: string, timeoutMs = 15_000): Promise<Accelerator> {
   const forced = process.env.CENTRA_LAB_ACCEL;
   if (forced === "kvm" || forced === "tcg") return forced;
   try {

@@ -308,9 +308,13 @@ export function describeProgress(p: MachineProgress): string {
   return `${p.machine.name} ${p.machine.mac} ${p.machine.firmware.padEnd(13)} ${outcome}${r.address ? ` addr ${r.address}` : ""}${params ? ` [${params}]` : ""}\n    ${steps.join(" → ") || "no output yet"}`;
 }
 
-/** The tail of a machine's serial console, for a failure message. */
+/**
+ * The tail of a machine's serial console for a failure message, and what QEMU itself said (a tap
+ * or firmware file it could not open never reaches the serial console).
+ */
 export function machineSerialTail(machine: LabState["machines"][number], lines = 40): string {
-  return serialTail(readSerial(machine.serialLog), lines);
+  const qemu = machine.process ? readSerial(machine.process.log).trim() : "";
+  return serialTail(readSerial(machine.serialLog), lines) + (qemu ? `\n--- qemu: ---\n${qemu.split("\n").slice(-10).join("\n")}` : "");
 }
 
 /** A node of the lab's inventory as the server's API reports it (the fields the lab shows). */
