@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-5}
 # The two servers take turns, ROUNDS times per cell, and the median counts: on a shared machine a
 # single run mostly measures whatever else was running at that moment.
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 # Free loopback ports, picked now: this machine is shared and fixed ports collide.
 free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
 NGINX_PORT=${NGINX_PORT:-$(free_port)}
