@@ -128,9 +128,35 @@ test("SIGHUP: a bad config is refused and the old one keeps serving; a good one 
   assert.match(curl(machine), /centra\.hostname=control-plane-99/);
 });
 
+const doctor = () => {
+  try {
+    return { code: 0, out: sh("ip", ["netns", "exec", link.serverNs!, process.execPath, "--import", "tsx", join(repo, "src/cli/main.ts"), "doctor", "--config", join(dir, "config.yaml")]) };
+  } catch (error) {
+    const e = error as { status: number; stdout: string };
+    return { code: e.status, out: e.stdout };
+  }
+};
+
+test("doctor passes every check against the running server: DHCP offer, each bootloader over TFTP, HTTP", () => {
+  const { code, out } = doctor();
+  assert.equal(code, 0, out);
+  assert.match(out, /ok +dhcp on \S+: OFFER of /);
+  assert.match(out, /ok +tftp undionly\.kpxe: \d+ bytes, identical/);
+  assert.match(out, /ok +tftp ipxe\.efi: /);
+  assert.match(out, /ok +http \/health: 200/);
+  assert.match(out, /all \d+ checks passed/);
+});
+
 test("SIGTERM stops every part and exits 0", async () => {
   const exited = new Promise<number | null>((resolve) => server.once("exit", (code) => resolve(code)));
   server.kill("SIGTERM");
   assert.equal(await exited, 0);
   for (const part of ["dhcp", "tftp", "http"]) assert.match(log, new RegExp(`"service":"${part}","msg":"stopped"`));
+});
+
+test("doctor against a stopped server fails and says what to do", () => {
+  const { code, out } = doctor();
+  assert.equal(code, 1);
+  assert.match(out, /FAIL http \/health: .*\n {5}fix: is `centra-pxe serve` running/);
+  assert.match(out, /FAIL dhcp on \S+: no DHCPOFFER/);
 });
