@@ -73,6 +73,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
   let installed: ReadonlySet<string> = new Set();
   let installedAt = -Infinity;
   const notableLoggedAt = new Map<string, number>();
+  let stoppedCounters: DhcpCounters = { received: 0, dropped: 0, malformed: 0, replies: 0, ignored: 0, commits: 0, committedLeases: 0, sendErrors: 0 };
 
   const bootloaders = (): ReadonlySet<string> => {
     const t = now();
@@ -158,7 +159,8 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
   return {
     name: "dhcp",
     get counters(): DhcpCounters {
-      return server?.counters ?? { received: 0, dropped: 0, malformed: 0, replies: 0, ignored: 0, commits: 0, committedLeases: 0, sendErrors: 0 };
+      // After `stop` the last server's counts stay readable (tests and the benchmark read them then).
+      return server?.counters ?? stoppedCounters;
     },
 
     async start() {
@@ -204,6 +206,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       if (sweepTimer) clearInterval(sweepTimer);
       sweepTimer = undefined;
       await server?.stop();
+      if (server) stoppedCounters = { ...server.counters };
       server = undefined;
     },
 

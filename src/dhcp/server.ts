@@ -49,7 +49,7 @@ export class DhcpSocketServer {
   private batchLeases: PoolLease[] = [];
   private batchReplies: PendingReply[] = [];
   private flushScheduled = false;
-  private committing: Promise<void> = Promise.resolve();
+  private commitInFlight = false;
 
   constructor(private readonly options: DhcpSocketServerOptions) {}
 
@@ -68,8 +68,12 @@ export class DhcpSocketServer {
   }
 
   async stop(): Promise<void> {
-    await this.flushNow();
-    await this.committing;
+    // Stop reading, then let what was decided reach the disk (and its ACKs the wire).
+    for (const socket of this.sockets) socket.removeAllListeners("message");
+    while (this.commitInFlight || this.batchLeases.length || this.batchReplies.length) {
+      if (!this.commitInFlight) await this.flushNow();
+      else await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     for (const socket of this.sockets) socket.close();
     this.sockets = [];
   }
@@ -103,39 +107,42 @@ export class DhcpSocketServer {
     } else {
       this.batchReplies.push({ socket, result });
     }
-    if (this.batchLeases.length && !this.flushScheduled) {
-      this.flushScheduled = true;
-      // setImmediate runs after the poll phase has drained every datagram already queued, so one
-      // commit covers the whole burst.
-      setImmediate(() => void this.flushNow());
-    }
+    if (this.batchLeases.length) this.scheduleFlush();
   }
 
+  /**
+   * Group commit: one batch in flight at a time; everything handled while it reaches the disk
+   * forms the next batch, so under load one fsync covers many ACKs and the loop never waits.
+   */
   private async flushNow(): Promise<void> {
     this.flushScheduled = false;
+    if (this.commitInFlight) return;
     if (!this.batchLeases.length && !this.batchReplies.length) return;
     const leases = this.batchLeases;
     const replies = this.batchReplies;
     this.batchLeases = [];
     this.batchReplies = [];
-    // Commits are serialised so a later batch never lands before an earlier one.
-    const previous = this.committing;
-    const commit = (async () => {
-      await previous;
-      try {
-        await this.options.persist(leases);
-      } catch (error) {
-        // Not durable, so not acknowledged: the clients retry and get the same address.
-        this.counters.dropped += replies.length;
-        this.options.logger.error({ err: error, leases: leases.length }, "could not save leases; their ACKs were not sent");
-        return;
-      }
+    this.commitInFlight = true;
+    try {
+      await this.options.persist(leases);
       this.counters.commits++;
       this.counters.committedLeases += leases.length;
       for (const { socket, result } of replies) this.send(socket, result);
-    })();
-    this.committing = commit;
-    await commit;
+    } catch (error) {
+      // Not durable, so not acknowledged: the clients retry and get the same address.
+      this.counters.dropped += replies.length;
+      this.options.logger.error({ err: error, leases: leases.length }, "could not save leases; their ACKs were not sent");
+    } finally {
+      this.commitInFlight = false;
+    }
+    if (this.batchLeases.length || this.batchReplies.length) this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.commitInFlight) return;
+    this.flushScheduled = true;
+    // setImmediate runs after the poll phase has read what is queued, so a burst shares a commit.
+    setImmediate(() => void this.flushNow());
   }
 
   private send(socket: dgram.Socket, result: Extract<HandleResult, { kind: "reply" }>): void {

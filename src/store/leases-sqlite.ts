@@ -1,4 +1,6 @@
 import type Database from "better-sqlite3";
+import { createRequire } from "node:module";
+import { Worker } from "node:worker_threads";
 import type { LeaseRecord, LeaseState, LeaseStore } from "../dhcp/lease-store.js";
 
 type Db = Database.Database;
@@ -44,35 +46,102 @@ function fromRow(row: LeaseRow): LeaseRecord {
   };
 }
 
+const UPSERT = `INSERT INTO leases (address, mac, client_id, hostname, expires_at, state, updated_at)
+     VALUES (@address, @mac, @clientId, @hostname, @expiresAt, @state, @updatedAt)
+     ON CONFLICT (address) DO UPDATE SET mac = excluded.mac, client_id = excluded.client_id, hostname = excluded.hostname,
+       expires_at = excluded.expires_at, state = excluded.state, updated_at = excluded.updated_at`;
+
+/**
+ * The writer thread. A commit is an fsync (3-5 ms on ordinary disks); done on the main thread it
+ * would stop DHCP for that long. Here the main thread keeps answering while a batch reaches the
+ * disk, and the next batch gathers every ACK that arrived meanwhile (group commit).
+ * Plain JavaScript evaluated in the worker, so it runs the same from `src` (tsx) and `dist`.
+ */
+const WRITER_SOURCE = `
+const { parentPort, workerData } = require("node:worker_threads");
+const Database = require(workerData.driver);
+const db = new Database(workerData.file);
+db.pragma("busy_timeout = 10000");
+db.pragma("synchronous = FULL");
+const upsert = db.prepare(workerData.upsert);
+const saveAll = db.transaction((batch) => { for (const row of batch) upsert.run(row); });
+parentPort.on("message", ({ id, batch }) => {
+  try { saveAll(batch); parentPort.postMessage({ id }); }
+  catch (error) { parentPort.postMessage({ id, error: String(error && error.message || error) }); }
+});
+`;
+
+function toRow(lease: LeaseRecord) {
+  return { address: lease.address, mac: lease.mac, clientId: lease.clientId ?? null, hostname: lease.hostname ?? null, expiresAt: lease.expiresAt, state: lease.state, updatedAt: lease.updatedAt };
+}
+
+/** Commits through a writer thread on its own connection to the same file. */
+class ThreadedLeaseWriter {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve(): void; reject(error: Error): void }>();
+  private nextId = 1;
+  private failure: Error | undefined;
+
+  constructor(file: string) {
+    const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+    this.worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { file, driver, upsert: UPSERT } });
+    this.worker.on("message", (message: { id: number; error?: string }) => {
+      const waiter = this.pending.get(message.id);
+      this.pending.delete(message.id);
+      if (this.pending.size === 0) this.worker.unref();
+      if (message.error !== undefined) waiter?.reject(new Error(`saving leases failed: ${message.error}`));
+      else waiter?.resolve();
+    });
+    this.worker.on("error", (error) => this.fail(error));
+    this.worker.on("exit", (code) => this.fail(new Error(`lease writer thread exited (${code})`)));
+    // An idle writer must not keep a process alive that is otherwise done; a pending commit must.
+    // (After the listeners: attaching a 'message' listener refs the worker again.)
+    this.worker.unref();
+  }
+
+  private fail(error: Error): void {
+    this.failure = error;
+    for (const waiter of this.pending.values()) waiter.reject(error);
+    this.pending.clear();
+  }
+
+  save(batch: readonly LeaseRecord[]): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise<void>((resolve, reject) => {
+      if (this.pending.size === 0) this.worker.ref();
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, batch: batch.map(toRow) });
+    });
+  }
+}
+
 /**
  * A `LeaseStore` over `db`. Every `saveLeases` is one transaction; the server calls it once per
- * batch of ACKs (group commit), so one fsync covers every ACK of a burst.
+ * batch of ACKs (group commit), so one fsync covers every ACK of a burst. For a file database the
+ * commits run on a writer thread (see `WRITER_SOURCE`); `:memory:` commits inline.
  */
-export function createSqliteLeaseStore(db: Db): LeaseStore {
+export function createSqliteLeaseStore(db: Db, options: { writerThread?: boolean } = {}): LeaseStore {
   ensureLeaseTable(db);
   // An ACK is only sent after its commit returned; that promise is worth something only if the
   // commit reached the disk. With WAL, NORMAL would fsync at checkpoints only and a power cut could
   // lose the last ACKs, so insist on FULL (an fsync of the WAL per commit) for this connection.
   const synchronous = db.pragma("synchronous", { simple: true }) as number;
   if (synchronous < 2) db.pragma("synchronous = FULL");
-  const upsert = db.prepare(
-    `INSERT INTO leases (address, mac, client_id, hostname, expires_at, state, updated_at)
-     VALUES (@address, @mac, @clientId, @hostname, @expiresAt, @state, @updatedAt)
-     ON CONFLICT (address) DO UPDATE SET mac = excluded.mac, client_id = excluded.client_id, hostname = excluded.hostname,
-       expires_at = excluded.expires_at, state = excluded.state, updated_at = excluded.updated_at`,
-  );
+  const upsert = db.prepare(UPSERT);
   const saveAll = db.transaction((batch: readonly LeaseRecord[]) => {
-    for (const lease of batch) {
-      upsert.run({ address: lease.address, mac: lease.mac, clientId: lease.clientId ?? null, hostname: lease.hostname ?? null, expiresAt: lease.expiresAt, state: lease.state, updatedAt: lease.updatedAt });
-    }
+    for (const lease of batch) upsert.run(toRow(lease));
   });
   const selectAll = db.prepare("SELECT * FROM leases");
+  const threaded = (options.writerThread ?? true) && !db.memory && db.name !== "" ? new ThreadedLeaseWriter(db.name) : undefined;
   return {
     async loadLeases() {
       return (selectAll.all() as LeaseRow[]).map(fromRow);
     },
     async saveLeases(batch) {
-      if (batch.length) saveAll(batch);
+      if (!batch.length) return;
+      if (threaded) return threaded.save(batch);
+      saveAll(batch);
     },
   };
 }
