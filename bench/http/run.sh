@@ -130,7 +130,7 @@ for file in kernel initrd; do
     path="/boot/images/bench/1/$file"
     : >"$WORK/n" ; : >"$WORK/o"
     if [ "$conns" -eq 50 ]; then
-      rss_before=$(rss_of "$OURS_NODE_PID")
+      rss_before=$(rss_of "$OURS_NODE_PID"); rss_low=""; rss_high=0
     fi
     for _ in $(seq "$ROUNDS"); do
       run_wrk "$NGINX_PORT" "$path" "$conns" >>"$WORK/n"
@@ -142,9 +142,13 @@ for file in kernel initrd; do
       if [ "$conns" -eq 50 ]; then
         kill -TERM "$SAMPLER_PID"; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=""
         read -r rss_min rss_max <"$WORK/rss.$file"
-        results+=("$file x50: our RSS ${rss_before} MB before the runs, ${rss_min}-${rss_max} MB during one")
+        if [ -z "$rss_low" ] || [ "$rss_min" -lt "$rss_low" ]; then rss_low=$rss_min; fi
+        if [ "$rss_max" -gt "$rss_high" ]; then rss_high=$rss_max; fi
       fi
     done
+    if [ "$conns" -eq 50 ]; then
+      results+=("$file x50: our RSS ${rss_before} MB before, ${rss_low}-${rss_high} MB (min-max, sampled every 0.2 s) while 50 downloads ran")
+    fi
     n=$(median <"$WORK/n"); o=$(median <"$WORK/o")
     printf '%-8s %-5s %14.0f %14.0f %7.2f   (nginx: %s; ours: %s)\n' "$file" "$conns" "$((n / 1048576))" "$((o / 1048576))" \
       "$(awk -v a="$o" -v b="$n" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')" \
