@@ -109,9 +109,10 @@ stop_server() {
 
 declare -A BEST BEST_AT
 echo "perfdhcp: $CLIENTS clients, full DORA, ${SECONDS_PER_RUN}s per rate, offered rates: $RATES" >&2
-for server in $SERVERS; do
-  BEST[$server]=0; BEST_AT[$server]=-
-  for rate in $RATES; do
+for server in $SERVERS; do BEST[$server]=0; BEST_AT[$server]=-; done
+# Servers take turns at each rate, so a neighbour's load on a shared machine hits all of them alike.
+for rate in $RATES; do
+  for server in $SERVERS; do
     "start_$server"
     wait_port67
     out=$(ip netns exec $CNS perfdhcp -4 -l $CIF -R "$CLIENTS" -r "$rate" -p "$SECONDS_PER_RUN" 10.231.0.1 2>&1 || true)

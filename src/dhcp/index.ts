@@ -1,7 +1,7 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { decideBoot, httpBootBase, type ClientHints } from "../boot/firmware.js";
-import { formatIpv4, normalizeMac, parseIpv4 } from "../config/primitives.js";
+import { formatIpv4, parseIpv4 } from "../config/primitives.js";
 import type { Config, DhcpSubnetConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../server/service.js";
@@ -89,7 +89,8 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
   };
 
   const lookupNode = (mac: string): NodeReservation | undefined => {
-    const found = options.lookupNode?.(mac) ?? config.nodes[normalizeMac(mac) ?? mac];
+    // `mac` comes from `hardwareAddress`, already in the normalised form config keys use.
+    const found = options.lookupNode?.(mac) ?? config.nodes[mac];
     if (!found) return undefined;
     return { ipAddress: found.ipAddress !== undefined ? parseIpv4(found.ipAddress) : undefined, hostname: found.hostname };
   };
