@@ -224,7 +224,7 @@ test("images, and an OpenAPI document that describes every route", async () => {
   assert.equal((await call("GET", "/api/v1/nope")).status, 404);
 });
 
-test("the event stream replays from Last-Event-ID and then goes live (SSE over a real socket)", async () => {
+test("the event stream replays from Last-Event-ID and then goes live (SSE over a real socket)", { timeout: 60_000 }, async () => {
   const address = await app.listen({ port: 0, host: "127.0.0.1" });
   const port = new URL(address).port;
   const last = ((await call("GET", "/api/v1/events?limit=1")).json().events as NodeEvent[])[0]!;

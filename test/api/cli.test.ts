@@ -56,7 +56,7 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: 
   });
 }
 
-test("token create/list/revoke on the store file, and nodes add/list/show/provision/remove through the API", async () => {
+test("token create/list/revoke on the store file, and nodes add/list/show/provision/remove through the API", { timeout: 5 * 60_000 }, async () => {
   const created = await cli(["token", "create", "--name", "ci", "--state-dir", stateDir]);
   assert.equal(created.code, 0, created.stderr);
   const token = created.stdout.trim();

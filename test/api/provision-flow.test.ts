@@ -79,7 +79,7 @@ after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test("add → provision → install script with a token → busybox wget callback → provisioned → local disk", (t) => {
+test("add → provision → install script with a token → busybox wget callback → provisioned → local disk", { timeout: 3 * 60_000 }, (t) => {
   if (!requireBinaries(t, "curl", "busybox")) return;
 
   const added = JSON.parse(remoteCli(["nodes", "add", MAC, "--profile", "worker", "--hostname", "worker-66", "--json"])) as { id: string; state: string };
@@ -109,7 +109,7 @@ test("add → provision → install script with a token → busybox wget callbac
   assert.match(machineScript("efi"), /^exit \|\|$/m);
 });
 
-test("SIGTERM still stops cleanly with the provisioning part running", async (t) => {
+test("SIGTERM still stops cleanly with the provisioning part running", { timeout: 60_000 }, async (t) => {
   if (!server) return t.skip("needs root for network namespaces");
   const exited = new Promise<number | null>((resolve) => server!.once("exit", (code) => resolve(code)));
   server.kill("SIGTERM");
