@@ -18,5 +18,6 @@ function walk(dir) {
 }
 for (const root of roots.length ? roots : ["src", "test"]) walk(root);
 files.sort();
-const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", ...flags, ...files], { stdio: "inherit" });
+// A test that hangs fails after ten minutes instead of eating CI's whole budget.
+const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", "--test-timeout=600000", ...flags, ...files], { stdio: "inherit" });
 process.exit(result.status ?? 1);
