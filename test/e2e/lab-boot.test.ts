@@ -16,7 +16,7 @@ import { isCI, requireBinaries } from "../support/netns.js";
  * lab boot in parallel.
  */
 
-const BOOT_TIMEOUT_MS = 8 * 60_000;
+const BOOT_TIMEOUT_MS = 7 * 60_000;
 let accelerator: Accelerator | undefined;
 let labCounter = 0;
 
@@ -80,7 +80,7 @@ function assertBootedAsRegistered(run: LabRun, name: string): void {
   assert.equal(node?.state, "provisioned", failureReport(p, `inventory: ${JSON.stringify(node)}`));
 }
 
-test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to the lab initrd; an unknown MAC meets the menu", { timeout: 12 * 60_000 }, async (t) => {
+test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to the lab initrd; an unknown MAC meets the menu", { timeout: 10 * 60_000 }, async (t) => {
   const run = await bootLab(t, SEED_LAB_MACHINES, "server");
   if (!run) return;
   assertBootedAsRegistered(run, "node01");
@@ -101,7 +101,7 @@ test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to 
   assert.ok(!node03.report.reached.has(Milestone.Initrd), "an unknown machine must not boot an image before a choice");
 });
 
-test("UEFI HTTP boot: OVMF with PXE off fetches ipxe.efi over HTTP, no TFTP at all", { timeout: 12 * 60_000 }, async (t) => {
+test("UEFI HTTP boot: OVMF with PXE off fetches ipxe.efi over HTTP, no TFTP at all", { timeout: 10 * 60_000 }, async (t) => {
   const run = await bootLab(t, [HTTP_BOOT_LAB_MACHINE], "server");
   if (!run) return;
   assertBootedAsRegistered(run, HTTP_BOOT_LAB_MACHINE.name);
@@ -115,7 +115,7 @@ test("UEFI HTTP boot: OVMF with PXE off fetches ipxe.efi over HTTP, no TFTP at a
   assert.deepEqual(tftpLines, [], "HTTP boot must not touch TFTP");
 });
 
-test("proxyDHCP: a foreign DHCP server (dnsmasq, addresses only) beside ours in proxy mode boots BIOS and UEFI", { timeout: 12 * 60_000 }, async (t) => {
+test("proxyDHCP: a foreign DHCP server (dnsmasq, addresses only) beside ours in proxy mode boots BIOS and UEFI", { timeout: 10 * 60_000 }, async (t) => {
   const machines = SEED_LAB_MACHINES.filter((m) => "profile" in m.expect);
   const run = await bootLab(t, machines, "proxy");
   if (!run) return;
