@@ -30,8 +30,9 @@ export function registerLabCommand(program: Command): void {
     .option("--http-boot", "also boot node04 by UEFI HTTP boot (no TFTP)")
     .option("--dhcp <mode>", "server: ours hands out addresses; proxy: a foreign DHCP server (dnsmasq) does, ours only boot information", "server")
     .option("--wait <seconds>", "follow the boots this long before returning (the lab keeps running)", "420")
+    .option("--ipv6-ra", "advertise an IPv6 prefix on the lab network: iPXE then stops waiting ~17 s for an IPv6 router")
     .option("--no-install", "do not apt-get install missing Debian packages")
-    .action(async (options: Partial<LabCommandOptions> & { httpBoot?: boolean; dhcp: string; wait: string; install: boolean }) => {
+    .action(async (options: Partial<LabCommandOptions> & { httpBoot?: boolean; ipv6Ra?: boolean; dhcp: string; wait: string; install: boolean }) => {
       const common = resolve(options);
       requireRoot();
       if (options.dhcp !== "server" && options.dhcp !== "proxy") throw new Error(`--dhcp must be server or proxy, got ${JSON.stringify(options.dhcp)}`);
@@ -39,7 +40,7 @@ export function registerLabCommand(program: Command): void {
       const machines = options.httpBoot ? [...SEED_LAB_MACHINES, HTTP_BOOT_LAB_MACHINE] : [...SEED_LAB_MACHINES];
       let running;
       try {
-        running = await labUp({ stateDir: common.stateDir, namespace: common.namespace, machines, dhcpMode: options.dhcp, say });
+        running = await labUp({ stateDir: common.stateDir, namespace: common.namespace, machines, dhcpMode: options.dhcp, ipv6RouterAdvertisements: options.ipv6Ra === true, say });
       } catch (error) {
         say(`lab up failed; cleaning up what it made`);
         await labDown({ stateDir: common.stateDir, namespace: common.namespace });

@@ -12,6 +12,8 @@ export const LAB_SERVER_ADDRESS = "10.0.100.10";
 /** The foreign DHCP server of the proxyDHCP lab sits where the seed's router is. */
 export const LAB_FOREIGN_DHCP_ADDRESS = "10.0.100.1";
 export const LAB_BRIDGE = "br-lab";
+/** A unique-local prefix for the optional IPv6 router advertisements (`lab up --ipv6-ra`). */
+export const LAB_IPV6_PREFIX = "fd00:100::";
 
 /** node01 BIOS control plane, node02 UEFI worker (the seed's nodes), node03 unknown: meets the menu. */
 export const SEED_LAB_MACHINES: readonly LabMachine[] = [

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { CentraError } from "../errors.js";
 import { chooseAccelerator } from "./host.js";
 import { buildLabInitrd, findHostKernel } from "./initrd.js";
-import { LAB_BRIDGE, LAB_FOREIGN_DHCP_ADDRESS, LAB_SERVER_ADDRESS, foreignDhcpArguments, labConfigYaml } from "./lab-config.js";
+import { LAB_BRIDGE, LAB_FOREIGN_DHCP_ADDRESS, LAB_IPV6_PREFIX, LAB_SERVER_ADDRESS, foreignDhcpArguments, labConfigYaml } from "./lab-config.js";
 import { LabFirmware, SERCON_PORT_COM1, findFirmware, machineRunPaths, qemuArguments, type Accelerator, type LabMachine } from "./machines.js";
 import { createForeignDhcpNamespace, createLabNetwork, destroyLabNetwork, namespaceExists } from "./network.js";
 import { Milestone, MILESTONE_ORDER, readBoot, serialTail, type BootReport } from "./progress.js";
@@ -36,6 +36,13 @@ export interface LabOptions {
    * `provisioned`. Without it the callback arrives without a token and is refused (401).
    */
   provision?: boolean;
+  /**
+   * Send IPv6 router advertisements on the lab bridge (dnsmasq, RA only). iPXE's `ifconf` waits for
+   * every configurator, IPv6 included, so on an IPv4-only network each iPXE start spends ~17 s
+   * (under TCG) soliciting a router that never answers; with an RA it goes on at once. Off by
+   * default: the seed's network is IPv4 only, and the lab shows what such a network costs.
+   */
+  ipv6RouterAdvertisements?: boolean;
   /** Forced accelerator; by default KVM when it really works, else TCG. */
   accelerator?: Accelerator;
   say?: (line: string) => void;
@@ -58,6 +65,7 @@ export interface LabState {
   configFile: string;
   server?: RecordedProcess;
   foreignDhcp?: RecordedProcess;
+  routerAdvertiser?: RecordedProcess;
   machines: (LabMachine & { serialLog: string; startedAt?: number; process?: RecordedProcess; times?: Partial<Record<Milestone, number>> })[];
 }
 
@@ -182,6 +190,21 @@ export async function labUp(options: LabOptions): Promise<Lab> {
 
   say(`network namespace ${namespace}: bridge ${LAB_BRIDGE} with the server at ${LAB_SERVER_ADDRESS}/24`);
   createLabNetwork({ namespace, bridge: LAB_BRIDGE, serverCidr: `${LAB_SERVER_ADDRESS}/24`, taps: options.machines.map((m) => m.tap) });
+
+  if (options.ipv6RouterAdvertisements) {
+    // nodad: the address is usable at once, so dnsmasq can advertise from it immediately.
+    spawnSync("ip", ["-n", namespace, "addr", "add", `${LAB_IPV6_PREFIX}10/64`, "dev", LAB_BRIDGE, "nodad"], { stdio: "ignore" });
+    const log = join(stateDir, "router-advertisements.log");
+    // Only an RA range: dnsmasq opens no DHCPv4 socket, so it does not compete with ours on port 67.
+    const child = spawnInNamespace(
+      namespace,
+      ["dnsmasq", "--keep-in-foreground", "--port=0", `--interface=${LAB_BRIDGE}`, "--enable-ra", `--dhcp-range=${LAB_IPV6_PREFIX},ra-only,64`, `--pid-file=${join(stateDir, "router-advertisements.pid")}`, "--log-facility=-"],
+      log,
+    );
+    state.routerAdvertiser = { pid: child.pid!, marker: "dnsmasq", log };
+    writeLabState(state);
+    say(`IPv6 router advertisements for ${LAB_IPV6_PREFIX}/64 on ${LAB_BRIDGE} (iPXE stops waiting for a router)`);
+  }
 
   if (options.dhcpMode === "proxy") {
     const foreignNamespace = `${namespace}-dhcp`.slice(0, 30);
@@ -376,6 +399,7 @@ export async function labDown(options: { stateDir: string; namespace: string; sa
     // The server gets SIGTERM and time to stop cleanly (its store is in the state directory).
     await stopProcess(state.server);
     await stopProcess(state.foreignDhcp);
+    await stopProcess(state.routerAdvertiser);
   }
   for (const ns of namespaces) {
     if (namespaceExists(ns)) {
