@@ -1,5 +1,4 @@
 import { open, readFile, type FileHandle } from "node:fs/promises";
-import type { Stats } from "node:fs";
 import { toNetascii } from "./netascii.js";
 import { writeDataHeader } from "./packet.js";
 
@@ -52,7 +51,15 @@ interface CacheEntry {
   buffer: Buffer;
 }
 
-function versionOf(stats: Stats): string {
+/** What identifies one version of a file (fs.Stats has these). */
+export interface FileIdentity {
+  size: number;
+  dev: number;
+  ino: number;
+  mtimeMs: number;
+}
+
+function versionOf(stats: FileIdentity): string {
   return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}`;
 }
 
@@ -189,7 +196,7 @@ export class FileCache {
    * Open `path` (already checked by resolveInside) for one transfer. Throws a RangeError for a
    * netascii read of a file too large to convert in memory.
    */
-  async open(path: string, stats: Stats, netascii: boolean): Promise<FileContent> {
+  async open(path: string, stats: FileIdentity, netascii: boolean): Promise<FileContent> {
     if (netascii) {
       if (stats.size > this.options.maxNetasciiBytes) throw new RangeError(`netascii reads are limited to ${this.options.maxNetasciiBytes} bytes`);
       return this.cachedContent(`netascii:${path}`, versionOf(stats), async () => toNetascii(await readFile(path)));

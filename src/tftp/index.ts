@@ -1,7 +1,8 @@
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../server/service.js";
-import { FileCache, DEFAULT_CACHE_OPTIONS, type FileCacheOptions } from "./file-source.js";
+import { availableParallelism } from "node:os";
+import type { FileCacheOptions } from "./file-source.js";
 import { TftpServer, tftpRoot, type TftpLimits, type TftpStats } from "./server.js";
 
 export type { TftpStats, TftpLimits } from "./server.js";
@@ -14,6 +15,8 @@ export interface TftpServiceOptions {
   metrics?: unknown;
   limits?: Partial<TftpLimits>;
   cache?: Partial<FileCacheOptions>;
+  /** Transfer worker threads; default one per core up to 4, 0 runs every transfer in the main thread. */
+  workers?: number;
 }
 
 export interface TftpService extends Service {
@@ -35,8 +38,9 @@ export function createTftpService(options: TftpServiceOptions): TftpService {
     bindAddress: config.tftp.bindAddress,
     port: config.tftp.port,
     logger,
-    cache: new FileCache({ ...DEFAULT_CACHE_OPTIONS, ...options.cache }),
+    cache: options.cache,
     limits: options.limits,
+    workers: options.workers ?? Math.min(availableParallelism(), 4),
   });
   return {
     name: "tftp",

@@ -1,17 +1,20 @@
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { join } from "node:path";
+import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
 import { NotFoundError, PathEscapeError } from "../errors.js";
 import { resolveInside } from "../files/safe-path.js";
-import { FileCache, type FileContent } from "./file-source.js";
-import { negotiate, type NegotiationLimits } from "./options.js";
+import { DEFAULT_CACHE_OPTIONS, FileCache, type FileCacheOptions } from "./file-source.js";
 import { decodePacket, encodePacket, ErrorCode, Opcode, type RequestPacket } from "./packet.js";
-import { createTransfer, step, type TransferEvent, type TransferState, type TransferStep } from "./transfer.js";
+import { DEFAULT_TFTP_LIMITS, runTransfer, type RunningTransfer, type TftpLimits, type TransferEnd, type TransferJob } from "./transfer-server.js";
+import type { FromWorker, ToWorker, WorkerConfig } from "./worker-server.js";
+
+export { DEFAULT_TFTP_LIMITS, type TftpLimits } from "./transfer-server.js";
 
 /**
- * The socket edge of the TFTP server: port 69 takes requests, and each transfer gets its own
- * ephemeral-port socket (RFC 1350 §4, the server's transfer ID), connected to the client so the
- * kernel delivers it only that client's datagrams and sends need no address per packet.
+ * The request edge of the TFTP server: port 69 decodes requests, refuses what must be refused
+ * (writes, escapes, missing files, over-limit clients) and hands each accepted read to a transfer
+ * with its own port (transfer-server.ts), in this thread or in a worker thread.
  */
 
 export interface TftpServerOptions {
@@ -20,33 +23,14 @@ export interface TftpServerOptions {
   bindAddress: string;
   port: number;
   logger: Logger;
-  cache?: FileCache;
+  cache?: Partial<FileCacheOptions>;
   limits?: Partial<TftpLimits>;
+  /**
+   * Worker threads that run the transfers (0: all in this thread). Port 69 and its checks stay
+   * here either way.
+   */
+  workers?: number;
 }
-
-export interface TftpLimits extends NegotiationLimits {
-  /** Concurrent transfers in total; beyond it a request is refused with "server busy". */
-  maxTransfers: number;
-  /** Concurrent transfers per client address, so one machine cannot take every slot. */
-  maxTransfersPerClient: number;
-  initialTimeoutMs: number;
-  maxTimeoutMs: number;
-  maxRetries: number;
-  maxRetriesUnverified: number;
-}
-
-export const DEFAULT_TFTP_LIMITS: TftpLimits = {
-  maxBlockSize: 65464,
-  maxWindowSize: 64,
-  maxTransfers: 2048,
-  // A rack behind one NAT or relay address can boot many machines at once; 128 still stops one
-  // host from taking the whole server.
-  maxTransfersPerClient: 128,
-  initialTimeoutMs: 1000,
-  maxTimeoutMs: 8000,
-  maxRetries: 6,
-  maxRetriesUnverified: 2,
-};
 
 /** Counters for metrics; plain numbers, read with `stats()`. */
 export interface TftpStats {
@@ -72,173 +56,31 @@ export function refusalFor(error: unknown): { code: ErrorCode; message: string }
   return { code: ErrorCode.NotDefined, message: "cannot read file" };
 }
 
-type Counters = Omit<TftpStats, "transfersActive" | "cacheHits" | "cacheMisses" | "cacheBytes">;
-
-/** One running transfer: its socket, its state, its timer. */
-class ActiveTransfer {
-  private state: TransferState;
-  private timer: NodeJS.Timeout | undefined;
-  /** When the retransmission is due; a late timer re-arms instead of firing (cheaper than re-creating it per ACK). */
-  private deadline = 0;
-  /** Bumped on every step so an asynchronous send of an older window stops. */
-  private generation = 0;
-  private closed = false;
-  readonly startedAt = Date.now();
-
-  constructor(
-    private readonly socket: Socket,
-    private readonly content: FileContent,
-    state: TransferState,
-    private readonly counters: Counters,
-    private readonly onEnd: (outcome: { result: "completed" } | { result: "failed"; reason: string }) => void,
-  ) {
-    this.state = state;
-    socket.on("message", (msg) => this.onDatagram(msg));
-    socket.on("error", (err) => this.finish({ result: "failed", reason: `socket error: ${err.message}` }));
-  }
-
-  feed(event: TransferEvent): void {
-    if (this.closed) return;
-    this.apply(step(this.state, event));
-  }
-
-  private onDatagram(msg: Buffer): void {
-    // Fast path for the one datagram that matters per block.
-    if (msg.length >= 4 && msg[0] === 0 && msg[1] === Opcode.Ack) {
-      this.feed({ type: "ack", block: (msg[2]! << 8) | msg[3]! });
-      return;
-    }
-    try {
-      const packet = decodePacket(msg);
-      if (packet.opcode === Opcode.Error) {
-        this.feed({ type: "client-error", code: packet.code, message: packet.message });
-        return;
-      }
-    } catch {
-      /* counted below */
-    }
-    this.counters.junkDropped++;
-  }
-
-  private apply(result: TransferStep): void {
-    const wasRetries = this.state.retries;
-    this.state = result.state;
-    // Only a step that sends supersedes a window still being read from disk; a duplicate ACK
-    // (which sends nothing) must not cut that window short.
-    if (result.send.length > 0 || result.outcome) this.generation++;
-    for (const action of result.send) {
-      switch (action.kind) {
-        case "oack":
-          this.sendRaw(encodePacket({ opcode: Opcode.OptionAck, options: action.options }));
-          break;
-        case "error":
-          this.sendRaw(encodePacket({ opcode: Opcode.Error, code: action.code, message: action.message }));
-          break;
-        case "data":
-          if (result.state.retries > wasRetries) this.counters.retransmissions += action.last - action.first + 1;
-          this.sendData(action.first, action.last);
-          break;
-      }
-    }
-    if (result.timer === "cancel") this.clearTimer();
-    else if (result.timer !== "keep") this.armTimer(result.timer);
-    if (result.outcome) this.finish(result.outcome);
-  }
-
-  private sendRaw(datagram: Buffer): void {
-    if (this.closed) return;
-    this.counters.datagramsSent++;
-    this.socket.send(datagram);
-  }
-
-  private sendData(first: number, last: number): void {
-    const blockSize = this.state.config.blockSize;
-    for (let block = first; block <= last; block++) {
-      const datagram = this.content.peek(block, blockSize);
-      if (datagram === undefined) {
-        // Not in memory: read it (and what follows) from disk, then go on from there.
-        void this.sendDataFromDisk(block, last, this.generation);
-        return;
-      }
-      this.sendDatagram(datagram);
-    }
-  }
-
-  private sendDatagram(datagram: Buffer): void {
-    if (this.closed) return;
-    this.counters.datagramsSent++;
-    this.counters.bytesSent += datagram.length - 4;
-    this.socket.send(datagram);
-  }
-
-  private async sendDataFromDisk(first: number, last: number, generation: number): Promise<void> {
-    const blockSize = this.state.config.blockSize;
-    try {
-      for (let block = first; block <= last; block++) {
-        let datagram = this.content.peek(block, blockSize);
-        if (datagram === undefined) {
-          await this.content.load(block, blockSize);
-          // A newer step (an ACK, a timeout) took over while the disk was read.
-          if (generation !== this.generation || this.closed) return;
-          datagram = this.content.peek(block, blockSize);
-          if (datagram === undefined) throw new Error(`block ${block} not readable`);
-        }
-        this.sendDatagram(datagram);
-      }
-    } catch (err) {
-      this.finish({ result: "failed", reason: `read error: ${(err as Error).message}` });
-    }
-  }
-
-  private armTimer(ms: number): void {
-    this.deadline = Date.now() + ms;
-    if (this.timer === undefined) this.timer = setTimeout(() => this.onTimer(), ms);
-  }
-
-  private clearTimer(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
-  private onTimer(): void {
-    this.timer = undefined;
-    const now = Date.now();
-    if (now < this.deadline) {
-      this.timer = setTimeout(() => this.onTimer(), this.deadline - now);
-      return;
-    }
-    this.feed({ type: "timeout" });
-  }
-
-  finish(outcome: { result: "completed" } | { result: "failed"; reason: string }): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.state = { ...this.state, finished: true };
-    this.clearTimer();
-    this.generation++;
-    // Close after pending sends (the final ERROR) have left.
-    setImmediate(() => {
-      try {
-        this.socket.close();
-      } catch {
-        /* already closed */
-      }
-    });
-    void this.content.close().catch(() => {});
-    this.onEnd(outcome);
-  }
+interface TransferWorker {
+  worker: Worker;
+  active: number;
+  cache: { hits: number; misses: number; bytes: number };
+  /** Transfer ids handed to it and not yet ended. */
+  pending: Set<number>;
 }
+
+type Slot = { where: "local"; transfer: RunningTransfer } | { where: "worker"; worker: TransferWorker } | "opening";
 
 export class TftpServer {
   private socket: Socket | undefined;
   private root: string;
   private readonly logger: Logger;
-  private readonly cache: FileCache;
+  private readonly cacheOptions: FileCacheOptions;
+  /** Used for transfers run in this thread. */
+  private readonly localCache: FileCache;
+  private readonly workers: TransferWorker[] = [];
   readonly limits: TftpLimits;
   /** Keyed by `address:port`: a retransmitted RRQ must not start a second transfer. */
-  private readonly transfers = new Map<string, ActiveTransfer | "opening">();
+  private readonly transfers = new Map<string, Slot>();
   private readonly perClient = new Map<string, number>();
-  private readonly counters: Counters = {
+  private readonly ends = new Map<number, (end: TransferEnd) => void>();
+  private nextId = 1;
+  private readonly counters = {
     transfersStarted: 0,
     transfersCompleted: 0,
     transfersFailed: 0,
@@ -253,7 +95,8 @@ export class TftpServer {
   constructor(private options: TftpServerOptions) {
     this.root = options.root;
     this.logger = options.logger;
-    this.cache = options.cache ?? new FileCache();
+    this.cacheOptions = { ...DEFAULT_CACHE_OPTIONS, ...options.cache };
+    this.localCache = new FileCache(this.cacheOptions);
     this.limits = { ...DEFAULT_TFTP_LIMITS, ...options.limits };
   }
 
@@ -268,17 +111,24 @@ export class TftpServer {
   }
 
   stats(): TftpStats {
-    return {
-      ...this.counters,
-      transfersActive: this.transfers.size,
-      cacheHits: this.cache.hits,
-      cacheMisses: this.cache.misses,
-      cacheBytes: this.cache.cachedBytes,
-    };
+    const cache = { hits: this.localCache.hits, misses: this.localCache.misses, bytes: this.localCache.cachedBytes };
+    for (const w of this.workers) {
+      cache.hits += w.cache.hits;
+      cache.misses += w.cache.misses;
+      cache.bytes += w.cache.bytes;
+    }
+    return { ...this.counters, transfersActive: this.transfers.size, cacheHits: cache.hits, cacheMisses: cache.misses, cacheBytes: cache.bytes };
   }
 
   async start(): Promise<void> {
-    this.socket = await this.bindRequestSocket(this.options.bindAddress, this.options.port);
+    const count = this.options.workers ?? 0;
+    try {
+      for (let i = 0; i < count; i++) this.workers.push(await this.startWorker());
+      this.socket = await this.bindRequestSocket(this.options.bindAddress, this.options.port);
+    } catch (err) {
+      await this.stopWorkers();
+      throw err;
+    }
   }
 
   /** Point new requests at another root, and move the request port if it changed. */
@@ -297,10 +147,71 @@ export class TftpServer {
     const socket = this.socket;
     this.socket = undefined;
     this.bound = undefined;
-    for (const transfer of this.transfers.values()) {
-      if (transfer !== "opening") transfer.finish({ result: "failed", reason: "server stopping" });
+    for (const slot of this.transfers.values()) {
+      if (slot !== "opening" && slot.where === "local") slot.transfer.abort();
     }
+    await this.stopWorkers();
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
+  }
+
+  private startWorker(): Promise<TransferWorker> {
+    const config: WorkerConfig = { limits: this.limits, cache: this.cacheOptions };
+    let worker: Worker;
+    if (import.meta.url.endsWith(".ts")) {
+      // Running from source under tsx: a worker does not inherit the loader, so it registers tsx
+      // itself before importing the TypeScript entry. Built code (dist/) loads the .js directly.
+      const tsx = import.meta.resolve("tsx/esm/api");
+      const entry = new URL("./worker-server.ts", import.meta.url).href;
+      const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
+      worker = new Worker(boot, { eval: true, workerData: config });
+    } else {
+      worker = new Worker(new URL("./worker-server.js", import.meta.url), { workerData: config });
+    }
+    const entry: TransferWorker = { worker, active: 0, cache: { hits: 0, misses: 0, bytes: 0 }, pending: new Set() };
+    worker.on("message", (message: FromWorker) => {
+      if (message.type !== "end") return;
+      entry.cache = message.cache;
+      entry.pending.delete(message.id);
+      const onEnd = this.ends.get(message.id);
+      this.ends.delete(message.id);
+      onEnd?.(message.end);
+    });
+    const lost = (reason: string) => {
+      // A dead worker must not leave its transfers counted as active forever, nor get new ones.
+      const index = this.workers.indexOf(entry);
+      if (index >= 0) this.workers.splice(index, 1);
+      for (const id of entry.pending) {
+        const onEnd = this.ends.get(id);
+        this.ends.delete(id);
+        onEnd?.({ outcome: { result: "failed", reason }, counters: { bytesSent: 0, datagramsSent: 0, retransmissions: 0, junkDropped: 0 }, ms: 0 });
+      }
+      entry.pending.clear();
+    };
+    worker.on("error", (err) => {
+      this.logger.error({ err }, "tftp transfer worker failed; its transfers are lost, new ones run elsewhere");
+      lost(`worker failed: ${err.message}`);
+    });
+    worker.on("exit", () => lost("worker exited"));
+    return new Promise((resolve, reject) => {
+      worker.once("message", () => resolve(entry));
+      worker.once("error", reject);
+    });
+  }
+
+  private async stopWorkers(): Promise<void> {
+    const workers = this.workers.splice(0);
+    await Promise.all(
+      workers.map(async ({ worker }) => {
+        // Let the worker abort its transfers (each tells its client), then end it.
+        const stopped = new Promise<void>((resolve) => {
+          worker.on("message", (m: FromWorker) => m.type === "stopped" && resolve());
+          setTimeout(resolve, 1000).unref();
+        });
+        worker.postMessage({ type: "stop" } satisfies ToWorker);
+        await stopped;
+        await worker.terminate();
+      }),
+    );
   }
 
   private bindRequestSocket(address: string, port: number): Promise<Socket> {
@@ -375,12 +286,18 @@ export class TftpServer {
 
   private async open(key: string, request: RequestPacket, rinfo: RemoteInfo): Promise<void> {
     const log = { client: rinfo.address, port: rinfo.port, file: request.filename };
-    let content: FileContent;
+    let job: TransferJob;
     try {
       // RFC 1350 names are relative to the server's directory; an absolute name is refused
       // rather than taken as root-relative (PRODUCT.md §4: absolute paths are refused everywhere).
-      const resolved = await resolveInside(this.root, request.filename);
-      content = await this.cache.open(resolved.path, resolved.stats, request.mode === "netascii");
+      const { path, stats } = await resolveInside(this.root, request.filename);
+      job = {
+        clientAddress: rinfo.address,
+        clientPort: rinfo.port,
+        bindAddress: this.bound?.address ?? this.options.bindAddress,
+        request,
+        file: { path, size: stats.size, dev: stats.dev, ino: stats.ino, mtimeMs: stats.mtimeMs },
+      };
     } catch (err) {
       this.release(key, rinfo.address);
       const refusal = refusalFor(err);
@@ -388,63 +305,45 @@ export class TftpServer {
       this.refuse(rinfo, refusal.code, refusal.message);
       return;
     }
-    let socket: Socket;
-    try {
-      socket = await this.transferSocket(rinfo);
-    } catch (err) {
-      this.release(key, rinfo.address);
-      await content.close().catch(() => {});
-      this.logger.warn({ ...log, err }, "tftp cannot open a transfer socket");
-      this.refuse(rinfo, ErrorCode.NotDefined, "server cannot open a transfer port");
-      return;
-    }
     if (!this.socket) {
-      // Stopped while opening.
-      this.release(key, rinfo.address);
-      socket.close();
-      await content.close().catch(() => {});
+      this.release(key, rinfo.address); // stopped meanwhile
       return;
     }
-    const params = negotiate(request.options, content.size, this.limits);
-    const state = createTransfer({
-      size: content.size,
-      blockSize: params.blockSize,
-      windowSize: params.windowSize,
-      optionAck: params.acknowledged.length > 0 ? params.acknowledged : undefined,
-      // RFC 2349: the client's timeout is the retransmission interval; it is not backed off.
-      initialTimeoutMs: params.timeoutMs ?? this.limits.initialTimeoutMs,
-      maxTimeoutMs: params.timeoutMs ?? this.limits.maxTimeoutMs,
-      maxRetries: this.limits.maxRetries,
-      maxRetriesUnverified: this.limits.maxRetriesUnverified,
-    });
     this.counters.transfersStarted++;
-    const transfer = new ActiveTransfer(socket, content, state, this.counters, (outcome) => {
+    const onEnd = (end: TransferEnd) => {
       this.release(key, rinfo.address);
-      const ms = Date.now() - transfer.startedAt;
-      if (outcome.result === "completed") {
+      this.counters.bytesSent += end.counters.bytesSent;
+      this.counters.datagramsSent += end.counters.datagramsSent;
+      this.counters.retransmissions += end.counters.retransmissions;
+      this.counters.junkDropped += end.counters.junkDropped;
+      if (end.outcome.result === "completed") {
         this.counters.transfersCompleted++;
-        this.logger.info({ ...log, bytes: content.size, blksize: params.blockSize, windowsize: params.windowSize, ms }, "tftp transfer completed");
+        this.logger.info({ ...log, bytes: end.size, blksize: end.blockSize, windowsize: end.windowSize, ms: end.ms }, "tftp transfer completed");
       } else {
         this.counters.transfersFailed++;
-        this.logger.warn({ ...log, reason: outcome.reason, ms }, "tftp transfer failed");
+        this.logger.warn({ ...log, reason: end.outcome.reason, ms: end.ms }, "tftp transfer failed");
       }
-    });
-    this.transfers.set(key, transfer);
-    transfer.feed({ type: "start" });
+    };
+    const worker = this.leastBusyWorker();
+    if (worker) {
+      const id = this.nextId++;
+      worker.active++;
+      this.ends.set(id, (end) => {
+        worker.active--;
+        onEnd(end);
+      });
+      worker.pending.add(id);
+      this.transfers.set(key, { where: "worker", worker });
+      worker.worker.postMessage({ type: "transfer", id, job } satisfies ToWorker);
+    } else {
+      this.transfers.set(key, { where: "local", transfer: runTransfer(job, this.localCache, this.limits, onEnd) });
+    }
   }
 
-  private transferSocket(rinfo: RemoteInfo): Promise<Socket> {
-    return new Promise((resolve, reject) => {
-      const socket = createSocket({ type: "udp4" });
-      socket.once("error", reject);
-      const address = this.bound?.address ?? this.options.bindAddress;
-      socket.bind({ address, port: 0, exclusive: true }, () => {
-        socket.connect(rinfo.port, rinfo.address, () => {
-          socket.off("error", reject);
-          resolve(socket);
-        });
-      });
-    });
+  private leastBusyWorker(): TransferWorker | undefined {
+    let best: TransferWorker | undefined;
+    for (const w of this.workers) if (!best || w.active < best.active) best = w;
+    return best;
   }
 }
 
