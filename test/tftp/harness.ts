@@ -70,9 +70,18 @@ export function runInClient(link: TestLink, cmd: string, args: string[], timeout
   });
 }
 
-/** A link with the server end in this process's namespace. */
+/**
+ * A link with the server end in this process's namespace, on a random /24 that no route in this
+ * namespace uses yet: test files (ours and other parts') run in parallel, and two veths with the
+ * same subnet in the root namespace would steal each other's traffic.
+ */
 export function makeLink(): TestLink {
-  return createLink({ serverInRoot: true });
+  const routes = sh("ip", ["-4", "route", "show"]);
+  for (;;) {
+    const [a, b] = randomBytes(2);
+    const subnet = `10.${100 + (a! % 100)}.${b! % 250}`;
+    if (!routes.includes(`${subnet}.0/24`)) return createLink({ serverInRoot: true, subnet });
+  }
 }
 
 export { sh, spawn };
