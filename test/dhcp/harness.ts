@@ -116,12 +116,12 @@ export function runToEnd(child: ChildProcess, timeoutMs: number): Promise<{ code
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Poll `check` until it returns a value, or fail after `timeoutMs` with `what`. */
-export async function waitFor<T>(what: string, check: () => T | undefined, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(what: string | (() => string), check: () => T | undefined, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = check();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === "string" ? what : what()}`);
     await sleep(200);
   }
 }
