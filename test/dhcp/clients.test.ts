@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFileSync, existsSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { createLink, requireBinaries } from "../support/netns.js";
@@ -92,6 +92,31 @@ describe("DHCP with real clients", { timeout: 240_000 }, () => {
       const once = await runToEnd(link.spawnInClient("udhcpc", ["-f", "-q", "-n", "-i", link.clientIf, "-s", CLIENT_SCRIPT, "-t", "10", "-T", "2"], { env: { ...process.env, CLIENT_RESULT: again } }), 60_000);
       assert.equal(once.code, 0, once.output);
       assert.match(readFileSync(again, "utf8"), new RegExp(`bound ip=${address.replace(/\./g, "\\.")} `));
+      await server.stop();
+    } finally {
+      link.destroy();
+      files.cleanup();
+    }
+  });
+
+  it("SIGHUP reload: a node added to the config gets its fixed address without a restart", async (t) => {
+    if (!requireBinaries(t, "udhcpc", "ip")) return;
+    const link = createLink({ clientIp: null });
+    const files = serverFiles(link);
+    try {
+      const server = await startServerProcess(link, files);
+      const mac = "52:54:00:7e:57:55";
+      link.inClient("ip", ["link", "set", link.clientIf, "address", mac]);
+      const base = link.serverIp.replace(/\.1$/, "");
+      const config = JSON.parse(readFileSync(files.configFile, "utf8")) as Record<string, unknown>;
+      config.nodes = { [mac]: { profile: "worker", hostname: "late-node", ipAddress: `${base}.7` } };
+      writeFileSync(files.configFile, JSON.stringify(config));
+      server.child.kill("SIGHUP");
+      await waitFor("the reload", () => (server.output().includes("reloaded") ? true : undefined));
+      const result = join(files.dir, "reload.txt");
+      const run = await runToEnd(link.spawnInClient("udhcpc", ["-f", "-q", "-n", "-i", link.clientIf, "-s", CLIENT_SCRIPT, "-t", "10", "-T", "2"], { env: { ...process.env, CLIENT_RESULT: result } }), 60_000);
+      assert.equal(run.code, 0, run.output);
+      assert.match(readFileSync(result, "utf8"), new RegExp(`bound ip=${base.replace(/\./g, "\\.")}\\.7 hostname=late-node`));
       await server.stop();
     } finally {
       link.destroy();
