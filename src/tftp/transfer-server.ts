@@ -151,7 +151,7 @@ class ActiveTransfer {
   private timer: NodeJS.Timeout | undefined;
   /** When the retransmission is due; a late timer re-arms instead of firing (cheaper than re-creating it per ACK). */
   private deadline = 0;
-  /** Bumped on every step so an asynchronous send of an older window stops. */
+  /** Bumped by every step that sends, so an asynchronous send of an older window stops. */
   private generation = 0;
   private closed = false;
   readonly startedAt = Date.now();
