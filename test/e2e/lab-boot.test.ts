@@ -4,8 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import { HTTP_BOOT_LAB_MACHINE, SEED_LAB_MACHINES } from "../../src/lab/lab-config.js";
-import { describeProgress, labDown, labNodes, labUp, machineSerialTail, watchLab, type LabNode, type MachineProgress } from "../../src/lab/lab.js";
+import { describeProgress, labDown, labNodes, labUp, machineSerialTail, watchLab, type LabNode, type LabState, type MachineProgress } from "../../src/lab/lab.js";
 import { findFirmware, type Accelerator, type LabMachine } from "../../src/lab/machines.js";
+import { namespaceExists } from "../../src/lab/network.js";
 import { Milestone, plainText } from "../../src/lab/progress.js";
 import { isCI, requireBinaries } from "../support/netns.js";
 
@@ -36,6 +37,7 @@ interface LabRun {
   stateDir: string;
   /** The server's inventory after the boots, through its API. */
   nodes: LabNode[];
+  state: LabState;
 }
 
 /** Bring a lab up with `machines`, follow it until every machine is done, and tear it down after the test. */
@@ -54,7 +56,7 @@ async function bootLab(t: TestContext, machines: readonly LabMachine[], dhcpMode
   t.diagnostic(`all machines done in ${((Date.now() - started) / 1000).toFixed(1)} s (${accelerator})`);
   for (const p of progress) t.diagnostic(describeProgress(p));
   const serverLog = readFileSync(join(stateDir, "server.log"), "utf8");
-  return { progress: new Map(progress.map((p) => [p.machine.name, p])), serverLog, stateDir, nodes: labNodes(lab.state) };
+  return { progress: new Map(progress.map((p) => [p.machine.name, p])), serverLog, stateDir, nodes: labNodes(lab.state), state: lab.state };
 }
 
 function failureReport(p: MachineProgress, what: string): string {
@@ -113,6 +115,23 @@ test("UEFI HTTP boot: OVMF with PXE off fetches ipxe.efi over HTTP, no TFTP at a
   const address = run.progress.get(HTTP_BOOT_LAB_MACHINE.name)!.report.address!;
   const tftpLines = run.serverLog.split("\n").filter((l) => l.includes('"part":"tftp"') && l.includes(address));
   assert.deepEqual(tftpLines, [], "HTTP boot must not touch TFTP");
+
+  // `lab down` leaves nothing behind, and a second run is a no-op (the test's own cleanup runs it again).
+  await labDown({ stateDir: run.stateDir, namespace: run.state.namespace });
+  await labDown({ stateDir: run.stateDir, namespace: run.state.namespace });
+  assert.ok(!namespaceExists(run.state.namespace), "namespace removed");
+  assert.ok(!existsSync(run.stateDir), "state directory removed");
+  for (const proc of [run.state.server, ...run.state.machines.map((m) => m.process)]) {
+    if (!proc) continue;
+    let cmdline = "";
+    try {
+      cmdline = readFileSync(`/proc/${proc.pid}/cmdline`, "utf8");
+    } catch {
+      /* gone */
+    }
+    // A recycled PID running something else is not ours.
+    assert.ok(!cmdline.includes(proc.marker), `process ${proc.pid} (${proc.marker}) still running`);
+  }
 });
 
 test("proxyDHCP: a foreign DHCP server (dnsmasq, addresses only) beside ours in proxy mode boots BIOS and UEFI", { timeout: 10 * 60_000 }, async (t) => {
