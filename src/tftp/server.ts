@@ -37,6 +37,8 @@ export interface TftpStats {
   transfersStarted: number;
   transfersCompleted: number;
   transfersFailed: number;
+  /** Ended by the client with an ERROR (PXE ROMs probing `tsize` do this on every boot). */
+  transfersAborted: number;
   transfersActive: number;
   requestsRefused: number;
   junkDropped: number;
@@ -84,6 +86,7 @@ export class TftpServer {
     transfersStarted: 0,
     transfersCompleted: 0,
     transfersFailed: 0,
+    transfersAborted: 0,
     requestsRefused: 0,
     junkDropped: 0,
     bytesSent: 0,
@@ -319,6 +322,9 @@ export class TftpServer {
       if (end.outcome.result === "completed") {
         this.counters.transfersCompleted++;
         this.logger.info({ ...log, bytes: end.size, blksize: end.blockSize, windowsize: end.windowSize, ms: end.ms }, "tftp transfer completed");
+      } else if (end.outcome.result === "aborted") {
+        this.counters.transfersAborted++;
+        this.logger.info({ ...log, reason: end.outcome.reason, ms: end.ms }, "tftp transfer ended by the client");
       } else {
         this.counters.transfersFailed++;
         this.logger.warn({ ...log, reason: end.outcome.reason, ms: end.ms }, "tftp transfer failed");

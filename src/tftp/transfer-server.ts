@@ -161,7 +161,7 @@ class ActiveTransfer {
     private readonly content: FileContent,
     state: TransferState,
     private readonly counters: TransferCounters,
-    private readonly onEnd: (outcome: { result: "completed" } | { result: "failed"; reason: string }) => void,
+    private readonly onEnd: (outcome: TransferOutcome) => void,
   ) {
     this.state = state;
     socket.on("message", (msg) => this.onDatagram(msg));
@@ -281,7 +281,7 @@ class ActiveTransfer {
     this.feed({ type: "timeout" });
   }
 
-  finish(outcome: { result: "completed" } | { result: "failed"; reason: string }): void {
+  finish(outcome: TransferOutcome): void {
     if (this.closed) return;
     this.closed = true;
     this.state = { ...this.state, finished: true };

@@ -259,10 +259,10 @@ test("a client that never acknowledges gets few resends and no error (no amplifi
   assert.equal(sent.length, 1 + base.maxRetriesUnverified);
 });
 
-test("a client error ends the transfer", () => {
-  const s = step(createTransfer(config({ size: 10 })), { type: "start" }).state;
+test("a client error ends the transfer as aborted, not failed (PXE tsize probes)", () => {
+  const s = step(createTransfer(config({ size: 10, optionAck: [{ name: "tsize", value: "10" }] })), { type: "start" }).state;
   const r = step(s, { type: "client-error", code: 8, message: "option refused" });
-  assert.equal(r.outcome?.result, "failed");
+  assert.equal(r.outcome?.result, "aborted");
   assert.equal(r.timer, "cancel");
   assert.deepEqual(step(r.state, { type: "ack", block: 1 }).send, []);
 });

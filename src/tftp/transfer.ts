@@ -52,7 +52,12 @@ export type SendAction =
 /** `keep` leaves a running retransmission timer alone; a number (re)arms it; `cancel` stops it. */
 export type TimerAction = number | "keep" | "cancel";
 
-export type TransferOutcome = { result: "completed" } | { result: "failed"; reason: string };
+/**
+ * `aborted`: the client ended the transfer with an ERROR. PXE ROMs do this on purpose: many send a
+ * first RRQ with `tsize` only to learn the size, answer the OACK with an ERROR, and fetch the file
+ * with a second RRQ; that is not a server failure.
+ */
+export type TransferOutcome = { result: "completed" } | { result: "aborted"; reason: string } | { result: "failed"; reason: string };
 
 export interface TransferStep {
   state: TransferState;
@@ -137,7 +142,10 @@ export function step(state: TransferState, event: TransferEvent): TransferStep {
         state: { ...state, finished: true },
         send: [],
         timer: "cancel",
-        outcome: { result: "failed", reason: `client sent error ${event.code}: ${event.message}` },
+        outcome: {
+          result: "aborted",
+          reason: `client sent error ${event.code}: ${event.message}${state.acked < 0 ? " in answer to the OACK (a size probe)" : ""}`,
+        },
       };
 
     case "timeout": {
