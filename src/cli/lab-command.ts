@@ -9,6 +9,8 @@ interface LabCommandOptions {
   namespace: string;
 }
 
+let ignoringClosedStdout = false;
+
 /** `centra-pxe lab up|down|status`: the seed's node01/02/03 launch scripts as an isolated lab. */
 export function registerLabCommand(program: Command): void {
   const lab = program
@@ -16,7 +18,16 @@ export function registerLabCommand(program: Command): void {
     .description("an isolated lab (own network namespace and bridge) where the server runs and QEMU machines PXE-boot from it, BIOS and UEFI")
     .option("--state-dir <dir>", "the lab's state directory (serial consoles, server log, config)", DEFAULT_LAB_STATE_DIR)
     .option("--namespace <name>", "the lab's network namespace", DEFAULT_LAB_NAMESPACE);
-  const say = (line: string) => process.stdout.write(`${line}\n`);
+  const say = (line: string) => {
+    // `lab status | head` closes the pipe early; that is not an error worth a stack trace.
+    if (!ignoringClosedStdout) {
+      ignoringClosedStdout = true;
+      process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+        if (error.code !== "EPIPE") throw error;
+      });
+    }
+    process.stdout.write(`${line}\n`);
+  };
   // `lab --state-dir D up` and `lab up --state-dir D` both work: the subcommand's own value wins.
   const withLabOptions = (sub: Command) =>
     sub.option("--state-dir <dir>", "the lab's state directory (as on `lab`)").option("--namespace <name>", "the lab's network namespace (as on `lab`)");
