@@ -95,13 +95,14 @@ function clientCommand(kind: ClientKind, port: number, file: string, out: string
 /** Runs `clients` transfers at once inside the client namespace; returns the batch's wall time in ms. */
 function batch(kind: ClientKind, port: number, file: string, clients: number, out = "/dev/null"): Promise<number> {
   const one = clientCommand(kind, port, file, out);
-  const script = `s=$(date +%s%N); fail=0; for i in $(seq ${clients}); do (${one} || echo FAIL) & done; wait; e=$(date +%s%N); echo $(( (e - s) / 1000 ))`;
+  const script = `s=$(date +%s%N); for i in $(seq ${clients}); do (${one} || echo "FAIL $?") & done; wait; e=$(date +%s%N); echo $(( (e - s) / 1000 ))`;
   return new Promise((resolve, reject) => {
     const child = link.spawnInClient("sh", ["-c", script]);
     let stdout = "";
     child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
     child.on("close", () => {
-      if (stdout.includes("FAIL")) return reject(new Error(`${kind} ${file} ×${clients}: a transfer failed`));
+      const failures = stdout.split("\n").filter((l) => l.startsWith("FAIL"));
+      if (failures.length) return reject(new Error(`${kind} ${file} ×${clients} from port ${port}: ${failures.length} transfers failed (exit codes: ${failures.join(", ")})`));
       resolve(Number(stdout.trim().split("\n").pop()) / 1000);
     });
   });
