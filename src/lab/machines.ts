@@ -68,8 +68,11 @@ export function machineRunPaths(runDir: string, machine: LabMachine): MachineRun
   };
 }
 
-/** The arguments after `qemu-system-x86_64` for one lab machine. */
-export function qemuArguments(machine: LabMachine, firmware: FirmwarePaths, paths: MachineRunPaths, accel: Accelerator, memoryMiB = 768): string[] {
+/**
+ * The arguments after `qemu-system-x86_64` for one lab machine. 512 MiB: the lab image is a few MiB
+ * and QEMU commits guest memory lazily, so several machines fit on a small CI runner.
+ */
+export function qemuArguments(machine: LabMachine, firmware: FirmwarePaths, paths: MachineRunPaths, accel: Accelerator, memoryMiB = 512): string[] {
   const uefi = machine.firmware !== LabFirmware.BiosIpxeRom;
   const args = [
     "-name", machine.name,
