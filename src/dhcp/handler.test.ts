@@ -115,6 +115,20 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
     assert.notEqual(other.reply.yiaddr, ack.reply.yiaddr);
   });
 
+  it("never gives an inventory's fixed address inside the pool to a second client", () => {
+    const nodes: Record<string, NodeReservation> = {};
+    const context = makeContext({ lookupNode: (mac) => nodes[mac] });
+    const { ack } = dora(context, { mac: "52:54:00:aa:aa:05" });
+    nodes["52:54:00:aa:aa:06"] = { ipAddress: ack.reply.yiaddr, hostname: "late" };
+    const offer = replyOf(handle(request({ mac: "52:54:00:aa:aa:06" }), context));
+    assert.notEqual(offer.reply.yiaddr, ack.reply.yiaddr);
+    const free = ip("10.0.100.102");
+    nodes["52:54:00:aa:aa:07"] = { ipAddress: free };
+    const fixedInPool = dora(context, { mac: "52:54:00:aa:aa:07" });
+    assert.equal(fixedInPool.ack.reply.yiaddr, free);
+    assert.equal(context.subnets[0]!.pool.isAvailableTo(free, "52:54:00:aa:aa:08", context.now), false);
+  });
+
   it("unicasts to chaddr+yiaddr when the broadcast flag is clear (RFC 2131 §4.1)", () => {
     const r = replyOf(handle(request(), makeContext()));
     assert.equal(r.destination.kind, "hardware");

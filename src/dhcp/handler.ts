@@ -151,8 +151,11 @@ function withSeen(result: HandleResult, seen: SeenClient | undefined): HandleRes
 function reservedAddress(mac: string, subnet: SubnetPlan, context: DhcpContext): { node?: NodeReservation; fixed?: number } {
   const node = context.lookupNode(mac);
   const fixed = node?.ipAddress;
-  if (fixed !== undefined && ((fixed & subnet.mask) >>> 0) === subnet.network) return { node, fixed };
-  return { node };
+  if (fixed === undefined || ((fixed & subnet.mask) >>> 0) !== subnet.network) return { node };
+  // Config validation keeps fixed addresses out of the pool, but the inventory (database) may not:
+  // a fixed address inside the pool that another client holds is not handed out twice.
+  if (subnet.pool.contains(fixed) && !subnet.pool.isAvailableTo(fixed, mac, context.now)) return { node };
+  return { node, fixed };
 }
 
 function discover(request: DhcpPacket, mac: string, hints: ClientHints, subnet: SubnetPlan, context: DhcpContext): HandleResult {
@@ -212,7 +215,7 @@ function requestMessage(request: DhcpPacket, mac: string, hints: ClientHints, su
     expiresAt: context.now + subnet.leaseSeconds * 1000,
     state: "bound",
   };
-  if (fixed === undefined) {
+  if (fixed === undefined || subnet.pool.contains(fixed)) {
     subnet.pool.put(lease);
     subnet.pool.dropOffer(mac);
   }
