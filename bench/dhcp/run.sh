@@ -13,6 +13,9 @@ RATES=${RATES:-"4000 8000 12000 16000"}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 CLIENTS=${CLIENTS:-1000}
 SERVERS=${SERVERS:-"kea dnsmasq centra"}
+# SYNC_PROBE=1 runs each server under strace and counts its fsync/fdatasync calls: who makes a
+# lease durable before answering, and who does not (slows every server down; figures not comparable).
+SYNC_PROBE=${SYNC_PROBE:-0}
 
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
 
@@ -54,6 +57,11 @@ ip link set $SIF netns $SNS; ip link set $CIF netns $CNS
 ip -n $SNS addr add 10.231.0.1/16 dev $SIF; ip -n $SNS link set $SIF up; ip -n $SNS link set lo up
 ip -n $CNS addr add 10.231.0.2/16 dev $CIF; ip -n $CNS link set $CIF up; ip -n $CNS link set lo up
 
+probe() {
+  [ "$SYNC_PROBE" = 1 ] && echo "strace -f -qq -e trace=fsync,fdatasync -o $WORK/$1.strace"
+  return 0
+}
+
 wait_port67() {
   for _ in $(seq 1 150); do
     ip netns exec $SNS ss -lun 2>/dev/null | grep -q ':67 ' && return 0
@@ -74,14 +82,14 @@ start_kea() {
   "loggers": [ { "name": "kea-dhcp4", "severity": "ERROR", "output_options": [ { "output": "$WORK/kea/kea.log" } ] } ]
 } }
 JSON
-  KEA_PIDFILE_DIR=$WORK/kea KEA_LOCKFILE_DIR=none ip netns exec $SNS kea-dhcp4 -c "$WORK/kea/kea.json" > "$WORK/kea/stdout" 2>&1 &
+  KEA_PIDFILE_DIR=$WORK/kea KEA_LOCKFILE_DIR=none ip netns exec $SNS $(probe kea) kea-dhcp4 -c "$WORK/kea/kea.json" > "$WORK/kea/stdout" 2>&1 &
   SERVER_PID=$!
 }
 
 start_dnsmasq() {
   mkdir -p "$WORK/dnsmasq"
   # --no-ping: Kea and we do not probe before offering either; dhcp-lease-max defaults to 1000.
-  ip netns exec $SNS dnsmasq -d -C /dev/null --port=0 --interface=$SIF --bind-interfaces \
+  ip netns exec $SNS $(probe dnsmasq) dnsmasq -d -C /dev/null --port=0 --interface=$SIF --bind-interfaces \
     --dhcp-range=10.231.1.0,10.231.250.255,255.255.0.0,1h --dhcp-option=3,10.231.0.1 --dhcp-lease-max=100000 \
     --dhcp-leasefile="$WORK/dnsmasq/leases" --no-ping --log-facility=/dev/null --pid-file="$WORK/dnsmasq/pid" > "$WORK/dnsmasq/stdout" 2>&1 &
   SERVER_PID=$!
@@ -95,7 +103,7 @@ start_centra() {
             "router": "10.231.0.1", "leaseTime": "1h" } }
 JSON
   # Leases in SQLite, WAL, synchronous=FULL: every ACK waits for its batch's fsync.
-  ip netns exec $SNS env DHCP_LOG_LEVEL=error node --import tsx "$REPO/test/dhcp/run-server.ts" "$WORK/centra/config.json" "$WORK/centra/centra-pxe.db" > "$WORK/centra/stdout" 2>&1 &
+  ip netns exec $SNS $(probe centra) env DHCP_LOG_LEVEL=error node --import tsx "$REPO/test/dhcp/run-server.ts" "$WORK/centra/config.json" "$WORK/centra/centra-pxe.db" > "$WORK/centra/stdout" 2>&1 &
   SERVER_PID=$!
 }
 
@@ -117,11 +125,19 @@ for rate in $RATES; do
     wait_port67
     out=$(ip netns exec $CNS perfdhcp -4 -l $CIF -R "$CLIENTS" -r "$rate" -p "$SECONDS_PER_RUN" 10.231.0.1 2>&1 || true)
     stop_server
+    commits=""
+    if [ "$server" = centra ]; then
+      commits=$(sed -n 's/^counters //p' "$WORK/centra/stdout" | node -e 'const c=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(c.commits ? ` (${c.commits} fsynced commits, ${(c.committedLeases/c.commits).toFixed(1)} leases each)` : "")' 2>/dev/null || true)
+    fi
     achieved=$(printf '%s\n' "$out" | sed -n 's/^Rate: \([0-9.]*\) 4-way.*/\1/p' | head -1)
     drops=$(printf '%s\n' "$out" | sed -n 's/^drops ratio: \([0-9.]*\).*/\1/p' | tr '\n' '/' | sed 's#/$##')
     nonunique=$(printf '%s\n' "$out" | sed -n 's/^non unique addresses: \([0-9]*\)/\1/p' | awk '{s+=$1} END{print s+0}')
-    printf '  %-8s offered %6s/s  achieved %9s DORA/s  drops %s %%  non-unique %s\n' "$server" "$rate" "${achieved:-0}" "${drops:-?}" "$nonunique" >&2
+    printf '  %-8s offered %6s/s  achieved %9s DORA/s  drops %s %%  non-unique %s%s\n' "$server" "$rate" "${achieved:-0}" "${drops:-?}" "$nonunique" "$commits" >&2
     if [ -n "$achieved" ] && awk "BEGIN{exit !($achieved > ${BEST[$server]})}"; then BEST[$server]=$achieved; BEST_AT[$server]=$rate; fi
+    if [ "$SYNC_PROBE" = 1 ]; then
+      printf '  %-8s fsync/fdatasync calls during the run: %s\n' "$server" "$(cat "$WORK/$server.strace" 2>/dev/null | grep -c -E 'fsync|fdatasync')" >&2
+      rm -f "$WORK/$server.strace"
+    fi
     # Fresh lease files for every run, so each starts from an empty pool.
     rm -rf "$WORK/kea" "$WORK/dnsmasq" "$WORK/centra"
   done
@@ -134,3 +150,8 @@ for server in $SERVERS; do
   [ "${BEST[kea]:-0}" != 0 ] && ratio=$(awk "BEGIN{printf \"%.2f\", ${BEST[$server]} / ${BEST[kea]}}")
   printf '%-10s %14.0f %14s %10s\n' "$server" "${BEST[$server]}" "${BEST_AT[$server]}" "$ratio"
 done
+echo
+echo "durability (SYNC_PROBE=1 counts it with strace): Kea's memfile and dnsmasq's lease file make no fsync at"
+echo "all, a crash of the machine can lose acknowledged leases; centra commits each batch of leases to SQLite"
+echo "(WAL, synchronous=FULL: one fsync per batch) before sending that batch's ACKs."
+echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
