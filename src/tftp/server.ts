@@ -158,7 +158,9 @@ export class TftpServer {
   }
 
   private startWorker(): Promise<TransferWorker> {
-    const config: WorkerConfig = { limits: this.limits, cache: this.cacheOptions };
+    // The cache bound is the server's: each worker holds its share of it.
+    const share = Math.floor(this.cacheOptions.maxBytes / Math.max(1, this.options.workers ?? 1));
+    const config: WorkerConfig = { limits: this.limits, cache: { ...this.cacheOptions, maxBytes: share } };
     let worker: Worker;
     if (import.meta.url.endsWith(".ts")) {
       // Running from source under tsx: a worker does not inherit the loader, so it registers tsx
