@@ -39,9 +39,10 @@ export function makeFixture(): Fixture {
   return { stateDir, root, files, secret, cleanup: () => rmSync(stateDir, { recursive: true, force: true }) };
 }
 
-export async function startService(stateDir: string, bindAddress: string, limits?: Partial<TftpLimits>): Promise<TftpService> {
+/** `workers` undefined: the service's default (one per core, up to 4); 0: everything in this thread. */
+export async function startService(stateDir: string, bindAddress: string, limits?: Partial<TftpLimits>, workers?: number): Promise<TftpService> {
   const config = parseConfig(JSON.stringify({ stateDir, tftp: { port: 0, bindAddress } }));
-  const service = createTftpService({ config, logger: silentLogger, limits });
+  const service = createTftpService({ config, logger: silentLogger, limits, workers });
   await service.start();
   return service;
 }

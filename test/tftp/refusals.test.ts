@@ -38,7 +38,9 @@ test("TFTP refusals", { timeout: 300_000 }, async (t) => {
   const fixture = makeFixture();
   const link = makeLink();
   const maxRetriesUnverified = 2;
-  const service = await startService(fixture.stateDir, link.serverIp, { initialTimeoutMs: 200, maxTimeoutMs: 400, maxRetriesUnverified, maxTransfersPerClient: 4 });
+  // Transfers run in this thread here (workers: 0); the other test files use worker threads, so
+  // both ways of running a transfer meet real peers.
+  const service = await startService(fixture.stateDir, link.serverIp, { initialTimeoutMs: 200, maxTimeoutMs: 400, maxRetriesUnverified, maxTransfersPerClient: 4 }, 0);
   const { port } = service.address();
   const raw = async (cases: { name: string; hex: string; waitMs?: number }[]): Promise<Record<string, RawReply[]>> => {
     const input = { server: link.serverIp, port, cases: cases.map((c) => ({ waitMs: 1500, ...c })) };
