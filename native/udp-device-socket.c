@@ -65,7 +65,7 @@ static napi_value open_device_socket(napi_env env, napi_callback_info info) {
   if (setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) < 0) goto fail_broadcast;
   if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, (socklen_t)strlen(device)) < 0) goto fail_device;
   if (receive_buffer > 0) {
-    /* A burst of DISCOVERs (a rack powering on) must queue while a lease batch commits. */
+    /* A burst of DISCOVERs (a rack powering on) must queue while the event loop is busy. */
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &receive_buffer, sizeof receive_buffer) < 0) {
       setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
     }

@@ -25,8 +25,12 @@ function loadAddon(): DeviceSocketAddon {
   return addon;
 }
 
-/** A dgram socket that receives only what arrives on `interfaceName`, and sends only out of it. */
-export async function openDeviceSocket(interfaceName: string, port: number, receiveBufferBytes = 8 << 20): Promise<dgram.Socket> {
+/**
+ * A dgram socket that receives only what arrives on `interfaceName`, and sends only out of it.
+ * The receive buffer (about 1300 requests) absorbs a rack powering on at once; a deeper one would,
+ * past saturation, only make us answer requests the clients have already given up on.
+ */
+export async function openDeviceSocket(interfaceName: string, port: number, receiveBufferBytes = 1 << 20): Promise<dgram.Socket> {
   const fd = loadAddon().openDeviceSocket(interfaceName, port, receiveBufferBytes);
   const socket = dgram.createSocket({ type: "udp4" });
   await new Promise<void>((resolve, reject) => {
