@@ -125,7 +125,8 @@ static napi_value set_arp_entry(napi_env env, napi_callback_info info) {
   request.arp_ha.sa_family = ARPHRD_ETHER;
   memcpy(request.arp_ha.sa_data, mac, 6);
   request.arp_flags = ATF_COM;
-  strncpy(request.arp_dev, device, sizeof request.arp_dev - 1);
+  /* length was checked above (< IFNAMSIZ) and request is zeroed, so the name stays terminated */
+  memcpy(request.arp_dev, device, (size_t)length);
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", errno);
   int rc = ioctl(fd, SIOCSARP, &request);
