@@ -1,6 +1,5 @@
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import dgram from "node:dgram";
 
 /**
  * The native addon (native/udp-device-socket.c): UDP sockets bound to one interface with
@@ -26,22 +25,13 @@ function loadAddon(): DeviceSocketAddon {
 }
 
 /**
- * A dgram socket that receives only what arrives on `interfaceName`, and sends only out of it.
- * The receive buffer (about 1300 requests) absorbs a rack powering on at once; a deeper one would,
- * past saturation, only make us answer requests the clients have already given up on.
+ * A UDP socket bound to `interfaceName` and `0.0.0.0:port`, as a file descriptor for
+ * `dgram` to adopt (server.ts): it receives only what arrives on that interface and sends only
+ * out of it. The receive buffer (about 1300 requests) absorbs a rack powering on at once; a deeper
+ * one would, past saturation, only make us answer requests the clients have already given up on.
  */
-export async function openDeviceSocket(interfaceName: string, port: number, receiveBufferBytes = 1 << 20): Promise<dgram.Socket> {
-  const fd = loadAddon().openDeviceSocket(interfaceName, port, receiveBufferBytes);
-  const socket = dgram.createSocket({ type: "udp4" });
-  await new Promise<void>((resolve, reject) => {
-    socket.once("error", reject);
-    // Node adopts an already bound descriptor when given `fd`.
-    socket.bind({ fd }, () => {
-      socket.off("error", reject);
-      resolve();
-    });
-  });
-  return socket;
+export function openDeviceSocketFd(interfaceName: string, port: number, receiveBufferBytes = 1 << 20): number {
+  return loadAddon().openDeviceSocket(interfaceName, port, receiveBufferBytes);
 }
 
 /**

@@ -1,9 +1,9 @@
-import type dgram from "node:dgram";
+import dgram from "node:dgram";
 import { formatIpv4, parseIpv4 } from "../config/primitives.js";
 import { DecodeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { BROADCAST_ADDRESS, type Destination } from "./destination.js";
-import { openDeviceSocket, setArpEntry } from "./device-socket.js";
+import { openDeviceSocketFd, setArpEntry } from "./device-socket.js";
 import type { HandleResult, RequestSource } from "./handler.js";
 import { messageTypeName } from "./options.js";
 import { decode, encode, messageType, hardwareAddress, type DhcpPacket } from "./packet.js";
@@ -33,6 +33,18 @@ export interface DhcpSocketServerOptions {
   onResult?(request: DhcpPacket, result: HandleResult): void;
 }
 
+/** Wrap a bound descriptor from the native addon in a dgram socket (Node adopts it with `fd`). */
+function adoptSocket(fd: number): Promise<dgram.Socket> {
+  const socket = dgram.createSocket({ type: "udp4" });
+  return new Promise((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind({ fd }, () => {
+      socket.off("error", reject);
+      resolve(socket);
+    });
+  });
+}
+
 interface PendingReply {
   socket: dgram.Socket;
   result: Extract<HandleResult, { kind: "reply" }>;
@@ -59,7 +71,7 @@ export class DhcpSocketServer {
 
   async start(): Promise<void> {
     for (const port of this.options.ports) {
-      const socket = await openDeviceSocket(this.options.interfaceName, port);
+      const socket = await adoptSocket(openDeviceSocketFd(this.options.interfaceName, port));
       const pxePort = this.options.pxePorts?.has(port) ?? false;
       socket.on("message", (data, rinfo) => this.receive(socket, data, rinfo, pxePort));
       socket.on("error", (error) => this.options.logger.error({ err: error, port }, "DHCP socket error"));
