@@ -1,5 +1,6 @@
 import { createDhcpService } from "../dhcp/index.js";
 import { createHttpService } from "../http/server.js";
+import { createMetricsPlugin } from "../metrics/metrics.js";
 import { createProvisioning } from "../provisioning/index.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
@@ -22,27 +23,25 @@ export interface PartContext {
  */
 export function createServices(config: Config, { logger, store, daemon }: PartContext): Service[] {
   const provisioning = createProvisioning({ config, store, logger });
-  const services: Service[] = [provisioning.service];
-  services.push(
-    createHttpService({
-      config,
-      logger,
-      resolver: provisioning.resolver,
-      health: () => daemon.health(),
-      extraPlugins: [provisioning.apiPlugin],
-    }),
-  );
-  if (config.tftp.enabled) services.push(createTftpService({ config, logger }));
-  if (config.dhcp.mode !== "off") {
-    services.push(
-      createDhcpService({
-        config,
-        logger,
-        leases: createSqliteLeaseStore(store.db),
-        observer: provisioning.dhcpObserver,
-        lookupNode: provisioning.lookupNode,
-      }),
-    );
-  }
-  return services;
+  const tftp = config.tftp.enabled ? createTftpService({ config, logger }) : undefined;
+  const dhcp =
+    config.dhcp.mode !== "off"
+      ? createDhcpService({
+          config,
+          logger,
+          leases: createSqliteLeaseStore(store.db),
+          observer: provisioning.dhcpObserver,
+          lookupNode: provisioning.lookupNode,
+        })
+      : undefined;
+  const health = () => daemon.health();
+  const metrics = createMetricsPlugin({ dhcp: () => dhcp?.counters, tftp: () => tftp?.stats(), store, health });
+  const http = createHttpService({
+    config,
+    logger,
+    resolver: provisioning.resolver,
+    health,
+    extraPlugins: [metrics, provisioning.apiPlugin],
+  });
+  return [provisioning.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])];
 }

@@ -115,6 +115,17 @@ test("curl walks entry script → machine script → kernel with a Range request
   assert.match(curl("/health"), /"status":"ok"/);
 });
 
+test("/metrics counts what the clients above did, per part", () => {
+  const text = curl("/metrics");
+  const value = (name: string) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1] ?? NaN);
+  assert.ok(value("centra_pxe_dhcp_replies_total") >= 2, "udhcpc's OFFER and ACK");
+  assert.ok(value("centra_pxe_tftp_transfers_completed_total") >= 1);
+  assert.ok(value("centra_pxe_tftp_bytes_sent_total") >= readFileSync(join(dir, "state", "ipxe", "undionly.kpxe")).length);
+  assert.match(text, /^centra_pxe_http_requests_total\{kind="image",status="206"\} 1$/m);
+  assert.match(text, /^centra_pxe_part_up\{part="dhcp"\} 1$/m);
+  assert.match(text, /^centra_pxe_nodes\{state="ready"\} 1$/m);
+});
+
 test("SIGHUP: a bad config is refused and the old one keeps serving; a good one applies at once", async () => {
   writeConfig("control-plane-01", "bogus: true\n");
   server.kill("SIGHUP");

@@ -1,0 +1,142 @@
+import type { FastifyPluginAsync } from "fastify";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { DhcpCounters } from "../dhcp/server.js";
+import type { Store } from "../store/store.js";
+import { NODE_STATES } from "../store/store.js";
+import type { TftpStats } from "../tftp/server.js";
+import type { ServiceHealth } from "../server/service.js";
+
+/**
+ * Prometheus metrics at `/metrics`. The protocol parts keep plain counters of their own (no
+ * metrics library in a protocol core); this module reads them at scrape time, so a scrape costs
+ * nothing between scrapes and the hot paths stay free of it.
+ */
+export interface MetricSources {
+  dhcp?: () => DhcpCounters | undefined;
+  tftp?: () => TftpStats | undefined;
+  store?: Store;
+  health: () => Record<string, ServiceHealth>;
+}
+
+/** A counter whose value is read from a part's own running total at scrape time. */
+function mirroredCounter(registry: Registry, name: string, help: string, read: () => number | undefined): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const value = read();
+      this.reset();
+      if (value !== undefined) this.inc(value);
+    },
+  });
+}
+
+export function createMetricsPlugin(sources: MetricSources): FastifyPluginAsync {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "centra_pxe_process_" });
+
+  new Gauge({
+    name: "centra_pxe_part_up",
+    help: "1 while a part of the daemon (dhcp, tftp, http, provisioning) is serving",
+    labelNames: ["part"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [part, health] of Object.entries(sources.health())) this.set({ part }, health.ok ? 1 : 0);
+    },
+  });
+
+  const dhcp: [keyof DhcpCounters, string][] = [
+    ["received", "DHCP datagrams received on the configured interface"],
+    ["malformed", "DHCP datagrams dropped as malformed (truncated, bad cookie, overruns)"],
+    ["dropped", "DHCP requests dropped (rate limit, not ours)"],
+    ["ignored", "DHCP requests deliberately not answered"],
+    ["replies", "DHCP replies sent"],
+    ["commits", "lease batches made durable"],
+    ["committedLeases", "lease changes made durable"],
+    ["sendErrors", "DHCP replies the socket refused"],
+  ];
+  for (const [key, help] of dhcp) {
+    mirroredCounter(registry, `centra_pxe_dhcp_${snake(key)}_total`, help, () => sources.dhcp?.()?.[key]);
+  }
+
+  const tftpCounters: [keyof TftpStats, string][] = [
+    ["transfersStarted", "TFTP transfers started"],
+    ["transfersCompleted", "TFTP transfers completed"],
+    ["transfersFailed", "TFTP transfers given up (timeouts, lost clients)"],
+    ["transfersAborted", "TFTP transfers ended by the client (PXE ROMs probing tsize do this)"],
+    ["requestsRefused", "TFTP requests refused (writes, escapes, missing files, limits)"],
+    ["junkDropped", "TFTP datagrams dropped as junk"],
+    ["bytesSent", "TFTP payload bytes sent"],
+    ["retransmissions", "TFTP blocks sent again"],
+  ];
+  for (const [key, help] of tftpCounters) {
+    mirroredCounter(registry, `centra_pxe_tftp_${snake(key)}_total`, help, () => sources.tftp?.()?.[key]);
+  }
+  new Gauge({
+    name: "centra_pxe_tftp_transfers_active",
+    help: "TFTP transfers in progress",
+    registers: [registry],
+    collect() {
+      this.set(sources.tftp?.()?.transfersActive ?? 0);
+    },
+  });
+
+  if (sources.store) {
+    const store = sources.store;
+    new Gauge({
+      name: "centra_pxe_nodes",
+      help: "nodes in the inventory by lifecycle state",
+      labelNames: ["state"],
+      registers: [registry],
+      async collect() {
+        const counts = new Map<string, number>(NODE_STATES.map((s) => [s, 0]));
+        for (const node of await store.nodes.list()) counts.set(node.state, (counts.get(node.state) ?? 0) + 1);
+        for (const [state, count] of counts) this.set({ state }, count);
+      },
+    });
+  }
+
+  const requests = new Counter({ name: "centra_pxe_http_requests_total", help: "HTTP requests by kind and status", labelNames: ["kind", "status"], registers: [registry] });
+  const bytes = new Counter({ name: "centra_pxe_http_response_bytes_total", help: "HTTP body bytes announced (Content-Length) by kind", labelNames: ["kind"], registers: [registry] });
+  const latency = new Histogram({
+    name: "centra_pxe_http_response_seconds",
+    help: "time to the end of the response, by kind",
+    labelNames: ["kind"],
+    buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60],
+    registers: [registry],
+  });
+
+  const plugin: FastifyPluginAsync = async (app) => {
+    app.addHook("onResponse", async (request, reply) => {
+      const kind = kindOf(request.url);
+      requests.inc({ kind, status: String(reply.statusCode) });
+      const length = Number(reply.getHeader("content-length"));
+      if (request.method !== "HEAD" && Number.isFinite(length)) bytes.inc({ kind }, length);
+      latency.observe({ kind }, reply.elapsedTime / 1000);
+    });
+    app.get("/metrics", async (_request, reply) => {
+      reply.header("content-type", registry.contentType);
+      return registry.metrics();
+    });
+  };
+  // Like fastify-plugin: the hook must see every route of the app, not only this plugin's.
+  (plugin as unknown as Record<symbol, boolean>)[Symbol.for("skip-override")] = true;
+  return plugin;
+}
+
+/** A small fixed set of label values, never the raw URL (MACs and paths would explode the series). */
+function kindOf(url: string): string {
+  if (url.startsWith("/boot/ipxe/") && (url.includes(".ipxe") || url.includes("machine"))) return "script";
+  if (url.startsWith("/boot/ipxe/")) return "bootloader";
+  if (url.startsWith("/boot/")) return "image";
+  if (url.startsWith("/api/")) return "api";
+  if (url.startsWith("/health")) return "health";
+  if (url.startsWith("/metrics")) return "metrics";
+  return "other";
+}
+
+function snake(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
