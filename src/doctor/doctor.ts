@@ -4,7 +4,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config/schema.js";
 import { parseIpv4 } from "../config/primitives.js";
-import { openDeviceSocket } from "../dhcp/device-socket.js";
+import { openDeviceSocketFd } from "../dhcp/device-socket.js";
 import { MessageType, Option } from "../dhcp/options.js";
 import { BootOp, BROADCAST_FLAG, decode, encode, messageType, optionAddress } from "../dhcp/packet.js";
 import { installedBootloaders } from "../files/bootloaders.js";
@@ -128,7 +128,7 @@ async function checkDhcpOffer(config: Config): Promise<CheckResult> {
   const xid = randomBytes(4).readUInt32BE(0);
   let socket: dgram.Socket;
   try {
-    socket = await openDeviceSocket(config.interface, 68);
+    socket = await adopt(openDeviceSocketFd(config.interface, 68));
   } catch (error) {
     return { name, ok: false, detail: `cannot open a DHCP client socket on ${config.interface}: ${describe(error)}`, fix: "run doctor as root on the server's host; is another DHCP client holding port 68 on this interface?" };
   }
@@ -183,6 +183,19 @@ async function checkDhcpOffer(config: Config): Promise<CheckResult> {
   } finally {
     socket.close();
   }
+}
+
+/** Wrap a bound descriptor from the native addon in a dgram socket (Node adopts it given `fd`). */
+async function adopt(fd: number): Promise<dgram.Socket> {
+  const socket = dgram.createSocket("udp4");
+  await new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind({ fd }, () => {
+      socket.off("error", reject);
+      resolve();
+    });
+  });
+  return socket;
 }
 
 function describe(error: unknown): string {
