@@ -25,6 +25,8 @@ export interface LeaseStore {
   loadLeases(): Promise<LeaseRecord[]>;
   /** Upsert by address, all or nothing; resolves once the batch is durable. */
   saveLeases(batch: readonly LeaseRecord[]): Promise<void>;
+  /** Release what the store holds of its own (a writer thread); the caller's database stays open. */
+  close?(): Promise<void>;
 }
 
 /** A store that forgets; for tests of the pure parts and `dhcp.mode: proxy`, which leases nothing. */

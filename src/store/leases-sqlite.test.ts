@@ -40,6 +40,22 @@ describe("SQLite lease store", () => {
     }
   });
 
+  it("commits through its writer thread until closed, then refuses", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "leases-"));
+    try {
+      const db = new Database(join(dir, "db.sqlite"));
+      db.pragma("journal_mode = WAL");
+      const store = createSqliteLeaseStore(db);
+      await Promise.all([store.saveLeases([lease("10.0.0.1", "aa:bb:cc:dd:ee:01")]), store.saveLeases([lease("10.0.0.2", "aa:bb:cc:dd:ee:02")])]);
+      assert.equal(listLeases(db).length, 2, "visible to the caller's connection once saved");
+      await store.close?.();
+      await assert.rejects(store.saveLeases([lease("10.0.0.3", "aa:bb:cc:dd:ee:03")]), /closed/);
+      db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("lists an empty table on a fresh database", () => {
     const db = new Database(":memory:");
     assert.deepEqual(listLeases(db), []);

@@ -100,9 +100,14 @@ class ThreadedLeaseWriter {
   }
 
   private fail(error: Error): void {
-    this.failure = error;
+    this.failure ??= error;
     for (const waiter of this.pending.values()) waiter.reject(error);
     this.pending.clear();
+  }
+
+  async close(): Promise<void> {
+    this.failure ??= new Error("lease store closed");
+    await this.worker.terminate();
   }
 
   save(batch: readonly LeaseRecord[]): Promise<void> {
@@ -142,6 +147,9 @@ export function createSqliteLeaseStore(db: Db, options: { writerThread?: boolean
       if (!batch.length) return;
       if (threaded) return threaded.save(batch);
       saveAll(batch);
+    },
+    async close() {
+      await threaded?.close();
     },
   };
 }

@@ -21,10 +21,11 @@ const logger = createLogger(process.env.DHCP_LOG_LEVEL ?? "warn");
 const db = new Database(dbFile);
 db.pragma("journal_mode = WAL");
 db.pragma("synchronous = FULL");
+const leases = createSqliteLeaseStore(db);
 const service = createDhcpService({
   config,
   logger,
-  leases: createSqliteLeaseStore(db),
+  leases,
   observer: (seen) => {
     if (process.env.DHCP_PRINT_SEEN) process.stdout.write(`seen ${JSON.stringify(seen)}\n`);
   },
@@ -36,6 +37,7 @@ const shutdown = async () => {
   await service.stop();
   const c = service.counters;
   process.stdout.write(`counters ${JSON.stringify(c)}\n`);
+  await leases.close?.();
   db.close();
   process.exit(0);
 };
