@@ -3,9 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import type { ChildProcess } from "node:child_process";
-import { createLink, requireBinaries, sh, type TestLink } from "../support/netns.js";
+import { cliArgs, runCli, startDaemon, type RunningDaemon } from "../support/daemon.js";
+import { createLink, requireBinaries, type TestLink } from "../support/netns.js";
 
 /**
  * The provisioning lifecycle through the whole daemon: `centra-pxe serve` in its own namespace;
@@ -14,23 +13,12 @@ import { createLink, requireBinaries, sh, type TestLink } from "../support/netns
  * lab adds on top is a real VM doing the iPXE part.
  */
 
-const repo = fileURLToPath(new URL("../..", import.meta.url));
 const MAC = "52:54:00:66:00:01";
 let link: TestLink;
 let dir: string;
-let server: ChildProcess | undefined;
-let log = "";
+let daemon: RunningDaemon | undefined;
 let env: Record<string, string>;
 
-async function waitFor(what: string, check: () => boolean, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; server log:\n${log.slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const cliArgs = (args: string[]) => ["--import", "tsx", join(repo, "src/cli/main.ts"), ...args];
 /** The CLI from the client namespace, where the server's address is reachable. */
 const remoteCli = (args: string[]) => link.inClient("env", [...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...cliArgs(args)]);
 const machineScript = (platform: "pcbios" | "efi") =>
@@ -61,20 +49,17 @@ tftp: { enabled: false }
 provisioning: { timeout: 10m }
 `,
   );
-  sh(process.execPath, cliArgs(["init", "--config", config]));
+  runCli(["init", "--config", config]);
   writeFileSync(join(dir, "bzImage"), Buffer.alloc(64 * 1024, 7));
   writeFileSync(join(dir, "initrd"), Buffer.alloc(32 * 1024, 9));
-  sh(process.execPath, cliArgs(["images", "add", "nixos", "--kernel", join(dir, "bzImage"), "--initrd", join(dir, "initrd"), "--version", "24.11", "--config", config]));
-  const token = sh(process.execPath, cliArgs(["token", "create", "--name", "flow-test", "--config", config])).trim();
+  runCli(["images", "add", "nixos", "--kernel", join(dir, "bzImage"), "--initrd", join(dir, "initrd"), "--version", "24.11", "--config", config]);
+  const token = runCli(["token", "create", "--name", "flow-test", "--config", config]).trim();
   env = { CENTRA_PXE_URL: `http://${link.serverIp}`, CENTRA_PXE_TOKEN: token };
-  server = link.spawnInServer(process.execPath, cliArgs(["serve", "--config", config]), { cwd: repo });
-  server.stdout!.on("data", (chunk: Buffer) => (log += chunk.toString()));
-  server.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
-  await waitFor("the server to serve", () => log.includes('"msg":"serving"'));
+  daemon = await startDaemon(link, config);
 });
 
 after(() => {
-  if (server && server.exitCode === null) server.kill("SIGKILL");
+  if (daemon && daemon.process.exitCode === null) daemon.process.kill("SIGKILL");
   link?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -110,9 +95,10 @@ test("add → provision → install script with a token → busybox wget callbac
 });
 
 test("SIGTERM still stops cleanly with the provisioning part running", { timeout: 60_000 }, async (t) => {
-  if (!server) return t.skip("needs root for network namespaces");
-  const exited = new Promise<number | null>((resolve) => server!.once("exit", (code) => resolve(code)));
+  if (!daemon) return t.skip("needs root for network namespaces");
+  const server = daemon.process;
+  const exited = new Promise<number | null>((resolve) => server.once("exit", (code) => resolve(code)));
   server.kill("SIGTERM");
   assert.equal(await exited, 0);
-  assert.match(log, /"service":"provisioning","msg":"stopped"/);
+  assert.match(daemon.log(), /"service":"provisioning","msg":"stopped"/);
 });

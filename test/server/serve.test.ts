@@ -4,8 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import type { ChildProcess } from "node:child_process";
+import { cliArgs, runCli, startDaemon, type RunningDaemon } from "../support/daemon.js";
 import { createLink, requireBinaries, sh, type TestLink } from "../support/netns.js";
 
 /**
@@ -14,12 +13,10 @@ import { createLink, requireBinaries, sh, type TestLink } from "../support/netns
  * bootloader, curl for the iPXE walk — then SIGHUP with a bad and a good config, then SIGTERM.
  */
 
-const repo = fileURLToPath(new URL("../..", import.meta.url));
 const MAC = "52:54:00:12:34:56";
 let link: TestLink;
 let dir: string;
-let server: ChildProcess;
-let log = "";
+let daemon: RunningDaemon;
 
 function writeConfig(hostname: string, extra = ""): void {
   writeFileSync(
@@ -39,33 +36,21 @@ ${extra}`,
   );
 }
 
-const cli = (args: string[]) => sh(process.execPath, ["--import", "tsx", join(repo, "src/cli/main.ts"), ...args]);
-
-async function waitFor(what: string, check: () => boolean, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; server log:\n${log.slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 before(async () => {
   link = createLink({ clientIp: null });
   dir = mkdtempSync(join(tmpdir(), "serve-"));
   writeConfig("control-plane-01");
   const config = join(dir, "config.yaml");
-  cli(["init", "--config", config]);
+  runCli(["init", "--config", config]);
   writeFileSync(join(dir, "bzImage"), Buffer.alloc(2 * 1024 * 1024 + 3, 7));
   writeFileSync(join(dir, "initrd"), Buffer.alloc(1024 * 1024, 9));
-  cli(["images", "add", "nixos", "--kernel", join(dir, "bzImage"), "--initrd", join(dir, "initrd"), "--version", "24.11", "--config", config]);
-  server = link.spawnInServer(process.execPath, ["--import", "tsx", join(repo, "src/cli/main.ts"), "serve", "--config", config], { cwd: repo });
-  server.stdout!.on("data", (chunk: Buffer) => (log += chunk.toString()));
-  server.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
-  await waitFor("the server to serve", () => log.includes('"msg":"serving"'));
+  runCli(["images", "add", "nixos", "--kernel", join(dir, "bzImage"), "--initrd", join(dir, "initrd"), "--version", "24.11", "--config", config]);
+  daemon = await startDaemon(link, config);
 });
 
 after(() => {
-  if (server && server.exitCode === null) server.kill("SIGKILL");
+  if (daemon && daemon.process.exitCode === null) daemon.process.kill("SIGKILL");
   link?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -128,20 +113,20 @@ test("/metrics counts what the clients above did, per part", () => {
 
 test("SIGHUP: a bad config is refused and the old one keeps serving; a good one applies at once", async () => {
   writeConfig("control-plane-01", "bogus: true\n");
-  server.kill("SIGHUP");
-  await waitFor("the refusal", () => log.includes("new config refused"));
-  assert.match(log, /config\.yaml:\d+:1 bogus: unknown key/);
+  daemon.process.kill("SIGHUP");
+  await daemon.waitForLog("the refusal", (log) => log.includes("new config refused"));
+  assert.match(daemon.log(), /config\.yaml:\d+:1 bogus: unknown key/);
   const machine = `/boot/ipxe/machine.ipxe?mac=${MAC.replace(/:/g, "-")}&platform=pcbios&buildarch=i386`;
   assert.match(curl(machine), /centra\.hostname=control-plane-01/);
   writeConfig("control-plane-99");
-  server.kill("SIGHUP");
-  await waitFor("the reload", () => log.includes("SIGHUP: config reloaded"));
+  daemon.process.kill("SIGHUP");
+  await daemon.waitForLog("the reload", (log) => log.includes("SIGHUP: config reloaded"));
   assert.match(curl(machine), /centra\.hostname=control-plane-99/);
 });
 
 const doctor = () => {
   try {
-    return { code: 0, out: sh("ip", ["netns", "exec", link.serverNs!, process.execPath, "--import", "tsx", join(repo, "src/cli/main.ts"), "doctor", "--config", join(dir, "config.yaml")]) };
+    return { code: 0, out: sh("ip", ["netns", "exec", link.serverNs!, process.execPath, ...cliArgs(["doctor", "--config", join(dir, "config.yaml")])]) };
   } catch (error) {
     const e = error as { status: number; stdout: string };
     return { code: e.status, out: e.stdout };
@@ -159,10 +144,10 @@ test("doctor passes every check against the running server: DHCP offer, each boo
 });
 
 test("SIGTERM stops every part and exits 0", async () => {
-  const exited = new Promise<number | null>((resolve) => server.once("exit", (code) => resolve(code)));
-  server.kill("SIGTERM");
+  const exited = new Promise<number | null>((resolve) => daemon.process.once("exit", (code) => resolve(code)));
+  daemon.process.kill("SIGTERM");
   assert.equal(await exited, 0);
-  for (const part of ["dhcp", "tftp", "http"]) assert.match(log, new RegExp(`"service":"${part}","msg":"stopped"`));
+  for (const part of ["dhcp", "tftp", "http"]) assert.match(daemon.log(), new RegExp(`"service":"${part}","msg":"stopped"`));
 });
 
 test("doctor against a stopped server fails and says what to do", () => {

@@ -1,0 +1,44 @@
+import type { ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { sh, type TestLink } from "./netns.js";
+
+/** The repository root, for running the CLI from source. */
+export const repo = fileURLToPath(new URL("../..", import.meta.url));
+
+/** Arguments that run `centra-pxe ARGS` from source with this Node. */
+export const cliArgs = (args: string[]): string[] => ["--import", "tsx", join(repo, "src/cli/main.ts"), ...args];
+
+/** Run the CLI in the test's own namespace and return its stdout. */
+export const runCli = (args: string[]): string => sh(process.execPath, cliArgs(args));
+
+/** Poll `check` until it holds; on timeout the error carries `context()` (a server log, say). */
+export async function waitFor(what: string, check: () => boolean, options: { ms?: number; context?: () => string } = {}): Promise<void> {
+  const deadline = Date.now() + (options.ms ?? 30_000);
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${options.context ? `:\n${options.context()}` : ""}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+export interface RunningDaemon {
+  process: ChildProcess;
+  /** Everything the daemon has written so far (JSON log lines). */
+  log(): string;
+  waitForLog(what: string, check: (log: string) => boolean, ms?: number): Promise<void>;
+}
+
+/** `centra-pxe serve --config F` in the link's server namespace, resolved once it logs "serving". */
+export async function startDaemon(link: TestLink, config: string): Promise<RunningDaemon> {
+  const child = link.spawnInServer(process.execPath, cliArgs(["serve", "--config", config]), { cwd: repo });
+  let log = "";
+  child.stdout!.on("data", (chunk: Buffer) => (log += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
+  const daemon: RunningDaemon = {
+    process: child,
+    log: () => log,
+    waitForLog: (what, check, ms) => waitFor(what, () => check(log), { ms, context: () => `server log:\n${log.slice(-3000)}` }),
+  };
+  await daemon.waitForLog("the server to serve", (l) => l.includes('"msg":"serving"'));
+  return daemon;
+}
