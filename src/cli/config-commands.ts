@@ -42,8 +42,6 @@ export function registerConfigCommands(program: Command): void {
     .action(async (options: { config?: string }) => {
       const { config, file } = resolveConfig(options.config);
       await serveForever(config, file);
-      // Every part has stopped and the store is closed; exit even if a library left a handle open.
-      process.exit(process.exitCode ?? 0);
     });
 
   program

@@ -21,15 +21,16 @@ export interface PartContext {
  * HTTP and TFTP, and DHCP last, so no machine is pointed at a bootloader before the servers that
  * hand it out are up. Stopping goes the other way: DHCP falls silent first.
  */
-export function createServices(config: Config, { logger, store, daemon }: PartContext): Service[] {
+export function createServices(config: Config, { logger, store, daemon }: PartContext): { services: Service[]; close(): Promise<void> } {
   const provisioning = createProvisioning({ config, store, logger });
   const tftp = config.tftp.enabled ? createTftpService({ config, logger }) : undefined;
+  const leases = config.dhcp.mode !== "off" ? createSqliteLeaseStore(store.db) : undefined;
   const dhcp =
-    config.dhcp.mode !== "off"
+    leases
       ? createDhcpService({
           config,
           logger,
-          leases: createSqliteLeaseStore(store.db),
+          leases,
           observer: provisioning.dhcpObserver,
           lookupNode: provisioning.lookupNode,
         })
@@ -43,5 +44,9 @@ export function createServices(config: Config, { logger, store, daemon }: PartCo
     health,
     extraPlugins: [metrics, provisioning.apiPlugin],
   });
-  return [provisioning.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])];
+  return {
+    services: [provisioning.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])],
+    // After the parts stopped: the lease writer thread has nothing left to commit.
+    close: async () => leases?.close?.(),
+  };
 }

@@ -23,10 +23,12 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   await mkdir(config.stateDir, { recursive: true });
   const store = openSqliteStore(join(config.stateDir, "centra-pxe.db"));
   const daemon = new Daemon(config, logger);
-  for (const service of createServices(config, { logger, store, daemon })) daemon.register(service);
+  const parts = createServices(config, { logger, store, daemon });
+  for (const service of parts.services) daemon.register(service);
   try {
     await daemon.start();
   } catch (error) {
+    await parts.close();
     await store.close();
     throw error;
   }
@@ -36,6 +38,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     logger,
     async stop() {
       await daemon.stop();
+      await parts.close();
       await store.close();
     },
   };
