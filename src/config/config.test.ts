@@ -53,6 +53,7 @@ const cases: [string, string, RegExp][] = [
   ["bad duration", "boot:\n  menuTimeout: soon\n", /^test\.yaml:2:16 boot\.menuTimeout: is not a duration/],
   ["wrong type", "http:\n  port: eighty\n", /http\.port: must be number, not string/],
   ["bad mode", "dhcp:\n  mode: relay\n", /dhcp\.mode: must be one of "server", "proxy", "off"/],
+  ["storage not implemented", "storage: postgres://pxe@db/pxe\n", /^test\.yaml:1:10 storage: only "sqlite" .* PostgreSQL storage is not available yet$/],
   ["YAML syntax", "dhcp: [\n", /^test\.yaml:\d+:\d+ \(root\): YAML syntax/],
 ];
 for (const [name, text, expected] of cases) {

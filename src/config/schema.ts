@@ -84,7 +84,12 @@ const configObject = z
     serverAddress: ipv4.default("10.0.100.10"),
     stateDir: z.string().min(1).default("/var/lib/pxe-boot"),
     /** `sqlite` (a file in stateDir) or a `postgres://` URL. */
-    storage: z.string().default("sqlite"),
+    // PRODUCT.md §6 names PostgreSQL for a shared inventory; until that store exists, saying so
+    // here beats silently running on a local file the operator did not ask for.
+    storage: z
+      .string()
+      .refine((s) => s === "sqlite", { message: "only \"sqlite\" (the embedded store in stateDir) is implemented; PostgreSQL storage is not available yet" })
+      .default("sqlite"),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     dhcp: dhcp.default({}),
     tftp: z.object({ enabled: z.boolean().default(true), port: port.default(69), bindAddress: ipv4.default("0.0.0.0") }).strict().default({}),
