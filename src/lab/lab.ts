@@ -6,7 +6,7 @@ import { CentraError } from "../errors.js";
 import { chooseAccelerator } from "./host.js";
 import { buildLabInitrd, findHostKernel } from "./initrd.js";
 import { LAB_BRIDGE, LAB_FOREIGN_DHCP_ADDRESS, LAB_IPV6_PREFIX, LAB_SERVER_ADDRESS, foreignDhcpArguments, labConfigYaml } from "./lab-config.js";
-import { LabFirmware, SERCON_PORT_COM1, findFirmware, machineRunPaths, qemuArguments, type Accelerator, type LabMachine } from "./machines.js";
+import { LabFirmware, SERCON_PORT_COM1, findFirmware, machineRunPaths, qemuArguments, type Accelerator, type LabMachine, type MachineRunPaths } from "./machines.js";
 import { createForeignDhcpNamespace, createLabNetwork, destroyLabNetwork, namespaceExists } from "./network.js";
 import { Milestone, MILESTONE_ORDER, readBoot, serialTail, type BootReport } from "./progress.js";
 
@@ -236,20 +236,57 @@ export async function labUp(options: LabOptions): Promise<Lab> {
     }
   }
 
-  const firmware = findFirmware();
   const lab: Lab = { state, exits: new Map() };
   for (const machine of state.machines) {
-    const paths = machineRunPaths(dirs.machines, machine);
-    writeFileSync(paths.serconPortFile, SERCON_PORT_COM1);
-    if (machine.firmware !== LabFirmware.BiosIpxeRom) copyFileSync(firmware.ovmfVarsTemplate, paths.ovmfVars);
-    const child = spawnInNamespace(namespace, ["qemu-system-x86_64", ...qemuArguments(machine, firmware, paths, accelerator)], join(dirs.machines, `${machine.name}.qemu.log`));
-    child.once("exit", (code) => lab.exits.set(machine.name, code));
-    machine.process = { pid: child.pid!, marker: "qemu-system", log: join(dirs.machines, `${machine.name}.qemu.log`) };
-    machine.startedAt = Date.now();
-    say(`${machine.name} ${machine.mac} ${machine.firmware} started (pid ${child.pid}), serial console ${machine.serialLog}`);
+    startMachine(lab, machine, machineRunPaths(dirs.machines, machine), { freshVars: true });
+    say(`${machine.name} ${machine.mac} ${machine.firmware} started (pid ${machine.process!.pid}), serial console ${machine.serialLog}`);
   }
   writeLabState(state);
   return lab;
+}
+
+/** Start one machine's QEMU in the lab namespace and record it; its exit lands in `lab.exits`. */
+function startMachine(lab: Lab, machine: LabState["machines"][number], paths: MachineRunPaths, options: { freshVars: boolean }): void {
+  const { state } = lab;
+  const firmware = findFirmware();
+  writeFileSync(paths.serconPortFile, SERCON_PORT_COM1);
+  if (machine.firmware !== LabFirmware.BiosIpxeRom && (options.freshVars || !existsSync(paths.ovmfVars))) copyFileSync(firmware.ovmfVarsTemplate, paths.ovmfVars);
+  const log = join(dirname(paths.serialLog), `${machine.name}.qemu.log`);
+  const child = spawnInNamespace(state.namespace, ["qemu-system-x86_64", ...qemuArguments(machine, firmware, paths, state.accelerator ?? "tcg")], log);
+  // Only the machine's current QEMU counts: a previous boot's process ending late must not mark a new one as ended.
+  child.once("exit", (code) => {
+    if (machine.process?.pid === child.pid) lab.exits.set(machine.name, code);
+  });
+  lab.exits.delete(machine.name);
+  machine.serialLog = paths.serialLog;
+  machine.process = { pid: child.pid!, marker: "qemu-system", log };
+  machine.startedAt = Date.now();
+  machine.times = {};
+}
+
+/**
+ * Power a machine of a running lab on again (the same MAC, firmware and UEFI variable store), as
+ * after a reinstall: its previous QEMU is stopped first, and this boot's serial console goes to a
+ * new file (`<name>.boot<n>.serial.log`) so the earlier boots' logs stay readable.
+ */
+export async function bootMachineAgain(lab: Lab, name: string): Promise<LabState["machines"][number]> {
+  const machine = lab.state.machines.find((m) => m.name === name);
+  if (!machine) throw new LabError(`no machine ${name} in this lab`);
+  await stopProcess(machine.process);
+  const dir = join(lab.state.stateDir, "machines");
+  let boot = 2;
+  while (existsSync(join(dir, `${name}.boot${boot}.serial.log`))) boot++;
+  const paths = { ...machineRunPaths(dir, machine), serialLog: join(dir, `${name}.boot${boot}.serial.log`) };
+  startMachine(lab, machine, paths, { freshVars: false });
+  writeLabState(lab.state);
+  return machine;
+}
+
+/** Power a machine of a running lab off (its QEMU ends); a no-op when it is already off. */
+export async function stopMachine(lab: Lab, name: string): Promise<void> {
+  const machine = lab.state.machines.find((m) => m.name === name);
+  if (!machine) throw new LabError(`no machine ${name} in this lab`);
+  await stopProcess(machine.process);
 }
 
 export interface MachineProgress {
@@ -269,9 +306,12 @@ function readSerial(path: string): string {
   }
 }
 
-/** A machine is done when it called back, failed for good, ended, or (unknown machines) shows the menu. */
+/**
+ * A machine is done when it called back, failed for good, left for its local disk (an installed
+ * machine), ended, or (unknown machines) shows the menu.
+ */
 function isDone(machine: LabState["machines"][number], report: BootReport, running: boolean): boolean {
-  if (report.reached.has(Milestone.CalledBack) || report.reached.has(Milestone.Failed) || !running) return true;
+  if (report.reached.has(Milestone.CalledBack) || report.reached.has(Milestone.Failed) || report.reached.has(Milestone.LocalDisk) || !running) return true;
   return "menu" in machine.expect && report.reached.has(Milestone.Menu);
 }
 
@@ -323,7 +363,9 @@ export function describeProgress(p: MachineProgress): string {
     ? `called back (HTTP ${r.callbackStatus})`
     : r.reached.has(Milestone.Failed)
       ? `FAILED: ${r.failure}`
-      : r.reached.has(Milestone.Menu)
+      : r.reached.has(Milestone.LocalDisk)
+        ? "sent to its local disk"
+        : r.reached.has(Milestone.Menu)
         ? "at the menu"
         : p.running
           ? "booting"

@@ -35,6 +35,14 @@ test("an unknown machine reaches the menu, not a kernel; iPXE errors after it ar
   assert.match(report.failure ?? "", /ipxe\.org\/1d852039/);
 });
 
+test("a provisioned machine's next boot: the local-disk script, no kernel (BIOS: sanboot fails on a diskless VM)", () => {
+  // The second boot of node01 in the e2e lab (its serial console, blank lines dropped).
+  const report = readBoot(fixture("bios-localdisk"));
+  assert.deepEqual([...report.reached].sort(), [Milestone.Address, Milestone.Bootloader, Milestone.Script, Milestone.LocalDisk].sort());
+  assert.equal(report.address, "10.0.100.50");
+  assert.match(report.failure ?? "", /ipxe\.org\/1d852039/);
+});
+
 test("final failures: OVMF's shell, the initrd's FAILED line, SeaBIOS with nothing to boot", () => {
   assert.equal(readBoot(">>Start PXE over IPv4.\r\n  PXE-E16: No valid offer received.\r\nShell> ").failure, "Shell>");
   assert.ok(readBoot("centra-lab: FAILED no DHCP answer on eth0\n").reached.has(Milestone.Failed));

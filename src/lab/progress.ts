@@ -13,6 +13,8 @@ export enum Milestone {
   Bootloader = "bootloader",
   Script = "script",
   Menu = "menu",
+  /** The server's local-disk script ran: an installed machine leaves the network boot for its disk. */
+  LocalDisk = "local-disk",
   Kernel = "kernel",
   Initrd = "initrd",
   CalledBack = "called-back",
@@ -25,6 +27,7 @@ export const MILESTONE_ORDER: readonly Milestone[] = [
   Milestone.Bootloader,
   Milestone.Script,
   Milestone.Menu,
+  Milestone.LocalDisk,
   Milestone.Kernel,
   Milestone.Initrd,
   Milestone.CalledBack,
@@ -88,6 +91,8 @@ export function readBoot(serial: string): BootReport {
   if (/NBP file downloaded successfully|iPXE initialising devices|iPXE \(PCI [0-9a-f:.]+\) starting execution/.test(text)) reached.add(Milestone.Bootloader);
   if (/boot\.ipxe\.\.\. ok|\[script\]/.test(text)) reached.add(Milestone.Script);
   if (/Centra Cloud - Bare-Metal Provisioning/.test(text)) reached.add(Milestone.Menu);
+  // The echo of the local-disk script (boot/ipxe.ts), just before its sanboot (BIOS) or exit (UEFI).
+  if (/Centra PXE: booting from the local disk/.test(text)) reached.add(Milestone.LocalDisk);
   // The kernel's first words: the EFI stub, the BIOS real-mode setup, or its banner on ttyS0.
   if (/EFI stub: |Probing EDD|Linux version \d/.test(text)) reached.add(Milestone.Kernel);
   if (text.includes(`${LAB_MARKER} initrd started`)) reached.add(Milestone.Initrd);

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
-import { HTTP_BOOT_LAB_MACHINE, SEED_LAB_MACHINES } from "../../src/lab/lab-config.js";
-import { describeProgress, labDown, labNodes, labUp, machineSerialTail, watchLab, type LabNode, type LabState, type MachineProgress } from "../../src/lab/lab.js";
-import { findFirmware, type Accelerator, type LabMachine } from "../../src/lab/machines.js";
+import { HTTP_BOOT_LAB_MACHINE, LAB_SERVER_ADDRESS, SEED_LAB_MACHINES } from "../../src/lab/lab-config.js";
+import { bootMachineAgain, describeProgress, labDown, labNodes, labUp, machineSerialTail, stopMachine, watchLab, type Lab, type LabNode, type LabState, type MachineProgress } from "../../src/lab/lab.js";
+import { LabFirmware, findFirmware, type Accelerator, type LabMachine } from "../../src/lab/machines.js";
 import { namespaceExists } from "../../src/lab/network.js";
 import { Milestone, plainText } from "../../src/lab/progress.js";
 import { isCI, requireBinaries } from "../support/netns.js";
@@ -38,6 +39,7 @@ interface LabRun {
   /** The server's inventory after the boots, through its API. */
   nodes: LabNode[];
   state: LabState;
+  lab: Lab;
 }
 
 /** Bring a lab up with `machines`, follow it until every machine is done, and tear it down after the test. */
@@ -56,7 +58,7 @@ async function bootLab(t: TestContext, machines: readonly LabMachine[], dhcpMode
   t.diagnostic(`all machines done in ${((Date.now() - started) / 1000).toFixed(1)} s (${accelerator})`);
   for (const p of progress) t.diagnostic(describeProgress(p));
   const serverLog = readFileSync(join(stateDir, "server.log"), "utf8");
-  return { progress: new Map(progress.map((p) => [p.machine.name, p])), serverLog, stateDir, nodes: labNodes(lab.state), state: lab.state };
+  return { progress: new Map(progress.map((p) => [p.machine.name, p])), serverLog, stateDir, nodes: labNodes(lab.state), state: lab.state, lab };
 }
 
 function failureReport(p: MachineProgress, what: string): string {
@@ -82,6 +84,98 @@ function assertBootedAsRegistered(run: LabRun, name: string): void {
   assert.equal(node?.state, "provisioned", failureReport(p, `inventory: ${JSON.stringify(node)}`));
 }
 
+const SECOND_BOOT_TIMEOUT_MS = 3 * 60_000;
+
+/** Image requests (kernels, initrds) the lab server has answered so far, from its /metrics, read inside the lab namespace. */
+function imageRequestsServed(state: LabState): number {
+  const fetchMetrics = `fetch("http://${LAB_SERVER_ADDRESS}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(String(e)); process.exit(1); })`;
+  const result = spawnSync("ip", ["netns", "exec", state.namespace, process.execPath, "-e", fetchMetrics], { encoding: "utf8", timeout: 30_000 });
+  assert.equal(result.status, 0, `reading /metrics failed: ${result.stderr}`);
+  let total = 0;
+  for (const m of result.stdout.matchAll(/^centra_pxe_http_requests_total\{kind="image",status="\d+"\} (\d+)$/gm)) total += Number(m[1]);
+  return total;
+}
+
+/** The server's JSON log lines from byte `offset` on. */
+function serverLogLinesSince(run: LabRun, offset: number): Record<string, unknown>[] {
+  const text = readFileSync(join(run.stateDir, "server.log")).subarray(offset).toString("utf8");
+  return text.split("\n").flatMap((line) => {
+    try {
+      return [JSON.parse(line) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+}
+
+async function waitForSerial(p: MachineProgress, pattern: RegExp, timeoutMs: number): Promise<boolean> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+    if (pattern.test(plainText(readFileSync(p.machine.serialLog, "latin1")))) return true;
+  }
+  return false;
+}
+
+/**
+ * Issue 6's last step: a machine that called back (`provisioned`) is powered on again (same MAC,
+ * firmware and UEFI variables) and its PXE boot goes to its local disk: the server answers its
+ * machine script with the local-disk decision, the machine runs it (the lab VMs have no disk, so
+ * BIOS's sanboot fails into the script's failure block; UEFI's `exit` hands back to OVMF), and not
+ * one kernel or initrd is downloaded. Every other machine is off meanwhile, so the server's image
+ * request count must not move at all.
+ */
+async function assertNextBootIsLocalDisk(t: TestContext, run: LabRun, names: readonly string[]): Promise<void> {
+  for (const m of run.state.machines) await stopMachine(run.lab, m.name);
+  const logOffset = readFileSync(join(run.stateDir, "server.log")).length;
+  const imagesBefore = imageRequestsServed(run.state);
+  // The first boots fetched kernels and initrds: a count of 0 here would mean the metric is not read.
+  assert.ok(imagesBefore >= 2 * names.length, `image requests before the second boots: ${imagesBefore}`);
+  const started = Date.now();
+  const machines = [];
+  for (const name of names) machines.push(await bootMachineAgain(run.lab, name));
+  try {
+    const progress = await watchLab(
+      { state: { ...run.state, machines }, exits: run.lab.exits },
+      { timeoutMs: SECOND_BOOT_TIMEOUT_MS, onMilestone: (p, m) => t.diagnostic(`${p.machine.name} second boot: ${m} at ${p.times[m]?.toFixed(1)} s`) },
+    );
+    for (const p of progress) {
+      assert.ok(p.report.reached.has(Milestone.LocalDisk), failureReport(p, "second boot: did not get the local-disk script"));
+      // What the script does next shows on the console. BIOS: sanboot of the first disk, which
+      // fails (the VM has none) into the script's failure block. UEFI: `exit` succeeds (no failure
+      // block in between) and iPXE ends ("No more network devices"), handing back to OVMF.
+      const next =
+        p.machine.firmware === LabFirmware.BiosIpxeRom
+          ? /Centra PXE: booting from the local disk\nBooting from SAN device 0x80\n[\s\S]*Centra PXE: failed while booting from the local disk/
+          : /Centra PXE: booting from the local disk\s*\nNo more network devices/;
+      assert.ok(await waitForSerial(p, next, 30_000), failureReport(p, `second boot: the console never showed ${next}`));
+      const serial = plainText(readFileSync(p.machine.serialLog, "latin1"));
+      if (p.machine.firmware !== LabFirmware.BiosIpxeRom) assert.doesNotMatch(serial, /failed while booting from the local disk/, failureReport(p, "second boot: UEFI exit failed"));
+      assert.doesNotMatch(serial, /\/boot\/(images|nixos)\/|\/(kernel|initrd|bzImage)\b/, failureReport(p, "second boot: the console shows an image download"));
+      assert.ok(!p.report.reached.has(Milestone.Kernel), failureReport(p, "second boot: a kernel started"));
+    }
+  } finally {
+    for (const name of names) await stopMachine(run.lab, name);
+  }
+  t.diagnostic(`second boots done in ${((Date.now() - started) / 1000).toFixed(1)} s; image requests served ${imagesBefore} before`);
+
+  // The server's side: each machine's script requests were answered with the local-disk
+  // decision (from its fixed address), never an image; and no image file was requested at all.
+  const decisions = serverLogLinesSince(run, logOffset).filter((l) => l.msg === "boot script");
+  for (const m of machines) {
+    const mine = decisions.filter((l) => String(l.mac).toLowerCase() === m.mac);
+    assert.ok(mine.length > 0, `no boot script decision logged for ${m.name} ${m.mac} on its second boot:\n${decisions.map((l) => JSON.stringify(l)).join("\n")}`);
+    for (const l of mine) {
+      assert.equal(l.boot, "localdisk", `${m.name} second boot decision: ${JSON.stringify(l)}`);
+      assert.ok(String(l.remote).endsWith(FIXED_ADDRESS_OF[m.name]!), `${m.name} second boot came from ${String(l.remote)}: ${JSON.stringify(l)}`);
+    }
+  }
+  assert.equal(imageRequestsServed(run.state), imagesBefore, "image files (kernel, initrd) were requested during the second boots");
+  // The local-disk boots changed nothing in the inventory.
+  const nodes = labNodes(run.state);
+  for (const m of machines) assert.equal(nodes.find((n) => n.macs.includes(m.mac))?.state, "provisioned", `${m.name} after its second boot`);
+}
+
+const FIXED_ADDRESS_OF: Record<string, string> = { node01: "10.0.100.50", node02: "10.0.100.64" };
+
 test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to the lab initrd; an unknown MAC meets the menu", { timeout: 10 * 60_000 }, async (t) => {
   const run = await bootLab(t, SEED_LAB_MACHINES, "server");
   if (!run) return;
@@ -101,6 +195,8 @@ test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to 
   // The seed's three menu items.
   for (const item of ["Control Plane Node", "Worker Node", "All-in-One Node"]) assert.ok(menu.includes(item), failureReport(node03, `menu without "${item}"`));
   assert.ok(!node03.report.reached.has(Milestone.Initrd), "an unknown machine must not boot an image before a choice");
+
+  await assertNextBootIsLocalDisk(t, run, ["node01", "node02"]);
 });
 
 test("UEFI HTTP boot: OVMF with PXE off fetches ipxe.efi over HTTP, no TFTP at all", { timeout: 10 * 60_000 }, async (t) => {
