@@ -41,6 +41,7 @@ test("a config with many mistakes reports every one, located (golden file)", () 
 
 const cases: [string, string, RegExp][] = [
   ["unknown key with a hint", "dhcp:\n  rnage: {}\n", /^test\.yaml:2:3 dhcp\.rnage: unknown key; did you mean "range"\?$/],
+  ["unknown key in a list and in a map, with hints", "dhcp:\n  subnets:\n    - { subnet: 10.1.0.0, netmask: 255.255.255.0, range: { start: 10.1.0.10, end: 10.1.0.20 }, rooter: 10.1.0.1 }\nprofiles:\n  x: { imag: nixos }\n", /^test\.yaml:3:\d+ dhcp\.subnets\.0\.rooter: unknown key; did you mean "router"\?$/],
   ["bad IPv4", "serverAddress: 10.0.0\n", /^test\.yaml:1:16 serverAddress: is not an IPv4 address/],
   ["range reversed", "dhcp:\n  range: { start: 10.0.100.200, end: 10.0.100.100 }\n", /dhcp\.range: range is reversed/],
   ["range outside the subnet", "dhcp:\n  range: { start: 10.0.99.1, end: 10.0.100.100 }\n", /^test\.yaml:2:19 dhcp\.range\.start: 10\.0\.99\.1 is outside subnet/],

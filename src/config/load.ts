@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { isMap, isScalar, LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
-import type { ZodIssue } from "zod";
+import { ZodArray, ZodDefault, ZodEffects, ZodObject, ZodOptional, ZodRecord, type ZodIssue, type ZodTypeAny } from "zod";
 import { ConfigError, type ConfigProblem } from "../errors.js";
 import { closest } from "./primitives.js";
 import { configSchema, normalizeConfig, type Config } from "./schema.js";
@@ -97,27 +97,25 @@ function nodeAt(doc: Document, path: (string | number)[]): YamlNode | undefined 
   return node && typeof node === "object" && "range" in node ? (node as YamlNode) : undefined;
 }
 
+/** Look through the wrappers zod puts around a schema (defaults, optionals, refinements). */
+function unwrap(schema: ZodTypeAny): ZodTypeAny {
+  for (;;) {
+    if (schema instanceof ZodDefault || schema instanceof ZodOptional) schema = schema._def.innerType as ZodTypeAny;
+    else if (schema instanceof ZodEffects) schema = schema.innerType() as ZodTypeAny;
+    else return schema;
+  }
+}
+
 /** The keys the schema accepts at a path, for "did you mean" hints. */
 function knownKeys(path: (string | number)[]): string[] {
-  // Walk the zod schema along the path; records and arrays are stepped through.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  let schema: any = configSchema;
-  const unwrap = (s: any): any => {
-    for (;;) {
-      const def = s?._def;
-      if (!def) return s;
-      if (def.innerType) s = def.innerType;
-      else if (def.schema) s = def.schema;
-      else if (def.type && def.typeName === "ZodArray") return s;
-      else return s;
-    }
-  };
-  schema = unwrap(schema);
+  let schema: ZodTypeAny | undefined = unwrap(configSchema);
   for (const step of path) {
-    if (schema?._def?.typeName === "ZodObject") schema = unwrap(schema.shape[step]);
-    else if (schema?._def?.typeName === "ZodRecord") schema = unwrap(schema._def.valueType);
-    else if (schema?._def?.typeName === "ZodArray") schema = unwrap(schema._def.type);
+    if (schema instanceof ZodObject) schema = (schema.shape as Record<string, ZodTypeAny>)[String(step)];
+    else if (schema instanceof ZodRecord) schema = schema.valueSchema as ZodTypeAny;
+    else if (schema instanceof ZodArray) schema = schema.element as ZodTypeAny;
     else return [];
+    if (!schema) return [];
+    schema = unwrap(schema);
   }
-  return schema?._def?.typeName === "ZodObject" ? Object.keys(schema.shape) : [];
+  return schema instanceof ZodObject ? Object.keys(schema.shape as object) : [];
 }
