@@ -10,6 +10,7 @@ import { createHttpService, type HttpService } from "../../src/http/server.js";
 import { silentLogger } from "../../src/log.js";
 import { createProvisioning, type ProvisioningPart } from "../../src/provisioning/index.js";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
+import { waitFor } from "../support/daemon.js";
 
 /**
  * `centra-pxe token …` on the store file and `centra-pxe nodes …` against a real server on a
@@ -106,7 +107,7 @@ test("token create/list/revoke on the store file, and nodes add/list/show/provis
     follower.on("exit", (code) => reject(new Error(`follower exited ${code}: ${followed}`)));
   });
   try {
-    await waitFor(() => /ready→provisioning/.test(followed), "the follower printed the last event");
+    await waitFor("the follower printed the last event", () => /ready→provisioning/.test(followed));
     assert.equal((await cli(["nodes", "retire", node.id], env)).code, 0);
     await sawRetire;
   } finally {
@@ -128,11 +129,3 @@ test("token create/list/revoke on the store file, and nodes add/list/show/provis
   assert.equal(removed.code, 0, removed.stderr);
   assert.equal((await cli(["nodes", "list", "--json"], env)).stdout.trim(), "[]");
 });
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
