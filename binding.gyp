@@ -4,6 +4,11 @@
       "target_name": "udp_device_socket",
       "sources": ["native/udp-device-socket.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "udp_transfer_socket",
+      "sources": ["native/udp-transfer-socket.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
     }
   ]
 }

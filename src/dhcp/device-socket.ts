@@ -1,5 +1,4 @@
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
+import { loadAddon } from "../native/load-addon.js";
 
 /**
  * The native addon (native/udp-device-socket.c): UDP sockets bound to one interface with
@@ -10,19 +9,7 @@ interface DeviceSocketAddon {
   setArpEntry(interfaceName: string, address: string, mac: Buffer): void;
 }
 
-let addon: DeviceSocketAddon | undefined;
-
-function loadAddon(): DeviceSocketAddon {
-  if (addon) return addon;
-  // Same relative path from src/dhcp (tsx) and dist/dhcp (built): the repo root's build/.
-  const path = fileURLToPath(new URL("../../build/Release/udp_device_socket.node", import.meta.url));
-  try {
-    addon = createRequire(import.meta.url)(path) as DeviceSocketAddon;
-  } catch (error) {
-    throw new Error(`the DHCP server needs its native addon at ${path}; build it with \`npm run build:native\``, { cause: error });
-  }
-  return addon;
-}
+const addon = () => loadAddon<DeviceSocketAddon>("udp_device_socket", "the DHCP server");
 
 /**
  * A UDP socket bound to `interfaceName` and `0.0.0.0:port`, as a file descriptor for
@@ -31,7 +18,7 @@ function loadAddon(): DeviceSocketAddon {
  * one would, past saturation, only make us answer requests the clients have already given up on.
  */
 export function openDeviceSocketFd(interfaceName: string, port: number, receiveBufferBytes = 1 << 20): number {
-  return loadAddon().openDeviceSocket(interfaceName, port, receiveBufferBytes);
+  return addon().openDeviceSocket(interfaceName, port, receiveBufferBytes);
 }
 
 /**
@@ -39,5 +26,5 @@ export function openDeviceSocketFd(interfaceName: string, port: number, receiveB
  * that cannot answer ARP yet (RFC 2131 §4.1).
  */
 export function setArpEntry(interfaceName: string, address: string, mac: Buffer): void {
-  loadAddon().setArpEntry(interfaceName, address, mac);
+  addon().setArpEntry(interfaceName, address, mac);
 }

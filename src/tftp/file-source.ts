@@ -9,22 +9,45 @@ import { writeDataHeader } from "./packet.js";
  */
 
 /**
- * A file as DATA datagrams. Block `n` (1-based, absolute) is sent as one buffer holding its 4-byte
- * header and payload; block headers do not depend on the transfer, only on the block size, so the
- * same bytes serve every client.
+ * A file as DATA datagrams. Block `n` (1-based, absolute) is sent as its 4-byte header and payload;
+ * block headers do not depend on the transfer, only on the block size, so the same bytes serve
+ * every client. Consecutive blocks lie end to end, `blockSize + 4` bytes apart, so a window is one
+ * buffer the socket sends in one call.
  */
 export interface FileContent {
   readonly size: number;
-  /** The datagram of `block` when it is in memory now, else undefined (then `load` it). */
-  peek(block: number, blockSize: number): Buffer | undefined;
+  /**
+   * The datagrams of blocks `first`..`last` that are in memory now, from `first` on, or undefined
+   * when `first` is not (then `load` it).
+   */
+  peek(first: number, last: number, blockSize: number): DatagramRun | undefined;
   /** Bring `block` (and the ones after it) into memory for `peek`. */
   load(block: number, blockSize: number): Promise<void>;
   close(): Promise<void>;
 }
 
+/** Datagrams laid end to end: each `blockSize + 4` bytes but the file's last, which is shorter. */
+export interface DatagramRun {
+  bytes: Buffer;
+  blocks: number;
+}
+
 /** Bytes of DATA block `block` of a file of `size` bytes. */
 function payloadLength(size: number, block: number, blockSize: number): number {
   return Math.max(0, Math.min(blockSize, size - (block - 1) * blockSize));
+}
+
+/** The last block of a file: the one shorter than `blockSize` (empty when the size divides). */
+function lastBlockOf(size: number, blockSize: number): number {
+  return Math.floor(size / blockSize) + 1;
+}
+
+/** Blocks `first`..`last` out of `framed`, which starts with block `framedFirst`. */
+function runOf(framed: Buffer, framedFirst: number, first: number, last: number, size: number, blockSize: number): DatagramRun {
+  const slot = blockSize + 4;
+  const start = (first - framedFirst) * slot;
+  const end = (last - framedFirst) * slot + 4 + payloadLength(size, last, blockSize);
+  return { bytes: framed.subarray(start, end), blocks: last - first + 1 };
 }
 
 export interface FileCacheOptions {
@@ -87,13 +110,12 @@ function inMemory(size: number, framedFor: (blockSize: number) => Buffer): FileC
   let framedSize = 0;
   return {
     size,
-    peek(block, blockSize) {
+    peek(first, last, blockSize) {
       if (framedSize !== blockSize) {
         framed = framedFor(blockSize);
         framedSize = blockSize;
       }
-      const start = (block - 1) * (blockSize + 4);
-      return framed!.subarray(start, start + 4 + payloadLength(size, block, blockSize));
+      return runOf(framed!, 1, first, Math.min(last, lastBlockOf(size, blockSize)), size, blockSize);
     },
     load: async () => {},
     close: async () => {},
@@ -123,14 +145,12 @@ class ChunkedFile implements FileContent {
     private readonly chunkBytes: number,
   ) {}
 
-  peek(block: number, blockSize: number): Buffer | undefined {
+  peek(first: number, last: number, blockSize: number): DatagramRun | undefined {
     const c = this.current;
-    if (!c || c.blockSize !== blockSize || block < c.first || block >= c.first + c.count) return undefined;
-    const index = block - c.first;
+    if (!c || c.blockSize !== blockSize || first < c.first || first >= c.first + c.count) return undefined;
     // Past half of the chunk, start reading the next one so the sender does not wait for the disk.
-    if (index * 2 >= c.count && !this.ahead && c.first + c.count <= this.lastBlock(blockSize)) this.readAhead(c.first + c.count, blockSize);
-    const start = index * (blockSize + 4);
-    return c.framed.subarray(start, start + 4 + payloadLength(this.size, block, blockSize));
+    if ((first - c.first) * 2 >= c.count && !this.ahead && c.first + c.count <= lastBlockOf(this.size, blockSize)) this.readAhead(c.first + c.count, blockSize);
+    return runOf(c.framed, c.first, first, Math.min(last, c.first + c.count - 1), this.size, blockSize);
   }
 
   async load(block: number, blockSize: number): Promise<void> {
@@ -143,10 +163,6 @@ class ChunkedFile implements FileContent {
     this.current = await this.readChunk(block, blockSize);
   }
 
-  private lastBlock(blockSize: number): number {
-    return Math.floor(this.size / blockSize) + 1;
-  }
-
   private readAhead(first: number, blockSize: number): void {
     const chunk = this.readChunk(first, blockSize);
     chunk.catch(() => {}); // surfaced by load() if it is ever awaited
@@ -156,7 +172,7 @@ class ChunkedFile implements FileContent {
   private async readChunk(first: number, blockSize: number): Promise<FramedChunk> {
     // IOV_MAX is 1024 on Linux: one iovec per block.
     const perChunk = Math.max(1, Math.min(1024, Math.floor(this.chunkBytes / blockSize)));
-    const count = Math.min(perChunk, this.lastBlock(blockSize) - first + 1);
+    const count = Math.min(perChunk, lastBlockOf(this.size, blockSize) - first + 1);
     const slot = blockSize + 4;
     const framed = Buffer.allocUnsafe(count * slot);
     const iovecs: Buffer[] = [];

@@ -1,14 +1,13 @@
-import { createSocket, type Socket } from "node:dgram";
-import type { FileCache, FileContent } from "./file-source.js";
+import type { DatagramRun, FileCache, FileContent } from "./file-source.js";
 import { negotiate, type NegotiationLimits } from "./options.js";
 import { decodePacket, encodePacket, ErrorCode, Opcode, type RequestPacket } from "./packet.js";
-import { createTransfer, step, type TransferEvent, type TransferOutcome, type TransferState, type TransferStep } from "./transfer.js";
+import { createTransfer, step, wireBlock, type TransferEvent, type TransferOutcome, type TransferState, type TransferStep } from "./transfer.js";
+import { openTransferSocket, type TransferSocket } from "./transfer-socket.js";
 
 /**
- * The socket edge of one transfer: its own ephemeral-port socket (RFC 1350 §4, the server's
- * transfer ID), connected to the client so the kernel delivers it only that client's datagrams
- * (a stray from another port never reaches it) and sends need no address per packet. Runs in the
- * main thread or in a worker thread (worker-server.ts), the same code either way.
+ * The socket edge of one transfer: its own ephemeral-port socket (transfer-socket.ts) fed to the
+ * pure state machine (transfer.ts). Runs in the main thread or in a worker thread
+ * (worker-server.ts), the same code either way.
  */
 
 export interface TftpLimits extends NegotiationLimits {
@@ -81,29 +80,37 @@ export function runTransfer(job: TransferJob, cache: FileCache, limits: TftpLimi
   const counters = emptyCounters();
   let aborted = false;
   let active: ActiveTransfer | undefined;
-  let socket: Socket | undefined;
   const end = (outcome: TransferOutcome, extra: Partial<TransferEnd> = {}) => onEnd({ outcome, counters, ms: Date.now() - startedAt, ...extra });
+  // Events arrive from the event loop, so `active` is set by the time the first one does.
+  const open = (): TransferSocket =>
+    openTransferSocket(job.bindAddress, job.clientAddress, job.clientPort, {
+      onDatagram: (datagram, truncated, replied) => active?.onDatagram(datagram, truncated, replied),
+      onError: (err) => active?.finish({ result: "failed", reason: `socket error: ${err.message}` }),
+    });
 
   void (async () => {
-    try {
-      socket = await transferSocket(job);
-    } catch (err) {
-      end({ result: "failed", reason: `cannot open a transfer port: ${(err as Error).message}` });
-      return;
-    }
     let content: FileContent;
     try {
       content = await cache.open(job.file.path, job.file, job.request.mode === "netascii");
     } catch (err) {
       const message = err instanceof RangeError ? err.message : "cannot read file";
-      socket.send(encodePacket({ opcode: Opcode.Error, code: ErrorCode.NotDefined, message }), () => socket?.close());
+      try {
+        const socket = open();
+        socket.send(encodePacket({ opcode: Opcode.Error, code: ErrorCode.NotDefined, message }));
+        socket.close();
+      } catch {
+        /* the ERROR is a courtesy; the client's timeout tells it as much */
+      }
       end({ result: "failed", reason: `cannot open: ${(err as Error).message}` });
       return;
     }
-    if (aborted) {
-      socket.close();
+    let socket: TransferSocket;
+    try {
+      if (aborted) throw new Error("server stopping");
+      socket = open();
+    } catch (err) {
       await content.close().catch(() => {});
-      end({ result: "failed", reason: "server stopping" });
+      end({ result: "failed", reason: aborted ? "server stopping" : `cannot open a transfer port: ${(err as Error).message}` });
       return;
     }
     const params = negotiate(job.request.options, content.size, limits);
@@ -132,19 +139,6 @@ export function runTransfer(job: TransferJob, cache: FileCache, limits: TftpLimi
   };
 }
 
-function transferSocket(job: TransferJob): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = createSocket({ type: "udp4" });
-    socket.once("error", reject);
-    socket.bind({ address: job.bindAddress, port: 0, exclusive: true }, () => {
-      socket.connect(job.clientPort, job.clientAddress, () => {
-        socket.off("error", reject);
-        resolve(socket);
-      });
-    });
-  });
-}
-
 /** One running transfer: its socket, its state, its timer. */
 class ActiveTransfer {
   private state: TransferState;
@@ -153,30 +147,36 @@ class ActiveTransfer {
   private deadline = 0;
   /** Bumped by every step that sends, so an asynchronous send of an older window stops. */
   private generation = 0;
+  /** The window armed on the socket (armReply), kept referenced while the addon points into it. */
+  private armed: { first: number; last: number; run: DatagramRun } | undefined;
   private closed = false;
   readonly startedAt = Date.now();
 
   constructor(
-    private readonly socket: Socket,
+    private readonly socket: TransferSocket,
     private readonly content: FileContent,
     state: TransferState,
     private readonly counters: TransferCounters,
     private readonly onEnd: (outcome: TransferOutcome) => void,
   ) {
     this.state = state;
-    socket.on("message", (msg) => this.onDatagram(msg));
-    socket.on("error", (err) => this.finish({ result: "failed", reason: `socket error: ${err.message}` }));
   }
 
-  feed(event: TransferEvent): void {
+  /** `replied`: datagrams the armed reply already sent for this event (-1: it did not fire). */
+  feed(event: TransferEvent, replied = -1): void {
     if (this.closed) return;
-    this.apply(step(this.state, event));
+    this.apply(step(this.state, event), replied);
   }
 
-  private onDatagram(msg: Buffer): void {
+  /** `msg` is only valid during the call (transfer-socket.ts reuses its buffer). */
+  onDatagram(msg: Buffer, truncated: boolean, replied: number): void {
+    if (truncated) {
+      this.counters.junkDropped++;
+      return;
+    }
     // Fast path for the one datagram that matters per block.
     if (msg.length >= 4 && msg[0] === 0 && msg[1] === Opcode.Ack) {
-      this.feed({ type: "ack", block: (msg[2]! << 8) | msg[3]! });
+      this.feed({ type: "ack", block: (msg[2]! << 8) | msg[3]! }, replied);
       return;
     }
     try {
@@ -191,8 +191,9 @@ class ActiveTransfer {
     this.counters.junkDropped++;
   }
 
-  private apply(result: TransferStep): void {
+  private apply(result: TransferStep, replied: number): void {
     const wasRetries = this.state.retries;
+    const changed = result.state !== this.state;
     this.state = result.state;
     // Only a step that sends supersedes a window still being read from disk; a duplicate ACK
     // (which sends nothing) must not cut that window short.
@@ -207,57 +208,108 @@ class ActiveTransfer {
           break;
         case "data":
           if (result.state.retries > wasRetries) this.counters.retransmissions += action.last - action.first + 1;
-          this.sendData(action.first, action.last);
+          if (replied >= 0 && this.armed?.first === action.first && this.armed.last === action.last) {
+            // The socket sent it when the ACK came in; the rest, if the send buffer was full, is
+            // recovered by the timer like a loss.
+            this.countSent(this.armed.run, replied);
+          } else {
+            this.sendData(action.first, action.last);
+          }
           break;
       }
     }
     if (result.timer === "cancel") this.clearTimer();
     else if (result.timer !== "keep") this.armTimer(result.timer);
     if (result.outcome) this.finish(result.outcome);
+    // A duplicate ACK changes nothing, and what is armed stays right.
+    else if (changed || replied >= 0 || result.send.length > 0) this.armReply();
+  }
+
+  /**
+   * Tell the socket what to send when the ACK that completes this window arrives, so it goes out
+   * without waiting for JavaScript. What to send is the state machine's own answer to that ACK,
+   * asked now (it is pure); only a window that is wholly in memory is armed, otherwise the ACK
+   * takes the ordinary path.
+   */
+  private armReply(): void {
+    const expected = wireBlock(this.state.sent);
+    const next = step(this.state, { type: "ack", block: expected });
+    const action = next.send[0];
+    const blockSize = this.state.config.blockSize;
+    const run = next.send.length === 1 && action?.kind === "data" && !next.outcome ? this.content.peek(action.first, action.last, blockSize) : undefined;
+    if (action?.kind !== "data" || run === undefined || run.blocks !== action.last - action.first + 1) {
+      this.armed = undefined;
+      this.socket.armReply(expected, undefined, 0);
+      return;
+    }
+    this.armed = { first: action.first, last: action.last, run };
+    this.socket.armReply(expected, run.bytes, blockSize + 4);
   }
 
   private sendRaw(datagram: Buffer): void {
     if (this.closed) return;
     this.counters.datagramsSent++;
-    this.socket.send(datagram);
+    this.guarded(() => this.socket.send(datagram));
   }
 
   private sendData(first: number, last: number): void {
     const blockSize = this.state.config.blockSize;
-    for (let block = first; block <= last; block++) {
-      const datagram = this.content.peek(block, blockSize);
-      if (datagram === undefined) {
+    for (let block = first; block <= last; ) {
+      const run = this.content.peek(block, last, blockSize);
+      if (run === undefined) {
         // Not in memory: read it (and what follows) from disk, then go on from there.
         void this.sendDataFromDisk(block, last, this.generation);
         return;
       }
-      this.sendDatagram(datagram);
+      if (!this.sendRun(run)) return;
+      block += run.blocks;
     }
   }
 
-  private sendDatagram(datagram: Buffer): void {
-    if (this.closed) return;
-    this.counters.datagramsSent++;
-    this.counters.bytesSent += datagram.length - 4;
-    this.socket.send(datagram);
+  /** False when not all of it left (a full send buffer: the timeout resends, as after a loss). */
+  private sendRun(run: DatagramRun): boolean {
+    if (this.closed) return false;
+    const sent = this.guarded(() => this.socket.sendRun(run.bytes, this.state.config.blockSize + 4)) ?? 0;
+    this.countSent(run, sent);
+    return sent === run.blocks;
+  }
+
+  private countSent(run: DatagramRun, sent: number): void {
+    this.counters.datagramsSent += sent;
+    // Every datagram of the run but the file's last is a full block.
+    this.counters.bytesSent += sent === run.blocks ? run.bytes.length - 4 * sent : sent * this.state.config.blockSize;
   }
 
   private async sendDataFromDisk(first: number, last: number, generation: number): Promise<void> {
     const blockSize = this.state.config.blockSize;
     try {
-      for (let block = first; block <= last; block++) {
-        let datagram = this.content.peek(block, blockSize);
-        if (datagram === undefined) {
+      for (let block = first; block <= last; ) {
+        let run = this.content.peek(block, last, blockSize);
+        if (run === undefined) {
           await this.content.load(block, blockSize);
           // A newer step (an ACK, a timeout) took over while the disk was read.
           if (generation !== this.generation || this.closed) return;
-          datagram = this.content.peek(block, blockSize);
-          if (datagram === undefined) throw new Error(`block ${block} not readable`);
+          run = this.content.peek(block, last, blockSize);
+          if (run === undefined) throw new Error(`block ${block} not readable`);
         }
-        this.sendDatagram(datagram);
+        if (!this.sendRun(run)) return;
+        block += run.blocks;
       }
     } catch (err) {
       this.finish({ result: "failed", reason: `read error: ${(err as Error).message}` });
+    }
+  }
+
+  /**
+   * A send on a connected socket fails at once when the client's host answered an earlier datagram
+   * with ICMP port unreachable (the client went away): that ends the transfer.
+   */
+  private guarded<T>(send: () => T): T | undefined {
+    try {
+      return send();
+    } catch (err) {
+      this.finish({ result: "failed", reason: `socket error: ${(err as Error).message}` });
+      return undefined;
     }
   }
 
@@ -287,14 +339,8 @@ class ActiveTransfer {
     this.state = { ...this.state, finished: true };
     this.clearTimer();
     this.generation++;
-    // Close after pending sends (the final ERROR) have left.
-    setImmediate(() => {
-      try {
-        this.socket.close();
-      } catch {
-        /* already closed */
-      }
-    });
+    // Sends are synchronous (transfer-socket.ts): the final ERROR has left already.
+    this.socket.close();
     void this.content.close().catch(() => {});
     this.onEnd(outcome);
   }

@@ -1,0 +1,414 @@
+/*
+ * The socket of one TFTP transfer, as thin as the transfer's hot path needs it to be.
+ *
+ * Sending: Node's dgram makes one sendmsg per datagram, through JavaScript, C++ and libuv each
+ * time. A TFTP window is many datagrams of the same size lying one after the other in one buffer
+ * (file-source.ts frames them that way), which the kernel takes in a single call:
+ * - UDP generic segmentation offload (UDP_SEGMENT, Linux 4.18): one sendmsg of the whole run, cut
+ *   into datagrams of `segmentSize` by the NIC or, failing that, once by the stack;
+ * - else sendmmsg: still one system call for the run, each datagram through the stack on its own.
+ *
+ * Receiving: dgram gives every datagram a fresh 64 KiB allocation, a Buffer, and a sender object
+ * whose address is printed with snprintf, all to deliver a 4-byte ACK from the one peer the socket
+ * is connected to. Here the fd is watched by a uv_poll on the thread's own event loop, and each
+ * datagram is read into one reused buffer and handed to JavaScript as its length.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <node_api.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <uv.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+
+/* The kernel refuses more segments per GSO send (UDP_MAX_SEGMENTS) and more than an IPv4 packet. */
+#define MAX_GSO_SEGMENTS 64
+#define MAX_GSO_BYTES 65000
+/* A window is at most 64 datagrams (DEFAULT_TFTP_LIMITS.maxWindowSize); more are sent in turns. */
+#define MAX_BATCH 64
+
+/* Cleared for the process on the first send the kernel or the route cannot segment. */
+static int gso_usable = 1;
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char message[256];
+  snprintf(message, sizeof message, "%s: %s", what, strerror(err));
+  napi_throw_error(env, "ESOCKET", message);
+  return NULL;
+}
+
+static napi_value int_value(napi_env env, int32_t value) {
+  napi_value result;
+  napi_create_int32(env, value, &result);
+  return result;
+}
+
+/* One GSO send of `count` segments; returns segments sent, 0 on EAGAIN, -errno otherwise. */
+static int send_segmented(int fd, uint8_t *data, size_t length, uint16_t segment_size, int count) {
+  struct iovec iov = {data, length};
+  char control[CMSG_SPACE(sizeof(uint16_t))];
+  memset(control, 0, sizeof control);
+  struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+  struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message);
+  cmsg->cmsg_level = SOL_UDP;
+  cmsg->cmsg_type = UDP_SEGMENT;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  memcpy(CMSG_DATA(cmsg), &segment_size, sizeof segment_size);
+  ssize_t sent;
+  do sent = sendmsg(fd, &message, 0);
+  while (sent < 0 && errno == EINTR);
+  if (sent >= 0) return count;
+  return errno == EAGAIN || errno == ENOBUFS ? 0 : -errno;
+}
+
+/* sendmmsg of `count` datagrams; returns datagrams sent (0 on EAGAIN), -errno otherwise. */
+static int send_each(int fd, uint8_t *data, size_t length, size_t segment_size, int count) {
+  struct mmsghdr messages[MAX_BATCH];
+  struct iovec iovs[MAX_BATCH];
+  memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
+  for (int i = 0; i < count; i++) {
+    size_t offset = (size_t)i * segment_size;
+    iovs[i].iov_base = data + offset;
+    iovs[i].iov_len = length - offset < segment_size ? length - offset : segment_size;
+    messages[i].msg_hdr.msg_iov = &iovs[i];
+    messages[i].msg_hdr.msg_iovlen = 1;
+  }
+  int sent;
+  do sent = sendmmsg(fd, messages, (unsigned)count, 0);
+  while (sent < 0 && errno == EINTR);
+  if (sent >= 0) return sent;
+  return errno == EAGAIN || errno == ENOBUFS ? 0 : -errno;
+}
+
+/*
+ * Sends `length` bytes at `data` as consecutive datagrams of `segment_size` bytes (the last may be
+ * shorter). Returns how many left (fewer than all: the send buffer is full), or -errno when the
+ * first one failed.
+ */
+static int send_datagrams(int fd, uint8_t *data, size_t length, int segment_size) {
+  int total = (int)((length + (size_t)segment_size - 1) / (size_t)segment_size);
+  int done = 0;
+  while (done < total) {
+    uint8_t *from = data + (size_t)done * (size_t)segment_size;
+    size_t left = length - (size_t)done * (size_t)segment_size;
+    int count = total - done;
+    int sent;
+    if (count == 1) {
+      ssize_t n;
+      do n = send(fd, from, left, 0);
+      while (n < 0 && errno == EINTR);
+      sent = n >= 0 ? 1 : (errno == EAGAIN || errno == ENOBUFS ? 0 : -errno);
+    } else if (gso_usable) {
+      int per_send = MAX_GSO_BYTES / segment_size;
+      if (per_send > MAX_GSO_SEGMENTS) per_send = MAX_GSO_SEGMENTS;
+      if (count > per_send) count = per_send;
+      size_t bytes = (size_t)count * (size_t)segment_size;
+      sent = send_segmented(fd, from, bytes < left ? bytes : left, (uint16_t)segment_size, count);
+      if (sent == -EIO || sent == -EINVAL || sent == -ENOPROTOOPT || sent == -EOPNOTSUPP || sent == -EMSGSIZE) {
+        /* EINVAL/EMSGSIZE: a segment larger than the route's MTU (a blksize that relies on IP
+         * fragmentation), this send only. The others: no UDP GSO in this kernel, ever. */
+        if (sent != -EINVAL && sent != -EMSGSIZE) gso_usable = 0;
+        if (count > MAX_BATCH) count = MAX_BATCH;
+        sent = send_each(fd, from, left, (size_t)segment_size, count);
+      }
+    } else {
+      if (count > MAX_BATCH) count = MAX_BATCH;
+      sent = send_each(fd, from, left, (size_t)segment_size, count);
+    }
+    if (sent < 0) return done > 0 ? done : sent; /* the next send surfaces the error */
+    if (sent == 0) break;
+    done += sent;
+  }
+  return done;
+}
+
+typedef struct {
+  uv_poll_t poll; /* first: the uv handle's address is the struct's */
+  int fd;
+  int closing;
+  int environment_gone;
+  napi_env env;
+  napi_ref on_datagram;
+  napi_ref receive_buffer;
+  uint8_t *buffer;
+  size_t capacity;
+  napi_async_context context;
+  /* The reply armed by armReply: sent when ACK armed_block arrives. */
+  int armed;
+  uint16_t armed_block;
+  uint8_t *armed_run;
+  size_t armed_length;
+  int armed_segment_size;
+} transfer_socket;
+
+/* Runs from the loop after close: never inside a delivery, so the callback's context is free to go. */
+static void on_closed(uv_handle_t *handle) {
+  transfer_socket *socket = (transfer_socket *)handle;
+  close(socket->fd);
+  if (!socket->environment_gone) {
+    napi_delete_reference(socket->env, socket->on_datagram);
+    napi_delete_reference(socket->env, socket->receive_buffer);
+    napi_async_destroy(socket->env, socket->context);
+  }
+  free(socket);
+}
+
+/* Stop watching now; libuv frees the handle on its next turn. */
+static void close_socket(transfer_socket *socket) {
+  if (socket->closing) return;
+  socket->closing = 1;
+  socket->armed = 0;
+  uv_poll_stop(&socket->poll);
+  uv_close((uv_handle_t *)&socket->poll, on_closed);
+}
+
+/* A worker thread that ends with transfers still open: close them with its loop. */
+static void on_environment_cleanup(void *data) {
+  transfer_socket *socket = data;
+  socket->environment_gone = 1;
+  close_socket(socket);
+}
+
+/*
+ * Hands one datagram to JS: its length (the bytes are in the receive buffer) and how many datagrams
+ * the armed reply sent for it (-1: it did not fire); or an error as -errno.
+ */
+static void deliver(transfer_socket *socket, int32_t value, int32_t replied) {
+  napi_env env = socket->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value callback, receiver, arguments[2], result;
+  napi_get_reference_value(env, socket->on_datagram, &callback);
+  napi_get_global(env, &receiver); /* MakeCallback needs an object as `this` */
+  napi_create_int32(env, value, &arguments[0]);
+  napi_create_int32(env, replied, &arguments[1]);
+  /* make_callback, not call_function: promise jobs and nextTicks run after it, as after any I/O. */
+  if (napi_make_callback(env, socket->context, receiver, callback, 2, arguments, &result) == napi_pending_exception) {
+    napi_value error;
+    napi_get_and_clear_last_exception(env, &error);
+    napi_fatal_exception(env, error);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/* At most this many datagrams per wakeup, so one busy transfer cannot hold the loop. */
+#define READS_PER_WAKEUP 32
+
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  transfer_socket *socket = (transfer_socket *)handle;
+  if (status < 0) {
+    deliver(socket, status, 0);
+    return;
+  }
+  for (int i = 0; i < READS_PER_WAKEUP && !socket->closing; i++) {
+    /* MSG_TRUNC: the datagram's real length even when it is longer than the buffer (junk). */
+    ssize_t n = recv(socket->fd, socket->buffer, socket->capacity, MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      /* ECONNREFUSED: the client's host answered with ICMP port unreachable, it went away. */
+      deliver(socket, -errno, 0);
+      return;
+    }
+    int replied = -1; /* the armed reply did not fire */
+    const uint8_t *ack = socket->buffer;
+    if (socket->armed && n == 4 && ack[0] == 0 && ack[1] == 4 && ((ack[2] << 8) | ack[3]) == socket->armed_block) {
+      socket->armed = 0;
+      replied = send_datagrams(socket->fd, socket->armed_run, socket->armed_length, socket->armed_segment_size);
+      if (replied < 0) replied = 0; /* the error shows on the next send or receive */
+    }
+    deliver(socket, n > INT32_MAX ? INT32_MAX : (int32_t)n, replied);
+  }
+}
+
+/*
+ * openTransferSocket(localAddress: string, clientAddress: string, clientPort: number,
+ *                    sendBufferBytes: number, receiveBuffer: Buffer,
+ *                    onDatagram: (lengthOrNegativeErrno: number) => void): External
+ * A UDP socket on an ephemeral port of localAddress (the transfer's own TID, RFC 1350 §4),
+ * connected to the client so only its datagrams arrive and sends need no address. Each datagram
+ * is read into receiveBuffer and announced with its length; a socket error with -errno.
+ */
+static napi_value open_transfer_socket(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char local[64], remote[64];
+  size_t length = 0;
+  int32_t port = 0, send_buffer = 0;
+  void *buffer = NULL;
+  size_t capacity = 0;
+  napi_valuetype callback_type = napi_undefined;
+  if (argc < 6 || napi_get_value_string_utf8(env, argv[0], local, sizeof local, &length) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[1], remote, sizeof remote, &length) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &port) != napi_ok || port <= 0 || port > 65535 ||
+      napi_get_value_int32(env, argv[3], &send_buffer) != napi_ok ||
+      napi_get_buffer_info(env, argv[4], &buffer, &capacity) != napi_ok || capacity == 0 ||
+      napi_typeof(env, argv[5], &callback_type) != napi_ok || callback_type != napi_function) {
+    napi_throw_type_error(env, NULL, "openTransferSocket(localAddress, clientAddress, clientPort, sendBufferBytes, receiveBuffer, onDatagram)");
+    return NULL;
+  }
+  struct sockaddr_in here, there;
+  memset(&here, 0, sizeof here);
+  memset(&there, 0, sizeof there);
+  here.sin_family = there.sin_family = AF_INET;
+  there.sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, local, &here.sin_addr) != 1 || inet_pton(AF_INET, remote, &there.sin_addr) != 1) {
+    napi_throw_type_error(env, NULL, "addresses must be IPv4");
+    return NULL;
+  }
+  uv_loop_t *loop = NULL;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    napi_throw_error(env, NULL, "no event loop");
+    return NULL;
+  }
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  /* Room for a whole window (64 × 1.5 KB at the usual block size) so a window is not cut short. */
+  if (send_buffer > 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer);
+  int err;
+  if (bind(fd, (struct sockaddr *)&here, sizeof here) < 0) {
+    err = errno;
+    close(fd);
+    return throw_errno(env, "bind", err);
+  }
+  if (connect(fd, (struct sockaddr *)&there, sizeof there) < 0) {
+    err = errno;
+    close(fd);
+    return throw_errno(env, "connect", err);
+  }
+  transfer_socket *socket = calloc(1, sizeof *socket);
+  if (!socket) {
+    close(fd);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
+  socket->fd = fd;
+  socket->env = env;
+  socket->buffer = buffer;
+  socket->capacity = capacity;
+  napi_value name;
+  napi_create_string_utf8(env, "centra-pxe:tftp-transfer", NAPI_AUTO_LENGTH, &name);
+  if (uv_poll_init(loop, &socket->poll, fd) != 0 || napi_async_init(env, NULL, name, &socket->context) != napi_ok) {
+    close(fd);
+    free(socket);
+    return throw_errno(env, "uv_poll_init", EINVAL);
+  }
+  napi_create_reference(env, argv[4], 1, &socket->receive_buffer);
+  napi_create_reference(env, argv[5], 1, &socket->on_datagram);
+  uv_poll_start(&socket->poll, UV_READABLE, on_readable);
+  napi_add_env_cleanup_hook(env, on_environment_cleanup, socket);
+  napi_value handle;
+  napi_create_external(env, socket, NULL, NULL, &handle);
+  return handle;
+}
+
+static transfer_socket *socket_of(napi_env env, napi_value value) {
+  void *data = NULL;
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_external || napi_get_value_external(env, value, &data) != napi_ok) return NULL;
+  return data;
+}
+
+/* closeTransferSocket(handle): stops receiving; the fd is closed once libuv lets go of it. */
+static napi_value close_transfer_socket(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  transfer_socket *socket = argc == 1 ? socket_of(env, argv[0]) : NULL;
+  if (!socket) {
+    napi_throw_type_error(env, NULL, "closeTransferSocket(handle)");
+    return NULL;
+  }
+  if (!socket->closing) napi_remove_env_cleanup_hook(env, on_environment_cleanup, socket);
+  close_socket(socket);
+  return NULL;
+}
+
+/*
+ * sendRun(handle, run: Buffer, segmentSize: number): number
+ * Sends `run` as consecutive datagrams of `segmentSize` bytes (the last may be shorter) and returns
+ * how many left. Fewer than all means the send buffer is full: the rest are as good as lost on the
+ * wire, and the transfer's retransmission recovers them.
+ */
+static napi_value send_run(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t segment_size = 0;
+  uint8_t *data = NULL;
+  size_t length = 0;
+  transfer_socket *socket = argc >= 1 ? socket_of(env, argv[0]) : NULL;
+  if (argc < 3 || !socket || socket->closing ||
+      napi_get_buffer_info(env, argv[1], (void **)&data, &length) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &segment_size) != napi_ok || segment_size <= 0 || segment_size > 65535 || length == 0) {
+    napi_throw_type_error(env, NULL, "sendRun(handle, run, segmentSize) on an open socket");
+    return NULL;
+  }
+  int sent = send_datagrams(socket->fd, data, length, segment_size);
+  if (sent < 0) return throw_errno(env, "send", -sent);
+  return int_value(env, sent);
+}
+
+/*
+ * armReply(handle, ackBlock: number, run: Buffer | undefined, segmentSize: number): void
+ * When the next datagram is ACK `ackBlock`, send `run` at once, from here, before JavaScript runs:
+ * the turn from ACK to DATA is what bounds a lock-step transfer, and this keeps it as short as a C
+ * server's. JavaScript decided `run` beforehand (transfer-server.ts asks the state machine what it
+ * will do with that ACK) and keeps it alive; the ACK is still delivered, with how many datagrams
+ * left. Fires once; any later call replaces it, and `run` undefined disarms.
+ */
+static napi_value arm_reply(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  transfer_socket *socket = argc >= 1 ? socket_of(env, argv[0]) : NULL;
+  int32_t block = 0, segment_size = 0;
+  napi_valuetype run_type = napi_undefined;
+  if (argc < 4 || !socket || napi_get_value_int32(env, argv[1], &block) != napi_ok || block < 0 || block > 0xffff ||
+      napi_typeof(env, argv[2], &run_type) != napi_ok || napi_get_value_int32(env, argv[3], &segment_size) != napi_ok) {
+    napi_throw_type_error(env, NULL, "armReply(handle, ackBlock, run, segmentSize)");
+    return NULL;
+  }
+  socket->armed = 0;
+  if (run_type == napi_undefined || socket->closing) return NULL;
+  uint8_t *data = NULL;
+  size_t length = 0;
+  if (napi_get_buffer_info(env, argv[2], (void **)&data, &length) != napi_ok || length == 0 || segment_size <= 0 || segment_size > 65535) {
+    napi_throw_type_error(env, NULL, "armReply: run must be a non-empty Buffer and segmentSize 1-65535");
+    return NULL;
+  }
+  socket->armed = 1;
+  socket->armed_block = (uint16_t)block;
+  socket->armed_run = data;
+  socket->armed_length = length;
+  socket->armed_segment_size = segment_size;
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor properties[] = {
+      {"openTransferSocket", NULL, open_transfer_socket, NULL, NULL, NULL, napi_default, NULL},
+      {"sendRun", NULL, send_run, NULL, NULL, NULL, napi_default, NULL},
+      {"armReply", NULL, arm_reply, NULL, NULL, NULL, napi_default, NULL},
+      {"closeTransferSocket", NULL, close_transfer_socket, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
