@@ -84,7 +84,7 @@ export function runTransfer(job: TransferJob, cache: FileCache, limits: TftpLimi
   // Events arrive from the event loop, so `active` is set by the time the first one does.
   const open = (): TransferSocket =>
     openTransferSocket(job.bindAddress, job.clientAddress, job.clientPort, {
-      onDatagram: (datagram, truncated, replied) => active?.onDatagram(datagram, truncated, replied),
+      onDatagram: (buffer, length, replied) => active?.onDatagram(buffer, length, replied),
       onError: (err) => active?.finish({ result: "failed", reason: `socket error: ${err.message}` }),
     });
 
@@ -148,7 +148,7 @@ class ActiveTransfer {
   /** Bumped by every step that sends, so an asynchronous send of an older window stops. */
   private generation = 0;
   /** The window armed on the socket (armReply), kept referenced while the addon points into it. */
-  private armed: { first: number; last: number; run: DatagramRun } | undefined;
+  private armed: { ack: number; step: TransferStep; first: number; last: number; run: DatagramRun } | undefined;
   private closed = false;
   readonly startedAt = Date.now();
 
@@ -162,25 +162,34 @@ class ActiveTransfer {
     this.state = state;
   }
 
-  /** `replied`: datagrams the armed reply already sent for this event (-1: it did not fire). */
-  feed(event: TransferEvent, replied = -1): void {
+  feed(event: TransferEvent): void {
     if (this.closed) return;
-    this.apply(step(this.state, event), replied);
+    this.apply(step(this.state, event), -1);
   }
 
-  /** `msg` is only valid during the call (transfer-socket.ts reuses its buffer). */
-  onDatagram(msg: Buffer, truncated: boolean, replied: number): void {
-    if (truncated) {
+  /** `replied`: datagrams the armed reply already sent for this ACK (-1: it did not fire). */
+  private onAck(block: number, replied: number): void {
+    if (this.closed) return;
+    const armed = this.armed;
+    // The state machine already answered this ACK when the reply was armed (pure: same state, same
+    // event, same step), so that answer is reused rather than computed twice per block.
+    if (armed && replied >= 0 && armed.ack === block) this.apply(armed.step, replied);
+    else this.apply(step(this.state, { type: "ack", block }), replied);
+  }
+
+  /** The datagram is `buffer`'s first `length` bytes, valid only during the call (transfer-socket.ts). */
+  onDatagram(buffer: Buffer, length: number, replied: number): void {
+    if (length > buffer.length) {
       this.counters.junkDropped++;
       return;
     }
     // Fast path for the one datagram that matters per block.
-    if (msg.length >= 4 && msg[0] === 0 && msg[1] === Opcode.Ack) {
-      this.feed({ type: "ack", block: (msg[2]! << 8) | msg[3]! }, replied);
+    if (length >= 4 && buffer[0] === 0 && buffer[1] === Opcode.Ack) {
+      this.onAck((buffer[2]! << 8) | buffer[3]!, replied);
       return;
     }
     try {
-      const packet = decodePacket(msg);
+      const packet = decodePacket(buffer.subarray(0, length));
       if (packet.opcode === Opcode.Error) {
         this.feed({ type: "client-error", code: packet.code, message: packet.message });
         return;
@@ -242,7 +251,7 @@ class ActiveTransfer {
       this.socket.armReply(expected, undefined, 0);
       return;
     }
-    this.armed = { first: action.first, last: action.last, run };
+    this.armed = { ack: expected, step: next, first: action.first, last: action.last, run };
     this.socket.armReply(expected, run.bytes, blockSize + 4);
   }
 

@@ -57,11 +57,12 @@ export interface TransferSocket {
 
 export interface TransferSocketEvents {
   /**
-   * A datagram from the client. `datagram` is a view of a buffer the next datagram overwrites: read
-   * it before returning. `truncated` when it was longer than any client message (junk). `replied`:
-   * how many datagrams of the armed reply this ACK sent, or -1 when it did not fire.
+   * A datagram from the client: its first `length` bytes are in `buffer`, which the next datagram
+   * overwrites, so read it before returning (no copy is made per datagram). A `length` beyond
+   * `buffer.length` was cut short: longer than any client message, junk. `replied`: how many
+   * datagrams of the armed reply this ACK sent, or -1 when it did not fire.
    */
-  onDatagram(datagram: Buffer, truncated: boolean, replied: number): void;
+  onDatagram(buffer: Buffer, length: number, replied: number): void;
   onError(error: Error): void;
 }
 
@@ -73,7 +74,7 @@ export function openTransferSocket(localAddress: string, clientAddress: string, 
   const handle = native.openTransferSocket(localAddress, clientAddress, clientPort, SEND_BUFFER_BYTES, receiveBuffer, (length, replied) => {
     if (closed) return;
     if (length < 0) events.onError(new Error(errnoName(-length)));
-    else events.onDatagram(receiveBuffer.subarray(0, Math.min(length, RECEIVE_BUFFER_BYTES)), length > RECEIVE_BUFFER_BYTES, replied);
+    else events.onDatagram(receiveBuffer, length, replied);
   });
   return {
     sendRun: (run, segmentSize) => (closed ? 0 : native.sendRun(handle, run, segmentSize)),

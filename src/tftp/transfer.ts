@@ -84,6 +84,14 @@ export function createTransfer(config: TransferConfig): TransferState {
   };
 }
 
+/**
+ * The state after a step. Written out field by field rather than spread: this runs once per block,
+ * and one object shape for every state keeps it on V8's fast path.
+ */
+function next(state: TransferState, acked: number, sent: number, retries: number, finished: boolean): TransferState {
+  return { config: state.config, lastBlock: state.lastBlock, acked, sent, retries, finished };
+}
+
 /** The 16-bit block number that goes on the wire for an absolute block. */
 export function wireBlock(absolute: number): number {
   return absolute & 0xffff;
@@ -104,7 +112,7 @@ function sendWindow(state: TransferState, acked: number): TransferStep {
   const first = acked + 1;
   const last = Math.min(acked + state.config.windowSize, state.lastBlock);
   return {
-    state: { ...state, acked, sent: last, retries: 0 },
+    state: next(state, acked, last, 0, false),
     send: [{ kind: "data", first, last }],
     timer: state.config.initialTimeoutMs,
   };
@@ -130,7 +138,7 @@ export function step(state: TransferState, event: TransferEvent): TransferStep {
         return { state, send: [], timer: "keep" };
       }
       if (block === state.lastBlock) {
-        return { state: { ...state, acked: block, finished: true }, send: [], timer: "cancel", outcome: { result: "completed" } };
+        return { state: next(state, block, state.sent, state.retries, true), send: [], timer: "cancel", outcome: { result: "completed" } };
       }
       // RFC 7440 §4: an ACK inside the window says the blocks after it were lost or reordered;
       // the next window starts right after it.
@@ -139,7 +147,7 @@ export function step(state: TransferState, event: TransferEvent): TransferStep {
 
     case "client-error":
       return {
-        state: { ...state, finished: true },
+        state: next(state, state.acked, state.sent, state.retries, true),
         send: [],
         timer: "cancel",
         outcome: {
@@ -153,7 +161,7 @@ export function step(state: TransferState, event: TransferEvent): TransferStep {
       const limit = verified ? state.config.maxRetries : state.config.maxRetriesUnverified;
       if (state.retries >= limit) {
         return {
-          state: { ...state, finished: true },
+          state: next(state, state.acked, state.sent, state.retries, true),
           // A client that never answered gets nothing more; one that went quiet mid-transfer is told.
           send: verified ? [{ kind: "error", code: ErrorCode.NotDefined, message: "transfer timed out" }] : [],
           timer: "cancel",
@@ -163,7 +171,7 @@ export function step(state: TransferState, event: TransferEvent): TransferStep {
       const retries = state.retries + 1;
       const send: SendAction[] =
         state.acked < 0 ? [{ kind: "oack", options: state.config.optionAck ?? [] }] : [{ kind: "data", first: state.acked + 1, last: state.sent }];
-      return { state: { ...state, retries }, send, timer: retransmitDelay(state.config, retries) };
+      return { state: next(state, state.acked, state.sent, retries, false), send, timer: retransmitDelay(state.config, retries) };
     }
   }
 }
