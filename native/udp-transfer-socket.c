@@ -7,12 +7,19 @@
  * - UDP generic segmentation offload (UDP_SEGMENT, Linux 4.18): one sendmsg of the whole run, cut
  *   into datagrams of `segmentSize` by the NIC or, failing that, once by the stack;
  * - else sendmmsg: still one system call for the run, each datagram through the stack on its own.
+ * What the send buffer cannot take now is copied into a queue and sent when the socket is writable
+ * again, in order, as dgram would.
  *
  * Receiving: dgram gives every datagram a fresh 64 KiB allocation, a Buffer, and a sender object
  * whose address is printed with snprintf, all to deliver a 4-byte ACK from the one peer the socket
  * is connected to. Here the fd is watched by a uv_poll on the thread's own event loop, and each
  * datagram is read into one reused buffer and handed to JavaScript as its length.
+ *
+ * Armed reply: JavaScript may say beforehand what it will send when a given ACK arrives (the state
+ * machine is pure, so it can be asked early); that ACK then triggers the send here, before any
+ * JavaScript runs. The turn from ACK to DATA bounds a lock-step transfer.
  */
+#define NAPI_VERSION 8
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,10 +28,10 @@
 #include <node_api.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <stdlib.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -38,11 +45,12 @@
 /* The kernel refuses more segments per GSO send (UDP_MAX_SEGMENTS) and more than an IPv4 packet. */
 #define MAX_GSO_SEGMENTS 64
 #define MAX_GSO_BYTES 65000
-/* A window is at most 64 datagrams (DEFAULT_TFTP_LIMITS.maxWindowSize); more are sent in turns. */
+/* Datagrams per sendmmsg; a longer run is sent in turns. */
 #define MAX_BATCH 64
-
-/* Cleared for the process on the first send the kernel or the route cannot segment. */
-static int gso_usable = 1;
+/* Bytes waiting for the socket to drain; past this a send is dropped (the timer resends it). */
+#define MAX_QUEUED_BYTES (8u << 20)
+/* At most this many datagrams per wakeup, so one busy transfer cannot hold the loop. */
+#define READS_PER_WAKEUP 32
 
 static napi_value throw_errno(napi_env env, const char *what, int err) {
   char message[256];
@@ -57,7 +65,41 @@ static napi_value int_value(napi_env env, int32_t value) {
   return result;
 }
 
-/* One GSO send of `count` segments; returns segments sent, 0 on EAGAIN, -errno otherwise. */
+static int is_transient(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS; }
+
+/* Datagrams the send buffer had no room for, in order. */
+typedef struct queued_run {
+  struct queued_run *next;
+  size_t length;
+  size_t offset; /* bytes of it already sent */
+  int segment_size;
+  uint8_t data[];
+} queued_run;
+
+typedef struct {
+  uv_poll_t poll; /* first: the uv handle's address is the struct's */
+  int fd;
+  int closing;
+  int gso_usable; /* cleared on the first send this route cannot segment */
+  int error;      /* a send error not yet reported to JavaScript */
+  napi_env env;
+  napi_ref on_datagram;
+  napi_ref receive_buffer;
+  uint8_t *buffer;
+  size_t capacity;
+  napi_async_context context;
+  napi_async_cleanup_hook_handle cleanup;
+  queued_run *queue, *queue_tail;
+  size_t queued_bytes;
+  /* The reply armed by armReply: sent when ACK armed_block arrives. */
+  int armed;
+  uint16_t armed_block;
+  uint8_t *armed_run;
+  size_t armed_length;
+  int armed_segment_size;
+} transfer_socket;
+
+/* One GSO send of `count` segments; returns segments sent, 0 when the buffer is full, -errno. */
 static int send_segmented(int fd, uint8_t *data, size_t length, uint16_t segment_size, int count) {
   struct iovec iov = {data, length};
   char control[CMSG_SPACE(sizeof(uint16_t))];
@@ -72,13 +114,14 @@ static int send_segmented(int fd, uint8_t *data, size_t length, uint16_t segment
   do sent = sendmsg(fd, &message, 0);
   while (sent < 0 && errno == EINTR);
   if (sent >= 0) return count;
-  return errno == EAGAIN || errno == ENOBUFS ? 0 : -errno;
+  return is_transient(errno) ? 0 : -errno;
 }
 
-/* sendmmsg of `count` datagrams; returns datagrams sent (0 on EAGAIN), -errno otherwise. */
+/* sendmmsg of `count` datagrams; returns datagrams sent, 0 when the buffer is full, -errno. */
 static int send_each(int fd, uint8_t *data, size_t length, size_t segment_size, int count) {
   struct mmsghdr messages[MAX_BATCH];
   struct iovec iovs[MAX_BATCH];
+  if (count > MAX_BATCH) count = MAX_BATCH;
   memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
   for (int i = 0; i < count; i++) {
     size_t offset = (size_t)i * segment_size;
@@ -91,79 +134,128 @@ static int send_each(int fd, uint8_t *data, size_t length, size_t segment_size, 
   do sent = sendmmsg(fd, messages, (unsigned)count, 0);
   while (sent < 0 && errno == EINTR);
   if (sent >= 0) return sent;
-  return errno == EAGAIN || errno == ENOBUFS ? 0 : -errno;
+  return is_transient(errno) ? 0 : -errno;
 }
 
 /*
  * Sends `length` bytes at `data` as consecutive datagrams of `segment_size` bytes (the last may be
- * shorter). Returns how many left (fewer than all: the send buffer is full), or -errno when the
- * first one failed.
+ * shorter). Returns how many left now (fewer than all: the send buffer is full), or -errno when one
+ * failed; datagrams sent before a failure are lost to the caller's count, as on the wire.
  */
-static int send_datagrams(int fd, uint8_t *data, size_t length, int segment_size) {
+static int send_datagrams(transfer_socket *socket, uint8_t *data, size_t length, int segment_size) {
   int total = (int)((length + (size_t)segment_size - 1) / (size_t)segment_size);
   int done = 0;
   while (done < total) {
     uint8_t *from = data + (size_t)done * (size_t)segment_size;
     size_t left = length - (size_t)done * (size_t)segment_size;
     int count = total - done;
+    int per_send = MAX_GSO_BYTES / segment_size;
+    if (per_send > MAX_GSO_SEGMENTS) per_send = MAX_GSO_SEGMENTS;
     int sent;
     if (count == 1) {
       ssize_t n;
-      do n = send(fd, from, left, 0);
+      do n = send(socket->fd, from, left, 0);
       while (n < 0 && errno == EINTR);
-      sent = n >= 0 ? 1 : (errno == EAGAIN || errno == ENOBUFS ? 0 : -errno);
-    } else if (gso_usable) {
-      int per_send = MAX_GSO_BYTES / segment_size;
-      if (per_send > MAX_GSO_SEGMENTS) per_send = MAX_GSO_SEGMENTS;
+      sent = n >= 0 ? 1 : (is_transient(errno) ? 0 : -errno);
+    } else if (socket->gso_usable && per_send >= 2) {
       if (count > per_send) count = per_send;
       size_t bytes = (size_t)count * (size_t)segment_size;
-      sent = send_segmented(fd, from, bytes < left ? bytes : left, (uint16_t)segment_size, count);
+      sent = send_segmented(socket->fd, from, bytes < left ? bytes : left, (uint16_t)segment_size, count);
       if (sent == -EIO || sent == -EINVAL || sent == -ENOPROTOOPT || sent == -EOPNOTSUPP || sent == -EMSGSIZE) {
-        /* EINVAL/EMSGSIZE: a segment larger than the route's MTU (a blksize that relies on IP
-         * fragmentation), this send only. The others: no UDP GSO in this kernel, ever. */
-        if (sent != -EINVAL && sent != -EMSGSIZE) gso_usable = 0;
-        if (count > MAX_BATCH) count = MAX_BATCH;
-        sent = send_each(fd, from, left, (size_t)segment_size, count);
+        /* No UDP GSO on this route (no kernel support, a device without checksum offload), or a
+         * segment larger than the route's MTU (a blksize relying on IP fragmentation). */
+        socket->gso_usable = 0;
+        sent = send_each(socket->fd, from, left, (size_t)segment_size, count);
       }
     } else {
-      if (count > MAX_BATCH) count = MAX_BATCH;
-      sent = send_each(fd, from, left, (size_t)segment_size, count);
+      /* Segments too large to group (blksize near 65464), or no GSO: one datagram per message. */
+      sent = send_each(socket->fd, from, left, (size_t)segment_size, count);
     }
-    if (sent < 0) return done > 0 ? done : sent; /* the next send surfaces the error */
+    if (sent < 0) return sent;
     if (sent == 0) break;
     done += sent;
   }
   return done;
 }
 
-typedef struct {
-  uv_poll_t poll; /* first: the uv handle's address is the struct's */
-  int fd;
-  int closing;
-  int environment_gone;
-  napi_env env;
-  napi_ref on_datagram;
-  napi_ref receive_buffer;
-  uint8_t *buffer;
-  size_t capacity;
-  napi_async_context context;
-  /* The reply armed by armReply: sent when ACK armed_block arrives. */
-  int armed;
-  uint16_t armed_block;
-  uint8_t *armed_run;
-  size_t armed_length;
-  int armed_segment_size;
-} transfer_socket;
+static void on_poll(uv_poll_t *handle, int status, int events);
 
-/* Runs from the loop after close: never inside a delivery, so the callback's context is free to go. */
+/* Keep `length` bytes at `data` for when the socket drains. False when the queue is full. */
+static int enqueue(transfer_socket *socket, const uint8_t *data, size_t length, int segment_size) {
+  if (socket->queued_bytes + length > MAX_QUEUED_BYTES) return 0;
+  queued_run *run = malloc(sizeof *run + length);
+  if (!run) return 0;
+  run->next = NULL;
+  run->length = length;
+  run->offset = 0;
+  run->segment_size = segment_size;
+  memcpy(run->data, data, length);
+  if (socket->queue_tail) socket->queue_tail->next = run;
+  else socket->queue = run;
+  socket->queue_tail = run;
+  socket->queued_bytes += length;
+  if (!socket->closing) uv_poll_start(&socket->poll, UV_READABLE | UV_WRITABLE, on_poll);
+  return 1;
+}
+
+/*
+ * Send a run now, or what is left of it later: after anything already queued, so datagrams leave
+ * in the order they were given. Returns the datagrams sent or queued (fewer: the queue is full,
+ * the rest are lost as on a congested wire), or -errno.
+ */
+static int send_or_queue(transfer_socket *socket, uint8_t *data, size_t length, int segment_size) {
+  int total = (int)((length + (size_t)segment_size - 1) / (size_t)segment_size);
+  int sent = 0;
+  if (!socket->queue) {
+    sent = send_datagrams(socket, data, length, segment_size);
+    if (sent < 0 || sent == total) return sent;
+  }
+  size_t offset = (size_t)sent * (size_t)segment_size;
+  return enqueue(socket, data + offset, length - offset, segment_size) ? total : sent;
+}
+
+static void flush_queue(transfer_socket *socket) {
+  while (socket->queue) {
+    queued_run *run = socket->queue;
+    size_t left = run->length - run->offset;
+    int sent = send_datagrams(socket, run->data + run->offset, left, run->segment_size);
+    if (sent < 0) {
+      socket->error = -sent;
+      sent = (int)((left + (size_t)run->segment_size - 1) / (size_t)run->segment_size); /* drop it */
+    }
+    size_t bytes = (size_t)sent * (size_t)run->segment_size;
+    if (bytes < left) {
+      run->offset += bytes;
+      return; /* still full: wait for the next writable event */
+    }
+    socket->queue = run->next;
+    if (!socket->queue) socket->queue_tail = NULL;
+    socket->queued_bytes -= run->length;
+    free(run);
+  }
+  if (!socket->closing) uv_poll_start(&socket->poll, UV_READABLE, on_poll);
+}
+
+static void free_queue(transfer_socket *socket) {
+  while (socket->queue) {
+    queued_run *next = socket->queue->next;
+    free(socket->queue);
+    socket->queue = next;
+  }
+  socket->queue_tail = NULL;
+  socket->queued_bytes = 0;
+}
+
+/* Runs from the loop after close, never inside a delivery; the environment is still alive (the
+ * async cleanup hook is removed only here, so Node waits for it). */
 static void on_closed(uv_handle_t *handle) {
   transfer_socket *socket = (transfer_socket *)handle;
   close(socket->fd);
-  if (!socket->environment_gone) {
-    napi_delete_reference(socket->env, socket->on_datagram);
-    napi_delete_reference(socket->env, socket->receive_buffer);
-    napi_async_destroy(socket->env, socket->context);
-  }
+  free_queue(socket);
+  napi_delete_reference(socket->env, socket->on_datagram);
+  napi_delete_reference(socket->env, socket->receive_buffer);
+  napi_async_destroy(socket->env, socket->context);
+  napi_remove_async_cleanup_hook(socket->cleanup);
   free(socket);
 }
 
@@ -176,11 +268,10 @@ static void close_socket(transfer_socket *socket) {
   uv_close((uv_handle_t *)&socket->poll, on_closed);
 }
 
-/* A worker thread that ends with transfers still open: close them with its loop. */
-static void on_environment_cleanup(void *data) {
-  transfer_socket *socket = data;
-  socket->environment_gone = 1;
-  close_socket(socket);
+/* The thread's environment is going away (a worker ending) with this socket still open. */
+static void on_environment_cleanup(napi_async_cleanup_hook_handle handle, void *data) {
+  (void)handle;
+  close_socket(data);
 }
 
 /*
@@ -190,7 +281,7 @@ static void on_environment_cleanup(void *data) {
 static void deliver(transfer_socket *socket, int32_t value, int32_t replied) {
   napi_env env = socket->env;
   napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value callback, receiver, arguments[2], result;
   napi_get_reference_value(env, socket->on_datagram, &callback);
   napi_get_global(env, &receiver); /* MakeCallback needs an object as `this` */
@@ -205,16 +296,29 @@ static void deliver(transfer_socket *socket, int32_t value, int32_t replied) {
   napi_close_handle_scope(env, scope);
 }
 
-/* At most this many datagrams per wakeup, so one busy transfer cannot hold the loop. */
-#define READS_PER_WAKEUP 32
+static void report_error(transfer_socket *socket) {
+  if (socket->error && !socket->closing) {
+    int err = socket->error;
+    socket->error = 0;
+    deliver(socket, -err, -1);
+  }
+}
 
-static void on_readable(uv_poll_t *handle, int status, int events) {
-  (void)events;
+static void on_poll(uv_poll_t *handle, int status, int events) {
   transfer_socket *socket = (transfer_socket *)handle;
   if (status < 0) {
-    deliver(socket, status, 0);
+    /* libuv reports a generic error; the socket knows which (ECONNREFUSED after ICMP). */
+    int err = 0;
+    socklen_t size = sizeof err;
+    if (getsockopt(socket->fd, SOL_SOCKET, SO_ERROR, &err, &size) < 0 || err == 0) err = -status;
+    deliver(socket, -err, -1);
     return;
   }
+  if (events & UV_WRITABLE) {
+    flush_queue(socket);
+    report_error(socket);
+  }
+  if (!(events & UV_READABLE)) return;
   for (int i = 0; i < READS_PER_WAKEUP && !socket->closing; i++) {
     /* MSG_TRUNC: the datagram's real length even when it is longer than the buffer (junk). */
     ssize_t n = recv(socket->fd, socket->buffer, socket->capacity, MSG_DONTWAIT | MSG_TRUNC);
@@ -222,24 +326,28 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       /* ECONNREFUSED: the client's host answered with ICMP port unreachable, it went away. */
-      deliver(socket, -errno, 0);
+      deliver(socket, -errno, -1);
       return;
     }
     int replied = -1; /* the armed reply did not fire */
     const uint8_t *ack = socket->buffer;
     if (socket->armed && n == 4 && ack[0] == 0 && ack[1] == 4 && ((ack[2] << 8) | ack[3]) == socket->armed_block) {
       socket->armed = 0;
-      replied = send_datagrams(socket->fd, socket->armed_run, socket->armed_length, socket->armed_segment_size);
-      if (replied < 0) replied = 0; /* the error shows on the next send or receive */
+      replied = send_or_queue(socket, socket->armed_run, socket->armed_length, socket->armed_segment_size);
+      if (replied < 0) {
+        socket->error = -replied;
+        replied = 0;
+      }
     }
     deliver(socket, n > INT32_MAX ? INT32_MAX : (int32_t)n, replied);
+    report_error(socket);
   }
 }
 
 /*
  * openTransferSocket(localAddress: string, clientAddress: string, clientPort: number,
  *                    sendBufferBytes: number, receiveBuffer: Buffer,
- *                    onDatagram: (lengthOrNegativeErrno: number) => void): External
+ *                    onDatagram: (lengthOrNegativeErrno: number, replied: number) => void): External
  * A UDP socket on an ephemeral port of localAddress (the transfer's own TID, RFC 1350 §4),
  * connected to the client so only its datagrams arrive and sends need no address. Each datagram
  * is read into receiveBuffer and announced with its length; a socket error with -errno.
@@ -279,8 +387,10 @@ static napi_value open_transfer_socket(napi_env env, napi_callback_info info) {
   }
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", errno);
-  /* Room for a whole window (64 × 1.5 KB at the usual block size) so a window is not cut short. */
-  if (send_buffer > 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer);
+  /* Room for a few windows, so the queue is the exception. SO_SNDBUFFORCE passes wmem_max (root). */
+  if (send_buffer > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &send_buffer, sizeof send_buffer) < 0) {
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer);
+  }
   int err;
   if (bind(fd, (struct sockaddr *)&here, sizeof here) < 0) {
     err = errno;
@@ -301,22 +411,35 @@ static napi_value open_transfer_socket(napi_env env, napi_callback_info info) {
   socket->env = env;
   socket->buffer = buffer;
   socket->capacity = capacity;
+  socket->gso_usable = 1;
   napi_value name;
   napi_create_string_utf8(env, "centra-pxe:tftp-transfer", NAPI_AUTO_LENGTH, &name);
-  if (uv_poll_init(loop, &socket->poll, fd) != 0 || napi_async_init(env, NULL, name, &socket->context) != napi_ok) {
+  if (napi_async_init(env, NULL, name, &socket->context) != napi_ok) {
     close(fd);
     free(socket);
-    return throw_errno(env, "uv_poll_init", EINVAL);
+    return throw_errno(env, "napi_async_init", EINVAL);
   }
-  napi_create_reference(env, argv[4], 1, &socket->receive_buffer);
-  napi_create_reference(env, argv[5], 1, &socket->on_datagram);
-  uv_poll_start(&socket->poll, UV_READABLE, on_readable);
-  napi_add_env_cleanup_hook(env, on_environment_cleanup, socket);
+  if ((err = uv_poll_init(loop, &socket->poll, fd)) != 0) {
+    napi_async_destroy(env, socket->context);
+    close(fd);
+    free(socket);
+    return throw_errno(env, "uv_poll_init", -err);
+  }
+  /* From here on only on_closed frees it, once libuv has let go of the handle. */
+  if (napi_create_reference(env, argv[4], 1, &socket->receive_buffer) != napi_ok ||
+      napi_create_reference(env, argv[5], 1, &socket->on_datagram) != napi_ok ||
+      napi_add_async_cleanup_hook(env, on_environment_cleanup, socket, &socket->cleanup) != napi_ok ||
+      (err = uv_poll_start(&socket->poll, UV_READABLE, on_poll)) != 0) {
+    socket->closing = 1;
+    uv_close((uv_handle_t *)&socket->poll, on_closed);
+    return throw_errno(env, "cannot watch the socket", err < 0 ? -err : EINVAL);
+  }
   napi_value handle;
   napi_create_external(env, socket, NULL, NULL, &handle);
   return handle;
 }
 
+/* The socket behind a handle; transfer-socket.ts never passes one after closing it. */
 static transfer_socket *socket_of(napi_env env, napi_value value) {
   void *data = NULL;
   napi_valuetype type;
@@ -334,16 +457,17 @@ static napi_value close_transfer_socket(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "closeTransferSocket(handle)");
     return NULL;
   }
-  if (!socket->closing) napi_remove_env_cleanup_hook(env, on_environment_cleanup, socket);
   close_socket(socket);
   return NULL;
 }
 
 /*
  * sendRun(handle, run: Buffer, segmentSize: number): number
- * Sends `run` as consecutive datagrams of `segmentSize` bytes (the last may be shorter) and returns
- * how many left. Fewer than all means the send buffer is full: the rest are as good as lost on the
- * wire, and the transfer's retransmission recovers them.
+ * Sends `run` as consecutive datagrams of `segmentSize` bytes (the last may be shorter); what the
+ * send buffer cannot take now is queued and sent in order when it drains. Returns how many were
+ * sent or queued: fewer than all only when the queue is full too, and the transfer's
+ * retransmission then recovers them as it would a loss on the wire. Throws the socket's error
+ * (ECONNREFUSED: the client went away).
  */
 static napi_value send_run(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -359,18 +483,22 @@ static napi_value send_run(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "sendRun(handle, run, segmentSize) on an open socket");
     return NULL;
   }
-  int sent = send_datagrams(socket->fd, data, length, segment_size);
+  if (socket->error) {
+    int err = socket->error;
+    socket->error = 0;
+    return throw_errno(env, "send", err);
+  }
+  int sent = send_or_queue(socket, data, length, segment_size);
   if (sent < 0) return throw_errno(env, "send", -sent);
   return int_value(env, sent);
 }
 
 /*
  * armReply(handle, ackBlock: number, run: Buffer | undefined, segmentSize: number): void
- * When the next datagram is ACK `ackBlock`, send `run` at once, from here, before JavaScript runs:
- * the turn from ACK to DATA is what bounds a lock-step transfer, and this keeps it as short as a C
- * server's. JavaScript decided `run` beforehand (transfer-server.ts asks the state machine what it
- * will do with that ACK) and keeps it alive; the ACK is still delivered, with how many datagrams
- * left. Fires once; any later call replaces it, and `run` undefined disarms.
+ * When the next datagram is ACK `ackBlock`, send `run` at once, from here, before JavaScript runs.
+ * JavaScript decided `run` beforehand and keeps it referenced while armed (this keeps only a
+ * pointer); the ACK is still delivered, with how many datagrams left. Fires once; a later call
+ * replaces it, and `run` undefined disarms.
  */
 static napi_value arm_reply(napi_env env, napi_callback_info info) {
   size_t argc = 4;

@@ -304,6 +304,8 @@ class ActiveTransfer {
         if (!this.sendRun(run)) return;
         block += run.blocks;
       }
+      // The ACK to this window can now be answered from memory too (the read-ahead is in).
+      if (generation === this.generation && !this.closed) this.armReply();
     } catch (err) {
       this.finish({ result: "failed", reason: `read error: ${(err as Error).message}` });
     }

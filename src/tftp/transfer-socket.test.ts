@@ -2,6 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createSocket, type Socket } from "node:dgram";
 import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import { openTransferSocket, type TransferSocket } from "./transfer-socket.js";
 
 /** A client on loopback and a transfer socket connected to it; datagrams each side received. */
@@ -79,16 +81,40 @@ test("a run leaves as separate datagrams of the segment size, the last one short
   }
 });
 
-test("segments larger than the MTU fall back to one datagram per message", async () => {
+test("segments too large to group leave one per message", async () => {
   const p = await pair();
   try {
-    // Loopback's MTU is 65536: 3 × 40000 cannot be segmented, so each goes (fragmented) alone.
+    // Two segments of 40 000 bytes exceed one GSO send (65 000 bytes); blksize 65464 is the RFC 2348 maximum.
     assert.equal(p.socket.sendRun(run(3, 40_000, 10), 40_000), 3);
     await until(() => p.atClient.length === 3);
     assert.deepEqual(p.atClient.map((d) => d.length), [40_000, 40_000, 10]);
+    assert.equal(p.socket.sendRun(run(2, 65_468, 4), 65_468), 2);
+    await until(() => p.atClient.length === 5);
+    assert.deepEqual(p.atClient.slice(3).map((d) => d.length), [65_468, 4]);
   } finally {
     p.close();
   }
+});
+
+test("a worker thread that ends with transfer sockets open takes them down without taking the process", async () => {
+  const addon = fileURLToPath(new URL("../../build/Release/udp_transfer_socket.node", import.meta.url));
+  for (const ending of ["terminate", "exit", "throw"]) {
+    const worker = new Worker(
+      `const { parentPort } = require("node:worker_threads");
+       const addon = require(${JSON.stringify(addon)});
+       for (let i = 0; i < 3; i++) addon.openTransferSocket("127.0.0.1", "127.0.0.1", 9, 65536, Buffer.alloc(64), () => {});
+       parentPort.on("message", (how) => { if (how === "exit") process.exit(0); if (how === "throw") throw new Error("boom"); });
+       parentPort.postMessage("open");`,
+      { eval: true },
+    );
+    const exited = new Promise((resolve) => worker.on("exit", resolve));
+    worker.on("error", () => {}); // the "throw" case; the point is what happens after it
+    await new Promise((resolve) => worker.once("message", resolve));
+    if (ending === "terminate") await worker.terminate();
+    else worker.postMessage(ending);
+    await exited;
+  }
+  // Still here: the sockets were closed with their thread's loop, not after their code was unloaded.
 });
 
 test("an armed reply goes out on its ACK only, once, and the ACK still reaches JavaScript", async () => {

@@ -30,20 +30,21 @@ interface TransferSocketAddon {
 
 const addon = () => loadAddon<TransferSocketAddon>("udp_transfer_socket", "the TFTP server");
 
-/** Room for several windows of 64 datagrams of 1.5 KB, so a window is not cut short on a busy link. */
+/** Room for several windows of 64 datagrams of 1.5 KB, so the addon's queue is the exception. */
 const SEND_BUFFER_BYTES = 1 << 20;
 /** Clients send ACKs (4 bytes) and ERRORs (a short message); anything longer is junk, and counted as such. */
 const RECEIVE_BUFFER_BYTES = 1024;
 
 export interface TransferSocket {
   /**
-   * Send `run` as consecutive datagrams of `segmentSize` bytes (the last may be shorter). Returns
-   * how many left now; fewer than all means the send buffer is full, and the transfer's
+   * Send `run` as consecutive datagrams of `segmentSize` bytes (the last may be shorter); what the
+   * send buffer cannot take now is copied and sent, in order, when it drains. Returns how many were
+   * sent or queued: fewer than all only when that queue is full too, and the transfer's
    * retransmission recovers the rest as it would a loss on the wire. Throws when the socket failed
    * (ICMP port unreachable: the client is gone).
    */
   sendRun(run: Buffer, segmentSize: number): number;
-  /** Send one datagram; false when the send buffer is full. */
+  /** Send one datagram; false when it had to be dropped (send buffer and queue full). */
   send(datagram: Buffer): boolean;
   /**
    * When the next datagram is ACK `ackBlock` (16-bit, as on the wire), send `run` at once, before
