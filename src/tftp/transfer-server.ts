@@ -150,7 +150,6 @@ class ActiveTransfer {
   /** The window armed on the socket (armReply), kept referenced while the addon points into it. */
   private armed: { ack: number; step: TransferStep; first: number; last: number; run: DatagramRun } | undefined;
   private closed = false;
-  readonly startedAt = Date.now();
 
   constructor(
     private readonly socket: TransferSocket,
@@ -218,8 +217,8 @@ class ActiveTransfer {
         case "data":
           if (result.state.retries > wasRetries) this.counters.retransmissions += action.last - action.first + 1;
           if (replied >= 0 && this.armed?.first === action.first && this.armed.last === action.last) {
-            // The socket sent it when the ACK came in; the rest, if the send buffer was full, is
-            // recovered by the timer like a loss.
+            // The socket sent it (or queued it) when the ACK came in; only a full queue loses
+            // part of it, and the timer recovers that like a loss on the wire.
             this.countSent(this.armed.run, replied);
           } else {
             this.sendData(action.first, action.last);
@@ -275,7 +274,7 @@ class ActiveTransfer {
     }
   }
 
-  /** False when not all of it left (a full send buffer: the timeout resends, as after a loss). */
+  /** False when not all of it was taken (send buffer and queue full: the timeout resends, as after a loss). */
   private sendRun(run: DatagramRun): boolean {
     if (this.closed) return false;
     const sent = this.guarded(() => this.socket.sendRun(run.bytes, this.state.config.blockSize + 4)) ?? 0;
