@@ -1,4 +1,4 @@
-import { constants } from "node:os";
+import { getSystemErrorName } from "node:util";
 import { loadAddon } from "../native/load-addon.js";
 
 /**
@@ -74,7 +74,8 @@ export function openTransferSocket(localAddress: string, clientAddress: string, 
   let closed = false;
   const handle = native.openTransferSocket(localAddress, clientAddress, clientPort, SEND_BUFFER_BYTES, receiveBuffer, (length, replied) => {
     if (closed) return;
-    if (length < 0) events.onError(new Error(errnoName(-length)));
+    // A negative length is -errno, as libuv's own errors are.
+    if (length < 0) events.onError(new Error(getSystemErrorName(length)));
     else events.onDatagram(receiveBuffer, length, replied);
   });
   return {
@@ -90,8 +91,4 @@ export function openTransferSocket(localAddress: string, clientAddress: string, 
       native.closeTransferSocket(handle);
     },
   };
-}
-
-function errnoName(errno: number): string {
-  return Object.entries(constants.errno).find(([, value]) => value === errno)?.[0] ?? "unknown errno";
 }
