@@ -147,8 +147,11 @@ class ActiveTransfer {
   private deadline = 0;
   /** Bumped by every step that sends, so an asynchronous send of an older window stops. */
   private generation = 0;
-  /** The window armed on the socket (armReply), kept referenced while the addon points into it. */
-  private armed: { ack: number; step: TransferStep; first: number; last: number; run: DatagramRun } | undefined;
+  /**
+   * What is armed on the socket (armReply): the ACK, the state machine's step for it, and the run
+   * that step sends, kept referenced while the addon points into it.
+   */
+  private armed: { ack: number; step: TransferStep; run: DatagramRun } | undefined;
   private closed = false;
 
   constructor(
@@ -202,6 +205,8 @@ class ActiveTransfer {
   private apply(result: TransferStep, replied: number): void {
     const wasRetries = this.state.retries;
     const changed = result.state !== this.state;
+    // The armed reply fired: this is the armed step, and the socket already sent its data.
+    const sentByArmed = replied >= 0 && result === this.armed?.step ? this.armed.run : undefined;
     this.state = result.state;
     // Only a step that sends supersedes a window still being read from disk; a duplicate ACK
     // (which sends nothing) must not cut that window short.
@@ -216,10 +221,10 @@ class ActiveTransfer {
           break;
         case "data":
           if (result.state.retries > wasRetries) this.counters.retransmissions += action.last - action.first + 1;
-          if (replied >= 0 && this.armed?.first === action.first && this.armed.last === action.last) {
-            // The socket sent it (or queued it) when the ACK came in; only a full queue loses
-            // part of it, and the timer recovers that like a loss on the wire.
-            this.countSent(this.armed.run, replied);
+          if (sentByArmed) {
+            // Sent (or queued) when the ACK came in; only a full queue loses part of it, and the
+            // timer recovers that like a loss on the wire.
+            this.countSent(sentByArmed, replied);
           } else {
             this.sendData(action.first, action.last);
           }
@@ -229,8 +234,9 @@ class ActiveTransfer {
     if (result.timer === "cancel") this.clearTimer();
     else if (result.timer !== "keep") this.armTimer(result.timer);
     if (result.outcome) this.finish(result.outcome);
-    // A duplicate ACK changes nothing, and what is armed stays right.
-    else if (changed || replied >= 0 || result.send.length > 0) this.armReply();
+    // A duplicate ACK changes nothing, and what is armed stays right. (The OACK step sends
+    // without changing the state.)
+    else if (changed || result.send.length > 0) this.armReply();
   }
 
   /**
@@ -242,16 +248,18 @@ class ActiveTransfer {
   private armReply(): void {
     const expected = wireBlock(this.state.sent);
     const next = step(this.state, { type: "ack", block: expected });
-    const action = next.send[0];
+    const action = next.send.length === 1 && !next.outcome ? next.send[0] : undefined;
     const blockSize = this.state.config.blockSize;
-    const run = next.send.length === 1 && action?.kind === "data" && !next.outcome ? this.content.peek(action.first, action.last, blockSize) : undefined;
-    if (action?.kind !== "data" || run === undefined || run.blocks !== action.last - action.first + 1) {
-      this.armed = undefined;
-      this.socket.armReply(expected, undefined, 0);
-      return;
+    if (action?.kind === "data") {
+      const run = this.content.peek(action.first, action.last, blockSize);
+      if (run?.blocks === action.last - action.first + 1) {
+        this.armed = { ack: expected, step: next, run };
+        this.socket.armReply(expected, run.bytes, blockSize + 4);
+        return;
+      }
     }
-    this.armed = { ack: expected, step: next, first: action.first, last: action.last, run };
-    this.socket.armReply(expected, run.bytes, blockSize + 4);
+    this.armed = undefined;
+    this.socket.armReply(expected, undefined, 0);
   }
 
   private sendRaw(datagram: Buffer): void {
