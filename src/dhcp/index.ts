@@ -4,7 +4,7 @@ import { decideBoot, httpBootBase, type ClientHints } from "../boot/firmware.js"
 import { formatIpv4, parseIpv4 } from "../config/primitives.js";
 import type { Config, DhcpSubnetConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
-import type { Service, ServiceHealth } from "../server/service.js";
+import type { Service, ServiceHealth } from "../contracts/service.js";
 import { PXE_PORT } from "./destination.js";
 import { handle, type DhcpContext, type HandleResult, type NodeReservation, type SeenClient, type SubnetPlan } from "./handler.js";
 import type { LeaseStore } from "./lease-store.js";

@@ -7,7 +7,7 @@ import { parseConfig } from "../config/load.js";
 import { createConfigResolver } from "../boot/resolver.js";
 import { createFileImageCatalog } from "../boot/image-catalog.js";
 import { silentLogger } from "../log.js";
-import type { ServiceHealth } from "../server/service.js";
+import type { ServiceHealth } from "../contracts/service.js";
 import { baseUrlFor, createHttpApp, machineFromQuery } from "./app.js";
 
 const stateDir = mkdtempSync(join(tmpdir(), "http-app-"));

@@ -6,7 +6,7 @@ import type { BootResolver, BootSpec, MachineIdentity } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
 import { normalizeMac } from "../config/primitives.js";
 import type { Logger } from "../log.js";
-import type { ServiceHealth } from "../server/service.js";
+import type { ServiceHealth } from "../contracts/service.js";
 import { refusedRawPath } from "./raw-path.js";
 import { sendFile } from "./static-file.js";
 

@@ -5,7 +5,7 @@ import { createConfigResolver } from "../boot/resolver.js";
 import type { BootResolver } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
-import type { Service, ServiceHealth } from "../server/service.js";
+import type { Service, ServiceHealth } from "../contracts/service.js";
 import { createHttpApp } from "./app.js";
 
 export interface HttpServiceOptions {

@@ -4,7 +4,7 @@ import type { DhcpCounters } from "../dhcp/server.js";
 import type { Store } from "../store/store.js";
 import { NODE_STATES } from "../store/store.js";
 import type { TftpStats } from "../tftp/server.js";
-import type { ServiceHealth } from "../server/service.js";
+import type { ServiceHealth } from "../contracts/service.js";
 
 /**
  * Prometheus metrics at `/metrics`. The protocol parts keep plain counters of their own (no

@@ -4,7 +4,7 @@ import { createConfigResolver } from "../boot/resolver.js";
 import type { BootResolver } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
-import type { Service } from "../server/service.js";
+import type { Service } from "../contracts/service.js";
 import type { Store } from "../store/store.js";
 import { createApiPlugin } from "../api/plugin.js";
 import { createLifecycleResolver } from "./boot-resolver.js";

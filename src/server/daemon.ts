@@ -1,6 +1,6 @@
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
-import type { Service, ServiceHealth } from "./service.js";
+import type { Service, ServiceHealth } from "../contracts/service.js";
 
 /**
  * The one lifecycle every part plugs into: start in order, stop in reverse, reload all or none.

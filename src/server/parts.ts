@@ -8,7 +8,7 @@ import { createSqliteLeaseStore } from "../store/leases-sqlite.js";
 import type { SqliteStore } from "../store/sqlite-store.js";
 import { createTftpService } from "../tftp/index.js";
 import type { Daemon } from "./daemon.js";
-import type { Service } from "./service.js";
+import type { Service } from "../contracts/service.js";
 
 export interface PartContext {
   logger: Logger;

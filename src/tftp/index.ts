@@ -1,6 +1,6 @@
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
-import type { Service, ServiceHealth } from "../server/service.js";
+import type { Service, ServiceHealth } from "../contracts/service.js";
 import { availableParallelism } from "node:os";
 import type { FileCacheOptions } from "./file-source.js";
 import { TftpServer, tftpRoot, type TftpLimits, type TftpStats } from "./server.js";
