@@ -66,3 +66,32 @@ export class PathEscapeError extends CentraError {
     super("PATH_ESCAPE", `refused path outside the served root: ${JSON.stringify(requested)}`);
   }
 }
+
+/** Why one part refused a new config in its `check` (before any part applied it). */
+export interface ReloadRefusal {
+  part: string;
+  reason: string;
+}
+
+/** A reload that no part applied: at least one part's `check` refused the new config. */
+export class ReloadRefusedError extends CentraError {
+  constructor(readonly refusals: ReloadRefusal[]) {
+    super("RELOAD_REFUSED", `reload refused by ${refusals.map((r) => `${r.part}: ${r.reason}`).join("; ")}`);
+  }
+}
+
+/**
+ * A part failed to apply a config every part had accepted. `rolledBack` tells whether every part
+ * that had applied it went back to the old config; when false, the daemon is in a state nobody
+ * configured and must not go on serving.
+ */
+export class ReloadFailedError extends CentraError {
+  constructor(
+    readonly part: string,
+    readonly rolledBack: boolean,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super("RELOAD_FAILED", message, options);
+  }
+}

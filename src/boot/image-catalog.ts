@@ -1,5 +1,6 @@
-import { readFile, readlink, stat } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { MANIFEST_FILE, currentVersion, hasImageVersion, imageVersionDir, isImageName, isVersionName } from "../files/state-dir.js";
 
 /**
  * Read-only view of the netboot images in `stateDir/images/<name>/<version>/` (docs/LAYOUT.md).
@@ -15,13 +16,6 @@ export interface ImageCatalog {
   cmdline(image: string, version: string): Promise<string>;
 }
 
-/** Image and version names as they may appear in a path and a URL: one plain segment. */
-const PLAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
-export function isPlainName(name: string): boolean {
-  return PLAIN_NAME.test(name) && name !== "current";
-}
-
 /**
  * The catalog over the files on disk, as `centra-pxe images add|use` leaves them. `recordedCmdline`
  * looks up the arguments recorded when the image was added (the store); without it, or when it has
@@ -31,38 +25,15 @@ export function createFileImageCatalog(
   stateDir: string,
   recordedCmdline?: (image: string, version: string) => Promise<string | undefined>,
 ): ImageCatalog {
-  const imagesDir = join(stateDir, "images");
-
-  const hasVersion = async (image: string, version: string): Promise<boolean> => {
-    if (!isPlainName(image) || !isPlainName(version)) return false;
-    try {
-      return (await stat(join(imagesDir, image, version))).isDirectory();
-    } catch {
-      return false;
-    }
-  };
-
   return {
-    async currentVersion(image) {
-      if (!isPlainName(image)) return undefined;
-      let target: string;
-      try {
-        target = await readlink(join(imagesDir, image, "current"));
-      } catch {
-        return undefined;
-      }
-      // `current` is written as a relative `<version>`; an absolute or nested target is tolerated
-      // only when its last segment names a version directory of this same image.
-      const version = basename(target);
-      return (await hasVersion(image, version)) ? version : undefined;
-    },
-    hasVersion,
+    currentVersion: (image) => currentVersion(stateDir, image),
+    hasVersion: (image, version) => hasImageVersion(stateDir, image, version),
     async cmdline(image, version) {
-      if (!isPlainName(image) || !isPlainName(version)) return "";
+      if (!isImageName(image) || !isVersionName(version)) return "";
       const recorded = await recordedCmdline?.(image, version);
       if (recorded !== undefined) return recorded;
       try {
-        const manifest: unknown = JSON.parse(await readFile(join(imagesDir, image, version, "manifest.json"), "utf8"));
+        const manifest: unknown = JSON.parse(await readFile(join(imageVersionDir(stateDir, image, version), MANIFEST_FILE), "utf8"));
         if (typeof manifest === "object" && manifest !== null && "cmdline" in manifest && typeof manifest.cmdline === "string") {
           return manifest.cmdline;
         }

@@ -1,8 +1,8 @@
 import type { Command } from "commander";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { LeaseRecord } from "../dhcp/lease-store.js";
+import { databaseFile } from "../files/state-dir.js";
 import { listLeases } from "../store/leases-sqlite.js";
 import { resolveConfig } from "./config-commands.js";
 
@@ -28,7 +28,7 @@ export function registerLeasesCommand(program: Command): void {
     .option("--json", "one JSON array instead of a table")
     .action((options: { config?: string; stateDir?: string; all?: boolean; json?: boolean }) => {
       const stateDir = options.stateDir ?? resolveConfig(options.config).config.stateDir;
-      const file = join(stateDir, "centra-pxe.db");
+      const file = databaseFile(stateDir);
       const now = Date.now();
       let leases: LeaseRecord[] = [];
       if (existsSync(file)) {

@@ -1,14 +1,11 @@
 import type { Command } from "commander";
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
 import { DEFAULT_BOOTLOADER_SOURCE, installBootloaders } from "../files/bootloaders.js";
+import { bootloaderDir, databaseFile, imagesDir } from "../files/state-dir.js";
 import { addImage, listImages, removeImage, useImage } from "../images/images.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 import { resolveConfig } from "./config-commands.js";
 
-export function storeFile(stateDir: string): string {
-  return join(stateDir, "centra-pxe.db");
-}
 
 /** `init` and `images …`: the state directory, its bootloaders and its images. */
 export function registerStateCommands(program: Command): void {
@@ -20,10 +17,10 @@ export function registerStateCommands(program: Command): void {
     .option("--bootloaders <dir>", "where to take the bootloaders from", DEFAULT_BOOTLOADER_SOURCE)
     .action(async (options: { config?: string; stateDir?: string; bootloaders: string }) => {
       const stateDir = options.stateDir ?? resolveConfig(options.config).config.stateDir;
-      for (const dir of ["ipxe", "images"]) await mkdir(join(stateDir, dir), { recursive: true });
-      const store = openSqliteStore(storeFile(stateDir));
+      for (const dir of [bootloaderDir(stateDir), imagesDir(stateDir)]) await mkdir(dir, { recursive: true });
+      const store = openSqliteStore(databaseFile(stateDir));
       await store.close();
-      const report = await installBootloaders(options.bootloaders, join(stateDir, "ipxe"));
+      const report = await installBootloaders(options.bootloaders, bootloaderDir(stateDir));
       const line = (label: string, names: string[]) => names.length && process.stdout.write(`${label}: ${names.join(", ")}\n`);
       process.stdout.write(`state directory ${stateDir} ready\n`);
       line("installed", report.installed);
@@ -35,7 +32,7 @@ export function registerStateCommands(program: Command): void {
   const withStore = async <T>(config: string | undefined, stateDirOption: string | undefined, body: (stateDir: string, store: ReturnType<typeof openSqliteStore>) => Promise<T>) => {
     const stateDir = stateDirOption ?? resolveConfig(config).config.stateDir;
     await mkdir(stateDir, { recursive: true });
-    const store = openSqliteStore(storeFile(stateDir));
+    const store = openSqliteStore(databaseFile(stateDir));
     try {
       return await body(stateDir, store);
     } finally {

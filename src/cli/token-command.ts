@@ -5,7 +5,7 @@ import { createApiToken } from "../provisioning/tokens.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 import type { ApiTokenRecord } from "../store/store.js";
 import { resolveConfig } from "./config-commands.js";
-import { storeFile } from "./state-commands.js";
+import { databaseFile as storeFile } from "../files/state-dir.js";
 
 interface StoreOptions {
   config?: string;

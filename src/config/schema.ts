@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { NAME_RULE, isImageName } from "../files/state-dir.js";
 import { inSubnet, normalizeMac, parseDuration, parseIpv4, prefixLength } from "./primitives.js";
 
 /**
@@ -200,7 +201,7 @@ function checkCrossFields(config: ParsedConfig, ctx: z.RefinementCtx): void {
   }
 
   for (const [name, p] of Object.entries(config.profiles)) {
-    if (!/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/.test(p.image)) issue(["profiles", name, "image"], `image name ${JSON.stringify(p.image)} may hold only letters, digits, '.', '_' and '-'`);
+    if (!isImageName(p.image)) issue(["profiles", name, "image"], `image name ${JSON.stringify(p.image)} may hold only ${NAME_RULE}`);
   }
 }
 

@@ -1,5 +1,5 @@
 import { readdirSync } from "node:fs";
-import { join } from "node:path";
+import { bootloaderDir } from "../files/state-dir.js";
 import { decideBoot, httpBootBase, type ClientHints } from "../boot/firmware.js";
 import { formatIpv4, parseIpv4 } from "../config/primitives.js";
 import type { Config, DhcpSubnetConfig } from "../config/schema.js";
@@ -80,7 +80,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     if (t - installedAt > BOOTLOADER_RESCAN_MS) {
       installedAt = t;
       try {
-        installed = new Set(readdirSync(join(config.stateDir, "ipxe")));
+        installed = new Set(readdirSync(bootloaderDir(config.stateDir)));
       } catch {
         installed = new Set();
       }
@@ -155,6 +155,13 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     log.warn(message);
   };
 
+  /** The device socket is bound to one interface, mode and port for the life of the process. */
+  const refuseRestartOnlyChanges = (next: Config) => {
+    if (next.interface !== config.interface || next.dhcp.mode !== config.dhcp.mode || next.dhcp.port !== config.dhcp.port) {
+      throw new Error("changing interface, dhcp.mode or dhcp.port needs a restart");
+    }
+  };
+
   applyConfig(config);
 
   return {
@@ -211,10 +218,10 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       server = undefined;
     },
 
+    check: refuseRestartOnlyChanges,
+
     async reload(next: Config) {
-      if (next.interface !== config.interface || next.dhcp.mode !== config.dhcp.mode || next.dhcp.port !== config.dhcp.port) {
-        throw new Error("changing interface, dhcp.mode or dhcp.port needs a restart");
-      }
+      refuseRestartOnlyChanges(next);
       const rangesChanged = JSON.stringify([next.dhcp.range, next.dhcp.subnets.map((s) => s.range)]) !== JSON.stringify([config.dhcp.range, config.dhcp.subnets.map((s) => s.range)]);
       applyConfig(next);
       // New ranges start empty; fill them from the store so no address held on disk is offered again.

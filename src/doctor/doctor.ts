@@ -8,6 +8,7 @@ import { openDeviceSocketFd } from "../dhcp/device-socket.js";
 import { MessageType, Option } from "../dhcp/options.js";
 import { BootOp, BROADCAST_FLAG, decode, encode, messageType, optionAddress } from "../dhcp/packet.js";
 import { installedBootloaders } from "../files/bootloaders.js";
+import { bootloaderDir } from "../files/state-dir.js";
 import { decodePacket, encodePacket, Opcode } from "../tftp/packet.js";
 
 /**
@@ -31,9 +32,9 @@ export async function runDoctor(config: Config): Promise<CheckResult[]> {
   results.push(await checkHttpHealth(httpBase));
   results.push(await checkBootScript(httpBase));
   if (config.tftp.enabled) {
-    const loaders = await installedBootloaders(join(config.stateDir, "ipxe"));
+    const loaders = await installedBootloaders(bootloaderDir(config.stateDir));
     if (loaders.length === 0) {
-      results.push({ name: "bootloaders", ok: false, detail: `none in ${join(config.stateDir, "ipxe")}`, fix: "run `centra-pxe init` (Debian: apt-get install ipxe first)" });
+      results.push({ name: "bootloaders", ok: false, detail: `none in ${bootloaderDir(config.stateDir)}`, fix: "run `centra-pxe init` (Debian: apt-get install ipxe first)" });
     }
     // In parallel: a server that does not answer costs one timeout, not one per bootloader.
     results.push(...(await Promise.all(loaders.map((name) => checkTftpRead(config, name)))));
@@ -69,7 +70,7 @@ async function checkBootScript(base: string): Promise<CheckResult> {
 /** Read a whole file over TFTP the way firmware does (octet, blksize 1468) and compare it with the disk. */
 async function checkTftpRead(config: Config, file: string): Promise<CheckResult> {
   const name = `tftp ${file}`;
-  const expected = await readFile(join(config.stateDir, "ipxe", file));
+  const expected = await readFile(join(bootloaderDir(config.stateDir), file));
   const socket = dgram.createSocket("udp4");
   try {
     const received = await new Promise<Buffer>((resolve, reject) => {

@@ -1,7 +1,6 @@
-import { join } from "node:path";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from "fastify";
 import { renderEntryScript, renderMachineScript, ENTRY_SCRIPT_PATH, MACHINE_SCRIPT_PATH } from "../boot/ipxe.js";
-import { isPlainName } from "../boot/image-catalog.js";
+import { bootloaderDir, imagesDir, isImageName as isPlainName } from "../files/state-dir.js";
 import type { BootResolver, BootSpec, MachineIdentity } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
 import { normalizeMac } from "../config/primitives.js";
@@ -101,7 +100,7 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
   app.route<{ Params: { file: string } }>({
     method: ["GET", "HEAD"],
     url: "/boot/ipxe/:file",
-    handler: async (request, reply) => sendFile(request, reply, join(stateDir(), "ipxe"), request.params.file, logger),
+    handler: async (request, reply) => sendFile(request, reply, bootloaderDir(stateDir()), request.params.file, logger),
   });
 
   app.route<{ Params: { image: string; version: string; file: string } }>({
@@ -147,7 +146,7 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
       await reply.code(404).type("text/plain; charset=utf-8").send("not found\n");
       return;
     }
-    return sendFile(request, reply, join(stateDir(), "images"), `${image}/${version}/${file}`, logger);
+    return sendFile(request, reply, imagesDir(stateDir()), `${image}/${version}/${file}`, logger);
   }
 
   return app;

@@ -1,4 +1,4 @@
-import type { AddressInfo } from "node:net";
+import { createServer, type AddressInfo } from "node:net";
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { createFileImageCatalog, type ImageCatalog } from "../boot/image-catalog.js";
 import { createConfigResolver } from "../boot/resolver.js";
@@ -52,9 +52,11 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
       listening = undefined;
       await closing?.close();
     },
+    async check(next) {
+      if (app && moves(next)) await probeListen(next.http.bindAddress, next.http.port);
+    },
     async reload(next) {
-      const moved = next.http.port !== config.http.port || next.http.bindAddress !== config.http.bindAddress;
-      if (moved && app) {
+      if (app && moves(next)) {
         const started = await listen(next);
         const old = app;
         app = started.app;
@@ -72,6 +74,10 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
       return listening;
     },
   };
+
+  function moves(next: Config): boolean {
+    return next.http.port !== config.http.port || next.http.bindAddress !== config.http.bindAddress;
+  }
 
   async function listen(on: Config): Promise<{ app: FastifyInstance; address: { address: string; port: number } }> {
     const instance = await createHttpApp({
@@ -92,4 +98,13 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
   }
 
   return service;
+}
+
+/** Refuses (throws) when nothing could listen on `host:port` now: a reload checks a move this way. */
+function probeListen(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", (error) => reject(new Error(`HTTP cannot move to ${host}:${port}: ${error.message}`, { cause: error })));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
+  });
 }

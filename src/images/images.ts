@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, open, readlink, rename, rm, stat, symlink } from "node:fs/promises";
+import { mkdir, open, rename, rm, stat, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { CentraError, NotFoundError } from "../errors.js";
+import { CURRENT_LINK, NAME_RULE, currentVersion, imageDir as imageDirOf, imageVersionDir, isImageName, isVersionName } from "../files/state-dir.js";
 import type { ImageFileRecord, ImageVersionRecord, Store } from "../store/store.js";
 
 /**
@@ -13,13 +14,8 @@ import type { ImageFileRecord, ImageVersionRecord, Store } from "../store/store.
  * are the truth for serving; the store keeps what was recorded when they were added (digests).
  */
 
-const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
 export const IMAGE_FILE_ROLES = ["kernel", "initrd"] as const;
 export type ImageFileRole = (typeof IMAGE_FILE_ROLES)[number];
-
-export function imagesRoot(stateDir: string): string {
-  return join(stateDir, "images");
-}
 
 export interface AddImageOptions {
   stateDir: string;
@@ -37,9 +33,9 @@ export interface ImageSummary extends ImageVersionRecord {
   current: boolean;
 }
 
-function checkName(kind: string, value: string): void {
-  if (!NAME_PATTERN.test(value) || value === "current") {
-    throw new CentraError("IMAGE_NAME", `${kind} ${JSON.stringify(value)} is not valid: letters, digits, '.', '_' and '-', at most 64, not "current"`);
+function checkName(kind: "image name" | "version", value: string): void {
+  if (!(kind === "image name" ? isImageName(value) : isVersionName(value))) {
+    throw new CentraError("IMAGE_NAME", `${kind} ${JSON.stringify(value)} is not valid: ${NAME_RULE}`);
   }
 }
 
@@ -57,8 +53,8 @@ export async function addImage(options: AddImageOptions): Promise<ImageVersionRe
   const version = options.version ?? versionFromClock(options.now?.() ?? new Date());
   checkName("image name", options.name);
   checkName("version", version);
-  const imageDir = join(imagesRoot(options.stateDir), options.name);
-  const finalDir = join(imageDir, version);
+  const imageDir = imageDirOf(options.stateDir, options.name);
+  const finalDir = imageVersionDir(options.stateDir, options.name, version);
   if (await exists(finalDir)) {
     throw new CentraError("IMAGE_EXISTS", `image ${options.name} version ${version} already exists; add it under a new --version, or remove it first`);
   }
@@ -109,20 +105,12 @@ export async function addImage(options: AddImageOptions): Promise<ImageVersionRe
 export async function useImage(stateDir: string, name: string, version: string): Promise<void> {
   checkName("image name", name);
   checkName("version", version);
-  const imageDir = join(imagesRoot(stateDir), name);
-  if (!(await exists(join(imageDir, version)))) throw new NotFoundError(`image ${name} version ${version}`);
+  const imageDir = imageDirOf(stateDir, name);
+  if (!(await exists(imageVersionDir(stateDir, name, version)))) throw new NotFoundError(`image ${name} version ${version}`);
   const temp = join(imageDir, `.current-${randomBytes(6).toString("hex")}`);
   await symlink(version, temp);
-  await rename(temp, join(imageDir, "current"));
+  await rename(temp, join(imageDir, CURRENT_LINK));
   await fsyncPath(imageDir);
-}
-
-export async function currentVersion(stateDir: string, name: string): Promise<string | undefined> {
-  try {
-    return await readlink(join(imagesRoot(stateDir), name, "current"));
-  } catch {
-    return undefined;
-  }
 }
 
 export async function listImages(stateDir: string, store: Store, name?: string): Promise<ImageSummary[]> {
@@ -139,13 +127,13 @@ export async function removeImage(stateDir: string, store: Store, name: string, 
   if ((await currentVersion(stateDir, name)) === version) {
     throw new CentraError("IMAGE_CURRENT", `image ${name} version ${version} is current; switch with \`images use ${name} <other-version>\` before removing it`);
   }
-  const dir = join(imagesRoot(stateDir), name, version);
+  const dir = imageVersionDir(stateDir, name, version);
   const onDisk = await exists(dir);
   const recorded = await store.images.remove(name, version);
   if (!onDisk && !recorded) throw new NotFoundError(`image ${name} version ${version}`);
   // Rename first so the version vanishes at once, then delete at leisure.
   if (onDisk) {
-    const doomed = join(imagesRoot(stateDir), name, `.removing-${randomBytes(6).toString("hex")}`);
+    const doomed = join(imageDirOf(stateDir, name), `.removing-${randomBytes(6).toString("hex")}`);
     await rename(dir, doomed);
     await rm(doomed, { recursive: true, force: true });
   }

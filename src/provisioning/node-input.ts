@@ -1,6 +1,6 @@
 import { inSubnet, normalizeMac, parseIpv4 } from "../config/primitives.js";
 import type { Config } from "../config/schema.js";
-import { isPlainName } from "../boot/image-catalog.js";
+import { isVersionName as isPlainName } from "../files/state-dir.js";
 import { ValidationError, type FieldProblem } from "./errors.js";
 
 /**

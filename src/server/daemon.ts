@@ -1,6 +1,7 @@
 import type { Config } from "../config/schema.js";
-import type { Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
+import { ReloadFailedError, ReloadRefusedError, type ReloadRefusal } from "../errors.js";
+import type { Logger } from "../log.js";
 
 /**
  * The one lifecycle every part plugs into: start in order, stop in reverse, reload all or none.
@@ -22,8 +23,17 @@ export class Daemon {
     this.services.push(service);
   }
 
-  async start(): Promise<void> {
+  /**
+   * Start every part in registration order. When `signal` aborts (SIGTERM during start-up), the
+   * part being started finishes, everything started is stopped, and the abort reason is thrown.
+   */
+  async start(signal?: AbortSignal): Promise<void> {
     for (const service of this.services) {
+      if (signal?.aborted) {
+        this.logger.info({ next: service.name }, "start-up interrupted; stopping what started");
+        await this.stop();
+        throw signal.reason;
+      }
       try {
         await service.start();
       } catch (error) {
@@ -36,18 +46,57 @@ export class Daemon {
     }
   }
 
-  /** Apply a validated config to every part; a part that refuses it is logged and the rest keep going. */
+  /**
+   * Apply a validated config to every part, or to none. Every started part `check`s it first and
+   * every refusal is collected (the operator fixes them in one pass); only when none refuses does
+   * each part `reload`, in start order.
+   *
+   * A part can still fail to apply a config it accepted (a port taken between the check and the
+   * bind). The parts that had applied it, and the failing one, are then reloaded with the old
+   * config in reverse order, so the daemon stays on one config: the old one. Should that rollback
+   * fail too, `ReloadFailedError.rolledBack` is false and the caller must not go on serving.
+   */
   async reload(config: Config): Promise<void> {
-    const failures: string[] = [];
-    for (const service of this.started) {
+    const parts = [...this.started];
+    const refusals: ReloadRefusal[] = [];
+    for (const service of parts) {
+      try {
+        await service.check?.(config);
+      } catch (error) {
+        refusals.push({ part: service.name, reason: errorMessage(error) });
+      }
+    }
+    if (refusals.length) throw new ReloadRefusedError(refusals);
+
+    const touched: Service[] = [];
+    for (const service of parts) {
+      touched.push(service);
       try {
         await service.reload?.(config);
       } catch (error) {
-        failures.push(`${service.name}: ${(error as Error).message}`);
+        const rollbackFailures = await this.rollBack(touched.reverse());
+        const message = `${service.name} failed to apply the new config: ${errorMessage(error)}`;
+        if (rollbackFailures.length) {
+          throw new ReloadFailedError(service.name, false, `${message}; rolling back failed in ${rollbackFailures.join("; ")}`, { cause: error });
+        }
+        throw new ReloadFailedError(service.name, true, `${message}; every part is back on the old config`, { cause: error });
       }
     }
-    if (failures.length) throw new Error(`reload refused by ${failures.join("; ")}`);
     this.config = config;
+  }
+
+  /** Reload `parts` with the config in force before the failed reload; returns what failed. */
+  private async rollBack(parts: Service[]): Promise<string[]> {
+    const failures: string[] = [];
+    for (const service of parts) {
+      try {
+        await service.reload?.(this.config);
+      } catch (error) {
+        this.logger.error({ service: service.name, err: error }, "could not go back to the old config");
+        failures.push(`${service.name}: ${errorMessage(error)}`);
+      }
+    }
+    return failures;
   }
 
   async stop(): Promise<void> {
@@ -70,4 +119,8 @@ export class Daemon {
     }
     return result;
   }
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -1,12 +1,13 @@
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
 import { loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/schema.js";
-import { ConfigError, formatConfigProblem } from "../errors.js";
+import { ConfigError, ReloadFailedError, ReloadRefusedError, formatConfigProblem } from "../errors.js";
+import { databaseFile } from "../files/state-dir.js";
 import { createLogger, type Logger } from "../log.js";
 import { openSqliteStore, type SqliteStore } from "../store/sqlite-store.js";
 import { Daemon } from "./daemon.js";
 import { createServices } from "./parts.js";
+import { takeDaemonSignals, type DaemonSignal, type SignalInbox } from "./signals.js";
 
 export interface RunningServer {
   daemon: Daemon;
@@ -16,17 +17,25 @@ export interface RunningServer {
 }
 
 /**
- * `centra-pxe serve`: open the store, start every part in one lifecycle, and return a handle.
- * The caller owns signals (see `serveForever`); tests call this directly.
+ * The exit status after a stray exception or a reload that left no known config (sysexits.h
+ * EX_SOFTWARE), so a service manager restarts the daemon and an operator can tell it from a bad
+ * config (status 1). Restarting is safe: every lease is on disk before its ACK went out.
  */
-export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
+export const EXIT_INTERNAL_ERROR = 70;
+
+/**
+ * `centra-pxe serve`: open the store, start every part in one lifecycle, and return a handle.
+ * The caller owns signals (see `serveForever`); tests call this directly. When `signal` aborts
+ * during start-up, what started is stopped and the abort reason is thrown.
+ */
+export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel), signal?: AbortSignal): Promise<RunningServer> {
   await mkdir(config.stateDir, { recursive: true });
-  const store = openSqliteStore(join(config.stateDir, "centra-pxe.db"));
+  const store = openSqliteStore(databaseFile(config.stateDir));
   const daemon = new Daemon(config, logger);
   const parts = createServices(config, { logger, store, daemon });
   for (const service of parts.services) daemon.register(service);
   try {
-    await daemon.start();
+    await daemon.start(signal);
   } catch (error) {
     await parts.close();
     await store.close();
@@ -46,46 +55,114 @@ export async function startServer(config: Config, logger: Logger = createLogger(
 
 /**
  * Run until SIGTERM/SIGINT. SIGHUP re-reads the config file: a bad one is logged with every
- * problem and refused, and the old config keeps serving.
+ * problem and refused, and the old config keeps serving; a good one is applied by every part or
+ * by none (`Daemon.reload`).
+ *
+ * Signals are the inbox's from the process's first instant (`holdDaemonSignals` in the CLI): a
+ * SIGHUP during start-up is applied once every part is up, a SIGTERM during start-up stops what
+ * started and returns. A stray exception or rejection is logged and the process exits with
+ * `EXIT_INTERNAL_ERROR` rather than serve in a state nobody knows.
  */
-export async function serveForever(config: Config, file: string | undefined): Promise<void> {
+export async function serveForever(config: Config, file: string | undefined, signals: SignalInbox = takeDaemonSignals()): Promise<void> {
   const logger = createLogger(config.logLevel);
-  const server = await startServer(config, logger);
-  logger.info({ config: file ?? "<embedded defaults>", interface: config.interface, serverAddress: config.serverAddress }, "serving");
+  const removeCrashHandlers = exitOnStrayError(logger);
+  const stopping = new AbortController();
+  let server: RunningServer | undefined;
+  let fatal: ReloadFailedError | undefined;
+  let startedUp!: () => void;
+  // Reloads queue behind start-up and behind each other; a stop waits for the one in flight.
+  let reloading = new Promise<void>((resolve) => (startedUp = resolve));
 
-  let reloading = Promise.resolve();
-  process.on("SIGHUP", () => {
-    reloading = reloading.then(async () => {
-      if (!file) {
-        logger.warn("SIGHUP: running on embedded defaults, nothing to reload");
+  const reload = async (): Promise<void> => {
+    if (!server || stopping.signal.aborted) return;
+    if (!file) {
+      logger.warn("SIGHUP: running on embedded defaults, nothing to reload");
+      return;
+    }
+    let next: Config;
+    try {
+      next = loadConfigFile(file);
+    } catch (error) {
+      const problems = error instanceof ConfigError ? error.problems.map(formatConfigProblem) : [String(error)];
+      logger.error({ problems }, "SIGHUP: new config refused; the old one keeps serving");
+      return;
+    }
+    try {
+      await server.daemon.reload(next);
+      logger.info({ config: file }, "SIGHUP: config reloaded");
+    } catch (error) {
+      if (error instanceof ReloadRefusedError) {
+        logger.error({ refusals: error.refusals }, "SIGHUP: new config refused; the old one keeps serving");
+      } else if (error instanceof ReloadFailedError && error.rolledBack) {
+        logger.error({ err: error }, "SIGHUP: reload failed; every part went back to the old config, which keeps serving");
+      } else {
+        fatal = error instanceof ReloadFailedError ? error : new ReloadFailedError("daemon", false, String(error), { cause: error });
+        logger.fatal({ err: error }, "SIGHUP: reload failed and the old config could not be restored; stopping");
+        stopping.abort(fatal);
+      }
+    }
+  };
+
+  signals.drainTo((signal: DaemonSignal) => {
+    if (signal === "SIGHUP") {
+      if (stopping.signal.aborted) return;
+      if (!server) logger.info("SIGHUP during start-up: the config is re-read once every part is up");
+      reloading = reloading.then(reload);
+      return;
+    }
+    if (stopping.signal.aborted) return;
+    logger.info({ signal }, server ? "stopping" : "stopping during start-up");
+    stopping.abort(new Error(`${signal} during start-up`));
+  });
+
+  try {
+    try {
+      server = await startServer(config, logger, stopping.signal);
+    } catch (error) {
+      if (stopping.signal.aborted) {
+        logger.info("stopped before serving");
         return;
       }
-      let next: Config;
-      try {
-        next = loadConfigFile(file);
-      } catch (error) {
-        const problems = error instanceof ConfigError ? error.problems.map(formatConfigProblem) : [String(error)];
-        logger.error({ problems }, "SIGHUP: new config refused; the old one keeps serving");
-        return;
-      }
-      try {
-        await server.daemon.reload(next);
-        logger.info({ config: file }, "SIGHUP: config reloaded");
-      } catch (error) {
-        logger.error({ err: error }, "SIGHUP: reload failed; the old config keeps serving");
-      }
+      throw error;
+    } finally {
+      startedUp();
+    }
+    logger.info({ config: file ?? "<embedded defaults>", interface: config.interface, serverAddress: config.serverAddress }, "serving");
+
+    await new Promise<void>((resolve) => {
+      if (stopping.signal.aborted) resolve();
+      else stopping.signal.addEventListener("abort", () => resolve(), { once: true });
     });
-  });
+    await reloading;
+    try {
+      await server.stop();
+    } catch (error) {
+      logger.error({ err: error }, "error while stopping");
+    }
+    if (fatal) throw Object.assign(fatal, { exitCode: EXIT_INTERNAL_ERROR });
+  } finally {
+    signals.close();
+    removeCrashHandlers();
+  }
+}
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      logger.info({ signal }, "stopping");
-      void reloading.then(() => server.stop()).then(resolve, (error: unknown) => {
-        logger.error({ err: error }, "error while stopping");
-        resolve();
-      });
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
-  });
+/**
+ * Past this point nothing knows what state the parts are in: log the error with where it came from,
+ * then exit non-zero at once (a graceful stop could hang on the very part that broke).
+ */
+function exitOnStrayError(logger: Logger): () => void {
+  const onException = (error: Error, origin: NodeJS.UncaughtExceptionOrigin) => {
+    logger.fatal({ err: error, origin }, "stray exception; exiting so the service manager starts a clean daemon");
+    process.exit(EXIT_INTERNAL_ERROR);
+  };
+  const onRejection = (reason: unknown) => {
+    logger.fatal({ err: reason, origin: "unhandledRejection" }, "stray promise rejection; exiting so the service manager starts a clean daemon");
+    process.exit(EXIT_INTERNAL_ERROR);
+  };
+  process.on("uncaughtException", onException);
+  process.on("unhandledRejection", onRejection);
+  return () => {
+    process.off("uncaughtException", onException);
+    process.off("unhandledRejection", onRejection);
+  };
 }

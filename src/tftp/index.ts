@@ -50,6 +50,7 @@ export function createTftpService(options: TftpServiceOptions): TftpService {
       logger.info({ address, port, root: tftpRoot(config.stateDir) }, "tftp serving");
     },
     stop: () => server.stop(),
+    check: (next: Config) => server.checkRebind(next.tftp.bindAddress, next.tftp.port),
     async reload(next: Config) {
       await server.reconfigure(tftpRoot(next.stateDir), next.tftp.bindAddress, next.tftp.port);
       config = next;

@@ -1,9 +1,9 @@
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
-import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
 import { NotFoundError, PathEscapeError } from "../errors.js";
 import { resolveInside } from "../files/safe-path.js";
+import { bootloaderDir } from "../files/state-dir.js";
 import { DEFAULT_CACHE_OPTIONS, FileCache, type FileCacheOptions } from "./file-source.js";
 import { decodePacket, encodePacket, ErrorCode, Opcode, type RequestPacket } from "./packet.js";
 import { DEFAULT_TFTP_LIMITS, runTransfer, type RunningTransfer, type TftpLimits, type TransferEnd, type TransferJob } from "./transfer-server.js";
@@ -132,6 +132,22 @@ export class TftpServer {
       await this.stopWorkers();
       throw err;
     }
+  }
+
+  /**
+   * Refuses (throws) when `reconfigure` could not move the request port to `address:port`: binds a
+   * probe socket there and closes it at once. A reload checks this before any part applies it.
+   */
+  async checkRebind(address: string, port: number): Promise<void> {
+    if (address === this.options.bindAddress && port === this.options.port) return;
+    await new Promise<void>((resolve, reject) => {
+      const probe = createSocket({ type: "udp4" });
+      probe.once("error", (err) => {
+        probe.close();
+        reject(new Error(`TFTP cannot move to ${address}:${port}: ${err.message}`, { cause: err }));
+      });
+      probe.bind({ address, port, exclusive: true }, () => probe.close(() => resolve()));
+    });
   }
 
   /** Point new requests at another root, and move the request port if it changed. */
@@ -357,5 +373,5 @@ export class TftpServer {
 
 /** `<stateDir>/ipxe`, the directory TFTP serves (docs/LAYOUT.md). */
 export function tftpRoot(stateDir: string): string {
-  return join(stateDir, "ipxe");
+  return bootloaderDir(stateDir);
 }

@@ -1,0 +1,94 @@
+import { readlink, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
+
+/**
+ * The state directory (PRODUCT.md §4), the one place that knows its layout:
+ *
+ * ```
+ * stateDir/
+ *   ipxe/                       bootloaders, served over TFTP and HTTP as they are
+ *   images/<name>/<version>/    kernel, initrd (and manifest.json for an image placed by hand)
+ *   images/<name>/current       symlink → <version>, switched atomically by rename(2)
+ *   centra-pxe.db               the embedded SQLite store
+ * ```
+ *
+ * Every other module builds these paths through the functions here, and checks image and version
+ * names with the one rule below.
+ */
+
+/** The file of the embedded SQLite store. */
+export function databaseFile(stateDir: string): string {
+  return join(stateDir, "centra-pxe.db");
+}
+
+/** `stateDir/ipxe`: the bootloaders, the TFTP root, `/boot/ipxe/<file>` over HTTP. */
+export function bootloaderDir(stateDir: string): string {
+  return join(stateDir, "ipxe");
+}
+
+/** `stateDir/images`: one directory per image. */
+export function imagesDir(stateDir: string): string {
+  return join(stateDir, "images");
+}
+
+/** `stateDir/images/<name>`: the image's versions and its `current` link. */
+export function imageDir(stateDir: string, name: string): string {
+  return join(imagesDir(stateDir), name);
+}
+
+/** `stateDir/images/<name>/<version>`: one version's files. */
+export function imageVersionDir(stateDir: string, name: string, version: string): string {
+  return join(imageDir(stateDir, name), version);
+}
+
+/** The name of the link to an image's current version; never a version name. */
+export const CURRENT_LINK = "current";
+
+/** The manifest an image placed by hand may carry (`{ cmdline }`); `images add` records it in the store. */
+export const MANIFEST_FILE = "manifest.json";
+
+/**
+ * Image and version names: one plain path and URL segment. Letters, digits, '.', '_' and '-',
+ * starting with a letter or digit (so never `..` and never one of the hidden `.incoming-…`,
+ * `.current-…` entries an update works in), at most 64 characters, and never `current`.
+ */
+const PLAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** The rule of `isImageName` and `isVersionName`, in words, for error messages. */
+export const NAME_RULE = `letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64, not "${CURRENT_LINK}"`;
+
+export function isImageName(name: string): boolean {
+  return PLAIN_NAME.test(name) && name !== CURRENT_LINK;
+}
+
+export function isVersionName(name: string): boolean {
+  return PLAIN_NAME.test(name) && name !== CURRENT_LINK;
+}
+
+/**
+ * The version an image's `current` link points at, when that version exists; undefined otherwise
+ * (no such image, no link, or a link to nothing). The link is written as a relative `<version>`;
+ * an absolute or nested target is tolerated only when its last segment names a version directory
+ * of this same image.
+ */
+export async function currentVersion(stateDir: string, name: string): Promise<string | undefined> {
+  if (!isImageName(name)) return undefined;
+  let target: string;
+  try {
+    target = await readlink(join(imageDir(stateDir, name), CURRENT_LINK));
+  } catch {
+    return undefined;
+  }
+  const version = basename(target);
+  return (await hasImageVersion(stateDir, name, version)) ? version : undefined;
+}
+
+/** Whether `images/<name>/<version>/` exists as a directory (names that break the rule never do). */
+export async function hasImageVersion(stateDir: string, name: string, version: string): Promise<boolean> {
+  if (!isImageName(name) || !isVersionName(version)) return false;
+  try {
+    return (await stat(imageVersionDir(stateDir, name, version))).isDirectory();
+  } catch {
+    return false;
+  }
+}
