@@ -1,27 +1,17 @@
 #!/usr/bin/env node
-import { Command } from "commander";
-import { registerConfigCommands } from "./config-commands.js";
-import { registerLabCommand } from "./lab-command.js";
-import { registerLeasesCommand } from "./leases-command.js";
-import { registerNodesCommands } from "./nodes-command.js";
-import { registerStateCommands } from "./state-commands.js";
-import { registerTokenCommands } from "./token-command.js";
+// The daemon holds its signals before anything else loads: a SIGHUP or SIGTERM that comes while the
+// modules below are still being read must not kill it (src/server/signals.ts). Only `serve` does,
+// so every other command keeps Node's defaults; the command is the first argument, as the CLI has
+// no global options but --help and --version.
+import { holdDaemonSignals } from "../server/signals.js";
 
-const program = new Command()
-  .name("centra-pxe")
-  .description("Bare-metal network boot and provisioning: DHCP, TFTP, HTTP and iPXE in one daemon")
-  .version("0.1.0")
-  .enablePositionalOptions()
-  .showHelpAfterError();
+if (process.argv[2] === "serve") holdDaemonSignals();
 
-registerConfigCommands(program);
-registerLabCommand(program);
-registerStateCommands(program);
-registerLeasesCommand(program);
-registerNodesCommands(program);
-registerTokenCommands(program);
-
-program.parseAsync(process.argv).catch((error: unknown) => {
-  process.stderr.write(`centra-pxe: ${(error as Error).message}\n`);
-  process.exit(typeof (error as { exitCode?: unknown }).exitCode === "number" ? (error as { exitCode: number }).exitCode : 1);
-});
+const { runCli } = await import("./program.js");
+try {
+  await runCli(process.argv);
+} catch (error) {
+  process.stderr.write(`centra-pxe: ${error instanceof Error ? error.message : String(error)}\n`);
+  const exitCode = (error as { exitCode?: unknown }).exitCode;
+  process.exit(typeof exitCode === "number" ? exitCode : 1);
+}
