@@ -7,7 +7,7 @@ import { MessageType, Option } from "./options.js";
 import { BootOp, decode, encode, messageType, optionAddress, optionString, type DhcpPacket } from "./packet.js";
 import { AddressPool } from "./pool.js";
 import { PerClientRateLimit } from "./rate-limit.js";
-import { readPcap } from "../../test/dhcp/pcap.js";
+import { readPcap } from "../files/pcap.js";
 
 const ip = (s: string) => parseIpv4(s)!;
 const SERVER = ip("10.0.100.10");

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { describe, it } from "node:test";
 import { DecodeError } from "../errors.js";
-import { readPcap } from "../../test/dhcp/pcap.js";
+import { readPcap } from "../files/pcap.js";
 import { MessageType, Option } from "./options.js";
 import { BootOp, decode, encode, hardwareAddress, machineUuid, maxMessageSize, messageType, userClasses, type DhcpPacket } from "./packet.js";
 

@@ -5,10 +5,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { openSqliteStore } from "./sqlite-store.js";
-import { storeContract } from "./store-contract.js";
-
-storeContract("sqlite", async () => openSqliteStore(":memory:"));
-
 test("sqlite: data survives closing and reopening the file", async () => {
   const file = join(mkdtempSync(join(tmpdir(), "store-")), "centra-pxe.db");
   const first = openSqliteStore(file);

@@ -6,7 +6,7 @@ import { MessageType } from "../../src/dhcp/options.js";
 import { formatIpv4 } from "../../src/config/primitives.js";
 import { createLink, requireBinaries, type TestLink } from "../support/netns.js";
 import { killHard, leasesIn, runToEnd, serverFiles, sleep, startServerProcess } from "./harness.js";
-import { readPcap } from "./pcap.js";
+import { readPcap } from "../../src/files/pcap.js";
 
 /**
  * perfdhcp (Kea's load generator, acting as a relay) against the server: no address is ever

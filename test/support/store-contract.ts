@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { NodeConflict, type NodeRecord, type Store } from "./store.js";
+import { NodeConflict, type NodeRecord, type Store } from "../../src/store/store.js";
 
 /**
  * The behaviour every Store implementation owes its callers. Each implementation's test calls this
