@@ -54,7 +54,7 @@ export class HttpError extends CentraError {
   constructor(
     readonly status: number,
     message: string,
-    code = "HTTP_" + status,
+    code = `HTTP_${status}`,
   ) {
     super(code, message);
   }

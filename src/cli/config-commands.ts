@@ -29,7 +29,7 @@ export function registerConfigCommands(program: Command): void {
         process.stdout.write(`${file}: valid\n`);
       } catch (error) {
         if (!(error instanceof ConfigError)) throw error;
-        process.stdout.write(error.message + "\n");
+        process.stdout.write(`${error.message}\n`);
         process.stderr.write(`${file}: ${error.problems.length} problem${error.problems.length === 1 ? "" : "s"}\n`);
         process.exitCode = 1;
       }

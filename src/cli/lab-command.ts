@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { installMissingPackages, requireRoot } from "../lab/host.js";
 import { HTTP_BOOT_LAB_MACHINE, SEED_LAB_MACHINES } from "../lab/lab-config.js";
-import { DEFAULT_LAB_NAMESPACE, DEFAULT_LAB_STATE_DIR, describeProgress, labDown, labNodes, labStatus, labUp, machineSerialTail, watchLab, type LabState } from "../lab/lab.js";
+import { DEFAULT_LAB_NAMESPACE, DEFAULT_LAB_STATE_DIR, describeProgress, labDown, labNodes, labStatus, labUp, machineSerialTail, watchLab, type Lab, type LabState } from "../lab/lab.js";
 import { Milestone } from "../lab/progress.js";
 
 interface LabCommandOptions {
@@ -49,7 +49,7 @@ export function registerLabCommand(program: Command): void {
       if (options.dhcp !== "server" && options.dhcp !== "proxy") throw new Error(`--dhcp must be server or proxy, got ${JSON.stringify(options.dhcp)}`);
       if (options.install) installMissingPackages(say);
       const machines = options.httpBoot ? [...SEED_LAB_MACHINES, HTTP_BOOT_LAB_MACHINE] : [...SEED_LAB_MACHINES];
-      let running;
+      let running: Lab;
       try {
         running = await labUp({ stateDir: common.stateDir, namespace: common.namespace, machines, dhcpMode: options.dhcp, ipv6RouterAdvertisements: options.ipv6Ra === true, say });
       } catch (error) {

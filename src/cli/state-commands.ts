@@ -77,7 +77,7 @@ export function registerStateCommands(program: Command): void {
       await withStore(options.config, options.stateDir, async (stateDir, store) => {
         const list = await listImages(stateDir, store, name);
         if (options.json) {
-          process.stdout.write(JSON.stringify(list, null, 2) + "\n");
+          process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
           return;
         }
         if (list.length === 0) process.stdout.write("no images; add one with `centra-pxe images add NAME --kernel F --initrd F`\n");

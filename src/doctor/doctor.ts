@@ -9,7 +9,7 @@ import { MessageType, Option } from "../dhcp/options.js";
 import { BootOp, BROADCAST_FLAG, decode, encode, messageType, optionAddress } from "../dhcp/packet.js";
 import { installedBootloaders } from "../files/bootloaders.js";
 import { bootloaderDir } from "../files/state-dir.js";
-import { decodePacket, encodePacket, Opcode } from "../tftp/packet.js";
+import { decodePacket, encodePacket, Opcode, type Packet } from "../tftp/packet.js";
 
 /**
  * `centra-pxe doctor`: the seed's `setup.sh --test`. Checks a running server end to end from the
@@ -79,7 +79,7 @@ async function checkTftpRead(config: Config, file: string): Promise<CheckResult>
       const timer = setTimeout(() => reject(new Error(`no answer from ${config.serverAddress}:${config.tftp.port} within ${TIMEOUT_MS} ms`)), TIMEOUT_MS * 3);
       socket.on("error", reject);
       socket.on("message", (message, peer) => {
-        let packet;
+        let packet: Packet;
         try {
           packet = decodePacket(message);
         } catch (error) {
