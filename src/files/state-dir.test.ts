@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { bootloaderDir, currentVersion, databaseFile, hasImageVersion, imageVersionDir, isImageName, isVersionName } from "./state-dir.js";
+
+test("the layout of PRODUCT.md §4", () => {
+  assert.equal(bootloaderDir("/s"), "/s/ipxe");
+  assert.equal(imageVersionDir("/s", "nixos", "24.11"), "/s/images/nixos/24.11");
+  assert.equal(databaseFile("/s"), "/s/centra-pxe.db");
+});
+
+test("one name rule for images and versions: a plain segment of at most 64, never current", () => {
+  for (const good of ["nixos", "24.11", "lab-6.1.0_amd64", "a".repeat(64)]) {
+    assert.ok(isImageName(good) && isVersionName(good), good);
+  }
+  for (const bad of ["", "current", ".hidden", "..", "a/b", "a b", "-x", "a".repeat(65), ".incoming-abc"]) {
+    assert.ok(!isImageName(bad) && !isVersionName(bad), JSON.stringify(bad));
+  }
+});
+
+test("currentVersion: the version `current` points at, only when it exists", async () => {
+  const stateDir = mkdtempSync(join(tmpdir(), "state-dir-"));
+  mkdirSync(imageVersionDir(stateDir, "nixos", "24.11"), { recursive: true });
+  assert.equal(await currentVersion(stateDir, "nixos"), undefined, "no link yet");
+  symlinkSync("24.11", join(stateDir, "images", "nixos", "current"));
+  assert.equal(await currentVersion(stateDir, "nixos"), "24.11");
+  assert.ok(await hasImageVersion(stateDir, "nixos", "24.11"));
+
+  // A link to a version that is gone is no current version (addImage then makes the new one current).
+  mkdirSync(join(stateDir, "images", "gone"), { recursive: true });
+  symlinkSync("1", join(stateDir, "images", "gone", "current"));
+  assert.equal(await currentVersion(stateDir, "gone"), undefined);
+
+  // An absolute target counts only by its last segment, a version of this same image.
+  mkdirSync(imageVersionDir(stateDir, "abs", "2"), { recursive: true });
+  symlinkSync(imageVersionDir(stateDir, "abs", "2"), join(stateDir, "images", "abs", "current"));
+  assert.equal(await currentVersion(stateDir, "abs"), "2");
+
+  assert.equal(await currentVersion(stateDir, "../images/nixos"), undefined, "a name that breaks the rule is never looked up");
+});
