@@ -31,8 +31,14 @@ export const LAYERS = [
  * Remove an entry once its import is gone; the check then keeps it gone.
  */
 export const ALLOWED = new Map([
-  ["provisioning -> api", "issue 11: the API plugin is composed in server/parts.ts, not built in provisioning/index.ts"],
-  ["store -> dhcp", "issue 11: the LeaseStore contract (dhcp/lease-store.ts) belongs below both, e.g. in src/contracts"],
+  [
+    "provisioning -> api",
+    "issue 11: the API plugin is composed in server/parts.ts, not built in provisioning/index.ts",
+  ],
+  [
+    "store -> dhcp",
+    "issue 11: the LeaseStore contract (dhcp/lease-store.ts) belongs below both, e.g. in src/contracts",
+  ],
 ]);
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -69,7 +75,10 @@ export function check() {
     const from = folderOf(file);
     const isTest = file.endsWith(".test.ts");
     const where = (index) => `${relative(repo, file)}:${text.slice(0, index).split("\n").length}`;
-    if (!layerOf.has(from)) problems.push(`${relative(repo, file)}: folder src/${from} is in no layer; add it to LAYERS in scripts/check-layers.mjs and to docs/LAYOUT.md`);
+    if (!layerOf.has(from))
+      problems.push(
+        `${relative(repo, file)}: folder src/${from} is in no layer; add it to LAYERS in scripts/check-layers.mjs and to docs/LAYOUT.md`,
+      );
     for (const match of text.matchAll(IMPORT)) {
       const specifier = match[1] ?? match[2];
       const at = where(match.index + match[0].indexOf(specifier));
@@ -87,8 +96,10 @@ export function check() {
       if (to === from || !layerOf.has(to) || !layerOf.has(from)) continue;
       const edge = `${from} -> ${to}`;
       if (ALLOWED.has(edge)) continue;
-      if (layerOf.get(to) < layerOf.get(from)) problems.push(`${at}: ${edge} imports upward (layer ${layerOf.get(from)} → ${layerOf.get(to)}): ${specifier}`);
-      else if (layerOf.get(to) === layerOf.get(from)) problems.push(`${at}: ${edge} imports a sibling in its own layer: ${specifier}`);
+      if (layerOf.get(to) < layerOf.get(from))
+        problems.push(`${at}: ${edge} imports upward (layer ${layerOf.get(from)} → ${layerOf.get(to)}): ${specifier}`);
+      else if (layerOf.get(to) === layerOf.get(from))
+        problems.push(`${at}: ${edge} imports a sibling in its own layer: ${specifier}`);
     }
   }
   return problems;
@@ -98,7 +109,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const problems = check();
   for (const p of problems) process.stderr.write(`${p}\n`);
   if (problems.length) {
-    process.stderr.write(`check-layers: ${problems.length} problem${problems.length === 1 ? "" : "s"} (rules: docs/LAYOUT.md)\n`);
+    process.stderr.write(
+      `check-layers: ${problems.length} problem${problems.length === 1 ? "" : "s"} (rules: docs/LAYOUT.md)\n`,
+    );
     process.exit(1);
   }
   process.stdout.write(`check-layers: ${LAYERS.length} layers, imports point down, nothing ships node:test\n`);

@@ -3,7 +3,15 @@ import { mkdirSync, mkdtempSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { bootloaderDir, currentVersion, databaseFile, hasImageVersion, imageVersionDir, isImageName, isVersionName } from "./state-dir.js";
+import {
+  bootloaderDir,
+  currentVersion,
+  databaseFile,
+  hasImageVersion,
+  imageVersionDir,
+  isImageName,
+  isVersionName,
+} from "./state-dir.js";
 
 test("the layout of PRODUCT.md §4", () => {
   assert.equal(bootloaderDir("/s"), "/s/ipxe");
@@ -38,5 +46,9 @@ test("currentVersion: the version `current` points at, only when it exists", asy
   symlinkSync(imageVersionDir(stateDir, "abs", "2"), join(stateDir, "images", "abs", "current"));
   assert.equal(await currentVersion(stateDir, "abs"), "2");
 
-  assert.equal(await currentVersion(stateDir, "../images/nixos"), undefined, "a name that breaks the rule is never looked up");
+  assert.equal(
+    await currentVersion(stateDir, "../images/nixos"),
+    undefined,
+    "a name that breaks the rule is never looked up",
+  );
 });

@@ -41,9 +41,15 @@ async function daemonOf(parts: ReturnType<typeof part>[]): Promise<Daemon> {
 test("a part refusing in check: no part applies the config, every refusal is named", async () => {
   const parts = [part("provisioning"), part("http", { refuse: true }), part("tftp"), part("dhcp", { refuse: true })];
   const daemon = await daemonOf(parts);
-  const error = await daemon.reload(NEW).then(() => undefined, (e: unknown) => e);
+  const error = await daemon.reload(NEW).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(error instanceof ReloadRefusedError, String(error));
-  assert.deepEqual(error.refusals.map((r) => r.part), ["http", "dhcp"]);
+  assert.deepEqual(
+    error.refusals.map((r) => r.part),
+    ["http", "dhcp"],
+  );
   for (const p of parts) {
     assert.equal(p.seen.config, OLD, `${p.seen.name} kept the old config`);
     assert.equal(p.seen.reloads, 0, `${p.seen.name} was not reloaded at all`);
@@ -62,7 +68,10 @@ test("every part accepting: each applies the new config, in start order", async 
 test("a part failing to apply after every check passed: the parts that applied go back to the old config", async () => {
   const parts = [part("provisioning"), part("http"), part("tftp", { failApply: true }), part("dhcp")];
   const daemon = await daemonOf(parts);
-  const error = await daemon.reload(NEW).then(() => undefined, (e: unknown) => e);
+  const error = await daemon.reload(NEW).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(error instanceof ReloadFailedError, String(error));
   assert.equal(error.part, "tftp");
   assert.equal(error.rolledBack, true);
@@ -74,7 +83,10 @@ test("a part failing to apply after every check passed: the parts that applied g
 test("a rollback that fails too says the daemon is on no known config", async () => {
   const parts = [part("provisioning", { failRollback: true }), part("http", { failApply: true })];
   const daemon = await daemonOf(parts);
-  const error = await daemon.reload(NEW).then(() => undefined, (e: unknown) => e);
+  const error = await daemon.reload(NEW).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(error instanceof ReloadFailedError, String(error));
   assert.equal(error.rolledBack, false);
   assert.match(error.message, /provisioning: provisioning is stuck/);

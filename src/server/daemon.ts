@@ -77,9 +77,16 @@ export class Daemon {
         const rollbackFailures = await this.rollBack(touched.reverse());
         const message = `${service.name} failed to apply the new config: ${errorMessage(error)}`;
         if (rollbackFailures.length) {
-          throw new ReloadFailedError(service.name, false, `${message}; rolling back failed in ${rollbackFailures.join("; ")}`, { cause: error });
+          throw new ReloadFailedError(
+            service.name,
+            false,
+            `${message}; rolling back failed in ${rollbackFailures.join("; ")}`,
+            { cause: error },
+          );
         }
-        throw new ReloadFailedError(service.name, true, `${message}; every part is back on the old config`, { cause: error });
+        throw new ReloadFailedError(service.name, true, `${message}; every part is back on the old config`, {
+          cause: error,
+        });
       }
     }
     this.config = config;

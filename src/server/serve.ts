@@ -28,7 +28,11 @@ export const EXIT_INTERNAL_ERROR = 70;
  * The caller owns signals (see `serveForever`); tests call this directly. When `signal` aborts
  * during start-up, what started is stopped and the abort reason is thrown.
  */
-export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel), signal?: AbortSignal): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  logger: Logger = createLogger(config.logLevel),
+  signal?: AbortSignal,
+): Promise<RunningServer> {
   await mkdir(config.stateDir, { recursive: true });
   const store = openSqliteStore(databaseFile(config.stateDir));
   const daemon = new Daemon(config, logger);
@@ -63,7 +67,11 @@ export async function startServer(config: Config, logger: Logger = createLogger(
  * started and returns. A stray exception or rejection is logged and the process exits with
  * `EXIT_INTERNAL_ERROR` rather than serve in a state nobody knows.
  */
-export async function serveForever(config: Config, file: string | undefined, signals: SignalInbox = takeDaemonSignals()): Promise<void> {
+export async function serveForever(
+  config: Config,
+  file: string | undefined,
+  signals: SignalInbox = takeDaemonSignals(),
+): Promise<void> {
   const logger = createLogger(config.logLevel);
   const removeCrashHandlers = exitOnStrayError(logger);
   const stopping = new AbortController();
@@ -94,9 +102,15 @@ export async function serveForever(config: Config, file: string | undefined, sig
       if (error instanceof ReloadRefusedError) {
         logger.error({ refusals: error.refusals }, "SIGHUP: new config refused; the old one keeps serving");
       } else if (error instanceof ReloadFailedError && error.rolledBack) {
-        logger.error({ err: error }, "SIGHUP: reload failed; every part went back to the old config, which keeps serving");
+        logger.error(
+          { err: error },
+          "SIGHUP: reload failed; every part went back to the old config, which keeps serving",
+        );
       } else {
-        fatal = error instanceof ReloadFailedError ? error : new ReloadFailedError("daemon", false, String(error), { cause: error });
+        fatal =
+          error instanceof ReloadFailedError
+            ? error
+            : new ReloadFailedError("daemon", false, String(error), { cause: error });
         logger.fatal({ err: error }, "SIGHUP: reload failed and the old config could not be restored; stopping");
         stopping.abort(fatal);
       }
@@ -127,7 +141,10 @@ export async function serveForever(config: Config, file: string | undefined, sig
     } finally {
       startedUp();
     }
-    logger.info({ config: file ?? "<embedded defaults>", interface: config.interface, serverAddress: config.serverAddress }, "serving");
+    logger.info(
+      { config: file ?? "<embedded defaults>", interface: config.interface, serverAddress: config.serverAddress },
+      "serving",
+    );
 
     await new Promise<void>((resolve) => {
       if (stopping.signal.aborted) resolve();
@@ -156,7 +173,10 @@ function exitOnStrayError(logger: Logger): () => void {
     process.exit(EXIT_INTERNAL_ERROR);
   };
   const onRejection = (reason: unknown) => {
-    logger.fatal({ err: reason, origin: "unhandledRejection" }, "stray promise rejection; exiting so the service manager starts a clean daemon");
+    logger.fatal(
+      { err: reason, origin: "unhandledRejection" },
+      "stray promise rejection; exiting so the service manager starts a clean daemon",
+    );
     process.exit(EXIT_INTERNAL_ERROR);
   };
   process.on("uncaughtException", onException);

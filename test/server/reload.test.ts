@@ -62,7 +62,19 @@ before(() => {
   runCli(["init", "--config", configFile]);
   writeFileSync(join(dir, "bzImage"), Buffer.alloc(64 * 1024, 7));
   writeFileSync(join(dir, "initrd"), Buffer.alloc(16 * 1024, 9));
-  runCli(["images", "add", "nixos", "--kernel", join(dir, "bzImage"), "--initrd", join(dir, "initrd"), "--version", "1", "--config", configFile]);
+  runCli([
+    "images",
+    "add",
+    "nixos",
+    "--kernel",
+    join(dir, "bzImage"),
+    "--initrd",
+    join(dir, "initrd"),
+    "--version",
+    "1",
+    "--config",
+    configFile,
+  ]);
 });
 
 after(() => {
@@ -72,14 +84,20 @@ after(() => {
 });
 
 const curl = (path: string) => link.inClient("curl", ["-sS", "--max-time", "10", `http://${link.serverIp}${path}`]);
-const machineScript = () => curl(`/boot/ipxe/machine.ipxe?mac=${MAC.replace(/:/g, "-")}&platform=pcbios&buildarch=i386`);
+const machineScript = () =>
+  curl(`/boot/ipxe/machine.ipxe?mac=${MAC.replace(/:/g, "-")}&platform=pcbios&buildarch=i386`);
 
 test("a SIGHUP while the daemon is still starting is held, not fatal: it serves, then reloads", async () => {
   const child = link.spawnInServer(process.execPath, cliArgs(["serve", "--config", configFile]), { cwd: repo });
   let log = "";
   child.stdout!.on("data", (chunk: Buffer) => (log += chunk.toString()));
   child.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
-  daemon = { process: child, log: () => log, waitForLog: (what, check, ms) => waitFor(what, () => check(log), { ms, context: () => `server log:\n${log.slice(-3000)}` }) };
+  daemon = {
+    process: child,
+    log: () => log,
+    waitForLog: (what, check, ms) =>
+      waitFor(what, () => check(log), { ms, context: () => `server log:\n${log.slice(-3000)}` }),
+  };
 
   // Signal as early as the daemon can take it: once it has a SIGHUP handler, or once it logs its
   // first line (a part started) if it has none by then. Poll tightly: start-up is short.
@@ -92,7 +110,10 @@ test("a SIGHUP while the daemon is still starting is held, not fatal: it serves,
   child.kill("SIGHUP");
   assert.doesNotMatch(logWhenSignalled, /"msg":"serving"/, "the SIGHUP went out before the daemon served");
 
-  await daemon.waitForLog("the server to serve", (l) => l.includes('"msg":"serving"') || child.exitCode !== null || child.signalCode !== null);
+  await daemon.waitForLog(
+    "the server to serve",
+    (l) => l.includes('"msg":"serving"') || child.exitCode !== null || child.signalCode !== null,
+  );
   assert.equal(child.signalCode, null, `the daemon survived the early SIGHUP:\n${log.slice(-2000)}`);
   assert.equal(child.exitCode, null, `the daemon survived the early SIGHUP:\n${log.slice(-2000)}`);
   await daemon.waitForLog("the held reload", (l) => l.includes("SIGHUP: config reloaded"));
@@ -104,7 +125,10 @@ test("a SIGHUP while the daemon is still starting is held, not fatal: it serves,
 test("a reload one part refuses (HTTP onto a taken port) leaves every part on the old config", async (t) => {
   if (!requireBinaries(t, "tftp", "udhcpc", "curl")) return;
   assert.equal(daemon.process.exitCode, null, "the daemon of the first test is running");
-  blocker = link.spawnInServer(process.execPath, ["-e", `require("node:net").createServer().listen(${TAKEN_PORT}, "0.0.0.0", () => console.log("up"))`]);
+  blocker = link.spawnInServer(process.execPath, [
+    "-e",
+    `require("node:net").createServer().listen(${TAKEN_PORT}, "0.0.0.0", () => console.log("up"))`,
+  ]);
   let blockerOut = "";
   blocker.stdout!.on("data", (chunk: Buffer) => (blockerOut += chunk.toString()));
   await waitFor("the port blocker", () => blockerOut.includes("up"));
@@ -125,7 +149,10 @@ test("a reload one part refuses (HTTP onto a taken port) leaves every part on th
   const out = link.inClient("sh", ["-c", `timeout 30 udhcpc -i ${link.clientIf} -n -q -f -s /bin/true 2>&1`]);
   assert.match(out, new RegExp(`lease of ${at(2).replace(/\./g, "\\.")} obtained.*lease time 600\\b`));
   assert.equal(daemon.process.exitCode, null);
-  assert.match(daemon.log(), /"refusals":\[\{"part":"http","reason":"HTTP cannot move to 0\.0\.0\.0:8089[^\n]*new config refused/);
+  assert.match(
+    daemon.log(),
+    /"refusals":\[\{"part":"http","reason":"HTTP cannot move to 0\.0\.0\.0:8089[^\n]*new config refused/,
+  );
 });
 
 test("after the refusal a good config applies to every part at once", async () => {
@@ -147,8 +174,12 @@ test("a SIGTERM while the daemon is still starting stops what started and exits 
   let log = "";
   child.stdout!.on("data", (chunk: Buffer) => (log += chunk.toString()));
   child.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
-  const exited = new Promise<[number | null, string | null]>((resolve) => child.once("exit", (code, signal) => resolve([code, signal])));
-  await waitFor("the daemon to hold its signals", () => catchesSighup(child.pid!) || child.exitCode !== null, { ms: 30_000 });
+  const exited = new Promise<[number | null, string | null]>((resolve) =>
+    child.once("exit", (code, signal) => resolve([code, signal])),
+  );
+  await waitFor("the daemon to hold its signals", () => catchesSighup(child.pid!) || child.exitCode !== null, {
+    ms: 30_000,
+  });
   child.kill("SIGTERM");
   assert.deepEqual(await exited, [0, null], log);
   assert.doesNotMatch(log, /"msg":"serving"/);

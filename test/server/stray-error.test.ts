@@ -18,7 +18,10 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 function runDaemonThat(plant: string): Promise<{ code: number | null; log: string }> {
   const config = join(dir, `config-${plant.length}.yaml`);
-  writeFileSync(config, `stateDir: ${join(dir, "state")}\nserverAddress: 127.0.0.1\ndhcp: { mode: "off" }\ntftp: { enabled: false }\nhttp: { port: 0, bindAddress: 127.0.0.1 }\n`);
+  writeFileSync(
+    config,
+    `stateDir: ${join(dir, "state")}\nserverAddress: 127.0.0.1\ndhcp: { mode: "off" }\ntftp: { enabled: false }\nhttp: { port: 0, bindAddress: 127.0.0.1 }\n`,
+  );
   const entry = `
     import { loadConfigFile } from ${JSON.stringify(join(repo, "src/config/load.ts"))};
     import { serveForever } from ${JSON.stringify(join(repo, "src/server/serve.ts"))};
@@ -30,7 +33,10 @@ function runDaemonThat(plant: string): Promise<{ code: number | null; log: strin
     };
     await serveForever(loadConfigFile(file), file);
   `;
-  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", entry], { cwd: repo, stdio: "pipe" });
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", entry], {
+    cwd: repo,
+    stdio: "pipe",
+  });
   let log = "";
   child.stdout.on("data", (chunk: Buffer) => (log += chunk.toString()));
   child.stderr.on("data", (chunk: Buffer) => (log += chunk.toString()));
@@ -46,7 +52,10 @@ function runDaemonThat(plant: string): Promise<{ code: number | null; log: strin
 test("a stray exception is logged with its origin and the daemon exits 70", async () => {
   const { code, log } = await runDaemonThat(`throw new Error("planted exception")`);
   assert.equal(code, 70, log);
-  assert.match(log, /"level":60.*"origin":"uncaughtException".*planted exception|"level":60.*planted exception.*"origin":"uncaughtException"/);
+  assert.match(
+    log,
+    /"level":60.*"origin":"uncaughtException".*planted exception|"level":60.*planted exception.*"origin":"uncaughtException"/,
+  );
 });
 
 test("a stray promise rejection is logged and the daemon exits 70", async () => {
