@@ -97,7 +97,7 @@ export function check() {
       const edge = `${from} -> ${to}`;
       if (ALLOWED.has(edge)) continue;
       if (layerOf.get(to) < layerOf.get(from))
-        problems.push(`${at}: ${edge} imports upward (layer ${layerOf.get(from)} → ${layerOf.get(to)}): ${specifier}`);
+        problems.push(`${at}: ${edge} runs upward, ${from} sits below ${to} in LAYERS: ${specifier}`);
       else if (layerOf.get(to) === layerOf.get(from))
         problems.push(`${at}: ${edge} imports a sibling in its own layer: ${specifier}`);
     }
