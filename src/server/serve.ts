@@ -126,14 +126,14 @@ export async function serveForever(
     }
     if (stopping.signal.aborted) return;
     logger.info({ signal }, server ? "stopping" : "stopping during start-up");
-    stopping.abort(new Error(`${signal} during start-up`));
+    stopping.abort(new Error(`stopped by ${signal}`));
   });
 
   try {
     try {
       server = await startServer(config, logger, stopping.signal);
     } catch (error) {
-      if (stopping.signal.aborted) {
+      if (stopping.signal.aborted && error === stopping.signal.reason) {
         logger.info("stopped before serving");
         return;
       }
@@ -141,10 +141,13 @@ export async function serveForever(
     } finally {
       startedUp();
     }
-    logger.info(
-      { config: file ?? "<embedded defaults>", interface: config.interface, serverAddress: config.serverAddress },
-      "serving",
-    );
+    // A SIGTERM during the last part's start-up came too late to interrupt it: stop without serving.
+    if (!stopping.signal.aborted) {
+      logger.info(
+        { config: file ?? "<embedded defaults>", interface: config.interface, serverAddress: config.serverAddress },
+        "serving",
+      );
+    }
 
     await new Promise<void>((resolve) => {
       if (stopping.signal.aborted) resolve();
