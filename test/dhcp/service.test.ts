@@ -3,6 +3,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { configSchema, normalizeConfig } from "../../src/config/schema.js";
+import { cachedBootloaders } from "../../src/boot/bootloaders.js";
+import { httpBootBase } from "../../src/boot/firmware.js";
 import { createDhcpService, type SeenClient } from "../../src/dhcp/index.js";
 import { MemoryLeaseStore } from "../../src/dhcp/lease-store.js";
 import { silentLogger } from "../../src/log.js";
@@ -30,7 +32,9 @@ describe("createDhcpService in-process", { timeout: 120_000 }, () => {
       logger: silentLogger,
       leases,
       observer: (s) => seen.push(s),
-      lookupNode: (m) => (m === mac ? { hostname: "from-inventory", ipAddress: `${base}.9` } : undefined),
+      bootloaders: cachedBootloaders(() => join(config.stateDir, "ipxe")),
+    bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
+    lookupNode: (m) => (m === mac ? { hostname: "from-inventory", ipAddress: `${base}.9` } : undefined),
     });
     try {
       assert.equal(service.health().ok, false, "not healthy before start");
