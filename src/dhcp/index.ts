@@ -60,6 +60,11 @@ export interface DhcpService extends Service {
 /** Log pool exhaustion and other operator-facing remarks at most this often per message kind. */
 const NOTABLE_LOG_INTERVAL_MS = 10_000;
 
+/** A remark without its MACs and addresses: a flood of forged ones is one log line per interval, not thousands. */
+function remarkKind(message: string): string {
+  return message.replace(/[0-9a-f]{2}(:[0-9a-f]{2}){5}/g, "MAC").replace(/\d+\.\d+\.\d+\.\d+/g, "IP");
+}
+
 function budgetLimits(config: Config["dhcp"]["budgets"]["newClients"]): BudgetLimits {
   return { rate: config.rate, burst: config.burst, perMacBurst: config.perMacBurst, perMacIntervalMs: config.perMacInterval };
 }
@@ -180,9 +185,9 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
         notable("sighting budget", `sighting budget spent (dhcp.budgets.sightings): machines seen on DHCP are not all passed to the inventory`);
       }
     }
-    for (const warning of result.warnings) notable(warning, warning);
+    for (const warning of result.warnings) notable(remarkKind(warning), warning);
     if (result.kind === "ignore") {
-      if (result.notable) notable(result.reason.replace(/[0-9a-f:]{17}/g, "MAC"), result.reason);
+      if (result.notable) notable(remarkKind(result.reason), result.reason);
       else if (log.isLevelEnabled("debug")) log.debug({ mac: hardwareAddress(request), type: messageTypeName(messageType(request)), reason: result.reason }, "no reply");
     } else if (log.isLevelEnabled("debug")) {
       log.debug({ mac: hardwareAddress(request), type: messageTypeName(messageType(request)), reply: messageTypeName(messageType(result.reply)), yiaddr: formatIpv4(result.reply.yiaddr), file: result.reply.file || undefined }, "reply");
