@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { DhcpCounters } from "../../src/dhcp/server.js";
 import { createLink, requireBinaries, sh, type TestLink } from "../support/netns.js";
-import { leasesIn, REPO, runToEnd, serverFiles, startServerProcess, type ServerFiles, type ServerProcess } from "./harness.js";
+import { CLIENT_SCRIPT, leasesIn, REPO, runToEnd, serverFiles, startServerProcess, type ServerFiles, type ServerProcess } from "./harness.js";
 import type { RawStep } from "./raw-client.js";
 
 /**
@@ -63,6 +63,42 @@ describe("DHCP trust boundaries against a forging stranger (issue 10)", { timeou
       assert.deepEqual(replies.filter((r) => r.step === 1).map((r) => `${r.type} ${r.yiaddr}`), [`OFFER ${base}.10`]);
       await server.stop();
       assert.deepEqual(leasesIn(files.dbFile).filter((l) => l.state === "bound"), []);
+    } finally {
+      link.destroy();
+      files.cleanup();
+    }
+  });
+
+  it("dhclient with a lease file naming an address we never gave it: its INIT-REBOOT gets no ACK; it falls back to DISCOVER", async (t) => {
+    if (!requireBinaries(t, "dhclient", "ip")) return;
+    const link = createLink({ clientIp: null });
+    const files = serverFiles(link);
+    const base = link.serverIp.replace(/\.1$/, "");
+    try {
+      const server = await startServerProcess(link, files);
+      link.inClient("ip", ["link", "set", link.clientIf, "address", "52:54:00:7e:57:c1"]);
+      const leaseFile = join(files.dir, "dhclient.leases");
+      // What a machine moved from another network (or an attacker) has on disk: INIT-REBOOT asks for it.
+      writeFileSync(
+        leaseFile,
+        `lease {\n  interface "${link.clientIf}";\n  fixed-address ${base}.77;\n  option subnet-mask 255.255.255.0;\n` +
+          `  renew 4 2037/01/01 00:00:00;\n  rebind 4 2037/01/01 00:00:00;\n  expire 4 2037/01/01 00:00:00;\n}\n`,
+      );
+      const conf = join(files.dir, "dhclient.conf");
+      writeFileSync(conf, "reboot 4;\ntimeout 40;\n");
+      const result = join(files.dir, "result.txt");
+      const run = await runToEnd(
+        link.spawnInClient("dhclient", ["-1", "-v", "-cf", conf, "-sf", CLIENT_SCRIPT, "-e", `CLIENT_RESULT=${result}`, "-pf", join(files.dir, "dhclient.pid"), "-lf", leaseFile, link.clientIf]),
+        90_000,
+      );
+      // INIT-REBOOT: no answer, so dhclient gives up on it and DISCOVERs (before: an ACK at once).
+      assert.match(run.output, /DHCPREQUEST for \S+\.77 on [^\n]*\nDHCPDISCOVER /, run.output);
+      // Through DORA it may still get that address: option 50 in a DISCOVER is a hint we honour when the address is free.
+      assert.match(run.output, /DHCPOFFER of (\S+) from[^\n]*\nDHCPREQUEST for \1 [^\n]*\nDHCPACK of \1 /, run.output);
+      assert.equal(run.code, 0, run.output);
+      const bound = /BOUND ip=(\S+)/.exec(readFileSync(result, "utf8"))?.[1];
+      await server.stop();
+      assert.equal(leasesIn(files.dbFile).find((l) => l.address === bound)?.mac, "52:54:00:7e:57:c1");
     } finally {
       link.destroy();
       files.cleanup();
