@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { DhcpCounters } from "../../src/dhcp/server.js";
-import { createLink, requireBinaries, sh, type TestLink } from "../support/netns.js";
+import { createLink, requireBinaries, type TestLink } from "../support/netns.js";
 import { CLIENT_SCRIPT, leasesIn, REPO, runToEnd, serverFiles, startServerProcess, type ServerFiles, type ServerProcess } from "./harness.js";
 import type { RawStep } from "./raw-client.js";
 
