@@ -250,6 +250,12 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
     assert.equal(handle(request({ mac: "52:54:00:aa:aa:03" }), context).kind, "reply");
   });
 
+  it("a flood of spoofed MACs keeps the per-MAC buckets bounded", () => {
+    const limit = new PerClientRateLimit(5, 1, 100);
+    for (let i = 0; i < 10_000; i++) limit.allow(`m${i}`, 0);
+    assert.equal(limit.size, 100);
+  });
+
   it("ignores BOOTREPLYs and plain BOOTP", () => {
     const reply = request();
     reply.op = BootOp.Reply;

@@ -11,11 +11,21 @@ export class PerClientRateLimit {
     private readonly burst = 100,
     /** Sustained packets per second: a flooding client gets this much, well under 1% of the server. */
     private readonly perSecond = 50,
+    /**
+     * Buckets kept at most. Every spoofed MAC costs a bucket, so a flood of random MACs would grow
+     * the map until the next sweep; past this size the bucket made longest ago is forgotten (that
+     * MAC starts afresh, which only makes the limit more lenient for it).
+     */
+    private readonly capacity = 65_536,
   ) {}
 
   allow(key: string, now: number): boolean {
     let bucket = this.buckets.get(key);
     if (!bucket) {
+      if (this.buckets.size >= this.capacity) {
+        const oldest = this.buckets.keys().next().value;
+        if (oldest !== undefined) this.buckets.delete(oldest);
+      }
       bucket = { tokens: this.burst, at: now };
       this.buckets.set(key, bucket);
     } else {
@@ -25,6 +35,10 @@ export class PerClientRateLimit {
     if (bucket.tokens < 1) return false;
     bucket.tokens -= 1;
     return true;
+  }
+
+  get size(): number {
+    return this.buckets.size;
   }
 
   /** Forget clients that have been quiet long enough to have a full bucket again. */
