@@ -100,7 +100,8 @@ start_centra() {
   cat > "$WORK/centra/config.json" <<JSON
 { "interface": "$SIF", "serverAddress": "10.231.0.1", "stateDir": "$WORK/centra",
   "dhcp": { "subnet": "10.231.0.0", "netmask": "255.255.0.0", "range": { "start": "10.231.1.0", "end": "10.231.250.255" },
-            "router": "10.231.0.1", "leaseTime": "1h" } }
+            "router": "10.231.0.1", "leaseTime": "1h",
+            "relays": ["10.231.0.2"], "budgets": { "newClients": { "rate": 100000, "burst": 100000 } } } }
 JSON
   # Leases in SQLite, WAL, synchronous=FULL: every ACK waits for its batch's fsync.
   ip netns exec $SNS $(probe centra) env DHCP_LOG_LEVEL=error node --import tsx "$REPO/test/dhcp/run-server.ts" "$WORK/centra/config.json" "$WORK/centra/centra-pxe.db" > "$WORK/centra/stdout" 2>&1 &

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decideBoot, detectFirmware, Firmware, httpBootBase, type ClientHints } from "./firmware.js";
+import { decideBoot, detectFirmware, Firmware, FIRMWARE_TABLE, httpBootBase, type ClientHints, type FirmwareTable } from "./firmware.js";
 
 const ALL = new Set(["undionly.kpxe", "ipxe.efi", "ipxe-i386.efi", "ipxe-arm64.efi", "snponly.efi"]);
 const DEBIAN = new Set(["undionly.kpxe", "ipxe.efi", "snponly.efi"]);
@@ -50,5 +50,12 @@ describe("firmware table (PRODUCT.md §3)", () => {
     assert.equal(detectFirmware(pxe(7)), Firmware.EfiX64);
     assert.equal(detectFirmware({ userClasses: ["iPXE"] }), Firmware.Ipxe);
     assert.equal(detectFirmware({ userClasses: [] }), Firmware.NotPxe);
+  });
+
+  it("decides from the table it is given: plain data, so the DHCP server is handed it", () => {
+    const withRiscv: FirmwareTable = new Map([...FIRMWARE_TABLE, [25, { firmware: Firmware.Unknown, bootloaders: ["ipxe-riscv64.efi"], http: false, hint: "install it" }]]);
+    const d = decideBoot(pxe(25), new Set(["ipxe-riscv64.efi"]), BASE, withRiscv);
+    assert.equal(d.kind === "tftp" ? d.filename : d.kind, "ipxe-riscv64.efi");
+    assert.equal(decideBoot(pxe(25), new Set(["ipxe-riscv64.efi"]), BASE).kind, "none", "not in the shipped table");
   });
 });

@@ -45,7 +45,7 @@ export interface ClientHints {
 }
 
 /** One firmware's row of the table: where its bootloader comes from. */
-interface FirmwareRow {
+export interface FirmwareRow {
   firmware: Firmware;
   /** Bootloaders in order of preference. */
   bootloaders: readonly string[];
@@ -58,7 +58,11 @@ interface FirmwareRow {
 const ARM64_HINT = "build or install an ARM64 iPXE (ipxe-arm64.efi, e.g. `make bin-arm64-efi/ipxe.efi` in the iPXE source) into stateDir/ipxe";
 const ARM32_HINT = "install an ARM32 iPXE as ipxe-arm32.efi into stateDir/ipxe";
 
-const TABLE = new Map<number, FirmwareRow>([
+/** Option 93 code → its firmware and bootloaders: plain data the DHCP server is handed. */
+export type FirmwareTable = ReadonlyMap<number, FirmwareRow>;
+
+/** The §3 table as shipped. */
+export const FIRMWARE_TABLE: FirmwareTable = new Map<number, FirmwareRow>([
   [Arch.BiosX86, { firmware: Firmware.Bios, bootloaders: ["undionly.kpxe"], http: false, hint: "run `centra-pxe init` (Debian package `ipxe` provides undionly.kpxe)" }],
   [Arch.EfiIa32, { firmware: Firmware.EfiIa32, bootloaders: ["ipxe-i386.efi"], http: false, hint: "install a 32-bit UEFI iPXE as ipxe-i386.efi into stateDir/ipxe" }],
   // 7 is "EFI BC" in the registry, but every x64 UEFI PXE ROM in the field sends 7, and some send 9.
@@ -83,12 +87,12 @@ export function isNetworkBootClient(hints: ClientHints): boolean {
   return vendor.startsWith("PXEClient") || vendor.startsWith("HTTPClient") || isIpxe(hints);
 }
 
-export function detectFirmware(hints: ClientHints): Firmware {
+export function detectFirmware(hints: ClientHints, table: FirmwareTable = FIRMWARE_TABLE): Firmware {
   if (isIpxe(hints)) return Firmware.Ipxe;
   if (!isNetworkBootClient(hints)) return Firmware.NotPxe;
   // PXE ROMs older than RFC 4578 omit option 93; they are all BIOS x86.
   if (hints.arch === undefined) return Firmware.Bios;
-  return TABLE.get(hints.arch)?.firmware ?? Firmware.Unknown;
+  return table.get(hints.arch)?.firmware ?? Firmware.Unknown;
 }
 
 /** What the DHCP answer tells the client to boot. */
@@ -107,15 +111,15 @@ export const ENTRY_SCRIPT = "boot.ipxe";
 
 /**
  * The §3 table. `installed` holds the file names present in `stateDir/ipxe`; `httpBase` is
- * `httpBootBase(...)`.
+ * `httpBootBase(...)`; `table` the rows to decide by (the DHCP server is given it as data).
  */
-export function decideBoot(hints: ClientHints, installed: ReadonlySet<string>, httpBase: string): BootDecision {
-  const firmware = detectFirmware(hints);
+export function decideBoot(hints: ClientHints, installed: ReadonlySet<string>, httpBase: string, table: FirmwareTable = FIRMWARE_TABLE): BootDecision {
+  const firmware = detectFirmware(hints, table);
   // iPXE asks again after being chainloaded; the script (not the bootloader again) breaks the loop.
   if (firmware === Firmware.Ipxe) return { kind: "http", firmware, url: `${httpBase}/${ENTRY_SCRIPT}`, httpClient: false };
   if (firmware === Firmware.NotPxe) return { kind: "none", firmware, reason: "not a network-boot client (no option 60 PXEClient/HTTPClient)" };
   const arch = hints.arch ?? Arch.BiosX86;
-  const row = TABLE.get(arch);
+  const row = table.get(arch);
   if (!row) {
     return {
       kind: "none",

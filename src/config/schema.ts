@@ -43,6 +43,18 @@ const subnetFields = {
 
 const relayedSubnet = z.object(subnetFields).strict();
 
+/** `dhcp.budgets.*`: a global token bucket (rate per second, burst) and a per-MAC one. */
+const budget = (defaults: { rate: number; burst: number; perMacBurst: number; perMacInterval: string }) =>
+  z
+    .object({
+      rate: z.number({ invalid_type_error: "must be a number of events per second" }).positive().default(defaults.rate),
+      burst: z.number({ invalid_type_error: "must be a whole number" }).int().min(1).default(defaults.burst),
+      perMacBurst: z.number({ invalid_type_error: "must be a whole number" }).int().min(1).default(defaults.perMacBurst),
+      perMacInterval: duration.default(defaults.perMacInterval),
+    })
+    .strict()
+    .default({});
+
 const dhcp = z
   .object({
     mode: z.enum(["server", "proxy", "off"]).default("server"),
@@ -53,6 +65,17 @@ const dhcp = z
     port: port.default(67),
     /** More subnets reached through DHCP relays (giaddr); same keys as the top level. */
     subnets: z.array(relayedSubnet).default([]),
+    /** The giaddr of each relay agent trusted to forward requests; relayed packets from others are dropped. */
+    relays: z.array(ipv4).default([]),
+    budgets: z
+      .object({
+        /** Packets from MACs we hold nothing for (no lease, offer or reservation). */
+        newClients: budget({ rate: 100, burst: 500, perMacBurst: 10, perMacInterval: "1s" }),
+        /** Sightings handed to the inventory (each may be a database write). */
+        sightings: budget({ rate: 20, burst: 100, perMacBurst: 6, perMacInterval: "10s" }),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 
@@ -157,6 +180,21 @@ function checkCrossFields(config: ParsedConfig, ctx: z.RefinementCtx): void {
       if (address !== undefined && !inSubnet(address, net, mask)) issue([...path, key], `${value} is outside subnet ${s.subnet}/${s.netmask}`);
     }
   }
+
+  const seenRelays = new Set<number>();
+  config.dhcp.relays.forEach((relay, i) => {
+    const address = parseIpv4(relay);
+    if (address === undefined) return;
+    if (seenRelays.has(address)) issue(["dhcp", "relays", i], `${relay} is listed twice`);
+    seenRelays.add(address);
+    const home = subnets.some(({ s }) => {
+      const n = parseIpv4(s.subnet);
+      const m = parseIpv4(s.netmask);
+      return n !== undefined && m !== undefined && inSubnet(address, n, m);
+    });
+    // The relay's giaddr picks the subnet a lease comes from (RFC 2131 §4.3.1); one in no subnet serves nothing.
+    if (!home) issue(["dhcp", "relays", i], `${relay} is in no DHCP subnet (${subnets.map(({ s }) => `${s.subnet}/${s.netmask}`).join(", ")}); add its subnet to dhcp.subnets`);
+  });
 
   const main = config.dhcp;
   const mainNet = parseIpv4(main.subnet);

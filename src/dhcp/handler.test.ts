@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decideBoot, httpBootBase } from "../boot/firmware.js";
+import { FIRMWARE_TABLE, httpBootBase } from "../boot/firmware.js";
 import { formatIpv4, parseIpv4 } from "../config/primitives.js";
 import { handle, type DhcpContext, type HandleResult, type NodeReservation, type SubnetPlan } from "./handler.js";
 import { MessageType, Option } from "./options.js";
 import { BootOp, decode, encode, messageType, optionAddress, optionString, type DhcpPacket } from "./packet.js";
 import { AddressPool } from "./pool.js";
-import { PerClientRateLimit } from "./rate-limit.js";
+import { AddressBook } from "./address-book.js";
+import { Budget, PerClientRateLimit } from "./rate-limit.js";
 import { readPcap } from "../files/pcap.js";
 
 const ip = (s: string) => parseIpv4(s)!;
@@ -27,8 +28,9 @@ function makeContext(overrides: Partial<DhcpContext> = {}, installed = new Set([
     mode: "server",
     serverAddress: SERVER,
     subnets: [subnet("10.0.100.0", "10.0.100.100", "10.0.100.102"), subnet("10.0.200.0", "10.0.200.100", "10.0.200.200")],
+    relays: new Set([ip("10.0.200.1")]),
     lookupNode: (mac) => nodes[mac],
-    decideBoot: (hints) => decideBoot(hints, installed, httpBootBase("10.0.100.10", 80)),
+    boot: { firmware: FIRMWARE_TABLE, installed: () => installed, httpBase: httpBootBase("10.0.100.10", 80) },
     now: 1_000_000,
     ...overrides,
   };
@@ -161,9 +163,12 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
     assert.equal(messageType(reserved.reply), MessageType.Nak, "a node with a fixed address is steered to it");
   });
 
-  it("ACKs an INIT-REBOOT for a free pool address (the server lost its state)", () => {
-    const r = replyOf(handle(request({ type: MessageType.Request, requested: "10.0.100.101" }), makeContext()));
-    assert.equal(messageType(r.reply), MessageType.Ack);
+  it("stays silent on an INIT-REBOOT for a free pool address from a client it has no record of (RFC 2131 §4.3.2)", () => {
+    // Before issue 10 this was ACKed ("the server lost its state"): any MAC could bind any free address.
+    const r = handle(request({ type: MessageType.Request, requested: "10.0.100.101" }), makeContext());
+    assert.equal(r.kind, "ignore");
+    assert.match(r.kind === "ignore" ? r.reason : "", /no record of this client/);
+    assert.equal(r.persist.length, 0);
   });
 
   it("renews by unicast to ciaddr", () => {
@@ -211,7 +216,7 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
     assert.equal(r.reply.giaddr, ip("10.0.200.1"));
     assert.deepEqual([...r.reply.options.keys()].at(-1), Option.RelayAgentInformation);
     assert.deepEqual(r.reply.options.get(Option.RelayAgentInformation), agent);
-    const unknown = handle(request({ giaddr: "172.16.0.1" }), makeContext());
+    const unknown = handle(request({ giaddr: "172.16.0.1" }), makeContext({ relays: new Set([ip("10.0.200.1"), ip("172.16.0.1")]) }));
     assert.equal(unknown.kind, "ignore");
     assert.match(unknown.kind === "ignore" ? unknown.reason : "", /no configured subnet/);
   });
@@ -243,6 +248,12 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
     for (let i = 0; i < 5; i++) assert.equal(handle(request(), context).kind, "reply");
     assert.match((handle(request(), context) as { reason: string }).reason, /rate limit/);
     assert.equal(handle(request({ mac: "52:54:00:aa:aa:03" }), context).kind, "reply");
+  });
+
+  it("a flood of spoofed MACs keeps the per-MAC buckets bounded", () => {
+    const limit = new PerClientRateLimit(5, 1, 100);
+    for (let i = 0; i < 10_000; i++) limit.allow(`m${i}`, 0);
+    assert.equal(limit.size, 100);
   });
 
   it("ignores BOOTREPLYs and plain BOOTP", () => {
@@ -347,5 +358,117 @@ describe("golden requests from real firmware get the §3 answer", () => {
     const r = replyOf(handle(discover!, makeContext()));
     assert.equal(r.reply.file, "");
     assert.equal(r.seen, undefined);
+  });
+});
+
+describe("trust boundaries (issue 10): what a stranger on the link can no longer do", () => {
+  const randomMac = (i: number) => `02:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
+
+  it("101 INIT-REBOOTs from random MACs bind nothing; the pool still offers its first address", () => {
+    const context = makeContext();
+    for (let i = 0; i < 101; i++) {
+      const r = handle(request({ mac: randomMac(i), type: MessageType.Request, requested: `10.0.100.${100 + (i % 3)}` }), context);
+      assert.equal(r.kind, "ignore");
+      assert.equal(r.persist.length, 0);
+    }
+    assert.equal(formatIpv4(replyOf(handle(request(), context)).reply.yiaddr), "10.0.100.100");
+  });
+
+  it("a RENEWING/REBINDING REQUEST (ciaddr only) from a client with no record gets no answer either", () => {
+    const r = handle(request({ type: MessageType.Request, ciaddr: "10.0.100.101" }), makeContext());
+    assert.equal(r.kind, "ignore");
+    assert.equal(r.persist.length, 0);
+  });
+
+  it("INIT-REBOOT with a record: ACK for the recorded address, NAK for another", () => {
+    const context = makeContext();
+    const { ack } = dora(context);
+    const address = formatIpv4(ack.reply.yiaddr);
+    const reboot = replyOf(handle(request({ type: MessageType.Request, requested: address }), context));
+    assert.equal(messageType(reboot.reply), MessageType.Ack);
+    const other = address === "10.0.100.101" ? "10.0.100.102" : "10.0.100.101";
+    const wrong = replyOf(handle(request({ type: MessageType.Request, requested: other }), context));
+    assert.equal(messageType(wrong.reply), MessageType.Nak);
+  });
+
+  it("a DECLINE from a MAC that holds nothing quarantines nothing", () => {
+    const context = makeContext();
+    for (const address of ["10.0.100.100", "10.0.100.101", "10.0.100.102"]) {
+      const r = handle(request({ mac: "02:00:00:00:00:99", type: MessageType.Decline, requested: address, serverId: "10.0.100.10" }), context);
+      assert.equal(r.kind, "ignore");
+      assert.equal(r.persist.length, 0, "nothing to make durable");
+      assert.match(r.kind === "ignore" ? r.reason : "", /neither holds nor was offered/);
+    }
+    assert.equal(context.subnets[0]!.pool.usage(context.now).declined, 0);
+    assert.equal(formatIpv4(replyOf(handle(request(), context)).reply.yiaddr), "10.0.100.100");
+  });
+
+  it("a stranger's DECLINE of an address offered to another client does not make that client's REQUEST NAK", () => {
+    const context = makeContext();
+    const offer = replyOf(handle(request({ mac: "52:54:00:aa:aa:01" }), context));
+    const offered = formatIpv4(offer.reply.yiaddr);
+    const stranger = handle(request({ mac: "02:00:00:00:00:66", type: MessageType.Decline, requested: offered, serverId: "10.0.100.10" }), context);
+    assert.equal(stranger.persist.length, 0);
+    const ack = replyOf(handle(request({ mac: "52:54:00:aa:aa:01", type: MessageType.Request, requested: offered, serverId: "10.0.100.10" }), context));
+    assert.equal(messageType(ack.reply), MessageType.Ack);
+  });
+
+  it("the client an address was offered to may DECLINE it (an ARP probe found it in use)", () => {
+    const context = makeContext();
+    const offer = replyOf(handle(request(), context));
+    const r = handle(request({ type: MessageType.Decline, requested: formatIpv4(offer.reply.yiaddr), serverId: "10.0.100.10" }), context);
+    assert.equal(r.persist[0]?.state, "declined");
+  });
+
+  it("a stranger's RELEASE of another client's lease changes nothing", () => {
+    const context = makeContext();
+    const { ack } = dora(context);
+    const r = handle(request({ mac: "02:00:00:00:00:77", type: MessageType.Release, ciaddr: formatIpv4(ack.reply.yiaddr), serverId: "10.0.100.10" }), context);
+    assert.equal(r.persist.length, 0);
+    assert.equal(context.subnets[0]!.pool.leaseAt(ack.reply.yiaddr)?.state, "bound");
+  });
+
+  it("a local client forging giaddr gets nothing from a relayed subnet unless the relay is trusted", () => {
+    const forged = handle(request({ giaddr: "10.0.200.1" }), makeContext({ relays: new Set() }));
+    assert.equal(forged.kind, "ignore");
+    assert.equal(forged.kind === "ignore" ? forged.count : undefined, "untrustedRelay");
+    assert.equal(handle(request({ giaddr: "10.0.200.1" }), makeContext()).kind, "reply", "a listed relay is served");
+  });
+
+  it("new-client budget: a flood of new MACs is cut at the budget, counted, and a known client is still served", () => {
+    const context = makeContext({ newClients: new Budget({ rate: 1, burst: 5, perMacBurst: 3, perMacIntervalMs: 60_000 }) });
+    const { ack } = dora(context, { mac: "52:54:00:aa:aa:01" });
+    let served = 0;
+    let dropped = 0;
+    for (let i = 0; i < 50; i++) {
+      const r = handle(request({ mac: randomMac(i) }), context);
+      if (r.kind === "reply") served++;
+      else if (r.count === "newClientsDropped") dropped++;
+    }
+    assert.ok(served <= 5, `served ${served}`);
+    assert.ok(dropped >= 45, `dropped ${dropped}`);
+    const renew = replyOf(handle(request({ mac: "52:54:00:aa:aa:01", type: MessageType.Request, ciaddr: formatIpv4(ack.reply.yiaddr) }), context));
+    assert.equal(messageType(renew.reply), MessageType.Ack);
+    assert.equal(replyOf(handle(request({ mac: KNOWN_MAC }), context)).reply.yiaddr, ip("10.0.100.50"), "a reserved node is known");
+  });
+
+  it("new-client budget: one new MAC cannot spend the budget of all the others", () => {
+    const context = makeContext({ newClients: new Budget({ rate: 1, burst: 5, perMacBurst: 2, perMacIntervalMs: 60_000 }) });
+    const ignoredOffers = context.subnets[0]!.pool;
+    for (let i = 0; i < 10; i++) {
+      ignoredOffers.dropOffer(UNKNOWN_MAC); // stays new: as if every offer lapsed
+      handle(request(), context);
+    }
+    assert.equal(handle(request({ mac: "52:54:00:aa:aa:02" }), context).kind, "reply");
+  });
+
+  it("proxy mode records the address a client REQUESTs from the site's server (for addressOf)", () => {
+    const claims = new AddressBook();
+    const context = makeContext({ mode: "proxy", claims });
+    // dhclient in an installer: not a PXE client, and its REQUEST is for the real server.
+    const r = handle(request({ type: MessageType.Request, requested: "10.0.100.150", serverId: "10.0.100.1" }), context);
+    assert.equal(r.kind, "ignore");
+    assert.equal(claims.addressOf(UNKNOWN_MAC, context.now), ip("10.0.100.150"));
+    assert.equal(claims.addressOf(UNKNOWN_MAC, context.now + 3600_000), undefined, "kept for the lease time");
   });
 });

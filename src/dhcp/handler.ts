@@ -1,5 +1,6 @@
 import { formatIpv4 } from "../config/primitives.js";
-import { detectFirmware, isNetworkBootClient, type BootDecision, type ClientHints } from "../boot/firmware.js";
+import { decideBoot, detectFirmware, isNetworkBootClient, type ClientHints, type FirmwareTable } from "../boot/firmware.js";
+import type { AddressBook } from "./address-book.js";
 import { replyDestination, type Destination } from "./destination.js";
 import { MessageType, messageTypeName, Option } from "./options.js";
 import {
@@ -19,7 +20,7 @@ import {
   type DhcpPacket,
 } from "./packet.js";
 import type { AddressPool, PoolLease } from "./pool.js";
-import type { PerClientRateLimit } from "./rate-limit.js";
+import type { Budget, PerClientRateLimit } from "./rate-limit.js";
 
 /**
  * The DHCP decisions of RFC 2131 §4.3 and PXE, as a function: request + context → reply or a reason
@@ -47,14 +48,36 @@ export interface NodeReservation {
   hostname?: string;
 }
 
+/** What the boot answer is decided from: data, so the handler knows nothing of the product's files. */
+export interface BootAnswers {
+  /** Option 93 code → firmware and its bootloaders in order of preference (src/boot `FIRMWARE_TABLE`). */
+  firmware: FirmwareTable;
+  /** The bootloader file names installed now (`stateDir/ipxe`); asked once per boot answer. */
+  installed(): ReadonlySet<string>;
+  /** Where HTTP serves bootloaders and the entry script, `http://host[:port]/boot/ipxe`. */
+  httpBase: string;
+}
+
 export interface DhcpContext {
   mode: "server" | "proxy";
   serverAddress: number;
   /** The first is the configured interface's subnet (used when giaddr is 0). */
   subnets: readonly SubnetPlan[];
+  /**
+   * `giaddr` values we serve relayed packets from (`dhcp.relays`). Anyone can write a giaddr, so
+   * without this list a client on our link could take leases from a relayed subnet.
+   */
+  relays: ReadonlySet<number>;
   lookupNode(mac: string): NodeReservation | undefined;
-  decideBoot(hints: ClientHints): BootDecision;
+  boot: BootAnswers;
   rateLimit?: PerClientRateLimit;
+  /** What MACs we hold nothing for may cost (`dhcp.budgets.newClients`); unlimited without it. */
+  newClients?: Budget;
+  /**
+   * Proxy mode: the address each MAC last asked the site's DHCP server for (option 50 or ciaddr of
+   * its REQUEST), recorded here for `addressOf`. Clients in it count as known for `newClients`.
+   */
+  claims?: AddressBook;
   now: number;
   /** How long a DECLINEd address stays out of the pool. */
   declineQuarantineMs?: number;
@@ -81,7 +104,20 @@ export type HandleResult =
       /** Operator-facing remarks (a refused bootloader, …), logged at warn. */
       warnings: string[];
     }
-  | { kind: "ignore"; reason: string; persist: PoolLease[]; seen?: SeenClient; warnings: string[]; /** worth an operator's attention */ notable?: boolean };
+  | {
+      kind: "ignore";
+      reason: string;
+      persist: PoolLease[];
+      seen?: SeenClient;
+      warnings: string[];
+      /** worth an operator's attention */
+      notable?: boolean;
+      /** a drop with a counter of its own in `DhcpCounters` */
+      count?: IgnoreCounter;
+    };
+
+/** Deliberate drops that `/metrics` counts apart: floods and forgeries. */
+export type IgnoreCounter = "untrustedRelay" | "newClientsDropped";
 
 /** Where the request came in. `pxe` is the proxyDHCP boot-server port 4011. */
 export interface RequestSource {
@@ -112,15 +148,31 @@ export function handle(request: DhcpPacket, context: DhcpContext, source: Reques
   if (type === undefined) return ignore("plain BOOTP (no option 53) is not served");
   const mac = hardwareAddress(request);
   if (context.rateLimit && !context.rateLimit.allow(mac, context.now)) return ignore(`rate limit: ${mac} sends too many packets`, { notable: true });
+  if (request.giaddr !== 0 && !context.relays.has(request.giaddr)) {
+    return ignore(`relayed via ${formatIpv4(request.giaddr)}, which is not a trusted relay (add it to dhcp.relays if it is one)`, {
+      notable: true,
+      count: "untrustedRelay",
+    });
+  }
+  if (context.newClients && !isKnownClient(mac, context)) {
+    const verdict = context.newClients.take(mac, context.now);
+    if (verdict !== "allowed") {
+      const which = verdict === "global" ? "all new clients together" : "this MAC";
+      return ignore(`new-client budget spent (${which}, dhcp.budgets.newClients): ${mac} not answered`, { notable: true, count: "newClientsDropped" });
+    }
+  }
 
   const hints = hintsOf(request);
   const bootClient = isNetworkBootClient(hints);
   const seen: SeenClient | undefined =
     bootClient && (type === MessageType.Discover || type === MessageType.Request)
-      ? { mac, firmware: detectFirmware(hints), arch: hints.arch, uuid: machineUuid(request), userClass: hints.userClasses[0] }
+      ? { mac, firmware: detectFirmware(hints, context.boot.firmware), arch: hints.arch, uuid: machineUuid(request), userClass: hints.userClasses[0] }
       : undefined;
 
-  if (context.mode === "proxy") return withSeen(handleProxy(request, type, hints, context, source), seen);
+  if (context.mode === "proxy") {
+    if (type === MessageType.Request && !source.pxePort) recordClaim(request, mac, context);
+    return withSeen(handleProxy(request, type, hints, context, source), seen);
+  }
 
   if (source.pxePort) return ignore("port 4011 is served in proxy mode only", { seen });
   const subnet = selectSubnet(request, context);
@@ -140,6 +192,26 @@ export function handle(request: DhcpPacket, context: DhcpContext, source: Reques
     default:
       return ignore(`${messageTypeName(type)} is not a client message`);
   }
+}
+
+/**
+ * A client we hold something for: a reservation, a lease record or a live offer in any subnet, or
+ * (proxy mode) a recent REQUEST. Everything else is a new client, and new clients cost budget.
+ */
+function isKnownClient(mac: string, context: DhcpContext): boolean {
+  if (context.lookupNode(mac)) return true;
+  for (const subnet of context.subnets) {
+    if (subnet.pool.leaseOf(mac) || subnet.pool.offerOf(mac, context.now) !== undefined) return true;
+  }
+  return context.claims?.has(mac, context.now) ?? false;
+}
+
+/** Proxy mode: remember the address a client asks the site's DHCP server for (option 50, else ciaddr). */
+function recordClaim(request: DhcpPacket, mac: string, context: DhcpContext): void {
+  const wanted = optionAddress(request, Option.RequestedIpAddress) ?? request.ciaddr;
+  const leaseSeconds = context.subnets[0]?.leaseSeconds;
+  if (!context.claims || wanted === 0 || leaseSeconds === undefined) return;
+  context.claims.bind(mac, wanted, context.now + leaseSeconds * 1000);
 }
 
 function withSeen(result: HandleResult, seen: SeenClient | undefined): HandleResult {
@@ -206,6 +278,18 @@ function requestMessage(request: DhcpPacket, mac: string, hints: ClientHints, su
   } else {
     if (!subnet.pool.contains(wanted)) return nak(`${formatIpv4(wanted)} is outside the pool`);
     if (!subnet.pool.isAvailableTo(wanted, mac, context.now)) return nak(`${formatIpv4(wanted)} belongs to another client`);
+    if (state !== "selecting") {
+      // RFC 2131 §4.3.2 (INIT-REBOOT, and RENEWING/REBINDING alike): a server verifies the address
+      // against its record of the client; "if the server has no record of this client, then it MUST
+      // remain silent". An ACK here would let any MAC bind any free address without an OFFER.
+      const recorded = subnet.pool.leaseOf(mac)?.address ?? subnet.pool.offerOf(mac, context.now);
+      if (recorded === undefined) {
+        return ignore(`${state} REQUEST from ${mac} for ${formatIpv4(wanted)}: no record of this client, so no answer (RFC 2131 §4.3.2); it will DISCOVER`, {
+          notable: true,
+        });
+      }
+      if (recorded !== wanted) return nak(`${mac} was given ${formatIpv4(recorded)}, not ${formatIpv4(wanted)}`);
+    }
   }
   const lease: PoolLease = {
     address: wanted,
@@ -238,8 +322,13 @@ function decline(request: DhcpPacket, mac: string, subnet: SubnetPlan, context: 
   const serverId = optionAddress(request, Option.ServerIdentifier);
   if (serverId !== undefined && serverId !== context.serverAddress) return ignore("DECLINE for another server");
   if (address === undefined || !subnet.pool.contains(address)) return ignore(`DECLINE from ${mac} for an address outside the pool`);
-  const holder = subnet.pool.leaseAt(address);
-  if (holder && holder.mac !== mac && holder.expiresAt > context.now && holder.state === "bound") return ignore(`DECLINE from ${mac} for ${formatIpv4(address)}, which it does not hold`);
+  // RFC 2131 §4.3.3: the client that was given the address found it in use. Only that client can
+  // know: a DECLINE from anyone else would let a stranger empty the pool or void another's offer.
+  const held = subnet.pool.leaseOf(mac);
+  const holdsLease = held?.address === address && held.state === "bound" && held.expiresAt > context.now;
+  if (!holdsLease && subnet.pool.offerOf(mac, context.now) !== address) {
+    return ignore(`DECLINE from ${mac} for ${formatIpv4(address)}, which it neither holds nor was offered`, { notable: true });
+  }
   const quarantineMs = context.declineQuarantineMs ?? DEFAULT_QUARANTINE_MS;
   // RFC 2131 §4.3.3: the address is in use by something we do not know; keep it out of the pool.
   const lease: PoolLease = { address, mac: "", expiresAt: context.now + quarantineMs, state: "declined" };
@@ -325,7 +414,7 @@ const PXE_VENDOR_OPTIONS = Buffer.from([6, 1, 8, 255]);
 /** Boot fields: `siaddr`, `file`, options 66/67, and the option 60/43/97 answers PXE ROMs expect. */
 function addBoot(request: DhcpPacket, reply: DhcpPacket, hints: ClientHints, context: DhcpContext, warnings: string[]): boolean {
   if (!isNetworkBootClient(hints)) return false;
-  const decision = context.decideBoot(hints);
+  const decision = decideBoot(hints, context.boot.installed(), context.boot.httpBase, context.boot.firmware);
   if (decision.kind === "none") {
     warnings.push(`no boot answer for ${hardwareAddress(request)}: ${decision.reason}`);
     return false;

@@ -1,18 +1,17 @@
-import { readdirSync } from "node:fs";
-import { bootloaderDir } from "../files/state-dir.js";
-import { decideBoot, httpBootBase, type ClientHints } from "../boot/firmware.js";
-import { formatIpv4, parseIpv4 } from "../config/primitives.js";
+import { FIRMWARE_TABLE } from "../boot/firmware.js";
+import { formatIpv4, normalizeMac, parseIpv4 } from "../config/primitives.js";
 import type { Config, DhcpSubnetConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
+import { AddressBook } from "./address-book.js";
 import { PXE_PORT } from "./destination.js";
 import { handle, type DhcpContext, type HandleResult, type NodeReservation, type SeenClient, type SubnetPlan } from "./handler.js";
 import type { LeaseStore } from "./lease-store.js";
 import { messageTypeName } from "./options.js";
 import { hardwareAddress, messageType } from "./packet.js";
 import { AddressPool, fromRecord, toRecord, type PoolLease } from "./pool.js";
-import { PerClientRateLimit } from "./rate-limit.js";
-import { DhcpSocketServer, type DhcpCounters } from "./server.js";
+import { Budget, PerClientRateLimit, type BudgetLimits } from "./rate-limit.js";
+import { DhcpSocketServer, zeroCounters, type DhcpCounters } from "./server.js";
 
 export type { LeaseRecord, LeaseStore } from "./lease-store.js";
 export type { SeenClient } from "./handler.js";
@@ -25,17 +24,55 @@ export interface DhcpServiceOptions {
   observer?: (seen: SeenClient) => void;
   /** Consulted before `config.nodes` (the inventory in the database). */
   lookupNode?: (mac: string) => { ipAddress?: string; hostname?: string } | undefined;
+  /**
+   * The bootloader file names installed now (the composition scans `stateDir/ipxe`); asked for each
+   * boot answer, so it should be a cached lookup.
+   */
+  bootloaders: () => ReadonlySet<string>;
+  /**
+   * Where the HTTP part serves bootloaders and the entry script under `config`, e.g.
+   * `http://10.0.100.10/boot/ipxe` (src/boot `httpBootBase`); asked on start and on each reload.
+   */
+  bootBaseUrl: (config: Config) => string;
   /** The clock; tests may pin it. */
   now?: () => number;
 }
 
 export interface DhcpService extends Service {
   readonly counters: DhcpCounters;
+  /**
+   * The IPv4 address (dotted quad) this DHCP part believes `mac` is using now, or undefined.
+   *
+   * - `dhcp.mode: server`: the address of the MAC's lease, pool or fixed (a reservation counts only
+   *   once it was ACKed), as made durable before the ACK left, until it expires or the MAC releases
+   *   it or DECLINEs it. This is an address we handed out, so only the MAC's holder was told it;
+   *   it does not prove that a packet from that address comes from that machine (anyone on the link
+   *   can spoof a source address).
+   * - `dhcp.mode: proxy`: the address the MAC last asked the site's DHCP server for in a REQUEST we
+   *   saw on the link (option 50, else ciaddr), kept for `dhcp.leaseTime`. We never see whether the
+   *   site's server ACKed it, and a REQUEST is a broadcast anyone can forge with any chaddr, so this
+   *   is the machine's claim, not a binding: it stops a stranger who does not bother to forge a
+   *   REQUEST, not one who does.
+   * - `dhcp.mode: off`, or before `start`: always undefined.
+   */
+  addressOf(mac: string): string | undefined;
 }
-
-const BOOTLOADER_RESCAN_MS = 5_000;
 /** Log pool exhaustion and other operator-facing remarks at most this often per message kind. */
 const NOTABLE_LOG_INTERVAL_MS = 10_000;
+
+/** A remark without its MACs and addresses: a flood of forged ones is one log line per interval, not thousands. */
+function remarkKind(message: string): string {
+  return message.replace(/[0-9a-f]{2}(:[0-9a-f]{2}){5}/g, "MAC").replace(/\d+\.\d+\.\d+\.\d+/g, "IP");
+}
+
+function budgetLimits(config: Config["dhcp"]["budgets"]["newClients"]): BudgetLimits {
+  return { rate: config.rate, burst: config.burst, perMacBurst: config.perMacBurst, perMacIntervalMs: config.perMacInterval };
+}
+
+/** A budget for `limits`, the running one when the limits did not change (a reload keeps its state). */
+function budgetFor(limits: BudgetLimits, running: Budget | undefined): Budget {
+  return running && JSON.stringify(running.limits) === JSON.stringify(limits) ? running : new Budget(limits);
+}
 
 function planSubnet(s: DhcpSubnetConfig, previous: SubnetPlan[]): SubnetPlan {
   const network = parseIpv4(s.subnet)!;
@@ -70,23 +107,12 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
   let server: DhcpSocketServer | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
   const rateLimit = new PerClientRateLimit();
-  let installed: ReadonlySet<string> = new Set();
-  let installedAt = -Infinity;
+  let sightings: Budget | undefined;
+  /** Server mode: what each MAC holds, as made durable. Proxy mode: `context.claims`. */
+  const bound = new AddressBook();
+  const claims = new AddressBook();
   const notableLoggedAt = new Map<string, number>();
-  let stoppedCounters: DhcpCounters = { received: 0, dropped: 0, malformed: 0, replies: 0, ignored: 0, commits: 0, committedLeases: 0, sendErrors: 0 };
-
-  const bootloaders = (): ReadonlySet<string> => {
-    const t = now();
-    if (t - installedAt > BOOTLOADER_RESCAN_MS) {
-      installedAt = t;
-      try {
-        installed = new Set(readdirSync(bootloaderDir(config.stateDir)));
-      } catch {
-        installed = new Set();
-      }
-    }
-    return installed;
-  };
+  let stoppedCounters: DhcpCounters = zeroCounters();
 
   const lookupNode = (mac: string): NodeReservation | undefined => {
     // `mac` comes from `hardwareAddress`, already in the normalised form config keys use.
@@ -99,8 +125,9 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     mode: "server",
     serverAddress: 0,
     subnets: [],
+    relays: new Set(),
     lookupNode,
-    decideBoot: (hints: ClientHints) => decideBoot(hints, bootloaders(), httpBootBase(config.serverAddress, config.http.port)),
+    boot: { firmware: FIRMWARE_TABLE, installed: options.bootloaders, httpBase: "" },
     rateLimit,
     now: 0,
   };
@@ -111,8 +138,20 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     context.mode = next.dhcp.mode === "proxy" ? "proxy" : "server";
     context.serverAddress = parseIpv4(next.serverAddress)!;
     context.subnets = subnets;
+    context.relays = new Set(next.dhcp.relays.map((a) => parseIpv4(a)!));
+    context.boot = { ...context.boot, httpBase: options.bootBaseUrl(next) };
+    context.newClients = budgetFor(budgetLimits(next.dhcp.budgets.newClients), context.newClients);
+    context.claims = context.mode === "proxy" ? claims : undefined;
+    sightings = budgetFor(budgetLimits(next.dhcp.budgets.sightings), sightings);
     config = next;
-    installedAt = -Infinity;
+  };
+
+  /** Server mode: keep `bound` in step with what is durable. */
+  const recordDurable = (changes: readonly PoolLease[]) => {
+    for (const lease of changes) {
+      if (lease.state === "bound" && lease.mac) bound.bind(lease.mac, lease.address, lease.expiresAt);
+      else bound.unbindAddress(lease.address);
+    }
   };
 
   const loadPools = async () => {
@@ -121,6 +160,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     for (const record of await leases.loadLeases()) {
       const lease = fromRecord(record);
       if (!lease) continue;
+      if (lease.expiresAt > t) recordDurable([lease]);
       const plan = subnets.find((s) => s.pool.contains(lease.address));
       if (!plan) continue; // a fixed address, or a range that was since narrowed
       plan.pool.put(lease);
@@ -131,15 +171,23 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
 
   const logResult = (request: Parameters<typeof handle>[0], result: HandleResult) => {
     if (result.seen && observer) {
-      try {
-        observer(result.seen);
-      } catch (error) {
-        log.error({ err: error }, "DHCP observer failed");
+      // Each sighting may be a database write on this event loop: a flood of spoofed MACs must not
+      // become a flood of writes (issue 10). Known machines rarely hit the per-MAC limit: a boot is
+      // about four sightings (the ROM's DISCOVER and REQUEST, then iPXE's).
+      if (sightings?.take(result.seen.mac, context.now) === "allowed") {
+        try {
+          observer(result.seen);
+        } catch (error) {
+          log.error({ err: error }, "DHCP observer failed");
+        }
+      } else if (server) {
+        server.counters.sightingsDropped++;
+        notable("sighting budget", `sighting budget spent (dhcp.budgets.sightings): machines seen on DHCP are not all passed to the inventory`);
       }
     }
-    for (const warning of result.warnings) notable(warning, warning);
+    for (const warning of result.warnings) notable(remarkKind(warning), warning);
     if (result.kind === "ignore") {
-      if (result.notable) notable(result.reason.replace(/[0-9a-f:]{17}/g, "MAC"), result.reason);
+      if (result.notable) notable(remarkKind(result.reason), result.reason);
       else if (log.isLevelEnabled("debug")) log.debug({ mac: hardwareAddress(request), type: messageTypeName(messageType(request)), reason: result.reason }, "no reply");
     } else if (log.isLevelEnabled("debug")) {
       log.debug({ mac: hardwareAddress(request), type: messageTypeName(messageType(request)), reply: messageTypeName(messageType(result.reply)), yiaddr: formatIpv4(result.reply.yiaddr), file: result.reply.file || undefined }, "reply");
@@ -192,6 +240,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
           const t = now();
           return leases.saveLeases(changes.map((l) => toRecord(l, t)));
         },
+        committed: recordDurable,
         onResult: logResult,
       });
       try {
@@ -205,6 +254,10 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
         const t = now();
         for (const s of subnets) s.pool.sweepOffers(t);
         rateLimit.sweep(t);
+        context.newClients?.sweep(t);
+        sightings?.sweep(t);
+        bound.sweep(t);
+        claims.sweep(t);
       }, 30_000);
       sweepTimer.unref();
       log.info({ interface: config.interface, mode: config.dhcp.mode, ports, activeLeases: active }, "DHCP listening on this interface only");
@@ -226,6 +279,13 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       applyConfig(next);
       // New ranges start empty; fill them from the store so no address held on disk is offered again.
       if (rangesChanged && context.mode === "server") await loadPools();
+    },
+
+    addressOf(mac: string): string | undefined {
+      const normalized = normalizeMac(mac);
+      if (normalized === undefined || !server) return undefined;
+      const address = (context.mode === "proxy" ? claims : bound).addressOf(normalized, now());
+      return address === undefined ? undefined : formatIpv4(address);
     },
 
     health(): ServiceHealth {

@@ -19,6 +19,16 @@ export interface DhcpCounters {
   commits: number;
   committedLeases: number;
   sendErrors: number;
+  /** Relayed packets whose giaddr is not in `dhcp.relays`. */
+  untrustedRelay: number;
+  /** Packets from MACs we hold nothing for, beyond `dhcp.budgets.newClients`. */
+  newClientsDropped: number;
+  /** Sightings not passed to the inventory, beyond `dhcp.budgets.sightings`. */
+  sightingsDropped: number;
+}
+
+export function zeroCounters(): DhcpCounters {
+  return { received: 0, dropped: 0, malformed: 0, replies: 0, ignored: 0, commits: 0, committedLeases: 0, sendErrors: 0, untrustedRelay: 0, newClientsDropped: 0, sightingsDropped: 0 };
 }
 
 export interface DhcpSocketServerOptions {
@@ -30,6 +40,8 @@ export interface DhcpSocketServerOptions {
   handle(request: DhcpPacket, source: RequestSource): HandleResult;
   /** Make a batch of lease changes durable; replies wait for it. */
   persist(leases: PoolLease[]): Promise<void>;
+  /** A batch is durable (its ACKs are about to leave). */
+  committed?(leases: PoolLease[]): void;
   onResult?(request: DhcpPacket, result: HandleResult): void;
 }
 
@@ -56,7 +68,7 @@ interface PendingReply {
  * that turn's ACKs sent. Nothing thrown here stops the loop; a bad packet is counted and skipped.
  */
 export class DhcpSocketServer {
-  readonly counters: DhcpCounters = { received: 0, dropped: 0, malformed: 0, replies: 0, ignored: 0, commits: 0, committedLeases: 0, sendErrors: 0 };
+  readonly counters: DhcpCounters = zeroCounters();
   private sockets: dgram.Socket[] = [];
   private batchLeases: PoolLease[] = [];
   private batchReplies: PendingReply[] = [];
@@ -113,6 +125,7 @@ export class DhcpSocketServer {
     if (result.persist.length) this.batchLeases.push(...result.persist);
     if (result.kind === "ignore") {
       this.counters.ignored++;
+      if (result.count) this.counters[result.count]++;
     } else if (result.persist.length === 0) {
       // OFFERs and NAKs change nothing durable; they go out at once.
       this.send(socket, result);
@@ -139,6 +152,7 @@ export class DhcpSocketServer {
       await this.options.persist(leases);
       this.counters.commits++;
       this.counters.committedLeases += leases.length;
+      this.options.committed?.(leases);
       for (const { socket, result } of replies) this.send(socket, result);
     } catch (error) {
       // Not durable, so not acknowledged: the clients retry and get the same address.

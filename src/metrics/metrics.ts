@@ -56,6 +56,9 @@ export function createMetricsPlugin(sources: MetricSources): FastifyPluginAsync 
     ["commits", "lease batches made durable"],
     ["committedLeases", "lease changes made durable"],
     ["sendErrors", "DHCP replies the socket refused"],
+    ["untrustedRelay", "relayed DHCP packets dropped: giaddr not in dhcp.relays"],
+    ["newClientsDropped", "DHCP packets from new MACs dropped over dhcp.budgets.newClients"],
+    ["sightingsDropped", "DHCP sightings not passed to the inventory over dhcp.budgets.sightings"],
   ];
   for (const [key, help] of dhcp) {
     mirroredCounter(registry, `centra_pxe_dhcp_${snake(key)}_total`, help, () => sources.dhcp?.()?.[key]);

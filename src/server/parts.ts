@@ -1,3 +1,6 @@
+import { cachedBootloaders } from "../boot/bootloaders.js";
+import { httpBootBase } from "../boot/firmware.js";
+import { bootloaderDir } from "../files/state-dir.js";
 import { createDhcpService } from "../dhcp/index.js";
 import { createHttpService } from "../http/server.js";
 import { createMetricsPlugin } from "../metrics/metrics.js";
@@ -33,6 +36,9 @@ export function createServices(config: Config, { logger, store, daemon }: PartCo
           leases,
           observer: provisioning.dhcpObserver,
           lookupNode: provisioning.lookupNode,
+          // DHCP answers with these but owns neither: the bootloaders are files, the URL is HTTP's.
+          bootloaders: cachedBootloaders(() => bootloaderDir(config.stateDir)),
+          bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
         })
       : undefined;
   const health = () => daemon.health();

@@ -17,6 +17,16 @@ function perfdhcp(link: TestLink, args: string[]) {
   return link.spawnInClient("perfdhcp", ["-4", "-l", link.clientIf, ...args, link.serverIp]);
 }
 
+/**
+ * perfdhcp sends as a relay (giaddr = its own address), so the server must trust that address
+ * (`dhcp.relays`, issue 10); its DISCOVERs come from up to `-R` new MACs at once.
+ */
+function trustingPerfdhcp(link: TestLink) {
+  return serverFiles(link, (base) => ({
+    dhcp: { subnet: `${base}.0`, netmask: "255.255.255.0", range: { start: `${base}.10`, end: `${base}.250` }, router: link.serverIp, dns: [link.serverIp], leaseTime: "1h", relays: [link.clientIp] },
+  }));
+}
+
 function nonUnique(output: string): number[] {
   return [...output.matchAll(/non unique addresses: (\d+)/g)].map((m) => Number(m[1]));
 }
@@ -48,7 +58,7 @@ describe("perfdhcp load", { timeout: 300_000 }, () => {
   it("finishes with no non-unique address and one lease per client", async (t) => {
     if (!requireBinaries(t, "perfdhcp", "ip")) return;
     const link = createLink();
-    const files = serverFiles(link);
+    const files = trustingPerfdhcp(link);
     try {
       const server = await startServerProcess(link, files);
       const run = await runToEnd(perfdhcp(link, ["-R", "200", "-r", "500", "-p", "5"]), 60_000);
@@ -69,7 +79,7 @@ describe("perfdhcp load", { timeout: 300_000 }, () => {
   it("kill -9 under load, restart: every ACK on the wire is on disk and no address went to two MACs", async (t) => {
     if (!requireBinaries(t, "perfdhcp", "tcpdump", "ip")) return;
     const link = createLink();
-    const files = serverFiles(link);
+    const files = trustingPerfdhcp(link);
     const pcap = join(files.dir, "load.pcap");
     try {
       const tap = await capture(link, pcap);

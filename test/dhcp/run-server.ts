@@ -4,8 +4,11 @@
  * `ready` on stdout once listening; SIGTERM stops it cleanly (SIGKILL is what the crash test sends).
  */
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import { configSchema, normalizeConfig, type ConfigInput } from "../../src/config/schema.js";
+import { cachedBootloaders } from "../../src/boot/bootloaders.js";
+import { httpBootBase } from "../../src/boot/firmware.js";
 import { createDhcpService } from "../../src/dhcp/index.js";
 import { createLogger } from "../../src/log.js";
 import { createSqliteLeaseStore } from "../../src/store/leases-sqlite.js";
@@ -26,6 +29,8 @@ const service = createDhcpService({
   config,
   logger,
   leases,
+  bootloaders: cachedBootloaders(() => join(config.stateDir, "ipxe")),
+  bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
   observer: (seen) => {
     if (process.env.DHCP_PRINT_SEEN) process.stdout.write(`seen ${JSON.stringify(seen)}\n`);
   },

@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { configSchema, normalizeConfig } from "../../src/config/schema.js";
+import { cachedBootloaders } from "../../src/boot/bootloaders.js";
+import { httpBootBase } from "../../src/boot/firmware.js";
 import { createDhcpService, type SeenClient } from "../../src/dhcp/index.js";
 import { MemoryLeaseStore } from "../../src/dhcp/lease-store.js";
 import { silentLogger } from "../../src/log.js";
 import { createLink, requireBinaries } from "../support/netns.js";
-import { CLIENT_SCRIPT, runToEnd, serverFiles } from "./harness.js";
+import { CLIENT_SCRIPT, REPO, runToEnd, serverFiles, waitFor } from "./harness.js";
+import type { RawStep } from "./raw-client.js";
 
 /**
  * The service as the daemon runs it, in-process on the root-namespace end of a veth: the observer
@@ -30,7 +33,9 @@ describe("createDhcpService in-process", { timeout: 120_000 }, () => {
       logger: silentLogger,
       leases,
       observer: (s) => seen.push(s),
-      lookupNode: (m) => (m === mac ? { hostname: "from-inventory", ipAddress: `${base}.9` } : undefined),
+      bootloaders: cachedBootloaders(() => join(config.stateDir, "ipxe")),
+    bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
+    lookupNode: (m) => (m === mac ? { hostname: "from-inventory", ipAddress: `${base}.9` } : undefined),
     });
     try {
       assert.equal(service.health().ok, false, "not healthy before start");
@@ -51,7 +56,47 @@ describe("createDhcpService in-process", { timeout: 120_000 }, () => {
       assert.match(line, new RegExp(`boot_file=ipxe\\.efi siaddr=${link.serverIp.replace(/\./g, "\\.")}`));
       assert.ok(seen.some((s) => s.mac === mac && s.firmware === "efi-x64" && s.arch === 7), JSON.stringify(seen));
       assert.equal(leases.rows.get(`${base}.9`)?.mac, mac);
+      // addressOf (issue 10): the reservation counts once ACKed; any spelling of the MAC; strangers have none.
+      assert.equal(service.addressOf(mac), `${base}.9`);
+      assert.equal(service.addressOf(mac.toUpperCase().replace(/:/g, "-")), `${base}.9`);
+      assert.equal(service.addressOf("52:54:00:7e:57:62"), undefined);
       assert.ok(service.counters.received >= 2 && service.counters.commits >= 1);
+    } finally {
+      await service.stop();
+      link.destroy();
+      files.cleanup();
+    }
+  });
+
+  it("proxy mode: addressOf is the address a machine last asked the site's DHCP server for, seen in its broadcast REQUEST", async (t) => {
+    if (!requireBinaries(t, "ip")) return;
+    const link = createLink({ serverInRoot: true });
+    const files = serverFiles(link);
+    const base = link.serverIp.replace(/\.1$/, "");
+    const input = JSON.parse(readFileSync(files.configFile, "utf8")) as { dhcp: Record<string, unknown> };
+    input.dhcp.mode = "proxy";
+    const config = normalizeConfig(configSchema.parse(input) as Parameters<typeof normalizeConfig>[0]);
+    const service = createDhcpService({
+      config,
+      logger: silentLogger,
+      leases: new MemoryLeaseStore(),
+      bootloaders: cachedBootloaders(() => join(config.stateDir, "ipxe")),
+      bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
+    });
+    const mac = "52:54:00:7e:57:63";
+    try {
+      await service.start();
+      assert.equal(service.addressOf(mac), undefined);
+      // The installer's DHCP client (not a PXE client) takes an address from the site's server.
+      const steps: RawStep[] = [{ send: [{ mac, type: "Request", requested: `${base}.77`, serverId: `${base}.254` }], waitMs: 300 }];
+      const stepsFile = join(files.dir, "steps.json");
+      writeFileSync(stepsFile, JSON.stringify(steps));
+      link.inClient("ip", ["route", "replace", "default", "dev", link.clientIf]);
+      const run = await runToEnd(link.spawnInClient(process.execPath, ["--import", "tsx", join(REPO, "test/dhcp/raw-client.ts"), stepsFile], { cwd: REPO }), 60_000);
+      assert.match(run.output, /done/, run.output);
+      await waitFor("the claim", () => service.addressOf(mac));
+      assert.equal(service.addressOf(mac), `${base}.77`);
+      assert.equal(service.addressOf("52:54:00:7e:57:64"), undefined);
     } finally {
       await service.stop();
       link.destroy();
