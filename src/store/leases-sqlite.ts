@@ -161,3 +161,13 @@ export function listLeases(db: Db): LeaseRecord[] {
   const key = (address: string) => address.split(".").reduce((n, part) => n * 256 + Number(part), 0);
   return rows.map(fromRow).sort((a, b) => key(a.address) - key(b.address));
 }
+
+/**
+ * The address bound to a MAC now, if any: where that machine's requests come from in server mode
+ * (the provisioning part hands the callback token only to requests from it).
+ */
+export function boundLeaseLookup(db: Db): (mac: string, now: number) => string | undefined {
+  ensureLeaseTable(db);
+  const select = db.prepare("SELECT address FROM leases WHERE mac = ? AND state = 'bound' AND expires_at > ? ORDER BY expires_at DESC LIMIT 1");
+  return (mac, now) => (select.get(mac, now) as { address: string } | undefined)?.address;
+}

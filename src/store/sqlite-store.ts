@@ -16,6 +16,8 @@ import {
   type NodeRepository,
   type NodeSource,
   type NodeState,
+  type SecretRepository,
+  type SightingBatch,
   type Store,
 } from "./store.js";
 
@@ -95,6 +97,16 @@ const MIGRATIONS: readonly ((db: Db) => void)[] = [
       );
       CREATE INDEX callback_tokens_by_node ON callback_tokens (node_id);
     `),
+  // The key callback tokens are derived from (HMAC of the provisioning attempt), so a refetch of
+  // the install script in one attempt gets the same token without the token itself being stored.
+  (db) =>
+    db.exec(`
+      CREATE TABLE secrets (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+      CREATE INDEX nodes_by_state ON nodes (state, last_seen_at);
+    `),
 ];
 
 export interface SqliteStore extends Store {
@@ -112,13 +124,22 @@ export function openSqliteStore(file: string): SqliteStore {
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
   migrate(db);
+  const nodes = new SqliteNodeRepository(db);
+  const events = new SqliteEventRepository(db);
+  const recordSightings = db.transaction((batch: SightingBatch): NodeEvent[] => {
+    for (const node of batch.created) nodes.insert(node);
+    for (const seen of batch.seen) nodes.touch(seen);
+    return batch.events.map((event) => events.insert(event));
+  });
   return {
     db,
     images: new SqliteImageRepository(db),
-    nodes: new SqliteNodeRepository(db),
-    events: new SqliteEventRepository(db),
+    nodes,
+    events,
     apiTokens: new SqliteApiTokenRepository(db),
     callbackTokens: new SqliteCallbackTokenRepository(db),
+    secrets: new SqliteSecretRepository(db),
+    recordSightings: async (batch) => recordSightings(batch),
     schemaVersion: async () => db.pragma("user_version", { simple: true }) as number,
     close: async () => {
       db.close();
@@ -282,6 +303,11 @@ class SqliteNodeRepository implements NodeRepository {
   }
 
   async create(record: NodeRecord): Promise<void> {
+    this.db.transaction(() => this.insert(record))();
+  }
+
+  /** `create` inside the caller's transaction. */
+  insert(record: NodeRecord): void {
     this.db.transaction(() => {
       if (this.db.prepare(`SELECT 1 FROM nodes WHERE id = ?`).get(record.id)) throw new NodeConflict("id", record.id, record.id);
       this.checkUnique(record);
@@ -296,6 +322,17 @@ class SqliteNodeRepository implements NodeRepository {
         .run(this.params(record));
       this.writeMacs(record);
     })();
+  }
+
+  /** A sighting of a known node: last seen, and its identity as reported (a UUID another node holds is kept out). */
+  touch(seen: SightingBatch["seen"][number]): void {
+    const uuidFree = seen.uuid === undefined || !this.db.prepare(`SELECT 1 FROM nodes WHERE uuid = ? AND id <> ?`).get(seen.uuid, seen.id);
+    this.db
+      .prepare(
+        `UPDATE nodes SET last_seen_at = @lastSeenAt, firmware = COALESCE(@firmware, firmware),
+           uuid = COALESCE(@uuid, uuid), serial = COALESCE(@serial, serial) WHERE id = @id`,
+      )
+      .run({ id: seen.id, lastSeenAt: seen.lastSeenAt, firmware: seen.firmware ?? null, uuid: uuidFree ? (seen.uuid ?? null) : null, serial: seen.serial ?? null });
   }
 
   async replace(record: NodeRecord): Promise<boolean> {
@@ -397,6 +434,10 @@ class SqliteEventRepository implements EventRepository {
   constructor(private readonly db: Db) {}
 
   async append(event: Omit<NodeEvent, "seq">): Promise<NodeEvent> {
+    return this.insert(event);
+  }
+
+  insert(event: Omit<NodeEvent, "seq">): NodeEvent {
     const result = this.db
       .prepare(`INSERT INTO node_events (node_id, kind, from_state, to_state, at, details) VALUES (?, ?, ?, ?, ?, ?)`)
       .run(event.nodeId, event.kind, event.fromState ?? null, event.toState ?? null, event.at, JSON.stringify(event.details));
@@ -423,11 +464,14 @@ class SqliteEventRepository implements EventRepository {
       params.push(filter.since);
     }
     const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
-    // The newest `limit`, handed back oldest first so a reader can replay them in order.
+    // After a cursor: the next page. Without one: the newest `limit`, handed back oldest first so a
+    // reader can replay them in order.
     const sql =
       filter.limit === undefined
         ? `SELECT * FROM node_events ${clause} ORDER BY seq`
-        : `SELECT * FROM (SELECT * FROM node_events ${clause} ORDER BY seq DESC LIMIT ?) ORDER BY seq`;
+        : filter.afterSeq !== undefined
+          ? `SELECT * FROM node_events ${clause} ORDER BY seq LIMIT ?`
+          : `SELECT * FROM (SELECT * FROM node_events ${clause} ORDER BY seq DESC LIMIT ?) ORDER BY seq`;
     if (filter.limit !== undefined) params.push(filter.limit);
     return (this.db.prepare(sql).all(...params) as EventRow[]).map(eventFromRow);
   }
@@ -503,10 +547,17 @@ function callbackTokenFromRow(row: CallbackTokenRow): CallbackTokenRecord {
 class SqliteCallbackTokenRepository implements CallbackTokenRepository {
   constructor(private readonly db: Db) {}
 
-  async issue(record: CallbackTokenRecord): Promise<void> {
-    this.db
-      .prepare(`INSERT INTO callback_tokens (hash, node_id, provisioning_id, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?)`)
-      .run(record.hash, record.nodeId, record.provisioningId, record.createdAt, record.expiresAt, record.usedAt ?? null);
+  async issue(record: CallbackTokenRecord): Promise<boolean> {
+    return (
+      this.db
+        .prepare(`INSERT OR IGNORE INTO callback_tokens (hash, node_id, provisioning_id, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?)`)
+        .run(record.hash, record.nodeId, record.provisioningId, record.createdAt, record.expiresAt, record.usedAt ?? null).changes > 0
+    );
+  }
+
+  async find(hash: string): Promise<CallbackTokenRecord | undefined> {
+    const row = this.db.prepare(`SELECT * FROM callback_tokens WHERE hash = ?`).get(hash) as CallbackTokenRow | undefined;
+    return row && callbackTokenFromRow(row);
   }
 
   async consume(hash: string, now: string): Promise<ConsumeResult> {
@@ -523,5 +574,15 @@ class SqliteCallbackTokenRepository implements CallbackTokenRepository {
 
   async revokeForNode(nodeId: string): Promise<void> {
     this.db.prepare(`DELETE FROM callback_tokens WHERE node_id = ? AND used_at IS NULL`).run(nodeId);
+  }
+}
+
+class SqliteSecretRepository implements SecretRepository {
+  constructor(private readonly db: Db) {}
+
+  async getOrCreate(name: string, create: () => string): Promise<string> {
+    // INSERT OR IGNORE then read: of two processes creating it at once, the first write wins for both.
+    this.db.prepare(`INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)`).run(name, create());
+    return (this.db.prepare(`SELECT value FROM secrets WHERE name = ?`).get(name) as { value: string }).value;
   }
 }
