@@ -1,4 +1,4 @@
-import type { NodeState } from "../store/store.js";
+import type { NodeState } from "../lifecycle/node-state.js";
 
 /**
  * The provisioning lifecycle of PRODUCT.md §5 as plain data: which action moves a node from which
