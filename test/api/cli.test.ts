@@ -129,5 +129,8 @@ test("token create/list/revoke on the store file, and nodes add/list/show/provis
   const second = (await cli(["token", "create", "--state-dir", stateDir])).stdout.trim();
   const removed = await cli(["nodes", "remove", node.id], { ...env, CENTRA_PXE_TOKEN: second });
   assert.equal(removed.code, 0, removed.stderr);
-  assert.equal((await cli(["nodes", "list", "--json"], env)).stdout.trim(), "[]");
+  assert.equal((await cli(["nodes", "list", "--json"], { ...env, CENTRA_PXE_TOKEN: second })).stdout.trim(), "[]");
+  // Reads need the token too: the revoked one reads nothing, and none at all is refused before asking.
+  assert.match((await cli(["nodes", "list", "--json"], env)).stderr, /HTTP 403: token .* was revoked/);
+  assert.match((await cli(["nodes", "list", "--url", url])).stderr, /needs an admin token/);
 });
