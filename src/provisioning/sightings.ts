@@ -48,6 +48,8 @@ export function meaningfulUuid(uuid: string | undefined): string | undefined {
 const SIGHTING_WRITE_INTERVAL_MS = 60_000;
 /** An identity conflict (a new MAC claiming a known node's UUID) is recorded once per MAC per this interval. */
 const CONFLICT_EVENT_INTERVAL_MS = 60 * 60_000;
+/** Sightings written per transaction; the event loop gets a turn between two. */
+const SIGHTINGS_PER_COMMIT = 32;
 /** Bound on the per-MAC memory; beyond it entries older than the write interval are forgotten. */
 const MAX_REMEMBERED_MACS = 50_000;
 
@@ -111,10 +113,18 @@ export class Sightings {
     this.waiters = [];
     if (batch.length === 0) return;
     try {
-      await this.core.exclusive(() => this.write(batch));
-      this.counts.recorded += batch.length;
-    } catch (error) {
-      this.core.logger.error({ err: error, sightings: batch.length }, "could not record sightings");
+      // One transaction per slice, and a turn of the event loop between slices: a commit of a
+      // few dozen rows holds the loop for milliseconds, a commit of the whole flood would not.
+      for (let start = 0; start < batch.length; start += SIGHTINGS_PER_COMMIT) {
+        if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+        const slice = batch.slice(start, start + SIGHTINGS_PER_COMMIT);
+        try {
+          await this.core.exclusive(() => this.write(slice));
+          this.counts.recorded += slice.length;
+        } catch (error) {
+          this.core.logger.error({ err: error, sightings: slice.length }, "could not record sightings");
+        }
+      }
     } finally {
       for (const resolve of waiters) resolve();
     }
