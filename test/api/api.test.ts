@@ -232,7 +232,7 @@ test("images, and an OpenAPI document that describes every route", async () => {
   const doc = (await call("GET", "/api/v1/openapi.json")).json();
   assert.equal(doc.openapi, "3.1.0");
   const paths = Object.keys(doc.paths as object);
-  for (const path of ["/nodes", "/nodes/{ref}", "/nodes/{ref}/provision", "/nodes/{ref}/reprovision", "/nodes/{ref}/retire", "/nodes/callback", "/events", "/events/stream", "/images"]) {
+  for (const path of ["/nodes", "/nodes/{ref}", "/nodes/{ref}/macs", "/nodes/{ref}/provision", "/nodes/{ref}/reprovision", "/nodes/{ref}/retire", "/nodes/callback", "/events", "/events/stream", "/images"]) {
     assert.ok(paths.includes(path), path);
   }
   assert.equal((await call("GET", "/api/v1/nope")).status, 404);
