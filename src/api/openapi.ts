@@ -1,4 +1,4 @@
-import { NODE_STATES } from "../lifecycle/node-state.js";
+import { NODE_STATES } from "../lifecycle/lifecycle.js";
 
 /**
  * The OpenAPI 3.1 document served at /api/v1/openapi.json. Written by hand, beside the routes in

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { HttpError } from "../errors.js";
 import { listImages } from "../images/images.js";
-import { NODE_STATES, type NodeState } from "../lifecycle/node-state.js";
+import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 import type { Logger } from "../log.js";
 import { CallbackRejectedError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
 import type { Actor, Inventory, Lifecycle } from "../provisioning/index.js";

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { DhcpCounters } from "../dhcp/server.js";
 import type { Store } from "../store/store.js";
-import { NODE_STATES } from "../lifecycle/node-state.js";
+import { NODE_STATES } from "../lifecycle/lifecycle.js";
 import type { TftpStats } from "../tftp/server.js";
 import type { ServiceHealth } from "../server/service.js";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { NODE_STATES, type NodeState } from "../lifecycle/node-state.js";
+import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 import { type BootFacts, decideBoot } from "./boot-decision.js";
 
 const facts = (over: Partial<BootFacts> & { state?: NodeState; hasProfile?: boolean } = {}): BootFacts => {

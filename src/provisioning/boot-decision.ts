@@ -1,5 +1,5 @@
-import type { NodeState } from "../lifecycle/node-state.js";
-import { BOOT_PLAN } from "./lifecycle.js";
+import type { NodeState } from "../lifecycle/lifecycle.js";
+import { BOOT_PLAN } from "../lifecycle/lifecycle.js";
 
 /**
  * The one boot decision of `machine.ipxe` (PRODUCT.md §3, §5) as a pure function: inventory facts

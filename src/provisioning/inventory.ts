@@ -1,11 +1,11 @@
 import { normalizeMac } from "../config/primitives.js";
 import type { Config } from "../config/schema.js";
 import { NotFoundError } from "../errors.js";
-import type { NodeState } from "../lifecycle/node-state.js";
+import type { NodeState } from "../lifecycle/lifecycle.js";
 import { NodeConflict, type NodeFilter, type NodeRecord, type NodeSource } from "../store/store.js";
 import { type Actor, defined, type InventoryCore } from "./core.js";
 import { ConflictError, TransitionRefusedError } from "./errors.js";
-import { decideTransition, type LifecycleAction } from "./lifecycle.js";
+import { decideTransition, type LifecycleAction } from "../lifecycle/lifecycle.js";
 import type { NodeChanges } from "./node-input.js";
 import { randomId } from "./tokens.js";
 

@@ -2,7 +2,7 @@ import { normalizeMac } from "../config/primitives.js";
 import type { NodeRecord } from "../store/store.js";
 import { type Actor, clearAttempt, type InventoryCore } from "./core.js";
 import { CallbackRejectedError, type CallbackRefusal, TransitionRefusedError } from "./errors.js";
-import { decideTransition, type LifecycleAction } from "./lifecycle.js";
+import { decideTransition, type LifecycleAction } from "../lifecycle/lifecycle.js";
 import { callbackTokenFor, hashToken, randomId, randomSecret } from "./tokens.js";
 
 /** The store's name for the key callback tokens are derived from. */

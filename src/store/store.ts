@@ -1,4 +1,4 @@
-import type { NodeState } from "../lifecycle/node-state.js";
+import type { NodeState } from "../lifecycle/lifecycle.js";
 
 /**
  * The state Centra PXE keeps, behind one interface so the embedded SQLite file and a shared
@@ -48,7 +48,7 @@ export interface ImageRepository {
 }
 
 // The states belong to the lifecycle; re-exported so readers of the store's types find them here.
-export { NODE_STATES, type NodeState } from "../lifecycle/node-state.js";
+export { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 
 /** Where a node came from; `config` nodes have their profile, hostname and address owned by the config file. */
 export type NodeSource = "config" | "api" | "discovered";
