@@ -139,8 +139,8 @@ export class Sightings {
     return core.exclusive(async () => {
       const cutoff = new Date(core.now().getTime() - core.config.provisioning.discoveredTtl).toISOString();
       const expired: NodeRecord[] = [];
-      for (const node of await core.store.nodes.list({ state: "discovered" })) {
-        if (node.source !== "discovered" || (node.lastSeenAt ?? node.createdAt) >= cutoff) continue;
+      for (const node of await core.store.nodes.list({ state: "discovered", seenBefore: cutoff })) {
+        if (node.source !== "discovered") continue;
         await core.store.nodes.remove(node.id);
         await core.record({ nodeId: node.id, kind: "expired", fromState: node.state, details: { macs: node.macs, lastSeenAt: node.lastSeenAt ?? null, ttlMs: core.config.provisioning.discoveredTtl } });
         expired.push(node);

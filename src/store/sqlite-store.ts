@@ -401,6 +401,10 @@ class SqliteNodeRepository implements NodeRepository {
       where.push("profile = ?");
       params.push(filter.profile);
     }
+    if (filter.seenBefore !== undefined) {
+      where.push("COALESCE(last_seen_at, created_at) < ?");
+      params.push(filter.seenBefore);
+    }
     for (const [key, value] of Object.entries(filter.labels ?? {})) {
       where.push("json_extract(labels, ?) = ?");
       params.push(`$.${JSON.stringify(key)}`, value);

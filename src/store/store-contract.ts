@@ -113,6 +113,8 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     assert.deepEqual((await store.nodes.list({ profile: "worker" })).map((n) => n.id), ["n-b"]);
     assert.deepEqual((await store.nodes.list({ labels: { rack: "a1" } })).map((n) => n.id), ["n-b", "n-a"]);
     assert.deepEqual((await store.nodes.list({ labels: { rack: "a1", role: "db" } })).map((n) => n.id), ["n-b"]);
+    await store.nodes.replace({ ...(await store.nodes.get("n-a"))!, lastSeenAt: "2026-11-20T00:00:00.000Z" });
+    assert.deepEqual((await store.nodes.list({ seenBefore: "2026-11-24T00:00:00.000Z" })).map((n) => n.id), ["n-a"], "last seen, else created, before");
   });
 
   withStore("removing a node frees its MACs and keeps its events", async (store) => {

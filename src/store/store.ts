@@ -93,6 +93,8 @@ export interface NodeFilter {
   profile?: string;
   /** Every label given must match. */
   labels?: Record<string, string>;
+  /** Only nodes last seen (or, never seen, created) before this ISO time. */
+  seenBefore?: string;
 }
 
 /** A uniqueness clash: which field and which node already holds the value. */
