@@ -138,6 +138,19 @@ withFixture("a new MAC presenting a known node's UUID is a conflict for an admin
   assert.equal(await f.store.nodes.get(seen.id), undefined);
   await assert.rejects(f.part.inventory.adoptMac(node.id, "52:54:00:12:34:56", "test"), ConflictError, "a registered node's MAC is not taken");
 
+  // A known node's serial is a conflict too; a vendor's placeholder serial is not.
+  await f.store.nodes.replace({ ...(await f.store.nodes.get(node.id))!, serial: "CZ1234ABCD" });
+  await observe(f, { mac: "52:54:00:00:00:04", serial: "CZ1234ABCD", via: "ipxe" });
+  await observe(f, { mac: "52:54:00:00:00:05", serial: "To be filled by O.E.M.", via: "ipxe" });
+  assert.deepEqual(
+    f.events.filter((e) => e.kind === "identity-conflict").map((e) => [e.details.mac, e.details.serial ?? e.details.uuid]),
+    [
+      ["52:54:00:00:00:02", "4c4c4544-0000-1000-8000-000000000001"],
+      ["52:54:00:00:00:04", "CZ1234ABCD"],
+    ],
+  );
+  assert.deepEqual((await f.part.inventory.getNode(node.id)).macs, ["52:54:00:00:00:01", "52:54:00:00:00:02"]);
+
   // A placeholder UUID shared by a whole batch of boards merges nothing and is no conflict.
   const other = await observe(f, { mac: "52:54:00:00:00:03", uuid: "03000200-0400-0500-0006-000700080009", via: "ipxe" });
   assert.notEqual(other.id, node.id);

@@ -39,6 +39,14 @@ export interface SightingOptions {
  */
 const MEANINGLESS_UUIDS = new Set(["", "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff", "03000200-0400-0500-0006-000700080009"]);
 
+/** SMBIOS serials that board vendors leave in every unit: matching on them would flag strangers. */
+const MEANINGLESS_SERIALS = new Set(["", "0", "00000000", "none", "n/a", "default string", "to be filled by o.e.m.", "system serial number", "not specified", "0123456789"]);
+
+export function meaningfulSerial(serial: string | undefined): string | undefined {
+  const trimmed = serial?.trim();
+  return trimmed === undefined || MEANINGLESS_SERIALS.has(trimmed.toLowerCase()) ? undefined : trimmed;
+}
+
 export function meaningfulUuid(uuid: string | undefined): string | undefined {
   const normalised = uuid?.trim().toLowerCase();
   return normalised === undefined || MEANINGLESS_UUIDS.has(normalised) ? undefined : normalised;
@@ -169,7 +177,9 @@ export class Sightings {
       // machine broadcasts. Only an admin can tell, so record the claim and give the MAC nothing
       // of that node (`centra-pxe nodes adopt NODE MAC` approves it).
       const holder = uuid === undefined ? undefined : await core.store.nodes.findByUuid(uuid);
-      if (holder) this.conflict(writes.events, holder, mac, uuid!, sighting.via, at);
+      const bySerial = holder || meaningfulSerial(serial) === undefined ? undefined : await core.store.nodes.findBySerial(serial!);
+      if (holder) this.conflict(writes.events, holder, mac, { uuid: uuid! }, sighting.via, at);
+      else if (bySerial) this.conflict(writes.events, bySerial, mac, { serial: serial! }, sighting.via, at);
       const keepUuid = uuid !== undefined && !holder && !uuidsTaken.has(uuid);
       if (keepUuid) uuidsTaken.add(uuid);
       const id = randomId("n");
@@ -194,7 +204,7 @@ export class Sightings {
     else core.logger.info({ count: discovered.length }, "new machines discovered");
   }
 
-  private conflict(events: SightingBatch["events"], holder: NodeRecord, mac: string, uuid: string, via: string, at: string): void {
+  private conflict(events: SightingBatch["events"], holder: NodeRecord, mac: string, claim: { uuid: string } | { serial: string }, via: string, at: string): void {
     const now = this.core.now().getTime();
     const last = this.conflictReportedAt.get(mac);
     if (last !== undefined && now - last < CONFLICT_EVENT_INTERVAL_MS) return;
@@ -203,9 +213,9 @@ export class Sightings {
       nodeId: holder.id,
       kind: "identity-conflict",
       at,
-      details: { mac, uuid, via, note: `a new MAC presented this node's UUID; it was given nothing of the node. If it is this machine: centra-pxe nodes adopt ${holder.id} ${mac}` },
+      details: { mac, ...claim, via, note: `a new MAC presented this node's ${"uuid" in claim ? "UUID" : "serial"}; it was given nothing of the node. If it is this machine: centra-pxe nodes adopt ${holder.id} ${mac}` },
     });
-    this.core.logger.warn({ nodeId: holder.id, mac, uuid, via }, "a new MAC claims a known node's UUID; recorded as a conflict, not acted on");
+    this.core.logger.warn({ nodeId: holder.id, mac, ...claim, via }, "a new MAC claims a known node's identity; recorded as a conflict, not acted on");
   }
 
   /** Token bucket: `sightingsPerSecond`, up to `sightingBurst` at once. */

@@ -385,6 +385,11 @@ class SqliteNodeRepository implements NodeRepository {
     return row && this.fromRow(row);
   }
 
+  async findBySerial(serial: string): Promise<NodeRecord | undefined> {
+    const row = this.sql(`SELECT * FROM nodes WHERE serial = ? ORDER BY seq LIMIT 1`).get(serial) as NodeRow | undefined;
+    return row && this.fromRow(row);
+  }
+
   async findByHostname(hostname: string): Promise<NodeRecord | undefined> {
     const row = this.sql(`SELECT * FROM nodes WHERE hostname = ?`).get(hostname) as NodeRow | undefined;
     return row && this.fromRow(row);

@@ -82,6 +82,9 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     assert.deepEqual((await store.nodes.findByUuid("4c4c4544-0000-1000-8000-000000000001"))?.id, "n-1");
     assert.deepEqual((await store.nodes.findByHostname("WORKER-01"))?.id, "n-1", "hostnames compare without case");
     assert.equal(await store.nodes.findByMac("52:54:00:00:00:03"), undefined);
+    assert.equal(await store.nodes.findBySerial("SN-1"), undefined);
+    await store.nodes.create(node("n-2", ["52:54:00:00:00:05"], { serial: "SN-1" }));
+    assert.equal((await store.nodes.findBySerial("SN-1"))?.id, "n-2");
   });
 
   withStore("a MAC, UUID, hostname or address held by another node is a conflict naming the field", async (store) => {

@@ -118,6 +118,8 @@ export interface NodeRepository {
   findByMac(mac: string): Promise<NodeRecord | undefined>;
   findByUuid(uuid: string): Promise<NodeRecord | undefined>;
   findByHostname(hostname: string): Promise<NodeRecord | undefined>;
+  /** The first node (by creation) with this SMBIOS serial; serials are not unique, so this is a hint, never an identity. */
+  findBySerial(serial: string): Promise<NodeRecord | undefined>;
   /** By creation order. */
   list(filter?: NodeFilter): Promise<NodeRecord[]>;
   remove(id: string): Promise<boolean>;
