@@ -58,17 +58,20 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           reply.code(404).send({ error: "NOT_FOUND", message: `no API route ${request.method} ${request.url.split("?")[0]} (see ${API_PREFIX}/openapi.json)` }),
         );
 
-        /** The admin behind a request, or a 401/403. */
-        const admin = async (request: FastifyRequest): Promise<Actor> => {
+        /** Who each authenticated request is, checked once in the hook below. */
+        const actors = new WeakMap<FastifyRequest, Actor>();
+        const authenticate = async (request: FastifyRequest): Promise<Actor> => {
           const result = await authenticateApiToken(store, request.headers.authorization);
           if (!result.ok) throw new HttpError(result.status, result.message, result.status === 401 ? "UNAUTHENTICATED" : "FORBIDDEN");
           return `token:${result.token.id} ${result.token.name}`;
         };
+        /** The admin behind a request (for its events), or a 401/403. */
+        const admin = async (request: FastifyRequest): Promise<Actor> => actors.get(request) ?? authenticate(request);
         const callbackPath = `${API_PREFIX}/nodes/callback`;
         // Every route, unknown ones included, before anything is read; the callback has its own token.
         api.addHook("onRequest", async (request) => {
           if (request.routeOptions.url === callbackPath) return;
-          await admin(request);
+          actors.set(request, await authenticate(request));
         });
 
         api.get("/openapi.json", async () => openApiDocument());
