@@ -2,6 +2,7 @@ import type { ImageCatalog } from "../boot/image-catalog.js";
 import { imageBootFor } from "../boot/resolver.js";
 import type { BootResolver, BootSpec, ImageBoot, MachineIdentity, ResolveContext, UnavailableBoot } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
+import { BOOT_PLAN } from "../lifecycle/lifecycle.js";
 import type { NodeRecord } from "../store/store.js";
 import { type BootEffects, type BootFacts, decideBoot, type Requester, type TokenWithheld } from "./boot-decision.js";
 import type { InventoryCore } from "./core.js";
@@ -40,7 +41,9 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
     async resolve(machine: MachineIdentity, context: ResolveContext): Promise<BootSpec> {
       const probe = context.probe === true;
       const node = await core.store.nodes.findByMac(machine.mac);
-      const image = node && node.profile !== undefined ? await imageFor(node, context) : undefined;
+      // The image is a fact only for the states that boot it.
+      const bootsImage = node !== undefined && node.profile !== undefined && (BOOT_PLAN[node.state] === "image" || BOOT_PLAN[node.state] === "install");
+      const image = bootsImage ? await imageFor(node, context) : undefined;
       const facts: BootFacts = {
         node: node && { id: node.id, state: node.state, hasProfile: node.profile !== undefined },
         requester: requesterOf(machine.mac, context.remote),
