@@ -1,4 +1,4 @@
-import { NODE_STATES } from "../store/store.js";
+import { NODE_STATES } from "../lifecycle/lifecycle.js";
 
 /**
  * The OpenAPI 3.1 document served at /api/v1/openapi.json. Written by hand, beside the routes in
@@ -24,9 +24,18 @@ export function openApiDocument(): Record<string, unknown> {
     { name: "node", in: "query", schema: { type: "string" }, description: "node id, MAC or hostname" },
     { name: "kind", in: "query", schema: { type: "string" }, description: "created, discovered, updated, transition, install-boot, callback-rejected, removed, …" },
     { name: "since", in: "query", schema: { type: "string", format: "date-time" } },
-    { name: "after", in: "query", schema: { type: "integer", minimum: 0 }, description: "only events with a larger seq" },
-    { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 10000 }, description: "the newest N (default 1000 when neither after nor since is given)" },
+    { name: "after", in: "query", schema: { type: "integer", minimum: 0 }, description: "a cursor: the page of events with a larger seq (pass the previous page's `next`)" },
+    { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 500 }, description: "page size, at most 500 (the default); without after or since, the newest N" },
   ];
+  const eventPage = json({
+    type: "object",
+    required: ["events", "next", "more"],
+    properties: {
+      events: { type: "array", items: ref("Event") },
+      next: { type: "integer", description: "the cursor for the next page (?after=)" },
+      more: { type: "boolean", description: "the page was full: there may be more after `next`" },
+    },
+  });
   const nodeFields = {
     macs: { type: "array", items: { type: "string", example: "52:54:00:12:34:56" }, minItems: 1 },
     mac: { type: "string", description: "shorthand for a one-element macs" },
@@ -43,9 +52,10 @@ export function openApiDocument(): Record<string, unknown> {
       title: "Centra PXE provisioning API",
       version: "1",
       description:
-        "The node inventory and its lifecycle (discovered → ready → provisioning → provisioned; failed; retired). Reads are open; every change needs `Authorization: Bearer <token>` from `centra-pxe token create`.",
+        "The node inventory and its lifecycle (discovered → ready → provisioning → provisioned; failed; retired). Every route, reads included, needs `Authorization: Bearer <token>` from `centra-pxe token create` (401 without, 403 revoked); the installer callback is authorised by its own token.",
     },
     servers: [{ url: "/api/v1" }],
+    security: admin,
     components: {
       securitySchemes: {
         bearer: { type: "http", scheme: "bearer", description: "admin token from `centra-pxe token create`" },
@@ -130,7 +140,16 @@ export function openApiDocument(): Record<string, unknown> {
       "/nodes/{ref}/reprovision": action("install again (also a provisioned node, or restart a stuck attempt)"),
       "/nodes/{ref}/retire": action("never boot this node from the network again"),
       "/nodes/{ref}/reactivate": action("bring a retired node back (ready, or discovered without a profile)"),
-      "/nodes/{ref}/events": { get: { summary: "a node's events", parameters: [nodeRef, ...eventQuery.slice(1)], responses: { "200": { description: "events, oldest first" } } } },
+      "/nodes/{ref}/macs": {
+        post: {
+          summary: "adopt: add a MAC to the node (the answer to an identity-conflict event; the network never adds one)",
+          security: admin,
+          parameters: [nodeRef],
+          requestBody: { required: true, content: json({ type: "object", required: ["mac"], properties: { mac: { type: "string" } } }) },
+          responses: { "200": { description: "the node with the MAC; a node only discovered under that MAC is removed", content: json(ref("Node")) }, ...changeResponses },
+        },
+      },
+      "/nodes/{ref}/events": { get: { summary: "a node's events, one page", parameters: [nodeRef, ...eventQuery.slice(1)], responses: { "200": { description: "events, oldest first", content: eventPage } } } },
       "/nodes/callback": {
         post: {
           summary: "the installed system reports back; makes the node provisioned (or failed with status=failed)",
@@ -144,18 +163,21 @@ export function openApiDocument(): Record<string, unknown> {
           responses: {
             "200": { description: "accepted" },
             "401": error("no token"),
-            "403": error("unknown, used, expired or another node's token"),
+            "403": error("unknown, used or expired token, or a MAC not the node's (which does not use the token up)"),
             "409": error("the node is no longer provisioning"),
           },
         },
-        get: { summary: "the same, for busybox wget builds that cannot POST", responses: { "200": { description: "accepted" } } },
+        get: { summary: "the same, for busybox wget builds that cannot POST", security: [{ callbackToken: [] }], responses: { "200": { description: "accepted" } } },
       },
-      "/events": { get: { summary: "lifecycle events, oldest first", parameters: eventQuery, responses: { "200": { description: "events", content: json({ type: "object", properties: { events: { type: "array", items: ref("Event") } } }) } } } },
+      "/events": { get: { summary: "lifecycle events, oldest first, one page", parameters: eventQuery, responses: { "200": { description: "a page of events and its cursor", content: eventPage } } } },
       "/events/stream": {
         get: {
           summary: "live events as server-sent events; resume with Last-Event-ID or ?after=",
           parameters: eventQuery.slice(0, 4),
-          responses: { "200": { description: "text/event-stream; each event's id is its seq, data its JSON", content: { "text/event-stream": { schema: { type: "string" } } } } },
+          responses: {
+            "200": { description: "text/event-stream; each event's id is its seq, data its JSON; a replay is read a page at a time", content: { "text/event-stream": { schema: { type: "string" } } } },
+            "503": error("api.maxEventStreams streams are open already"),
+          },
         },
       },
       "/images": {

@@ -1,21 +1,29 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { CentraError, HttpError, NotFoundError } from "../errors.js";
+import { HttpError } from "../errors.js";
 import { listImages } from "../images/images.js";
+import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 import type { Logger } from "../log.js";
 import { CallbackRejectedError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
+import type { Actor, Inventory, Lifecycle } from "../provisioning/index.js";
 import { parseNodeChanges } from "../provisioning/node-input.js";
-import type { Actor, Provisioning } from "../provisioning/provisioning.js";
 import { authenticateApiToken, bearerToken } from "../provisioning/tokens.js";
-import { NODE_STATES, type EventFilter, type NodeEvent, type NodeFilter, type NodeState, type Store } from "../store/store.js";
+import type { EventFilter, NodeEvent, NodeFilter, Store } from "../store/store.js";
+import { httpStatusOf } from "./http-status.js";
 import { openApiDocument } from "./openapi.js";
 
 export const API_PREFIX = "/api/v1";
 
-/** Events returned when a read names no limit, no `after` and no `since`. */
-export const DEFAULT_EVENT_LIMIT = 1000;
+/**
+ * Events in one read (and one SSE replay page): the log is kept forever, and an unbounded read
+ * would be the whole history in memory at once.
+ */
+export const MAX_EVENT_PAGE = 500;
 
 export interface ApiPluginOptions {
-  provisioning: Provisioning;
+  inventory: Inventory;
+  lifecycle: Lifecycle;
+  /** Live events (the provisioning part's `onEvent`). */
+  onEvent(listener: (event: NodeEvent) => void): () => void;
   store: Store;
   logger: Logger;
   /** How often an idle SSE stream gets a comment line, so proxies and clients keep it open. */
@@ -25,13 +33,15 @@ export interface ApiPluginOptions {
 type Query = Record<string, string | string[] | undefined>;
 
 /**
- * The REST API of PRODUCT.md §5 under /api/v1, as a Fastify plugin the HTTP app registers. Reads
- * are open; every change needs an admin bearer token (`centra-pxe token create`). The installer
- * callback is authorised by its own single-use token instead.
+ * The REST API of PRODUCT.md §5 under /api/v1, as a Fastify plugin the HTTP app registers. Every
+ * route needs an admin bearer token (`centra-pxe token create`), reads included: the inventory
+ * tells a stranger which machines are about to install. The installer callback is authorised by
+ * its own token instead.
  */
 export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
-  const { provisioning, store } = options;
+  const { inventory, lifecycle, store } = options;
   const heartbeatMs = options.heartbeatMs ?? 15_000;
+  let openStreams = 0;
 
   return async (app: FastifyInstance) => {
     await app.register(
@@ -48,20 +58,29 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           reply.code(404).send({ error: "NOT_FOUND", message: `no API route ${request.method} ${request.url.split("?")[0]} (see ${API_PREFIX}/openapi.json)` }),
         );
 
-        /** The admin behind a change, or a 401/403. */
-        const admin = async (request: FastifyRequest): Promise<Actor> => {
+        /** Who each authenticated request is, checked once in the hook below. */
+        const actors = new WeakMap<FastifyRequest, Actor>();
+        const authenticate = async (request: FastifyRequest): Promise<Actor> => {
           const result = await authenticateApiToken(store, request.headers.authorization);
           if (!result.ok) throw new HttpError(result.status, result.message, result.status === 401 ? "UNAUTHENTICATED" : "FORBIDDEN");
           return `token:${result.token.id} ${result.token.name}`;
         };
+        /** The admin behind a request (for its events), or a 401/403. */
+        const admin = async (request: FastifyRequest): Promise<Actor> => actors.get(request) ?? authenticate(request);
+        const callbackPath = `${API_PREFIX}/nodes/callback`;
+        // Every route, unknown ones included, before anything is read; the callback has its own token.
+        api.addHook("onRequest", async (request) => {
+          if (request.routeOptions.url === callbackPath) return;
+          actors.set(request, await authenticate(request));
+        });
 
         api.get("/openapi.json", async () => openApiDocument());
 
-        api.get("/nodes", async (request) => ({ nodes: await provisioning.listNodes(nodeFilter(request.query as Query)) }));
+        api.get("/nodes", async (request) => ({ nodes: await inventory.listNodes(nodeFilter(request.query as Query)) }));
 
         api.post("/nodes", async (request, reply) => {
           const actor = await admin(request);
-          const { adopted, ...node } = await provisioning.createNode(parseNodeChanges(request.body, "create", provisioning.config), actor);
+          const { adopted, ...node } = await inventory.createNode(parseNodeChanges(request.body, "create", inventory.config), actor);
           // 200 when the machine was already discovered and is now registered, 201 when it is new.
           return reply.code(adopted ? 200 : 201).header("location", `${API_PREFIX}/nodes/${node.id}`).send(node);
         });
@@ -81,7 +100,7 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           }
           const mac = field("mac");
           const message = field("message");
-          const node = await provisioning.callback({
+          const node = await lifecycle.callback({
             token: field("token") ?? bearer ?? undefined,
             ...(mac !== undefined ? { mac } : {}),
             outcome: status === "failed" ? "failed" : "succeeded",
@@ -94,41 +113,61 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
         api.post("/nodes/callback", callback);
         api.get("/nodes/callback", callback);
 
-        api.get("/nodes/:ref", async (request) => provisioning.getNode(param(request)));
+        api.get("/nodes/:ref", async (request) => inventory.getNode(param(request)));
 
         api.patch("/nodes/:ref", async (request) => {
           const actor = await admin(request);
-          return provisioning.updateNode(param(request), parseNodeChanges(request.body, "update", provisioning.config), actor);
+          return inventory.updateNode(param(request), parseNodeChanges(request.body, "update", inventory.config), actor);
         });
 
         api.delete("/nodes/:ref", async (request) => {
           const actor = await admin(request);
-          return provisioning.removeNode(param(request), actor);
+          return inventory.removeNode(param(request), actor);
         });
 
-        api.post("/nodes/:ref/provision", async (request) => provisioning.provision(param(request), await admin(request)));
-        api.post("/nodes/:ref/reprovision", async (request) => provisioning.provision(param(request), await admin(request), { reprovision: true }));
-        api.post("/nodes/:ref/retire", async (request) => provisioning.retire(param(request), await admin(request)));
-        api.post("/nodes/:ref/reactivate", async (request) => provisioning.reactivate(param(request), await admin(request)));
+        api.post("/nodes/:ref/provision", async (request) => lifecycle.provision(param(request), await admin(request)));
+        api.post("/nodes/:ref/reprovision", async (request) => lifecycle.provision(param(request), await admin(request), { reprovision: true }));
+        api.post("/nodes/:ref/retire", async (request) => lifecycle.retire(param(request), await admin(request)));
+        api.post("/nodes/:ref/reactivate", async (request) => lifecycle.reactivate(param(request), await admin(request)));
+        // The admin's answer to an identity-conflict event: this MAC is this node's (a new NIC, another port).
+        api.post("/nodes/:ref/macs", async (request) => {
+          const body = typeof request.body === "object" && request.body !== null ? (request.body as Record<string, unknown>) : {};
+          if (typeof body.mac !== "string") throw new ValidationError([{ field: "mac", message: "is required: the MAC to add to the node" }]);
+          return inventory.adoptMac(param(request), body.mac, await admin(request));
+        });
 
         api.get("/nodes/:ref/events", async (request) => {
-          const node = await provisioning.getNode(param(request));
-          return { events: await store.events.list({ ...(await eventFilter(request.query as Query)), nodeId: node.id }) };
+          const node = await inventory.getNode(param(request));
+          return eventPage({ ...(await eventFilter(request.query as Query)), nodeId: node.id });
         });
 
-        api.get("/events", async (request) => ({ events: await store.events.list(await eventFilter(request.query as Query)) }));
+        api.get("/events", async (request) => eventPage(await eventFilter(request.query as Query)));
 
         api.get("/events/stream", async (request, reply) => {
           const filter = await eventFilter(request.query as Query);
           const lastEventId = first(request.headers["last-event-id"]);
           if (lastEventId !== undefined && filter.afterSeq === undefined) filter.afterSeq = integer("Last-Event-ID", lastEventId, 0);
+          const max = inventory.config.api.maxEventStreams;
+          if (openStreams >= max) {
+            return reply.code(503).header("retry-after", "30").send({
+              error: "TOO_MANY_STREAMS",
+              message: `${openStreams} event streams are open, the most api.maxEventStreams allows (${max}); close one or raise the limit`,
+            });
+          }
           streamEvents(request, reply, filter);
         });
 
         api.get("/images", async (request) => {
           const name = first((request.query as Query).name);
-          return { images: await listImages(provisioning.config.stateDir, store, name) };
+          return { images: await listImages(inventory.config.stateDir, store, name) };
         });
+
+        /** One page of events and the cursor for the next (`?after=<next>`); `more` when the page was full. */
+        async function eventPage(filter: EventFilter): Promise<{ events: NodeEvent[]; next: number; more: boolean }> {
+          const events = await store.events.list(filter);
+          const next = events.at(-1)?.seq ?? filter.afterSeq ?? 0;
+          return { events, next, more: events.length === filter.limit };
+        }
 
         /** Server-sent events: the replay after `afterSeq`, then live events, without gaps or repeats. */
         function streamEvents(request: FastifyRequest, reply: FastifyReply, filter: EventFilter): void {
@@ -147,19 +186,32 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
             out.write(`id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`);
           };
           // Subscribe before reading the replay, and hold live events until it is written.
-          const unsubscribe = provisioning.onEvent((event) => (replaying ? held.push(event) : send(event)));
+          openStreams++;
+          const unsubscribe = options.onEvent((event) => (replaying ? held.push(event) : send(event)));
           const heartbeat = setInterval(() => out.write(": keep-alive\n\n"), heartbeatMs);
           heartbeat.unref();
+          let closed = false;
           const close = () => {
+            if (closed) return;
+            closed = true;
+            openStreams--;
             clearInterval(heartbeat);
             unsubscribe();
           };
           request.raw.on("close", close);
           out.on("close", close);
-          const replay = filter.afterSeq === undefined ? Promise.resolve([]) : store.events.list({ ...filter, limit: undefined });
-          replay.then(
-            (events) => {
-              for (const event of events) send(event);
+          /** The history after `afterSeq`, one page at a time, each written (and drained) before the next is read. */
+          const replay = async () => {
+            if (filter.afterSeq === undefined) return;
+            for (;;) {
+              const page = await store.events.list({ ...filter, afterSeq: lastSeq, limit: MAX_EVENT_PAGE });
+              for (const event of page) send(event);
+              if (page.length < MAX_EVENT_PAGE || closed) return;
+              if (out.writableNeedDrain) await new Promise((resolve) => out.once("drain", resolve).once("close", resolve));
+            }
+          };
+          replay().then(
+            () => {
               replaying = false;
               for (const event of held.splice(0)) send(event);
             },
@@ -174,7 +226,7 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           const problems: FieldProblem[] = [];
           const filter: EventFilter = {};
           const node = first(query.node);
-          if (node !== undefined) filter.nodeId = (await provisioning.findNode(node))?.id ?? node;
+          if (node !== undefined) filter.nodeId = (await inventory.findNode(node))?.id ?? node;
           const kind = first(query.kind);
           if (kind !== undefined) filter.kind = kind;
           const since = first(query.since);
@@ -187,14 +239,15 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           const limit = first(query.limit);
           try {
             if (after !== undefined) filter.afterSeq = integer("after", after, 0);
-            if (limit !== undefined) filter.limit = integer("limit", limit, 1, 10_000);
+            if (limit !== undefined) filter.limit = integer("limit", limit, 1, MAX_EVENT_PAGE);
           } catch (error) {
             if (error instanceof ValidationError) problems.push(...error.problems);
             else throw error;
           }
           if (problems.length) throw new ValidationError(problems);
-          // The log is kept forever; an unbounded read would be the whole history.
-          if (filter.limit === undefined && filter.afterSeq === undefined && filter.since === undefined) filter.limit = DEFAULT_EVENT_LIMIT;
+          // A read by time pages forward from the oldest match, like one by cursor.
+          if (filter.since !== undefined && filter.afterSeq === undefined) filter.afterSeq = 0;
+          filter.limit ??= MAX_EVENT_PAGE;
           return filter;
         }
       },
@@ -240,24 +293,23 @@ function nodeFilter(query: Query): NodeFilter {
   return filter;
 }
 
-/** Every error as `{ error, message, problems? }` with the status its class carries. */
+/** Every error as `{ error, message, problems? }` with the status http-status.ts gives its code. */
 function sendError(reply: FastifyReply, error: unknown, request: FastifyRequest, logger: Logger): FastifyReply {
-  if (error instanceof ValidationError) return reply.code(400).send({ error: error.code, message: error.message, problems: error.problems });
-  if (error instanceof NotFoundError) return reply.code(404).send({ error: error.code, message: error.message });
-  if (error instanceof HttpError) {
-    if (error.status === 401) reply.header("www-authenticate", 'Bearer realm="centra-pxe"');
-    return reply.code(error.status).send({ error: error.code, message: error.message });
-  }
-  if (error instanceof CallbackRejectedError) {
-    if (error.status === 401) reply.header("www-authenticate", 'Bearer realm="centra-pxe-callback"');
-    return reply.code(error.status).send({ error: error.code, reason: error.reason, message: error.message });
-  }
-  if (error instanceof CentraError && "status" in error && typeof error.status === "number") {
-    return reply.code(error.status).send({ error: error.code, message: error.message, ...("field" in error ? { field: error.field } : {}) });
+  const status = httpStatusOf(error);
+  if (status !== undefined) {
+    const coded = error as { code: string; message: string };
+    if (status === 401) reply.header("www-authenticate", error instanceof CallbackRejectedError ? 'Bearer realm="centra-pxe-callback"' : 'Bearer realm="centra-pxe"');
+    return reply.code(status).send({
+      error: coded.code,
+      message: coded.message,
+      ...(error instanceof ValidationError ? { problems: error.problems } : {}),
+      ...(error instanceof CallbackRejectedError ? { reason: error.reason } : {}),
+      ...(typeof error === "object" && error !== null && "field" in error ? { field: error.field } : {}),
+    });
   }
   // Fastify's own (a body that is not JSON, too large): keep its status, say it plainly.
-  const status = typeof error === "object" && error !== null && "statusCode" in error && typeof error.statusCode === "number" ? error.statusCode : 500;
-  if (status < 500) return reply.code(status).send({ error: `HTTP_${status}`, message: (error as Error).message });
+  const fastifyStatus = typeof error === "object" && error !== null && "statusCode" in error && typeof error.statusCode === "number" ? error.statusCode : 500;
+  if (fastifyStatus < 500) return reply.code(fastifyStatus).send({ error: `HTTP_${fastifyStatus}`, message: (error as Error).message });
   logger.error({ err: error, method: request.method, url: request.url }, "API request failed");
   return reply.code(500).send({ error: "INTERNAL", message: "internal error; see the server log" });
 }

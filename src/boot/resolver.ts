@@ -30,6 +30,15 @@ export function createConfigResolver(images: ImageCatalog): BootResolver {
   };
 }
 
+/**
+ * The default boot resolver of the daemon: the config resolver over the image catalog of the
+ * config in force for each request (a reload that moves stateDir is seen at once). The HTTP part
+ * uses it alone; the provisioning lifecycle falls back to it for machines it leaves to the menu.
+ */
+export function createDefaultResolver(images: (config: Config) => ImageCatalog): BootResolver {
+  return { resolve: (machine, context) => createConfigResolver(images(context.config)).resolve(machine, context) };
+}
+
 /** The seed's menu for a machine nobody registered, over every configured profile. */
 export function menuFor(config: Config): MenuBoot {
   return {

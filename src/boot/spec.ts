@@ -80,4 +80,8 @@ export interface ResolveContext {
   baseUrl: string;
   /** The config in force for this request (it changes on SIGHUP; never cache it). */
   config: Config;
+  /** The address the request came from; the lifecycle hands a callback token only to the machine's own. */
+  remote?: string;
+  /** A HEAD request: answer the same, change nothing (no sighting, no token, no event). */
+  probe?: boolean;
 }

@@ -32,10 +32,9 @@ export class ApiClient {
     this.token = options.token ?? env.CENTRA_PXE_TOKEN;
   }
 
-  async call<T>(method: string, path: string, body?: unknown, needsToken = method !== "GET"): Promise<T> {
-    if (needsToken && !this.token) {
-      throw new ApiCallError("this change needs an admin token: pass --token or set CENTRA_PXE_TOKEN (create one with `centra-pxe token create`)");
-    }
+  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    // Every API route needs the token, reads included (the inventory is not for strangers).
+    this.requireToken();
     const url = `${this.base}/api/v1${path}`;
     let response: Response;
     try {
@@ -69,8 +68,15 @@ export class ApiClient {
     return parsed as T;
   }
 
+  private requireToken(): void {
+    if (!this.token) {
+      throw new ApiCallError("this request needs an admin token: pass --token or set CENTRA_PXE_TOKEN (create one with `centra-pxe token create`)");
+    }
+  }
+
   /** Follow `/api/v1<path>` as server-sent events. */
   async stream(path: string, onEvent: (event: NodeEvent) => void): Promise<void> {
+    this.requireToken();
     let response: Response;
     try {
       response = await fetch(`${this.base}/api/v1${path}`, { headers: { accept: "text/event-stream", ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) } });
@@ -245,6 +251,13 @@ export function registerNodesCommands(program: Command): void {
     const node = await client(command).call<NodeRecord>("DELETE", `/nodes/${enc(ref)}`);
     print(node, options.json, () => `removed ${node.id}\n`);
   });
+
+  // The answer to an identity-conflict event: the network never adds a MAC to a node, an admin does.
+  sub("adopt <node> <mac>", "add a MAC to a node (id, MAC or hostname), e.g. after an identity-conflict event: a new NIC, another port")
+    .action(async (ref: string, mac: string, options: { json?: boolean }, command: Command) => {
+      const node = await client(command).call<NodeRecord>("POST", `/nodes/${enc(ref)}/macs`, { mac });
+      print(node, options.json, () => `${node.id} now has ${node.macs.join(", ")}\n`);
+    });
 
   sub("events [node]", "lifecycle events, oldest first; --follow keeps printing new ones as they happen")
     .option("--kind <kind>", "only events of this kind (transition, discovered, install-boot, …)")

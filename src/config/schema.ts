@@ -134,6 +134,31 @@ const configObject = z
         timeout: duration.default("30m"),
         /** The API base the installer calls back to (`centra.api=`); default `http://<serverAddress>[:port]/api/v1`. */
         apiUrl: z.string().url({ message: "is not a URL (expected e.g. http://10.0.100.10/api/v1)" }).optional(),
+        /** A machine only discovered (never registered) and not seen for this long is removed from the inventory. */
+        discoveredTtl: duration.default("7d"),
+        /**
+         * Escape hatch: hand the callback token to a request for the install script from any address,
+         * not only from the one DHCP leased/reserved (server mode) or saw requested (proxy mode) for that MAC.
+         */
+        installTokenToAnyAddress: z.boolean().default(false),
+        /** New machines the inventory records per second (and in one burst); sightings beyond it are dropped and counted. */
+        sightingsPerSecond: z.number().int().min(1).default(50),
+        sightingBurst: z.number().int().min(1).default(200),
+      })
+      .strict()
+      .default({}),
+    /** The REST API (/api/v1): every route needs an admin token, the installer callback its own. */
+    api: z
+      .object({
+        /** Concurrent `/api/v1/events/stream` subscribers; more get 503. */
+        maxEventStreams: z.number().int().min(1).default(32),
+      })
+      .strict()
+      .default({}),
+    metrics: z
+      .object({
+        /** `/metrics` needs an admin bearer token (it is open by default, as Prometheus scrapers expect). */
+        requireToken: z.boolean().default(false),
       })
       .strict()
       .default({}),

@@ -75,7 +75,7 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
       if (typeof parsed === "string") {
         spec = { kind: "unavailable", reason: parsed };
       } else {
-        spec = await currentResolver().resolve(parsed, { baseUrl, config: currentConfig() });
+        spec = await currentResolver().resolve(parsed, { baseUrl, config: currentConfig(), remote: request.ip, probe: request.method === "HEAD" });
       }
       const machine = typeof parsed === "string" ? unidentified() : parsed;
       logger.info(

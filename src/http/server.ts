@@ -1,7 +1,7 @@
 import { createServer, type AddressInfo } from "node:net";
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { createFileImageCatalog, type ImageCatalog } from "../boot/image-catalog.js";
-import { createConfigResolver } from "../boot/resolver.js";
+import { createDefaultResolver } from "../boot/resolver.js";
 import type { BootResolver } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
@@ -34,7 +34,7 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
   const logger = options.logger.child({ part: "http" });
   let config = options.config;
   const catalogFor = options.images ?? ((c: Config) => createFileImageCatalog(c.stateDir));
-  let resolver = options.resolver ?? createConfigResolver(catalogFor(config));
+  const resolver = options.resolver ?? createDefaultResolver(catalogFor);
   let app: FastifyInstance | undefined;
   let listening: { address: string; port: number } | undefined;
 
@@ -64,7 +64,6 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
         logger.info(listening, "HTTP boot service moved");
         await old.close();
       }
-      if (!options.resolver && next.stateDir !== config.stateDir) resolver = createConfigResolver(catalogFor(next));
       config = next;
     },
     health() {

@@ -1,8 +1,8 @@
-import type { FastifyPluginAsync } from "fastify";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { DhcpCounters } from "../dhcp/server.js";
 import type { Store } from "../store/store.js";
-import { NODE_STATES } from "../store/store.js";
+import { NODE_STATES } from "../lifecycle/lifecycle.js";
 import type { TftpStats } from "../tftp/server.js";
 import type { ServiceHealth } from "../contracts/service.js";
 
@@ -16,6 +16,10 @@ export interface MetricSources {
   tftp?: () => TftpStats | undefined;
   store?: Store;
   health: () => Record<string, ServiceHealth>;
+  /** The inventory's sighting counts (recorded, dropped by the budget). */
+  sightings?: () => { recorded: number; dropped: number };
+  /** A refusal when `/metrics` is closed (`metrics.requireToken`) and the request has no admin token; undefined lets it through. */
+  authorize?: (request: FastifyRequest) => Promise<{ status: number; message: string } | undefined>;
 }
 
 /** A counter whose value is read from a part's own running total at scrape time. */
@@ -46,6 +50,9 @@ export function createMetricsPlugin(sources: MetricSources): FastifyPluginAsync 
       for (const [part, health] of Object.entries(sources.health())) this.set({ part }, health.ok ? 1 : 0);
     },
   });
+
+  mirroredCounter(registry, "centra_pxe_sightings_recorded_total", "machine sightings (DHCP, iPXE) written to the inventory", () => sources.sightings?.().recorded);
+  mirroredCounter(registry, "centra_pxe_sightings_dropped_total", "machine sightings dropped: the new-machine budget was spent (a flood)", () => sources.sightings?.().dropped);
 
   const dhcp: [keyof DhcpCounters, string][] = [
     ["received", "DHCP datagrams received on the configured interface"],
@@ -119,7 +126,9 @@ export function createMetricsPlugin(sources: MetricSources): FastifyPluginAsync 
       if (request.method !== "HEAD" && Number.isFinite(length)) bytes.inc({ kind }, length);
       latency.observe({ kind }, reply.elapsedTime / 1000);
     });
-    app.get("/metrics", async (_request, reply) => {
+    app.get("/metrics", async (request, reply) => {
+      const refusal = await sources.authorize?.(request);
+      if (refusal) return reply.code(refusal.status).header("www-authenticate", 'Bearer realm="centra-pxe"').send({ error: "UNAUTHENTICATED", message: refusal.message });
       reply.header("content-type", registry.contentType);
       return registry.metrics();
     });

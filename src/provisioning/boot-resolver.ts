@@ -1,75 +1,139 @@
 import type { ImageCatalog } from "../boot/image-catalog.js";
 import { imageBootFor } from "../boot/resolver.js";
-import type { BootResolver, BootSpec, MachineIdentity, ResolveContext } from "../boot/spec.js";
+import type { BootResolver, BootSpec, ImageBoot, MachineIdentity, ResolveContext, UnavailableBoot } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
-import type { Logger } from "../log.js";
+import { BOOT_PLAN } from "../lifecycle/lifecycle.js";
 import type { NodeRecord } from "../store/store.js";
-import { BOOT_PLAN } from "./lifecycle.js";
-import type { Provisioning } from "./provisioning.js";
+import { type BootEffects, type BootFacts, decideBoot, type Requester, type TokenWithheld } from "./boot-decision.js";
+import type { InventoryCore } from "./core.js";
+import type { Lifecycle } from "./lifecycle-service.js";
+import type { Sightings } from "./sightings.js";
 
 export interface LifecycleResolverOptions {
-  provisioning: Provisioning;
+  core: InventoryCore;
+  lifecycle: Lifecycle;
+  sightings: Sightings;
   /** The resolver for machines the inventory does not decide (the config resolver: menu, menu picks). */
   base: BootResolver;
   images: (config: Config) => ImageCatalog;
-  logger: Logger;
+  /**
+   * The address DHCP associates with a MAC: leased or reserved (server mode), requested in the
+   * broadcast REQUEST (proxy mode). Undefined (or no answer) means nobody can be told apart.
+   */
+  addressOf?: (mac: string) => string | undefined;
 }
 
+/** A withheld token is told to the operator at most this often per node. */
+const WITHHELD_NOTICE_INTERVAL_MS = 60_000;
+
+/** What the install script's kernel line says instead of a token, so the installer (and whoever reads the script) learns why. */
+const WITHHELD_ARGUMENT = "centra.token-withheld";
+
 /**
- * The boot decision backed by the inventory (PRODUCT.md §5): each PXE boot is also a sighting
- * (MAC, UUID, serial as last seen), and the node's state picks what it gets (BOOT_PLAN).
+ * `machine.ipxe` backed by the inventory: gather the facts, let `decideBoot` decide, apply its
+ * effects (sighting, token, notice) in one place, render the plan as a BootSpec.
  */
 export function createLifecycleResolver(options: LifecycleResolverOptions): BootResolver {
-  const { provisioning, base, images, logger } = options;
+  const { core, lifecycle, sightings, base, images } = options;
+  const withheldNoticeAt = new Map<string, number>();
+
   const resolver: BootResolver = {
     async resolve(machine: MachineIdentity, context: ResolveContext): Promise<BootSpec> {
-      const node = await provisioning.observe({ mac: machine.mac, uuid: machine.uuid, serial: machine.serial, via: "ipxe" });
-      const plan = BOOT_PLAN[node.state];
-      switch (plan) {
-        case "menu":
+      const probe = context.probe === true;
+      const node = await core.store.nodes.findByMac(machine.mac);
+      // The image is a fact only for the states that boot it.
+      const bootsImage = node !== undefined && node.profile !== undefined && (BOOT_PLAN[node.state] === "image" || BOOT_PLAN[node.state] === "install");
+      const image = bootsImage ? await imageFor(node, context) : undefined;
+      const facts: BootFacts = {
+        node: node && { id: node.id, state: node.state, hasProfile: node.profile !== undefined },
+        requester: requesterOf(machine.mac, context.remote),
+        probe,
+        imageAvailable: image?.kind === "image",
+        tokenToAnyAddress: context.config.provisioning.installTokenToAnyAddress,
+      };
+      const { plan, effects } = decideBoot(facts);
+
+      const token = await apply(effects, machine, node, context);
+      if (effects.token && token === undefined) return resolver.resolve(machine, context); // the state moved meanwhile: decide again
+
+      switch (plan.boot) {
+        case "base":
           return base.resolve(machine, context);
         case "localdisk":
           return { kind: "localdisk" };
         case "none":
           return {
             kind: "none",
-            reason:
-              node.state === "retired"
-                ? `node ${node.id} is retired`
-                : `provisioning of node ${node.id} failed; retry with: centra-pxe nodes provision ${node.id}`,
+            reason: plan.why === "retired" ? `node ${node!.id} is retired` : `provisioning of node ${node!.id} failed; retry with: centra-pxe nodes provision ${node!.id}`,
           };
         case "image":
-          return imageFor(node, machine, context, []);
+          return image!;
         case "install": {
-          // No token for a boot that cannot happen (image missing): the attempt's clock keeps running.
-          const probe = await imageFor(node, machine, context, []);
-          if (probe.kind !== "image") return probe;
-          const issued = await provisioning.issueInstallToken(node.id);
-          // The state moved between the two steps (a retire, a callback): decide again.
-          if (!issued) return resolver.resolve(machine, context);
+          if (image!.kind !== "image") return image!;
           const apiUrl = context.config.provisioning.apiUrl ?? `${context.baseUrl}/api/v1`;
-          logger.info({ nodeId: node.id, mac: machine.mac, provisioningId: issued.node.provisioningId }, "install boot: image with a fresh callback token");
-          return imageFor(issued.node, machine, context, [`centra.api=${apiUrl}`, `centra.token=${issued.token}`, `centra.node=${node.id}`]);
+          const callback = plan.token ? `centra.token=${token!}` : `${WITHHELD_ARGUMENT}=${plan.withheld}`;
+          return withArguments(image!, [`centra.api=${apiUrl}`, callback, `centra.node=${node!.id}`]);
         }
       }
     },
   };
   return resolver;
 
-  function imageFor(node: NodeRecord, machine: MachineIdentity, context: ResolveContext, extraArguments: string[]): Promise<BootSpec> {
-    if (node.profile === undefined) return base.resolve(machine, context);
+  /** The decision's effects, all here. Returns the token when one was asked for and the node still wants it. */
+  async function apply(effects: BootEffects, machine: MachineIdentity, node: NodeRecord | undefined, context: ResolveContext): Promise<string | undefined> {
+    if (effects.sighting) {
+      await sightings.report({ mac: machine.mac, via: "ipxe", ...(machine.uuid ? { uuid: machine.uuid } : {}), ...(machine.serial ? { serial: machine.serial } : {}) });
+    }
+    if (effects.withheld && node) await noticeWithheld(node, effects.withheld, context);
+    if (!effects.token || !node) return undefined;
+    const issued = await lifecycle.installToken(node.id);
+    if (issued?.first) core.logger.info({ nodeId: node.id, mac: machine.mac, provisioningId: issued.node.provisioningId, remote: context.remote }, "install boot: image with the attempt's callback token");
+    return issued?.token;
+  }
+
+  async function noticeWithheld(node: NodeRecord, why: TokenWithheld, context: ResolveContext): Promise<void> {
+    const now = core.now().getTime();
+    const last = withheldNoticeAt.get(node.id);
+    if (last !== undefined && now - last < WITHHELD_NOTICE_INTERVAL_MS) return;
+    withheldNoticeAt.set(node.id, now);
+    const expected = options.addressOf?.(node.macs[0] ?? "") ?? null;
+    const explanation =
+      why === "not-the-machine-address"
+        ? "the install script was asked for from an address DHCP did not give this machine; it got the image without the callback token"
+        : "DHCP knows no address for this machine (dhcp.mode off, or no lease yet), so the callback token is not handed out over the network; set provisioning.installTokenToAnyAddress to allow it";
+    core.logger.warn({ nodeId: node.id, remote: context.remote, expected, reason: why }, explanation);
+    await core.record({ nodeId: node.id, kind: "token-withheld", details: { reason: why, remote: context.remote ?? null, expected } });
+  }
+
+  function requesterOf(mac: string, remote: string | undefined): Requester {
+    const expected = options.addressOf?.(mac);
+    if (expected === undefined) return "unknown";
+    return remote !== undefined && plainAddress(remote) === plainAddress(expected) ? "machine" : "other";
+  }
+
+  function imageFor(node: NodeRecord, context: ResolveContext): Promise<ImageBoot | UnavailableBoot> {
     const { config } = context;
-    const profile = Object.hasOwn(config.profiles, node.profile) ? config.profiles[node.profile] : undefined;
+    const profileName = node.profile!;
+    const profile = Object.hasOwn(config.profiles, profileName) ? config.profiles[profileName] : undefined;
     // A per-node version pin overrides the profile's own, for this decision only.
     const effective: Config =
-      profile && node.imageVersion !== undefined ? { ...config, profiles: { ...config.profiles, [node.profile]: { ...profile, version: node.imageVersion } } } : config;
+      profile && node.imageVersion !== undefined ? { ...config, profiles: { ...config.profiles, [profileName]: { ...profile, version: node.imageVersion } } } : config;
     return imageBootFor({
       config: effective,
       images: images(config),
       baseUrl: context.baseUrl,
-      profileName: node.profile,
+      profileName,
       ...(node.hostname !== undefined ? { hostname: node.hostname } : {}),
-      extraArguments,
     });
   }
+}
+
+/** Kernel arguments appended last, after the profile's (kernelArguments in boot/resolver.ts puts extras last too). */
+function withArguments(image: ImageBoot, extra: readonly string[]): ImageBoot {
+  return { ...image, cmdline: [image.cmdline, ...extra].join(" ").replace(/\s+/g, " ").trim() };
+}
+
+/** `::ffff:10.0.0.5` (an IPv4 client on a dual-stack socket) is `10.0.0.5`. */
+function plainAddress(address: string): string {
+  return address.startsWith("::ffff:") ? address.slice(7) : address;
 }

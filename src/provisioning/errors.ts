@@ -1,8 +1,8 @@
 import { CentraError } from "../errors.js";
 
 /**
- * The lifecycle's failures, each with the HTTP status the API answers with, so the API maps them
- * without knowing every case.
+ * The lifecycle's failures. Each carries a stable `code` (and the callback refusal its `reason`);
+ * what HTTP status a code becomes is the API's business (src/api/http-status.ts).
  */
 
 export interface FieldProblem {
@@ -11,17 +11,15 @@ export interface FieldProblem {
   message: string;
 }
 
-/** Bad input: every problem at once, each naming its field (HTTP 400). */
+/** Bad input: every problem at once, each naming its field. */
 export class ValidationError extends CentraError {
-  readonly status = 400;
   constructor(readonly problems: FieldProblem[]) {
     super("INVALID_INPUT", problems.map((p) => `${p.field}: ${p.message}`).join("; "));
   }
 }
 
-/** A value another node holds, or a field the config file owns (HTTP 409). */
+/** A value another node holds, or a field the config file owns. */
 export class ConflictError extends CentraError {
-  readonly status = 409;
   constructor(
     readonly field: string,
     message: string,
@@ -30,9 +28,8 @@ export class ConflictError extends CentraError {
   }
 }
 
-/** An action the node's state does not allow (HTTP 409). */
+/** An action the node's state does not allow. */
 export class TransitionRefusedError extends CentraError {
-  readonly status = 409;
   constructor(
     readonly nodeId: string,
     readonly action: string,
@@ -43,14 +40,13 @@ export class TransitionRefusedError extends CentraError {
   }
 }
 
-/**
- * A refused installer callback: 401 without a token, 403 for a token that is wrong, used,
- * expired or bound to another node.
- */
+/** Why an installer callback was refused. */
+export type CallbackRefusal = "missing" | "unknown" | "used" | "expired" | "other-node" | "not-provisioning";
+
+/** A refused installer callback: no token, or one that is wrong, used, expired or bound to another node. */
 export class CallbackRejectedError extends CentraError {
   constructor(
-    readonly status: 401 | 403 | 409,
-    readonly reason: "missing" | "unknown" | "used" | "expired" | "other-node" | "not-provisioning",
+    readonly reason: CallbackRefusal,
     message: string,
   ) {
     super("CALLBACK_REJECTED", message);

@@ -1,26 +1,21 @@
-import type { FastifyPluginAsync } from "fastify";
 import { createFileImageCatalog, type ImageCatalog } from "../boot/image-catalog.js";
-import { createConfigResolver } from "../boot/resolver.js";
+import { createDefaultResolver } from "../boot/resolver.js";
 import type { BootResolver } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { Service } from "../contracts/service.js";
 import type { Store } from "../store/store.js";
-import { createApiPlugin } from "../api/plugin.js";
 import { createLifecycleResolver } from "./boot-resolver.js";
-import { Provisioning, type Reservation } from "./provisioning.js";
+import { InventoryCore, type Reservation } from "./core.js";
+import { Inventory } from "./inventory.js";
+import { Lifecycle } from "./lifecycle-service.js";
+import { type Sighting, Sightings, type SightingStats } from "./sightings.js";
 
-export { Provisioning } from "./provisioning.js";
+export type { Actor, Reservation } from "./core.js";
+export { Inventory } from "./inventory.js";
+export { Lifecycle } from "./lifecycle-service.js";
+export { type Sighting, Sightings, type SightingStats } from "./sightings.js";
 export { createLifecycleResolver } from "./boot-resolver.js";
-
-/** What DHCP reports of a network-boot client (structurally src/dhcp's SeenClient). */
-export interface DhcpSighting {
-  mac: string;
-  firmware: string;
-  arch?: number;
-  uuid?: string;
-  userClass?: string;
-}
 
 export interface ProvisioningOptions {
   config: Config;
@@ -29,53 +24,76 @@ export interface ProvisioningOptions {
   now?: () => Date;
   /** The image catalog boot decisions use; default: the files in stateDir/images. */
   images?: (config: Config) => ImageCatalog;
-  /** How often provisioning deadlines are checked; default a quarter of the timeout, at most 30 s. */
+  /** How often provisioning deadlines and discovered machines are checked; default a quarter of the timeout, at most 30 s. */
   sweepIntervalMs?: number;
+  /**
+   * The address DHCP associates with a MAC (the DHCP part's `addressOf`): the callback token goes
+   * only to requests from it. Without it (dhcp off) no token is handed out over the network unless
+   * `provisioning.installTokenToAnyAddress` says otherwise.
+   */
+  addressOf?: (mac: string) => string | undefined;
+  /** How long sightings gather before their one commit; default 25 ms. */
+  sightingBatchMs?: number;
 }
 
+/**
+ * The provisioning pieces the daemon composes (src/server/parts.ts): the inventory (admin-owned),
+ * the lifecycle, the sightings, the boot resolver over them, and the part that loads the config's
+ * nodes and runs the sweeps.
+ */
 export interface ProvisioningPart {
-  provisioning: Provisioning;
+  inventory: Inventory;
+  lifecycle: Lifecycle;
+  sightings: Sightings;
+  /** Live events, for the API's SSE stream. Returns the unsubscribe function. */
+  onEvent: InventoryCore["onEvent"];
   /**
-   * The lifecycle as a daemon part: loads the config's nodes at start and on reload, and marks
-   * overdue provisioning attempts `failed`. Register it before HTTP and DHCP.
+   * The lifecycle as a daemon part: loads the config's nodes at start and on reload, marks overdue
+   * provisioning attempts `failed` and expires stale discovered machines. Register it before HTTP and DHCP.
    */
   service: Service;
-  /** The inventory-backed boot decision over the config resolver (HTTP `resolver`). */
+  /** The inventory-backed boot decision over the default resolver (HTTP `resolver`). */
   resolver: BootResolver;
-  /** The same over another base resolver (for machines the inventory leaves to it: the menu). */
-  wrapResolver(base: BootResolver): BootResolver;
-  /** DHCP `observer`: an unknown MAC becomes `discovered`; a known one is marked seen. */
-  dhcpObserver(seen: DhcpSighting): void;
+  /** DHCP `observer`: a sighting, budgeted and batched (DHCP's SeenClient is structurally a Sighting minus `via`). */
+  dhcpObserver(seen: Omit<Sighting, "via">): void;
   /** DHCP `lookupNode`: reservations of nodes created through the API, live. */
   lookupNode(mac: string): Reservation | undefined;
-  /** The REST API under /api/v1 (HTTP `extraPlugins`). */
-  apiPlugin: FastifyPluginAsync;
+  /** Sightings recorded and dropped, for /metrics. */
+  sightingStats(): SightingStats;
 }
 
 /** Build the provisioning orchestrator and the pieces the HTTP and DHCP parts plug in. */
 export function createProvisioning(options: ProvisioningOptions): ProvisioningPart {
-  const logger = options.logger.child({ part: "provisioning" });
-  const provisioning = new Provisioning({ store: options.store, config: options.config, logger: options.logger, ...(options.now ? { now: options.now } : {}) });
+  const core = new InventoryCore({ store: options.store, config: options.config, logger: options.logger, ...(options.now ? { now: options.now } : {}) });
+  const logger = core.logger;
+  const inventory = new Inventory(core);
+  const lifecycle = new Lifecycle(core);
+  const sightings = new Sightings(core, options.sightingBatchMs !== undefined ? { batchMs: options.sightingBatchMs } : {});
   const recordedCmdline = async (image: string, version: string) => (await options.store.images.get(image, version))?.cmdline;
   const images = options.images ?? ((config: Config) => createFileImageCatalog(config.stateDir, recordedCmdline));
-  const wrapResolver = (base: BootResolver) => createLifecycleResolver({ provisioning, base, images, logger });
-  // The base sees the config of each request, so one catalog over the start-up stateDir is enough
-  // for the menu; the lifecycle's own image boots use `images(config)` per request.
-  const configResolver: BootResolver = {
-    resolve: (machine, context) => createConfigResolver(images(context.config)).resolve(machine, context),
-  };
+  const resolver = createLifecycleResolver({
+    core,
+    lifecycle,
+    sightings,
+    base: createDefaultResolver(images),
+    images,
+    ...(options.addressOf ? { addressOf: options.addressOf } : {}),
+  });
 
   let sweeper: NodeJS.Timeout | undefined;
   let sweeping = false;
   const sweepEvery = (config: Config) => options.sweepIntervalMs ?? Math.max(1_000, Math.min(30_000, Math.floor(config.provisioning.timeout / 4)));
+  const sweep = async () => {
+    await lifecycle.sweepTimeouts();
+    await sightings.expire();
+  };
   const startSweeper = (config: Config) => {
     if (sweeper) clearInterval(sweeper);
     sweeper = setInterval(() => {
       if (sweeping) return;
       sweeping = true;
-      provisioning
-        .sweepTimeouts()
-        .catch((error: unknown) => logger.error({ err: error }, "provisioning timeout sweep failed"))
+      sweep()
+        .catch((error: unknown) => logger.error({ err: error }, "provisioning sweep failed"))
         .finally(() => {
           sweeping = false;
         });
@@ -86,15 +104,16 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
   const service: Service = {
     name: "provisioning",
     async start() {
-      await provisioning.applyConfig(options.config);
+      await inventory.applyConfig(options.config);
       startSweeper(options.config);
     },
     async stop() {
       if (sweeper) clearInterval(sweeper);
       sweeper = undefined;
+      await sightings.flush();
     },
     async reload(config) {
-      await provisioning.applyConfig(config);
+      await inventory.applyConfig(config);
       startSweeper(config);
     },
     health() {
@@ -103,16 +122,16 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
   };
 
   return {
-    provisioning,
+    inventory,
+    lifecycle,
+    sightings,
+    onEvent: (listener) => core.onEvent(listener),
     service,
-    resolver: wrapResolver(configResolver),
-    wrapResolver,
+    resolver,
     dhcpObserver(seen) {
-      provisioning
-        .observe({ mac: seen.mac, firmware: seen.firmware, ...(seen.uuid !== undefined ? { uuid: seen.uuid } : {}), via: "dhcp" })
-        .catch((error: unknown) => logger.error({ err: error, mac: seen.mac }, "could not record a DHCP sighting"));
+      void sightings.report({ mac: seen.mac, via: "dhcp", ...(seen.firmware !== undefined ? { firmware: seen.firmware } : {}), ...(seen.uuid !== undefined ? { uuid: seen.uuid } : {}) });
     },
-    lookupNode: (mac) => provisioning.reservationFor(mac),
-    apiPlugin: createApiPlugin({ provisioning, store: options.store, logger: options.logger }),
+    lookupNode: (mac) => core.reservationFor(mac),
+    sightingStats: () => sightings.stats(),
   };
 }

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { ApiTokenRecord, Store } from "../store/store.js";
 
 /**
@@ -19,6 +19,15 @@ export function randomId(prefix: string): string {
 /** URL- and kernel-command-line-safe secret: base64url has no space, `&`, `=` or quote. */
 export function randomSecret(): string {
   return randomBytes(32).toString("base64url");
+}
+
+/**
+ * The callback token of one provisioning attempt: HMAC-SHA256 of its id under the server's key,
+ * base64url (43 characters, safe on a kernel command line). Deterministic, so every fetch of the
+ * install script in one attempt carries the same token and no fetch mints another.
+ */
+export function callbackTokenFor(key: string, provisioningId: string): string {
+  return createHmac("sha256", key).update(`centra-pxe callback ${provisioningId}`, "utf8").digest("base64url");
 }
 
 /** `cpxe_<id>_<secret>`: the prefix makes a leaked token recognisable to secret scanners. */

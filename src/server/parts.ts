@@ -1,3 +1,4 @@
+import { createApiPlugin } from "../api/plugin.js";
 import { cachedBootloaders } from "../boot/bootloaders.js";
 import { httpBootBase } from "../boot/firmware.js";
 import { bootloaderDir } from "../files/state-dir.js";
@@ -7,6 +8,7 @@ import { createMetricsPlugin } from "../metrics/metrics.js";
 import { createProvisioning } from "../provisioning/index.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
+import { authenticateApiToken } from "../provisioning/tokens.js";
 import { createSqliteLeaseStore } from "../store/leases-sqlite.js";
 import type { SqliteStore } from "../store/sqlite-store.js";
 import { createTftpService } from "../tftp/index.js";
@@ -25,7 +27,10 @@ export interface PartContext {
  * hand it out are up. Stopping goes the other way: DHCP falls silent first.
  */
 export function createServices(config: Config, { logger, store, daemon }: PartContext): { services: Service[]; close(): Promise<void> } {
-  const provisioning = createProvisioning({ config, store, logger });
+  // `dhcp` is created after provisioning (its observer and lookupNode come from there), so the
+  // provisioning part asks through this late binding.
+  let addressOf: ((mac: string) => string | undefined) | undefined;
+  const provisioning = createProvisioning({ config, store, logger, addressOf: (mac) => addressOf?.(mac) });
   const tftp = config.tftp.enabled ? createTftpService({ config, logger }) : undefined;
   const leases = config.dhcp.mode !== "off" ? createSqliteLeaseStore(store.db) : undefined;
   const dhcp =
@@ -41,14 +46,28 @@ export function createServices(config: Config, { logger, store, daemon }: PartCo
           bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
         })
       : undefined;
+  addressOf = dhcp ? (mac) => dhcp.addressOf(mac) : undefined;
   const health = () => daemon.health();
-  const metrics = createMetricsPlugin({ dhcp: () => dhcp?.counters, tftp: () => tftp?.stats(), store, health });
+  const metrics = createMetricsPlugin({
+    dhcp: () => dhcp?.counters,
+    tftp: () => tftp?.stats(),
+    sightings: provisioning.sightingStats,
+    store,
+    health,
+    // `metrics.requireToken` as in force now (a reload may close or open /metrics).
+    authorize: async (request) => {
+      if (!provisioning.inventory.config.metrics.requireToken) return undefined;
+      const result = await authenticateApiToken(store, request.headers.authorization);
+      return result.ok ? undefined : { status: result.status, message: result.message };
+    },
+  });
+  const api = createApiPlugin({ inventory: provisioning.inventory, lifecycle: provisioning.lifecycle, onEvent: provisioning.onEvent, store, logger });
   const http = createHttpService({
     config,
     logger,
     resolver: provisioning.resolver,
     health,
-    extraPlugins: [metrics, provisioning.apiPlugin],
+    extraPlugins: [metrics, api],
   });
   return {
     services: [provisioning.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])],

@@ -16,6 +16,8 @@ import {
   type NodeRepository,
   type NodeSource,
   type NodeState,
+  type SecretRepository,
+  type SightingBatch,
   type Store,
 } from "./store.js";
 
@@ -95,6 +97,16 @@ const MIGRATIONS: readonly ((db: Db) => void)[] = [
       );
       CREATE INDEX callback_tokens_by_node ON callback_tokens (node_id);
     `),
+  // The key callback tokens are derived from (HMAC of the provisioning attempt), so a refetch of
+  // the install script in one attempt gets the same token without the token itself being stored.
+  (db) =>
+    db.exec(`
+      CREATE TABLE secrets (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+      CREATE INDEX nodes_by_state ON nodes (state, last_seen_at);
+    `),
 ];
 
 export interface SqliteStore extends Store {
@@ -112,18 +124,40 @@ export function openSqliteStore(file: string): SqliteStore {
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
   migrate(db);
+  const nodes = new SqliteNodeRepository(db);
+  const events = new SqliteEventRepository(db);
+  const recordSightings = db.transaction((batch: SightingBatch): NodeEvent[] => {
+    for (const node of batch.created) nodes.insert(node);
+    for (const seen of batch.seen) nodes.touch(seen);
+    return batch.events.map((event) => events.insert(event));
+  });
   return {
     db,
     images: new SqliteImageRepository(db),
-    nodes: new SqliteNodeRepository(db),
-    events: new SqliteEventRepository(db),
+    nodes,
+    events,
     apiTokens: new SqliteApiTokenRepository(db),
     callbackTokens: new SqliteCallbackTokenRepository(db),
+    secrets: new SqliteSecretRepository(db),
+    recordSightings: async (batch) => recordSightings(batch),
     schemaVersion: async () => db.pragma("user_version", { simple: true }) as number,
     close: async () => {
       db.close();
     },
   };
+}
+
+/**
+ * Statements compiled once per database and SQL text: compiling is most of the cost of a small
+ * query, and a burst of sightings runs thousands of them.
+ */
+const statements = new WeakMap<Db, Map<string, Database.Statement>>();
+function prepared(db: Db, text: string): Database.Statement {
+  let cache = statements.get(db);
+  if (!cache) statements.set(db, (cache = new Map()));
+  let statement = cache.get(text);
+  if (!statement) cache.set(text, (statement = db.prepare(text)));
+  return statement;
 }
 
 function migrate(db: Db): void {
@@ -154,9 +188,12 @@ function imageFromRow(row: ImageRow): ImageVersionRecord {
 class SqliteImageRepository implements ImageRepository {
   constructor(private readonly db: Db) {}
 
+  private sql(text: string): Database.Statement {
+    return prepared(this.db, text);
+  }
+
   async put(record: ImageVersionRecord): Promise<void> {
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO image_versions (name, version, files, cmdline, added_at, seq)
          VALUES (@name, @version, @files, @cmdline, @addedAt, (SELECT COALESCE(MAX(seq), 0) + 1 FROM image_versions))
          ON CONFLICT (name, version) DO UPDATE SET files = excluded.files, cmdline = excluded.cmdline, added_at = excluded.added_at`,
@@ -165,21 +202,21 @@ class SqliteImageRepository implements ImageRepository {
   }
 
   async get(name: string, version: string): Promise<ImageVersionRecord | undefined> {
-    const row = this.db.prepare(`SELECT * FROM image_versions WHERE name = ? AND version = ?`).get(name, version) as ImageRow | undefined;
+    const row = this.sql(`SELECT * FROM image_versions WHERE name = ? AND version = ?`).get(name, version) as ImageRow | undefined;
     return row && imageFromRow(row);
   }
 
   async list(name?: string): Promise<ImageVersionRecord[]> {
     const rows = (
       name === undefined
-        ? this.db.prepare(`SELECT * FROM image_versions ORDER BY name, seq`).all()
-        : this.db.prepare(`SELECT * FROM image_versions WHERE name = ? ORDER BY seq`).all(name)
+        ? this.sql(`SELECT * FROM image_versions ORDER BY name, seq`).all()
+        : this.sql(`SELECT * FROM image_versions WHERE name = ? ORDER BY seq`).all(name)
     ) as ImageRow[];
     return rows.map(imageFromRow);
   }
 
   async remove(name: string, version: string): Promise<boolean> {
-    return this.db.prepare(`DELETE FROM image_versions WHERE name = ? AND version = ?`).run(name, version).changes > 0;
+    return this.sql(`DELETE FROM image_versions WHERE name = ? AND version = ?`).run(name, version).changes > 0;
   }
 }
 
@@ -210,8 +247,12 @@ function optional<K extends string>(key: K, value: string | null): { [P in K]?: 
 class SqliteNodeRepository implements NodeRepository {
   constructor(private readonly db: Db) {}
 
+  private sql(text: string): Database.Statement {
+    return prepared(this.db, text);
+  }
+
   private macsOf(id: string): string[] {
-    return (this.db.prepare(`SELECT mac FROM node_macs WHERE node_id = ? ORDER BY position`).all(id) as { mac: string }[]).map((r) => r.mac);
+    return (this.sql(`SELECT mac FROM node_macs WHERE node_id = ? ORDER BY position`).all(id) as { mac: string }[]).map((r) => r.mac);
   }
 
   private fromRow(row: NodeRow, macs: string[] = this.macsOf(row.id)): NodeRecord {
@@ -239,7 +280,7 @@ class SqliteNodeRepository implements NodeRepository {
   /** The uniqueness rules, checked first so a clash names its field and holder instead of a bare SQLITE_CONSTRAINT. */
   private checkUnique(record: NodeRecord): void {
     for (const mac of record.macs) {
-      const holder = this.db.prepare(`SELECT node_id FROM node_macs WHERE mac = ? AND node_id <> ?`).get(mac, record.id) as { node_id: string } | undefined;
+      const holder = this.sql(`SELECT node_id FROM node_macs WHERE mac = ? AND node_id <> ?`).get(mac, record.id) as { node_id: string } | undefined;
       if (holder) throw new NodeConflict("macs", mac, holder.node_id);
     }
     const columns = [
@@ -249,7 +290,7 @@ class SqliteNodeRepository implements NodeRepository {
     ] as const;
     for (const [field, column, value] of columns) {
       if (value === undefined) continue;
-      const holder = this.db.prepare(`SELECT id FROM nodes WHERE ${column} = ? AND id <> ?`).get(value, record.id) as { id: string } | undefined;
+      const holder = this.sql(`SELECT id FROM nodes WHERE ${column} = ? AND id <> ?`).get(value, record.id) as { id: string } | undefined;
       if (holder) throw new NodeConflict(field, value, holder.id);
     }
   }
@@ -276,17 +317,21 @@ class SqliteNodeRepository implements NodeRepository {
   }
 
   private writeMacs(record: NodeRecord): void {
-    this.db.prepare(`DELETE FROM node_macs WHERE node_id = ?`).run(record.id);
-    const insert = this.db.prepare(`INSERT INTO node_macs (mac, node_id, position) VALUES (?, ?, ?)`);
+    this.sql(`DELETE FROM node_macs WHERE node_id = ?`).run(record.id);
+    const insert = this.sql(`INSERT INTO node_macs (mac, node_id, position) VALUES (?, ?, ?)`);
     record.macs.forEach((mac, position) => insert.run(mac, record.id, position));
   }
 
   async create(record: NodeRecord): Promise<void> {
+    this.db.transaction(() => this.insert(record))();
+  }
+
+  /** `create` inside the caller's transaction. */
+  insert(record: NodeRecord): void {
     this.db.transaction(() => {
-      if (this.db.prepare(`SELECT 1 FROM nodes WHERE id = ?`).get(record.id)) throw new NodeConflict("id", record.id, record.id);
+      if (this.sql(`SELECT 1 FROM nodes WHERE id = ?`).get(record.id)) throw new NodeConflict("id", record.id, record.id);
       this.checkUnique(record);
-      this.db
-        .prepare(
+      this.sql(
           `INSERT INTO nodes (id, uuid, serial, hostname, profile, ip_address, image_version, labels, firmware, state, source,
                               provisioning_id, provision_deadline, state_changed_at, created_at, last_seen_at, seq)
            VALUES (@id, @uuid, @serial, @hostname, @profile, @ip_address, @image_version, @labels, @firmware, @state, @source,
@@ -298,12 +343,21 @@ class SqliteNodeRepository implements NodeRepository {
     })();
   }
 
+  /** A sighting of a known node: last seen, and its identity as reported (a UUID another node holds is kept out). */
+  touch(seen: SightingBatch["seen"][number]): void {
+    const uuidFree = seen.uuid === undefined || !this.sql(`SELECT 1 FROM nodes WHERE uuid = ? AND id <> ?`).get(seen.uuid, seen.id);
+    this.sql(
+        `UPDATE nodes SET last_seen_at = @lastSeenAt, firmware = COALESCE(@firmware, firmware),
+           uuid = COALESCE(@uuid, uuid), serial = COALESCE(@serial, serial) WHERE id = @id`,
+      )
+      .run({ id: seen.id, lastSeenAt: seen.lastSeenAt, firmware: seen.firmware ?? null, uuid: uuidFree ? (seen.uuid ?? null) : null, serial: seen.serial ?? null });
+  }
+
   async replace(record: NodeRecord): Promise<boolean> {
     return this.db.transaction(() => {
-      if (!this.db.prepare(`SELECT 1 FROM nodes WHERE id = ?`).get(record.id)) return false;
+      if (!this.sql(`SELECT 1 FROM nodes WHERE id = ?`).get(record.id)) return false;
       this.checkUnique(record);
-      this.db
-        .prepare(
+      this.sql(
           `UPDATE nodes SET uuid = @uuid, serial = @serial, hostname = @hostname, profile = @profile, ip_address = @ip_address,
              image_version = @image_version, labels = @labels, firmware = @firmware, state = @state, source = @source,
              provisioning_id = @provisioning_id, provision_deadline = @provision_deadline, state_changed_at = @state_changed_at,
@@ -317,22 +371,27 @@ class SqliteNodeRepository implements NodeRepository {
   }
 
   async get(id: string): Promise<NodeRecord | undefined> {
-    const row = this.db.prepare(`SELECT * FROM nodes WHERE id = ?`).get(id) as NodeRow | undefined;
+    const row = this.sql(`SELECT * FROM nodes WHERE id = ?`).get(id) as NodeRow | undefined;
     return row && this.fromRow(row);
   }
 
   async findByMac(mac: string): Promise<NodeRecord | undefined> {
-    const row = this.db.prepare(`SELECT n.* FROM nodes n JOIN node_macs m ON m.node_id = n.id WHERE m.mac = ?`).get(mac) as NodeRow | undefined;
+    const row = this.sql(`SELECT n.* FROM nodes n JOIN node_macs m ON m.node_id = n.id WHERE m.mac = ?`).get(mac) as NodeRow | undefined;
     return row && this.fromRow(row);
   }
 
   async findByUuid(uuid: string): Promise<NodeRecord | undefined> {
-    const row = this.db.prepare(`SELECT * FROM nodes WHERE uuid = ?`).get(uuid) as NodeRow | undefined;
+    const row = this.sql(`SELECT * FROM nodes WHERE uuid = ?`).get(uuid) as NodeRow | undefined;
+    return row && this.fromRow(row);
+  }
+
+  async findBySerial(serial: string): Promise<NodeRecord | undefined> {
+    const row = this.sql(`SELECT * FROM nodes WHERE serial = ? ORDER BY seq LIMIT 1`).get(serial) as NodeRow | undefined;
     return row && this.fromRow(row);
   }
 
   async findByHostname(hostname: string): Promise<NodeRecord | undefined> {
-    const row = this.db.prepare(`SELECT * FROM nodes WHERE hostname = ?`).get(hostname) as NodeRow | undefined;
+    const row = this.sql(`SELECT * FROM nodes WHERE hostname = ?`).get(hostname) as NodeRow | undefined;
     return row && this.fromRow(row);
   }
 
@@ -347,6 +406,10 @@ class SqliteNodeRepository implements NodeRepository {
       where.push("profile = ?");
       params.push(filter.profile);
     }
+    if (filter.seenBefore !== undefined) {
+      where.push("COALESCE(last_seen_at, created_at) < ?");
+      params.push(filter.seenBefore);
+    }
     for (const [key, value] of Object.entries(filter.labels ?? {})) {
       where.push("json_extract(labels, ?) = ?");
       params.push(`$.${JSON.stringify(key)}`, value);
@@ -355,9 +418,9 @@ class SqliteNodeRepository implements NodeRepository {
     // One read transaction, so the nodes and their MACs come from the same snapshot; all MACs in
     // one query rather than one per node, as the reservation cache lists every node after each change.
     return this.db.transaction(() => {
-      const rows = this.db.prepare(sql).all(...params) as NodeRow[];
+      const rows = this.sql(sql).all(...params) as NodeRow[];
       const macs = new Map<string, string[]>();
-      for (const { node_id, mac } of this.db.prepare(`SELECT node_id, mac FROM node_macs ORDER BY node_id, position`).all() as { node_id: string; mac: string }[]) {
+      for (const { node_id, mac } of this.sql(`SELECT node_id, mac FROM node_macs ORDER BY node_id, position`).all() as { node_id: string; mac: string }[]) {
         const list = macs.get(node_id);
         if (list) list.push(mac);
         else macs.set(node_id, [mac]);
@@ -367,7 +430,7 @@ class SqliteNodeRepository implements NodeRepository {
   }
 
   async remove(id: string): Promise<boolean> {
-    return this.db.prepare(`DELETE FROM nodes WHERE id = ?`).run(id).changes > 0;
+    return this.sql(`DELETE FROM nodes WHERE id = ?`).run(id).changes > 0;
   }
 }
 
@@ -396,9 +459,16 @@ function eventFromRow(row: EventRow): NodeEvent {
 class SqliteEventRepository implements EventRepository {
   constructor(private readonly db: Db) {}
 
+  private sql(text: string): Database.Statement {
+    return prepared(this.db, text);
+  }
+
   async append(event: Omit<NodeEvent, "seq">): Promise<NodeEvent> {
-    const result = this.db
-      .prepare(`INSERT INTO node_events (node_id, kind, from_state, to_state, at, details) VALUES (?, ?, ?, ?, ?, ?)`)
+    return this.insert(event);
+  }
+
+  insert(event: Omit<NodeEvent, "seq">): NodeEvent {
+    const result = this.sql(`INSERT INTO node_events (node_id, kind, from_state, to_state, at, details) VALUES (?, ?, ?, ?, ?, ?)`)
       .run(event.nodeId, event.kind, event.fromState ?? null, event.toState ?? null, event.at, JSON.stringify(event.details));
     return { ...event, seq: Number(result.lastInsertRowid) };
   }
@@ -423,13 +493,16 @@ class SqliteEventRepository implements EventRepository {
       params.push(filter.since);
     }
     const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
-    // The newest `limit`, handed back oldest first so a reader can replay them in order.
+    // After a cursor: the next page. Without one: the newest `limit`, handed back oldest first so a
+    // reader can replay them in order.
     const sql =
       filter.limit === undefined
         ? `SELECT * FROM node_events ${clause} ORDER BY seq`
-        : `SELECT * FROM (SELECT * FROM node_events ${clause} ORDER BY seq DESC LIMIT ?) ORDER BY seq`;
+        : filter.afterSeq !== undefined
+          ? `SELECT * FROM node_events ${clause} ORDER BY seq LIMIT ?`
+          : `SELECT * FROM (SELECT * FROM node_events ${clause} ORDER BY seq DESC LIMIT ?) ORDER BY seq`;
     if (filter.limit !== undefined) params.push(filter.limit);
-    return (this.db.prepare(sql).all(...params) as EventRow[]).map(eventFromRow);
+    return (this.sql(sql).all(...params) as EventRow[]).map(eventFromRow);
   }
 }
 
@@ -456,27 +529,30 @@ function apiTokenFromRow(row: ApiTokenRow): ApiTokenRecord {
 class SqliteApiTokenRepository implements ApiTokenRepository {
   constructor(private readonly db: Db) {}
 
+  private sql(text: string): Database.Statement {
+    return prepared(this.db, text);
+  }
+
   async create(record: ApiTokenRecord): Promise<void> {
-    this.db
-      .prepare(`INSERT INTO api_tokens (id, name, hash, created_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)`)
+    this.sql(`INSERT INTO api_tokens (id, name, hash, created_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)`)
       .run(record.id, record.name, record.hash, record.createdAt, record.lastUsedAt ?? null, record.revokedAt ?? null);
   }
 
   async findByHash(hash: string): Promise<ApiTokenRecord | undefined> {
-    const row = this.db.prepare(`SELECT * FROM api_tokens WHERE hash = ?`).get(hash) as ApiTokenRow | undefined;
+    const row = this.sql(`SELECT * FROM api_tokens WHERE hash = ?`).get(hash) as ApiTokenRow | undefined;
     return row && apiTokenFromRow(row);
   }
 
   async list(): Promise<ApiTokenRecord[]> {
-    return (this.db.prepare(`SELECT * FROM api_tokens ORDER BY created_at, id`).all() as ApiTokenRow[]).map(apiTokenFromRow);
+    return (this.sql(`SELECT * FROM api_tokens ORDER BY created_at, id`).all() as ApiTokenRow[]).map(apiTokenFromRow);
   }
 
   async revoke(id: string, at: string): Promise<boolean> {
-    return this.db.prepare(`UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`).run(at, id).changes > 0;
+    return this.sql(`UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`).run(at, id).changes > 0;
   }
 
   async touch(id: string, at: string): Promise<void> {
-    this.db.prepare(`UPDATE api_tokens SET last_used_at = ? WHERE id = ?`).run(at, id);
+    this.sql(`UPDATE api_tokens SET last_used_at = ? WHERE id = ?`).run(at, id);
   }
 }
 
@@ -503,17 +579,27 @@ function callbackTokenFromRow(row: CallbackTokenRow): CallbackTokenRecord {
 class SqliteCallbackTokenRepository implements CallbackTokenRepository {
   constructor(private readonly db: Db) {}
 
-  async issue(record: CallbackTokenRecord): Promise<void> {
-    this.db
-      .prepare(`INSERT INTO callback_tokens (hash, node_id, provisioning_id, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?)`)
-      .run(record.hash, record.nodeId, record.provisioningId, record.createdAt, record.expiresAt, record.usedAt ?? null);
+  private sql(text: string): Database.Statement {
+    return prepared(this.db, text);
+  }
+
+  async issue(record: CallbackTokenRecord): Promise<boolean> {
+    return (
+      this.sql(`INSERT OR IGNORE INTO callback_tokens (hash, node_id, provisioning_id, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?)`)
+        .run(record.hash, record.nodeId, record.provisioningId, record.createdAt, record.expiresAt, record.usedAt ?? null).changes > 0
+    );
+  }
+
+  async find(hash: string): Promise<CallbackTokenRecord | undefined> {
+    const row = this.sql(`SELECT * FROM callback_tokens WHERE hash = ?`).get(hash) as CallbackTokenRow | undefined;
+    return row && callbackTokenFromRow(row);
   }
 
   async consume(hash: string, now: string): Promise<ConsumeResult> {
     return this.db.transaction((): ConsumeResult => {
       // One conditional UPDATE is the single-use guarantee: a second caller finds used_at set.
-      const claimed = this.db.prepare(`UPDATE callback_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND expires_at > ?`).run(now, hash, now).changes > 0;
-      const row = this.db.prepare(`SELECT * FROM callback_tokens WHERE hash = ?`).get(hash) as CallbackTokenRow | undefined;
+      const claimed = this.sql(`UPDATE callback_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND expires_at > ?`).run(now, hash, now).changes > 0;
+      const row = this.sql(`SELECT * FROM callback_tokens WHERE hash = ?`).get(hash) as CallbackTokenRow | undefined;
       if (!row) return { ok: false, reason: "unknown" };
       const token = callbackTokenFromRow(row);
       if (claimed) return { ok: true, token };
@@ -522,6 +608,20 @@ class SqliteCallbackTokenRepository implements CallbackTokenRepository {
   }
 
   async revokeForNode(nodeId: string): Promise<void> {
-    this.db.prepare(`DELETE FROM callback_tokens WHERE node_id = ? AND used_at IS NULL`).run(nodeId);
+    this.sql(`DELETE FROM callback_tokens WHERE node_id = ? AND used_at IS NULL`).run(nodeId);
+  }
+}
+
+class SqliteSecretRepository implements SecretRepository {
+  constructor(private readonly db: Db) {}
+
+  private sql(text: string): Database.Statement {
+    return prepared(this.db, text);
+  }
+
+  async getOrCreate(name: string, create: () => string): Promise<string> {
+    // INSERT OR IGNORE then read: of two processes creating it at once, the first write wins for both.
+    this.sql(`INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)`).run(name, create());
+    return (this.sql(`SELECT value FROM secrets WHERE name = ?`).get(name) as { value: string }).value;
   }
 }

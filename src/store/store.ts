@@ -1,3 +1,5 @@
+import type { NodeState } from "../lifecycle/lifecycle.js";
+
 /**
  * The state Centra PXE keeps, behind one interface so the embedded SQLite file and a shared
  * PostgreSQL database (PRODUCT.md §6) are interchangeable. Every method is async because a
@@ -9,6 +11,12 @@ export interface Store {
   readonly events: EventRepository;
   readonly apiTokens: ApiTokenRepository;
   readonly callbackTokens: CallbackTokenRepository;
+  readonly secrets: SecretRepository;
+  /**
+   * Write a batch of sightings (new discovered nodes, last-seen updates, their events) in one
+   * transaction: one commit for a burst of machines instead of one fsync each.
+   */
+  recordSightings(batch: SightingBatch): Promise<NodeEvent[]>;
   /** The schema version the store has migrated to. */
   schemaVersion(): Promise<number>;
   close(): Promise<void>;
@@ -39,9 +47,8 @@ export interface ImageRepository {
   remove(name: string, version: string): Promise<boolean>;
 }
 
-/** The lifecycle states of PRODUCT.md §5. */
-export const NODE_STATES = ["discovered", "ready", "provisioning", "provisioned", "failed", "retired"] as const;
-export type NodeState = (typeof NODE_STATES)[number];
+// The states belong to the lifecycle; re-exported so readers of the store's types find them here.
+export { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 
 /** Where a node came from; `config` nodes have their profile, hostname and address owned by the config file. */
 export type NodeSource = "config" | "api" | "discovered";
@@ -86,6 +93,8 @@ export interface NodeFilter {
   profile?: string;
   /** Every label given must match. */
   labels?: Record<string, string>;
+  /** Only nodes last seen (or, never seen, created) before this ISO time. */
+  seenBefore?: string;
 }
 
 /** A uniqueness clash: which field and which node already holds the value. */
@@ -109,6 +118,8 @@ export interface NodeRepository {
   findByMac(mac: string): Promise<NodeRecord | undefined>;
   findByUuid(uuid: string): Promise<NodeRecord | undefined>;
   findByHostname(hostname: string): Promise<NodeRecord | undefined>;
+  /** The first node (by creation) with this SMBIOS serial; serials are not unique, so this is a hint, never an identity. */
+  findBySerial(serial: string): Promise<NodeRecord | undefined>;
   /** By creation order. */
   list(filter?: NodeFilter): Promise<NodeRecord[]>;
   remove(id: string): Promise<boolean>;
@@ -130,11 +141,11 @@ export interface NodeEvent {
 export interface EventFilter {
   nodeId?: string;
   kind?: string;
-  /** Only events with a larger seq. */
+  /** Only events with a larger seq; with `limit`, the page of the OLDEST `limit` after it. */
   afterSeq?: number;
   /** Only events at or after this ISO time. */
   since?: string;
-  /** At most this many, the newest (returned oldest first). */
+  /** At most this many: without `afterSeq` the newest, with it the next page (always oldest first). */
   limit?: number;
 }
 
@@ -179,9 +190,27 @@ export type ConsumeResult =
   | { ok: false; reason: "unknown" | "used" | "expired"; token?: CallbackTokenRecord };
 
 export interface CallbackTokenRepository {
-  issue(record: CallbackTokenRecord): Promise<void>;
+  /** Record a token; returns false (and changes nothing) when that hash is already recorded. */
+  issue(record: CallbackTokenRecord): Promise<boolean>;
+  /** A token by hash, without using it (the callback checks the node before spending it). */
+  find(hash: string): Promise<CallbackTokenRecord | undefined>;
   /** Mark a token used, atomically: of two callers with the same token exactly one gets ok. */
   consume(hash: string, now: string): Promise<ConsumeResult>;
   /** Forget every unused token of a node (a new attempt, a retirement, a removal). */
   revokeForNode(nodeId: string): Promise<void>;
+}
+
+/** Server-side secrets (the callback token key), created once and kept with the inventory. */
+export interface SecretRepository {
+  /** The secret called `name`; `create` makes it the first time (atomically: one value wins). */
+  getOrCreate(name: string, create: () => string): Promise<string>;
+}
+
+/** What `Store.recordSightings` writes at once. */
+export interface SightingBatch {
+  /** New `discovered` nodes. */
+  created: NodeRecord[];
+  /** Known nodes seen again: their last-seen time and identity as reported. */
+  seen: { id: string; lastSeenAt: string; firmware?: string; uuid?: string; serial?: string }[];
+  events: Omit<NodeEvent, "seq">[];
 }

@@ -8,6 +8,7 @@ import type { FastifyInstance } from "fastify";
 import { parseConfig } from "../../src/config/load.js";
 import { createHttpApp } from "../../src/http/app.js";
 import { silentLogger } from "../../src/log.js";
+import { createApiPlugin } from "../../src/api/plugin.js";
 import { createProvisioning, type ProvisioningPart } from "../../src/provisioning/index.js";
 import { createApiToken } from "../../src/provisioning/tokens.js";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
@@ -29,6 +30,7 @@ const CONFIG = `
 stateDir: ${stateDir}
 serverAddress: 10.0.100.10
 provisioning: { timeout: 30m }
+api: { maxEventStreams: 2 }
 nodes:
   "52:54:00:12:34:56": { profile: control-plane, hostname: control-plane-01, ipAddress: 10.0.100.50 }
 `;
@@ -41,9 +43,11 @@ before(async () => {
   store = openSqliteStore(join(stateDir, "centra-pxe.db"));
   await store.images.put({ name: "nixos", version: "24.11", files: {}, cmdline: "init=/nix/store/x/init", addedAt: "2026-11-25T00:00:00.000Z" });
   const config = parseConfig(CONFIG);
-  part = createProvisioning({ config, store, logger: silentLogger });
+  // In-process, every request comes from 127.0.0.1: that is the machine's address here.
+  part = createProvisioning({ config, store, logger: silentLogger, addressOf: () => "127.0.0.1" });
   await part.service.start();
-  app = await createHttpApp({ config, logger: silentLogger, resolver: part.resolver, health: () => ({}), extraPlugins: [part.apiPlugin] });
+  const api = createApiPlugin({ inventory: part.inventory, lifecycle: part.lifecycle, onEvent: part.onEvent, store, logger: silentLogger });
+  app = await createHttpApp({ config, logger: silentLogger, resolver: part.resolver, health: () => ({}), extraPlugins: [api] });
   admin = (await createApiToken(store, "ops")).token;
   const old = await createApiToken(store, "old laptop");
   await store.apiTokens.revoke(old.record.id, new Date().toISOString());
@@ -59,11 +63,13 @@ after(async () => {
 
 type Method = "GET" | "POST" | "PATCH" | "DELETE";
 
-async function call(method: Method, url: string, options: { token?: string; body?: unknown; headers?: Record<string, string> } = {}) {
+/** An API request; a read carries the admin token unless it says `anonymous` (every route needs one). */
+async function call(method: Method, url: string, options: { token?: string; anonymous?: boolean; body?: unknown; headers?: Record<string, string> } = {}) {
+  const token = options.token ?? (method === "GET" && !options.anonymous ? admin : undefined);
   const response = await app.inject({
     method,
     url,
-    headers: { ...(options.token ? { authorization: `Bearer ${options.token}` } : {}), ...options.headers },
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...options.headers },
     ...(options.body !== undefined ? { payload: options.body as string | object } : {}),
   });
   return { status: response.statusCode, headers: response.headers, json: () => response.json() as Record<string, unknown>, text: response.body };
@@ -72,8 +78,16 @@ async function call(method: Method, url: string, options: { token?: string; body
 const machineScript = (mac: string, platform = "pcbios") =>
   app.inject({ method: "GET", url: `/boot/ipxe/machine.ipxe?mac=${mac.replace(/:/g, "-")}&buildarch=x86_64&platform=${platform}&uuid=&serial=`, headers: { host: "10.0.100.10" } });
 
-test("reads are open; every change needs a token: 401 missing or wrong, 403 revoked", async () => {
+test("every route needs a token, reads too: 401 missing or wrong, 403 revoked; the callback and /health stay open", async () => {
   assert.equal((await call("GET", "/api/v1/nodes")).status, 200);
+  for (const url of ["/api/v1/nodes?state=provisioning", "/api/v1/nodes/control-plane-01", "/api/v1/events?after=0", "/api/v1/images", "/api/v1/openapi.json", "/api/v1/nope"]) {
+    const anonymous = await call("GET", url, { anonymous: true });
+    assert.equal(anonymous.status, 401, url);
+    assert.match(String(anonymous.headers["www-authenticate"]), /^Bearer/);
+  }
+  assert.equal((await call("GET", "/api/v1/nodes", { token: revoked })).status, 403);
+  assert.equal((await call("POST", "/api/v1/nodes/callback?mac=52:54:00:12:34:56")).json().error, "CALLBACK_REJECTED", "the callback answers for its own token");
+  assert.equal((await app.inject({ url: "/health" })).statusCode, 200);
   const body = { mac: "52:54:00:00:00:01", profile: "worker" };
   const missing = await call("POST", "/api/v1/nodes", { body });
   assert.equal(missing.status, 401);
@@ -218,7 +232,7 @@ test("images, and an OpenAPI document that describes every route", async () => {
   const doc = (await call("GET", "/api/v1/openapi.json")).json();
   assert.equal(doc.openapi, "3.1.0");
   const paths = Object.keys(doc.paths as object);
-  for (const path of ["/nodes", "/nodes/{ref}", "/nodes/{ref}/provision", "/nodes/{ref}/reprovision", "/nodes/{ref}/retire", "/nodes/callback", "/events", "/events/stream", "/images"]) {
+  for (const path of ["/nodes", "/nodes/{ref}", "/nodes/{ref}/macs", "/nodes/{ref}/provision", "/nodes/{ref}/reprovision", "/nodes/{ref}/retire", "/nodes/callback", "/events", "/events/stream", "/images"]) {
     assert.ok(paths.includes(path), path);
   }
   assert.equal((await call("GET", "/api/v1/nope")).status, 404);
@@ -231,7 +245,7 @@ test("the event stream replays from Last-Event-ID and then goes live (SSE over a
   const received: NodeEvent[] = [];
   let buffer = "";
   const response = await new Promise<import("node:http").IncomingMessage>((resolve, reject) => {
-    const req = httpRequest({ host: "127.0.0.1", port, path: "/api/v1/events/stream", headers: { "last-event-id": String(last.seq - 1) } }, resolve);
+    const req = httpRequest({ host: "127.0.0.1", port, path: "/api/v1/events/stream", headers: { "last-event-id": String(last.seq - 1), authorization: `Bearer ${admin}` } }, resolve);
     req.on("error", reject);
     req.end();
   });
@@ -256,4 +270,80 @@ test("the event stream replays from Last-Event-ID and then goes live (SSE over a
   assert.equal(received[0]!.seq, last.seq, "the replay starts right after Last-Event-ID");
   assert.equal(received[1]!.kind, "created");
   assert.deepEqual(received[1]!.details.macs, ["52:54:00:00:00:40"]);
+});
+
+/** Open an SSE stream over a real socket; resolves with the response once headers arrived. */
+async function openStream(port: string, headers: Record<string, string>) {
+  return new Promise<import("node:http").IncomingMessage>((resolve, reject) => {
+    const req = httpRequest({ host: "127.0.0.1", port, path: "/api/v1/events/stream", headers: { authorization: `Bearer ${admin}`, ...headers } }, resolve);
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+test("event history is paged: at most a page per read with a cursor; SSE replays from 0 page by page; streams are capped", { timeout: 60_000 }, async () => {
+  for (let i = 0; i < 620; i++) await store.events.append({ nodeId: "n-history", kind: "test-history", at: new Date().toISOString(), details: { i } });
+  const everything = await call("GET", "/api/v1/events?after=0");
+  const page = everything.json() as { events: NodeEvent[]; next: number; more: boolean };
+  assert.equal(page.events.length, 500, "a read without a limit is one page, not the whole history");
+  assert.equal(page.more, true);
+  assert.equal(page.next, page.events.at(-1)!.seq);
+  assert.equal((await call("GET", "/api/v1/events?after=0&limit=501")).status, 400);
+  const small = (await call("GET", "/api/v1/events?after=0&limit=2")).json() as { events: NodeEvent[]; next: number };
+  const following = (await call("GET", `/api/v1/events?after=${small.next}&limit=2`)).json() as { events: NodeEvent[] };
+  assert.equal(following.events[0]!.seq > small.events[1]!.seq, true, "the cursor continues where the page ended");
+  let seen = 0;
+  for (let after = 0, more = true; more; ) {
+    const next = (await call("GET", `/api/v1/events?after=${after}&kind=test-history`)).json() as { events: NodeEvent[]; next: number; more: boolean };
+    seen += next.events.length;
+    ({ next: after, more } = next);
+  }
+  assert.equal(seen, 620, "following the cursor reads the whole history");
+
+  const address = app.server.listening ? `http://127.0.0.1:${(app.server.address() as import("node:net").AddressInfo).port}` : await app.listen({ port: 0, host: "127.0.0.1" });
+  const port = new URL(address).port;
+  const first = await openStream(port, { "last-event-id": "0" });
+  let replayed = 0;
+  let buffer = "";
+  const total = (await call("GET", "/api/v1/events?limit=1")).json().events as NodeEvent[];
+  const done = new Promise<void>((resolve) => {
+    first.on("data", (chunk: Buffer) => {
+      buffer += chunk.toString("utf8");
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const id = /^id: (\d+)$/m.exec(block)?.[1];
+        if (id !== undefined) {
+          replayed++;
+          if (Number(id) === total[0]!.seq) resolve();
+        }
+      }
+    });
+  });
+  await done;
+  assert.ok(replayed >= 620, `the whole history replays over more than one page (${replayed})`);
+  const second = await openStream(port, {});
+  assert.equal(second.statusCode, 200);
+  const third = await openStream(port, {});
+  assert.equal(third.statusCode, 503, "api.maxEventStreams: 2");
+  let body = "";
+  for await (const chunk of third) body += String(chunk);
+  assert.match(body, /api\.maxEventStreams/);
+  first.destroy();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const fourth = await openStream(port, {});
+  assert.equal(fourth.statusCode, 200, "a closed stream frees its place");
+  second.destroy();
+  fourth.destroy();
+});
+
+test("nodes adopt: POST /nodes/:ref/macs adds a MAC, with a token", async () => {
+  const node = (await call("POST", "/api/v1/nodes", { token: admin, body: { mac: "52:54:00:00:00:70", profile: "worker", uuid: "4c4c4544-0000-1000-8000-000000000070" } })).json();
+  assert.equal((await call("POST", `/api/v1/nodes/${node.id}/macs`, { body: { mac: "52:54:00:00:00:71" } })).status, 401);
+  assert.equal((await call("POST", `/api/v1/nodes/${node.id}/macs`, { token: admin, body: {} })).status, 400);
+  const adopted = await call("POST", `/api/v1/nodes/${node.id}/macs`, { token: admin, body: { mac: "52-54-00-00-00-71" } });
+  assert.equal(adopted.status, 200, adopted.text);
+  assert.deepEqual(adopted.json().macs, ["52:54:00:00:00:70", "52:54:00:00:00:71"]);
+  assert.equal((await call("POST", `/api/v1/nodes/${node.id}/macs`, { token: admin, body: { mac: "52:54:00:12:34:56" } })).status, 409);
 });

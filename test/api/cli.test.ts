@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { parseConfig } from "../../src/config/load.js";
 import { createHttpService, type HttpService } from "../../src/http/server.js";
 import { silentLogger } from "../../src/log.js";
+import { createApiPlugin } from "../../src/api/plugin.js";
 import { createProvisioning, type ProvisioningPart } from "../../src/provisioning/index.js";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
 import { waitFor } from "../support/daemon.js";
@@ -34,7 +35,8 @@ dhcp: { mode: off }
   store = openSqliteStore(join(stateDir, "centra-pxe.db"));
   part = createProvisioning({ config, store, logger: silentLogger });
   await part.service.start();
-  http = createHttpService({ config, logger: silentLogger, resolver: part.resolver, extraPlugins: [part.apiPlugin] });
+  const api = createApiPlugin({ inventory: part.inventory, lifecycle: part.lifecycle, onEvent: part.onEvent, store, logger: silentLogger });
+  http = createHttpService({ config, logger: silentLogger, resolver: part.resolver, extraPlugins: [api] });
   await http.start();
   url = `http://127.0.0.1:${http.address()!.port}`;
 });
@@ -127,5 +129,8 @@ test("token create/list/revoke on the store file, and nodes add/list/show/provis
   const second = (await cli(["token", "create", "--state-dir", stateDir])).stdout.trim();
   const removed = await cli(["nodes", "remove", node.id], { ...env, CENTRA_PXE_TOKEN: second });
   assert.equal(removed.code, 0, removed.stderr);
-  assert.equal((await cli(["nodes", "list", "--json"], env)).stdout.trim(), "[]");
+  assert.equal((await cli(["nodes", "list", "--json"], { ...env, CENTRA_PXE_TOKEN: second })).stdout.trim(), "[]");
+  // Reads need the token too: the revoked one reads nothing, and none at all is refused before asking.
+  assert.match((await cli(["nodes", "list", "--json"], env)).stderr, /HTTP 403: token .* was revoked/);
+  assert.match((await cli(["nodes", "list", "--url", url])).stderr, /needs an admin token/);
 });

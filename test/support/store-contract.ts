@@ -82,6 +82,9 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     assert.deepEqual((await store.nodes.findByUuid("4c4c4544-0000-1000-8000-000000000001"))?.id, "n-1");
     assert.deepEqual((await store.nodes.findByHostname("WORKER-01"))?.id, "n-1", "hostnames compare without case");
     assert.equal(await store.nodes.findByMac("52:54:00:00:00:03"), undefined);
+    assert.equal(await store.nodes.findBySerial("SN-1"), undefined);
+    await store.nodes.create(node("n-2", ["52:54:00:00:00:05"], { serial: "SN-1" }));
+    assert.equal((await store.nodes.findBySerial("SN-1"))?.id, "n-2");
   });
 
   withStore("a MAC, UUID, hostname or address held by another node is a conflict naming the field", async (store) => {
@@ -113,6 +116,8 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     assert.deepEqual((await store.nodes.list({ profile: "worker" })).map((n) => n.id), ["n-b"]);
     assert.deepEqual((await store.nodes.list({ labels: { rack: "a1" } })).map((n) => n.id), ["n-b", "n-a"]);
     assert.deepEqual((await store.nodes.list({ labels: { rack: "a1", role: "db" } })).map((n) => n.id), ["n-b"]);
+    await store.nodes.replace({ ...(await store.nodes.get("n-a"))!, lastSeenAt: "2026-11-20T00:00:00.000Z" });
+    assert.deepEqual((await store.nodes.list({ seenBefore: "2026-11-24T00:00:00.000Z" })).map((n) => n.id), ["n-a"], "last seen, else created, before");
   });
 
   withStore("removing a node frees its MACs and keeps its events", async (store) => {
@@ -136,6 +141,34 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     assert.deepEqual(await store.events.list({ afterSeq: a.seq }), [b, c]);
     assert.deepEqual(await store.events.list({ since: at(2) }), [b, c]);
     assert.deepEqual(await store.events.list({ limit: 2 }), [b, c], "the newest, oldest first");
+    assert.deepEqual(await store.events.list({ afterSeq: 0, limit: 2 }), [a, b], "after a cursor: the next page");
+    assert.deepEqual(await store.events.list({ afterSeq: b.seq, limit: 2 }), [c]);
+  });
+
+  withStore("a batch of sightings creates, touches and records its events at once", async (store) => {
+    await store.nodes.create(node("n-1", ["52:54:00:00:00:01"], { uuid: "u-1" }));
+    await store.nodes.create(node("n-2", ["52:54:00:00:00:02"]));
+    const at = "2026-11-26T00:00:00.000Z";
+    const events = await store.recordSightings({
+      created: [node("n-3", ["52:54:00:00:00:03"], { lastSeenAt: at })],
+      // n-2 reports n-1's UUID: the sighting is recorded, the UUID is not taken from n-1.
+      seen: [{ id: "n-2", lastSeenAt: at, firmware: "efi-x64", uuid: "u-1" }],
+      events: [{ nodeId: "n-3", kind: "discovered", toState: "discovered", at, details: {} }],
+    });
+    assert.equal(events.length, 1);
+    assert.ok(events[0]!.seq > 0);
+    assert.equal((await store.nodes.findByMac("52:54:00:00:00:03"))?.id, "n-3");
+    const seen = await store.nodes.get("n-2");
+    assert.equal(seen?.lastSeenAt, at);
+    assert.equal(seen?.firmware, "efi-x64");
+    assert.equal(seen?.uuid, undefined);
+    assert.equal((await store.nodes.findByUuid("u-1"))?.id, "n-1");
+  });
+
+  withStore("a secret is created once and then read back", async (store) => {
+    const first = await store.secrets.getOrCreate("k", () => "one");
+    assert.equal(first, "one");
+    assert.equal(await store.secrets.getOrCreate("k", () => "two"), "one");
   });
 
   withStore("API tokens are found by hash, revoked once, and touched", async (store) => {
@@ -162,6 +195,15 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     assert.deepEqual(pick(await store.callbackTokens.consume("c1", "2026-11-25T00:11:00.000Z")), "used");
     assert.deepEqual(pick(await store.callbackTokens.consume("c2", "2026-11-25T00:30:00.000Z")), "expired");
     assert.deepEqual(pick(await store.callbackTokens.consume("zz", "2026-11-25T00:10:00.000Z")), "unknown");
+  });
+
+  withStore("a callback token is issued once per hash and found without being used", async (store) => {
+    const base = { nodeId: "n-1", provisioningId: "p-1", createdAt: "2026-11-25T00:00:00.000Z", expiresAt: "2026-11-25T00:30:00.000Z" };
+    assert.equal(await store.callbackTokens.issue({ ...base, hash: "c1" }), true);
+    assert.equal(await store.callbackTokens.issue({ ...base, hash: "c1", expiresAt: "2026-11-25T09:00:00.000Z" }), false);
+    assert.equal((await store.callbackTokens.find("c1"))?.expiresAt, base.expiresAt, "a second issue moves nothing");
+    assert.equal((await store.callbackTokens.find("c1"))?.usedAt, undefined);
+    assert.equal(await store.callbackTokens.find("zz"), undefined);
   });
 
   withStore("revoking a node's callback tokens leaves the used ones as evidence", async (store) => {

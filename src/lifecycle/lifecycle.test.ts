@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { NODE_STATES, type NodeState } from "../store/store.js";
-import { BOOT_PLAN, decideTransition, LIFECYCLE_ACTIONS, type LifecycleAction } from "./lifecycle.js";
+import { BOOT_PLAN, decideTransition, LIFECYCLE_ACTIONS, type LifecycleAction, NODE_STATES, type NodeState } from "./lifecycle.js";
 
 /**
  * Every (state, action) pair for a node with a profile: the target state, or "-" for a refusal.

@@ -1,4 +1,7 @@
-import type { NodeState } from "../store/store.js";
+
+/** The lifecycle states of PRODUCT.md §5 (the store keeps them; nothing here imports anything, so every layer may). */
+export const NODE_STATES = ["discovered", "ready", "provisioning", "provisioned", "failed", "retired"] as const;
+export type NodeState = (typeof NODE_STATES)[number];
 
 /**
  * The provisioning lifecycle of PRODUCT.md §5 as plain data: which action moves a node from which
