@@ -56,6 +56,16 @@ test("the total budget refuses when full of acknowledged transfers; eviction fre
   assert.deepEqual(budget.admit(11, "x"), { admitted: true, evict: undefined });
 });
 
+test("a total budget full partly of unacknowledged transfers evicts one of those rather than refusing", () => {
+  const budget = new TransferBudget({ ...budgetLimits, maxUnverifiedTransfers: 10, maxTransfersPerClient: 100, maxUnverifiedPerClient: 100 });
+  for (let id = 1; id <= 10; id++) {
+    assert.ok(budget.admit(id, "a").admitted);
+    if (id % 2 === 0) budget.verify(id);
+  }
+  assert.deepEqual(budget.admit(11, "b"), { admitted: true, evict: 1 });
+  assert.equal(budget.size, 10);
+});
+
 test("verify and release are idempotent and ignore ids the budget let go of (an evicted transfer ends later)", () => {
   const budget = new TransferBudget(budgetLimits);
   for (let id = 1; id <= 4; id++) budget.admit(id, "10.0.0.1" + id);

@@ -64,11 +64,13 @@ export class TransferBudget {
   /** Admit transfer `id` from `source` as unverified, or say why not. */
   admit(id: number, source: string): Admission {
     const client = this.perClient.get(source);
-    if (this.entries.size >= this.limits.maxTransfers) return { admitted: false, reason: "busy" };
+    const full = this.entries.size >= this.limits.maxTransfers;
+    // Only acknowledged transfers can make the server busy: unacknowledged ones give way.
+    if (full && this.unverified.size === 0) return { admitted: false, reason: "busy" };
     if (client && client.all >= this.limits.maxTransfersPerClient) return { admitted: false, reason: "client-limit" };
     if (client && client.unverified >= this.limits.maxUnverifiedPerClient) return { admitted: false, reason: "client-unverified" };
     let evict: number | undefined;
-    if (this.unverified.size >= this.limits.maxUnverifiedTransfers) {
+    if (full || this.unverified.size >= this.limits.maxUnverifiedTransfers) {
       evict = this.unverified.keys().next().value;
       if (evict !== undefined) this.release(evict);
     }
