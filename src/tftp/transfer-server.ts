@@ -31,11 +31,13 @@ export const DEFAULT_TFTP_LIMITS: TftpLimits = {
   // Unverified transfers are evicted oldest first when these are full (admission.ts): 256 admitted
   // at 1,000 RRQs/s (the rate cap below) still leaves a real client 0.25 s to send its first ACK.
   maxUnverifiedTransfers: 256,
-  maxUnverifiedPerClient: 16,
+  maxUnverifiedPerClient: 32,
   // A PXE boot is 2 RRQs (the tsize probe, then the file); pxelinux tries a dozen config names in a
-  // row. The server-wide cap bounds the work of port 69 whatever the number of forged addresses.
+  // row; the burst leaves room for a rack behind one address. Towards an address someone forged,
+  // that is at most 100 × 3 small datagrams at once, then 20 × 3 a second. The server-wide cap
+  // bounds the work of port 69 whatever the number of forged addresses.
   requestsPerSecondPerClient: 20,
-  requestBurstPerClient: 40,
+  requestBurstPerClient: 100,
   requestsPerSecond: 1000,
   requestBurst: 1000,
   initialTimeoutMs: 1000,

@@ -79,7 +79,6 @@ test("TFTP under flood", { timeout: 600_000 }, async (t) => {
         const stats = service.stats();
         t.diagnostic(JSON.stringify(stats));
         assert.ok(stats.transfersEvicted > 0, "the flood filled the unacknowledged budget (else this test proves nothing)");
-        assert.ok(stats.requestsRateLimitedClient > 0, "each attacking address hit its share of unacknowledged transfers");
       } finally {
         flood.kill("SIGKILL");
         await service.stop();
@@ -91,11 +90,11 @@ test("TFTP under flood", { timeout: 600_000 }, async (t) => {
       const { port } = service.address();
       try {
         const before = service.stats();
-        const cases = Array.from({ length: 100 }, (_, i) => ({ name: `r${i}`, hex: rrq("missing.bin"), from: attackers[0], waitMs: 1000 }));
+        const cases = Array.from({ length: 200 }, (_, i) => ({ name: `r${i}`, hex: rrq("missing.bin"), from: attackers[0], waitMs: 1000 }));
         const replies = await raw(port, cases);
         const answered = cases.filter((c) => (replies[c.name] ?? []).length > 0).length;
-        // The burst (40 by default), and what the rate (20/s) refills while the burst is sent.
-        assert.ok(answered >= 40 && answered <= 50, `answered ${answered}`);
+        // The burst (100 by default), and what the rate (20/s) refills while the burst is sent.
+        assert.ok(answered >= 100 && answered <= 115, `answered ${answered}`);
         for (const c of cases) {
           for (const r of replies[c.name] ?? []) {
             const p = decodePacket(Buffer.from(r.hex, "hex"));
@@ -103,7 +102,7 @@ test("TFTP under flood", { timeout: 600_000 }, async (t) => {
           }
         }
         const after = service.stats();
-        assert.equal(after.requestsRateLimitedClient - before.requestsRateLimitedClient, 100 - answered);
+        assert.equal(after.requestsRateLimitedClient - before.requestsRateLimitedClient, 200 - answered);
         // Another address is not affected.
         const other = await raw(port, [{ name: "other", hex: rrq("missing.bin"), from: attackers[1] }]);
         assert.equal(other.other?.length, 1);
