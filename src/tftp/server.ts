@@ -60,6 +60,19 @@ export interface TftpStats {
   cacheBytes: number;
 }
 
+/** The limits of port 69 that a reload can change (TransferBudget, RequestRateLimit). */
+const ADMISSION_KEYS = [
+  "maxTransfers",
+  "maxTransfersPerClient",
+  "maxUnverifiedTransfers",
+  "maxUnverifiedPerClient",
+  "requestsPerSecondPerClient",
+  "requestBurstPerClient",
+  "requestsPerSecond",
+  "requestBurst",
+] as const satisfies readonly (keyof TftpLimits)[];
+export type AdmissionLimits = Partial<Pick<TftpLimits, (typeof ADMISSION_KEYS)[number]>>;
+
 /** The TFTP error a failed request is answered with. Pure. */
 export function refusalFor(error: unknown): { code: ErrorCode; message: string } {
   if (error instanceof PathEscapeError) return { code: ErrorCode.AccessViolation, message: "access violation" };
@@ -164,8 +177,12 @@ export class TftpServer {
     }
   }
 
-  /** Point new requests at another root, and move the request port if it changed. */
-  async reconfigure(root: string, bindAddress: string, port: number): Promise<void> {
+  /**
+   * Point new requests at another root, move the request port if it changed, and take new
+   * admission limits (the budget and rates of port 69; transfer timers and negotiation limits are
+   * the workers' and stay until restart). A limit left out goes back to its default.
+   */
+  async reconfigure(root: string, bindAddress: string, port: number, admission: AdmissionLimits = {}): Promise<void> {
     if (bindAddress !== this.options.bindAddress || port !== this.options.port) {
       const next = await this.bindRequestSocket(bindAddress, port);
       const old = this.socket;
@@ -174,6 +191,8 @@ export class TftpServer {
     }
     this.root = root;
     this.options = { ...this.options, root, bindAddress, port };
+    // In place: the budget and the rate limit read these on every request.
+    for (const key of ADMISSION_KEYS) this.limits[key] = admission[key] ?? DEFAULT_TFTP_LIMITS[key];
   }
 
   async stop(): Promise<void> {
