@@ -95,10 +95,8 @@ interface Slot {
   id: number;
   key: string;
   address: string;
-  /** Where it runs; undefined while its file is being resolved. */
+  /** Where it runs; undefined while its file is being resolved (it is not in the budget yet). */
   running: { where: "local"; transfer: RunningTransfer } | { where: "worker"; worker: TransferWorker } | undefined;
-  /** Evicted while still opening: it must not start. */
-  evicted: boolean;
   /** The client acknowledged something (its failure is then worth a warning). */
   verified: boolean;
 }
@@ -114,7 +112,7 @@ export class TftpServer {
   readonly limits: TftpLimits;
   /** Keyed by `address:port`: a retransmitted RRQ must not start a second transfer. */
   private readonly transfers = new Map<string, Slot>();
-  /** Every admitted transfer by id, evicted ones included until they end. */
+  /** Every transfer admitted into the budget, by id; evicted ones until they end. */
   private readonly slots = new Map<number, Slot>();
   private readonly budget: TransferBudget;
   private readonly rateLimit: RequestRateLimit;
@@ -334,20 +332,28 @@ export class TftpServer {
       this.refuse(rinfo, ErrorCode.IllegalOperation, "mail mode is not supported");
       return;
     }
-    const id = this.nextId++;
-    const admission = this.budget.admit(id, rinfo.address);
+    const slot: Slot = { id: this.nextId++, key, address: rinfo.address, running: undefined, verified: false };
+    this.transfers.set(key, slot);
+    void this.open(slot, request, rinfo);
+  }
+
+  /**
+   * Take a place in the budget for a request whose file was found (a refused name never evicts a
+   * transfer), or refuse it: busy and over-the-client-limit with an ERROR, over the client's share
+   * of unacknowledged transfers silently (they are acknowledged within a round trip, and its RRQ
+   * is repeated).
+   */
+  private admit(slot: Slot, rinfo: RemoteInfo): boolean {
+    const admission = this.budget.admit(slot.id, slot.address);
     if (!admission.admitted) {
       if (admission.reason === "busy") this.refuse(rinfo, ErrorCode.NotDefined, "server busy, try again");
       else if (admission.reason === "client-limit") this.refuse(rinfo, ErrorCode.NotDefined, "too many transfers from this address");
-      // Its earlier transfers are acknowledged within a round trip, and its RRQ is repeated.
       else this.counters.requestsRateLimitedClient++;
-      return;
+      return false;
     }
+    this.slots.set(slot.id, slot);
     if (admission.evict !== undefined) this.evict(admission.evict);
-    const slot: Slot = { id, key, address: rinfo.address, running: undefined, evicted: false, verified: false };
-    this.transfers.set(key, slot);
-    this.slots.set(id, slot);
-    void this.open(slot, request, rinfo);
+    return true;
   }
 
   /** The client of transfer `id` acknowledged: it leaves the unverified budget. */
@@ -365,7 +371,6 @@ export class TftpServer {
     const slot = this.slots.get(id);
     if (!slot) return;
     this.counters.transfersEvicted++;
-    slot.evicted = true;
     if (this.transfers.get(slot.key) === slot) this.transfers.delete(slot.key);
     if (slot.running?.where === "local") slot.running.transfer.evict();
     else if (slot.running?.where === "worker") slot.running.worker.worker.postMessage({ type: "evict", id } satisfies ToWorker);
@@ -399,8 +404,12 @@ export class TftpServer {
       this.refuse(rinfo, refusal.code, refusal.message);
       return;
     }
-    if (!this.socket || slot.evicted) {
-      this.release(slot); // stopped or evicted meanwhile
+    if (!this.socket) {
+      this.release(slot); // stopped meanwhile
+      return;
+    }
+    if (!this.admit(slot, rinfo)) {
+      this.release(slot);
       return;
     }
     this.counters.transfersStarted++;
