@@ -36,7 +36,11 @@ export interface TransferBudgetLimits {
  * earlier transfers are acknowledged (a few milliseconds), and an ERROR would end its attempt.
  */
 export type Admission =
-  | { admitted: true; /** A transfer to abort (unless it was acknowledged meanwhile) to make room. */ evict: number | undefined }
+  | {
+      admitted: true;
+      /** A transfer to abort (unless it was acknowledged meanwhile) to make room. */
+      evict: number | undefined;
+    }
   | { admitted: false; reason: "busy" | "client-limit" | "client-unverified" };
 
 interface Entry {
