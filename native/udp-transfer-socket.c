@@ -17,22 +17,15 @@
  *
  * Armed reply: JavaScript may say beforehand what it will send when a given ACK arrives (the state
  * machine is pure, so it can be asked early); that ACK then triggers the send here, before any
- * JavaScript runs. The turn from ACK to DATA bounds a lock-step transfer.
+ * JavaScript runs. The turn from ACK to DATA bounds a lock-step transfer. The armed run's Buffer is
+ * held here by a reference of our own until the reply fires, is replaced, or the socket closes, so
+ * the memory the pointer points into cannot be collected whatever JavaScript keeps.
  */
-#define NAPI_VERSION 8
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
+#include "common.h"
+
 #include <netinet/udp.h>
-#include <node_api.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
-#include <unistd.h>
 #include <uv.h>
 
 #ifndef UDP_SEGMENT
@@ -51,19 +44,6 @@
 #define MAX_QUEUED_BYTES (8u << 20)
 /* At most this many datagrams per wakeup, so one busy transfer cannot hold the loop. */
 #define READS_PER_WAKEUP 32
-
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  char message[256];
-  snprintf(message, sizeof message, "%s: %s", what, strerror(err));
-  napi_throw_error(env, "ESOCKET", message);
-  return NULL;
-}
-
-static napi_value int_value(napi_env env, int32_t value) {
-  napi_value result;
-  napi_create_int32(env, value, &result);
-  return result;
-}
 
 static int is_transient(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS; }
 
@@ -94,6 +74,7 @@ typedef struct {
   /* The reply armed by armReply: sent when ACK armed_block arrives. */
   int armed;
   uint16_t armed_block;
+  napi_ref armed_buffer; /* keeps armed_run's Buffer alive while armed; NULL when nothing is */
   uint8_t *armed_run;
   size_t armed_length;
   int armed_segment_size;
@@ -246,12 +227,27 @@ static void free_queue(transfer_socket *socket) {
   socket->queued_bytes = 0;
 }
 
+/*
+ * Let go of the armed run: after it fired (the bytes were sent or copied into the queue), when a
+ * new one replaces it, when JavaScript disarms, and when the socket closes. Runs on the JavaScript
+ * thread (the uv loop is the environment's own), where references may be deleted.
+ */
+static void disarm(transfer_socket *socket) {
+  socket->armed = 0;
+  socket->armed_run = NULL;
+  if (socket->armed_buffer) {
+    napi_delete_reference(socket->env, socket->armed_buffer);
+    socket->armed_buffer = NULL;
+  }
+}
+
 /* Runs from the loop after close, never inside a delivery; the environment is still alive (the
  * async cleanup hook is removed only here, so Node waits for it). */
 static void on_closed(uv_handle_t *handle) {
   transfer_socket *socket = (transfer_socket *)handle;
   close(socket->fd);
   free_queue(socket);
+  disarm(socket);
   napi_delete_reference(socket->env, socket->on_datagram);
   napi_delete_reference(socket->env, socket->receive_buffer);
   napi_async_destroy(socket->env, socket->context);
@@ -263,7 +259,7 @@ static void on_closed(uv_handle_t *handle) {
 static void close_socket(transfer_socket *socket) {
   if (socket->closing) return;
   socket->closing = 1;
-  socket->armed = 0;
+  disarm(socket);
   uv_poll_stop(&socket->poll);
   uv_close((uv_handle_t *)&socket->poll, on_closed);
 }
@@ -332,12 +328,13 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
     int replied = -1; /* the armed reply did not fire */
     const uint8_t *ack = socket->buffer;
     if (socket->armed && n == 4 && ack[0] == 0 && ack[1] == 4 && ((ack[2] << 8) | ack[3]) == socket->armed_block) {
-      socket->armed = 0;
       replied = send_or_queue(socket, socket->armed_run, socket->armed_length, socket->armed_segment_size);
       if (replied < 0) {
         socket->error = -replied;
         replied = 0;
       }
+      /* Sent, or copied into the queue: the run's memory is not needed any more. */
+      disarm(socket);
     }
     deliver(socket, n > INT32_MAX ? INT32_MAX : (int32_t)n, replied);
     report_error(socket);
@@ -353,55 +350,33 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
  * is read into receiveBuffer and announced with its length; a socket error with -errno.
  */
 static napi_value open_transfer_socket(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  GET_ARGS(env, info, 6, argc, argv);
   char local[64], remote[64];
-  size_t length = 0;
   int32_t port = 0, send_buffer = 0;
   void *buffer = NULL;
   size_t capacity = 0;
   napi_valuetype callback_type = napi_undefined;
-  if (argc < 6 || napi_get_value_string_utf8(env, argv[0], local, sizeof local, &length) != napi_ok ||
-      napi_get_value_string_utf8(env, argv[1], remote, sizeof remote, &length) != napi_ok ||
+  if (argc < 6 || read_string(env, argv[0], local, sizeof local) < 0 || read_string(env, argv[1], remote, sizeof remote) < 0 ||
       napi_get_value_int32(env, argv[2], &port) != napi_ok || port <= 0 || port > 65535 ||
       napi_get_value_int32(env, argv[3], &send_buffer) != napi_ok ||
       napi_get_buffer_info(env, argv[4], &buffer, &capacity) != napi_ok || capacity == 0 ||
       napi_typeof(env, argv[5], &callback_type) != napi_ok || callback_type != napi_function) {
-    napi_throw_type_error(env, NULL, "openTransferSocket(localAddress, clientAddress, clientPort, sendBufferBytes, receiveBuffer, onDatagram)");
-    return NULL;
+    return throw_usage(env, "openTransferSocket(localAddress, clientAddress, clientPort, sendBufferBytes, receiveBuffer, onDatagram)");
   }
   struct sockaddr_in here, there;
-  memset(&here, 0, sizeof here);
-  memset(&there, 0, sizeof there);
-  here.sin_family = there.sin_family = AF_INET;
-  there.sin_port = htons((uint16_t)port);
-  if (inet_pton(AF_INET, local, &here.sin_addr) != 1 || inet_pton(AF_INET, remote, &there.sin_addr) != 1) {
-    napi_throw_type_error(env, NULL, "addresses must be IPv4");
-    return NULL;
-  }
+  if (!ipv4_address(local, 0, &here) || !ipv4_address(remote, (uint16_t)port, &there)) return throw_usage(env, "addresses must be IPv4");
   uv_loop_t *loop = NULL;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
     napi_throw_error(env, NULL, "no event loop");
     return NULL;
   }
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = open_udp_socket();
   if (fd < 0) return throw_errno(env, "socket", errno);
-  /* Room for a few windows, so the queue is the exception. SO_SNDBUFFORCE passes wmem_max (root). */
-  if (send_buffer > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &send_buffer, sizeof send_buffer) < 0) {
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer);
-  }
+  /* Room for a few windows, so the queue is the exception. */
+  set_buffer_size(fd, SO_SNDBUFFORCE, SO_SNDBUF, send_buffer);
   int err;
-  if (bind(fd, (struct sockaddr *)&here, sizeof here) < 0) {
-    err = errno;
-    close(fd);
-    return throw_errno(env, "bind", err);
-  }
-  if (connect(fd, (struct sockaddr *)&there, sizeof there) < 0) {
-    err = errno;
-    close(fd);
-    return throw_errno(env, "connect", err);
-  }
+  if (bind(fd, (struct sockaddr *)&here, sizeof here) < 0) return close_and_throw(env, fd, "bind");
+  if (connect(fd, (struct sockaddr *)&there, sizeof there) < 0) return close_and_throw(env, fd, "connect");
   transfer_socket *socket = calloc(1, sizeof *socket);
   if (!socket) {
     close(fd);
@@ -449,14 +424,9 @@ static transfer_socket *socket_of(napi_env env, napi_value value) {
 
 /* closeTransferSocket(handle): stops receiving; the fd is closed once libuv lets go of it. */
 static napi_value close_transfer_socket(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  GET_ARGS(env, info, 1, argc, argv);
   transfer_socket *socket = argc == 1 ? socket_of(env, argv[0]) : NULL;
-  if (!socket) {
-    napi_throw_type_error(env, NULL, "closeTransferSocket(handle)");
-    return NULL;
-  }
+  if (!socket) return throw_usage(env, "closeTransferSocket(handle)");
   close_socket(socket);
   return NULL;
 }
@@ -470,9 +440,7 @@ static napi_value close_transfer_socket(napi_env env, napi_callback_info info) {
  * (ECONNREFUSED: the client went away).
  */
 static napi_value send_run(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  GET_ARGS(env, info, 3, argc, argv);
   int32_t segment_size = 0;
   uint8_t *data = NULL;
   size_t length = 0;
@@ -480,8 +448,7 @@ static napi_value send_run(napi_env env, napi_callback_info info) {
   if (argc < 3 || !socket || socket->closing ||
       napi_get_buffer_info(env, argv[1], (void **)&data, &length) != napi_ok ||
       napi_get_value_int32(env, argv[2], &segment_size) != napi_ok || segment_size <= 0 || segment_size > 65535 || length == 0) {
-    napi_throw_type_error(env, NULL, "sendRun(handle, run, segmentSize) on an open socket");
-    return NULL;
+    return throw_usage(env, "sendRun(handle, run, segmentSize) on an open socket");
   }
   if (socket->error) {
     int err = socket->error;
@@ -496,29 +463,29 @@ static napi_value send_run(napi_env env, napi_callback_info info) {
 /*
  * armReply(handle, ackBlock: number, run: Buffer | undefined, segmentSize: number): void
  * When the next datagram is ACK `ackBlock`, send `run` at once, from here, before JavaScript runs.
- * JavaScript decided `run` beforehand and keeps it referenced while armed (this keeps only a
- * pointer); the ACK is still delivered, with how many datagrams left. Fires once; a later call
+ * JavaScript decided `run` beforehand; this holds a reference to it until the reply fires or is
+ * replaced. The ACK is still delivered, with how many datagrams left. Fires once; a later call
  * replaces it, and `run` undefined disarms.
  */
 static napi_value arm_reply(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  GET_ARGS(env, info, 4, argc, argv);
   transfer_socket *socket = argc >= 1 ? socket_of(env, argv[0]) : NULL;
   int32_t block = 0, segment_size = 0;
   napi_valuetype run_type = napi_undefined;
   if (argc < 4 || !socket || napi_get_value_int32(env, argv[1], &block) != napi_ok || block < 0 || block > 0xffff ||
       napi_typeof(env, argv[2], &run_type) != napi_ok || napi_get_value_int32(env, argv[3], &segment_size) != napi_ok) {
-    napi_throw_type_error(env, NULL, "armReply(handle, ackBlock, run, segmentSize)");
-    return NULL;
+    return throw_usage(env, "armReply(handle, ackBlock, run, segmentSize)");
   }
-  socket->armed = 0;
+  disarm(socket);
   if (run_type == napi_undefined || socket->closing) return NULL;
   uint8_t *data = NULL;
   size_t length = 0;
   if (napi_get_buffer_info(env, argv[2], (void **)&data, &length) != napi_ok || length == 0 || segment_size <= 0 || segment_size > 65535) {
-    napi_throw_type_error(env, NULL, "armReply: run must be a non-empty Buffer and segmentSize 1-65535");
-    return NULL;
+    return throw_usage(env, "armReply: run must be a non-empty Buffer and segmentSize 1-65535");
+  }
+  if (napi_create_reference(env, argv[2], 1, &socket->armed_buffer) != napi_ok) {
+    socket->armed_buffer = NULL;
+    return throw_errno(env, "armReply: napi_create_reference", ENOMEM);
   }
   socket->armed = 1;
   socket->armed_block = (uint16_t)block;
@@ -530,10 +497,10 @@ static napi_value arm_reply(napi_env env, napi_callback_info info) {
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
-      {"openTransferSocket", NULL, open_transfer_socket, NULL, NULL, NULL, napi_default, NULL},
-      {"sendRun", NULL, send_run, NULL, NULL, NULL, napi_default, NULL},
-      {"armReply", NULL, arm_reply, NULL, NULL, NULL, napi_default, NULL},
-      {"closeTransferSocket", NULL, close_transfer_socket, NULL, NULL, NULL, napi_default, NULL},
+      EXPORTED_FUNCTION("openTransferSocket", open_transfer_socket),
+      EXPORTED_FUNCTION("sendRun", send_run),
+      EXPORTED_FUNCTION("armReply", arm_reply),
+      EXPORTED_FUNCTION("closeTransferSocket", close_transfer_socket),
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;

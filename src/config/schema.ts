@@ -102,6 +102,30 @@ const SEED_PROFILES = {
   "all-in-one": { image: "nixos", cmdline: "" },
 };
 
+const count = z.number({ invalid_type_error: "must be a number" }).int().min(1);
+const rate = z.number({ invalid_type_error: "must be a number" }).positive();
+
+/**
+ * TFTP admission under load (src/tftp/admission.ts; issue 10). Each key left out keeps its default,
+ * written once in src/tftp/transfer-server.ts (DEFAULT_TFTP_LIMITS) with the reasoning behind it.
+ */
+const tftpLimits = z
+  .object({
+    /** Transfers at once, in all and per client address. */
+    maxTransfers: count.optional(),
+    maxTransfersPerClient: count.optional(),
+    /** Transfers not yet acknowledged by their client; the oldest is evicted past the total. */
+    maxUnverifiedTransfers: count.optional(),
+    maxUnverifiedPerClient: count.optional(),
+    /** Requests on port 69 (token buckets): per client address, and for the whole server. */
+    requestsPerSecondPerClient: rate.optional(),
+    requestBurstPerClient: count.optional(),
+    requestsPerSecond: rate.optional(),
+    requestBurst: count.optional(),
+  })
+  .strict()
+  .default({});
+
 const configObject = z
   .object({
     interface: z.string().min(1).default("eth0"),
@@ -116,7 +140,7 @@ const configObject = z
       .default("sqlite"),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     dhcp: dhcp.default({}),
-    tftp: z.object({ enabled: z.boolean().default(true), port: port.default(69), bindAddress: ipv4.default("0.0.0.0") }).strict().default({}),
+    tftp: z.object({ enabled: z.boolean().default(true), port: port.default(69), bindAddress: ipv4.default("0.0.0.0"), limits: tftpLimits }).strict().default({}),
     http: z.object({ port: port.default(80), bindAddress: ipv4.default("0.0.0.0") }).strict().default({}),
     boot: z
       .object({

@@ -39,3 +39,13 @@ test("a missing file or a directory is not found, not an escape", async () => {
   await assert.rejects(resolveInside(root, "nope"), NotFoundError);
   await assert.rejects(resolveInside(root, "sub"), NotFoundError);
 });
+
+test("a leading slash is stripped once, and every escape after it is still refused", async () => {
+  const allow = { allowLeadingSlash: true };
+  for (const bad of ["//etc/passwd", "/../secret", "/sub/../../secret", "/./sub/file", "/out-link", "/sub/file\0", "/..\\secret", "/\\..\\secret", "/%2e%2e/secret", "/", "//"]) {
+    await assert.rejects(resolveInside(root, bad, allow), PathEscapeError, JSON.stringify(bad));
+  }
+  // An absolute host path becomes a name inside the root: not there, and nothing outside is read.
+  await assert.rejects(resolveInside(root, join(base, "secret"), allow), NotFoundError);
+  assert.ok((await resolveInside(root, "/in-link", allow)).path.endsWith(join("sub", "file")));
+});

@@ -39,7 +39,7 @@ export function createTftpService(options: TftpServiceOptions): TftpService {
     port: config.tftp.port,
     logger,
     cache: options.cache,
-    limits: options.limits,
+    limits: { ...config.tftp.limits, ...options.limits },
     workers: options.workers ?? Math.min(availableParallelism(), 4),
   });
   return {
@@ -52,7 +52,7 @@ export function createTftpService(options: TftpServiceOptions): TftpService {
     stop: () => server.stop(),
     check: (next: Config) => server.checkRebind(next.tftp.bindAddress, next.tftp.port),
     async reload(next: Config) {
-      await server.reconfigure(tftpRoot(next.stateDir), next.tftp.bindAddress, next.tftp.port);
+      await server.reconfigure(tftpRoot(next.stateDir), next.tftp.bindAddress, next.tftp.port, { ...next.tftp.limits, ...options.limits });
       config = next;
     },
     health(): ServiceHealth {

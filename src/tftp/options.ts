@@ -7,8 +7,13 @@ import type { TftpOption } from "./packet.js";
 
 /** RFC 1350 §2: without a `blksize` option every DATA block carries 512 bytes. */
 export const DEFAULT_BLOCK_SIZE = 512;
-/** RFC 2348 §2: valid `blksize` values. */
-export const MIN_BLOCK_SIZE = 8;
+/**
+ * RFC 2348 §2 allows `blksize` 8-65464, and lets the server ignore the option. Below 512 it is
+ * treated as not requested: the OACK leaves it out and the transfer uses 512. No boot firmware asks
+ * for less, and `blksize 8` would make the server frame a file as 12-byte datagrams (1.5× its size,
+ * a datagram per 8 bytes), work an attacker gets for one small RRQ.
+ */
+export const MIN_BLOCK_SIZE = DEFAULT_BLOCK_SIZE;
 export const MAX_BLOCK_SIZE = 65464;
 /** RFC 2349 §2: valid `timeout` values, in seconds. */
 export const MIN_TIMEOUT_S = 1;
@@ -22,9 +27,16 @@ export interface NegotiationLimits {
   maxBlockSize: number;
   /** The largest `windowsize` granted (RFC 7440 §3 lets the server answer a smaller value). */
   maxWindowSize: number;
+  /**
+   * The largest `timeout` acknowledged, in seconds. RFC 2349 §2 allows up to 255, and the server
+   * must answer the client's value or leave the option out; a larger one is left out (the server's
+   * own backed-off timer applies), so a client that acknowledges once and goes quiet cannot hold a
+   * transfer for 255 s × every retry.
+   */
+  maxClientTimeoutS: number;
 }
 
-export const DEFAULT_LIMITS: NegotiationLimits = { maxBlockSize: MAX_BLOCK_SIZE, maxWindowSize: 64 };
+export const DEFAULT_LIMITS: NegotiationLimits = { maxBlockSize: MAX_BLOCK_SIZE, maxWindowSize: 64, maxClientTimeoutS: 10 };
 
 export interface TransferParameters {
   blockSize: number;
@@ -64,16 +76,19 @@ export function negotiate(options: readonly TftpOption[], size: number, limits: 
         break;
       case "timeout":
         // RFC 2349 §2: the server must answer the same value or not acknowledge the option.
-        if (n === undefined || n < MIN_TIMEOUT_S || n > MAX_TIMEOUT_S) break;
+        if (n === undefined || n < MIN_TIMEOUT_S || n > Math.min(MAX_TIMEOUT_S, limits.maxClientTimeoutS)) break;
         result.timeoutMs = n * 1000;
         result.acknowledged.push({ name, value: String(n) });
         break;
       case "tsize":
-        // RFC 2349 §4: in a read request the client sends 0 and the server answers the size.
+        // RFC 2349 §4: in a read request the client sends 0 and the server answers the size. The
+        // value is not used otherwise, so it cannot make the server do more.
         if (n === undefined) break;
         result.acknowledged.push({ name, value: String(size) });
         break;
       case "windowsize":
+        // Capped by maxWindowSize; a window larger than one block is only ever sent after the
+        // client acknowledged the OACK (an OACK always comes first when windowsize is taken).
         if (n === undefined || n < MIN_WINDOW || n > MAX_WINDOW) break;
         result.windowSize = Math.min(n, limits.maxWindowSize);
         result.acknowledged.push({ name, value: String(result.windowSize) });

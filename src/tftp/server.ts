@@ -4,6 +4,7 @@ import type { Logger } from "../log.js";
 import { NotFoundError, PathEscapeError } from "../errors.js";
 import { resolveInside } from "../files/safe-path.js";
 import { bootloaderDir } from "../files/state-dir.js";
+import { RequestRateLimit, TransferBudget } from "./admission.js";
 import { DEFAULT_CACHE_OPTIONS, FileCache, type FileCacheOptions } from "./file-source.js";
 import { decodePacket, encodePacket, ErrorCode, Opcode, type RequestPacket } from "./packet.js";
 import { DEFAULT_TFTP_LIMITS, runTransfer, type RunningTransfer, type TftpLimits, type TransferEnd, type TransferJob } from "./transfer-server.js";
@@ -41,6 +42,15 @@ export interface TftpStats {
   transfersAborted: number;
   transfersActive: number;
   requestsRefused: number;
+  /**
+   * Requests dropped without an answer because their source address was over its request rate
+   * (admission.ts) or already had its share of transfers not yet acknowledged.
+   */
+  requestsRateLimitedClient: number;
+  /** Requests dropped without an answer because the whole server was over its request rate. */
+  requestsRateLimitedServer: number;
+  /** Transfers never acknowledged, ended early to make room for newer requests (admission.ts). */
+  transfersEvicted: number;
   junkDropped: number;
   bytesSent: number;
   datagramsSent: number;
@@ -49,6 +59,19 @@ export interface TftpStats {
   cacheMisses: number;
   cacheBytes: number;
 }
+
+/** The limits of port 69 that a reload can change (TransferBudget, RequestRateLimit). */
+const ADMISSION_KEYS = [
+  "maxTransfers",
+  "maxTransfersPerClient",
+  "maxUnverifiedTransfers",
+  "maxUnverifiedPerClient",
+  "requestsPerSecondPerClient",
+  "requestBurstPerClient",
+  "requestsPerSecond",
+  "requestBurst",
+] as const satisfies readonly (keyof TftpLimits)[];
+export type AdmissionLimits = Partial<Pick<TftpLimits, (typeof ADMISSION_KEYS)[number]>>;
 
 /** The TFTP error a failed request is answered with. Pure. */
 export function refusalFor(error: unknown): { code: ErrorCode; message: string } {
@@ -66,7 +89,17 @@ interface TransferWorker {
   pending: Set<number>;
 }
 
-type Slot = { where: "local"; transfer: RunningTransfer } | { where: "worker"; worker: TransferWorker } | "opening";
+/** One admitted transfer, from its request to its end. */
+interface Slot {
+  /** Its id in the budget and in messages to its worker. */
+  id: number;
+  key: string;
+  address: string;
+  /** Where it runs; undefined while its file is being resolved (it is not in the budget yet). */
+  running: { where: "local"; transfer: RunningTransfer } | { where: "worker"; worker: TransferWorker } | undefined;
+  /** The client acknowledged something (its failure is then worth a warning). */
+  verified: boolean;
+}
 
 export class TftpServer {
   private socket: Socket | undefined;
@@ -79,7 +112,10 @@ export class TftpServer {
   readonly limits: TftpLimits;
   /** Keyed by `address:port`: a retransmitted RRQ must not start a second transfer. */
   private readonly transfers = new Map<string, Slot>();
-  private readonly perClient = new Map<string, number>();
+  /** Every transfer admitted into the budget, by id; evicted ones until they end. */
+  private readonly slots = new Map<number, Slot>();
+  private readonly budget: TransferBudget;
+  private readonly rateLimit: RequestRateLimit;
   private readonly ends = new Map<number, (end: TransferEnd) => void>();
   private nextId = 1;
   private readonly counters = {
@@ -87,7 +123,10 @@ export class TftpServer {
     transfersCompleted: 0,
     transfersFailed: 0,
     transfersAborted: 0,
+    transfersEvicted: 0,
     requestsRefused: 0,
+    requestsRateLimitedClient: 0,
+    requestsRateLimitedServer: 0,
     junkDropped: 0,
     bytesSent: 0,
     datagramsSent: 0,
@@ -101,6 +140,8 @@ export class TftpServer {
     this.cacheOptions = { ...DEFAULT_CACHE_OPTIONS, ...options.cache };
     this.localCache = new FileCache(this.cacheOptions);
     this.limits = { ...DEFAULT_TFTP_LIMITS, ...options.limits };
+    this.budget = new TransferBudget(this.limits);
+    this.rateLimit = new RequestRateLimit(this.limits, performance.now());
   }
 
   get listening(): boolean {
@@ -120,7 +161,7 @@ export class TftpServer {
       cache.misses += w.cache.misses;
       cache.bytes += w.cache.bytes;
     }
-    return { ...this.counters, transfersActive: this.transfers.size, cacheHits: cache.hits, cacheMisses: cache.misses, cacheBytes: cache.bytes };
+    return { ...this.counters, transfersActive: this.slots.size, cacheHits: cache.hits, cacheMisses: cache.misses, cacheBytes: cache.bytes };
   }
 
   async start(): Promise<void> {
@@ -150,8 +191,12 @@ export class TftpServer {
     });
   }
 
-  /** Point new requests at another root, and move the request port if it changed. */
-  async reconfigure(root: string, bindAddress: string, port: number): Promise<void> {
+  /**
+   * Point new requests at another root, move the request port if it changed, and take new
+   * admission limits (the budget and rates of port 69; transfer timers and negotiation limits are
+   * the workers' and stay until restart). A limit left out goes back to its default.
+   */
+  async reconfigure(root: string, bindAddress: string, port: number, admission: AdmissionLimits = {}): Promise<void> {
     if (bindAddress !== this.options.bindAddress || port !== this.options.port) {
       const next = await this.bindRequestSocket(bindAddress, port);
       const old = this.socket;
@@ -160,14 +205,16 @@ export class TftpServer {
     }
     this.root = root;
     this.options = { ...this.options, root, bindAddress, port };
+    // In place: the budget and the rate limit read these on every request.
+    for (const key of ADMISSION_KEYS) this.limits[key] = admission[key] ?? DEFAULT_TFTP_LIMITS[key];
   }
 
   async stop(): Promise<void> {
     const socket = this.socket;
     this.socket = undefined;
     this.bound = undefined;
-    for (const slot of this.transfers.values()) {
-      if (slot !== "opening" && slot.where === "local") slot.transfer.abort();
+    for (const slot of this.slots.values()) {
+      if (slot.running?.where === "local") slot.running.transfer.abort();
     }
     await this.stopWorkers();
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
@@ -190,6 +237,7 @@ export class TftpServer {
     }
     const entry: TransferWorker = { worker, active: 0, cache: { hits: 0, misses: 0, bytes: 0 }, pending: new Set() };
     worker.on("message", (message: FromWorker) => {
+      if (message.type === "verified") this.verified(message.id);
       if (message.type !== "end") return;
       entry.cache = message.cache;
       entry.pending.delete(message.id);
@@ -258,11 +306,24 @@ export class TftpServer {
     this.socket?.send(encodePacket({ opcode: Opcode.Error, code, message }), rinfo.port, rinfo.address);
   }
 
+  /**
+   * Whether a request from `address` may be answered at all (admission.ts); a request over the
+   * rate is dropped without an answer, so a flood costs the server no sends.
+   */
+  private withinRate(address: string): boolean {
+    const verdict = this.rateLimit.take(address, performance.now());
+    if (verdict === "ok") return true;
+    if (verdict === "client") this.counters.requestsRateLimitedClient++;
+    else this.counters.requestsRateLimitedServer++;
+    return false;
+  }
+
   private onRequest(msg: Buffer, rinfo: RemoteInfo): void {
     let request: RequestPacket;
     try {
       const packet = decodePacket(msg);
       if (packet.opcode === Opcode.WriteRequest) {
+        if (!this.withinRate(rinfo.address)) return;
         this.logger.info({ client: rinfo.address, file: packet.filename }, "tftp write request refused (read-only server)");
         this.refuse(rinfo, ErrorCode.AccessViolation, "server is read-only");
         return;
@@ -278,40 +339,73 @@ export class TftpServer {
       return;
     }
     const key = `${rinfo.address}:${rinfo.port}`;
-    if (this.transfers.has(key)) return; // the client repeated its RRQ; the transfer already answers
-    if (this.transfers.size >= this.limits.maxTransfers) {
-      this.refuse(rinfo, ErrorCode.NotDefined, "server busy, try again");
-      return;
-    }
-    const clientCount = this.perClient.get(rinfo.address) ?? 0;
-    if (clientCount >= this.limits.maxTransfersPerClient) {
-      this.refuse(rinfo, ErrorCode.NotDefined, "too many transfers from this address");
-      return;
-    }
+    // The client repeated its RRQ; the transfer already answers. Checked before the rate, so a
+    // client's own retransmissions do not spend its tokens.
+    if (this.transfers.has(key)) return;
+    if (!this.withinRate(rinfo.address)) return;
     if (request.mode === "mail") {
       // RFC 1350 mail mode delivers to a user; it has no meaning for a read.
       this.refuse(rinfo, ErrorCode.IllegalOperation, "mail mode is not supported");
       return;
     }
-    this.transfers.set(key, "opening");
-    this.perClient.set(rinfo.address, clientCount + 1);
-    void this.open(key, request, rinfo);
+    const slot: Slot = { id: this.nextId++, key, address: rinfo.address, running: undefined, verified: false };
+    this.transfers.set(key, slot);
+    void this.open(slot, request, rinfo);
   }
 
-  private release(key: string, address: string): void {
-    this.transfers.delete(key);
-    const n = (this.perClient.get(address) ?? 1) - 1;
-    if (n <= 0) this.perClient.delete(address);
-    else this.perClient.set(address, n);
+  /**
+   * Take a place in the budget for a request whose file was found (a refused name never evicts a
+   * transfer), or refuse it: busy and over-the-client-limit with an ERROR, over the client's share
+   * of unacknowledged transfers silently (they are acknowledged within a round trip, and its RRQ
+   * is repeated).
+   */
+  private admit(slot: Slot, rinfo: RemoteInfo): boolean {
+    const admission = this.budget.admit(slot.id, slot.address);
+    if (!admission.admitted) {
+      if (admission.reason === "busy") this.refuse(rinfo, ErrorCode.NotDefined, "server busy, try again");
+      else if (admission.reason === "client-limit") this.refuse(rinfo, ErrorCode.NotDefined, "too many transfers from this address");
+      else this.counters.requestsRateLimitedClient++;
+      return false;
+    }
+    this.slots.set(slot.id, slot);
+    if (admission.evict !== undefined) this.evict(admission.evict);
+    return true;
   }
 
-  private async open(key: string, request: RequestPacket, rinfo: RemoteInfo): Promise<void> {
+  /** The client of transfer `id` acknowledged: it leaves the unverified budget. */
+  private verified(id: number): void {
+    this.budget.verify(id);
+    const slot = this.slots.get(id);
+    if (slot) slot.verified = true;
+  }
+
+  /**
+   * Make room for a newer request: the budget already let go of `id`; its transfer stops unless its
+   * client acknowledged meanwhile (a worker may have seen the ACK before this message).
+   */
+  private evict(id: number): void {
+    const slot = this.slots.get(id);
+    if (!slot) return;
+    this.counters.transfersEvicted++;
+    if (this.transfers.get(slot.key) === slot) this.transfers.delete(slot.key);
+    if (slot.running?.where === "local") slot.running.transfer.evict();
+    else if (slot.running?.where === "worker") slot.running.worker.worker.postMessage({ type: "evict", id } satisfies ToWorker);
+  }
+
+  private release(slot: Slot): void {
+    this.budget.release(slot.id);
+    this.slots.delete(slot.id);
+    if (this.transfers.get(slot.key) === slot) this.transfers.delete(slot.key);
+  }
+
+  private async open(slot: Slot, request: RequestPacket, rinfo: RemoteInfo): Promise<void> {
     const log = { client: rinfo.address, port: rinfo.port, file: request.filename };
     let job: TransferJob;
     try {
-      // RFC 1350 names are relative to the server's directory; an absolute name is refused
-      // rather than taken as root-relative (PRODUCT.md §4: absolute paths are refused everywhere).
-      const { path, stats } = await resolveInside(this.root, request.filename);
+      // RFC 1350 names are relative to the server's directory. A leading `/` is taken as the root,
+      // as `tftpd-hpa --secure` does: firmware and dhcpd.conf files migrated from it ask for
+      // `/undionly.kpxe`. Nothing outside the root is reachable either way (resolveInside).
+      const { path, stats } = await resolveInside(this.root, request.filename, { allowLeadingSlash: true });
       job = {
         clientAddress: rinfo.address,
         clientPort: rinfo.port,
@@ -320,19 +414,23 @@ export class TftpServer {
         file: { path, size: stats.size, dev: stats.dev, ino: stats.ino, mtimeMs: stats.mtimeMs },
       };
     } catch (err) {
-      this.release(key, rinfo.address);
+      this.release(slot);
       const refusal = refusalFor(err);
       this.logger.info({ ...log, code: refusal.code, reason: (err as Error).message }, "tftp read refused");
       this.refuse(rinfo, refusal.code, refusal.message);
       return;
     }
     if (!this.socket) {
-      this.release(key, rinfo.address); // stopped meanwhile
+      this.release(slot); // stopped meanwhile
+      return;
+    }
+    if (!this.admit(slot, rinfo)) {
+      this.release(slot);
       return;
     }
     this.counters.transfersStarted++;
     const onEnd = (end: TransferEnd) => {
-      this.release(key, rinfo.address);
+      this.release(slot);
       this.counters.bytesSent += end.counters.bytesSent;
       this.counters.datagramsSent += end.counters.datagramsSent;
       this.counters.retransmissions += end.counters.retransmissions;
@@ -345,22 +443,26 @@ export class TftpServer {
         this.logger.info({ ...log, reason: end.outcome.reason, ms: end.ms }, "tftp transfer ended by the client");
       } else {
         this.counters.transfersFailed++;
-        this.logger.warn({ ...log, reason: end.outcome.reason, ms: end.ms }, "tftp transfer failed");
+        // Never acknowledged: maybe a forged address, maybe a flood of them; counted, not a warning
+        // per transfer (the log would be the attacker's amplifier).
+        const level = slot.verified ? "warn" : "debug";
+        this.logger[level]({ ...log, reason: end.outcome.reason, ms: end.ms }, "tftp transfer failed");
       }
     };
     const worker = this.leastBusyWorker();
+    const id = slot.id;
     if (worker) {
-      const id = this.nextId++;
       worker.active++;
       this.ends.set(id, (end) => {
         worker.active--;
         onEnd(end);
       });
       worker.pending.add(id);
-      this.transfers.set(key, { where: "worker", worker });
+      slot.running = { where: "worker", worker };
       worker.worker.postMessage({ type: "transfer", id, job } satisfies ToWorker);
     } else {
-      this.transfers.set(key, { where: "local", transfer: runTransfer(job, this.localCache, this.limits, onEnd) });
+      const transfer = runTransfer(job, this.localCache, this.limits, { onVerified: () => this.verified(id), onEnd });
+      slot.running = { where: "local", transfer };
     }
   }
 

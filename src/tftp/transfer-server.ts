@@ -1,7 +1,8 @@
+import type { RequestRateLimits, TransferBudgetLimits } from "./admission.js";
 import type { DatagramRun, FileCache, FileContent } from "./file-source.js";
 import { negotiate, type NegotiationLimits } from "./options.js";
 import { decodePacket, encodePacket, ErrorCode, Opcode, type RequestPacket } from "./packet.js";
-import { createTransfer, step, wireBlock, type TransferEvent, type TransferOutcome, type TransferState, type TransferStep } from "./transfer.js";
+import { createTransfer, isVerified, step, wireBlock, type TransferEvent, type TransferOutcome, type TransferState, type TransferStep } from "./transfer.js";
 import { openTransferSocket, type TransferSocket } from "./transfer-socket.js";
 
 /**
@@ -10,13 +11,11 @@ import { openTransferSocket, type TransferSocket } from "./transfer-socket.js";
  * (worker-server.ts), the same code either way.
  */
 
-export interface TftpLimits extends NegotiationLimits {
-  /** Concurrent transfers in total; beyond it a request is refused with "server busy". */
-  maxTransfers: number;
-  /** Concurrent transfers per client address, so one machine cannot take every slot. */
-  maxTransfersPerClient: number;
+export interface TftpLimits extends NegotiationLimits, TransferBudgetLimits, RequestRateLimits {
   initialTimeoutMs: number;
   maxTimeoutMs: number;
+  /** The retransmission interval before the client acknowledged anything (transfer.ts). */
+  unverifiedTimeoutMs: number;
   maxRetries: number;
   maxRetriesUnverified: number;
 }
@@ -24,12 +23,27 @@ export interface TftpLimits extends NegotiationLimits {
 export const DEFAULT_TFTP_LIMITS: TftpLimits = {
   maxBlockSize: 65464,
   maxWindowSize: 64,
+  maxClientTimeoutS: 10,
   maxTransfers: 2048,
   // A rack behind one NAT or relay address can boot many machines at once; 128 still stops one
   // host from taking the whole server.
   maxTransfersPerClient: 128,
+  // Unverified transfers are evicted oldest first when these are full (admission.ts): 256 admitted
+  // at 1,000 RRQs/s (the rate cap below) still leaves a real client 0.25 s to send its first ACK.
+  maxUnverifiedTransfers: 256,
+  maxUnverifiedPerClient: 32,
+  // A PXE boot is 2 RRQs (the tsize probe, then the file); pxelinux tries a dozen config names in a
+  // row; the burst leaves room for a rack behind one address. Towards an address someone forged,
+  // that is at most 100 × 3 small datagrams at once, then 20 × 3 a second. The server-wide cap
+  // bounds the work of port 69 whatever the number of forged addresses.
+  requestsPerSecondPerClient: 20,
+  requestBurstPerClient: 100,
+  requestsPerSecond: 1000,
+  requestBurst: 1000,
   initialTimeoutMs: 1000,
   maxTimeoutMs: 8000,
+  // Three sends 1 s apart, then the slot is free: 3 s instead of 1 + 2 + 4 s backed off.
+  unverifiedTimeoutMs: 1000,
   maxRetries: 6,
   maxRetriesUnverified: 2,
 };
@@ -69,18 +83,31 @@ export interface TransferEnd {
 export interface RunningTransfer {
   /** Stop now (server shutdown). */
   abort(): void;
+  /**
+   * Stop now, silently, unless the client has acknowledged something: the server needs the slot
+   * of a transfer that may have a forged address (admission.ts). Sent across threads, so the
+   * client may have acknowledged since the server decided; then the transfer goes on.
+   */
+  evict(): void;
+}
+
+export interface TransferEvents {
+  /** The client acknowledged for the first time (called at most once, before `onEnd`). */
+  onVerified(): void;
+  /** Called exactly once. */
+  onEnd(end: TransferEnd): void;
 }
 
 /**
- * Start one transfer. `onEnd` is called exactly once. A file that cannot be opened is answered with
- * an ERROR from the transfer's port.
+ * Start one transfer. A file that cannot be opened is answered with an ERROR from the transfer's
+ * port.
  */
-export function runTransfer(job: TransferJob, cache: FileCache, limits: TftpLimits, onEnd: (end: TransferEnd) => void): RunningTransfer {
+export function runTransfer(job: TransferJob, cache: FileCache, limits: TftpLimits, events: TransferEvents): RunningTransfer {
   const startedAt = Date.now();
   const counters = emptyCounters();
   let aborted = false;
   let active: ActiveTransfer | undefined;
-  const end = (outcome: TransferOutcome, extra: Partial<TransferEnd> = {}) => onEnd({ outcome, counters, ms: Date.now() - startedAt, ...extra });
+  const end = (outcome: TransferOutcome, extra: Partial<TransferEnd> = {}) => events.onEnd({ outcome, counters, ms: Date.now() - startedAt, ...extra });
   // Events arrive from the event loop, so `active` is set by the time the first one does.
   const open = (): TransferSocket =>
     openTransferSocket(job.bindAddress, job.clientAddress, job.clientPort, {
@@ -106,11 +133,11 @@ export function runTransfer(job: TransferJob, cache: FileCache, limits: TftpLimi
     }
     let socket: TransferSocket;
     try {
-      if (aborted) throw new Error("server stopping");
+      if (aborted) throw new Error("stopped before it started");
       socket = open();
     } catch (err) {
       await content.close().catch(() => {});
-      end({ result: "failed", reason: aborted ? "server stopping" : `cannot open a transfer port: ${(err as Error).message}` });
+      end({ result: "failed", reason: aborted ? "stopped before it started" : `cannot open a transfer port: ${(err as Error).message}` });
       return;
     }
     const params = negotiate(job.request.options, content.size, limits);
@@ -122,19 +149,29 @@ export function runTransfer(job: TransferJob, cache: FileCache, limits: TftpLimi
       // RFC 2349: the client's timeout is the retransmission interval; it is not backed off.
       initialTimeoutMs: params.timeoutMs ?? limits.initialTimeoutMs,
       maxTimeoutMs: params.timeoutMs ?? limits.maxTimeoutMs,
+      // A client that negotiated its timeout retransmits on it; giving up sooner would drop a real
+      // client whose first ACK was lost. A forged one holds its slot longer (≤ 3 × 10 s, see
+      // maxClientTimeoutS), but an unverified slot is evicted when newer requests need it.
+      unverifiedTimeoutMs: params.timeoutMs ?? limits.unverifiedTimeoutMs,
       maxRetries: limits.maxRetries,
       maxRetriesUnverified: limits.maxRetriesUnverified,
     });
-    active = new ActiveTransfer(socket, content, state, counters, (outcome) =>
+    active = new ActiveTransfer(socket, content, state, counters, events.onVerified, (outcome) =>
       end(outcome, { size: content.size, blockSize: params.blockSize, windowSize: params.windowSize }),
     );
     active.feed({ type: "start" });
   })();
 
+  const evicted = { result: "failed", reason: "evicted: never acknowledged while unverified transfers were at their limit" } as const;
   return {
     abort() {
       aborted = true;
       active?.finish({ result: "failed", reason: "server stopping" });
+    },
+    evict() {
+      // Still opening: nothing was sent yet, so nothing was acknowledged.
+      if (!active) aborted = true;
+      else if (!active.verified) active.finish(evicted);
     },
   };
 }
@@ -149,16 +186,19 @@ class ActiveTransfer {
   private generation = 0;
   /**
    * What is armed on the socket (armReply): the ACK, the state machine's step for it, and the run
-   * that step sends, kept referenced while the addon points into it.
+   * that step sends (the addon holds its own reference to the run's bytes while armed).
    */
   private armed: { ack: number; step: TransferStep; run: DatagramRun } | undefined;
   private closed = false;
+  /** The client has acknowledged something (transfer.ts isVerified); the server was told. */
+  verified = false;
 
   constructor(
     private readonly socket: TransferSocket,
     private readonly content: FileContent,
     state: TransferState,
     private readonly counters: TransferCounters,
+    private readonly onVerified: () => void,
     private readonly onEnd: (outcome: TransferOutcome) => void,
   ) {
     this.state = state;
@@ -231,6 +271,10 @@ class ActiveTransfer {
           break;
       }
     }
+    if (!this.verified && isVerified(result.state)) {
+      this.verified = true;
+      this.onVerified();
+    }
     if (result.timer === "cancel") this.clearTimer();
     else if (result.timer !== "keep") this.armTimer(result.timer);
     if (result.outcome) this.finish(result.outcome);
@@ -243,9 +287,16 @@ class ActiveTransfer {
    * Tell the socket what to send when the ACK that completes this window arrives, so it goes out
    * without waiting for JavaScript. What to send is the state machine's own answer to that ACK,
    * asked now (it is pure); only a window that is wholly in memory is armed, otherwise the ACK
-   * takes the ordinary path.
+   * takes the ordinary path. Not while an OACK waits for ACK 0: peeking the first window would
+   * frame the file at the negotiated block size for a client that may never answer (its address
+   * may be forged), and ACK 0 comes once per transfer.
    */
   private armReply(): void {
+    if (this.state.acked < 0) {
+      if (this.armed) this.socket.armReply(0, undefined, 0);
+      this.armed = undefined;
+      return;
+    }
     const expected = wireBlock(this.state.sent);
     const next = step(this.state, { type: "ack", block: expected });
     const action = next.send.length === 1 && !next.outcome ? next.send[0] : undefined;

@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { createSocket, type Socket } from "node:dgram";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { Worker } from "node:worker_threads";
 import { openTransferSocket, type TransferSocket } from "./transfer-socket.js";
 
@@ -146,3 +148,39 @@ test("an armed reply goes out on its ACK only, once, and the ACK still reaches J
   }
 });
 
+
+test("the addon keeps an armed run alive until it fires, though JavaScript dropped it", async () => {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  const collected: string[] = [];
+  const registry = new FinalizationRegistry<string>((name) => collected.push(name));
+  const collect = async () => {
+    for (let i = 0; i < 4; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  const p = await pair();
+  try {
+    p.socket.send(Buffer.from([0, 6]));
+    await until(() => p.atClient.length === 1);
+    // Armed from a scope that keeps nothing: only the addon's reference holds the run.
+    const arm = (name: string) => {
+      const window = run(44, 1472);
+      registry.register(window, name);
+      p.socket.armReply(9, window, 1472);
+    };
+    arm("replaced");
+    arm("fired");
+    await collect();
+    assert.deepEqual(collected, ["replaced"], "a replaced run is let go; the armed one is not");
+    p.ack(9);
+    await until(() => p.atClient.length === 45);
+    assert.ok(p.atClient.slice(1).every((d, i) => d.length === 1472 && d.every((b) => b === i)));
+    assert.equal(p.atServer[0]!.replied, 44);
+    await collect();
+    assert.deepEqual(collected.sort(), ["fired", "replaced"], "once sent, the run is let go");
+  } finally {
+    p.close();
+  }
+});

@@ -49,8 +49,8 @@ export interface TransferSocket {
   /**
    * When the next datagram is ACK `ackBlock` (16-bit, as on the wire), send `run` at once, before
    * any JavaScript runs, and report it with the ACK (`replied`). One shot; a later call replaces
-   * it; `undefined` disarms. The caller must already know that this is what it would send, and
-   * must keep `run` referenced while it is armed: the addon holds only a pointer into it.
+   * it; `undefined` disarms. The caller must already know that this is what it would send. The
+   * addon keeps `run` alive (a reference of its own) until it fires, is replaced, or the socket closes.
    */
   armReply(ackBlock: number, run: Buffer | undefined, segmentSize: number): void;
   close(): void;

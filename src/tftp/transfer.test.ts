@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ErrorCode } from "./packet.js";
-import { blockRange, createTransfer, step, wireBlock, type SendAction, type TransferConfig, type TransferState, type TransferStep } from "./transfer.js";
+import { blockRange, createTransfer, isVerified, step, wireBlock, type SendAction, type TransferConfig, type TransferState, type TransferStep } from "./transfer.js";
 
 const base: TransferConfig = {
   size: 0,
@@ -10,6 +10,7 @@ const base: TransferConfig = {
   optionAck: undefined,
   initialTimeoutMs: 1000,
   maxTimeoutMs: 8000,
+  unverifiedTimeoutMs: 1000,
   maxRetries: 5,
   maxRetriesUnverified: 2,
 };
@@ -99,8 +100,9 @@ function simulate(file: Buffer, cfg: Partial<TransferConfig>, options: { loss: n
         inWindow = 0;
         toServer(d.block);
       }
-    } else if (clientDone && d.block === wireBlock(expected - 1)) {
-      // The final ACK was lost: the server resends the last block, and the client ACKs it again.
+    } else if (d.block === wireBlock(expected - 1) && (clientDone || inWindow === 0)) {
+      // Our ACK was lost: the server resends the block, and the client ACKs it again, as tftp-hpa,
+      // curl and iPXE do (the server's resends before the first ACK are short, admission.ts).
       toServer(d.block);
     } else if (((d.block - wireBlock(expected)) & 0xffff) < 0x8000) {
       // RFC 7440 §4: a block from the future means one was lost; ACK the last in-order block.
@@ -257,6 +259,31 @@ test("a client that never acknowledges gets few resends and no error (no amplifi
   // Only OACKs, never DATA, and at most 1 + maxRetriesUnverified of them.
   assert.ok(sent.every((a) => a.kind === "oack"));
   assert.equal(sent.length, 1 + base.maxRetriesUnverified);
+});
+
+test("until the client acknowledges, resends are not backed off: the slot is free after 3 s, not 7 s", () => {
+  for (const optionAck of [undefined, [{ name: "tsize", value: "5000" }]]) {
+    let r = step(createTransfer(config({ size: 5000, optionAck, unverifiedTimeoutMs: 700 })), { type: "start" });
+    const timers: (number | string)[] = [r.timer];
+    while (!r.outcome) {
+      r = step(r.state, { type: "timeout" });
+      timers.push(r.timer);
+    }
+    assert.deepEqual(timers, [700, 700, 700, "cancel"], JSON.stringify(optionAck));
+  }
+  // Once acknowledged, the ordinary timer takes over.
+  const acked = step(step(createTransfer(config({ size: 5000, unverifiedTimeoutMs: 700 })), { type: "start" }).state, { type: "ack", block: 1 });
+  assert.equal(acked.timer, base.initialTimeoutMs);
+});
+
+test("a transfer is verified by ACK 0 of an OACK or by ACK 1, not before", () => {
+  const oack = step(createTransfer(config({ size: 5000, optionAck: [{ name: "tsize", value: "5000" }] })), { type: "start" }).state;
+  assert.equal(isVerified(oack), false);
+  assert.equal(isVerified(step(oack, { type: "ack", block: 0 }).state), true);
+  const plain = step(createTransfer(config({ size: 5000 })), { type: "start" }).state;
+  assert.equal(isVerified(plain), false);
+  assert.equal(isVerified(step(plain, { type: "ack", block: 0 }).state), false, "ACK 0 without an OACK acknowledges nothing");
+  assert.equal(isVerified(step(plain, { type: "ack", block: 1 }).state), true);
 });
 
 test("a client error ends the transfer as aborted, not failed (PXE tsize probes)", () => {

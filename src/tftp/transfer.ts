@@ -21,6 +21,12 @@ export interface TransferConfig {
   /** The first retransmission delay; doubled on each further one up to `maxTimeoutMs`. */
   initialTimeoutMs: number;
   maxTimeoutMs: number;
+  /**
+   * The retransmission interval until the client has acknowledged anything, not backed off: short,
+   * because until then the address may be forged and the transfer holds a slot of the small
+   * unverified budget (admission.ts). A real client answers within a round trip.
+   */
+  unverifiedTimeoutMs: number;
   /** Retransmissions of the same window before giving up. */
   maxRetries: number;
   /**
@@ -103,18 +109,26 @@ export function blockRange(state: TransferState, block: number): { offset: numbe
   return { offset, length: Math.max(0, Math.min(state.config.blockSize, state.config.size - offset)) };
 }
 
+/**
+ * Whether the client has acknowledged something the server sent (ACK 0 of the OACK, or a DATA
+ * block), which a forged source address cannot do.
+ */
+export function isVerified(state: TransferState): boolean {
+  return state.acked > 0 || (state.acked === 0 && state.config.optionAck !== undefined);
+}
+
 function retransmitDelay(config: TransferConfig, retries: number): number {
   return Math.min(config.initialTimeoutMs * 2 ** retries, Math.max(config.maxTimeoutMs, config.initialTimeoutMs));
 }
 
 /** The next window after `acked`: at most `windowSize` blocks (RFC 7440 §4), never past the last. */
-function sendWindow(state: TransferState, acked: number): TransferStep {
+function sendWindow(state: TransferState, acked: number, timer: number): TransferStep {
   const first = acked + 1;
   const last = Math.min(acked + state.config.windowSize, state.lastBlock);
   return {
     state: next(state, acked, last, 0, false),
     send: [{ kind: "data", first, last }],
-    timer: state.config.initialTimeoutMs,
+    timer,
   };
 }
 
@@ -123,9 +137,9 @@ export function step(state: TransferState, event: TransferEvent): TransferStep {
   switch (event.type) {
     case "start":
       if (state.config.optionAck) {
-        return { state, send: [{ kind: "oack", options: state.config.optionAck }], timer: state.config.initialTimeoutMs };
+        return { state, send: [{ kind: "oack", options: state.config.optionAck }], timer: state.config.unverifiedTimeoutMs };
       }
-      return sendWindow(state, 0);
+      return sendWindow(state, 0, state.config.unverifiedTimeoutMs);
 
     case "ack": {
       // Which absolute block can this 16-bit number mean? Only one in [acked, sent] (a window is
@@ -142,7 +156,7 @@ export function step(state: TransferState, event: TransferEvent): TransferStep {
       }
       // RFC 7440 §4: an ACK inside the window says the blocks after it were lost or reordered;
       // the next window starts right after it.
-      return sendWindow(state, block);
+      return sendWindow(state, block, state.config.initialTimeoutMs);
     }
 
     case "client-error":
@@ -157,7 +171,7 @@ export function step(state: TransferState, event: TransferEvent): TransferStep {
       };
 
     case "timeout": {
-      const verified = state.acked >= 0 && (state.acked > 0 || state.config.optionAck !== undefined);
+      const verified = isVerified(state);
       const limit = verified ? state.config.maxRetries : state.config.maxRetriesUnverified;
       if (state.retries >= limit) {
         return {
@@ -171,7 +185,8 @@ export function step(state: TransferState, event: TransferEvent): TransferStep {
       const retries = state.retries + 1;
       const send: SendAction[] =
         state.acked < 0 ? [{ kind: "oack", options: state.config.optionAck ?? [] }] : [{ kind: "data", first: state.acked + 1, last: state.sent }];
-      return { state: next(state, state.acked, state.sent, retries, false), send, timer: retransmitDelay(state.config, retries) };
+      const timer = verified ? retransmitDelay(state.config, retries) : state.config.unverifiedTimeoutMs;
+      return { state: next(state, state.acked, state.sent, retries, false), send, timer };
     }
   }
 }

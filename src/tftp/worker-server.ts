@@ -8,8 +8,9 @@ import { runTransfer, type RunningTransfer, type TftpLimits, type TransferEnd, t
  * every core instead of one. Each worker has its own bounded file cache.
  */
 
-export type ToWorker = { type: "transfer"; id: number; job: TransferJob } | { type: "stop" };
+export type ToWorker = { type: "transfer"; id: number; job: TransferJob } | { type: "evict"; id: number } | { type: "stop" };
 export type FromWorker =
+  | { type: "verified"; id: number }
   | { type: "end"; id: number; end: TransferEnd; cache: { hits: number; misses: number; bytes: number } }
   | { type: "stopped" }
   | { type: "ready" };
@@ -33,12 +34,20 @@ port.on("message", (message: ToWorker) => {
     port.postMessage({ type: "stopped" } satisfies FromWorker);
     return;
   }
+  if (message.type === "evict") {
+    // Gone already, or acknowledged since the server decided: nothing to do (runTransfer's evict).
+    running.get(message.id)?.evict();
+    return;
+  }
   const { id, job } = message;
   running.set(
     id,
-    runTransfer(job, cache, config.limits, (end) => {
-      running.delete(id);
-      port.postMessage({ type: "end", id, end, cache: { hits: cache.hits, misses: cache.misses, bytes: cache.cachedBytes } } satisfies FromWorker);
+    runTransfer(job, cache, config.limits, {
+      onVerified: () => port.postMessage({ type: "verified", id } satisfies FromWorker),
+      onEnd: (end) => {
+        running.delete(id);
+        port.postMessage({ type: "end", id, end, cache: { hits: cache.hits, misses: cache.misses, bytes: cache.cachedBytes } } satisfies FromWorker);
+      },
     }),
   );
 });

@@ -40,7 +40,7 @@ test("TFTP refusals", { timeout: 300_000 }, async (t) => {
   const maxRetriesUnverified = 2;
   // Transfers run in this thread here (workers: 0); the other test files use worker threads, so
   // both ways of running a transfer meet real peers.
-  const service = await startService(fixture.stateDir, link.serverIp, { initialTimeoutMs: 200, maxTimeoutMs: 400, maxRetriesUnverified, maxTransfersPerClient: 4 }, 0);
+  const service = await startService(fixture.stateDir, link.serverIp, { initialTimeoutMs: 200, maxTimeoutMs: 400, unverifiedTimeoutMs: 200, maxRetriesUnverified, maxTransfersPerClient: 4 }, 0);
   const { port } = service.address();
   const raw = async (cases: { name: string; hex: string; waitMs?: number }[]): Promise<Record<string, RawReply[]>> => {
     const input = { server: link.serverIp, port, cases: cases.map((c) => ({ waitMs: 1500, ...c })) };
@@ -55,8 +55,13 @@ test("TFTP refusals", { timeout: 300_000 }, async (t) => {
         { name: "write", hex: encodePacket({ opcode: Opcode.WriteRequest, filename: "new.bin", mode: "octet", options: [] }).toString("hex") },
         { name: "dotdot", hex: rrq("../secret.txt") },
         { name: "dotdot-inside", hex: rrq("sub/../undionly.kpxe") },
+        // A leading `/` is the root (tftpd-hpa --secure): an absolute host path is a name inside
+        // it that does not exist, and every escape after the slash is still one.
         { name: "absolute", hex: rrq(fixture.secret) },
-        { name: "absolute-root", hex: rrq("/undionly.kpxe") },
+        { name: "slash-dotdot", hex: rrq("/../secret.txt") },
+        { name: "slash-slash", hex: rrq(`/${fixture.secret}`) },
+        { name: "slash-backslash", hex: rrq("/..\\secret.txt") },
+        { name: "slash-symlink-out", hex: rrq("/escape-link") },
         { name: "backslash", hex: rrq("..\\secret.txt") },
         { name: "percent", hex: rrq("%2e%2e/secret.txt") },
         { name: "symlink-out", hex: rrq("escape-link") },
@@ -68,16 +73,18 @@ test("TFTP refusals", { timeout: 300_000 }, async (t) => {
         { name: "junk-ack", hex: "00040001" },
         { name: "junk-unterminated", hex: Buffer.from("\x00\x01undionly.kpxe", "latin1").toString("hex") },
       ]);
-      for (const name of ["write", "dotdot", "dotdot-inside", "absolute", "absolute-root", "backslash", "percent", "symlink-out"]) {
+      const escapes = ["write", "dotdot", "dotdot-inside", "backslash", "percent", "symlink-out", "slash-dotdot", "slash-slash", "slash-backslash", "slash-symlink-out"];
+      for (const name of escapes) {
         assert.equal(errorCodeOf(replies[name]), ErrorCode.AccessViolation, name);
       }
+      assert.equal(errorCodeOf(replies.absolute), ErrorCode.FileNotFound);
       assert.equal(errorCodeOf(replies.missing), ErrorCode.FileNotFound);
       assert.equal(errorCodeOf(replies.directory), ErrorCode.FileNotFound);
       assert.equal(errorCodeOf(replies.mail), ErrorCode.IllegalOperation);
       for (const name of ["junk-short", "junk-opcode", "junk-ack", "junk-unterminated"]) assert.deepEqual(replies[name], [], name);
       const after = service.stats();
       assert.equal(after.junkDropped - before.junkDropped, 4);
-      assert.equal(after.requestsRefused - before.requestsRefused, 11);
+      assert.equal(after.requestsRefused - before.requestsRefused, 14);
       assert.equal(after.transfersStarted, before.transfersStarted, "no refused request may start a transfer");
     });
 
@@ -95,6 +102,17 @@ test("TFTP refusals", { timeout: 300_000 }, async (t) => {
       for (const p of plain) assert.ok(p.opcode === Opcode.Data && p.block === 1 && p.data.length === 512);
       // Both came from a transfer port, not port 69 (RFC 1350 §4).
       for (const r of [...replies.oack!, ...replies.plain!]) assert.notEqual(r.fromPort, port);
+    });
+
+    await t.test("blksize below 512 is not acknowledged: the OACK leaves it out, or DATA 1 of 512 bytes comes at once", async () => {
+      const replies = await raw([
+        { name: "with-tsize", hex: rrq("undionly.kpxe", [{ name: "blksize", value: "8" }, { name: "tsize", value: "0" }]), waitMs: 500 },
+        { name: "alone", hex: rrq("undionly.kpxe", [{ name: "blksize", value: "8" }]), waitMs: 500 },
+      ]);
+      const oack = decoded(replies["with-tsize"])[0];
+      assert.deepEqual(oack, { opcode: Opcode.OptionAck, options: [{ name: "tsize", value: "74213" }] });
+      const data = decoded(replies.alone)[0];
+      assert.ok(data?.opcode === Opcode.Data && data.block === 1 && data.data.length === 512, JSON.stringify(data));
     });
 
     await t.test("concurrent transfers per client are limited", async () => {
