@@ -155,16 +155,23 @@ function rssKiB(pid: number): number {
   }
 }
 
-function runSender(link: TestLink, args: string[], progress: (line: string) => void): { child: ChildProcess; done: Promise<SenderTally> } {
+function runSender(
+  link: TestLink,
+  args: string[],
+  progress: (line: string) => void,
+): { child: ChildProcess; started: Promise<void>; done: Promise<SenderTally> } {
   const child = spawn("ip", ["netns", "exec", link.clientNs, process.execPath, "--import", "tsx", join(repo, "bench/fuzz/sender.ts"), ...args], {
     cwd: repo,
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
   let err = "";
+  let onStarted = () => {};
+  const started = new Promise<void>((resolve) => (onStarted = resolve));
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
   child.stderr!.on("data", (c: Buffer) => {
     err += c.toString();
+    if (err.includes('{"started"')) onStarted();
     for (const line of c.toString().split("\n")) if (line.startsWith("{")) progress(`  ${args[1]} ${line}`);
   });
   const done = new Promise<SenderTally>((resolve, reject) => {
@@ -174,7 +181,8 @@ function runSender(link: TestLink, args: string[], progress: (line: string) => v
       else reject(new Error(`sender ${args.join(" ")} exited ${code}: ${err.slice(-2000)}`));
     });
   });
-  return { child, done };
+  done.finally(onStarted).catch(() => {});
+  return { child, started, done };
 }
 
 export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
@@ -256,8 +264,11 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
         ["--protocol", protocol, "--server", link.serverIp, "--bind", attacker, "--seed", String(seed), "--count", String(count), "--daemon-pid", String(pid)],
         progress,
       );
-      // Real clients while the flood is on (after it has ramped up), unless it is over by then.
-      const during = new Promise((resolve) => setTimeout(resolve, 3000)).then(() => (sender.child.exitCode === null ? probe(`during ${protocol}`) : undefined));
+      // Real clients while the flood is on: from its first datagram, or a second later for a long one
+      // (the rate has ramped up by then).
+      const during = sender.started
+        .then(() => new Promise((resolve) => setTimeout(resolve, count >= 100_000 ? 2000 : 0)))
+        .then(() => probe(`during ${protocol}`));
       senders.push(await sender.done);
       await during;
     }

@@ -223,6 +223,8 @@ async function main(): Promise<void> {
   }
   const r = new Random(Number(values.seed));
   const count = Number(values.count);
+  // The campaign starts its real clients on this line, so they overlap the flood however short.
+  process.stderr.write(`${JSON.stringify({ started: protocol })}\n`);
   let tally: SenderTally;
   if (protocol === "dhcp") tally = await fuzzDhcp(r, server, bind, count, daemonPid);
   else if (protocol === "tftp") tally = await fuzzTftp(r, server, bind, count, daemonPid);
