@@ -40,6 +40,8 @@ export interface CampaignResult {
   /** The daemon exited (crashed) during the campaign; its exit code or signal. */
   crash?: string;
   rssKiB: { before: number; after: number; max: number };
+  /** RSS at the end of each flood and the most it reached during it. */
+  rssByPhase: { phase: string; endKiB: number; maxKiB: number }[];
   probes: ProbeRound[];
   /** /metrics before and after, only the counters that tell what the daemon made of the input. */
   metrics: { before: Record<string, number>; after: Record<string, number> };
@@ -136,7 +138,7 @@ async function probeRealClients(link: TestLink, dir: string, when: string): Prom
 export function parseMetrics(text: string): Record<string, number> {
   const out: Record<string, number> = {};
   for (const line of text.split("\n")) {
-    const m = /^(centra_pxe_(?:dhcp|tftp)_\w+_total|centra_pxe_http_requests_total\{[^}]*\}) (\d+(?:\.\d+)?(?:e\+\d+)?)$/.exec(line);
+    const m = /^(centra_pxe_(?:dhcp|tftp)_\w+_total|centra_pxe_(?:http_requests_total|nodes)\{[^}]*\}) (\d+(?:\.\d+)?(?:e\+\d+)?)$/.exec(line);
     if (m) out[m[1]!] = Number(m[2]);
   }
   return out;
@@ -245,7 +247,13 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     const metricsBefore = await fetchMetrics(link);
     const before = rssKiB(pid);
     let max = before;
-    const sampler = setInterval(() => (max = Math.max(max, rssKiB(pid))), 250);
+    let phaseMax = before;
+    const rssByPhase: CampaignResult["rssByPhase"] = [];
+    const sampler = setInterval(() => {
+      const now = rssKiB(pid);
+      max = Math.max(max, now);
+      phaseMax = Math.max(phaseMax, now);
+    }, 250);
     progress(`daemon pid ${pid}, RSS ${before} KiB; seed ${options.seed}`);
 
     const senders: SenderTally[] = [];
@@ -269,8 +277,15 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       const during = sender.started
         .then(() => new Promise((resolve) => setTimeout(resolve, count >= 100_000 ? 2000 : 0)))
         .then(() => probe(`during ${protocol}`));
-      senders.push(await sender.done);
+      try {
+        senders.push(await sender.done);
+      } catch (error) {
+        if (!crash) throw error;
+      }
       await during;
+      if (crash) break;
+      rssByPhase.push({ phase: protocol, endKiB: rssKiB(pid), maxKiB: phaseMax });
+      phaseMax = 0;
     }
     // Unacknowledged transfers time out and half-open connections close; then memory is read.
     await new Promise((resolve) => setTimeout(resolve, 10_000));
@@ -284,6 +299,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       senders,
       crash,
       rssKiB: { before, after, max },
+      rssByPhase,
       probes,
       metrics: { before: metricsBefore, after: metricsAfter },
       errorLines,
@@ -297,14 +313,19 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   }
 }
 
-/** "msg: err.message" of a JSON log line, the line itself (cut) when it is not JSON. */
+/**
+ * "msg: err.message" of a JSON log line (the line itself, cut, when it is not JSON), with hardware
+ * addresses blanked so one kind of error from many fake clients is one kind.
+ */
 function errorKind(line: string): string {
+  let kind: string;
   try {
     const entry = JSON.parse(line) as { msg?: string; err?: { message?: string } };
-    return `${entry.msg ?? ""}: ${entry.err?.message ?? ""}`.slice(0, 200);
+    kind = `${entry.msg ?? ""}: ${entry.err?.message ?? ""}`;
   } catch {
-    return line.slice(0, 200);
+    kind = line;
   }
+  return kind.replace(/\b(?:MAC )?[0-9a-f]{2}(?::[0-9a-f]{2})*\b/g, (m) => (m.startsWith("MAC ") ? "MAC <hw>" : m.includes(":") ? "<hw>" : m)).slice(0, 200);
 }
 
 /** The summary table the CLI prints (and the README quotes). */
@@ -341,6 +362,10 @@ export function summarize(result: CampaignResult): string {
     .map((k) => `${/status="(\d+)"/.exec(k)?.[1]}/${/kind="([^"]+)"/.exec(k)?.[1]} +${delta(k)}`)
     .filter((s) => !s.endsWith("+0"))
     .join(", ");
+  const nodes = Object.keys(result.metrics.after)
+    .filter((k) => k.startsWith("centra_pxe_nodes{") && result.metrics.after[k])
+    .map((k) => `${/state="([^"]+)"/.exec(k)?.[1]} ${result.metrics.after[k]}`)
+    .join(", ");
   const probes = result.probes.map((p) => `  ${p.when.padEnd(12)} dhcp ${p.dhcp}, tftp ${p.tftp}, /health ${p.health}, boot file ${p.bootFile}`).join("\n");
   const mib = (k: number) => `${(k / 1024).toFixed(1)} MiB`;
   return [
@@ -348,9 +373,10 @@ export function summarize(result: CampaignResult): string {
     table,
     `daemon crashes: ${result.crash ? `1 (${result.crash})` : 0}`,
     `daemon RSS: before ${mib(result.rssKiB.before)}, after ${mib(result.rssKiB.after)}, max ${mib(result.rssKiB.max)}`,
+    `  by flood: ${result.rssByPhase.map((p) => `${p.phase} max ${mib(p.maxKiB)} end ${mib(p.endKiB)}`).join(", ")}`,
     `error/fatal log lines: ${result.errorLines}`,
     ...Object.entries(result.errorKinds).map(([kind, n]) => `  ${n} × ${kind}`),
-    `/metrics, change over the campaign:\n${counters}\n  http requests (status/kind): ${http || "none counted"}`,
+    `/metrics, change over the campaign:\n${counters}\n  http requests (status/kind): ${http || "none counted"}\n  nodes in the inventory after: ${nodes}`,
     `real clients:\n${probes}`,
   ].join("\n");
 }

@@ -46,8 +46,15 @@ export function dhcpSeeds(): Buffer[] {
   return [...captured, ...syntheticDhcpSeeds(captured)];
 }
 
-function udpReceiveBufferErrors(pid: number): number {
-  const lines = readFileSync(`/proc/${pid}/net/snmp`, "utf8").split("\n").filter((l) => l.startsWith("Udp:"));
+/** The daemon namespace's UDP receive-buffer drops; undefined once the daemon is gone (a crash). */
+function udpReceiveBufferErrors(pid: number): number | undefined {
+  let snmp: string;
+  try {
+    snmp = readFileSync(`/proc/${pid}/net/snmp`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const lines = snmp.split("\n").filter((l) => l.startsWith("Udp:"));
   const names = lines[0]!.split(/\s+/);
   const values = lines[1]!.split(/\s+/);
   return Number(values[names.indexOf("RcvbufErrors")]);
@@ -65,7 +72,7 @@ async function pacedUdp(
   daemonPid: number,
   next: () => { bytes: Buffer; port: number; socket: Socket },
 ): Promise<{ sent: number; kernelDrops: number }> {
-  const startDrops = udpReceiveBufferErrors(daemonPid);
+  const startDrops = udpReceiveBufferErrors(daemonPid) ?? 0;
   let rate = 5000;
   let sent = 0;
   let lastDrops = startDrops;
@@ -87,13 +94,14 @@ async function pacedUdp(
     }
     if (Date.now() < tickEnd) await sleep(tickEnd - Date.now());
     const drops = udpReceiveBufferErrors(daemonPid);
+    if (drops === undefined) break; // the daemon died: the campaign reports it
     rate = drops > lastDrops ? Math.max(500, rate * 0.7) : Math.min(100_000, rate * 1.1);
     lastDrops = drops;
     tickStart = Date.now();
     if (sent % 50_000 < quota) process.stderr.write(`${JSON.stringify({ progress: sent, rate: Math.round(rate) })}\n`);
   }
   await sleep(300);
-  return { sent, kernelDrops: udpReceiveBufferErrors(daemonPid) - startDrops };
+  return { sent, kernelDrops: (udpReceiveBufferErrors(daemonPid) ?? lastDrops) - startDrops };
 }
 
 /** An unconnected socket on the attacker's address: ICMP port-unreachable does not end its sends. */
