@@ -306,7 +306,25 @@ function tftpString(r: Random, s: string): Buffer {
   return Buffer.from(`${s}\0`, "latin1");
 }
 
+const rrq = (...strings: string[]) => Buffer.concat([Buffer.from([0, 1]), ...strings.map((x) => Buffer.from(`${x}\0`, "latin1"))]);
+
+/**
+ * Read requests in the shapes real clients send: tftp-hpa (no options), curl (tsize, blksize,
+ * timeout), iPXE (blksize 1432, tsize 0), EDK2's PXE (a tsize probe, then blksize and windowsize),
+ * a PXE ROM asking for a root-relative name (issue 10: firmware sends `/undionly.kpxe`).
+ */
+const REAL_CLIENT_REQUESTS = [
+  rrq("undionly.kpxe", "octet"),
+  rrq("undionly.kpxe", "octet", "tsize", "0", "blksize", "512", "timeout", "6"),
+  rrq("undionly.kpxe", "octet", "blksize", "1432", "tsize", "0"),
+  rrq("ipxe.efi", "octet", "tsize", "0"),
+  rrq("ipxe.efi", "octet", "blksize", "1468", "windowsize", "4"),
+  rrq("/undionly.kpxe", "octet", "tsize", "0", "blksize", "1456"),
+  rrq("undionly.kpxe", "netascii"),
+];
+
 function tftpRequest(r: Random): Buffer {
+  if (r.chance(0.3)) return r.pick(REAL_CLIENT_REQUESTS);
   const opcode = r.chance(0.9) ? 1 : 2;
   let name = r.pick(TFTP_NAMES);
   if (r.chance(0.05)) name = "../".repeat(1 + r.int(100)) + name;
@@ -337,7 +355,7 @@ function tftpOther(r: Random): Buffer {
 /** One TFTP datagram for port 69: requests with hostile names, modes and options, or strays. */
 export function mutateTftp(r: Random): Buffer {
   let b = r.chance(0.75) ? tftpRequest(r) : tftpOther(r);
-  if (r.chance(0.3)) {
+  if (r.chance(0.35)) {
     switch (r.int(4)) {
       case 0:
         b = flipBits(r, b);
