@@ -3,14 +3,14 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { decideBoot, httpBootBase } from "../boot/firmware.js";
+import { FIRMWARE_TABLE, httpBootBase } from "../boot/firmware.js";
 import { formatIpv4, parseIpv4 } from "../config/primitives.js";
 import type { Destination } from "./destination.js";
 import { handle, type DhcpContext, type HandleResult } from "./handler.js";
 import { messageTypeName } from "./options.js";
 import { decode, encode, messageType } from "./packet.js";
 import { AddressPool } from "./pool.js";
-import { readPcap } from "../../test/dhcp/pcap.js";
+import { readPcap } from "../files/pcap.js";
 
 /**
  * Golden replies, as netboot's dhcp4 tests keep them: every client packet of the four captures of
@@ -52,7 +52,8 @@ function goldenContext(poolStart: string): DhcpContext {
       },
     ],
     lookupNode: () => undefined,
-    decideBoot: (hints) => decideBoot(hints, installed, httpBootBase(SERVER, 80)),
+    relays: new Set(),
+    boot: { firmware: FIRMWARE_TABLE, installed: () => installed, httpBase: httpBootBase(SERVER, 80) },
     now: NOW,
   };
 }

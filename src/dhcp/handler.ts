@@ -164,8 +164,11 @@ export function handle(request: DhcpPacket, context: DhcpContext, source: Reques
 
   const hints = hintsOf(request);
   const bootClient = isNetworkBootClient(hints);
+  // Only an Ethernet address (htype 1, hlen 6) names a machine the inventory can hold; anything
+  // else is a malformed or foreign client and is answered, if at all, without being recorded.
+  const ethernet = request.htype === 1 && request.hlen === 6;
   const seen: SeenClient | undefined =
-    bootClient && (type === MessageType.Discover || type === MessageType.Request)
+    ethernet && bootClient && (type === MessageType.Discover || type === MessageType.Request)
       ? { mac, firmware: detectFirmware(hints, context.boot.firmware), arch: hints.arch, uuid: machineUuid(request), userClass: hints.userClasses[0] }
       : undefined;
 

@@ -122,6 +122,9 @@ export function openSqliteStore(file: string): SqliteStore {
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = FULL");
   db.pragma("foreign_keys = ON");
+  // Write transactions are `.immediate()`: a deferred one that reads first and then writes cannot
+  // wait for the lease worker's connection (WAL answers SQLITE_BUSY_SNAPSHOT at once, busy_timeout
+  // does not apply); taking the write lock up front makes it wait its turn instead.
   db.pragma("busy_timeout = 5000");
   migrate(db);
   const nodes = new SqliteNodeRepository(db);
@@ -139,7 +142,7 @@ export function openSqliteStore(file: string): SqliteStore {
     apiTokens: new SqliteApiTokenRepository(db),
     callbackTokens: new SqliteCallbackTokenRepository(db),
     secrets: new SqliteSecretRepository(db),
-    recordSightings: async (batch) => recordSightings(batch),
+    recordSightings: async (batch) => recordSightings.immediate(batch),
     schemaVersion: async () => db.pragma("user_version", { simple: true }) as number,
     close: async () => {
       db.close();
@@ -169,7 +172,7 @@ function migrate(db: Db): void {
     db.transaction(() => {
       MIGRATIONS[version]!(db);
       db.pragma(`user_version = ${version + 1}`);
-    })();
+    }).immediate();
   }
 }
 
@@ -323,7 +326,7 @@ class SqliteNodeRepository implements NodeRepository {
   }
 
   async create(record: NodeRecord): Promise<void> {
-    this.db.transaction(() => this.insert(record))();
+    this.db.transaction(() => this.insert(record)).immediate();
   }
 
   /** `create` inside the caller's transaction. */
@@ -340,7 +343,7 @@ class SqliteNodeRepository implements NodeRepository {
         )
         .run(this.params(record));
       this.writeMacs(record);
-    })();
+    }).immediate();
   }
 
   /** A sighting of a known node: last seen, and its identity as reported (a UUID another node holds is kept out). */
@@ -367,7 +370,7 @@ class SqliteNodeRepository implements NodeRepository {
         .run(this.params(record));
       this.writeMacs(record);
       return true;
-    })();
+    }).immediate();
   }
 
   async get(id: string): Promise<NodeRecord | undefined> {
@@ -604,7 +607,7 @@ class SqliteCallbackTokenRepository implements CallbackTokenRepository {
       const token = callbackTokenFromRow(row);
       if (claimed) return { ok: true, token };
       return { ok: false, reason: row.used_at !== null ? "used" : "expired", token };
-    })();
+    }).immediate();
   }
 
   async revokeForNode(nodeId: string): Promise<void> {

@@ -17,15 +17,7 @@ const SEED = 20261129;
  * "Findings"). Anything else at error level fails the test: the daemon caught something it did not
  * expect from the network.
  */
-const KNOWN_ERROR_KINDS = [
-  // A DISCOVER with hlen ≠ 6 is reported as a sighting of MAC "52" (hlen 1) or "52:54:00:aa:bb:01:00" (hlen 7),
-  // which provisioning refuses; one error line per such packet.
-  /^could not record a DHCP sighting: MAC <hw> not found$/,
-  // A sighting's deferred transaction (SELECT, then INSERT) meets a lease commit from the lease
-  // worker's connection: in WAL mode the read→write upgrade fails at once (SQLITE_BUSY_SNAPSHOT),
-  // busy_timeout does not apply. The sighting is lost; `.immediate()` transactions would avoid it.
-  /^could not record a DHCP sighting: database is locked$/,
-];
+const KNOWN_ERROR_KINDS: RegExp[] = [];
 
 let result: CampaignResult | undefined;
 
