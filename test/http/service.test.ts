@@ -23,14 +23,14 @@ test("start on port 0, report the bound port, move on reload, stop", async () =>
     assert.equal((await fetch(`http://127.0.0.1:${first.port}/health`)).status, 200);
 
     // Any 127/8 address is loopback on Linux: a different bind address is a real move.
-    await service.reload!({ ...config, http: { port: 0, bindAddress: "127.0.0.2" } });
+    await service.reload!({ ...config, http: { ...config.http, port: 0, bindAddress: "127.0.0.2" } });
     const second = service.address()!;
     assert.equal(second.address, "127.0.0.2");
     assert.equal((await fetch(`http://127.0.0.2:${second.port}/health`)).status, 200);
     await assert.rejects(fetch(`http://127.0.0.1:${first.port}/health`), "the old listener is closed");
 
     // A bind that fails is refused and the current listener keeps serving.
-    await assert.rejects(async () => service.reload!({ ...config, http: { port: 0, bindAddress: "192.0.2.1" } }));
+    await assert.rejects(async () => service.reload!({ ...config, http: { ...config.http, port: 0, bindAddress: "192.0.2.1" } }));
     assert.equal((await fetch(`http://127.0.0.2:${second.port}/health`)).status, 200);
   } finally {
     await service.stop();
