@@ -9,12 +9,14 @@ import type { ServerResponse } from "node:http";
  * so 50 machines pulling a 500 MB image churn gigabytes of short-lived external memory through
  * the GC (latency spikes, RSS swings).
  *
- * Why one buffer per download and no read-ahead: the kernel's socket send buffer (autotuned up to
- * net.ipv4.tcp_wmem's maximum, 4 MiB by default) already is the read-ahead. A write whose bytes all
- * fit there completes at once, and the next pread refills it long before a fast client drains
- * it; a write that does not fit waits for the client. So the next chunk is read only once the
- * kernel took all of the previous one, and a client that stops reading holds exactly one chunk of
- * ours, not the four (2 MiB) that earlier read-ahead held (60 stalled readers: 70 MiB of RSS).
+ * Why one chunk per download and no read-ahead of ours: the kernel's socket send buffer
+ * (autotuned up to net.ipv4.tcp_wmem's maximum, 4 MiB by default) already is the read-ahead. A
+ * write whose bytes fit there completes at once, and the next pread refills the chunk long before
+ * a fast client drains the socket; a write that does not fit waits for the client. So the next
+ * chunk is read only once the kernel took all of the previous one, and a client that stops
+ * reading holds exactly one chunk of ours (256 KiB), not the two to four 512 KiB chunks that
+ * unconditional read-ahead held (60 stalled readers: 70 MiB of RSS, 1.2 MiB each). A variant
+ * that read ahead into a second chunk while the client kept up was no faster on loopback.
  *
  * Buffers come from a pool shared by all downloads with a global budget. Past the budget a download
  * goes on with a small buffer of its own rather than waiting: memory stays bounded (budget plus one
@@ -23,13 +25,13 @@ import type { ServerResponse } from "node:http";
  */
 
 /** Big enough that per-chunk costs (a pread through the thread pool, a write, a promise) stay small. */
-export const CHUNK_BYTES = 128 * 1024;
+export const CHUNK_BYTES = 256 * 1024;
 /** What a download gets once the pooled chunks are all in use. */
 export const SMALL_CHUNK_BYTES = 16 * 1024;
 /** Pooled chunks in use at once, all downloads together (64 MiB). */
-export const POOL_CHUNKS = 512;
+export const POOL_CHUNKS = 256;
 /** Idle chunks kept for the next downloads; beyond this they go back to the allocator. */
-const IDLE_LIMIT = 64;
+const IDLE_LIMIT = 32;
 
 const idle: Buffer[] = [];
 let pooledInUse = 0;
