@@ -36,7 +36,8 @@ export function createServices(config: Config, { logger, store, daemon }: PartCo
         })
       : undefined;
   const health = () => daemon.health();
-  const metrics = createMetricsPlugin({ dhcp: () => dhcp?.counters, tftp: () => tftp?.stats(), store, health });
+  // `http` is created below; the metrics read it only at scrape time.
+  const metrics = createMetricsPlugin({ dhcp: () => dhcp?.counters, tftp: () => tftp?.stats(), http: () => http.stats(), store, health });
   const http = createHttpService({
     config,
     logger,

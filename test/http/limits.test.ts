@@ -137,6 +137,8 @@ test("one address gets at most its share of connections; another address is stil
     assert.equal(extra.stillOpen, 32, "refusing the extra one leaves the admitted ones alone");
     const download = await curlFile("/boot/nixos/bzImage", kernel);
     assert.ok(download.ok, `curl from another address: ${download.detail}`);
+    const metrics = link.inClient("curl", ["-sS", "--max-time", "10", `http://${link.serverIp}/metrics`]);
+    assert.match(metrics, /^centra_pxe_http_connections_refused_total\{cap="per_address"\} [1-9]/m, "the refusal is counted");
   } finally {
     holder.child.kill("SIGKILL");
   }
