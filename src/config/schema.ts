@@ -96,6 +96,43 @@ const node = z
   })
   .strict();
 
+/**
+ * The HTTP server and its limits (issue 10): a stranger on the provisioning network may open
+ * connections and never finish a request, never read an answer, or open hundreds at once. Boot
+ * clients (iPXE, UEFI HTTP boot) send a request in one packet and read as fast as the link allows,
+ * so every limit here can be tight without touching them.
+ */
+const positiveDuration = duration.refine((ms) => ms > 0, { message: "must be longer than 0 (there is no \"never\")" });
+const http = z
+  .object({
+    port: port.default(80),
+    /** Default serverAddress (filled in by normalizeConfig); `0.0.0.0` listens on every address. */
+    bindAddress: ipv4.optional(),
+    /** A request's head must arrive whole within this (slowloris): answered 408 and closed. */
+    headerTimeout: positiveDuration.default("10s"),
+    /** The whole request, body included (an API call); at least headerTimeout. */
+    requestTimeout: positiveDuration.default("30s"),
+    /** A kept-alive connection idle between requests is closed after this. */
+    keepAliveTimeout: positiveDuration.default("5s"),
+    /** A connection that moves no byte either way for this long is closed (a reader that stopped reading). */
+    sendTimeout: positiveDuration.default("60s"),
+    /** Connections at once; more are closed as they arrive. */
+    maxConnections: z.number().int().min(1).default(1024),
+    /** Connections at once from one address; more are closed as they arrive; 0: no per-address limit. */
+    maxConnectionsPerAddress: z.number().int().min(0).default(32),
+    /** Requests on one kept-alive connection before it is closed; 0: no limit. */
+    maxRequestsPerSocket: z.number().int().min(0).default(1000),
+    /** Largest request body in bytes (the API's JSON); larger is refused with 413. */
+    bodyLimit: z.number().int().min(1).default(1024 * 1024),
+  })
+  .strict()
+  .superRefine((h, ctx) => {
+    // Node refuses a head timeout longer than the request's (ERR_OUT_OF_RANGE at listen).
+    if (h.headerTimeout > h.requestTimeout) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["requestTimeout"], message: `must be at least headerTimeout (${h.headerTimeout} ms)` });
+    }
+  });
+
 const SEED_PROFILES = {
   "control-plane": { image: "nixos", cmdline: "" },
   worker: { image: "nixos", cmdline: "" },
@@ -140,8 +177,9 @@ const configObject = z
       .default("sqlite"),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     dhcp: dhcp.default({}),
-    tftp: z.object({ enabled: z.boolean().default(true), port: port.default(69), bindAddress: ipv4.default("0.0.0.0"), limits: tftpLimits }).strict().default({}),
-    http: z.object({ port: port.default(80), bindAddress: ipv4.default("0.0.0.0") }).strict().default({}),
+    /** `bindAddress`: default serverAddress (normalizeConfig), `0.0.0.0` for every address. */
+    tftp: z.object({ enabled: z.boolean().default(true), port: port.default(69), bindAddress: ipv4.optional(), limits: tftpLimits }).strict().default({}),
+    http: http.default({}),
     boot: z
       .object({
         menuTimeout: duration.default("10s"),
@@ -204,7 +242,12 @@ export interface NodeConfig {
   ipAddress?: string;
 }
 
-export type Config = Omit<ParsedConfig, "nodes"> & { nodes: Record<string, NodeConfig> };
+export type Config = Omit<ParsedConfig, "nodes" | "http" | "tftp"> & {
+  nodes: Record<string, NodeConfig>;
+  /** bindAddress always set: serverAddress unless the file names one. */
+  http: ParsedConfig["http"] & { bindAddress: string };
+  tftp: ParsedConfig["tftp"] & { bindAddress: string };
+};
 
 /** The checks no single field can make: addresses against subnets, uniqueness, references. */
 function checkCrossFields(config: ParsedConfig, ctx: z.RefinementCtx): void {
@@ -299,5 +342,9 @@ export function normalizeConfig(parsed: ParsedConfig): Config {
     const mac = normalizeMac(key)!;
     nodes[mac] = { mac, ...n };
   }
-  return { ...parsed, nodes };
+  // HTTP and TFTP listen where the DHCP answers send clients, not on every address of the host
+  // (a management network, a tenant-facing one); `0.0.0.0` in the file still means all of them.
+  const http = { ...parsed.http, bindAddress: parsed.http.bindAddress ?? parsed.serverAddress };
+  const tftp = { ...parsed.tftp, bindAddress: parsed.tftp.bindAddress ?? parsed.serverAddress };
+  return { ...parsed, nodes, http, tftp };
 }

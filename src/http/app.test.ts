@@ -156,3 +156,23 @@ test("a resolver that throws gives a 500 (iPXE retries), not a crash", async () 
     await failing.close();
   }
 });
+
+test("a request body over http.bodyLimit is refused with 413 before any route sees it", async () => {
+  let seen = 0;
+  const small = await createHttpApp({
+    config: parseConfig(`stateDir: ${stateDir}\nhttp: { bodyLimit: 1024 }\n`),
+    logger: silentLogger,
+    resolver: createConfigResolver(createFileImageCatalog(stateDir)),
+    health: () => health,
+    extraPlugins: [async (api) => void api.post("/api/v1/echo", async () => ({ seen: ++seen }))],
+  });
+  try {
+    const post = (bytes: number) =>
+      small.inject({ method: "POST", url: "/api/v1/echo", headers: { "content-type": "application/json" }, payload: JSON.stringify({ pad: "x".repeat(bytes) }) });
+    assert.equal((await post(100)).statusCode, 200);
+    assert.equal((await post(4096)).statusCode, 413);
+    assert.equal(seen, 1);
+  } finally {
+    await small.close();
+  }
+});

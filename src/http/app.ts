@@ -6,6 +6,7 @@ import type { Config } from "../config/schema.js";
 import { normalizeMac } from "../config/primitives.js";
 import type { Logger } from "../log.js";
 import type { ServiceHealth } from "../contracts/service.js";
+import { fastifyLimitOptions } from "./limits.js";
 import { refusedRawPath } from "./raw-path.js";
 import { sendFile } from "./static-file.js";
 
@@ -37,6 +38,8 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
     exposeHeadRoutes: false,
     // SIGTERM must not wait for a 500 MB download to finish; iPXE retries a cut download.
     forceCloseConnections: true,
+    // Timeouts, caps and the body limit of the config's `http:` section (issue 10).
+    ...fastifyLimitOptions(currentConfig().http),
   });
 
   // Request logging is off, which also silences Fastify's default error log: log failures here.

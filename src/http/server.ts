@@ -7,6 +7,9 @@ import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
 import { createHttpApp } from "./app.js";
+import { guardConnections, type RefusedConnections } from "./connection-limits.js";
+import { bufferPoolStats } from "./file-stream.js";
+import { applyLimits } from "./limits.js";
 
 export interface HttpServiceOptions {
   config: Config;
@@ -23,7 +26,21 @@ export interface HttpServiceOptions {
 export interface HttpService extends Service {
   /** Where the server listens (the real port when configured with port 0), once started. */
   address(): { address: string; port: number } | undefined;
+  /** What the limits refused and what downloads hold, for /metrics. */
+  stats(): HttpStats;
 }
+
+export interface HttpStats {
+  /** Connections closed as they arrived, since start, by the cap that refused them. */
+  refusedConnections: RefusedConnections;
+  /** Connections open now. */
+  openConnections: number;
+  /** Download buffers of the shared pool in use, idle, and the pool's budget. */
+  downloadBuffers: { inUse: number; idle: number; budget: number };
+}
+
+/** At most one log line per this long about refused connections: a flood must not flood the log. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 /**
  * The HTTP part of the daemon: the app of app.ts on config.http.bindAddress:config.http.port.
@@ -37,6 +54,29 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
   const resolver = options.resolver ?? createDefaultResolver(catalogFor);
   let app: FastifyInstance | undefined;
   let listening: { address: string; port: number } | undefined;
+  const refused: RefusedConnections = { perAddress: 0, total: 0 };
+  let refusalsLogged: RefusedConnections = { ...refused };
+  let lastRefusalLog = 0;
+  let openConnections: () => number = () => 0;
+
+  function noteRefusal(reason: keyof RefusedConnections, remote: string): void {
+    refused[reason]++;
+    const now = Date.now();
+    if (now - lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
+    lastRefusalLog = now;
+    logger.warn(
+      {
+        remote,
+        reason,
+        refusedPerAddress: refused.perAddress - refusalsLogged.perAddress,
+        refusedTotal: refused.total - refusalsLogged.total,
+        maxConnections: config.http.maxConnections,
+        maxConnectionsPerAddress: config.http.maxConnectionsPerAddress,
+      },
+      "refused HTTP connections over the caps (counts since the last such line)",
+    );
+    refusalsLogged = { ...refused };
+  }
 
   const service: HttpService = {
     name: "http",
@@ -63,6 +103,8 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
         listening = started.address;
         logger.info(listening, "HTTP boot service moved");
         await old.close();
+      } else if (app) {
+        applyLimits(app.server, next.http);
       }
       config = next;
     },
@@ -71,6 +113,9 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
     },
     address() {
       return listening;
+    },
+    stats() {
+      return { refusedConnections: { ...refused }, openConnections: openConnections(), downloadBuffers: bufferPoolStats() };
     },
   };
 
@@ -86,12 +131,15 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
       health: options.health ?? (() => ({ http: service.health() })),
       ...(options.extraPlugins ? { extraPlugins: options.extraPlugins } : {}),
     });
+    applyLimits(instance.server, on.http);
+    const counter = guardConnections(instance.server, () => config.http, noteRefusal);
     try {
       await instance.listen({ host: on.http.bindAddress, port: on.http.port });
     } catch (error) {
       await instance.close();
-      throw error;
+      throw explainListenError(error, on);
     }
+    openConnections = () => counter.total;
     const info = instance.server.address() as AddressInfo;
     return { app: instance, address: { address: info.address, port: info.port } };
   }
@@ -106,4 +154,19 @@ function probeListen(host: string, port: number): Promise<void> {
     probe.once("error", (error) => reject(new Error(`HTTP cannot move to ${host}:${port}: ${error.message}`, { cause: error })));
     probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
   });
+}
+
+/**
+ * HTTP listens on serverAddress by default: on a host that does not have that address the bind
+ * fails, and the operator should learn why from the message, not from errno alone.
+ */
+function explainListenError(error: unknown, config: Config): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== "EADDRNOTAVAIL") return error;
+  const { bindAddress, port } = config.http;
+  const hint =
+    bindAddress === config.serverAddress
+      ? "serverAddress is not an address of this host: set serverAddress to one (ip addr), or http.bindAddress (0.0.0.0 for every address)"
+      : "http.bindAddress is not an address of this host (ip addr); 0.0.0.0 listens on every address";
+  return new Error(`cannot listen for HTTP on ${bindAddress}:${port}: ${hint}`, { cause: error });
 }

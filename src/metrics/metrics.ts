@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { DhcpCounters } from "../dhcp/server.js";
+import type { HttpStats } from "../http/server.js";
 import type { Store } from "../store/store.js";
 import { NODE_STATES } from "../lifecycle/lifecycle.js";
 import type { TftpStats } from "../tftp/server.js";
@@ -14,6 +15,7 @@ import type { ServiceHealth } from "../contracts/service.js";
 export interface MetricSources {
   dhcp?: () => DhcpCounters | undefined;
   tftp?: () => TftpStats | undefined;
+  http?: () => HttpStats | undefined;
   store?: Store;
   health: () => Record<string, ServiceHealth>;
   /** The inventory's sighting counts (recorded, dropped by the budget). */
@@ -93,6 +95,34 @@ export function createMetricsPlugin(sources: MetricSources): FastifyPluginAsync 
     registers: [registry],
     collect() {
       this.set(sources.tftp?.()?.transfersActive ?? 0);
+    },
+  });
+
+  new Counter({
+    name: "centra_pxe_http_connections_refused_total",
+    help: "HTTP connections closed as they arrived, by the cap that refused them (per_address, total)",
+    labelNames: ["cap"],
+    registers: [registry],
+    collect() {
+      const refused = sources.http?.()?.refusedConnections;
+      this.reset();
+      if (refused) for (const [cap, value] of Object.entries(refused)) this.inc({ cap: snake(cap) }, value);
+    },
+  });
+  new Gauge({
+    name: "centra_pxe_http_connections_open",
+    help: "HTTP connections open",
+    registers: [registry],
+    collect() {
+      this.set(sources.http?.()?.openConnections ?? 0);
+    },
+  });
+  new Gauge({
+    name: "centra_pxe_http_download_buffers_in_use",
+    help: "download read buffers of the shared pool in use",
+    registers: [registry],
+    collect() {
+      this.set(sources.http?.()?.downloadBuffers.inUse ?? 0);
     },
   });
 

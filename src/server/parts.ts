@@ -48,9 +48,11 @@ export function createServices(config: Config, { logger, store, daemon }: PartCo
       : undefined;
   addressOf = dhcp ? (mac) => dhcp.addressOf(mac) : undefined;
   const health = () => daemon.health();
+  // `http` is created below; the metrics read it only at scrape time.
   const metrics = createMetricsPlugin({
     dhcp: () => dhcp?.counters,
     tftp: () => tftp?.stats(),
+    http: () => http.stats(),
     sightings: provisioning.sightingStats,
     store,
     health,
