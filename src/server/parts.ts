@@ -46,7 +46,11 @@ export function createServices(config: Config, { logger, store, daemon }: PartCo
           bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
         })
       : undefined;
-  addressOf = dhcp ? (mac) => dhcp.addressOf(mac) : undefined;
+  // The machine's address: what DHCP bound or saw it ask for; in server mode also the address
+  // reserved to it before its first ACK (that address is given to no one else either way).
+  addressOf = dhcp
+    ? (mac) => dhcp.addressOf(mac) ?? (config.dhcp.mode === "server" ? provisioning.lookupNode(mac)?.ipAddress : undefined)
+    : undefined;
   const health = () => daemon.health();
   // `http` is created below; the metrics read it only at scrape time.
   const metrics = createMetricsPlugin({
