@@ -35,8 +35,8 @@ export interface HttpStats {
   refusedConnections: RefusedConnections;
   /** Connections open now. */
   openConnections: number;
-  /** Download buffers of the shared pool in use, idle, and the pool's budget. */
-  downloadBuffers: { inUse: number; idle: number; budget: number };
+  /** Download chunks in use (owned, spare), idle, and the owned chunks' budget. */
+  downloadBuffers: ReturnType<typeof bufferPoolStats>;
 }
 
 /** At most one log line per this long about refused connections: a flood must not flood the log. */

@@ -74,6 +74,7 @@ test("a reader that stops reading holds one chunk, then is closed after sendTime
     await until("three downloads to start", () => service.stats().downloadBuffers.inUse === 3);
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(service.stats().downloadBuffers.inUse, 3, "one chunk per stalled download, no more");
+    assert.equal(service.stats().downloadBuffers.spares, 0, "stalled downloads gave their read-ahead chunks back");
     // Default sendTimeout is 60 s; 2 s here, and generous slack for a loaded machine.
     await until("the server to close the stalled connections", () => service.stats().openConnections === 0, 20_000);
     assert.equal(service.stats().downloadBuffers.inUse, 0, "their chunks are given back");
