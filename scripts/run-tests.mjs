@@ -19,5 +19,9 @@ function walk(dir) {
 for (const root of roots.length ? roots : ["src", "test"]) walk(root);
 files.sort();
 // A test that hangs fails after ten minutes instead of eating CI's whole budget.
-const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", "--test-timeout=600000", ...flags, ...files], { stdio: "inherit" });
+const result = spawnSync(
+  process.execPath,
+  ["--import", "tsx", "--test", "--test-reporter=spec", "--test-timeout=600000", ...flags, ...files],
+  { stdio: "inherit" },
+);
 process.exit(result.status ?? 1);

@@ -79,7 +79,12 @@ nodes:
 }
 
 /** Run a command in the client namespace; resolves with its exit code and output, killed after `ms`. */
-function runInClient(link: TestLink, cmd: string, args: string[], ms: number): Promise<{ code: number | null; out: string }> {
+function runInClient(
+  link: TestLink,
+  cmd: string,
+  args: string[],
+  ms: number,
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     const child = spawn("ip", ["netns", "exec", link.clientNs, cmd, ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
@@ -100,29 +105,53 @@ async function probeRealClients(link: TestLink, dir: string, when: string): Prom
   const bootloader = readFileSync(join(dir, "state", "ipxe", "undionly.kpxe"));
   const dhcp = (async () => {
     // udhcpc retries 3 times, 2 s apart; -s /bin/true keeps it from touching the link.
-    const r = await runInClient(link, "udhcpc", ["-i", link.clientIf, "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", "/bin/true"], 30_000);
-    return r.out.includes(`lease of ${fixed} obtained`) ? "ok" : `no lease: ${r.out.trim().split("\n").slice(-2).join(" | ")}`;
+    const r = await runInClient(
+      link,
+      "udhcpc",
+      ["-i", link.clientIf, "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", "/bin/true"],
+      30_000,
+    );
+    return r.out.includes(`lease of ${fixed} obtained`)
+      ? "ok"
+      : `no lease: ${r.out.trim().split("\n").slice(-2).join(" | ")}`;
   })();
   const tftp = (async () => {
     const target = join(dir, `tftp-${when.replace(/\W+/g, "-")}.kpxe`);
-    const r = await runInClient(link, "tftp", [link.serverIp, "-m", "binary", "-c", "get", "undionly.kpxe", target], 30_000);
+    const r = await runInClient(
+      link,
+      "tftp",
+      [link.serverIp, "-m", "binary", "-c", "get", "undionly.kpxe", target],
+      30_000,
+    );
     let got: Buffer | undefined;
     try {
       got = readFileSync(target);
     } catch {
       /* not fetched */
     }
-    return got && sha256(got) === sha256(bootloader) ? "ok" : `tftp failed (exit ${r.code}): ${r.out.trim().slice(0, 200)}`;
+    return got && sha256(got) === sha256(bootloader)
+      ? "ok"
+      : `tftp failed (exit ${r.code}): ${r.out.trim().slice(0, 200)}`;
   })();
   const curl = (path: string, ...extra: string[]) =>
-    runInClient(link, "curl", ["-sS", "--max-time", "20", "-o", "-", "-w", "\\n%{http_code}", ...extra, `http://${link.serverIp}${path}`], 30_000);
+    runInClient(
+      link,
+      "curl",
+      ["-sS", "--max-time", "20", "-o", "-", "-w", "\\n%{http_code}", ...extra, `http://${link.serverIp}${path}`],
+      30_000,
+    );
   const health = (async () => {
     const r = await curl("/health");
     return /"status":"ok"/.test(r.out) && r.out.endsWith("200") ? "ok" : `health: ${r.out.slice(-200)}`;
   })();
   const bootFile = (async () => {
     const file = join(dir, `http-${when.replace(/\W+/g, "-")}.kpxe`);
-    const r = await runInClient(link, "curl", ["-sS", "--max-time", "20", "-o", file, `http://${link.serverIp}/boot/ipxe/undionly.kpxe`], 30_000);
+    const r = await runInClient(
+      link,
+      "curl",
+      ["-sS", "--max-time", "20", "-o", file, `http://${link.serverIp}/boot/ipxe/undionly.kpxe`],
+      30_000,
+    );
     let got: Buffer | undefined;
     try {
       got = readFileSync(file);
@@ -138,7 +167,10 @@ async function probeRealClients(link: TestLink, dir: string, when: string): Prom
 export function parseMetrics(text: string): Record<string, number> {
   const out: Record<string, number> = {};
   for (const line of text.split("\n")) {
-    const m = /^(centra_pxe_(?:dhcp|tftp)_\w+_total|centra_pxe_(?:http_requests_total|nodes)\{[^}]*\}) (\d+(?:\.\d+)?(?:e\+\d+)?)$/.exec(line);
+    const m =
+      /^(centra_pxe_(?:dhcp|tftp)_\w+_total|centra_pxe_(?:http_requests_total|nodes)\{[^}]*\}) (\d+(?:\.\d+)?(?:e\+\d+)?)$/.exec(
+        line,
+      );
     if (m) out[m[1]!] = Number(m[2]);
   }
   return out;
@@ -162,10 +194,14 @@ function runSender(
   args: string[],
   progress: (line: string) => void,
 ): { child: ChildProcess; started: Promise<void>; done: Promise<SenderTally> } {
-  const child = spawn("ip", ["netns", "exec", link.clientNs, process.execPath, "--import", "tsx", join(repo, "bench/fuzz/sender.ts"), ...args], {
-    cwd: repo,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    "ip",
+    ["netns", "exec", link.clientNs, process.execPath, "--import", "tsx", join(repo, "bench/fuzz/sender.ts"), ...args],
+    {
+      cwd: repo,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let out = "";
   let err = "";
   let onStarted = () => {};
@@ -229,9 +265,15 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     // At logLevel warn the daemon does not say "serving"; /health answering 200 says it instead.
     const deadline = Date.now() + 60_000;
     for (;;) {
-      const health = await runInClient(link, "curl", ["-sf", "--max-time", "2", `http://${link.serverIp}/health`], 5000);
+      const health = await runInClient(
+        link,
+        "curl",
+        ["-sf", "--max-time", "2", `http://${link.serverIp}/health`],
+        5000,
+      );
       if (health.code === 0) break;
-      if (crash || Date.now() > deadline) throw new Error(`the daemon did not start (${crash ?? "timeout"}); log in ${logFile}`);
+      if (crash || Date.now() > deadline)
+        throw new Error(`the daemon did not start (${crash ?? "timeout"}); log in ${logFile}`);
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
     // `ip netns exec` execs the command, so the child's pid is the daemon's.
@@ -269,7 +311,20 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       const seed = (options.seed * 31 + protocol.charCodeAt(0)) >>> 0;
       const sender = runSender(
         link,
-        ["--protocol", protocol, "--server", link.serverIp, "--bind", attacker, "--seed", String(seed), "--count", String(count), "--daemon-pid", String(pid)],
+        [
+          "--protocol",
+          protocol,
+          "--server",
+          link.serverIp,
+          "--bind",
+          attacker,
+          "--seed",
+          String(seed),
+          "--count",
+          String(count),
+          "--daemon-pid",
+          String(pid),
+        ],
         progress,
       );
       // Real clients while the flood is on: from its first datagram, or a second later for a long one
@@ -325,7 +380,11 @@ function errorKind(line: string): string {
   } catch {
     kind = line;
   }
-  return kind.replace(/\b(?:MAC )?[0-9a-f]{2}(?::[0-9a-f]{2})*\b/g, (m) => (m.startsWith("MAC ") ? "MAC <hw>" : m.includes(":") ? "<hw>" : m)).slice(0, 200);
+  return kind
+    .replace(/\b(?:MAC )?[0-9a-f]{2}(?::[0-9a-f]{2})*\b/g, (m) =>
+      m.startsWith("MAC ") ? "MAC <hw>" : m.includes(":") ? "<hw>" : m,
+    )
+    .slice(0, 200);
 }
 
 /** The summary table the CLI prints (and the README quotes). */
@@ -338,7 +397,14 @@ export function summarize(result: CampaignResult): string {
           .map(([k, v]) => `${k}:${v}`)
           .join(" ")
       : String(s.repliesSeen ?? "");
-    rows.push([s.protocol, String(s.sent), (s.ms / 1000).toFixed(1), String(Math.round(s.sent / (s.ms / 1000))), String(s.kernelDrops ?? "-"), came]);
+    rows.push([
+      s.protocol,
+      String(s.sent),
+      (s.ms / 1000).toFixed(1),
+      String(Math.round(s.sent / (s.ms / 1000))),
+      String(s.kernelDrops ?? "-"),
+      came,
+    ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const table = rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n");
@@ -366,7 +432,9 @@ export function summarize(result: CampaignResult): string {
     .filter((k) => k.startsWith("centra_pxe_nodes{") && result.metrics.after[k])
     .map((k) => `${/state="([^"]+)"/.exec(k)?.[1]} ${result.metrics.after[k]}`)
     .join(", ");
-  const probes = result.probes.map((p) => `  ${p.when.padEnd(12)} dhcp ${p.dhcp}, tftp ${p.tftp}, /health ${p.health}, boot file ${p.bootFile}`).join("\n");
+  const probes = result.probes
+    .map((p) => `  ${p.when.padEnd(12)} dhcp ${p.dhcp}, tftp ${p.tftp}, /health ${p.health}, boot file ${p.bootFile}`)
+    .join("\n");
   const mib = (k: number) => `${(k / 1024).toFixed(1)} MiB`;
   return [
     `seed ${result.seed}, ${(result.durationMs / 1000).toFixed(0)} s in all`,

@@ -54,7 +54,8 @@ function overwriteBytes(r: Random, b: Buffer): Buffer {
   if (out.length === 0) return out;
   // Interesting values first: the boundaries length and count fields trip on.
   const interesting = [0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff];
-  for (let n = 1 + r.int(16); n > 0; n--) out[r.int(out.length)] = r.chance(0.5) ? r.pick(interesting) : r.next() & 0xff;
+  for (let n = 1 + r.int(16); n > 0; n--)
+    out[r.int(out.length)] = r.chance(0.5) ? r.pick(interesting) : r.next() & 0xff;
   return out;
 }
 
@@ -94,7 +95,31 @@ function optionOffsets(b: Buffer): number[] {
 
 /** Option values that decoders and accessors have to survive (RFC 2132, 3004, 3046, 4578). */
 function hostileOption(r: Random): Buffer {
-  const code = r.pick([1, 3, 6, 12, 43, 50, 51, 52, 53, 54, 55, 57, 60, 61, 77, 82, 93, 94, 97, 119, 121, 175, r.int(256)]);
+  const code = r.pick([
+    1,
+    3,
+    6,
+    12,
+    43,
+    50,
+    51,
+    52,
+    53,
+    54,
+    55,
+    57,
+    60,
+    61,
+    77,
+    82,
+    93,
+    94,
+    97,
+    119,
+    121,
+    175,
+    r.int(256),
+  ]);
   let value: Buffer;
   switch (code) {
     case 52: // overload: file/sname hold options
@@ -126,7 +151,17 @@ function hostileOption(r: Random): Buffer {
       value = r.chance(0.5) ? Buffer.concat([Buffer.from([r.int(3)]), r.bytes(16)]) : r.bytes(r.int(40));
       break;
     case 60:
-      value = Buffer.from(r.pick(["PXEClient", "PXEClient:Arch:00007:UNDI:003016", "HTTPClient:Arch:00016", "PXEClient:Arch:99999", "", "\0PXE"]), "latin1");
+      value = Buffer.from(
+        r.pick([
+          "PXEClient",
+          "PXEClient:Arch:00007:UNDI:003016",
+          "HTTPClient:Arch:00016",
+          "PXEClient:Arch:99999",
+          "",
+          "\0PXE",
+        ]),
+        "latin1",
+      );
       break;
     default:
       value = r.bytes(r.chance(0.1) ? 255 : r.int(24));
@@ -296,8 +331,37 @@ const TFTP_NAMES = [
 
 const TFTP_MODES = ["octet", "OCTET", "netascii", "NetAscii", "mail", "binary", "", "octet\u0001", "x".repeat(300)];
 
-const TFTP_OPTIONS = ["blksize", "BLKSIZE", "tsize", "timeout", "windowsize", "multicast", "rollover", "utimeout", "x", ""];
-const TFTP_VALUES = ["0", "1", "7", "8", "511", "512", "1468", "65464", "65465", "99999999999", "-1", "abc", "", "1e3", "0x10", " 512", "00000000008"];
+const TFTP_OPTIONS = [
+  "blksize",
+  "BLKSIZE",
+  "tsize",
+  "timeout",
+  "windowsize",
+  "multicast",
+  "rollover",
+  "utimeout",
+  "x",
+  "",
+];
+const TFTP_VALUES = [
+  "0",
+  "1",
+  "7",
+  "8",
+  "511",
+  "512",
+  "1468",
+  "65464",
+  "65465",
+  "99999999999",
+  "-1",
+  "abc",
+  "",
+  "1e3",
+  "0x10",
+  " 512",
+  "00000000008",
+];
 
 function tftpString(r: Random, s: string): Buffer {
   // A NUL inside a name, or a missing terminator, now and then.
@@ -306,7 +370,8 @@ function tftpString(r: Random, s: string): Buffer {
   return Buffer.from(`${s}\0`, "latin1");
 }
 
-const rrq = (...strings: string[]) => Buffer.concat([Buffer.from([0, 1]), ...strings.map((x) => Buffer.from(`${x}\0`, "latin1"))]);
+const rrq = (...strings: string[]) =>
+  Buffer.concat([Buffer.from([0, 1]), ...strings.map((x) => Buffer.from(`${x}\0`, "latin1"))]);
 
 /**
  * Read requests in the shapes real clients send: tftp-hpa (no options), curl (tsize, blksize,
@@ -329,7 +394,11 @@ function tftpRequest(r: Random): Buffer {
   let name = r.pick(TFTP_NAMES);
   if (r.chance(0.05)) name = "../".repeat(1 + r.int(100)) + name;
   if (r.chance(0.02)) name = "a".repeat(200 + r.int(600));
-  const parts = [Buffer.from([0, opcode]), tftpString(r, name), tftpString(r, r.chance(0.6) ? "octet" : r.pick(TFTP_MODES))];
+  const parts = [
+    Buffer.from([0, opcode]),
+    tftpString(r, name),
+    tftpString(r, r.chance(0.6) ? "octet" : r.pick(TFTP_MODES)),
+  ];
   for (let n = r.chance(0.05) ? 50 + r.int(100) : r.int(5); n > 0; n--) {
     parts.push(tftpString(r, r.pick(TFTP_OPTIONS)), tftpString(r, r.pick(TFTP_VALUES)));
   }
@@ -346,7 +415,11 @@ function tftpOther(r: Random): Buffer {
     case 5:
       return Buffer.concat([head, Buffer.from(r.chance(0.5) ? "\0" : "no terminator", "latin1")]);
     case 6:
-      return Buffer.concat([Buffer.from([0, 6]), tftpString(r, r.pick(TFTP_OPTIONS)), tftpString(r, r.pick(TFTP_VALUES))]);
+      return Buffer.concat([
+        Buffer.from([0, 6]),
+        tftpString(r, r.pick(TFTP_OPTIONS)),
+        tftpString(r, r.pick(TFTP_VALUES)),
+      ]);
     default:
       return head.subarray(0, 2 + r.int(3));
   }
@@ -401,7 +474,7 @@ const HTTP_PATHS = [
   "/boot/ipxe/boot.ipxe",
   "/boot/ipxe/undionly.kpxe",
   "/boot/ipxe/machine.ipxe?mac=52-54-00-12-34-56&platform=efi&buildarch=x86_64",
-  "/boot/ipxe/machine.ipxe?mac=%00%00&platform=%ff&buildarch=" + "x".repeat(3000),
+  `/boot/ipxe/machine.ipxe?mac=%00%00&platform=%ff&buildarch=${"x".repeat(3000)}`,
   "/boot/ipxe/../../etc/passwd",
   "/boot/ipxe/%2e%2e/%2e%2e/etc/passwd",
   "/boot/ipxe/%252e%252e/centra-pxe.db",
@@ -409,7 +482,7 @@ const HTTP_PATHS = [
   "/boot/ipxe/..%2fcentra-pxe.db",
   "/boot/images/nixos/../../../centra-pxe.db",
   "/boot/images/nixos/current/%2e%2e%2f%2e%2e%2f%2e%2e%2fcentra-pxe.db",
-  "/boot/images/" + "a/".repeat(500),
+  `/boot/images/${"a/".repeat(500)}`,
   "/boot/nixos/latest/bzImage",
   "/boot/ipxe/\\..\\..\\etc\\passwd",
   "//etc/passwd",
@@ -418,11 +491,26 @@ const HTTP_PATHS = [
   "/api/v1/nodes/%00",
   "*",
   "http://evil.example/boot/ipxe/boot.ipxe",
-  "/" + "%".repeat(100),
+  `/${"%".repeat(100)}`,
   "/\u00ff\u00fe",
 ];
 
-const HTTP_METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE", "PATCH", "TRACE", "CONNECT", "FOO", "get", "G\0ET", "PROPFIND", ""];
+const HTTP_METHODS = [
+  "GET",
+  "HEAD",
+  "OPTIONS",
+  "POST",
+  "PUT",
+  "DELETE",
+  "PATCH",
+  "TRACE",
+  "CONNECT",
+  "FOO",
+  "get",
+  "G\0ET",
+  "PROPFIND",
+  "",
+];
 
 const RANGES = [
   "bytes=0-0",
@@ -432,7 +520,7 @@ const RANGES = [
   "bytes=-",
   "bytes=99999999999999999999-",
   "bytes=0-99999999999999999999",
-  "bytes=" + Array.from({ length: 500 }, (_, i) => `${i}-${i}`).join(","),
+  `bytes=${Array.from({ length: 500 }, (_, i) => `${i}-${i}`).join(",")}`,
   "items=0-1",
   "bytes=0-1,-1",
   "bytes= 1 - 2",
@@ -440,26 +528,39 @@ const RANGES = [
 
 function requestLine(r: Random): string {
   const method = r.pick(HTTP_METHODS);
-  const path = r.chance(0.02) ? "/" + "A".repeat(20_000 + r.int(100_000)) : r.pick(HTTP_PATHS);
-  const version = r.chance(0.9) ? "HTTP/1.1" : r.pick(["HTTP/1.0", "HTTP/9.9", "HTTP/1", "HTTPS/1.1", "", "HTTP/1.1 extra"]);
+  const path = r.chance(0.02) ? `/${"A".repeat(20_000 + r.int(100_000))}` : r.pick(HTTP_PATHS);
+  const version = r.chance(0.9)
+    ? "HTTP/1.1"
+    : r.pick(["HTTP/1.0", "HTTP/9.9", "HTTP/1", "HTTPS/1.1", "", "HTTP/1.1 extra"]);
   return `${method} ${path} ${version}`.replace(/ $/, "");
 }
 
 function headers(r: Random): string[] {
   const out = ["Host: 10.0.0.1"];
   if (r.chance(0.3)) out.push(`Range: ${r.pick(RANGES)}`);
-  if (r.chance(0.1)) out.push(`If-None-Match: ${r.pick(['"x"', "*", "W/", '"' + "a".repeat(5000) + '"'])}`);
+  if (r.chance(0.1)) out.push(`If-None-Match: ${r.pick(['"x"', "*", "W/", `"${"a".repeat(5000)}"`])}`);
   if (r.chance(0.1)) out.push(`Content-Length: ${r.pick(["-1", "abc", "99999999999", "5", "0, 5"])}`);
-  if (r.chance(0.1)) out.push(`Transfer-Encoding: ${r.pick(["chunked", "gzip, chunked", "chunked, identity", "xchunked"])}`);
+  if (r.chance(0.1))
+    out.push(`Transfer-Encoding: ${r.pick(["chunked", "gzip, chunked", "chunked, identity", "xchunked"])}`);
   if (r.chance(0.05)) for (let n = 200 + r.int(2000); n > 0; n--) out.push(`X-H${n}: ${"v".repeat(r.int(50))}`);
   if (r.chance(0.05)) out.push(`X-Big: ${"b".repeat(8_000 + r.int(100_000))}`);
-  if (r.chance(0.05)) out.push(r.pick(["no colon here", ": empty name", "Bad Name: x", "X-Nul: a\0b", "X-Fold: a\r\n folded", "Host: second"]));
+  if (r.chance(0.05))
+    out.push(
+      r.pick(["no colon here", ": empty name", "Bad Name: x", "X-Nul: a\0b", "X-Fold: a\r\n folded", "Host: second"]),
+    );
   if (r.chance(0.03)) out.push(`Last-Event-ID: ${r.pick(["0", "-1", "x", "99999999999999999999"])}`);
   return out;
 }
 
 function chunkedBody(r: Random): string {
-  return r.pick(["zz\r\nhello\r\n0\r\n\r\n", "5\r\nhel", "ffffffffffffffff\r\n", "-1\r\n\r\n", "0\r\nX-Trailer: y\r\n\r\n", "1;ext=" + "e".repeat(5000) + "\r\na\r\n0\r\n\r\n"]);
+  return r.pick([
+    "zz\r\nhello\r\n0\r\n\r\n",
+    "5\r\nhel",
+    "ffffffffffffffff\r\n",
+    "-1\r\n\r\n",
+    "0\r\nX-Trailer: y\r\n\r\n",
+    `1;ext=${"e".repeat(5000)}\r\na\r\n0\r\n\r\n`,
+  ]);
 }
 
 /** One malformed (or borderline) HTTP request for a fresh connection. */

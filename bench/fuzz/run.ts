@@ -21,7 +21,9 @@ const { values } = parseArgs({
 const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 0x7fffffff);
 const count = Number(values.count);
 const http = values["http-count"] !== undefined ? Number(values["http-count"]) : Math.round(count / 10);
-process.stdout.write(`fuzz campaign: seed ${seed} (replay with --seed ${seed}), ${count} DHCP, ${count} TFTP, ${http} HTTP\n`);
+process.stdout.write(
+  `fuzz campaign: seed ${seed} (replay with --seed ${seed}), ${count} DHCP, ${count} TFTP, ${http} HTTP\n`,
+);
 const result = await runCampaign({
   seed,
   dhcp: count,

@@ -116,7 +116,13 @@ function bindSocket(address: string): Promise<Socket> {
   });
 }
 
-async function fuzzDhcp(r: Random, server: string, bind: string, count: number, daemonPid: number): Promise<SenderTally> {
+async function fuzzDhcp(
+  r: Random,
+  server: string,
+  bind: string,
+  count: number,
+  daemonPid: number,
+): Promise<SenderTally> {
   const seeds = dhcpSeeds();
   const socket = await bindSocket(bind);
   let repliesSeen = 0;
@@ -124,7 +130,13 @@ async function fuzzDhcp(r: Random, server: string, bind: string, count: number, 
   const started = Date.now();
   const result = await pacedUdp(server, count, daemonPid, () => ({ bytes: mutateDhcp(r, seeds), port: 67, socket }));
   socket.close();
-  return { protocol: "dhcp", sent: result.sent, ms: Date.now() - started, kernelDrops: result.kernelDrops, repliesSeen };
+  return {
+    protocol: "dhcp",
+    sent: result.sent,
+    ms: Date.now() - started,
+    kernelDrops: result.kernelDrops,
+    repliesSeen,
+  };
 }
 
 /**
@@ -132,14 +144,21 @@ async function fuzzDhcp(r: Random, server: string, bind: string, count: number, 
  * from a port other than 69 names a transfer (its TID): 10% of the datagrams go there (ACK, ERROR
  * or DATA off-sequence), or to a random port no transfer holds.
  */
-async function fuzzTftp(r: Random, server: string, bind: string, count: number, daemonPid: number): Promise<SenderTally> {
+async function fuzzTftp(
+  r: Random,
+  server: string,
+  bind: string,
+  count: number,
+  daemonPid: number,
+): Promise<SenderTally> {
   const sockets = await Promise.all(Array.from({ length: 32 }, () => bindSocket(bind)));
   const transferPorts: number[] = [];
   let repliesSeen = 0;
   for (const socket of sockets) {
     socket.on("message", (_msg, rinfo) => {
       repliesSeen++;
-      if (rinfo.port !== 69 && transferPorts.length < 4096 && !transferPorts.includes(rinfo.port)) transferPorts.push(rinfo.port);
+      if (rinfo.port !== 69 && transferPorts.length < 4096 && !transferPorts.includes(rinfo.port))
+        transferPorts.push(rinfo.port);
     });
   }
   let toTransferPorts = 0;
@@ -154,7 +173,14 @@ async function fuzzTftp(r: Random, server: string, bind: string, count: number, 
     return { bytes: mutateTftp(r), port: 69, socket };
   });
   for (const socket of sockets) socket.close();
-  return { protocol: "tftp", sent: result.sent, ms: Date.now() - started, kernelDrops: result.kernelDrops, repliesSeen, toTransferPorts };
+  return {
+    protocol: "tftp",
+    sent: result.sent,
+    ms: Date.now() - started,
+    kernelDrops: result.kernelDrops,
+    repliesSeen,
+    toTransferPorts,
+  };
 }
 
 /** One request on a fresh connection; resolves with the status the daemon answered, or "none". */
@@ -177,7 +203,8 @@ function httpExchange(server: string, bind: string, probe: ReturnType<typeof mut
     socket.on("error", finish);
     socket.on("close", finish);
     socket.on("data", (chunk: Buffer) => {
-      if (status === undefined) status = /^HTTP\/1\.[01] (\d{3})/.exec(chunk.toString("latin1", 0, 32))?.[1] ?? "garbage";
+      if (status === undefined)
+        status = /^HTTP\/1\.[01] (\d{3})/.exec(chunk.toString("latin1", 0, 32))?.[1] ?? "garbage";
       // The head is all we judge; a body (a bootloader) is not worth reading to the end.
       setImmediate(finish);
     });
@@ -226,7 +253,9 @@ async function main(): Promise<void> {
   const { protocol, server, bind } = values;
   const daemonPid = Number(values["daemon-pid"]);
   if (!protocol || !server || !bind || !Number.isInteger(daemonPid)) {
-    process.stderr.write("usage: sender.ts --protocol dhcp|tftp|http --server IP --bind IP --daemon-pid PID [--seed N] [--count N]\n");
+    process.stderr.write(
+      "usage: sender.ts --protocol dhcp|tftp|http --server IP --bind IP --daemon-pid PID [--seed N] [--count N]\n",
+    );
     process.exit(2);
   }
   const r = new Random(Number(values.seed));

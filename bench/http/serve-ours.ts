@@ -11,7 +11,9 @@ if (!stateDir) {
   process.stderr.write("usage: serve-ours.ts STATE_DIR [PORT]\n");
   process.exit(2);
 }
-const config = parseConfig(`stateDir: ${JSON.stringify(stateDir)}\nserverAddress: 127.0.0.1\nhttp: { port: ${Number(port)}, bindAddress: 127.0.0.1, maxConnectionsPerAddress: 0 }\nlogLevel: silent\n`);
+const config = parseConfig(
+  `stateDir: ${JSON.stringify(stateDir)}\nserverAddress: 127.0.0.1\nhttp: { port: ${Number(port)}, bindAddress: 127.0.0.1, maxConnectionsPerAddress: 0 }\nlogLevel: silent\n`,
+);
 const service = createHttpService({ config, logger: silentLogger });
 await service.start();
 process.stdout.write(`listening ${service.address()!.port}\n`);

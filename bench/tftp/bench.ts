@@ -15,9 +15,18 @@
  * timed asking for a file that does not exist (start-up plus one round trip) and that time is taken
  * off both servers' figures. The goal is judged on the raw ratio; the net one shows the servers.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -93,8 +102,10 @@ const clientLabel: Record<ClientKind, string> = {
 };
 
 function clientCommand(kind: ClientKind, port: number, file: string, out: string): string {
-  if (kind === "curl") return `curl -s --max-time 600 --tftp-blksize 1468 -o ${out} tftp://${link.serverIp}:${port}/${file}`;
-  const opts = kind === "atftp-window" ? `--option "blksize 1468" --option "windowsize ${windowSize}"` : `--option "blksize 1468"`;
+  if (kind === "curl")
+    return `curl -s --max-time 600 --tftp-blksize 1468 -o ${out} tftp://${link.serverIp}:${port}/${file}`;
+  const opts =
+    kind === "atftp-window" ? `--option "blksize 1468" --option "windowsize ${windowSize}"` : `--option "blksize 1468"`;
   return `atftp ${opts} -g -r ${file} -l ${out} ${link.serverIp} ${port} >/dev/null 2>&1`;
 }
 
@@ -102,7 +113,14 @@ function clientCommand(kind: ClientKind, port: number, file: string, out: string
  * Runs `clients` transfers at once inside the client namespace; returns the batch's wall time in ms.
  * `expectFailure`: the file does not exist and every client is expected to fail (the start-up baseline).
  */
-function batch(kind: ClientKind, port: number, file: string, clients: number, out = "/dev/null", expectFailure = false): Promise<number> {
+function batch(
+  kind: ClientKind,
+  port: number,
+  file: string,
+  clients: number,
+  out = "/dev/null",
+  expectFailure = false,
+): Promise<number> {
   const one = clientCommand(kind, port, file, out);
   const script = `s=$(date +%s%N); for i in $(seq ${clients}); do (${one} || echo "FAIL $?") & done; wait; e=$(date +%s%N); echo $(( (e - s) / 1000 ))`;
   return new Promise((resolve, reject) => {
@@ -111,7 +129,12 @@ function batch(kind: ClientKind, port: number, file: string, clients: number, ou
     child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
     child.on("close", () => {
       const failures = stdout.split("\n").filter((l) => l.startsWith("FAIL"));
-      if (failures.length && !expectFailure) return reject(new Error(`${kind} ${file} ×${clients} from port ${port}: ${failures.length} transfers failed (exit codes: ${failures.join(", ")})`));
+      if (failures.length && !expectFailure)
+        return reject(
+          new Error(
+            `${kind} ${file} ×${clients} from port ${port}: ${failures.length} transfers failed (exit codes: ${failures.join(", ")})`,
+          ),
+        );
       resolve(Number(stdout.trim().split("\n").pop()) / 1000);
     });
   });
@@ -145,9 +168,15 @@ const mbps = (bytes: number, ms: number) => bytes / 1e6 / (ms / 1000);
 async function main(): Promise<void> {
   const hpaPort = 69;
   const oursPort = 6969;
-  const hpa = link.spawnInServer("in.tftpd", ["-L", "-a", `${link.serverIp}:${hpaPort}`, "-s", root], { stdio: "ignore" });
+  const hpa = link.spawnInServer("in.tftpd", ["-L", "-a", `${link.serverIp}:${hpaPort}`, "-s", root], {
+    stdio: "ignore",
+  });
   children.push(hpa);
-  const ours = link.spawnInServer(process.execPath, ["--import", "tsx", join(here, "serve-ours.ts"), work, link.serverIp, String(oursPort)], { stdio: ["ignore", "ignore", "inherit"] });
+  const ours = link.spawnInServer(
+    process.execPath,
+    ["--import", "tsx", join(here, "serve-ours.ts"), work, link.serverIp, String(oursPort)],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
   children.push(ours);
   await waitReady(hpa, "in.tftpd", () => udpListening(hpaPort));
   await waitReady(ours, "centra-pxe tftp", () => udpListening(oursPort));
@@ -156,13 +185,25 @@ async function main(): Promise<void> {
   for (const f of files) for (const k of kinds) for (const port of [hpaPort, oursPort]) await verify(k, port, f);
   console.log(`verified: every file byte-identical from both servers with every client\n`);
 
-  const header = ["file", "clients", "client options", "tftpd-hpa s", "tftpd-hpa MB/s", "ours s", "ours MB/s", "ours/hpa", "net of client start-up"];
+  const header = [
+    "file",
+    "clients",
+    "client options",
+    "tftpd-hpa s",
+    "tftpd-hpa MB/s",
+    "ours s",
+    "ours MB/s",
+    "ours/hpa",
+    "net of client start-up",
+  ];
   const rows: string[][] = [];
   // Client start-up (plus one round trip): the same clients asking both servers for a missing file.
   const startup = new Map<string, number>();
   for (const clients of concurrencies) {
     for (const k of kinds) {
-      const times = await alternate([hpaPort, oursPort], (port) => batch(k, port, "no-such-file", clients, "/dev/null", true));
+      const times = await alternate([hpaPort, oursPort], (port) =>
+        batch(k, port, "no-such-file", clients, "/dev/null", true),
+      );
       startup.set(`${k}×${clients}`, Math.min(median(times[hpaPort]!), median(times[oursPort]!)));
     }
   }
@@ -175,16 +216,28 @@ async function main(): Promise<void> {
         const th = median(times[hpaPort]!);
         const to = median(times[oursPort]!);
         const base = startup.get(`${k}×${clients}`)!;
-        const net = to - base > 0 && th - base > 0 ? ((th - base) / (to - base)).toFixed(2) + "×" : "n/a";
-        const row = [f.name, String(clients), clientLabel[k], (th / 1000).toFixed(3), mbps(bytes, th).toFixed(1), (to / 1000).toFixed(3), mbps(bytes, to).toFixed(1), (th / to).toFixed(2) + "×", net];
+        const net = to - base > 0 && th - base > 0 ? `${((th - base) / (to - base)).toFixed(2)}×` : "n/a";
+        const row = [
+          f.name,
+          String(clients),
+          clientLabel[k],
+          (th / 1000).toFixed(3),
+          mbps(bytes, th).toFixed(1),
+          (to / 1000).toFixed(3),
+          mbps(bytes, to).toFixed(1),
+          `${(th / to).toFixed(2)}×`,
+          net,
+        ];
         rows.push(row);
         console.log(row.join(" | "));
       }
     }
   }
-  console.log("\nclient start-up + one round trip (ms): " + [...startup].map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", "));
-  console.log("\n| " + header.join(" | ") + " |\n|" + header.map(() => "---").join("|") + "|");
-  for (const r of rows) console.log("| " + r.join(" | ") + " |");
+  console.log(
+    `\nclient start-up + one round trip (ms): ${[...startup].map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")}`,
+  );
+  console.log(`\n| ${header.join(" | ")} |\n|${header.map(() => "---").join("|")}|`);
+  for (const r of rows) console.log(`| ${r.join(" | ")} |`);
 }
 
 main()

@@ -11,7 +11,12 @@ const [stateDir, bindAddress, port] = process.argv.slice(2);
 if (!stateDir || !bindAddress || !port) throw new Error("usage: serve-ours.ts <stateDir> <address> <port>");
 // Every client of the benchmark comes from one address, standing for as many machines: the
 // per-address limits (admission.ts) are those of the whole server.
-const limits = { maxTransfersPerClient: 2048, maxUnverifiedPerClient: 256, requestsPerSecondPerClient: 1000, requestBurstPerClient: 1000 };
+const limits = {
+  maxTransfersPerClient: 2048,
+  maxUnverifiedPerClient: 256,
+  requestsPerSecondPerClient: 1000,
+  requestBurstPerClient: 1000,
+};
 const config = parseConfig(JSON.stringify({ stateDir, tftp: { bindAddress, port: Number(port), limits } }));
 const workers = process.env.TFTP_WORKERS === undefined ? undefined : Number(process.env.TFTP_WORKERS);
 const service = createTftpService({ config, logger: createLogger("info"), workers });

@@ -1,5 +1,11 @@
 import { HttpError, NotFoundError } from "../errors.js";
-import { CallbackRejectedError, ConflictError, TransitionRefusedError, ValidationError, type CallbackRefusal } from "../provisioning/errors.js";
+import {
+  CallbackRejectedError,
+  ConflictError,
+  TransitionRefusedError,
+  ValidationError,
+  type CallbackRefusal,
+} from "../provisioning/errors.js";
 
 /**
  * Domain errors → HTTP statuses, in one place: the lifecycle says what went wrong (a code), the API

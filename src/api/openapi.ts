@@ -8,24 +8,55 @@ export function openApiDocument(): Record<string, unknown> {
   const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
   const json = (schema: unknown) => ({ "application/json": { schema } });
   const error = (description: string) => ({ description, content: json(ref("Error")) });
-  const nodeRef = { name: "ref", in: "path", required: true, description: "node id, any of its MACs, or its hostname", schema: { type: "string" } };
+  const nodeRef = {
+    name: "ref",
+    in: "path",
+    required: true,
+    description: "node id, any of its MACs, or its hostname",
+    schema: { type: "string" },
+  };
   const admin = [{ bearer: [] }];
   const changeResponses = {
     "400": error("bad input; `problems` names each field and why"),
     "401": error("no admin token, or not a valid one"),
     "403": error("the admin token was revoked"),
     "404": error("no such node"),
-    "409": error("the node's state does not allow it, a value belongs to another node, or the field is owned by the config file"),
+    "409": error(
+      "the node's state does not allow it, a value belongs to another node, or the field is owned by the config file",
+    ),
   };
   const action = (summary: string) => ({
-    post: { summary, security: admin, parameters: [nodeRef], responses: { "200": { description: "the node after the transition", content: json(ref("Node")) }, ...changeResponses } },
+    post: {
+      summary,
+      security: admin,
+      parameters: [nodeRef],
+      responses: {
+        "200": { description: "the node after the transition", content: json(ref("Node")) },
+        ...changeResponses,
+      },
+    },
   });
   const eventQuery = [
     { name: "node", in: "query", schema: { type: "string" }, description: "node id, MAC or hostname" },
-    { name: "kind", in: "query", schema: { type: "string" }, description: "created, discovered, updated, transition, install-boot, callback-rejected, removed, …" },
+    {
+      name: "kind",
+      in: "query",
+      schema: { type: "string" },
+      description: "created, discovered, updated, transition, install-boot, callback-rejected, removed, …",
+    },
     { name: "since", in: "query", schema: { type: "string", format: "date-time" } },
-    { name: "after", in: "query", schema: { type: "integer", minimum: 0 }, description: "a cursor: the page of events with a larger seq (pass the previous page's `next`)" },
-    { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 500 }, description: "page size, at most 500 (the default); without after or since, the newest N" },
+    {
+      name: "after",
+      in: "query",
+      schema: { type: "integer", minimum: 0 },
+      description: "a cursor: the page of events with a larger seq (pass the previous page's `next`)",
+    },
+    {
+      name: "limit",
+      in: "query",
+      schema: { type: "integer", minimum: 1, maximum: 500 },
+      description: "page size, at most 500 (the default); without after or since, the newest N",
+    },
   ];
   const eventPage = json({
     type: "object",
@@ -41,7 +72,10 @@ export function openApiDocument(): Record<string, unknown> {
     mac: { type: "string", description: "shorthand for a one-element macs" },
     profile: { type: ["string", "null"] },
     hostname: { type: ["string", "null"] },
-    ipAddress: { type: ["string", "null"], description: "fixed address: inside a DHCP subnet, outside the dynamic pool" },
+    ipAddress: {
+      type: ["string", "null"],
+      description: "fixed address: inside a DHCP subnet, outside the dynamic pool",
+    },
     uuid: { type: ["string", "null"], description: "SMBIOS system UUID" },
     imageVersion: { type: ["string", "null"], description: "pin the profile's image to this version" },
     labels: { type: "object", additionalProperties: { type: "string" } },
@@ -59,7 +93,12 @@ export function openApiDocument(): Record<string, unknown> {
     components: {
       securitySchemes: {
         bearer: { type: "http", scheme: "bearer", description: "admin token from `centra-pxe token create`" },
-        callbackToken: { type: "apiKey", in: "query", name: "token", description: "the single-use centra.token= from the installer's kernel command line" },
+        callbackToken: {
+          type: "apiKey",
+          in: "query",
+          name: "token",
+          description: "the single-use centra.token= from the installer's kernel command line",
+        },
       },
       schemas: {
         Error: {
@@ -68,7 +107,10 @@ export function openApiDocument(): Record<string, unknown> {
           properties: {
             error: { type: "string" },
             message: { type: "string" },
-            problems: { type: "array", items: { type: "object", properties: { field: { type: "string" }, message: { type: "string" } } } },
+            problems: {
+              type: "array",
+              items: { type: "object", properties: { field: { type: "string" }, message: { type: "string" } } },
+            },
           },
         },
         Node: {
@@ -110,23 +152,42 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: [
             { name: "state", in: "query", schema: { type: "string", enum: [...NODE_STATES] } },
             { name: "profile", in: "query", schema: { type: "string" } },
-            { name: "label", in: "query", schema: { type: "array", items: { type: "string" } }, description: "key=value, repeatable; all must match" },
+            {
+              name: "label",
+              in: "query",
+              schema: { type: "array", items: { type: "string" } },
+              description: "key=value, repeatable; all must match",
+            },
           ],
-          responses: { "200": { description: "nodes", content: json({ type: "object", properties: { nodes: { type: "array", items: ref("Node") } } }) }, "400": error("bad filter") },
+          responses: {
+            "200": {
+              description: "nodes",
+              content: json({ type: "object", properties: { nodes: { type: "array", items: ref("Node") } } }),
+            },
+            "400": error("bad filter"),
+          },
         },
         post: {
           summary: "add a node (ready when it has a profile, else discovered)",
           security: admin,
           requestBody: { required: true, content: json(ref("NodeChanges")) },
           responses: {
-            "200": { description: "the MAC was already discovered: that node is registered with these fields (its history kept)", content: json(ref("Node")) },
+            "200": {
+              description:
+                "the MAC was already discovered: that node is registered with these fields (its history kept)",
+              content: json(ref("Node")),
+            },
             "201": { description: "created", content: json(ref("Node")) },
             ...changeResponses,
           },
         },
       },
       "/nodes/{ref}": {
-        get: { summary: "one node", parameters: [nodeRef], responses: { "200": { description: "the node", content: json(ref("Node")) }, "404": error("no such node") } },
+        get: {
+          summary: "one node",
+          parameters: [nodeRef],
+          responses: { "200": { description: "the node", content: json(ref("Node")) }, "404": error("no such node") },
+        },
         patch: {
           summary: "change a node; null clears a field; setting a profile makes a discovered node ready",
           security: admin,
@@ -134,7 +195,12 @@ export function openApiDocument(): Record<string, unknown> {
           requestBody: { required: true, content: json(ref("NodeChanges")) },
           responses: { "200": { description: "the node", content: json(ref("Node")) }, ...changeResponses },
         },
-        delete: { summary: "remove a node (its events are kept)", security: admin, parameters: [nodeRef], responses: { "200": { description: "the removed node", content: json(ref("Node")) }, ...changeResponses } },
+        delete: {
+          summary: "remove a node (its events are kept)",
+          security: admin,
+          parameters: [nodeRef],
+          responses: { "200": { description: "the removed node", content: json(ref("Node")) }, ...changeResponses },
+        },
       },
       "/nodes/{ref}/provision": action("install the node on its next PXE boot (ready or failed nodes)"),
       "/nodes/{ref}/reprovision": action("install again (also a provisioned node, or restart a stuck attempt)"),
@@ -142,20 +208,41 @@ export function openApiDocument(): Record<string, unknown> {
       "/nodes/{ref}/reactivate": action("bring a retired node back (ready, or discovered without a profile)"),
       "/nodes/{ref}/macs": {
         post: {
-          summary: "adopt: add a MAC to the node (the answer to an identity-conflict event; the network never adds one)",
+          summary:
+            "adopt: add a MAC to the node (the answer to an identity-conflict event; the network never adds one)",
           security: admin,
           parameters: [nodeRef],
-          requestBody: { required: true, content: json({ type: "object", required: ["mac"], properties: { mac: { type: "string" } } }) },
-          responses: { "200": { description: "the node with the MAC; a node only discovered under that MAC is removed", content: json(ref("Node")) }, ...changeResponses },
+          requestBody: {
+            required: true,
+            content: json({ type: "object", required: ["mac"], properties: { mac: { type: "string" } } }),
+          },
+          responses: {
+            "200": {
+              description: "the node with the MAC; a node only discovered under that MAC is removed",
+              content: json(ref("Node")),
+            },
+            ...changeResponses,
+          },
         },
       },
-      "/nodes/{ref}/events": { get: { summary: "a node's events, one page", parameters: [nodeRef, ...eventQuery.slice(1)], responses: { "200": { description: "events, oldest first", content: eventPage } } } },
+      "/nodes/{ref}/events": {
+        get: {
+          summary: "a node's events, one page",
+          parameters: [nodeRef, ...eventQuery.slice(1)],
+          responses: { "200": { description: "events, oldest first", content: eventPage } },
+        },
+      },
       "/nodes/callback": {
         post: {
           summary: "the installed system reports back; makes the node provisioned (or failed with status=failed)",
           security: [{ callbackToken: [] }],
           parameters: [
-            { name: "token", in: "query", schema: { type: "string" }, description: "or the form/JSON body, or Authorization: Bearer" },
+            {
+              name: "token",
+              in: "query",
+              schema: { type: "string" },
+              description: "or the form/JSON body, or Authorization: Bearer",
+            },
             { name: "mac", in: "query", schema: { type: "string" }, description: "must be one of the node's MACs" },
             { name: "status", in: "query", schema: { type: "string", enum: ["ok", "failed"] } },
             { name: "message", in: "query", schema: { type: "string" } },
@@ -167,15 +254,29 @@ export function openApiDocument(): Record<string, unknown> {
             "409": error("the node is no longer provisioning"),
           },
         },
-        get: { summary: "the same, for busybox wget builds that cannot POST", security: [{ callbackToken: [] }], responses: { "200": { description: "accepted" } } },
+        get: {
+          summary: "the same, for busybox wget builds that cannot POST",
+          security: [{ callbackToken: [] }],
+          responses: { "200": { description: "accepted" } },
+        },
       },
-      "/events": { get: { summary: "lifecycle events, oldest first, one page", parameters: eventQuery, responses: { "200": { description: "a page of events and its cursor", content: eventPage } } } },
+      "/events": {
+        get: {
+          summary: "lifecycle events, oldest first, one page",
+          parameters: eventQuery,
+          responses: { "200": { description: "a page of events and its cursor", content: eventPage } },
+        },
+      },
       "/events/stream": {
         get: {
           summary: "live events as server-sent events; resume with Last-Event-ID or ?after=",
           parameters: eventQuery.slice(0, 4),
           responses: {
-            "200": { description: "text/event-stream; each event's id is its seq, data its JSON; a replay is read a page at a time", content: { "text/event-stream": { schema: { type: "string" } } } },
+            "200": {
+              description:
+                "text/event-stream; each event's id is its seq, data its JSON; a replay is read a page at a time",
+              content: { "text/event-stream": { schema: { type: "string" } } },
+            },
             "503": error("api.maxEventStreams streams are open already"),
           },
         },

@@ -55,14 +55,18 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
 
         api.setErrorHandler(async (error: unknown, request, reply) => sendError(reply, error, request, options.logger));
         api.setNotFoundHandler(async (request, reply) =>
-          reply.code(404).send({ error: "NOT_FOUND", message: `no API route ${request.method} ${request.url.split("?")[0]} (see ${API_PREFIX}/openapi.json)` }),
+          reply.code(404).send({
+            error: "NOT_FOUND",
+            message: `no API route ${request.method} ${request.url.split("?")[0]} (see ${API_PREFIX}/openapi.json)`,
+          }),
         );
 
         /** Who each authenticated request is, checked once in the hook below. */
         const actors = new WeakMap<FastifyRequest, Actor>();
         const authenticate = async (request: FastifyRequest): Promise<Actor> => {
           const result = await authenticateApiToken(store, request.headers.authorization);
-          if (!result.ok) throw new HttpError(result.status, result.message, result.status === 401 ? "UNAUTHENTICATED" : "FORBIDDEN");
+          if (!result.ok)
+            throw new HttpError(result.status, result.message, result.status === 401 ? "UNAUTHENTICATED" : "FORBIDDEN");
           return `token:${result.token.id} ${result.token.name}`;
         };
         /** The admin behind a request (for its events), or a 401/403. */
@@ -76,19 +80,28 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
 
         api.get("/openapi.json", async () => openApiDocument());
 
-        api.get("/nodes", async (request) => ({ nodes: await inventory.listNodes(nodeFilter(request.query as Query)) }));
+        api.get("/nodes", async (request) => ({
+          nodes: await inventory.listNodes(nodeFilter(request.query as Query)),
+        }));
 
         api.post("/nodes", async (request, reply) => {
           const actor = await admin(request);
-          const { adopted, ...node } = await inventory.createNode(parseNodeChanges(request.body, "create", inventory.config), actor);
+          const { adopted, ...node } = await inventory.createNode(
+            parseNodeChanges(request.body, "create", inventory.config),
+            actor,
+          );
           // 200 when the machine was already discovered and is now registered, 201 when it is new.
-          return reply.code(adopted ? 200 : 201).header("location", `${API_PREFIX}/nodes/${node.id}`).send(node);
+          return reply
+            .code(adopted ? 200 : 201)
+            .header("location", `${API_PREFIX}/nodes/${node.id}`)
+            .send(node);
         });
 
         // The installer's callback; a static route, so it wins over /nodes/:ref.
         const callback = async (request: FastifyRequest) => {
           const query = request.query as Query;
-          const body = typeof request.body === "object" && request.body !== null ? (request.body as Record<string, unknown>) : {};
+          const body =
+            typeof request.body === "object" && request.body !== null ? (request.body as Record<string, unknown>) : {};
           const field = (name: string): string | undefined => {
             const value = first(query[name]) ?? (typeof body[name] === "string" ? body[name] : undefined);
             return value === undefined || value === "" ? undefined : value;
@@ -96,7 +109,9 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           const bearer = bearerToken(request.headers.authorization);
           const status = field("status");
           if (status !== undefined && status !== "ok" && status !== "succeeded" && status !== "failed") {
-            throw new ValidationError([{ field: "status", message: `must be ok or failed, got ${JSON.stringify(status)}` }]);
+            throw new ValidationError([
+              { field: "status", message: `must be ok or failed, got ${JSON.stringify(status)}` },
+            ]);
           }
           const mac = field("mac");
           const message = field("message");
@@ -117,7 +132,11 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
 
         api.patch("/nodes/:ref", async (request) => {
           const actor = await admin(request);
-          return inventory.updateNode(param(request), parseNodeChanges(request.body, "update", inventory.config), actor);
+          return inventory.updateNode(
+            param(request),
+            parseNodeChanges(request.body, "update", inventory.config),
+            actor,
+          );
         });
 
         api.delete("/nodes/:ref", async (request) => {
@@ -126,13 +145,19 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
         });
 
         api.post("/nodes/:ref/provision", async (request) => lifecycle.provision(param(request), await admin(request)));
-        api.post("/nodes/:ref/reprovision", async (request) => lifecycle.provision(param(request), await admin(request), { reprovision: true }));
+        api.post("/nodes/:ref/reprovision", async (request) =>
+          lifecycle.provision(param(request), await admin(request), { reprovision: true }),
+        );
         api.post("/nodes/:ref/retire", async (request) => lifecycle.retire(param(request), await admin(request)));
-        api.post("/nodes/:ref/reactivate", async (request) => lifecycle.reactivate(param(request), await admin(request)));
+        api.post("/nodes/:ref/reactivate", async (request) =>
+          lifecycle.reactivate(param(request), await admin(request)),
+        );
         // The admin's answer to an identity-conflict event: this MAC is this node's (a new NIC, another port).
         api.post("/nodes/:ref/macs", async (request) => {
-          const body = typeof request.body === "object" && request.body !== null ? (request.body as Record<string, unknown>) : {};
-          if (typeof body.mac !== "string") throw new ValidationError([{ field: "mac", message: "is required: the MAC to add to the node" }]);
+          const body =
+            typeof request.body === "object" && request.body !== null ? (request.body as Record<string, unknown>) : {};
+          if (typeof body.mac !== "string")
+            throw new ValidationError([{ field: "mac", message: "is required: the MAC to add to the node" }]);
           return inventory.adoptMac(param(request), body.mac, await admin(request));
         });
 
@@ -146,13 +171,17 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
         api.get("/events/stream", async (request, reply) => {
           const filter = await eventFilter(request.query as Query);
           const lastEventId = first(request.headers["last-event-id"]);
-          if (lastEventId !== undefined && filter.afterSeq === undefined) filter.afterSeq = integer("Last-Event-ID", lastEventId, 0);
+          if (lastEventId !== undefined && filter.afterSeq === undefined)
+            filter.afterSeq = integer("Last-Event-ID", lastEventId, 0);
           const max = inventory.config.api.maxEventStreams;
           if (openStreams >= max) {
-            return reply.code(503).header("retry-after", "30").send({
-              error: "TOO_MANY_STREAMS",
-              message: `${openStreams} event streams are open, the most api.maxEventStreams allows (${max}); close one or raise the limit`,
-            });
+            return reply
+              .code(503)
+              .header("retry-after", "30")
+              .send({
+                error: "TOO_MANY_STREAMS",
+                message: `${openStreams} event streams are open, the most api.maxEventStreams allows (${max}); close one or raise the limit`,
+              });
           }
           streamEvents(request, reply, filter);
         });
@@ -173,7 +202,12 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
         function streamEvents(request: FastifyRequest, reply: FastifyReply, filter: EventFilter): void {
           reply.hijack();
           const out = reply.raw;
-          out.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", connection: "keep-alive", "x-accel-buffering": "no" });
+          out.writeHead(200, {
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-store",
+            connection: "keep-alive",
+            "x-accel-buffering": "no",
+          });
           out.write(": centra-pxe events\n\n");
           let lastSeq = filter.afterSeq ?? 0;
           let replaying = true;
@@ -207,7 +241,8 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
               const page = await store.events.list({ ...filter, afterSeq: lastSeq, limit: MAX_EVENT_PAGE });
               for (const event of page) send(event);
               if (page.length < MAX_EVENT_PAGE || closed) return;
-              if (out.writableNeedDrain) await new Promise((resolve) => out.once("drain", resolve).once("close", resolve));
+              if (out.writableNeedDrain)
+                await new Promise((resolve) => out.once("drain", resolve).once("close", resolve));
             }
           };
           replay().then(
@@ -232,7 +267,11 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           const since = first(query.since);
           if (since !== undefined) {
             const at = new Date(since);
-            if (Number.isNaN(at.getTime())) problems.push({ field: "since", message: `${JSON.stringify(since)} is not a date and time (ISO 8601, e.g. 2026-11-25T20:00:00Z)` });
+            if (Number.isNaN(at.getTime()))
+              problems.push({
+                field: "since",
+                message: `${JSON.stringify(since)} is not a date and time (ISO 8601, e.g. 2026-11-25T20:00:00Z)`,
+              });
             else filter.since = at.toISOString();
           }
           const after = first(query.after);
@@ -267,7 +306,9 @@ function param(request: FastifyRequest): string {
 function integer(field: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const value = /^[0-9]+$/.test(text) ? Number(text) : NaN;
   if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ValidationError([{ field, message: `must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}` }]);
+    throw new ValidationError([
+      { field, message: `must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}` },
+    ]);
   }
   return value;
 }
@@ -279,7 +320,11 @@ function nodeFilter(query: Query): NodeFilter {
   const state = first(query.state);
   if (state !== undefined) {
     if ((NODE_STATES as readonly string[]).includes(state)) filter.state = state as NodeState;
-    else problems.push({ field: "state", message: `unknown state ${JSON.stringify(state)} (one of ${NODE_STATES.join(", ")})` });
+    else
+      problems.push({
+        field: "state",
+        message: `unknown state ${JSON.stringify(state)} (one of ${NODE_STATES.join(", ")})`,
+      });
   }
   const profile = first(query.profile);
   if (profile !== undefined) filter.profile = profile;
@@ -298,7 +343,11 @@ function sendError(reply: FastifyReply, error: unknown, request: FastifyRequest,
   const status = httpStatusOf(error);
   if (status !== undefined) {
     const coded = error as { code: string; message: string };
-    if (status === 401) reply.header("www-authenticate", error instanceof CallbackRejectedError ? 'Bearer realm="centra-pxe-callback"' : 'Bearer realm="centra-pxe"');
+    if (status === 401)
+      reply.header(
+        "www-authenticate",
+        error instanceof CallbackRejectedError ? 'Bearer realm="centra-pxe-callback"' : 'Bearer realm="centra-pxe"',
+      );
     return reply.code(status).send({
       error: coded.code,
       message: coded.message,
@@ -308,8 +357,12 @@ function sendError(reply: FastifyReply, error: unknown, request: FastifyRequest,
     });
   }
   // Fastify's own (a body that is not JSON, too large): keep its status, say it plainly.
-  const fastifyStatus = typeof error === "object" && error !== null && "statusCode" in error && typeof error.statusCode === "number" ? error.statusCode : 500;
-  if (fastifyStatus < 500) return reply.code(fastifyStatus).send({ error: `HTTP_${fastifyStatus}`, message: (error as Error).message });
+  const fastifyStatus =
+    typeof error === "object" && error !== null && "statusCode" in error && typeof error.statusCode === "number"
+      ? error.statusCode
+      : 500;
+  if (fastifyStatus < 500)
+    return reply.code(fastifyStatus).send({ error: `HTTP_${fastifyStatus}`, message: (error as Error).message });
   logger.error({ err: error, method: request.method, url: request.url }, "API request failed");
   return reply.code(500).send({ error: "INTERNAL", message: "internal error; see the server log" });
 }

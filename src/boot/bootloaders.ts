@@ -8,7 +8,11 @@ const RESCAN_MS = 5_000;
  * the DHCP part asks for each boot answer, and a directory read per DISCOVER would be on its hot
  * path. A missing directory lists as empty (the boot answer then says what to install).
  */
-export function cachedBootloaders(directory: () => string, now: () => number = Date.now, rescanMs = RESCAN_MS): () => ReadonlySet<string> {
+export function cachedBootloaders(
+  directory: () => string,
+  now: () => number = Date.now,
+  rescanMs = RESCAN_MS,
+): () => ReadonlySet<string> {
   let installed: ReadonlySet<string> = new Set();
   let readAt = -Infinity;
   let readFrom = "";

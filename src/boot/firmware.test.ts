@@ -1,35 +1,81 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decideBoot, detectFirmware, Firmware, FIRMWARE_TABLE, httpBootBase, type ClientHints, type FirmwareTable } from "./firmware.js";
+import {
+  decideBoot,
+  detectFirmware,
+  Firmware,
+  FIRMWARE_TABLE,
+  httpBootBase,
+  type ClientHints,
+  type FirmwareTable,
+} from "./firmware.js";
 
 const ALL = new Set(["undionly.kpxe", "ipxe.efi", "ipxe-i386.efi", "ipxe-arm64.efi", "snponly.efi"]);
 const DEBIAN = new Set(["undionly.kpxe", "ipxe.efi", "snponly.efi"]);
 const BASE = httpBootBase("10.0.100.10", 80);
-const pxe = (arch: number | undefined): ClientHints => ({ arch, userClasses: [], vendorClass: `PXEClient:Arch:${String(arch ?? 0).padStart(5, "0")}:UNDI:003016` });
-const httpClient = (arch: number): ClientHints => ({ arch, userClasses: [], vendorClass: `HTTPClient:Arch:${String(arch).padStart(5, "0")}:UNDI:003000` });
+const pxe = (arch: number | undefined): ClientHints => ({
+  arch,
+  userClasses: [],
+  vendorClass: `PXEClient:Arch:${String(arch ?? 0).padStart(5, "0")}:UNDI:003016`,
+});
+const httpClient = (arch: number): ClientHints => ({
+  arch,
+  userClasses: [],
+  vendorClass: `HTTPClient:Arch:${String(arch).padStart(5, "0")}:UNDI:003000`,
+});
 
 describe("firmware table (PRODUCT.md §3)", () => {
   const cases: { name: string; hints: ClientHints; installed: ReadonlySet<string>; expect: string }[] = [
-    { name: "iPXE user class gets the entry script", hints: { arch: 7, userClasses: ["iPXE"], vendorClass: "PXEClient:Arch:00007" }, installed: ALL, expect: "http http://10.0.100.10/boot/ipxe/boot.ipxe" },
+    {
+      name: "iPXE user class gets the entry script",
+      hints: { arch: 7, userClasses: ["iPXE"], vendorClass: "PXEClient:Arch:00007" },
+      installed: ALL,
+      expect: "http http://10.0.100.10/boot/ipxe/boot.ipxe",
+    },
     { name: "BIOS", hints: pxe(0), installed: ALL, expect: "tftp undionly.kpxe" },
     { name: "BIOS ROM without option 93", hints: pxe(undefined), installed: ALL, expect: "tftp undionly.kpxe" },
     { name: "UEFI IA32", hints: pxe(6), installed: ALL, expect: "tftp ipxe-i386.efi" },
     { name: "UEFI x64 (7)", hints: pxe(7), installed: ALL, expect: "tftp ipxe.efi" },
     { name: "UEFI x64 (9)", hints: pxe(9), installed: ALL, expect: "tftp ipxe.efi" },
-    { name: "UEFI x64 falls back to snponly.efi", hints: pxe(7), installed: new Set(["snponly.efi"]), expect: "tftp snponly.efi" },
+    {
+      name: "UEFI x64 falls back to snponly.efi",
+      hints: pxe(7),
+      installed: new Set(["snponly.efi"]),
+      expect: "tftp snponly.efi",
+    },
     { name: "UEFI ARM64 installed", hints: pxe(11), installed: ALL, expect: "tftp ipxe-arm64.efi" },
     { name: "UEFI ARM64 missing is refused", hints: pxe(11), installed: DEBIAN, expect: "none" },
-    { name: "UEFI HTTP x64", hints: httpClient(16), installed: ALL, expect: "http-client http://10.0.100.10/boot/ipxe/ipxe.efi" },
-    { name: "UEFI HTTP ARM64", hints: httpClient(19), installed: ALL, expect: "http-client http://10.0.100.10/boot/ipxe/ipxe-arm64.efi" },
+    {
+      name: "UEFI HTTP x64",
+      hints: httpClient(16),
+      installed: ALL,
+      expect: "http-client http://10.0.100.10/boot/ipxe/ipxe.efi",
+    },
+    {
+      name: "UEFI HTTP ARM64",
+      hints: httpClient(19),
+      installed: ALL,
+      expect: "http-client http://10.0.100.10/boot/ipxe/ipxe-arm64.efi",
+    },
     { name: "ARM32 without a bootloader", hints: pxe(10), installed: ALL, expect: "none" },
-    { name: "x86 HTTP with ipxe-i386.efi", hints: httpClient(15), installed: ALL, expect: "http-client http://10.0.100.10/boot/ipxe/ipxe-i386.efi" },
+    {
+      name: "x86 HTTP with ipxe-i386.efi",
+      hints: httpClient(15),
+      installed: ALL,
+      expect: "http-client http://10.0.100.10/boot/ipxe/ipxe-i386.efi",
+    },
     { name: "unknown code", hints: pxe(42), installed: ALL, expect: "none" },
     { name: "not a PXE client", hints: { userClasses: [] }, installed: ALL, expect: "none" },
   ];
   for (const c of cases) {
     it(c.name, () => {
       const d = decideBoot(c.hints, c.installed, BASE);
-      const got = d.kind === "tftp" ? `tftp ${d.filename}` : d.kind === "http" ? `${d.httpClient ? "http-client" : "http"} ${d.url}` : "none";
+      const got =
+        d.kind === "tftp"
+          ? `tftp ${d.filename}`
+          : d.kind === "http"
+            ? `${d.httpClient ? "http-client" : "http"} ${d.url}`
+            : "none";
       assert.equal(got, c.expect);
     });
   }
@@ -53,7 +99,10 @@ describe("firmware table (PRODUCT.md §3)", () => {
   });
 
   it("decides from the table it is given: plain data, so the DHCP server is handed it", () => {
-    const withRiscv: FirmwareTable = new Map([...FIRMWARE_TABLE, [25, { firmware: Firmware.Unknown, bootloaders: ["ipxe-riscv64.efi"], http: false, hint: "install it" }]]);
+    const withRiscv: FirmwareTable = new Map([
+      ...FIRMWARE_TABLE,
+      [25, { firmware: Firmware.Unknown, bootloaders: ["ipxe-riscv64.efi"], http: false, hint: "install it" }],
+    ]);
     const d = decideBoot(pxe(25), new Set(["ipxe-riscv64.efi"]), BASE, withRiscv);
     assert.equal(d.kind === "tftp" ? d.filename : d.kind, "ipxe-riscv64.efi");
     assert.equal(decideBoot(pxe(25), new Set(["ipxe-riscv64.efi"]), BASE).kind, "none", "not in the shipped table");

@@ -55,7 +55,8 @@ export interface FirmwareRow {
   hint: string;
 }
 
-const ARM64_HINT = "build or install an ARM64 iPXE (ipxe-arm64.efi, e.g. `make bin-arm64-efi/ipxe.efi` in the iPXE source) into stateDir/ipxe";
+const ARM64_HINT =
+  "build or install an ARM64 iPXE (ipxe-arm64.efi, e.g. `make bin-arm64-efi/ipxe.efi` in the iPXE source) into stateDir/ipxe";
 const ARM32_HINT = "install an ARM32 iPXE as ipxe-arm32.efi into stateDir/ipxe";
 
 /** Option 93 code → its firmware and bootloaders: plain data the DHCP server is handed. */
@@ -63,18 +64,72 @@ export type FirmwareTable = ReadonlyMap<number, FirmwareRow>;
 
 /** The §3 table as shipped. */
 export const FIRMWARE_TABLE: FirmwareTable = new Map<number, FirmwareRow>([
-  [Arch.BiosX86, { firmware: Firmware.Bios, bootloaders: ["undionly.kpxe"], http: false, hint: "run `centra-pxe init` (Debian package `ipxe` provides undionly.kpxe)" }],
-  [Arch.EfiIa32, { firmware: Firmware.EfiIa32, bootloaders: ["ipxe-i386.efi"], http: false, hint: "install a 32-bit UEFI iPXE as ipxe-i386.efi into stateDir/ipxe" }],
+  [
+    Arch.BiosX86,
+    {
+      firmware: Firmware.Bios,
+      bootloaders: ["undionly.kpxe"],
+      http: false,
+      hint: "run `centra-pxe init` (Debian package `ipxe` provides undionly.kpxe)",
+    },
+  ],
+  [
+    Arch.EfiIa32,
+    {
+      firmware: Firmware.EfiIa32,
+      bootloaders: ["ipxe-i386.efi"],
+      http: false,
+      hint: "install a 32-bit UEFI iPXE as ipxe-i386.efi into stateDir/ipxe",
+    },
+  ],
   // 7 is "EFI BC" in the registry, but every x64 UEFI PXE ROM in the field sends 7, and some send 9.
   // snponly.efi is the fallback: it drives the firmware's own NIC driver, which always matches.
-  [Arch.EfiBc, { firmware: Firmware.EfiX64, bootloaders: ["ipxe.efi", "snponly.efi"], http: false, hint: "run `centra-pxe init` (Debian package `ipxe` provides ipxe.efi)" }],
-  [Arch.EfiX64, { firmware: Firmware.EfiX64, bootloaders: ["ipxe.efi", "snponly.efi"], http: false, hint: "run `centra-pxe init` (Debian package `ipxe` provides ipxe.efi)" }],
+  [
+    Arch.EfiBc,
+    {
+      firmware: Firmware.EfiX64,
+      bootloaders: ["ipxe.efi", "snponly.efi"],
+      http: false,
+      hint: "run `centra-pxe init` (Debian package `ipxe` provides ipxe.efi)",
+    },
+  ],
+  [
+    Arch.EfiX64,
+    {
+      firmware: Firmware.EfiX64,
+      bootloaders: ["ipxe.efi", "snponly.efi"],
+      http: false,
+      hint: "run `centra-pxe init` (Debian package `ipxe` provides ipxe.efi)",
+    },
+  ],
   [Arch.EfiArm32, { firmware: Firmware.EfiArm32, bootloaders: ["ipxe-arm32.efi"], http: false, hint: ARM32_HINT }],
   [Arch.EfiArm64, { firmware: Firmware.EfiArm64, bootloaders: ["ipxe-arm64.efi"], http: false, hint: ARM64_HINT }],
-  [Arch.EfiX86Http, { firmware: Firmware.EfiX86Http, bootloaders: ["ipxe-i386.efi"], http: true, hint: "install a 32-bit UEFI iPXE as ipxe-i386.efi into stateDir/ipxe" }],
-  [Arch.EfiX64Http, { firmware: Firmware.EfiX64Http, bootloaders: ["ipxe.efi", "snponly.efi"], http: true, hint: "run `centra-pxe init` (Debian package `ipxe` provides ipxe.efi)" }],
-  [Arch.EfiArm32Http, { firmware: Firmware.EfiArm32Http, bootloaders: ["ipxe-arm32.efi"], http: true, hint: ARM32_HINT }],
-  [Arch.EfiArm64Http, { firmware: Firmware.EfiArm64Http, bootloaders: ["ipxe-arm64.efi"], http: true, hint: ARM64_HINT }],
+  [
+    Arch.EfiX86Http,
+    {
+      firmware: Firmware.EfiX86Http,
+      bootloaders: ["ipxe-i386.efi"],
+      http: true,
+      hint: "install a 32-bit UEFI iPXE as ipxe-i386.efi into stateDir/ipxe",
+    },
+  ],
+  [
+    Arch.EfiX64Http,
+    {
+      firmware: Firmware.EfiX64Http,
+      bootloaders: ["ipxe.efi", "snponly.efi"],
+      http: true,
+      hint: "run `centra-pxe init` (Debian package `ipxe` provides ipxe.efi)",
+    },
+  ],
+  [
+    Arch.EfiArm32Http,
+    { firmware: Firmware.EfiArm32Http, bootloaders: ["ipxe-arm32.efi"], http: true, hint: ARM32_HINT },
+  ],
+  [
+    Arch.EfiArm64Http,
+    { firmware: Firmware.EfiArm64Http, bootloaders: ["ipxe-arm64.efi"], http: true, hint: ARM64_HINT },
+  ],
 ]);
 
 export function isIpxe(hints: ClientHints): boolean {
@@ -98,7 +153,12 @@ export function detectFirmware(hints: ClientHints, table: FirmwareTable = FIRMWA
 /** What the DHCP answer tells the client to boot. */
 export type BootDecision =
   | { kind: "tftp"; firmware: Firmware; filename: string }
-  | { kind: "http"; firmware: Firmware; url: string; /** answer with option 60 `HTTPClient` (UEFI HTTP boot) */ httpClient: boolean }
+  | {
+      kind: "http";
+      firmware: Firmware;
+      url: string /** answer with option 60 `HTTPClient` (UEFI HTTP boot) */;
+      httpClient: boolean;
+    }
   /** No boot information: not a boot client, or nothing installed for it (`reason` says what to do). */
   | { kind: "none"; firmware: Firmware; reason: string };
 
@@ -113,11 +173,18 @@ export const ENTRY_SCRIPT = "boot.ipxe";
  * The §3 table. `installed` holds the file names present in `stateDir/ipxe`; `httpBase` is
  * `httpBootBase(...)`; `table` the rows to decide by (the DHCP server is given it as data).
  */
-export function decideBoot(hints: ClientHints, installed: ReadonlySet<string>, httpBase: string, table: FirmwareTable = FIRMWARE_TABLE): BootDecision {
+export function decideBoot(
+  hints: ClientHints,
+  installed: ReadonlySet<string>,
+  httpBase: string,
+  table: FirmwareTable = FIRMWARE_TABLE,
+): BootDecision {
   const firmware = detectFirmware(hints, table);
   // iPXE asks again after being chainloaded; the script (not the bootloader again) breaks the loop.
-  if (firmware === Firmware.Ipxe) return { kind: "http", firmware, url: `${httpBase}/${ENTRY_SCRIPT}`, httpClient: false };
-  if (firmware === Firmware.NotPxe) return { kind: "none", firmware, reason: "not a network-boot client (no option 60 PXEClient/HTTPClient)" };
+  if (firmware === Firmware.Ipxe)
+    return { kind: "http", firmware, url: `${httpBase}/${ENTRY_SCRIPT}`, httpClient: false };
+  if (firmware === Firmware.NotPxe)
+    return { kind: "none", firmware, reason: "not a network-boot client (no option 60 PXEClient/HTTPClient)" };
   const arch = hints.arch ?? Arch.BiosX86;
   const row = table.get(arch);
   if (!row) {
@@ -129,7 +196,11 @@ export function decideBoot(hints: ClientHints, installed: ReadonlySet<string>, h
   }
   const bootloader = row.bootloaders.find((name) => installed.has(name));
   if (!bootloader) {
-    return { kind: "none", firmware, reason: `architecture ${arch} (${row.firmware}) needs ${row.bootloaders.join(" or ")}, which is not installed: ${row.hint}` };
+    return {
+      kind: "none",
+      firmware,
+      reason: `architecture ${arch} (${row.firmware}) needs ${row.bootloaders.join(" or ")}, which is not installed: ${row.hint}`,
+    };
   }
   if (row.http) return { kind: "http", firmware, url: `${httpBase}/${bootloader}`, httpClient: true };
   return { kind: "tftp", firmware, filename: bootloader };

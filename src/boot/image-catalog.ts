@@ -1,6 +1,13 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { MANIFEST_FILE, currentVersion, hasImageVersion, imageVersionDir, isImageName, isVersionName } from "../files/state-dir.js";
+import {
+  MANIFEST_FILE,
+  currentVersion,
+  hasImageVersion,
+  imageVersionDir,
+  isImageName,
+  isVersionName,
+} from "../files/state-dir.js";
 
 /**
  * Read-only view of the netboot images in `stateDir/images/<name>/<version>/` (docs/LAYOUT.md).
@@ -33,8 +40,15 @@ export function createFileImageCatalog(
       const recorded = await recordedCmdline?.(image, version);
       if (recorded !== undefined) return recorded;
       try {
-        const manifest: unknown = JSON.parse(await readFile(join(imageVersionDir(stateDir, image, version), MANIFEST_FILE), "utf8"));
-        if (typeof manifest === "object" && manifest !== null && "cmdline" in manifest && typeof manifest.cmdline === "string") {
+        const manifest: unknown = JSON.parse(
+          await readFile(join(imageVersionDir(stateDir, image, version), MANIFEST_FILE), "utf8"),
+        );
+        if (
+          typeof manifest === "object" &&
+          manifest !== null &&
+          "cmdline" in manifest &&
+          typeof manifest.cmdline === "string"
+        ) {
           return manifest.cmdline;
         }
       } catch {

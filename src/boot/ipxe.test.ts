@@ -65,7 +65,10 @@ test("entry script chains to the per-machine script with the machine's identity"
   const text = renderEntryScript(BASE_URL);
   golden("entry.ipxe", text);
   assert.match(text, /^#!ipxe\n/);
-  assert.match(text, /machine\.ipxe\?mac=\$\{netX\/mac:hexhyp\}&buildarch=\$\{buildarch:uristring\}&platform=\$\{platform:uristring\}&uuid=\$\{uuid\}&serial=\$\{serial:uristring\}/);
+  assert.match(
+    text,
+    /machine\.ipxe\?mac=\$\{netX\/mac:hexhyp\}&buildarch=\$\{buildarch:uristring\}&platform=\$\{platform:uristring\}&uuid=\$\{uuid\}&serial=\$\{serial:uristring\}/,
+  );
 });
 
 for (const platform of ["pcbios", "efi"] as const) {
@@ -75,11 +78,20 @@ for (const platform of ["pcbios", "efi"] as const) {
     assert.equal(spec.kind, "image");
     const kernelLine = text.split("\n").find((l) => l.startsWith("kernel "))!;
     assert.ok(kernelLine.startsWith("kernel http://10.0.100.10/boot/images/nixos/24.11/kernel "));
-    for (const word of ["centra.profile=control-plane", "centra.hostname=control-plane-01", "console=tty0", "console=ttyS0,115200n8", "init=/nix/store/abc-nixos-system/init"]) {
+    for (const word of [
+      "centra.profile=control-plane",
+      "centra.hostname=control-plane-01",
+      "console=tty0",
+      "console=ttyS0,115200n8",
+      "init=/nix/store/abc-nixos-system/init",
+    ]) {
       assert.ok(kernelLine.split(" ").includes(word), `${word} in ${kernelLine}`);
     }
     assert.equal(kernelLine.includes("initrd=initrd"), platform === "efi", "initrd= only for the EFI stub");
-    assert.match(text, /^initrd --name initrd http:\/\/10\.0\.100\.10\/boot\/images\/nixos\/24\.11\/initrd && goto boot \|\|$/m);
+    assert.match(
+      text,
+      /^initrd --name initrd http:\/\/10\.0\.100\.10\/boot\/images\/nixos\/24\.11\/initrd && goto boot \|\|$/m,
+    );
     assert.match(text, /^shell$/m, "a failure ends in the shell");
   });
 
@@ -117,7 +129,11 @@ test("a known node cannot be talked into another profile through the query", asy
 });
 
 test("no current version: the machine is told why and retries, it does not hang", async () => {
-  const empty: ImageCatalog = { currentVersion: async () => undefined, hasVersion: async () => false, cmdline: async () => "" };
+  const empty: ImageCatalog = {
+    currentVersion: async () => undefined,
+    hasVersion: async () => false,
+    cmdline: async () => "",
+  };
   const m = machine("52:54:00:12:34:56", "pcbios");
   const spec = await createConfigResolver(empty).resolve(m, { baseUrl: BASE_URL, config });
   assert.equal(spec.kind, "unavailable");
@@ -127,9 +143,19 @@ test("no current version: the machine is told why and retries, it does not hang"
 });
 
 test("later lifecycle outcomes: local disk per platform, and no boot", () => {
-  golden("localdisk-pcbios.ipxe", renderMachineScript({ kind: "localdisk" }, machine("52:54:00:12:34:56", "pcbios"), BASE_URL));
-  golden("localdisk-efi.ipxe", renderMachineScript({ kind: "localdisk" }, machine("52:54:00:12:34:56", "efi"), BASE_URL));
-  const retired = renderMachineScript({ kind: "none", reason: "retired\nshell" }, machine("52:54:00:12:34:56", "efi"), BASE_URL);
+  golden(
+    "localdisk-pcbios.ipxe",
+    renderMachineScript({ kind: "localdisk" }, machine("52:54:00:12:34:56", "pcbios"), BASE_URL),
+  );
+  golden(
+    "localdisk-efi.ipxe",
+    renderMachineScript({ kind: "localdisk" }, machine("52:54:00:12:34:56", "efi"), BASE_URL),
+  );
+  const retired = renderMachineScript(
+    { kind: "none", reason: "retired\nshell" },
+    machine("52:54:00:12:34:56", "efi"),
+    BASE_URL,
+  );
   assert.match(retired, /not booting from the network: retired shell$/m, "a reason cannot inject a command");
 });
 

@@ -1,4 +1,13 @@
-import type { BootSpec, ImageBoot, LocalDiskBoot, MachineIdentity, MenuBoot, NoBoot, Platform, UnavailableBoot } from "./spec.js";
+import type {
+  BootSpec,
+  ImageBoot,
+  LocalDiskBoot,
+  MachineIdentity,
+  MenuBoot,
+  NoBoot,
+  Platform,
+  UnavailableBoot,
+} from "./spec.js";
 
 /**
  * iPXE script rendering. Pure string building: the same spec gives the same bytes, so the scripts
@@ -165,7 +174,11 @@ function renderLocalDisk(_spec: LocalDiskBoot, machine: MachineIdentity, baseUrl
  * under UEFI.
  */
 function localDiskBlock(platform: Platform): string[] {
-  const lines = [":localdisk", "echo Centra PXE: booting from the local disk", "set centra-step booting from the local disk"];
+  const lines = [
+    ":localdisk",
+    "echo Centra PXE: booting from the local disk",
+    "set centra-step booting from the local disk",
+  ];
   if (platform === "efi") lines.push("exit ||");
   else lines.push("sanboot --no-describe --drive 0x80 ||");
   lines.push("set centra-error ${errno}", "goto failed");
@@ -207,7 +220,12 @@ function renderUnavailable(spec: UnavailableBoot, machine: MachineIdentity, base
  * replaced this one), and `exit` there only says so. The error number is copied on its own line: iPXE expands `${…}` in a whole line
  * before running it, so `cmd || set e ${errno}` would store the error of the command before.
  */
-function retryingFetch(step: { label: string; what: string; command: string; next: "exit" | `goto ${string}` }): string[] {
+function retryingFetch(step: {
+  label: string;
+  what: string;
+  command: string;
+  next: "exit" | `goto ${string}`;
+}): string[] {
   return [
     `:${step.label}`,
     "set centra-try:int32 0",
@@ -241,5 +259,5 @@ function oneLine(text: string): string {
 }
 
 function script(lines: string[]): string {
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }

@@ -75,10 +75,16 @@ export async function imageBootFor(request: ImageBootRequest): Promise<ImageBoot
   if (version === undefined) {
     version = await images.currentVersion(profile.image);
     if (version === undefined) {
-      return { kind: "unavailable", reason: `image ${profile.image} has no current version (add one with: centra-pxe images add ${profile.image} --kernel F --initrd F)` };
+      return {
+        kind: "unavailable",
+        reason: `image ${profile.image} has no current version (add one with: centra-pxe images add ${profile.image} --kernel F --initrd F)`,
+      };
     }
   } else if (!(await images.hasVersion(profile.image, version))) {
-    return { kind: "unavailable", reason: `image ${profile.image} version ${version} (pinned by profile ${profileName}) is not installed` };
+    return {
+      kind: "unavailable",
+      reason: `image ${profile.image} version ${version} (pinned by profile ${profileName}) is not installed`,
+    };
   }
   const imageArguments = await images.cmdline(profile.image, version);
   const cmdline = kernelArguments({

@@ -46,7 +46,9 @@ export function registerConfigCommands(program: Command): void {
 
   program
     .command("doctor")
-    .description("check a running server end to end: DHCP offer on the interface, TFTP read of each bootloader, HTTP /health and the boot script")
+    .description(
+      "check a running server end to end: DHCP offer on the interface, TFTP read of each bootloader, HTTP /health and the boot script",
+    )
     .option("-c, --config <file>", "config file")
     .action(async (options: { config?: string }) => {
       const { config } = resolveConfig(options.config);
@@ -56,7 +58,9 @@ export function registerConfigCommands(program: Command): void {
         if (!r.ok && r.fix) process.stdout.write(`     fix: ${r.fix}\n`);
       }
       const failed = results.filter((r) => !r.ok).length;
-      process.stdout.write(failed ? `${failed} of ${results.length} checks failed\n` : `all ${results.length} checks passed\n`);
+      process.stdout.write(
+        failed ? `${failed} of ${results.length} checks failed\n` : `all ${results.length} checks passed\n`,
+      );
       if (failed) process.exitCode = 1;
     });
 }

@@ -1,7 +1,19 @@
 import type { Command } from "commander";
 import { installMissingPackages, requireRoot } from "../lab/host.js";
 import { HTTP_BOOT_LAB_MACHINE, SEED_LAB_MACHINES } from "../lab/lab-config.js";
-import { DEFAULT_LAB_NAMESPACE, DEFAULT_LAB_STATE_DIR, describeProgress, labDown, labNodes, labStatus, labUp, machineSerialTail, watchLab, type Lab, type LabState } from "../lab/lab.js";
+import {
+  DEFAULT_LAB_NAMESPACE,
+  DEFAULT_LAB_STATE_DIR,
+  describeProgress,
+  labDown,
+  labNodes,
+  labStatus,
+  labUp,
+  machineSerialTail,
+  watchLab,
+  type Lab,
+  type LabState,
+} from "../lab/lab.js";
 import { Milestone } from "../lab/progress.js";
 
 interface LabCommandOptions {
@@ -15,8 +27,14 @@ let ignoringClosedStdout = false;
 export function registerLabCommand(program: Command): void {
   const lab = program
     .command("lab")
-    .description("an isolated lab (own network namespace and bridge) where the server runs and QEMU machines PXE-boot from it, BIOS and UEFI")
-    .option("--state-dir <dir>", "the lab's state directory (serial consoles, server log, config)", DEFAULT_LAB_STATE_DIR)
+    .description(
+      "an isolated lab (own network namespace and bridge) where the server runs and QEMU machines PXE-boot from it, BIOS and UEFI",
+    )
+    .option(
+      "--state-dir <dir>",
+      "the lab's state directory (serial consoles, server log, config)",
+      DEFAULT_LAB_STATE_DIR,
+    )
     .option("--namespace <name>", "the lab's network namespace", DEFAULT_LAB_NAMESPACE);
   const say = (line: string) => {
     // `lab status | head` closes the pipe early; that is not an error worth a stack trace.
@@ -30,59 +48,91 @@ export function registerLabCommand(program: Command): void {
   };
   // `lab --state-dir D up` and `lab up --state-dir D` both work: the subcommand's own value wins.
   const withLabOptions = (sub: Command) =>
-    sub.option("--state-dir <dir>", "the lab's state directory (as on `lab`)").option("--namespace <name>", "the lab's network namespace (as on `lab`)");
+    sub
+      .option("--state-dir <dir>", "the lab's state directory (as on `lab`)")
+      .option("--namespace <name>", "the lab's network namespace (as on `lab`)");
   const resolve = (own: Partial<LabCommandOptions>): LabCommandOptions => {
     const parent = lab.opts<LabCommandOptions>();
     return { stateDir: own.stateDir ?? parent.stateDir, namespace: own.namespace ?? parent.namespace };
   };
 
   withLabOptions(lab.command("up"))
-    .description("build the lab image, start the server in the lab namespace and boot node01 (BIOS), node02 (UEFI PXE) and node03 (unknown: the menu)")
+    .description(
+      "build the lab image, start the server in the lab namespace and boot node01 (BIOS), node02 (UEFI PXE) and node03 (unknown: the menu)",
+    )
     .option("--http-boot", "also boot node04 by UEFI HTTP boot (no TFTP)")
-    .option("--dhcp <mode>", "server: ours hands out addresses; proxy: a foreign DHCP server (dnsmasq) does, ours only boot information", "server")
+    .option(
+      "--dhcp <mode>",
+      "server: ours hands out addresses; proxy: a foreign DHCP server (dnsmasq) does, ours only boot information",
+      "server",
+    )
     .option("--wait <seconds>", "follow the boots this long before returning (the lab keeps running)", "420")
-    .option("--ipv6-ra", "advertise an IPv6 prefix on the lab network: iPXE then stops waiting ~17 s for an IPv6 router")
+    .option(
+      "--ipv6-ra",
+      "advertise an IPv6 prefix on the lab network: iPXE then stops waiting ~17 s for an IPv6 router",
+    )
     .option("--no-install", "do not apt-get install missing Debian packages")
-    .action(async (options: Partial<LabCommandOptions> & { httpBoot?: boolean; ipv6Ra?: boolean; dhcp: string; wait: string; install: boolean }) => {
-      const common = resolve(options);
-      requireRoot();
-      if (options.dhcp !== "server" && options.dhcp !== "proxy") throw new Error(`--dhcp must be server or proxy, got ${JSON.stringify(options.dhcp)}`);
-      if (options.install) installMissingPackages(say);
-      const machines = options.httpBoot ? [...SEED_LAB_MACHINES, HTTP_BOOT_LAB_MACHINE] : [...SEED_LAB_MACHINES];
-      let running: Lab;
-      try {
-        running = await labUp({ stateDir: common.stateDir, namespace: common.namespace, machines, dhcpMode: options.dhcp, ipv6RouterAdvertisements: options.ipv6Ra === true, say });
-      } catch (error) {
-        say(`lab up failed; cleaning up what it made`);
-        await labDown({ stateDir: common.stateDir, namespace: common.namespace });
-        throw error;
-      }
-      const t0 = Date.now();
-      const progress = await watchLab(running, {
-        timeoutMs: Number(options.wait) * 1000,
-        recordTimes: true,
-        onMilestone: (p, m) => {
-          const detail =
-            m === Milestone.Address
-              ? ` ${p.report.address}`
-              : m === Milestone.CalledBack
-                ? ` (HTTP ${p.report.callbackStatus}) booted with ${["centra.profile", "centra.hostname"].map((k) => `${k}=${p.report.params[k] ?? "?"}`).join(" ")}`
-                : m === Milestone.Failed
-                  ? `: ${p.report.failure}`
-                  : "";
-          say(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${p.machine.name.padEnd(7)} ${m}${detail}`);
+    .action(
+      async (
+        options: Partial<LabCommandOptions> & {
+          httpBoot?: boolean;
+          ipv6Ra?: boolean;
+          dhcp: string;
+          wait: string;
+          install: boolean;
         },
-      });
-      say("");
-      for (const p of progress) {
-        say(describeProgress(p));
-        if (p.report.reached.has(Milestone.Failed) || (!p.done && !p.running)) say(machineSerialTail(p.machine, 15).replace(/^/gm, "      | "));
-      }
-      printInventory(running.state, say);
-      say(`\nthe server keeps running in namespace ${common.namespace}; its API from inside the lab:`);
-      say(`  ip netns exec ${common.namespace} centra-pxe nodes list --url http://10.0.100.10 --token "$(cat ${common.stateDir}/admin-token)"`);
-      say("`centra-pxe lab status` to look again, `centra-pxe lab down` to remove everything");
-    });
+      ) => {
+        const common = resolve(options);
+        requireRoot();
+        if (options.dhcp !== "server" && options.dhcp !== "proxy")
+          throw new Error(`--dhcp must be server or proxy, got ${JSON.stringify(options.dhcp)}`);
+        if (options.install) installMissingPackages(say);
+        const machines = options.httpBoot ? [...SEED_LAB_MACHINES, HTTP_BOOT_LAB_MACHINE] : [...SEED_LAB_MACHINES];
+        let running: Lab;
+        try {
+          running = await labUp({
+            stateDir: common.stateDir,
+            namespace: common.namespace,
+            machines,
+            dhcpMode: options.dhcp,
+            ipv6RouterAdvertisements: options.ipv6Ra === true,
+            say,
+          });
+        } catch (error) {
+          say(`lab up failed; cleaning up what it made`);
+          await labDown({ stateDir: common.stateDir, namespace: common.namespace });
+          throw error;
+        }
+        const t0 = Date.now();
+        const progress = await watchLab(running, {
+          timeoutMs: Number(options.wait) * 1000,
+          recordTimes: true,
+          onMilestone: (p, m) => {
+            const detail =
+              m === Milestone.Address
+                ? ` ${p.report.address}`
+                : m === Milestone.CalledBack
+                  ? ` (HTTP ${p.report.callbackStatus}) booted with ${["centra.profile", "centra.hostname"].map((k) => `${k}=${p.report.params[k] ?? "?"}`).join(" ")}`
+                  : m === Milestone.Failed
+                    ? `: ${p.report.failure}`
+                    : "";
+            say(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${p.machine.name.padEnd(7)} ${m}${detail}`);
+          },
+        });
+        say("");
+        for (const p of progress) {
+          say(describeProgress(p));
+          if (p.report.reached.has(Milestone.Failed) || (!p.done && !p.running))
+            say(machineSerialTail(p.machine, 15).replace(/^/gm, "      | "));
+        }
+        printInventory(running.state, say);
+        say(`\nthe server keeps running in namespace ${common.namespace}; its API from inside the lab:`);
+        say(
+          `  ip netns exec ${common.namespace} centra-pxe nodes list --url http://10.0.100.10 --token "$(cat ${common.stateDir}/admin-token)"`,
+        );
+        say("`centra-pxe lab status` to look again, `centra-pxe lab down` to remove everything");
+      },
+    );
 
   withLabOptions(lab.command("status"))
     .description("what the lab's machines have reached, and whether its server runs")
@@ -93,13 +143,17 @@ export function registerLabCommand(program: Command): void {
         say(`no lab in ${common.stateDir}; start one with \`centra-pxe lab up\``);
         return;
       }
-      say(`lab ${status.state.namespace}: server ${status.serverRunning ? `running (pid ${status.state.server?.pid})` : "not running"}, DHCP ${status.state.dhcpMode}, ${status.state.accelerator ?? "?"}`);
+      say(
+        `lab ${status.state.namespace}: server ${status.serverRunning ? `running (pid ${status.state.server?.pid})` : "not running"}, DHCP ${status.state.dhcpMode}, ${status.state.accelerator ?? "?"}`,
+      );
       for (const p of status.machines) say(describeProgress(p));
       if (status.serverRunning) printInventory(status.state, say);
     });
 
   withLabOptions(lab.command("down"))
-    .description("stop the machines and the server and remove every namespace, device and file the lab made (safe to run twice)")
+    .description(
+      "stop the machines and the server and remove every namespace, device and file the lab made (safe to run twice)",
+    )
     .action(async (options: Partial<LabCommandOptions>) => {
       const common = resolve(options);
       requireRoot();
@@ -113,7 +167,8 @@ function printInventory(state: LabState, say: (line: string) => void): void {
   try {
     const nodes = labNodes(state);
     say("inventory (the server's API):");
-    for (const n of nodes) say(`  ${n.macs.join(",")} ${(n.hostname ?? "-").padEnd(18)} ${(n.profile ?? "-").padEnd(14)} ${n.state}`);
+    for (const n of nodes)
+      say(`  ${n.macs.join(",")} ${(n.hostname ?? "-").padEnd(18)} ${(n.profile ?? "-").padEnd(14)} ${n.state}`);
   } catch (error) {
     say(`inventory unavailable: ${(error as Error).message}`);
   }

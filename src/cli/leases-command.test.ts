@@ -32,17 +32,33 @@ describe("centra-pxe leases", () => {
       const db = new Database(join(dir, "centra-pxe.db"));
       const future = Date.now() + 3600_000;
       await createSqliteLeaseStore(db).saveLeases([
-        { address: "10.0.100.100", mac: "52:54:00:00:00:01", hostname: "worker-01", expiresAt: future, state: "bound", updatedAt: 1 },
+        {
+          address: "10.0.100.100",
+          mac: "52:54:00:00:00:01",
+          hostname: "worker-01",
+          expiresAt: future,
+          state: "bound",
+          updatedAt: 1,
+        },
         { address: "10.0.100.9", mac: "52:54:00:00:00:02", expiresAt: 1, state: "released", updatedAt: 1 },
       ]);
       db.close();
       const table = await run(["leases", "--state-dir", dir]);
-      assert.match(table, /^ADDRESS\s+MAC\s+STATE\s+EXPIRES\s+HOSTNAME\n10\.0\.100\.100\s+52:54:00:00:00:01\s+active\s+\S+\s+worker-01\n$/);
+      assert.match(
+        table,
+        /^ADDRESS\s+MAC\s+STATE\s+EXPIRES\s+HOSTNAME\n10\.0\.100\.100\s+52:54:00:00:00:01\s+active\s+\S+\s+worker-01\n$/,
+      );
       const all = await run(["leases", "--state-dir", dir, "--all"]);
       assert.equal(all.trim().split("\n").length, 3);
       assert.ok(all.indexOf("10.0.100.9 ") < all.indexOf("10.0.100.100"), "address order");
-      const json = JSON.parse(await run(["leases", "--state-dir", dir, "--json"])) as { address: string; status: string }[];
-      assert.deepEqual(json.map((l) => [l.address, l.status]), [["10.0.100.100", "active"]]);
+      const json = JSON.parse(await run(["leases", "--state-dir", dir, "--json"])) as {
+        address: string;
+        status: string;
+      }[];
+      assert.deepEqual(
+        json.map((l) => [l.address, l.status]),
+        [["10.0.100.100", "active"]],
+      );
       assert.match(await run(["leases", "--state-dir", join(dir, "none")]), /no leases/);
     } finally {
       rmSync(dir, { recursive: true, force: true });

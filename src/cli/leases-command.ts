@@ -14,7 +14,14 @@ function describeState(lease: LeaseRecord, now: number): string {
 
 function formatTable(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return `${rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n")}\n`;
+  return `${rows
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n")}\n`;
 }
 
 /** `centra-pxe leases`: the DHCP leases in the embedded database, active ones by default. */
@@ -41,15 +48,37 @@ export function registerLeasesCommand(program: Command): void {
       }
       const shown = options.all ? leases : leases.filter((l) => l.state === "bound" && l.expiresAt > now);
       if (options.json) {
-        process.stdout.write(`${JSON.stringify(shown.map((l) => ({ ...l, status: describeState(l, now), expiresAt: new Date(l.expiresAt).toISOString(), updatedAt: new Date(l.updatedAt).toISOString() })), null, 2)}\n`);
+        process.stdout.write(
+          `${JSON.stringify(
+            shown.map((l) => ({
+              ...l,
+              status: describeState(l, now),
+              expiresAt: new Date(l.expiresAt).toISOString(),
+              updatedAt: new Date(l.updatedAt).toISOString(),
+            })),
+            null,
+            2,
+          )}\n`,
+        );
         return;
       }
       if (shown.length === 0) {
-        process.stdout.write(options.all || leases.length === 0 ? `no leases in ${file}\n` : `no active leases (${leases.length} past ones: --all shows them)\n`);
+        process.stdout.write(
+          options.all || leases.length === 0
+            ? `no leases in ${file}\n`
+            : `no active leases (${leases.length} past ones: --all shows them)\n`,
+        );
         return;
       }
       const rows = [["ADDRESS", "MAC", "STATE", "EXPIRES", "HOSTNAME"]];
-      for (const l of shown) rows.push([l.address, l.mac || "-", describeState(l, now), new Date(l.expiresAt).toISOString().replace(/\.\d+Z$/, "Z"), l.hostname ?? ""]);
+      for (const l of shown)
+        rows.push([
+          l.address,
+          l.mac || "-",
+          describeState(l, now),
+          new Date(l.expiresAt).toISOString().replace(/\.\d+Z$/, "Z"),
+          l.hostname ?? "",
+        ]);
       process.stdout.write(formatTable(rows));
     });
 }

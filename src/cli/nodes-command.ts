@@ -51,7 +51,9 @@ export class ApiClient {
     } catch (error) {
       const inner = (error as { cause?: { code?: string; message?: string } }).cause;
       const cause = inner?.code ?? inner?.message ?? (error as Error).message;
-      throw new ApiCallError(`cannot reach the server at ${this.base} (${cause}); is \`centra-pxe serve\` running? Set --url or CENTRA_PXE_URL`);
+      throw new ApiCallError(
+        `cannot reach the server at ${this.base} (${cause}); is \`centra-pxe serve\` running? Set --url or CENTRA_PXE_URL`,
+      );
     }
     const text = await response.text();
     let parsed: unknown;
@@ -63,14 +65,18 @@ export class ApiClient {
     if (!response.ok) {
       const failure = (parsed ?? {}) as { message?: string; problems?: { field: string; message: string }[] };
       const lines = failure.problems?.length ? failure.problems.map((p) => `  ${p.field}: ${p.message}`) : [];
-      throw new ApiCallError([`${method} ${path}: HTTP ${response.status}: ${failure.message ?? text.slice(0, 200)}`, ...lines].join("\n"));
+      throw new ApiCallError(
+        [`${method} ${path}: HTTP ${response.status}: ${failure.message ?? text.slice(0, 200)}`, ...lines].join("\n"),
+      );
     }
     return parsed as T;
   }
 
   private requireToken(): void {
     if (!this.token) {
-      throw new ApiCallError("this request needs an admin token: pass --token or set CENTRA_PXE_TOKEN (create one with `centra-pxe token create`)");
+      throw new ApiCallError(
+        "this request needs an admin token: pass --token or set CENTRA_PXE_TOKEN (create one with `centra-pxe token create`)",
+      );
     }
   }
 
@@ -79,7 +85,9 @@ export class ApiClient {
     this.requireToken();
     let response: Response;
     try {
-      response = await fetch(`${this.base}/api/v1${path}`, { headers: { accept: "text/event-stream", ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) } });
+      response = await fetch(`${this.base}/api/v1${path}`, {
+        headers: { accept: "text/event-stream", ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+      });
     } catch (error) {
       throw new ApiCallError(`cannot reach the server at ${this.base} (${(error as Error).message})`);
     }
@@ -133,7 +141,15 @@ export function formatNodes(nodes: NodeRecord[]): string {
   if (nodes.length === 0) return "no nodes\n";
   return table([
     ["ID", "STATE", "PROFILE", "HOSTNAME", "ADDRESS", "MACS", "LAST SEEN"],
-    ...nodes.map((n) => [n.id, n.state, n.profile ?? "-", n.hostname ?? "-", n.ipAddress ?? "-", n.macs.join(","), n.lastSeenAt ?? "-"]),
+    ...nodes.map((n) => [
+      n.id,
+      n.state,
+      n.profile ?? "-",
+      n.hostname ?? "-",
+      n.ipAddress ?? "-",
+      n.macs.join(","),
+      n.lastSeenAt ?? "-",
+    ]),
   ]);
 }
 
@@ -145,8 +161,11 @@ export function formatEvent(e: NodeEvent): string {
 }
 
 export function formatNode(node: NodeRecord, events: NodeEvent[]): string {
-  const field = (label: string, value: string | undefined) => (value === undefined ? "" : `${label.padEnd(15)} ${value}\n`);
-  const labels = Object.entries(node.labels).map(([k, v]) => `${k}=${v}`).join(" ");
+  const field = (label: string, value: string | undefined) =>
+    value === undefined ? "" : `${label.padEnd(15)} ${value}\n`;
+  const labels = Object.entries(node.labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(" ");
   return (
     field("id", node.id) +
     field("state", `${node.state} (since ${node.stateChangedAt})`) +
@@ -163,19 +182,22 @@ export function formatNode(node: NodeRecord, events: NodeEvent[]): string {
     field("deadline", node.provisionDeadline) +
     field("last seen", node.lastSeenAt) +
     (events.length
-      ? `events:\n${events
-          .map((e) => `  ${formatEvent(e).replace(`  ${e.nodeId}  `, "  ")}`)
-          .join("")}`
+      ? `events:\n${events.map((e) => `  ${formatEvent(e).replace(`  ${e.nodeId}  `, "  ")}`).join("")}`
       : "")
   );
 }
 
 export function registerNodesCommands(program: Command): void {
-  const nodes = program.command("nodes").description("the node inventory and its lifecycle, through the running server's API");
+  const nodes = program
+    .command("nodes")
+    .description("the node inventory and its lifecycle, through the running server's API");
 
   const client = (command: Command) => {
     const options = command.opts<{ url?: string; token?: string }>();
-    return new ApiClient({ ...(options.url ? { url: options.url } : {}), ...(options.token ? { token: options.token } : {}) });
+    return new ApiClient({
+      ...(options.url ? { url: options.url } : {}),
+      ...(options.token ? { token: options.token } : {}),
+    });
   };
   const sub = (spec: string, description: string) =>
     nodes
@@ -189,14 +211,19 @@ export function registerNodesCommands(program: Command): void {
     .option("--state <state>", "only nodes in this state")
     .option("--profile <profile>", "only nodes with this profile")
     .option("--label <key=value>", "only nodes with this label (repeatable)", collect)
-    .action(async (options: { state?: string; profile?: string; label?: string[]; json?: boolean }, command: Command) => {
-      const query = new URLSearchParams();
-      if (options.state) query.set("state", options.state);
-      if (options.profile) query.set("profile", options.profile);
-      for (const label of options.label ?? []) query.append("label", label);
-      const result = await client(command).call<{ nodes: NodeRecord[] }>("GET", `/nodes${query.size ? `?${query}` : ""}`);
-      print(result.nodes, options.json, () => formatNodes(result.nodes));
-    });
+    .action(
+      async (options: { state?: string; profile?: string; label?: string[]; json?: boolean }, command: Command) => {
+        const query = new URLSearchParams();
+        if (options.state) query.set("state", options.state);
+        if (options.profile) query.set("profile", options.profile);
+        for (const label of options.label ?? []) query.append("label", label);
+        const result = await client(command).call<{ nodes: NodeRecord[] }>(
+          "GET",
+          `/nodes${query.size ? `?${query}` : ""}`,
+        );
+        print(result.nodes, options.json, () => formatNodes(result.nodes));
+      },
+    );
 
   sub("add <mac...>", "add a machine by its MAC(s); with --profile it is ready to provision")
     .option("--profile <profile>", "a profile of the config")
@@ -205,19 +232,33 @@ export function registerNodesCommands(program: Command): void {
     .option("--uuid <uuid>", "SMBIOS system UUID")
     .option("--image-version <version>", "pin the profile's image version")
     .option("--label <key=value>", "a label (repeatable)", collect)
-    .action(async (macs: string[], options: { profile?: string; hostname?: string; ip?: string; uuid?: string; imageVersion?: string; label?: string[]; json?: boolean }, command: Command) => {
-      const body = {
-        macs,
-        ...(options.profile !== undefined ? { profile: options.profile } : {}),
-        ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
-        ...(options.ip !== undefined ? { ipAddress: options.ip } : {}),
-        ...(options.uuid !== undefined ? { uuid: options.uuid } : {}),
-        ...(options.imageVersion !== undefined ? { imageVersion: options.imageVersion } : {}),
-        ...(options.label ? { labels: labelsOf(options.label) } : {}),
-      };
-      const node = await client(command).call<NodeRecord>("POST", "/nodes", body);
-      print(node, options.json, () => `added ${node.id} (${node.state})\n`);
-    });
+    .action(
+      async (
+        macs: string[],
+        options: {
+          profile?: string;
+          hostname?: string;
+          ip?: string;
+          uuid?: string;
+          imageVersion?: string;
+          label?: string[];
+          json?: boolean;
+        },
+        command: Command,
+      ) => {
+        const body = {
+          macs,
+          ...(options.profile !== undefined ? { profile: options.profile } : {}),
+          ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
+          ...(options.ip !== undefined ? { ipAddress: options.ip } : {}),
+          ...(options.uuid !== undefined ? { uuid: options.uuid } : {}),
+          ...(options.imageVersion !== undefined ? { imageVersion: options.imageVersion } : {}),
+          ...(options.label ? { labels: labelsOf(options.label) } : {}),
+        };
+        const node = await client(command).call<NodeRecord>("POST", "/nodes", body);
+        print(node, options.json, () => `added ${node.id} (${node.state})\n`);
+      },
+    );
 
   sub("set <node>", "change a node (id, MAC or hostname); use --clear to remove a field")
     .option("--profile <profile>", "a profile of the config (a discovered node becomes ready)")
@@ -227,63 +268,104 @@ export function registerNodesCommands(program: Command): void {
     .option("--image-version <version>", "pin the profile's image version")
     .option("--label <key=value>", "replace the labels with these (repeatable)", collect)
     .option("--clear <field>", "clear profile, hostname, ipAddress, uuid or imageVersion (repeatable)", collect)
-    .action(async (ref: string, options: { profile?: string; hostname?: string; ip?: string; uuid?: string; imageVersion?: string; label?: string[]; clear?: string[]; json?: boolean }, command: Command) => {
-      const body: Record<string, unknown> = {};
-      for (const field of options.clear ?? []) body[field] = null;
-      if (options.profile !== undefined) body.profile = options.profile;
-      if (options.hostname !== undefined) body.hostname = options.hostname;
-      if (options.ip !== undefined) body.ipAddress = options.ip;
-      if (options.uuid !== undefined) body.uuid = options.uuid;
-      if (options.imageVersion !== undefined) body.imageVersion = options.imageVersion;
-      if (options.label) body.labels = labelsOf(options.label);
-      const node = await client(command).call<NodeRecord>("PATCH", `/nodes/${enc(ref)}`, body);
-      print(node, options.json, () => `updated ${node.id} (${node.state})\n`);
-    });
+    .action(
+      async (
+        ref: string,
+        options: {
+          profile?: string;
+          hostname?: string;
+          ip?: string;
+          uuid?: string;
+          imageVersion?: string;
+          label?: string[];
+          clear?: string[];
+          json?: boolean;
+        },
+        command: Command,
+      ) => {
+        const body: Record<string, unknown> = {};
+        for (const field of options.clear ?? []) body[field] = null;
+        if (options.profile !== undefined) body.profile = options.profile;
+        if (options.hostname !== undefined) body.hostname = options.hostname;
+        if (options.ip !== undefined) body.ipAddress = options.ip;
+        if (options.uuid !== undefined) body.uuid = options.uuid;
+        if (options.imageVersion !== undefined) body.imageVersion = options.imageVersion;
+        if (options.label) body.labels = labelsOf(options.label);
+        const node = await client(command).call<NodeRecord>("PATCH", `/nodes/${enc(ref)}`, body);
+        print(node, options.json, () => `updated ${node.id} (${node.state})\n`);
+      },
+    );
 
-  sub("show <node>", "one node (id, MAC or hostname) and its recent events").action(async (ref: string, options: { json?: boolean }, command: Command) => {
-    const api = client(command);
-    const node = await api.call<NodeRecord>("GET", `/nodes/${enc(ref)}`);
-    const { events } = await api.call<{ events: NodeEvent[] }>("GET", `/nodes/${enc(node.id)}/events?limit=20`);
-    print({ ...node, events }, options.json, () => formatNode(node, events));
-  });
+  sub("show <node>", "one node (id, MAC or hostname) and its recent events").action(
+    async (ref: string, options: { json?: boolean }, command: Command) => {
+      const api = client(command);
+      const node = await api.call<NodeRecord>("GET", `/nodes/${enc(ref)}`);
+      const { events } = await api.call<{ events: NodeEvent[] }>("GET", `/nodes/${enc(node.id)}/events?limit=20`);
+      print({ ...node, events }, options.json, () => formatNode(node, events));
+    },
+  );
 
-  sub("remove <node>", "remove a node from the inventory (its events are kept)").action(async (ref: string, options: { json?: boolean }, command: Command) => {
-    const node = await client(command).call<NodeRecord>("DELETE", `/nodes/${enc(ref)}`);
-    print(node, options.json, () => `removed ${node.id}\n`);
-  });
+  sub("remove <node>", "remove a node from the inventory (its events are kept)").action(
+    async (ref: string, options: { json?: boolean }, command: Command) => {
+      const node = await client(command).call<NodeRecord>("DELETE", `/nodes/${enc(ref)}`);
+      print(node, options.json, () => `removed ${node.id}\n`);
+    },
+  );
 
   // The answer to an identity-conflict event: the network never adds a MAC to a node, an admin does.
-  sub("adopt <node> <mac>", "add a MAC to a node (id, MAC or hostname), e.g. after an identity-conflict event: a new NIC, another port")
-    .action(async (ref: string, mac: string, options: { json?: boolean }, command: Command) => {
-      const node = await client(command).call<NodeRecord>("POST", `/nodes/${enc(ref)}/macs`, { mac });
-      print(node, options.json, () => `${node.id} now has ${node.macs.join(", ")}\n`);
-    });
+  sub(
+    "adopt <node> <mac>",
+    "add a MAC to a node (id, MAC or hostname), e.g. after an identity-conflict event: a new NIC, another port",
+  ).action(async (ref: string, mac: string, options: { json?: boolean }, command: Command) => {
+    const node = await client(command).call<NodeRecord>("POST", `/nodes/${enc(ref)}/macs`, { mac });
+    print(node, options.json, () => `${node.id} now has ${node.macs.join(", ")}\n`);
+  });
 
   sub("events [node]", "lifecycle events, oldest first; --follow keeps printing new ones as they happen")
     .option("--kind <kind>", "only events of this kind (transition, discovered, install-boot, …)")
     .option("--limit <n>", "the newest n", "50")
     .option("-f, --follow", "stay connected and print events as they happen (server-sent events)")
-    .action(async (ref: string | undefined, options: { kind?: string; limit: string; follow?: boolean; json?: boolean }, command: Command) => {
-      const api = client(command);
-      const query = new URLSearchParams();
-      if (ref !== undefined) query.set("node", ref);
-      if (options.kind) query.set("kind", options.kind);
-      const { events } = await api.call<{ events: NodeEvent[] }>("GET", `/events?${query}&limit=${enc(options.limit)}`);
-      const show = (event: NodeEvent) => process.stdout.write(options.json ? `${JSON.stringify(event)}\n` : formatEvent(event));
-      events.forEach(show);
-      if (!options.follow) return;
-      const after = events.at(-1)?.seq ?? 0;
-      await api.stream(`/events/stream?${query}&after=${after}`, show);
-    });
+    .action(
+      async (
+        ref: string | undefined,
+        options: { kind?: string; limit: string; follow?: boolean; json?: boolean },
+        command: Command,
+      ) => {
+        const api = client(command);
+        const query = new URLSearchParams();
+        if (ref !== undefined) query.set("node", ref);
+        if (options.kind) query.set("kind", options.kind);
+        const { events } = await api.call<{ events: NodeEvent[] }>(
+          "GET",
+          `/events?${query}&limit=${enc(options.limit)}`,
+        );
+        const show = (event: NodeEvent) =>
+          process.stdout.write(options.json ? `${JSON.stringify(event)}\n` : formatEvent(event));
+        events.forEach(show);
+        if (!options.follow) return;
+        const after = events.at(-1)?.seq ?? 0;
+        await api.stream(`/events/stream?${query}&after=${after}`, show);
+      },
+    );
 
   const lifecycle = (name: string, path: string, description: string) =>
-    sub(`${name} <node>`, description).action(async (ref: string, options: { json?: boolean; reprovision?: boolean }, command: Command) => {
-      const action = options.reprovision ? "reprovision" : path;
-      const node = await client(command).call<NodeRecord>("POST", `/nodes/${enc(ref)}/${action}`);
-      print(node, options.json, () => `${node.id} is ${node.state}${node.provisionDeadline ? ` (callback expected by ${node.provisionDeadline})` : ""}\n`);
-    });
+    sub(`${name} <node>`, description).action(
+      async (ref: string, options: { json?: boolean; reprovision?: boolean }, command: Command) => {
+        const action = options.reprovision ? "reprovision" : path;
+        const node = await client(command).call<NodeRecord>("POST", `/nodes/${enc(ref)}/${action}`);
+        print(
+          node,
+          options.json,
+          () =>
+            `${node.id} is ${node.state}${node.provisionDeadline ? ` (callback expected by ${node.provisionDeadline})` : ""}\n`,
+        );
+      },
+    );
 
-  lifecycle("provision", "provision", "install the node on its next PXE boot").option("--reprovision", "install again even if it is provisioned");
+  lifecycle("provision", "provision", "install the node on its next PXE boot").option(
+    "--reprovision",
+    "install again even if it is provisioned",
+  );
   lifecycle("reprovision", "reprovision", "install a provisioned or failed node again on its next PXE boot");
   lifecycle("retire", "retire", "never boot the node from the network again");
   lifecycle("reactivate", "reactivate", "bring a retired node back");

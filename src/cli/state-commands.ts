@@ -6,7 +6,6 @@ import { addImage, listImages, removeImage, useImage } from "../images/images.js
 import { openSqliteStore } from "../store/sqlite-store.js";
 import { resolveConfig } from "./config-commands.js";
 
-
 /** `init` and `images …`: the state directory, its bootloaders and its images. */
 export function registerStateCommands(program: Command): void {
   program
@@ -21,7 +20,8 @@ export function registerStateCommands(program: Command): void {
       const store = openSqliteStore(databaseFile(stateDir));
       await store.close();
       const report = await installBootloaders(options.bootloaders, bootloaderDir(stateDir));
-      const line = (label: string, names: string[]) => names.length && process.stdout.write(`${label}: ${names.join(", ")}\n`);
+      const line = (label: string, names: string[]) =>
+        names.length && process.stdout.write(`${label}: ${names.join(", ")}\n`);
       process.stdout.write(`state directory ${stateDir} ready\n`);
       line("installed", report.installed);
       line("unchanged", report.unchanged);
@@ -29,7 +29,11 @@ export function registerStateCommands(program: Command): void {
     });
 
   const images = program.command("images").description("netboot images: add, list, use (switch current), remove");
-  const withStore = async <T>(config: string | undefined, stateDirOption: string | undefined, body: (stateDir: string, store: ReturnType<typeof openSqliteStore>) => Promise<T>) => {
+  const withStore = async <T>(
+    config: string | undefined,
+    stateDirOption: string | undefined,
+    body: (stateDir: string, store: ReturnType<typeof openSqliteStore>) => Promise<T>,
+  ) => {
     const stateDir = stateDirOption ?? resolveConfig(config).config.stateDir;
     await mkdir(stateDir, { recursive: true });
     const store = openSqliteStore(databaseFile(stateDir));
@@ -49,23 +53,36 @@ export function registerStateCommands(program: Command): void {
     .option("--cmdline <args>", "kernel arguments the image itself needs", "")
     .option("-c, --config <file>", "config file (for stateDir)")
     .option("--state-dir <dir>", "state directory")
-    .action(async (name: string, options: { kernel: string; initrd: string; version?: string; cmdline: string; config?: string; stateDir?: string }) => {
-      await withStore(options.config, options.stateDir, async (stateDir, store) => {
-        const bar = process.stderr.isTTY ? progressBar(`adding ${name}`) : undefined;
-        const record = await addImage({
-          stateDir,
-          store,
-          name,
-          files: { kernel: options.kernel, initrd: options.initrd },
-          version: options.version,
-          cmdline: options.cmdline,
-          onProgress: bar,
+    .action(
+      async (
+        name: string,
+        options: {
+          kernel: string;
+          initrd: string;
+          version?: string;
+          cmdline: string;
+          config?: string;
+          stateDir?: string;
+        },
+      ) => {
+        await withStore(options.config, options.stateDir, async (stateDir, store) => {
+          const bar = process.stderr.isTTY ? progressBar(`adding ${name}`) : undefined;
+          const record = await addImage({
+            stateDir,
+            store,
+            name,
+            files: { kernel: options.kernel, initrd: options.initrd },
+            version: options.version,
+            cmdline: options.cmdline,
+            onProgress: bar,
+          });
+          if (bar) process.stderr.write("\n");
+          process.stdout.write(`added ${record.name} ${record.version}\n`);
+          for (const [role, f] of Object.entries(record.files))
+            process.stdout.write(`  ${role.padEnd(6)} ${f.size} bytes sha256 ${f.sha256}\n`);
         });
-        if (bar) process.stderr.write("\n");
-        process.stdout.write(`added ${record.name} ${record.version}\n`);
-        for (const [role, f] of Object.entries(record.files)) process.stdout.write(`  ${role.padEnd(6)} ${f.size} bytes sha256 ${f.sha256}\n`);
-      });
-    });
+      },
+    );
 
   images
     .command("list [name]")
@@ -80,10 +97,13 @@ export function registerStateCommands(program: Command): void {
           process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
           return;
         }
-        if (list.length === 0) process.stdout.write("no images; add one with `centra-pxe images add NAME --kernel F --initrd F`\n");
+        if (list.length === 0)
+          process.stdout.write("no images; add one with `centra-pxe images add NAME --kernel F --initrd F`\n");
         for (const i of list) {
           const size = Object.values(i.files).reduce((a, f) => a + f.size, 0);
-          process.stdout.write(`${i.current ? "*" : " "} ${i.name.padEnd(16)} ${i.version.padEnd(20)} ${formatBytes(size).padStart(9)}  ${i.addedAt}\n`);
+          process.stdout.write(
+            `${i.current ? "*" : " "} ${i.name.padEnd(16)} ${i.version.padEnd(20)} ${formatBytes(size).padStart(9)}  ${i.addedAt}\n`,
+          );
         }
       });
     });
@@ -133,6 +153,8 @@ function progressBar(label: string): (copied: number, total: number) => void {
     const fraction = total ? copied / total : 1;
     const width = 30;
     const filled = Math.round(fraction * width);
-    process.stderr.write(`\r${label} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${formatBytes(copied)}/${formatBytes(total)}`);
+    process.stderr.write(
+      `\r${label} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${formatBytes(copied)}/${formatBytes(total)}`,
+    );
   };
 }

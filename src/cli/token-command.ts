@@ -21,7 +21,10 @@ interface StoreOptions {
 export function registerTokenCommands(program: Command): void {
   const token = program.command("token").description("admin tokens for the provisioning API: create, list, revoke");
 
-  const withStore = async <T>(options: StoreOptions, body: (store: ReturnType<typeof openSqliteStore>) => Promise<T>): Promise<T> => {
+  const withStore = async <T>(
+    options: StoreOptions,
+    body: (store: ReturnType<typeof openSqliteStore>) => Promise<T>,
+  ): Promise<T> => {
     const stateDir = options.stateDir ?? resolveConfig(options.config).config.stateDir;
     await mkdir(stateDir, { recursive: true });
     const store = openSqliteStore(storeFile(stateDir));
@@ -42,11 +45,15 @@ export function registerTokenCommands(program: Command): void {
     .action(async (options: StoreOptions & { name: string; json?: boolean }) => {
       const created = await withStore(options, (store) => createApiToken(store, options.name));
       if (options.json) {
-        process.stdout.write(`${JSON.stringify({ id: created.record.id, name: created.record.name, token: created.token })}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ id: created.record.id, name: created.record.name, token: created.token })}\n`,
+        );
         return;
       }
       process.stdout.write(`${created.token}\n`);
-      process.stderr.write(`token ${created.record.id} (${created.record.name}) created; it is shown only now. Use it as:\n  export CENTRA_PXE_TOKEN=<token>\n  curl -H "Authorization: Bearer $CENTRA_PXE_TOKEN" …\n`);
+      process.stderr.write(
+        `token ${created.record.id} (${created.record.name}) created; it is shown only now. Use it as:\n  export CENTRA_PXE_TOKEN=<token>\n  curl -H "Authorization: Bearer $CENTRA_PXE_TOKEN" …\n`,
+      );
     });
 
   token
@@ -80,20 +87,40 @@ export function registerTokenCommands(program: Command): void {
           return;
         }
         const known = (await store.apiTokens.list()).find((t) => t.id === id);
-        throw Object.assign(new CentraError("TOKEN_UNKNOWN", known ? `token ${id} was already revoked at ${known.revokedAt}` : `no token ${id} (see: centra-pxe token list)`), {
-          exitCode: 1,
-        });
+        throw Object.assign(
+          new CentraError(
+            "TOKEN_UNKNOWN",
+            known
+              ? `token ${id} was already revoked at ${known.revokedAt}`
+              : `no token ${id} (see: centra-pxe token list)`,
+          ),
+          {
+            exitCode: 1,
+          },
+        );
       });
     });
 }
 
 function formatTokens(tokens: ApiTokenRecord[]): string {
-  const rows = [["ID", "NAME", "CREATED", "LAST USED", "STATUS"], ...tokens.map((t) => [t.id, t.name, t.createdAt, t.lastUsedAt ?? "-", t.revokedAt ? `revoked ${t.revokedAt}` : "active"])];
+  const rows = [
+    ["ID", "NAME", "CREATED", "LAST USED", "STATUS"],
+    ...tokens.map((t) => [
+      t.id,
+      t.name,
+      t.createdAt,
+      t.lastUsedAt ?? "-",
+      t.revokedAt ? `revoked ${t.revokedAt}` : "active",
+    ]),
+  ];
   return table(rows);
 }
 
 /** Columns padded to their widest cell; the last column is not padded. */
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ")).join("\n") + "\n";
+  return (
+    rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ")).join("\n") +
+    "\n"
+  );
 }

@@ -1,6 +1,15 @@
 import { existsSync, readFileSync } from "node:fs";
 import { isMap, isScalar, LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
-import { ZodArray, ZodDefault, ZodEffects, ZodObject, ZodOptional, ZodRecord, type ZodIssue, type ZodTypeAny } from "zod";
+import {
+  ZodArray,
+  ZodDefault,
+  ZodEffects,
+  ZodObject,
+  ZodOptional,
+  ZodRecord,
+  type ZodIssue,
+  type ZodTypeAny,
+} from "zod";
 import { ConfigError, type ConfigProblem } from "../errors.js";
 import { closest } from "./primitives.js";
 import { configSchema, normalizeConfig, type Config } from "./schema.js";
@@ -20,7 +29,9 @@ export function loadConfigFile(file: string): Config {
   try {
     text = readFileSync(file, "utf8");
   } catch (error) {
-    throw new ConfigError([{ file, line: 1, col: 1, path: "", message: `cannot read the config file: ${(error as Error).message}` }]);
+    throw new ConfigError([
+      { file, line: 1, col: 1, path: "", message: `cannot read the config file: ${(error as Error).message}` },
+    ]);
   }
   return parseConfig(text, file);
 }
@@ -51,13 +62,20 @@ export function parseConfig(text: string, file = "<config>"): Config {
   throw new ConfigError(problems);
 }
 
-function locateIssue(issue: ZodIssue, doc: Document, file: string, at: (offset: number) => { line: number; col: number }): ConfigProblem[] {
+function locateIssue(
+  issue: ZodIssue,
+  doc: Document,
+  file: string,
+  at: (offset: number) => { line: number; col: number },
+): ConfigProblem[] {
   const path = issue.path.join(".");
   if (issue.code === "unrecognized_keys") {
     const parent = nodeAt(doc, issue.path);
     const known = knownKeys(issue.path);
     return issue.keys.map((key) => {
-      const keyNode = isMap(parent) ? parent.items.find((pair) => isScalar(pair.key) && pair.key.value === key)?.key : undefined;
+      const keyNode = isMap(parent)
+        ? parent.items.find((pair) => isScalar(pair.key) && pair.key.value === key)?.key
+        : undefined;
       const offset = (keyNode as YamlNode | undefined)?.range?.[0] ?? parent?.range?.[0] ?? 0;
       const hint = closest(key, known);
       return {
@@ -87,7 +105,8 @@ function describe(issue: ZodIssue): string {
     if (issue.received === "undefined") return "is required";
     return `must be ${issue.expected}, not ${issue.received}`;
   }
-  if (issue.code === "invalid_enum_value") return `must be one of ${issue.options.map((o) => JSON.stringify(o)).join(", ")}, not ${JSON.stringify(issue.received)}`;
+  if (issue.code === "invalid_enum_value")
+    return `must be one of ${issue.options.map((o) => JSON.stringify(o)).join(", ")}, not ${JSON.stringify(issue.received)}`;
   return issue.message;
 }
 

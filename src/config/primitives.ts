@@ -23,10 +23,17 @@ export function formatIpv4(value: number): string {
  * Operators copy MACs from BMC web pages, switch tables and labels, each with its own notation.
  */
 export function normalizeMac(text: string): string | undefined {
-  const hex = text.trim().toLowerCase().replace(/[:\-.]/g, "");
+  const hex = text
+    .trim()
+    .toLowerCase()
+    .replace(/[:\-.]/g, "");
   if (!/^[0-9a-f]{12}$/.test(hex)) return undefined;
   // Separators, when present, must be regular: 52:54:00:… / 52-54-00-… / 5254.0012.3456.
-  if (!/^([0-9a-f]{2}([:-]?)[0-9a-f]{2}(\2[0-9a-f]{2}){4}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4})$/.test(text.trim().toLowerCase())) {
+  if (
+    !/^([0-9a-f]{2}([:-]?)[0-9a-f]{2}(\2[0-9a-f]{2}){4}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4})$/.test(
+      text.trim().toLowerCase(),
+    )
+  ) {
     return undefined;
   }
   return hex.match(/../g)!.join(":");
@@ -59,7 +66,7 @@ export function prefixLength(mask: number): number | undefined {
 }
 
 export function inSubnet(address: number, subnet: number, mask: number): boolean {
-  return ((address & mask) >>> 0) === ((subnet & mask) >>> 0);
+  return (address & mask) >>> 0 === (subnet & mask) >>> 0;
 }
 
 /** Levenshtein distance, for "did you mean" hints on unknown keys. */

@@ -7,16 +7,21 @@ import { inSubnet, normalizeMac, parseDuration, parseIpv4, prefixLength } from "
  * every default is written here, so a minimal file works and nothing downstream guesses.
  */
 
-const ipv4 = z.string({ invalid_type_error: "must be an IPv4 address such as 10.0.100.10" }).refine((s) => parseIpv4(s) !== undefined, {
-  message: "is not an IPv4 address (expected four numbers 0-255, like 10.0.100.10)",
-});
+const ipv4 = z
+  .string({ invalid_type_error: "must be an IPv4 address such as 10.0.100.10" })
+  .refine((s) => parseIpv4(s) !== undefined, {
+    message: "is not an IPv4 address (expected four numbers 0-255, like 10.0.100.10)",
+  });
 
 const duration = z
   .union([z.string(), z.number()], { invalid_type_error: "must be a duration such as 10s, 5m or 1h" })
   .transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === undefined) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `is not a duration: ${JSON.stringify(value)} (use 10s, 5m, 1h, 1h30m)` });
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        message: `is not a duration: ${JSON.stringify(value)} (use 10s, 5m, 1h, 1h30m)`,
+      });
       return z.NEVER;
     }
     return ms;
@@ -26,13 +31,18 @@ const port = z.number({ invalid_type_error: "must be a port number" }).int().min
 
 const hostname = z
   .string()
-  .regex(/^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/, {
-    message: "is not a valid hostname (letters, digits and '-', labels of at most 63 characters)",
-  });
+  .regex(
+    /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/,
+    {
+      message: "is not a valid hostname (letters, digits and '-', labels of at most 63 characters)",
+    },
+  );
 
 const subnetFields = {
   subnet: ipv4,
-  netmask: ipv4.refine((s) => prefixLength(parseIpv4(s) ?? 1) !== undefined, { message: "is not a contiguous netmask" }),
+  netmask: ipv4.refine((s) => prefixLength(parseIpv4(s) ?? 1) !== undefined, {
+    message: "is not a contiguous netmask",
+  }),
   broadcast: ipv4.optional(),
   range: z.object({ start: ipv4, end: ipv4 }).strict(),
   router: ipv4.optional(),
@@ -49,7 +59,11 @@ const budget = (defaults: { rate: number; burst: number; perMacBurst: number; pe
     .object({
       rate: z.number({ invalid_type_error: "must be a number of events per second" }).positive().default(defaults.rate),
       burst: z.number({ invalid_type_error: "must be a whole number" }).int().min(1).default(defaults.burst),
-      perMacBurst: z.number({ invalid_type_error: "must be a whole number" }).int().min(1).default(defaults.perMacBurst),
+      perMacBurst: z
+        .number({ invalid_type_error: "must be a whole number" })
+        .int()
+        .min(1)
+        .default(defaults.perMacBurst),
       perMacInterval: duration.default(defaults.perMacInterval),
     })
     .strict()
@@ -102,7 +116,7 @@ const node = z
  * clients (iPXE, UEFI HTTP boot) send a request in one packet and read as fast as the link allows,
  * so every limit here can be tight without touching them.
  */
-const positiveDuration = duration.refine((ms) => ms > 0, { message: "must be longer than 0 (there is no \"never\")" });
+const positiveDuration = duration.refine((ms) => ms > 0, { message: 'must be longer than 0 (there is no "never")' });
 const http = z
   .object({
     port: port.default(80),
@@ -123,13 +137,21 @@ const http = z
     /** Requests on one kept-alive connection before it is closed; 0: no limit. */
     maxRequestsPerSocket: z.number().int().min(0).default(1000),
     /** Largest request body in bytes (the API's JSON); larger is refused with 413. */
-    bodyLimit: z.number().int().min(1).default(1024 * 1024),
+    bodyLimit: z
+      .number()
+      .int()
+      .min(1)
+      .default(1024 * 1024),
   })
   .strict()
   .superRefine((h, ctx) => {
     // Node refuses a head timeout longer than the request's (ERR_OUT_OF_RANGE at listen).
     if (h.headerTimeout > h.requestTimeout) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["requestTimeout"], message: `must be at least headerTimeout (${h.headerTimeout} ms)` });
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ["requestTimeout"],
+        message: `must be at least headerTimeout (${h.headerTimeout} ms)`,
+      });
     }
   });
 
@@ -173,12 +195,23 @@ const configObject = z
     // here beats silently running on a local file the operator did not ask for.
     storage: z
       .string()
-      .refine((s) => s === "sqlite", { message: "only \"sqlite\" (the embedded store in stateDir) is implemented; PostgreSQL storage is not available yet" })
+      .refine((s) => s === "sqlite", {
+        message:
+          'only "sqlite" (the embedded store in stateDir) is implemented; PostgreSQL storage is not available yet',
+      })
       .default("sqlite"),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     dhcp: dhcp.default({}),
     /** `bindAddress`: default serverAddress (normalizeConfig), `0.0.0.0` for every address. */
-    tftp: z.object({ enabled: z.boolean().default(true), port: port.default(69), bindAddress: ipv4.optional(), limits: tftpLimits }).strict().default({}),
+    tftp: z
+      .object({
+        enabled: z.boolean().default(true),
+        port: port.default(69),
+        bindAddress: ipv4.optional(),
+        limits: tftpLimits,
+      })
+      .strict()
+      .default({}),
     http: http.default({}),
     boot: z
       .object({
@@ -187,7 +220,9 @@ const configObject = z
       })
       .strict()
       .default({}),
-    profiles: z.record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "profile names are lower-case letters, digits and '-'"), profile).default(SEED_PROFILES),
+    profiles: z
+      .record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "profile names are lower-case letters, digits and '-'"), profile)
+      .default(SEED_PROFILES),
     nodes: z.record(z.string(), node).default({}),
     /** The provisioning lifecycle (PRODUCT.md §5). */
     provisioning: z
@@ -251,25 +286,31 @@ export type Config = Omit<ParsedConfig, "nodes" | "http" | "tftp"> & {
 
 /** The checks no single field can make: addresses against subnets, uniqueness, references. */
 function checkCrossFields(config: ParsedConfig, ctx: z.RefinementCtx): void {
-  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
+  const issue = (path: (string | number)[], message: string) =>
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
 
   const subnets: { path: (string | number)[]; s: DhcpSubnetConfig }[] = [{ path: ["dhcp"], s: config.dhcp }];
-  config.dhcp.subnets.forEach((s, i) => subnets.push({ path: ["dhcp", "subnets", i], s }));
+  for (const [i, s] of config.dhcp.subnets.entries()) subnets.push({ path: ["dhcp", "subnets", i], s });
 
   for (const { path, s } of subnets) {
     const net = parseIpv4(s.subnet);
     const mask = parseIpv4(s.netmask);
     if (net === undefined || mask === undefined) continue;
-    if (((net & mask) >>> 0) !== net) issue([...path, "subnet"], `${s.subnet} has host bits set for netmask ${s.netmask}`);
+    if ((net & mask) >>> 0 !== net)
+      issue([...path, "subnet"], `${s.subnet} has host bits set for netmask ${s.netmask}`);
     const start = parseIpv4(s.range.start);
     const end = parseIpv4(s.range.end);
-    if (start !== undefined && !inSubnet(start, net, mask)) issue([...path, "range", "start"], `${s.range.start} is outside subnet ${s.subnet}/${s.netmask}`);
-    if (end !== undefined && !inSubnet(end, net, mask)) issue([...path, "range", "end"], `${s.range.end} is outside subnet ${s.subnet}/${s.netmask}`);
-    if (start !== undefined && end !== undefined && start > end) issue([...path, "range"], `range is reversed: start ${s.range.start} is after end ${s.range.end}`);
+    if (start !== undefined && !inSubnet(start, net, mask))
+      issue([...path, "range", "start"], `${s.range.start} is outside subnet ${s.subnet}/${s.netmask}`);
+    if (end !== undefined && !inSubnet(end, net, mask))
+      issue([...path, "range", "end"], `${s.range.end} is outside subnet ${s.subnet}/${s.netmask}`);
+    if (start !== undefined && end !== undefined && start > end)
+      issue([...path, "range"], `range is reversed: start ${s.range.start} is after end ${s.range.end}`);
     for (const key of ["router", "broadcast"] as const) {
       const value = s[key];
       const address = value === undefined ? undefined : parseIpv4(value);
-      if (address !== undefined && !inSubnet(address, net, mask)) issue([...path, key], `${value} is outside subnet ${s.subnet}/${s.netmask}`);
+      if (address !== undefined && !inSubnet(address, net, mask))
+        issue([...path, key], `${value} is outside subnet ${s.subnet}/${s.netmask}`);
     }
   }
 
@@ -285,7 +326,11 @@ function checkCrossFields(config: ParsedConfig, ctx: z.RefinementCtx): void {
       return n !== undefined && m !== undefined && inSubnet(address, n, m);
     });
     // The relay's giaddr picks the subnet a lease comes from (RFC 2131 §4.3.1); one in no subnet serves nothing.
-    if (!home) issue(["dhcp", "relays", i], `${relay} is in no DHCP subnet (${subnets.map(({ s }) => `${s.subnet}/${s.netmask}`).join(", ")}); add its subnet to dhcp.subnets`);
+    if (!home)
+      issue(
+        ["dhcp", "relays", i],
+        `${relay} is in no DHCP subnet (${subnets.map(({ s }) => `${s.subnet}/${s.netmask}`).join(", ")}); add its subnet to dhcp.subnets`,
+      );
   });
 
   const main = config.dhcp;
@@ -297,14 +342,20 @@ function checkCrossFields(config: ParsedConfig, ctx: z.RefinementCtx): void {
   for (const [key, node] of Object.entries(config.nodes)) {
     const mac = normalizeMac(key);
     if (mac === undefined) {
-      issue(["nodes", key], `${JSON.stringify(key)} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)`);
+      issue(
+        ["nodes", key],
+        `${JSON.stringify(key)} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)`,
+      );
     } else if (macs.has(mac)) {
       issue(["nodes", key], `MAC ${mac} is listed twice (also as ${JSON.stringify(macs.get(mac))})`);
     } else {
       macs.set(mac, key);
     }
     if (!(node.profile in config.profiles)) {
-      issue(["nodes", key, "profile"], `unknown profile ${JSON.stringify(node.profile)} (defined: ${Object.keys(config.profiles).join(", ")})`);
+      issue(
+        ["nodes", key, "profile"],
+        `unknown profile ${JSON.stringify(node.profile)} (defined: ${Object.keys(config.profiles).join(", ")})`,
+      );
     }
     if (node.ipAddress !== undefined) {
       const address = parseIpv4(node.ipAddress);
@@ -315,23 +366,31 @@ function checkCrossFields(config: ParsedConfig, ctx: z.RefinementCtx): void {
         return n !== undefined && m !== undefined && inSubnet(address, n, m);
       });
       if (config.dhcp.mode === "server" && mainNet !== undefined && mainMask !== undefined && !home) {
-        issue(["nodes", key, "ipAddress"], `${node.ipAddress} is outside every DHCP subnet (${subnets.map(({ s }) => `${s.subnet}/${s.netmask}`).join(", ")})`);
+        issue(
+          ["nodes", key, "ipAddress"],
+          `${node.ipAddress} is outside every DHCP subnet (${subnets.map(({ s }) => `${s.subnet}/${s.netmask}`).join(", ")})`,
+        );
       }
       for (const { s } of subnets) {
         const a = parseIpv4(s.range.start);
         const b = parseIpv4(s.range.end);
         if (a !== undefined && b !== undefined && address >= a && address <= b) {
-          issue(["nodes", key, "ipAddress"], `${node.ipAddress} is inside the dynamic pool ${s.range.start}-${s.range.end}; fixed addresses must lie outside it`);
+          issue(
+            ["nodes", key, "ipAddress"],
+            `${node.ipAddress} is inside the dynamic pool ${s.range.start}-${s.range.end}; fixed addresses must lie outside it`,
+          );
         }
       }
       const other = addresses.get(address);
-      if (other !== undefined) issue(["nodes", key, "ipAddress"], `${node.ipAddress} is already the fixed address of ${other}`);
+      if (other !== undefined)
+        issue(["nodes", key, "ipAddress"], `${node.ipAddress} is already the fixed address of ${other}`);
       else addresses.set(address, key);
     }
   }
 
   for (const [name, p] of Object.entries(config.profiles)) {
-    if (!isImageName(p.image)) issue(["profiles", name, "image"], `image name ${JSON.stringify(p.image)} may hold only ${NAME_RULE}`);
+    if (!isImageName(p.image))
+      issue(["profiles", name, "image"], `image name ${JSON.stringify(p.image)} may hold only ${NAME_RULE}`);
   }
 }
 

@@ -25,14 +25,28 @@ describe("dhcp.relays and dhcp.budgets", () => {
 
   it("accept a relay whose giaddr lies in a relayed subnet", () => {
     const config = parseConfig(
-      ["dhcp:", "  relays: [10.0.200.1]", "  subnets:", "    - { subnet: 10.0.200.0, netmask: 255.255.255.0, range: { start: 10.0.200.100, end: 10.0.200.200 } }"].join("\n"),
+      [
+        "dhcp:",
+        "  relays: [10.0.200.1]",
+        "  subnets:",
+        "    - { subnet: 10.0.200.0, netmask: 255.255.255.0, range: { start: 10.0.200.100, end: 10.0.200.200 } }",
+      ].join("\n"),
     );
     assert.deepEqual(config.dhcp.relays, ["10.0.200.1"]);
   });
 
   it("name the line and column of a bad, duplicate or subnet-less relay, and of a bad budget", () => {
     const problems = problemsOf(
-      ["dhcp:", "  relays:", "    - not-an-address", "    - 172.16.0.1", "    - 10.0.100.1", "    - 10.0.100.1", "  budgets:", "    newClients: { rate: 0, burst: 1.5 }"].join("\n"),
+      [
+        "dhcp:",
+        "  relays:",
+        "    - not-an-address",
+        "    - 172.16.0.1",
+        "    - 10.0.100.1",
+        "    - 10.0.100.1",
+        "  budgets:",
+        "    newClients: { rate: 0, burst: 1.5 }",
+      ].join("\n"),
     );
     const text = problems.join("\n");
     assert.match(text, /relays\.yaml:3:\d+ dhcp\.relays\.0: .*not an IPv4 address/);

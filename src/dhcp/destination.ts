@@ -18,7 +18,12 @@ export type Destination =
  * `source` is the datagram's origin, needed for the PXE boot-server port, where the client is
  * answered where it asked from (PXE 2.1 §2.2.3).
  */
-export function replyDestination(request: DhcpPacket, replyType: number, reply: DhcpPacket, source?: { address: number; port: number; pxePort?: boolean }): Destination {
+export function replyDestination(
+  request: DhcpPacket,
+  replyType: number,
+  reply: DhcpPacket,
+  source?: { address: number; port: number; pxePort?: boolean },
+): Destination {
   // Relayed: to the relay's server port; it forwards to the client.
   if (request.giaddr !== 0) return { kind: "unicast", address: request.giaddr, port: SERVER_PORT };
   if (source?.pxePort && source.address !== 0) return { kind: "unicast", address: source.address, port: source.port };

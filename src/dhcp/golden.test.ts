@@ -73,7 +73,8 @@ function describeDestination(d: Destination): string {
 
 function hexLines(bytes: Buffer): string[] {
   const lines: string[] = [];
-  for (let offset = 0; offset < bytes.length; offset += 32) lines.push(bytes.subarray(offset, offset + 32).toString("hex"));
+  for (let offset = 0; offset < bytes.length; offset += 32)
+    lines.push(bytes.subarray(offset, offset + 32).toString("hex"));
   return lines;
 }
 
@@ -96,7 +97,9 @@ function replay(capture: string, context: DhcpContext): { text: string; replies:
     }
     replies++;
     const bytes = encode(result.reply, result.maxSize);
-    lines.push(`${index + 1} ${asked}: ${messageTypeName(messageType(result.reply)!)} to ${describeDestination(result.destination)}, ${bytes.length} bytes`);
+    lines.push(
+      `${index + 1} ${asked}: ${messageTypeName(messageType(result.reply)!)} to ${describeDestination(result.destination)}, ${bytes.length} bytes`,
+    );
     lines.push(...hexLines(bytes));
   });
   return { text: `${lines.join("\n")}\n`, replies };

@@ -17,17 +17,31 @@ const UNKNOWN_MAC = "52:54:00:aa:aa:01";
 
 function subnet(net: string, start: string, end: string): SubnetPlan {
   return {
-    network: ip(net), mask: ip("255.255.255.0"), broadcast: (ip(net) | 0xff) >>> 0, router: (ip(net) | 1) >>> 0, dns: [ip("10.0.100.1"), ip("8.8.8.8")],
-    leaseSeconds: 3600, pool: new AddressPool(ip(start), ip(end)), label: `${net}/24`,
+    network: ip(net),
+    mask: ip("255.255.255.0"),
+    broadcast: (ip(net) | 0xff) >>> 0,
+    router: (ip(net) | 1) >>> 0,
+    dns: [ip("10.0.100.1"), ip("8.8.8.8")],
+    leaseSeconds: 3600,
+    pool: new AddressPool(ip(start), ip(end)),
+    label: `${net}/24`,
   };
 }
 
-function makeContext(overrides: Partial<DhcpContext> = {}, installed = new Set(["undionly.kpxe", "ipxe.efi", "snponly.efi"])): DhcpContext {
-  const nodes: Record<string, NodeReservation> = { [KNOWN_MAC]: { ipAddress: ip("10.0.100.50"), hostname: "control-plane-01" } };
+function makeContext(
+  overrides: Partial<DhcpContext> = {},
+  installed = new Set(["undionly.kpxe", "ipxe.efi", "snponly.efi"]),
+): DhcpContext {
+  const nodes: Record<string, NodeReservation> = {
+    [KNOWN_MAC]: { ipAddress: ip("10.0.100.50"), hostname: "control-plane-01" },
+  };
   return {
     mode: "server",
     serverAddress: SERVER,
-    subnets: [subnet("10.0.100.0", "10.0.100.100", "10.0.100.102"), subnet("10.0.200.0", "10.0.200.100", "10.0.200.200")],
+    subnets: [
+      subnet("10.0.100.0", "10.0.100.100", "10.0.100.102"),
+      subnet("10.0.200.0", "10.0.200.100", "10.0.200.200"),
+    ],
     relays: new Set([ip("10.0.200.1")]),
     lookupNode: (mac) => nodes[mac],
     boot: { firmware: FIRMWARE_TABLE, installed: () => installed, httpBase: httpBootBase("10.0.100.10", 80) },
@@ -55,17 +69,35 @@ function request(spec: RequestSpec = {}): DhcpPacket {
   const chaddr = Buffer.alloc(16);
   Buffer.from((spec.mac ?? UNKNOWN_MAC).split(":").map((h) => parseInt(h, 16))).copy(chaddr);
   const options = new Map<number, Buffer>([[Option.MessageType, Buffer.from([spec.type ?? MessageType.Discover])]]);
-  const addr = (s: string) => { const b = Buffer.alloc(4); b.writeUInt32BE(ip(s)); return b; };
+  const addr = (s: string) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(ip(s));
+    return b;
+  };
   if (spec.requested) options.set(Option.RequestedIpAddress, addr(spec.requested));
   if (spec.serverId) options.set(Option.ServerIdentifier, addr(spec.serverId));
   if (spec.prl) options.set(Option.ParameterRequestList, Buffer.from(spec.prl));
   if (spec.vendor) options.set(Option.VendorClassIdentifier, Buffer.from(spec.vendor));
-  if (spec.arch !== undefined) options.set(Option.ClientSystemArchitecture, Buffer.from([spec.arch >> 8, spec.arch & 255]));
+  if (spec.arch !== undefined)
+    options.set(Option.ClientSystemArchitecture, Buffer.from([spec.arch >> 8, spec.arch & 255]));
   if (spec.userClass) options.set(Option.UserClass, Buffer.from(spec.userClass));
   for (const [code, value] of spec.extra ?? []) options.set(code, value);
   const p: DhcpPacket = {
-    op: BootOp.Request, htype: 1, hlen: 6, hops: 0, xid: 0x1234, secs: 0, flags: spec.broadcast ? 0x8000 : 0,
-    ciaddr: spec.ciaddr ? ip(spec.ciaddr) : 0, yiaddr: 0, siaddr: 0, giaddr: spec.giaddr ? ip(spec.giaddr) : 0, chaddr, sname: "", file: "", options,
+    op: BootOp.Request,
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid: 0x1234,
+    secs: 0,
+    flags: spec.broadcast ? 0x8000 : 0,
+    ciaddr: spec.ciaddr ? ip(spec.ciaddr) : 0,
+    yiaddr: 0,
+    siaddr: 0,
+    giaddr: spec.giaddr ? ip(spec.giaddr) : 0,
+    chaddr,
+    sname: "",
+    file: "",
+    options,
   };
   // Through the wire format, as a real request would come.
   return decode(encode(p));
@@ -78,7 +110,17 @@ function replyOf(result: HandleResult) {
 
 function dora(context: DhcpContext, spec: RequestSpec = {}) {
   const offer = replyOf(handle(request(spec), context));
-  const ack = replyOf(handle(request({ ...spec, type: MessageType.Request, requested: formatIpv4(offer.reply.yiaddr), serverId: "10.0.100.10" }), context));
+  const ack = replyOf(
+    handle(
+      request({
+        ...spec,
+        type: MessageType.Request,
+        requested: formatIpv4(offer.reply.yiaddr),
+        serverId: "10.0.100.10",
+      }),
+      context,
+    ),
+  );
   return { offer, ack };
 }
 
@@ -146,7 +188,10 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
   it("stays silent when the client chose another server, and frees the offer", () => {
     const context = makeContext();
     const offer = replyOf(handle(request(), context));
-    const r = handle(request({ type: MessageType.Request, requested: formatIpv4(offer.reply.yiaddr), serverId: "10.0.100.99" }), context);
+    const r = handle(
+      request({ type: MessageType.Request, requested: formatIpv4(offer.reply.yiaddr), serverId: "10.0.100.99" }),
+      context,
+    );
     assert.equal(r.kind, "ignore");
     assert.ok(context.subnets[0]!.pool.isAvailableTo(offer.reply.yiaddr, "52:54:00:aa:aa:09", context.now));
   });
@@ -157,9 +202,13 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
     assert.equal(messageType(wrongNet.reply), MessageType.Nak);
     assert.deepEqual(wrongNet.destination, { kind: "broadcast", port: 68 });
     const { ack } = dora(context, { mac: "52:54:00:aa:aa:02" });
-    const stolen = replyOf(handle(request({ type: MessageType.Request, requested: formatIpv4(ack.reply.yiaddr) }), context));
+    const stolen = replyOf(
+      handle(request({ type: MessageType.Request, requested: formatIpv4(ack.reply.yiaddr) }), context),
+    );
     assert.equal(messageType(stolen.reply), MessageType.Nak);
-    const reserved = replyOf(handle(request({ mac: KNOWN_MAC, type: MessageType.Request, requested: "10.0.100.101" }), context));
+    const reserved = replyOf(
+      handle(request({ mac: KNOWN_MAC, type: MessageType.Request, requested: "10.0.100.101" }), context),
+    );
     assert.equal(messageType(reserved.reply), MessageType.Nak, "a node with a fixed address is steered to it");
   });
 
@@ -185,7 +234,10 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
   it("quarantines a DECLINEd address", () => {
     const context = makeContext();
     const { ack } = dora(context);
-    const declined = handle(request({ type: MessageType.Decline, requested: formatIpv4(ack.reply.yiaddr), serverId: "10.0.100.10" }), context);
+    const declined = handle(
+      request({ type: MessageType.Decline, requested: formatIpv4(ack.reply.yiaddr), serverId: "10.0.100.10" }),
+      context,
+    );
     assert.equal(declined.kind, "ignore");
     assert.equal(declined.persist[0]?.state, "declined");
     const next = replyOf(handle(request(), context));
@@ -195,7 +247,10 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
   it("RELEASE frees the address but remembers the client", () => {
     const context = makeContext();
     const { ack } = dora(context);
-    const released = handle(request({ type: MessageType.Release, ciaddr: formatIpv4(ack.reply.yiaddr), serverId: "10.0.100.10" }), context);
+    const released = handle(
+      request({ type: MessageType.Release, ciaddr: formatIpv4(ack.reply.yiaddr), serverId: "10.0.100.10" }),
+      context,
+    );
     assert.equal(released.persist[0]?.state, "released");
     assert.equal(replyOf(handle(request(), context)).reply.yiaddr, ack.reply.yiaddr);
   });
@@ -209,14 +264,19 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
 
   it("serves a relayed request from the subnet containing giaddr, replies to the relay, echoes option 82 last", () => {
     const agent = Buffer.from([1, 4, 0, 0, 0, 7]);
-    const r = replyOf(handle(request({ giaddr: "10.0.200.1", extra: [[Option.RelayAgentInformation, agent]] }), makeContext()));
+    const r = replyOf(
+      handle(request({ giaddr: "10.0.200.1", extra: [[Option.RelayAgentInformation, agent]] }), makeContext()),
+    );
     assert.equal(formatIpv4(r.reply.yiaddr), "10.0.200.100");
     assert.equal(formatIpv4(optionAddress(r.reply, Option.Router)!), "10.0.200.1");
     assert.deepEqual(r.destination, { kind: "unicast", address: ip("10.0.200.1"), port: 67 });
     assert.equal(r.reply.giaddr, ip("10.0.200.1"));
     assert.deepEqual([...r.reply.options.keys()].at(-1), Option.RelayAgentInformation);
     assert.deepEqual(r.reply.options.get(Option.RelayAgentInformation), agent);
-    const unknown = handle(request({ giaddr: "172.16.0.1" }), makeContext({ relays: new Set([ip("10.0.200.1"), ip("172.16.0.1")]) }));
+    const unknown = handle(
+      request({ giaddr: "172.16.0.1" }),
+      makeContext({ relays: new Set([ip("10.0.200.1"), ip("172.16.0.1")]) }),
+    );
     assert.equal(unknown.kind, "ignore");
     assert.match(unknown.kind === "ignore" ? unknown.reason : "", /no configured subnet/);
   });
@@ -226,7 +286,10 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
     for (let i = 1; i <= 3; i++) dora(context, { mac: `52:54:00:aa:bb:0${i}` });
     const r = handle(request({ mac: "52:54:00:aa:bb:09" }), context);
     assert.equal(r.kind, "ignore");
-    assert.match(r.kind === "ignore" ? r.reason : "", /no free address.*all 3 addresses of 10\.0\.100\.100-10\.0\.100\.102 are leased \(3\).*widen dhcp\.range/);
+    assert.match(
+      r.kind === "ignore" ? r.reason : "",
+      /no free address.*all 3 addresses of 10\.0\.100\.100-10\.0\.100\.102 are leased \(3\).*widen dhcp\.range/,
+    );
   });
 
   it("reclaims expired leases once the pool has no fresh address", () => {
@@ -238,9 +301,18 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
   });
 
   it("lists options in the client's parameter request list order", () => {
-    const r = replyOf(handle(request({ prl: [Option.DomainNameServer, Option.Router, Option.SubnetMask] }), makeContext()));
+    const r = replyOf(
+      handle(request({ prl: [Option.DomainNameServer, Option.Router, Option.SubnetMask] }), makeContext()),
+    );
     const keys = [...r.reply.options.keys()];
-    assert.deepEqual(keys.slice(0, 6), [Option.MessageType, Option.ServerIdentifier, Option.LeaseTime, Option.DomainNameServer, Option.Router, Option.SubnetMask]);
+    assert.deepEqual(keys.slice(0, 6), [
+      Option.MessageType,
+      Option.ServerIdentifier,
+      Option.LeaseTime,
+      Option.DomainNameServer,
+      Option.Router,
+      Option.SubnetMask,
+    ]);
   });
 
   it("rate-limits one MAC without affecting others", () => {
@@ -268,11 +340,34 @@ describe("DHCP server decisions (RFC 2131 §4.3)", () => {
 
 describe("boot answers: firmware × known/unknown × mode", () => {
   const firmware: { name: string; spec: RequestSpec; file: string | undefined; vendor?: string }[] = [
-    { name: "BIOS PXE", spec: { arch: 0, vendor: "PXEClient:Arch:00000:UNDI:002001" }, file: "undionly.kpxe", vendor: "PXEClient" },
-    { name: "UEFI x64 PXE", spec: { arch: 7, vendor: "PXEClient:Arch:00007:UNDI:003016" }, file: "ipxe.efi", vendor: "PXEClient" },
-    { name: "iPXE", spec: { arch: 0, vendor: "PXEClient:Arch:00000:UNDI:002001", userClass: "iPXE" }, file: "http://10.0.100.10/boot/ipxe/boot.ipxe" },
-    { name: "UEFI HTTP boot x64", spec: { arch: 16, vendor: "HTTPClient:Arch:00016:UNDI:003001" }, file: "http://10.0.100.10/boot/ipxe/ipxe.efi", vendor: "HTTPClient" },
-    { name: "UEFI ARM64 without bootloader", spec: { arch: 11, vendor: "PXEClient:Arch:00011:UNDI:003000" }, file: undefined },
+    {
+      name: "BIOS PXE",
+      spec: { arch: 0, vendor: "PXEClient:Arch:00000:UNDI:002001" },
+      file: "undionly.kpxe",
+      vendor: "PXEClient",
+    },
+    {
+      name: "UEFI x64 PXE",
+      spec: { arch: 7, vendor: "PXEClient:Arch:00007:UNDI:003016" },
+      file: "ipxe.efi",
+      vendor: "PXEClient",
+    },
+    {
+      name: "iPXE",
+      spec: { arch: 0, vendor: "PXEClient:Arch:00000:UNDI:002001", userClass: "iPXE" },
+      file: "http://10.0.100.10/boot/ipxe/boot.ipxe",
+    },
+    {
+      name: "UEFI HTTP boot x64",
+      spec: { arch: 16, vendor: "HTTPClient:Arch:00016:UNDI:003001" },
+      file: "http://10.0.100.10/boot/ipxe/ipxe.efi",
+      vendor: "HTTPClient",
+    },
+    {
+      name: "UEFI ARM64 without bootloader",
+      spec: { arch: 11, vendor: "PXEClient:Arch:00011:UNDI:003000" },
+      file: undefined,
+    },
     { name: "an OS (no PXE)", spec: {}, file: undefined },
   ];
   for (const mode of ["server", "proxy"] as const) {
@@ -298,7 +393,8 @@ describe("boot answers: firmware × known/unknown × mode", () => {
           assert.equal(reply.siaddr, SERVER);
           assert.equal(optionString(reply, Option.TftpServerName), "10.0.100.10");
           if (f.vendor) assert.equal(optionString(reply, Option.VendorClassIdentifier), f.vendor);
-          if (f.vendor === "PXEClient") assert.deepEqual([...reply.options.get(Option.VendorSpecific)!], [6, 1, 8, 255]);
+          if (f.vendor === "PXEClient")
+            assert.deepEqual([...reply.options.get(Option.VendorSpecific)!], [6, 1, 8, 255]);
         });
       }
     }
@@ -311,22 +407,59 @@ describe("boot answers: firmware × known/unknown × mode", () => {
 
   it("echoes option 97 and reports the machine to the observer", () => {
     const guid = Buffer.concat([Buffer.from([0]), Buffer.alloc(16, 0xab)]);
-    const r = replyOf(handle(request({ arch: 7, vendor: "PXEClient:Arch:00007", extra: [[Option.ClientMachineIdentifier, guid]] }), makeContext()));
+    const r = replyOf(
+      handle(
+        request({ arch: 7, vendor: "PXEClient:Arch:00007", extra: [[Option.ClientMachineIdentifier, guid]] }),
+        makeContext(),
+      ),
+    );
     assert.deepEqual(r.reply.options.get(Option.ClientMachineIdentifier), guid);
-    assert.deepEqual(r.seen, { mac: UNKNOWN_MAC, firmware: "efi-x64", arch: 7, uuid: "abababab-abab-abab-abab-abababababab", userClass: undefined });
+    assert.deepEqual(r.seen, {
+      mac: UNKNOWN_MAC,
+      firmware: "efi-x64",
+      arch: 7,
+      uuid: "abababab-abab-abab-abab-abababababab",
+      userClass: undefined,
+    });
   });
 
   it("proxy mode: answers REQUEST on port 4011 with an ACK to where it came from", () => {
     const context = makeContext({ mode: "proxy" });
-    const r = replyOf(handle(request({ type: MessageType.Request, ciaddr: "10.0.100.150", arch: 7, vendor: "PXEClient:Arch:00007" }), context, { address: ip("10.0.100.150"), port: 4011, pxePort: true }));
+    const r = replyOf(
+      handle(
+        request({ type: MessageType.Request, ciaddr: "10.0.100.150", arch: 7, vendor: "PXEClient:Arch:00007" }),
+        context,
+        { address: ip("10.0.100.150"), port: 4011, pxePort: true },
+      ),
+    );
     assert.equal(messageType(r.reply), MessageType.Ack);
     assert.equal(r.reply.file, "ipxe.efi");
     assert.deepEqual(r.destination, { kind: "unicast", address: ip("10.0.100.150"), port: 4011 });
-    assert.equal(handle(request({ type: MessageType.Request, requested: "10.0.100.150", serverId: "10.0.100.1", arch: 7, vendor: "PXEClient" }), context).kind, "ignore", "the real server's REQUEST is not ours");
+    assert.equal(
+      handle(
+        request({
+          type: MessageType.Request,
+          requested: "10.0.100.150",
+          serverId: "10.0.100.1",
+          arch: 7,
+          vendor: "PXEClient",
+        }),
+        context,
+      ).kind,
+      "ignore",
+      "the real server's REQUEST is not ours",
+    );
   });
 
   it("server mode ignores port 4011", () => {
-    assert.equal(handle(request({ type: MessageType.Request, arch: 7, vendor: "PXEClient" }), makeContext(), { address: 1, port: 4011, pxePort: true }).kind, "ignore");
+    assert.equal(
+      handle(request({ type: MessageType.Request, arch: 7, vendor: "PXEClient" }), makeContext(), {
+        address: 1,
+        port: 4011,
+        pxePort: true,
+      }).kind,
+      "ignore",
+    );
   });
 });
 
@@ -342,7 +475,10 @@ describe("golden requests from real firmware get the §3 answer", () => {
     assert.equal(r.reply.file, "ipxe.efi");
     assert.equal(optionString(r.reply, Option.VendorClassIdentifier), "PXEClient");
     assert.ok(r.reply.options.has(Option.VendorSpecific));
-    assert.deepEqual(r.reply.options.get(Option.ClientMachineIdentifier), discover!.options.get(Option.ClientMachineIdentifier));
+    assert.deepEqual(
+      r.reply.options.get(Option.ClientMachineIdentifier),
+      discover!.options.get(Option.ClientMachineIdentifier),
+    );
     assert.equal(r.seen?.firmware, "efi-x64");
   });
 
@@ -362,12 +498,16 @@ describe("golden requests from real firmware get the §3 answer", () => {
 });
 
 describe("trust boundaries (issue 10): what a stranger on the link can no longer do", () => {
-  const randomMac = (i: number) => `02:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
+  const randomMac = (i: number) =>
+    `02:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
 
   it("101 INIT-REBOOTs from random MACs bind nothing; the pool still offers its first address", () => {
     const context = makeContext();
     for (let i = 0; i < 101; i++) {
-      const r = handle(request({ mac: randomMac(i), type: MessageType.Request, requested: `10.0.100.${100 + (i % 3)}` }), context);
+      const r = handle(
+        request({ mac: randomMac(i), type: MessageType.Request, requested: `10.0.100.${100 + (i % 3)}` }),
+        context,
+      );
       assert.equal(r.kind, "ignore");
       assert.equal(r.persist.length, 0);
     }
@@ -394,7 +534,10 @@ describe("trust boundaries (issue 10): what a stranger on the link can no longer
   it("a DECLINE from a MAC that holds nothing quarantines nothing", () => {
     const context = makeContext();
     for (const address of ["10.0.100.100", "10.0.100.101", "10.0.100.102"]) {
-      const r = handle(request({ mac: "02:00:00:00:00:99", type: MessageType.Decline, requested: address, serverId: "10.0.100.10" }), context);
+      const r = handle(
+        request({ mac: "02:00:00:00:00:99", type: MessageType.Decline, requested: address, serverId: "10.0.100.10" }),
+        context,
+      );
       assert.equal(r.kind, "ignore");
       assert.equal(r.persist.length, 0, "nothing to make durable");
       assert.match(r.kind === "ignore" ? r.reason : "", /neither holds nor was offered/);
@@ -407,23 +550,42 @@ describe("trust boundaries (issue 10): what a stranger on the link can no longer
     const context = makeContext();
     const offer = replyOf(handle(request({ mac: "52:54:00:aa:aa:01" }), context));
     const offered = formatIpv4(offer.reply.yiaddr);
-    const stranger = handle(request({ mac: "02:00:00:00:00:66", type: MessageType.Decline, requested: offered, serverId: "10.0.100.10" }), context);
+    const stranger = handle(
+      request({ mac: "02:00:00:00:00:66", type: MessageType.Decline, requested: offered, serverId: "10.0.100.10" }),
+      context,
+    );
     assert.equal(stranger.persist.length, 0);
-    const ack = replyOf(handle(request({ mac: "52:54:00:aa:aa:01", type: MessageType.Request, requested: offered, serverId: "10.0.100.10" }), context));
+    const ack = replyOf(
+      handle(
+        request({ mac: "52:54:00:aa:aa:01", type: MessageType.Request, requested: offered, serverId: "10.0.100.10" }),
+        context,
+      ),
+    );
     assert.equal(messageType(ack.reply), MessageType.Ack);
   });
 
   it("the client an address was offered to may DECLINE it (an ARP probe found it in use)", () => {
     const context = makeContext();
     const offer = replyOf(handle(request(), context));
-    const r = handle(request({ type: MessageType.Decline, requested: formatIpv4(offer.reply.yiaddr), serverId: "10.0.100.10" }), context);
+    const r = handle(
+      request({ type: MessageType.Decline, requested: formatIpv4(offer.reply.yiaddr), serverId: "10.0.100.10" }),
+      context,
+    );
     assert.equal(r.persist[0]?.state, "declined");
   });
 
   it("a stranger's RELEASE of another client's lease changes nothing", () => {
     const context = makeContext();
     const { ack } = dora(context);
-    const r = handle(request({ mac: "02:00:00:00:00:77", type: MessageType.Release, ciaddr: formatIpv4(ack.reply.yiaddr), serverId: "10.0.100.10" }), context);
+    const r = handle(
+      request({
+        mac: "02:00:00:00:00:77",
+        type: MessageType.Release,
+        ciaddr: formatIpv4(ack.reply.yiaddr),
+        serverId: "10.0.100.10",
+      }),
+      context,
+    );
     assert.equal(r.persist.length, 0);
     assert.equal(context.subnets[0]!.pool.leaseAt(ack.reply.yiaddr)?.state, "bound");
   });
@@ -436,7 +598,9 @@ describe("trust boundaries (issue 10): what a stranger on the link can no longer
   });
 
   it("new-client budget: a flood of new MACs is cut at the budget, counted, and a known client is still served", () => {
-    const context = makeContext({ newClients: new Budget({ rate: 1, burst: 5, perMacBurst: 3, perMacIntervalMs: 60_000 }) });
+    const context = makeContext({
+      newClients: new Budget({ rate: 1, burst: 5, perMacBurst: 3, perMacIntervalMs: 60_000 }),
+    });
     const { ack } = dora(context, { mac: "52:54:00:aa:aa:01" });
     let served = 0;
     let dropped = 0;
@@ -447,13 +611,24 @@ describe("trust boundaries (issue 10): what a stranger on the link can no longer
     }
     assert.ok(served <= 5, `served ${served}`);
     assert.ok(dropped >= 45, `dropped ${dropped}`);
-    const renew = replyOf(handle(request({ mac: "52:54:00:aa:aa:01", type: MessageType.Request, ciaddr: formatIpv4(ack.reply.yiaddr) }), context));
+    const renew = replyOf(
+      handle(
+        request({ mac: "52:54:00:aa:aa:01", type: MessageType.Request, ciaddr: formatIpv4(ack.reply.yiaddr) }),
+        context,
+      ),
+    );
     assert.equal(messageType(renew.reply), MessageType.Ack);
-    assert.equal(replyOf(handle(request({ mac: KNOWN_MAC }), context)).reply.yiaddr, ip("10.0.100.50"), "a reserved node is known");
+    assert.equal(
+      replyOf(handle(request({ mac: KNOWN_MAC }), context)).reply.yiaddr,
+      ip("10.0.100.50"),
+      "a reserved node is known",
+    );
   });
 
   it("new-client budget: one new MAC cannot spend the budget of all the others", () => {
-    const context = makeContext({ newClients: new Budget({ rate: 1, burst: 5, perMacBurst: 2, perMacIntervalMs: 60_000 }) });
+    const context = makeContext({
+      newClients: new Budget({ rate: 1, burst: 5, perMacBurst: 2, perMacIntervalMs: 60_000 }),
+    });
     const ignoredOffers = context.subnets[0]!.pool;
     for (let i = 0; i < 10; i++) {
       ignoredOffers.dropOffer(UNKNOWN_MAC); // stays new: as if every offer lapsed
@@ -466,7 +641,10 @@ describe("trust boundaries (issue 10): what a stranger on the link can no longer
     const claims = new AddressBook();
     const context = makeContext({ mode: "proxy", claims });
     // dhclient in an installer: not a PXE client, and its REQUEST is for the real server.
-    const r = handle(request({ type: MessageType.Request, requested: "10.0.100.150", serverId: "10.0.100.1" }), context);
+    const r = handle(
+      request({ type: MessageType.Request, requested: "10.0.100.150", serverId: "10.0.100.1" }),
+      context,
+    );
     assert.equal(r.kind, "ignore");
     assert.equal(claims.addressOf(UNKNOWN_MAC, context.now), ip("10.0.100.150"));
     assert.equal(claims.addressOf(UNKNOWN_MAC, context.now + 3600_000), undefined, "kept for the lease time");

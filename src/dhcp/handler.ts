@@ -1,5 +1,11 @@
 import { formatIpv4 } from "../config/primitives.js";
-import { decideBoot, detectFirmware, isNetworkBootClient, type ClientHints, type FirmwareTable } from "../boot/firmware.js";
+import {
+  decideBoot,
+  detectFirmware,
+  isNetworkBootClient,
+  type ClientHints,
+  type FirmwareTable,
+} from "../boot/firmware.js";
 import type { AddressBook } from "./address-book.js";
 import { replyDestination, type Destination } from "./destination.js";
 import { MessageType, messageTypeName, Option } from "./options.js";
@@ -133,32 +139,47 @@ function ignore(reason: string, extra: Partial<Extract<HandleResult, { kind: "ig
 }
 
 function hintsOf(request: DhcpPacket): ClientHints {
-  return { arch: clientArchitecture(request), userClasses: userClasses(request), vendorClass: optionString(request, Option.VendorClassIdentifier) };
+  return {
+    arch: clientArchitecture(request),
+    userClasses: userClasses(request),
+    vendorClass: optionString(request, Option.VendorClassIdentifier),
+  };
 }
 
 function selectSubnet(request: DhcpPacket, context: DhcpContext): SubnetPlan | undefined {
   if (request.giaddr === 0) return context.subnets[0];
-  return context.subnets.find((s) => ((request.giaddr & s.mask) >>> 0) === s.network);
+  return context.subnets.find((s) => (request.giaddr & s.mask) >>> 0 === s.network);
 }
 
-export function handle(request: DhcpPacket, context: DhcpContext, source: RequestSource = { address: 0, port: 68, pxePort: false }): HandleResult {
+export function handle(
+  request: DhcpPacket,
+  context: DhcpContext,
+  source: RequestSource = { address: 0, port: 68, pxePort: false },
+): HandleResult {
   if (request.op !== BootOp.Request) return ignore("not a BOOTREQUEST");
   if (request.hlen === 0) return ignore("no hardware address (hlen 0)");
   const type = messageType(request);
   if (type === undefined) return ignore("plain BOOTP (no option 53) is not served");
   const mac = hardwareAddress(request);
-  if (context.rateLimit && !context.rateLimit.allow(mac, context.now)) return ignore(`rate limit: ${mac} sends too many packets`, { notable: true });
+  if (context.rateLimit && !context.rateLimit.allow(mac, context.now))
+    return ignore(`rate limit: ${mac} sends too many packets`, { notable: true });
   if (request.giaddr !== 0 && !context.relays.has(request.giaddr)) {
-    return ignore(`relayed via ${formatIpv4(request.giaddr)}, which is not a trusted relay (add it to dhcp.relays if it is one)`, {
-      notable: true,
-      count: "untrustedRelay",
-    });
+    return ignore(
+      `relayed via ${formatIpv4(request.giaddr)}, which is not a trusted relay (add it to dhcp.relays if it is one)`,
+      {
+        notable: true,
+        count: "untrustedRelay",
+      },
+    );
   }
   if (context.newClients && !isKnownClient(mac, context)) {
     const verdict = context.newClients.take(mac, context.now);
     if (verdict !== "allowed") {
       const which = verdict === "global" ? "all new clients together" : "this MAC";
-      return ignore(`new-client budget spent (${which}, dhcp.budgets.newClients): ${mac} not answered`, { notable: true, count: "newClientsDropped" });
+      return ignore(`new-client budget spent (${which}, dhcp.budgets.newClients): ${mac} not answered`, {
+        notable: true,
+        count: "newClientsDropped",
+      });
     }
   }
 
@@ -169,7 +190,13 @@ export function handle(request: DhcpPacket, context: DhcpContext, source: Reques
   const ethernet = request.htype === 1 && request.hlen === 6;
   const seen: SeenClient | undefined =
     ethernet && bootClient && (type === MessageType.Discover || type === MessageType.Request)
-      ? { mac, firmware: detectFirmware(hints, context.boot.firmware), arch: hints.arch, uuid: machineUuid(request), userClass: hints.userClasses[0] }
+      ? {
+          mac,
+          firmware: detectFirmware(hints, context.boot.firmware),
+          arch: hints.arch,
+          uuid: machineUuid(request),
+          userClass: hints.userClasses[0],
+        }
       : undefined;
 
   if (context.mode === "proxy") {
@@ -179,7 +206,11 @@ export function handle(request: DhcpPacket, context: DhcpContext, source: Reques
 
   if (source.pxePort) return ignore("port 4011 is served in proxy mode only", { seen });
   const subnet = selectSubnet(request, context);
-  if (!subnet) return ignore(`relayed from ${formatIpv4(request.giaddr)}, which is in no configured subnet (add it to dhcp.subnets)`, { seen, notable: true });
+  if (!subnet)
+    return ignore(
+      `relayed from ${formatIpv4(request.giaddr)}, which is in no configured subnet (add it to dhcp.subnets)`,
+      { seen, notable: true },
+    );
 
   switch (type) {
     case MessageType.Discover:
@@ -223,17 +254,27 @@ function withSeen(result: HandleResult, seen: SeenClient | undefined): HandleRes
 }
 
 /** The fixed address of a known node, when it lies in this subnet. */
-function reservedAddress(mac: string, subnet: SubnetPlan, context: DhcpContext): { node?: NodeReservation; fixed?: number } {
+function reservedAddress(
+  mac: string,
+  subnet: SubnetPlan,
+  context: DhcpContext,
+): { node?: NodeReservation; fixed?: number } {
   const node = context.lookupNode(mac);
   const fixed = node?.ipAddress;
-  if (fixed === undefined || ((fixed & subnet.mask) >>> 0) !== subnet.network) return { node };
+  if (fixed === undefined || (fixed & subnet.mask) >>> 0 !== subnet.network) return { node };
   // Config validation keeps fixed addresses out of the pool, but the inventory (database) may not:
   // a fixed address inside the pool that another client holds is not handed out twice.
   if (subnet.pool.contains(fixed) && !subnet.pool.isAvailableTo(fixed, mac, context.now)) return { node };
   return { node, fixed };
 }
 
-function discover(request: DhcpPacket, mac: string, hints: ClientHints, subnet: SubnetPlan, context: DhcpContext): HandleResult {
+function discover(
+  request: DhcpPacket,
+  mac: string,
+  hints: ClientHints,
+  subnet: SubnetPlan,
+  context: DhcpContext,
+): HandleResult {
   const { node, fixed } = reservedAddress(mac, subnet, context);
   let address = fixed;
   if (address === undefined) {
@@ -250,7 +291,13 @@ function discover(request: DhcpPacket, mac: string, hints: ClientHints, subnet: 
   return reply(request, MessageType.Offer, address, hints, subnet, context, node, []);
 }
 
-function requestMessage(request: DhcpPacket, mac: string, hints: ClientHints, subnet: SubnetPlan, context: DhcpContext): HandleResult {
+function requestMessage(
+  request: DhcpPacket,
+  mac: string,
+  hints: ClientHints,
+  subnet: SubnetPlan,
+  context: DhcpContext,
+): HandleResult {
   const serverId = optionAddress(request, Option.ServerIdentifier);
   const requested = optionAddress(request, Option.RequestedIpAddress);
   let wanted: number;
@@ -275,21 +322,25 @@ function requestMessage(request: DhcpPacket, mac: string, hints: ClientHints, su
 
   const nak = (why: string) => nakReply(request, subnet, context, `${state}: ${why}`);
   const { node, fixed } = reservedAddress(mac, subnet, context);
-  if (((wanted & subnet.mask) >>> 0) !== subnet.network) return nak(`${formatIpv4(wanted)} is not on ${subnet.label}`);
+  if ((wanted & subnet.mask) >>> 0 !== subnet.network) return nak(`${formatIpv4(wanted)} is not on ${subnet.label}`);
   if (fixed !== undefined) {
     if (wanted !== fixed) return nak(`${mac} is reserved ${formatIpv4(fixed)}, not ${formatIpv4(wanted)}`);
   } else {
     if (!subnet.pool.contains(wanted)) return nak(`${formatIpv4(wanted)} is outside the pool`);
-    if (!subnet.pool.isAvailableTo(wanted, mac, context.now)) return nak(`${formatIpv4(wanted)} belongs to another client`);
+    if (!subnet.pool.isAvailableTo(wanted, mac, context.now))
+      return nak(`${formatIpv4(wanted)} belongs to another client`);
     if (state !== "selecting") {
       // RFC 2131 §4.3.2 (INIT-REBOOT, and RENEWING/REBINDING alike): a server verifies the address
       // against its record of the client; "if the server has no record of this client, then it MUST
       // remain silent". An ACK here would let any MAC bind any free address without an OFFER.
       const recorded = subnet.pool.leaseOf(mac)?.address ?? subnet.pool.offerOf(mac, context.now);
       if (recorded === undefined) {
-        return ignore(`${state} REQUEST from ${mac} for ${formatIpv4(wanted)}: no record of this client, so no answer (RFC 2131 §4.3.2); it will DISCOVER`, {
-          notable: true,
-        });
+        return ignore(
+          `${state} REQUEST from ${mac} for ${formatIpv4(wanted)}: no record of this client, so no answer (RFC 2131 §4.3.2); it will DISCOVER`,
+          {
+            notable: true,
+          },
+        );
       }
       if (recorded !== wanted) return nak(`${mac} was given ${formatIpv4(recorded)}, not ${formatIpv4(wanted)}`);
     }
@@ -309,7 +360,7 @@ function requestMessage(request: DhcpPacket, mac: string, hints: ClientHints, su
   return reply(request, MessageType.Ack, wanted, hints, subnet, context, node, [lease]);
 }
 
-function nakReply(request: DhcpPacket, subnet: SubnetPlan, context: DhcpContext, why: string): HandleResult {
+function nakReply(request: DhcpPacket, _subnet: SubnetPlan, context: DhcpContext, why: string): HandleResult {
   const nak = baseReply(request);
   // RFC 2131 §4.3.2: a relayed NAK carries the broadcast bit so the relay broadcasts it.
   if (request.giaddr !== 0) nak.flags |= BROADCAST_FLAG;
@@ -317,41 +368,61 @@ function nakReply(request: DhcpPacket, subnet: SubnetPlan, context: DhcpContext,
   nak.options.set(Option.ServerIdentifier, addressBytes(context.serverAddress));
   nak.options.set(Option.Message, Buffer.from(why.slice(0, 200), "latin1"));
   echoRelayAgent(request, nak);
-  return { kind: "reply", reply: nak, destination: replyDestination(request, MessageType.Nak, nak), maxSize: maxMessageSize(request), persist: [], warnings: [] };
+  return {
+    kind: "reply",
+    reply: nak,
+    destination: replyDestination(request, MessageType.Nak, nak),
+    maxSize: maxMessageSize(request),
+    persist: [],
+    warnings: [],
+  };
 }
 
 function decline(request: DhcpPacket, mac: string, subnet: SubnetPlan, context: DhcpContext): HandleResult {
   const address = optionAddress(request, Option.RequestedIpAddress);
   const serverId = optionAddress(request, Option.ServerIdentifier);
   if (serverId !== undefined && serverId !== context.serverAddress) return ignore("DECLINE for another server");
-  if (address === undefined || !subnet.pool.contains(address)) return ignore(`DECLINE from ${mac} for an address outside the pool`);
+  if (address === undefined || !subnet.pool.contains(address))
+    return ignore(`DECLINE from ${mac} for an address outside the pool`);
   // RFC 2131 §4.3.3: the client that was given the address found it in use. Only that client can
   // know: a DECLINE from anyone else would let a stranger empty the pool or void another's offer.
   const held = subnet.pool.leaseOf(mac);
   const holdsLease = held?.address === address && held.state === "bound" && held.expiresAt > context.now;
   if (!holdsLease && subnet.pool.offerOf(mac, context.now) !== address) {
-    return ignore(`DECLINE from ${mac} for ${formatIpv4(address)}, which it neither holds nor was offered`, { notable: true });
+    return ignore(`DECLINE from ${mac} for ${formatIpv4(address)}, which it neither holds nor was offered`, {
+      notable: true,
+    });
   }
   const quarantineMs = context.declineQuarantineMs ?? DEFAULT_QUARANTINE_MS;
   // RFC 2131 §4.3.3: the address is in use by something we do not know; keep it out of the pool.
   const lease: PoolLease = { address, mac: "", expiresAt: context.now + quarantineMs, state: "declined" };
   subnet.pool.put(lease);
   subnet.pool.dropOffer(mac);
-  return ignore(`${mac} declined ${formatIpv4(address)}: another host on the network already uses it; kept out of the pool for ${Math.round(quarantineMs / 1000)}s`, {
-    persist: [lease],
-    notable: true,
-  });
+  return ignore(
+    `${mac} declined ${formatIpv4(address)}: another host on the network already uses it; kept out of the pool for ${Math.round(quarantineMs / 1000)}s`,
+    {
+      persist: [lease],
+      notable: true,
+    },
+  );
 }
 
 function release(request: DhcpPacket, mac: string, subnet: SubnetPlan, context: DhcpContext): HandleResult {
   const { fixed, node } = reservedAddress(mac, subnet, context);
   if (fixed !== undefined && fixed === request.ciaddr) {
     // A reserved address stays reserved; the record only says the machine let go of it.
-    const released: PoolLease = { address: fixed, mac, hostname: node?.hostname, expiresAt: context.now, state: "released" };
+    const released: PoolLease = {
+      address: fixed,
+      mac,
+      hostname: node?.hostname,
+      expiresAt: context.now,
+      state: "released",
+    };
     return ignore(`${mac} released its reserved ${formatIpv4(fixed)}`, { persist: [released] });
   }
   const lease = subnet.pool.leaseAt(request.ciaddr);
-  if (!lease || lease.mac !== mac || lease.state !== "bound") return ignore(`RELEASE from ${mac} for ${formatIpv4(request.ciaddr)}, which it does not hold`);
+  if (!lease || lease.mac !== mac || lease.state !== "bound")
+    return ignore(`RELEASE from ${mac} for ${formatIpv4(request.ciaddr)}, which it does not hold`);
   // Keep the MAC on the record: the client gets the same address back next time if it is still free.
   const released: PoolLease = { ...lease, state: "released", expiresAt: context.now };
   subnet.pool.put(released);
@@ -401,11 +472,13 @@ function orderByRequestList(request: DhcpPacket, options: Map<number, Buffer>): 
     const v = options.get(code);
     if (v) ordered.set(code, v);
   }
-  if (list) for (const code of list) {
-    const v = options.get(code);
-    if (v && !ordered.has(code)) ordered.set(code, v);
-  }
-  for (const [code, v] of options) if (!ordered.has(code) && code !== Option.RelayAgentInformation) ordered.set(code, v);
+  if (list)
+    for (const code of list) {
+      const v = options.get(code);
+      if (v && !ordered.has(code)) ordered.set(code, v);
+    }
+  for (const [code, v] of options)
+    if (!ordered.has(code) && code !== Option.RelayAgentInformation) ordered.set(code, v);
   const agent = options.get(Option.RelayAgentInformation);
   if (agent) ordered.set(Option.RelayAgentInformation, agent);
   return ordered;
@@ -415,7 +488,13 @@ function orderByRequestList(request: DhcpPacket, options: Map<number, Buffer>): 
 const PXE_VENDOR_OPTIONS = Buffer.from([6, 1, 8, 255]);
 
 /** Boot fields: `siaddr`, `file`, options 66/67, and the option 60/43/97 answers PXE ROMs expect. */
-function addBoot(request: DhcpPacket, reply: DhcpPacket, hints: ClientHints, context: DhcpContext, warnings: string[]): boolean {
+function addBoot(
+  request: DhcpPacket,
+  reply: DhcpPacket,
+  hints: ClientHints,
+  context: DhcpContext,
+  warnings: string[],
+): boolean {
   if (!isNetworkBootClient(hints)) return false;
   const decision = decideBoot(hints, context.boot.installed(), context.boot.httpBase, context.boot.firmware);
   if (decision.kind === "none") {
@@ -475,22 +554,39 @@ function reply(
   addBoot(request, out, hints, context, warnings);
   echoRelayAgent(request, out);
   out.options = orderByRequestList(request, options);
-  return { kind: "reply", reply: out, destination: replyDestination(request, type, out), maxSize: maxMessageSize(request), persist, warnings };
+  return {
+    kind: "reply",
+    reply: out,
+    destination: replyDestination(request, type, out),
+    maxSize: maxMessageSize(request),
+    persist,
+    warnings,
+  };
 }
 
 /**
  * proxyDHCP (PXE 2.1 §2.2.3), as dnsmasq and Pixiecore do it: beside a DHCP server that hands out
  * addresses, answer PXE clients only, with boot information and no address, on 67 and on 4011.
  */
-function handleProxy(request: DhcpPacket, type: number, hints: ClientHints, context: DhcpContext, source: RequestSource): HandleResult {
+function handleProxy(
+  request: DhcpPacket,
+  type: number,
+  hints: ClientHints,
+  context: DhcpContext,
+  source: RequestSource,
+): HandleResult {
   if (!isNetworkBootClient(hints)) return ignore("proxy mode: not a PXE client");
   let replyType: MessageType;
   if (source.pxePort) {
-    if (type !== MessageType.Request && type !== MessageType.Inform) return ignore(`proxy mode: ${messageTypeName(type)} on port 4011`);
+    if (type !== MessageType.Request && type !== MessageType.Inform)
+      return ignore(`proxy mode: ${messageTypeName(type)} on port 4011`);
     replyType = MessageType.Ack;
   } else if (type === MessageType.Discover) {
     replyType = MessageType.Offer;
-  } else if (type === MessageType.Request && optionAddress(request, Option.ServerIdentifier) === context.serverAddress) {
+  } else if (
+    type === MessageType.Request &&
+    optionAddress(request, Option.ServerIdentifier) === context.serverAddress
+  ) {
     // Some ROMs send their REQUEST to whichever offer had the boot file, i.e. to us.
     replyType = MessageType.Ack;
   } else {
@@ -501,10 +597,19 @@ function handleProxy(request: DhcpPacket, type: number, hints: ClientHints, cont
   out.options.set(Option.MessageType, Buffer.from([replyType]));
   out.options.set(Option.ServerIdentifier, addressBytes(context.serverAddress));
   const warnings: string[] = [];
-  if (!addBoot(request, out, hints, context, warnings)) return ignore(warnings[0] ?? "proxy mode: nothing to boot", { warnings, notable: true });
+  if (!addBoot(request, out, hints, context, warnings))
+    return ignore(warnings[0] ?? "proxy mode: nothing to boot", { warnings, notable: true });
   // The PXE spec requires option 60 `PXEClient` in every proxy reply, iPXE included.
-  if (!out.options.has(Option.VendorClassIdentifier)) out.options.set(Option.VendorClassIdentifier, Buffer.from("PXEClient", "latin1"));
+  if (!out.options.has(Option.VendorClassIdentifier))
+    out.options.set(Option.VendorClassIdentifier, Buffer.from("PXEClient", "latin1"));
   echoRelayAgent(request, out);
   out.options = orderByRequestList(request, out.options);
-  return { kind: "reply", reply: out, destination: replyDestination(request, replyType, out, source), maxSize: maxMessageSize(request), persist: [], warnings };
+  return {
+    kind: "reply",
+    reply: out,
+    destination: replyDestination(request, replyType, out, source),
+    maxSize: maxMessageSize(request),
+    persist: [],
+    warnings,
+  };
 }

@@ -5,7 +5,14 @@ import type { Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
 import { AddressBook } from "./address-book.js";
 import { PXE_PORT } from "./destination.js";
-import { handle, type DhcpContext, type HandleResult, type NodeReservation, type SeenClient, type SubnetPlan } from "./handler.js";
+import {
+  handle,
+  type DhcpContext,
+  type HandleResult,
+  type NodeReservation,
+  type SeenClient,
+  type SubnetPlan,
+} from "./handler.js";
 import type { LeaseStore } from "./lease-store.js";
 import { messageTypeName } from "./options.js";
 import { hardwareAddress, messageType } from "./packet.js";
@@ -66,7 +73,12 @@ function remarkKind(message: string): string {
 }
 
 function budgetLimits(config: Config["dhcp"]["budgets"]["newClients"]): BudgetLimits {
-  return { rate: config.rate, burst: config.burst, perMacBurst: config.perMacBurst, perMacIntervalMs: config.perMacInterval };
+  return {
+    rate: config.rate,
+    burst: config.burst,
+    perMacBurst: config.perMacBurst,
+    perMacIntervalMs: config.perMacInterval,
+  };
 }
 
 /** A budget for `limits`, the running one when the limits did not change (a reload keeps its state). */
@@ -118,7 +130,10 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     // `mac` comes from `hardwareAddress`, already in the normalised form config keys use.
     const found = options.lookupNode?.(mac) ?? config.nodes[mac];
     if (!found) return undefined;
-    return { ipAddress: found.ipAddress !== undefined ? parseIpv4(found.ipAddress) : undefined, hostname: found.hostname };
+    return {
+      ipAddress: found.ipAddress !== undefined ? parseIpv4(found.ipAddress) : undefined,
+      hostname: found.hostname,
+    };
   };
 
   const context: DhcpContext = {
@@ -182,15 +197,31 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
         }
       } else if (server) {
         server.counters.sightingsDropped++;
-        notable("sighting budget", `sighting budget spent (dhcp.budgets.sightings): machines seen on DHCP are not all passed to the inventory`);
+        notable(
+          "sighting budget",
+          `sighting budget spent (dhcp.budgets.sightings): machines seen on DHCP are not all passed to the inventory`,
+        );
       }
     }
     for (const warning of result.warnings) notable(remarkKind(warning), warning);
     if (result.kind === "ignore") {
       if (result.notable) notable(remarkKind(result.reason), result.reason);
-      else if (log.isLevelEnabled("debug")) log.debug({ mac: hardwareAddress(request), type: messageTypeName(messageType(request)), reason: result.reason }, "no reply");
+      else if (log.isLevelEnabled("debug"))
+        log.debug(
+          { mac: hardwareAddress(request), type: messageTypeName(messageType(request)), reason: result.reason },
+          "no reply",
+        );
     } else if (log.isLevelEnabled("debug")) {
-      log.debug({ mac: hardwareAddress(request), type: messageTypeName(messageType(request)), reply: messageTypeName(messageType(result.reply)), yiaddr: formatIpv4(result.reply.yiaddr), file: result.reply.file || undefined }, "reply");
+      log.debug(
+        {
+          mac: hardwareAddress(request),
+          type: messageTypeName(messageType(request)),
+          reply: messageTypeName(messageType(result.reply)),
+          yiaddr: formatIpv4(result.reply.yiaddr),
+          file: result.reply.file || undefined,
+        },
+        "reply",
+      );
     }
   };
 
@@ -205,7 +236,11 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
 
   /** The device socket is bound to one interface, mode and port for the life of the process. */
   const refuseRestartOnlyChanges = (next: Config) => {
-    if (next.interface !== config.interface || next.dhcp.mode !== config.dhcp.mode || next.dhcp.port !== config.dhcp.port) {
+    if (
+      next.interface !== config.interface ||
+      next.dhcp.mode !== config.dhcp.mode ||
+      next.dhcp.port !== config.dhcp.port
+    ) {
       throw new Error("changing interface, dhcp.mode or dhcp.port needs a restart");
     }
   };
@@ -248,7 +283,10 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       } catch (error) {
         await server.stop().catch(() => undefined);
         server = undefined;
-        throw new Error(`DHCP cannot listen on interface ${config.interface} port(s) ${ports.join(", ")}: ${(error as Error).message}`, { cause: error });
+        throw new Error(
+          `DHCP cannot listen on interface ${config.interface} port(s) ${ports.join(", ")}: ${(error as Error).message}`,
+          { cause: error },
+        );
       }
       sweepTimer = setInterval(() => {
         const t = now();
@@ -260,7 +298,10 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
         claims.sweep(t);
       }, 30_000);
       sweepTimer.unref();
-      log.info({ interface: config.interface, mode: config.dhcp.mode, ports, activeLeases: active }, "DHCP listening on this interface only");
+      log.info(
+        { interface: config.interface, mode: config.dhcp.mode, ports, activeLeases: active },
+        "DHCP listening on this interface only",
+      );
     },
 
     async stop() {
@@ -275,7 +316,9 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
 
     async reload(next: Config) {
       refuseRestartOnlyChanges(next);
-      const rangesChanged = JSON.stringify([next.dhcp.range, next.dhcp.subnets.map((s) => s.range)]) !== JSON.stringify([config.dhcp.range, config.dhcp.subnets.map((s) => s.range)]);
+      const rangesChanged =
+        JSON.stringify([next.dhcp.range, next.dhcp.subnets.map((s) => s.range)]) !==
+        JSON.stringify([config.dhcp.range, config.dhcp.subnets.map((s) => s.range)]);
       applyConfig(next);
       // New ranges start empty; fill them from the store so no address held on disk is offered again.
       if (rangesChanged && context.mode === "server") await loadPools();

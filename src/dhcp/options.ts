@@ -72,7 +72,9 @@ export const MessageType = {
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
-const messageTypeNames: Record<number, string> = Object.fromEntries(Object.entries(MessageType).map(([name, code]) => [code, name.toUpperCase()]));
+const messageTypeNames: Record<number, string> = Object.fromEntries(
+  Object.entries(MessageType).map(([name, code]) => [code, name.toUpperCase()]),
+);
 
 export function messageTypeName(type: number | undefined): string {
   return type === undefined ? "BOOTP" : (messageTypeNames[type] ?? `type-${type}`);

@@ -4,7 +4,17 @@ import { describe, it } from "node:test";
 import { DecodeError } from "../errors.js";
 import { readPcap } from "../files/pcap.js";
 import { MessageType, Option } from "./options.js";
-import { BootOp, decode, encode, hardwareAddress, machineUuid, maxMessageSize, messageType, userClasses, type DhcpPacket } from "./packet.js";
+import {
+  BootOp,
+  decode,
+  encode,
+  hardwareAddress,
+  machineUuid,
+  maxMessageSize,
+  messageType,
+  userClasses,
+  type DhcpPacket,
+} from "./packet.js";
 
 const TESTDATA = new URL("../../testdata/dhcp/", import.meta.url);
 
@@ -12,8 +22,20 @@ function packet(options: [number, Buffer][] = [], fields: Partial<DhcpPacket> = 
   const chaddr = Buffer.alloc(16);
   Buffer.from([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]).copy(chaddr);
   return {
-    op: BootOp.Request, htype: 1, hlen: 6, hops: 0, xid: 0xdeadbeef, secs: 3, flags: 0x8000,
-    ciaddr: 0, yiaddr: 0, siaddr: 0, giaddr: 0, chaddr, sname: "", file: "",
+    op: BootOp.Request,
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid: 0xdeadbeef,
+    secs: 3,
+    flags: 0x8000,
+    ciaddr: 0,
+    yiaddr: 0,
+    siaddr: 0,
+    giaddr: 0,
+    chaddr,
+    sname: "",
+    file: "",
     options: new Map([[Option.MessageType, Buffer.from([MessageType.Discover])], ...options]),
     ...fields,
   };
@@ -22,15 +44,42 @@ function packet(options: [number, Buffer][] = [], fields: Partial<DhcpPacket> = 
 /** decode ∘ encode is the identity on the fields and the option bytes. */
 function assertRoundTrip(p: DhcpPacket, maxSize?: number): DhcpPacket {
   const back = decode(encode(p, maxSize));
-  for (const key of ["op", "htype", "hlen", "hops", "xid", "secs", "flags", "ciaddr", "yiaddr", "siaddr", "giaddr", "sname", "file"] as const) assert.equal(back[key], p[key], key);
+  for (const key of [
+    "op",
+    "htype",
+    "hlen",
+    "hops",
+    "xid",
+    "secs",
+    "flags",
+    "ciaddr",
+    "yiaddr",
+    "siaddr",
+    "giaddr",
+    "sname",
+    "file",
+  ] as const)
+    assert.equal(back[key], p[key], key);
   assert.deepEqual(back.chaddr, p.chaddr);
-  assert.deepEqual(new Map([...back.options].sort(([a], [b]) => a - b)), new Map([...p.options].filter(([c]) => c !== Option.Overload).sort(([a], [b]) => a - b)));
+  assert.deepEqual(
+    new Map([...back.options].sort(([a], [b]) => a - b)),
+    new Map([...p.options].filter(([c]) => c !== Option.Overload).sort(([a], [b]) => a - b)),
+  );
   return back;
 }
 
 describe("DHCP codec", () => {
   it("round-trips fields, options and unknown options", () => {
-    assertRoundTrip(packet([[Option.HostName, Buffer.from("node-1")], [224, Buffer.from([1, 2, 3])], [Option.ParameterRequestList, Buffer.from([1, 3, 6])]], { ciaddr: 0x0a000005, giaddr: 0x0a000101, file: "undionly.kpxe", sname: "srv" }));
+    assertRoundTrip(
+      packet(
+        [
+          [Option.HostName, Buffer.from("node-1")],
+          [224, Buffer.from([1, 2, 3])],
+          [Option.ParameterRequestList, Buffer.from([1, 3, 6])],
+        ],
+        { ciaddr: 0x0a000005, giaddr: 0x0a000101, file: "undionly.kpxe", sname: "srv" },
+      ),
+    );
   });
 
   it("pads replies to 300 bytes and ends with End", () => {
@@ -46,7 +95,11 @@ describe("DHCP codec", () => {
   });
 
   it("overflows into file and sname with option 52 when the client's size is small", () => {
-    const p = packet([[224, Buffer.alloc(250, 1)], [225, Buffer.alloc(60, 2)], [226, Buffer.alloc(40, 3)]]);
+    const p = packet([
+      [224, Buffer.alloc(250, 1)],
+      [225, Buffer.alloc(60, 2)],
+      [226, Buffer.alloc(40, 3)],
+    ]);
     const bytes = encode(p, 576);
     assert.ok(bytes.length <= 576 - 28);
     const back = decode(bytes);
@@ -62,7 +115,10 @@ describe("DHCP codec", () => {
 
   it("reads iPXE's bare user class and RFC 3004 framing", () => {
     assert.deepEqual(userClasses(packet([[Option.UserClass, Buffer.from("iPXE")]])), ["iPXE"]);
-    assert.deepEqual(userClasses(packet([[Option.UserClass, Buffer.from([4, 0x69, 0x50, 0x58, 0x45, 2, 0x61, 0x62])]])), ["iPXE", "ab"]);
+    assert.deepEqual(
+      userClasses(packet([[Option.UserClass, Buffer.from([4, 0x69, 0x50, 0x58, 0x45, 2, 0x61, 0x62])]])),
+      ["iPXE", "ab"],
+    );
   });
 
   it("reads option 97 as a UUID and ignores a malformed one", () => {
@@ -78,23 +134,52 @@ describe("DHCP codec", () => {
       ["truncated", good.subarray(0, 100), /truncated/],
       ["empty", Buffer.alloc(0), /truncated/],
       ["oversized", Buffer.concat([good, Buffer.alloc(9000)]), /oversized/],
-      ["wrong op", mutate((b) => ((b[0] = 3), b)), /op 3/],
-      ["bad magic cookie", mutate((b) => (b.writeUInt32BE(0x01020304, 236), b)), /magic cookie/],
-      ["hlen > 16", mutate((b) => ((b[2] = 17), b)), /hlen 17/],
+      [
+        "wrong op",
+        mutate((b) => {
+          b[0] = 3;
+          return b;
+        }),
+        /op 3/,
+      ],
+      [
+        "bad magic cookie",
+        mutate((b) => {
+          b.writeUInt32BE(0x01020304, 236);
+          return b;
+        }),
+        /magic cookie/,
+      ],
+      [
+        "hlen > 16",
+        mutate((b) => {
+          b[2] = 17;
+          return b;
+        }),
+        /hlen 17/,
+      ],
       ["option overrun", Buffer.concat([good.subarray(0, 240), Buffer.from([12, 200, 65, 66])]), /overruns/],
       ["option without length", Buffer.concat([good.subarray(0, 240), Buffer.from([12])]), /no length/],
     ];
     for (const [name, bytes, message] of cases) {
       it(name, () => {
-        assert.throws(() => decode(bytes), (e: unknown) => e instanceof DecodeError && message.test(e.message) && e.code === "DECODE");
+        assert.throws(
+          () => decode(bytes),
+          (e: unknown) => e instanceof DecodeError && message.test(e.message) && e.code === "DECODE",
+        );
       });
     }
   });
 
   it("never throws anything but DecodeError on random mutations", () => {
-    const good = encode(packet([[Option.HostName, Buffer.from("fuzz")], [Option.ParameterRequestList, Buffer.from([1, 3, 6, 12, 15])]]));
+    const good = encode(
+      packet([
+        [Option.HostName, Buffer.from("fuzz")],
+        [Option.ParameterRequestList, Buffer.from([1, 3, 6, 12, 15])],
+      ]),
+    );
     let seed = 42;
-    const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     for (let i = 0; i < 5000; i++) {
       const bytes = Buffer.from(good.subarray(0, 200 + Math.floor(random() * 100)));
       for (let j = 0; j < 4; j++) bytes[Math.floor(random() * bytes.length)] = Math.floor(random() * 256);
@@ -124,7 +209,9 @@ describe("golden packets from real clients (testdata/dhcp/*.pcap)", () => {
   }
 
   it("dhclient: DISCOVER asks for host name; REQUEST names server and address", () => {
-    const [discover, , request] = readPcap(new URL("dhclient-dora-release.pcap", TESTDATA).pathname).map((d) => decode(d.payload));
+    const [discover, , request] = readPcap(new URL("dhclient-dora-release.pcap", TESTDATA).pathname).map((d) =>
+      decode(d.payload),
+    );
     assert.equal(messageType(discover!), MessageType.Discover);
     assert.ok(discover!.options.get(Option.ParameterRequestList)!.includes(Option.HostName));
     assert.equal(messageType(request!), MessageType.Request);

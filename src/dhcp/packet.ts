@@ -1,5 +1,5 @@
 import { DecodeError } from "../errors.js";
-import { MessageType, Option } from "./options.js";
+import { type MessageType, Option } from "./options.js";
 
 /**
  * The DHCPv4 message (RFC 2131 §2, fig. 1) as plain data. Options stay raw bytes keyed by code, in
@@ -60,7 +60,8 @@ function decodeOptions(buffer: Buffer, start: number, end: number, into: Map<num
     if (offset + 1 >= end) throw new DecodeError(`option ${code} has no length byte`, offset);
     const length = buffer[offset + 1]!;
     const valueStart = offset + 2;
-    if (valueStart + length > end) throw new DecodeError(`option ${code} of length ${length} overruns the packet`, offset);
+    if (valueStart + length > end)
+      throw new DecodeError(`option ${code} of length ${length} overruns the packet`, offset);
     const value = buffer.subarray(valueStart, valueStart + length);
     const previous = into.get(code);
     into.set(code, previous ? Buffer.concat([previous, value]) : value);
@@ -74,13 +75,17 @@ function decodeOptions(buffer: Buffer, start: number, end: number, into: Map<num
 
 /** Decode a datagram; throws `DecodeError` (with the offset) on anything malformed. */
 export function decode(buffer: Buffer): DhcpPacket {
-  if (buffer.length < FIXED_LENGTH + 4) throw new DecodeError(`truncated: ${buffer.length} bytes, a DHCP message has at least 240`, buffer.length);
-  if (buffer.length > MAX_REQUEST_LENGTH) throw new DecodeError(`oversized: ${buffer.length} bytes`, MAX_REQUEST_LENGTH);
+  if (buffer.length < FIXED_LENGTH + 4)
+    throw new DecodeError(`truncated: ${buffer.length} bytes, a DHCP message has at least 240`, buffer.length);
+  if (buffer.length > MAX_REQUEST_LENGTH)
+    throw new DecodeError(`oversized: ${buffer.length} bytes`, MAX_REQUEST_LENGTH);
   const op = buffer[0]!;
-  if (op !== BootOp.Request && op !== BootOp.Reply) throw new DecodeError(`op ${op} is neither BOOTREQUEST nor BOOTREPLY`, 0);
+  if (op !== BootOp.Request && op !== BootOp.Reply)
+    throw new DecodeError(`op ${op} is neither BOOTREQUEST nor BOOTREPLY`, 0);
   const hlen = buffer[2]!;
   if (hlen > 16) throw new DecodeError(`hlen ${hlen} exceeds the 16-byte chaddr`, 2);
-  if (buffer.readUInt32BE(FIXED_LENGTH) !== MAGIC_COOKIE) throw new DecodeError("bad magic cookie (plain BOOTP is not served)", FIXED_LENGTH);
+  if (buffer.readUInt32BE(FIXED_LENGTH) !== MAGIC_COOKIE)
+    throw new DecodeError("bad magic cookie (plain BOOTP is not served)", FIXED_LENGTH);
   const options = new Map<number, Buffer>();
   const overload = decodeOptions(buffer, FIXED_LENGTH + 4, buffer.length, options);
   // RFC 2132 §9.3: the `file` field is read before `sname`.
@@ -130,7 +135,9 @@ function writeOption(out: Buffer, offset: number, code: number, value: Buffer): 
  */
 export function encode(packet: DhcpPacket, maxSize: number = MIN_MAX_MESSAGE_SIZE): Buffer {
   const limit = Math.max(MIN_MAX_MESSAGE_SIZE, maxSize) - IP_UDP_HEADERS;
-  const entries = [...packet.options].filter(([code]) => code !== Option.Pad && code !== Option.End && code !== Option.Overload);
+  const entries = [...packet.options].filter(
+    ([code]) => code !== Option.Pad && code !== Option.End && code !== Option.Overload,
+  );
   const mainRoom = limit - FIXED_LENGTH - 4 - 1; // cookie and End
 
   const main: [number, Buffer][] = [];
@@ -255,7 +262,7 @@ export function userClasses(packet: DhcpPacket): string[] {
 /** Option 97 as a lower-case RFC 4122 string; undefined when absent or not type 0 + 16 bytes. */
 export function machineUuid(packet: DhcpPacket): string | undefined {
   const value = packet.options.get(Option.ClientMachineIdentifier);
-  if (!value || value.length !== 17 || value[0] !== 0) return undefined;
+  if (value?.length !== 17 || value[0] !== 0) return undefined;
   const hex = value.toString("hex", 1);
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
@@ -275,7 +282,7 @@ export function addressBytes(address: number): Buffer {
 
 export function addressListBytes(addresses: readonly number[]): Buffer {
   const out = Buffer.allocUnsafe(4 * addresses.length);
-  addresses.forEach((a, i) => out.writeUInt32BE(a >>> 0, 4 * i));
+  for (const [i, a] of addresses.entries()) out.writeUInt32BE(a >>> 0, 4 * i);
   return out;
 }
 

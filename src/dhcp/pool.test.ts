@@ -31,7 +31,8 @@ describe("AddressPool allocation without walking the range (issue 10)", () => {
 
   it("reclaims the longest-expired lease first, in O(log n)", () => {
     const pool = new AddressPool(START, START + 9);
-    for (let i = 0; i < 10; i++) pool.put({ address: START + i, mac: `m${i}`, expiresAt: NOW + (10 - i) * 1000, state: "bound" });
+    for (let i = 0; i < 10; i++)
+      pool.put({ address: START + i, mac: `m${i}`, expiresAt: NOW + (10 - i) * 1000, state: "bound" });
     assert.equal(pool.choose("x", undefined, NOW), undefined, "nothing expired yet");
     assert.equal(pool.choose("x", undefined, NOW + 5_000), START + 9, "expired first");
     pool.hold("x", START + 9, NOW + 5_000);
@@ -55,7 +56,9 @@ describe("AddressPool allocation without walking the range (issue 10)", () => {
 
   it("new leases keep the heap bounded (renewals leave stale entries that get compacted)", () => {
     const pool = fullPool(100);
-    for (let round = 1; round <= 200; round++) for (let i = 0; i < 100; i++) pool.put({ address: START + i, mac: `m${i}`, expiresAt: NOW + HOUR + round, state: "bound" });
+    for (let round = 1; round <= 200; round++)
+      for (let i = 0; i < 100; i++)
+        pool.put({ address: START + i, mac: `m${i}`, expiresAt: NOW + HOUR + round, state: "bound" });
     const heapSize = (pool as unknown as { reclaimable: { size: number } }).reclaimable.size;
     assert.ok(heapSize <= 2 * 100 + 1024 + 1, `heap has ${heapSize} entries`);
   });

@@ -29,7 +29,14 @@ export function toRecord(lease: PoolLease, now: number): LeaseRecord {
 export function fromRecord(record: LeaseRecord): PoolLease | undefined {
   const address = parseIpv4(record.address);
   if (address === undefined) return undefined;
-  return { address, mac: record.mac, clientId: record.clientId, hostname: record.hostname, expiresAt: record.expiresAt, state: record.state };
+  return {
+    address,
+    mac: record.mac,
+    clientId: record.clientId,
+    hostname: record.hostname,
+    expiresAt: record.expiresAt,
+    state: record.state,
+  };
 }
 
 interface Offer {
@@ -172,7 +179,13 @@ export class AddressPool {
     const offer = this.offers.get(mac);
     if (offer && offer.expiresAt > now && this.isAvailableTo(offer.address, mac, now)) return offer.address;
     const previous = this.byMac.get(mac);
-    if (previous && previous.mac === mac && this.contains(previous.address) && this.isAvailableTo(previous.address, mac, now)) return previous.address;
+    if (
+      previous &&
+      previous.mac === mac &&
+      this.contains(previous.address) &&
+      this.isAvailableTo(previous.address, mac, now)
+    )
+      return previous.address;
     if (requested !== undefined && this.contains(requested) && this.isAvailableTo(requested, mac, now)) {
       const holder = this.byAddress.get(requested);
       // Do not take over another client's expired address while fresh ones remain: it may come back.
@@ -227,7 +240,8 @@ export class AddressPool {
 
   private rebuildHeap(): void {
     this.reclaimable.clear();
-    for (const lease of this.byAddress.values()) this.reclaimable.push({ address: lease.address, key: lease.expiresAt });
+    for (const lease of this.byAddress.values())
+      this.reclaimable.push({ address: lease.address, key: lease.expiresAt });
   }
 
   /** An offer for `address` ended without a lease: make the address findable again. */
@@ -267,7 +281,8 @@ export class AddressPool {
 
   /** Counts for logs and metrics; at most `USAGE_CACHE_MS` old, so a flood on a full pool does not walk it. */
   usage(now: number): { size: number; bound: number; declined: number } {
-    if (this.usageCache && now >= this.usageCache.at && now - this.usageCache.at < USAGE_CACHE_MS) return this.usageCache.value;
+    if (this.usageCache && now >= this.usageCache.at && now - this.usageCache.at < USAGE_CACHE_MS)
+      return this.usageCache.value;
     let bound = 0;
     let declined = 0;
     for (const lease of this.byAddress.values()) {

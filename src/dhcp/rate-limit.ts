@@ -61,7 +61,8 @@ class TokenBucket {
   }
 
   allow(now: number): boolean {
-    if (this.at !== -Infinity) this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSecond);
+    if (this.at !== -Infinity)
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSecond);
     this.at = now;
     if (this.tokens < 1) return false;
     this.tokens -= 1;

@@ -28,7 +28,19 @@ export interface DhcpCounters {
 }
 
 export function zeroCounters(): DhcpCounters {
-  return { received: 0, dropped: 0, malformed: 0, replies: 0, ignored: 0, commits: 0, committedLeases: 0, sendErrors: 0, untrustedRelay: 0, newClientsDropped: 0, sightingsDropped: 0 };
+  return {
+    received: 0,
+    dropped: 0,
+    malformed: 0,
+    replies: 0,
+    ignored: 0,
+    commits: 0,
+    committedLeases: 0,
+    sendErrors: 0,
+    untrustedRelay: 0,
+    newClientsDropped: 0,
+    sightingsDropped: 0,
+  };
 }
 
 export interface DhcpSocketServerOptions {
@@ -109,7 +121,11 @@ export class DhcpSocketServer {
       request = decode(data);
     } catch (error) {
       this.counters.malformed++;
-      if (error instanceof DecodeError) this.options.logger.debug({ from: rinfo.address, bytes: data.length, reason: error.message }, "malformed DHCP packet dropped");
+      if (error instanceof DecodeError)
+        this.options.logger.debug(
+          { from: rinfo.address, bytes: data.length, reason: error.message },
+          "malformed DHCP packet dropped",
+        );
       else this.options.logger.error({ err: error }, "unexpected error decoding a DHCP packet");
       return;
     }
@@ -157,7 +173,10 @@ export class DhcpSocketServer {
     } catch (error) {
       // Not durable, so not acknowledged: the clients retry and get the same address.
       this.counters.dropped += replies.length;
-      this.options.logger.error({ err: error, leases: leases.length }, "could not save leases; their ACKs were not sent");
+      this.options.logger.error(
+        { err: error, leases: leases.length },
+        "could not save leases; their ACKs were not sent",
+      );
     } finally {
       this.commitInFlight = false;
     }
@@ -185,7 +204,10 @@ export class DhcpSocketServer {
     socket.send(bytes, port, address, (error) => {
       if (error) {
         this.counters.sendErrors++;
-        this.options.logger.warn({ err: error, to: `${address}:${port}`, type: messageTypeName(messageType(result.reply)) }, "DHCP reply not sent");
+        this.options.logger.warn(
+          { err: error, to: `${address}:${port}`, type: messageTypeName(messageType(result.reply)) },
+          "DHCP reply not sent",
+        );
       }
     });
   }

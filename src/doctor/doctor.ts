@@ -34,7 +34,12 @@ export async function runDoctor(config: Config): Promise<CheckResult[]> {
   if (config.tftp.enabled) {
     const loaders = await installedBootloaders(bootloaderDir(config.stateDir));
     if (loaders.length === 0) {
-      results.push({ name: "bootloaders", ok: false, detail: `none in ${bootloaderDir(config.stateDir)}`, fix: "run `centra-pxe init` (Debian: apt-get install ipxe first)" });
+      results.push({
+        name: "bootloaders",
+        ok: false,
+        detail: `none in ${bootloaderDir(config.stateDir)}`,
+        fix: "run `centra-pxe init` (Debian: apt-get install ipxe first)",
+      });
     }
     // In parallel: a server that does not answer costs one timeout, not one per bootloader.
     results.push(...(await Promise.all(loaders.map((name) => checkTftpRead(config, name)))));
@@ -49,9 +54,19 @@ async function checkHttpHealth(base: string): Promise<CheckResult> {
     const response = await fetch(`${base}/health`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
     const body = await response.text();
     if (response.ok) return { name, ok: true, detail: `200 ${body.slice(0, 200)}` };
-    return { name, ok: false, detail: `${response.status} ${body.slice(0, 300)}`, fix: "a part of the server is not serving: read its JSON log for the part named above" };
+    return {
+      name,
+      ok: false,
+      detail: `${response.status} ${body.slice(0, 300)}`,
+      fix: "a part of the server is not serving: read its JSON log for the part named above",
+    };
   } catch (error) {
-    return { name, ok: false, detail: `${base}/health: ${describe(error)}`, fix: "is `centra-pxe serve` running, and is serverAddress an address of this host? (ip addr; check http.port and firewalls for TCP)" };
+    return {
+      name,
+      ok: false,
+      detail: `${base}/health: ${describe(error)}`,
+      fix: "is `centra-pxe serve` running, and is serverAddress an address of this host? (ip addr; check http.port and firewalls for TCP)",
+    };
   }
 }
 
@@ -60,8 +75,14 @@ async function checkBootScript(base: string): Promise<CheckResult> {
   try {
     const response = await fetch(`${base}/boot/ipxe/boot.ipxe`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
     const body = await response.text();
-    if (response.ok && body.startsWith("#!ipxe")) return { name, ok: true, detail: `/boot/ipxe/boot.ipxe is an iPXE script (${body.length} bytes)` };
-    return { name, ok: false, detail: `/boot/ipxe/boot.ipxe answered ${response.status}: ${body.slice(0, 120)}`, fix: "the HTTP part answers but not with the entry script: check the server log" };
+    if (response.ok && body.startsWith("#!ipxe"))
+      return { name, ok: true, detail: `/boot/ipxe/boot.ipxe is an iPXE script (${body.length} bytes)` };
+    return {
+      name,
+      ok: false,
+      detail: `/boot/ipxe/boot.ipxe answered ${response.status}: ${body.slice(0, 120)}`,
+      fix: "the HTTP part answers but not with the entry script: check the server log",
+    };
   } catch (error) {
     return { name, ok: false, detail: describe(error), fix: "is `centra-pxe serve` running?" };
   }
@@ -76,7 +97,10 @@ async function checkTftpRead(config: Config, file: string): Promise<CheckResult>
     const received = await new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let blockSize = 512;
-      const timer = setTimeout(() => reject(new Error(`no answer from ${config.serverAddress}:${config.tftp.port} within ${TIMEOUT_MS} ms`)), TIMEOUT_MS * 3);
+      const timer = setTimeout(
+        () => reject(new Error(`no answer from ${config.serverAddress}:${config.tftp.port} within ${TIMEOUT_MS} ms`)),
+        TIMEOUT_MS * 3,
+      );
       socket.on("error", reject);
       socket.on("message", (message, peer) => {
         let packet: Packet;
@@ -86,7 +110,8 @@ async function checkTftpRead(config: Config, file: string): Promise<CheckResult>
           reject(error as Error);
           return;
         }
-        const ack = (block: number) => socket.send(encodePacket({ opcode: Opcode.Ack, block }), peer.port, peer.address);
+        const ack = (block: number) =>
+          socket.send(encodePacket({ opcode: Opcode.Ack, block }), peer.port, peer.address);
         if (packet.opcode === Opcode.Error) reject(new Error(`TFTP error ${packet.code}: ${packet.message}`));
         else if (packet.opcode === Opcode.OptionAck) {
           blockSize = Number(packet.options.find((o) => o.name.toLowerCase() === "blksize")?.value ?? 512);
@@ -101,17 +126,36 @@ async function checkTftpRead(config: Config, file: string): Promise<CheckResult>
         }
       });
       socket.send(
-        encodePacket({ opcode: Opcode.ReadRequest, filename: file, mode: "octet", options: [{ name: "blksize", value: "1468" }, { name: "tsize", value: "0" }] }),
+        encodePacket({
+          opcode: Opcode.ReadRequest,
+          filename: file,
+          mode: "octet",
+          options: [
+            { name: "blksize", value: "1468" },
+            { name: "tsize", value: "0" },
+          ],
+        }),
         config.tftp.port,
         config.serverAddress,
       );
     });
-    const same = createHash("sha256").update(received).digest("hex") === createHash("sha256").update(expected).digest("hex");
+    const same =
+      createHash("sha256").update(received).digest("hex") === createHash("sha256").update(expected).digest("hex");
     return same
       ? { name, ok: true, detail: `${received.length} bytes, identical to the file on disk` }
-      : { name, ok: false, detail: `got ${received.length} bytes that differ from the ${expected.length} on disk`, fix: "report this: the TFTP part served wrong bytes" };
+      : {
+          name,
+          ok: false,
+          detail: `got ${received.length} bytes that differ from the ${expected.length} on disk`,
+          fix: "report this: the TFTP part served wrong bytes",
+        };
   } catch (error) {
-    return { name, ok: false, detail: describe(error), fix: "is the TFTP part enabled and UDP 69 open (firewall)? The log names refused reads" };
+    return {
+      name,
+      ok: false,
+      detail: describe(error),
+      fix: "is the TFTP part enabled and UDP 69 open (firewall)? The log names refused reads",
+    };
   } finally {
     socket.close();
   }
@@ -131,7 +175,12 @@ async function checkDhcpOffer(config: Config): Promise<CheckResult> {
   try {
     socket = await adopt(openDeviceSocketFd(config.interface, 68));
   } catch (error) {
-    return { name, ok: false, detail: `cannot open a DHCP client socket on ${config.interface}: ${describe(error)}`, fix: "run doctor as root on the server's host; is another DHCP client holding port 68 on this interface?" };
+    return {
+      name,
+      ok: false,
+      detail: `cannot open a DHCP client socket on ${config.interface}: ${describe(error)}`,
+      fix: "run doctor as root on the server's host; is another DHCP client holding port 68 on this interface?",
+    };
   }
   try {
     socket.setBroadcast(true);
@@ -174,13 +223,28 @@ async function checkDhcpOffer(config: Config): Promise<CheckResult> {
     });
     const serverId = optionAddress(offer, Option.ServerIdentifier);
     const expected = parseIpv4(config.serverAddress);
-    const offered = [offer.yiaddr >>> 24, (offer.yiaddr >>> 16) & 255, (offer.yiaddr >>> 8) & 255, offer.yiaddr & 255].join(".");
+    const offered = [
+      offer.yiaddr >>> 24,
+      (offer.yiaddr >>> 16) & 255,
+      (offer.yiaddr >>> 8) & 255,
+      offer.yiaddr & 255,
+    ].join(".");
     if (serverId !== expected) {
-      return { name, ok: false, detail: `an OFFER of ${offered} came from another DHCP server (identifier ${serverId === undefined ? "none" : serverId.toString(16)})`, fix: "a second DHCP server answers on this network: machines may boot from it" };
+      return {
+        name,
+        ok: false,
+        detail: `an OFFER of ${offered} came from another DHCP server (identifier ${serverId === undefined ? "none" : serverId.toString(16)})`,
+        fix: "a second DHCP server answers on this network: machines may boot from it",
+      };
     }
     return { name, ok: true, detail: `OFFER of ${offered} from ${config.serverAddress}` };
   } catch (error) {
-    return { name, ok: false, detail: describe(error), fix: `is \`centra-pxe serve\` running with dhcp.mode server on ${config.interface}? Is the pool exhausted (\`centra-pxe leases\`)?` };
+    return {
+      name,
+      ok: false,
+      detail: describe(error),
+      fix: `is \`centra-pxe serve\` running with dhcp.mode server on ${config.interface}? Is the pool exhausted (\`centra-pxe leases\`)?`,
+    };
   } finally {
     socket.close();
   }

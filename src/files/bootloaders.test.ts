@@ -41,7 +41,9 @@ test("install copies what is present, is idempotent, and names a missing require
   await assert.rejects(installBootloaders(empty, join(dir, "other")), /undionly\.kpxe: missing/);
 });
 
-test("the system's iPXE package installs cleanly when present", { skip: !existsSync("/usr/lib/ipxe/undionly.kpxe") && "no /usr/lib/ipxe" }, async () => {
+test("the system's iPXE package installs cleanly when present", {
+  skip: !existsSync("/usr/lib/ipxe/undionly.kpxe") && "no /usr/lib/ipxe",
+}, async () => {
   const target = join(mkdtempSync(join(tmpdir(), "loaders-")), "ipxe");
   const report = await installBootloaders("/usr/lib/ipxe", target);
   assert.ok(report.installed.includes("undionly.kpxe") && report.installed.includes("ipxe.efi"));

@@ -30,7 +30,8 @@ export function checkBootloader(kind: "pxe" | "efi", bytes: Buffer): string | un
   if (kind === "efi") {
     if (bytes.toString("latin1", 0, 2) !== "MZ") return "is not a PE/EFI image (no MZ header)";
     const peOffset = bytes.readUInt32LE(0x3c);
-    if (peOffset + 4 > bytes.length || bytes.toString("latin1", peOffset, peOffset + 4) !== "PE\0\0") return "is not a PE/EFI image (no PE signature)";
+    if (peOffset + 4 > bytes.length || bytes.toString("latin1", peOffset, peOffset + 4) !== "PE\0\0")
+      return "is not a PE/EFI image (no PE signature)";
   } else if (bytes.toString("latin1", 0, 2) === "MZ" || bytes.toString("latin1", 0, 5).toLowerCase() === "<!doc") {
     return "looks like an EFI image or an HTML page, not a PXE bootloader";
   }
@@ -59,7 +60,8 @@ export async function installBootloaders(source: string, target: string): Promis
       bytes = await readFile(from); // follows Debian's symlink ipxe.efi → /boot/ipxe.efi
     } catch {
       report.missing.push(loader.name);
-      if (loader.required) problems.push(`${from}: missing; it is needed for ${loader.why} (Debian: apt-get install ipxe)`);
+      if (loader.required)
+        problems.push(`${from}: missing; it is needed for ${loader.why} (Debian: apt-get install ipxe)`);
       continue;
     }
     const problem = checkBootloader(loader.kind, bytes);

@@ -18,7 +18,8 @@ export function readPcap(file: string): CapturedDatagram[] {
   const data = readFileSync(file);
   const magic = data.readUInt32LE(0);
   const little = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
-  if (!little && data.readUInt32BE(0) !== 0xa1b2c3d4 && data.readUInt32BE(0) !== 0xa1b23c4d) throw new Error(`${file}: not a pcap file`);
+  if (!little && data.readUInt32BE(0) !== 0xa1b2c3d4 && data.readUInt32BE(0) !== 0xa1b23c4d)
+    throw new Error(`${file}: not a pcap file`);
   const u32 = (o: number) => (little ? data.readUInt32LE(o) : data.readUInt32BE(o));
   if (u32(20) !== LINKTYPE_ETHERNET) throw new Error(`${file}: link type ${u32(20)}, only Ethernet is read`);
   const out: CapturedDatagram[] = [];
@@ -34,7 +35,13 @@ export function readPcap(file: string): CapturedDatagram[] {
     const totalLength = ip.readUInt16BE(2);
     const udp = ip.subarray(headerLength, totalLength);
     const dotted = (o: number) => [ip[o], ip[o + 1], ip[o + 2], ip[o + 3]].join(".");
-    out.push({ source: dotted(12), destination: dotted(16), sourcePort: udp.readUInt16BE(0), destinationPort: udp.readUInt16BE(2), payload: Buffer.from(udp.subarray(8, udp.readUInt16BE(4))) });
+    out.push({
+      source: dotted(12),
+      destination: dotted(16),
+      sourcePort: udp.readUInt16BE(0),
+      destinationPort: udp.readUInt16BE(2),
+      payload: Buffer.from(udp.subarray(8, udp.readUInt16BE(4))),
+    });
   }
   return out;
 }

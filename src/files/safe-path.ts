@@ -42,7 +42,11 @@ export interface ResolvedFile {
  * ~0.3 ms for its first datagram, longer than tftpd-hpa's fork. (nginx also stats in its event
  * loop.) Reading the file's bytes stays asynchronous.
  */
-export async function resolveInside(root: string, requested: string, options: { allowLeadingSlash?: boolean } = {}): Promise<ResolvedFile> {
+export async function resolveInside(
+  root: string,
+  requested: string,
+  options: { allowLeadingSlash?: boolean } = {},
+): Promise<ResolvedFile> {
   const segments = checkRequestedName(requested, options);
   let realRoot: string;
   try {

@@ -44,13 +44,19 @@ test("the entry script chains with the Host the client used", async () => {
   assert.equal(response.statusCode, 200);
   assert.equal(response.headers["cache-control"], "no-store");
   assert.match(response.body, /^#!ipxe\n/);
-  assert.match(response.body, /chain --autofree --replace http:\/\/10\.0\.100\.10:8080\/boot\/ipxe\/machine\.ipxe\?mac=/);
+  assert.match(
+    response.body,
+    /chain --autofree --replace http:\/\/10\.0\.100\.10:8080\/boot\/ipxe\/machine\.ipxe\?mac=/,
+  );
 });
 
 test("known MAC: the current image version, resolved per request", async () => {
   const url = "/boot/ipxe/machine.ipxe?mac=52-54-00-12-34-56&buildarch=x86_64&platform=efi&uuid=&serial=";
   const before = await app.inject({ url, headers: { host: "h" } });
-  assert.match(before.body, /^kernel http:\/\/h\/boot\/images\/nixos\/24\.05\/kernel initrd=initrd centra\.profile=control-plane centra\.hostname=control-plane-01 /m);
+  assert.match(
+    before.body,
+    /^kernel http:\/\/h\/boot\/images\/nixos\/24\.05\/kernel initrd=initrd centra\.profile=control-plane centra\.hostname=control-plane-01 /m,
+  );
   // `images use nixos 24.11`, as the CLI does it: a new symlink renamed over the old one.
   symlinkSync("24.11", join(stateDir, "images", "nixos", "current.new"));
   renameSync(join(stateDir, "images", "nixos", "current.new"), join(stateDir, "images", "nixos", "current"));
@@ -129,10 +135,26 @@ test("extra plugins add routes beside the boot routes", async () => {
 });
 
 test("query parsing keeps only what it can check", () => {
-  const m = machineFromQuery({ mac: "52-54-00-12-34-56", platform: "efi", buildarch: "x86_64", uuid: "ABCD-1", serial: "S N\n1", profile: "Bad Name" });
-  assert.deepEqual(m, { mac: "52:54:00:12:34:56", platform: "efi", buildarch: "x86_64", uuid: "abcd-1", serial: "S N1" });
+  const m = machineFromQuery({
+    mac: "52-54-00-12-34-56",
+    platform: "efi",
+    buildarch: "x86_64",
+    uuid: "ABCD-1",
+    serial: "S N\n1",
+    profile: "Bad Name",
+  });
+  assert.deepEqual(m, {
+    mac: "52:54:00:12:34:56",
+    platform: "efi",
+    buildarch: "x86_64",
+    uuid: "abcd-1",
+    serial: "S N1",
+  });
   assert.equal(typeof machineFromQuery({}), "string");
-  assert.equal((machineFromQuery({ mac: "52:54:00:12:34:56", platform: "linux" }) as { platform: string }).platform, "pcbios");
+  assert.equal(
+    (machineFromQuery({ mac: "52:54:00:12:34:56", platform: "linux" }) as { platform: string }).platform,
+    "pcbios",
+  );
 });
 
 test("a Host header that is not host[:port] falls back to the configured address", () => {
@@ -168,7 +190,12 @@ test("a request body over http.bodyLimit is refused with 413 before any route se
   });
   try {
     const post = (bytes: number) =>
-      small.inject({ method: "POST", url: "/api/v1/echo", headers: { "content-type": "application/json" }, payload: JSON.stringify({ pad: "x".repeat(bytes) }) });
+      small.inject({
+        method: "POST",
+        url: "/api/v1/echo",
+        headers: { "content-type": "application/json" },
+        payload: JSON.stringify({ pad: "x".repeat(bytes) }),
+      });
     assert.equal((await post(100)).statusCode, 200);
     assert.equal((await post(4096)).statusCode, 413);
     assert.equal(seen, 1);

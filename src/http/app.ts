@@ -1,4 +1,11 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyReply,
+  type FastifyRequest,
+} from "fastify";
 import { renderEntryScript, renderMachineScript, ENTRY_SCRIPT_PATH, MACHINE_SCRIPT_PATH } from "../boot/ipxe.js";
 import { bootloaderDir, imagesDir, isImageName as isPlainName } from "../files/state-dir.js";
 import type { BootResolver, BootSpec, MachineIdentity } from "../boot/spec.js";
@@ -27,7 +34,8 @@ export interface HttpAppOptions {
  */
 export async function createHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
   const currentConfig = typeof options.config === "function" ? options.config : () => options.config as Config;
-  const currentResolver = typeof options.resolver === "function" ? options.resolver : () => options.resolver as BootResolver;
+  const currentResolver =
+    typeof options.resolver === "function" ? options.resolver : () => options.resolver as BootResolver;
   const logger = options.logger;
 
   const app = Fastify({
@@ -45,9 +53,15 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
   // Request logging is off, which also silences Fastify's default error log: log failures here.
   // A 500 is what iPXE's retry loop expects from a server that has a bad moment.
   app.setErrorHandler(async (error, request, reply) => {
-    const status = typeof (error as { statusCode?: unknown }).statusCode === "number" ? (error as { statusCode: number }).statusCode : 500;
+    const status =
+      typeof (error as { statusCode?: unknown }).statusCode === "number"
+        ? (error as { statusCode: number }).statusCode
+        : 500;
     if (status >= 500) logger.error({ err: error, url: request.raw.url, remote: request.ip }, "request failed");
-    return reply.code(status).type("text/plain; charset=utf-8").send(status >= 500 ? "internal error\n" : `${(error as Error).message}\n`);
+    return reply
+      .code(status)
+      .type("text/plain; charset=utf-8")
+      .send(status >= 500 ? "internal error\n" : `${(error as Error).message}\n`);
   });
 
   // Checked on the raw URL, before routing decodes it: `%2e%2e%2f` must never become `../`.
@@ -78,7 +92,12 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
       if (typeof parsed === "string") {
         spec = { kind: "unavailable", reason: parsed };
       } else {
-        spec = await currentResolver().resolve(parsed, { baseUrl, config: currentConfig(), remote: request.ip, probe: request.method === "HEAD" });
+        spec = await currentResolver().resolve(parsed, {
+          baseUrl,
+          config: currentConfig(),
+          remote: request.ip,
+          probe: request.method === "HEAD",
+        });
       }
       const machine = typeof parsed === "string" ? unidentified() : parsed;
       logger.info(
@@ -90,7 +109,9 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
           serial: machine.serial || undefined,
           remote: request.ip,
           boot: spec.kind,
-          ...(spec.kind === "image" ? { profile: spec.profile, hostname: spec.hostname, image: `${spec.image}/${spec.version}` } : {}),
+          ...(spec.kind === "image"
+            ? { profile: spec.profile, hostname: spec.hostname, image: `${spec.image}/${spec.version}` }
+            : {}),
           ...(spec.kind === "unavailable" || spec.kind === "none" ? { reason: spec.reason } : {}),
         },
         "boot script",
@@ -120,7 +141,8 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
   app.route<{ Params: { file: string } }>({
     method: ["GET", "HEAD"],
     url: "/boot/nixos/:file",
-    handler: async (request, reply) => sendImageFile(request, reply, "nixos", "current", seedFileName(request.params.file)),
+    handler: async (request, reply) =>
+      sendImageFile(request, reply, "nixos", "current", seedFileName(request.params.file)),
   });
   app.route<{ Params: { version: string; file: string } }>({
     method: ["GET", "HEAD"],
@@ -131,18 +153,30 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
     },
   });
 
-  app.route({ method: ["GET", "HEAD"], url: "/health", handler: async (_request, reply) => {
-    const parts = options.health();
-    const failing = Object.entries(parts)
-      .filter(([, h]) => !h.ok)
-      .map(([name]) => name);
-    reply.header("cache-control", "no-store");
-    return reply.code(failing.length ? 503 : 200).send({ status: failing.length ? "unhealthy" : "ok", ...(failing.length ? { failing } : {}), parts });
-  } });
+  app.route({
+    method: ["GET", "HEAD"],
+    url: "/health",
+    handler: async (_request, reply) => {
+      const parts = options.health();
+      const failing = Object.entries(parts)
+        .filter(([, h]) => !h.ok)
+        .map(([name]) => name);
+      reply.header("cache-control", "no-store");
+      return reply
+        .code(failing.length ? 503 : 200)
+        .send({ status: failing.length ? "unhealthy" : "ok", ...(failing.length ? { failing } : {}), parts });
+    },
+  });
 
   for (const plugin of options.extraPlugins ?? []) await app.register(plugin);
 
-  async function sendImageFile(request: FastifyRequest, reply: FastifyReply, image: string, version: string, file: string): Promise<void> {
+  async function sendImageFile(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    image: string,
+    version: string,
+    file: string,
+  ): Promise<void> {
     // `current` is a symlink inside images/<name>/; resolving it here, per request, is what makes
     // `images use` take effect for the next download without a restart.
     if (!isPlainName(image) || !(version === "current" || isPlainName(version))) {
@@ -171,7 +205,8 @@ async function sendScript(reply: FastifyReply, text: string): Promise<FastifyRep
  * tests; anything that does not look like host[:port] falls back to the configured address.
  */
 export function baseUrlFor(host: string | undefined, config: Config): string {
-  if (host !== undefined && /^([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?$/.test(host)) return `http://${host}`;
+  if (host !== undefined && /^([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?$/.test(host))
+    return `http://${host}`;
   const port = config.http.port;
   return `http://${config.serverAddress}${port === 80 || port === 0 ? "" : `:${port}`}`;
 }

@@ -62,9 +62,16 @@ test("If-None-Match and If-Modified-Since give 304", () => {
   assert.equal(planFileResponse({ method: "GET", ifNoneMatch: "*" }, file, "x").status, 304);
   assert.equal(planFileResponse({ method: "GET", ifNoneMatch: '"other"' }, file, "x").status, 200);
   assert.equal(planFileResponse({ method: "GET", ifModifiedSince: lastModified }, file, "x").status, 304);
-  assert.equal(planFileResponse({ method: "GET", ifModifiedSince: new Date(file.mtimeMs - 10_000).toUTCString() }, file, "x").status, 200);
+  assert.equal(
+    planFileResponse({ method: "GET", ifModifiedSince: new Date(file.mtimeMs - 10_000).toUTCString() }, file, "x")
+      .status,
+    200,
+  );
   // If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2).
-  assert.equal(planFileResponse({ method: "GET", ifNoneMatch: '"other"', ifModifiedSince: lastModified }, file, "x").status, 200);
+  assert.equal(
+    planFileResponse({ method: "GET", ifNoneMatch: '"other"', ifModifiedSince: lastModified }, file, "x").status,
+    200,
+  );
   const notModified = planFileResponse({ method: "GET", ifNoneMatch: etag }, file, "x");
   assert.equal(notModified.body, undefined);
   assert.equal(notModified.headers.etag, etag);

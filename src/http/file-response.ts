@@ -86,7 +86,8 @@ export function planFileResponse(request: RequestFacts, file: FileFacts, content
     if (noneMatchHits(request.ifNoneMatch, etag)) return { status: 304, headers: withoutBodyHeaders(base) };
   } else if (request.ifModifiedSince !== undefined) {
     const since = httpDateSeconds(request.ifModifiedSince);
-    if (since !== undefined && Math.floor(file.mtimeMs / 1000) <= since) return { status: 304, headers: withoutBodyHeaders(base) };
+    if (since !== undefined && Math.floor(file.mtimeMs / 1000) <= since)
+      return { status: 304, headers: withoutBodyHeaders(base) };
   }
 
   let range = parseRange(request.range, file.size);
@@ -94,7 +95,8 @@ export function planFileResponse(request: RequestFacts, file: FileFacts, content
   // so a resumed download never splices two versions of an image together.
   if (range !== undefined && request.ifRange !== undefined) {
     const condition = request.ifRange.trim();
-    const holds = condition.startsWith('"') || condition.startsWith("W/") ? condition === etag : condition === lastModified;
+    const holds =
+      condition.startsWith('"') || condition.startsWith("W/") ? condition === etag : condition === lastModified;
     if (!holds) range = undefined;
   }
 
@@ -106,7 +108,11 @@ export function planFileResponse(request: RequestFacts, file: FileFacts, content
     const length = range.end - range.start + 1;
     return {
       status: 206,
-      headers: { ...base, "content-range": `bytes ${range.start}-${range.end}/${file.size}`, "content-length": String(length) },
+      headers: {
+        ...base,
+        "content-range": `bytes ${range.start}-${range.end}/${file.size}`,
+        "content-length": String(length),
+      },
       ...(wantsBody ? { body: range } : {}),
     };
   }

@@ -98,7 +98,12 @@ function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> 
  * sees a short body against its Content-Length rather than a silently truncated file. Always
  * closes `handle`.
  */
-export async function streamFileRange(handle: FileHandle, response: ServerResponse, start: number, end: number): Promise<void> {
+export async function streamFileRange(
+  handle: FileHandle,
+  response: ServerResponse,
+  start: number,
+  end: number,
+): Promise<void> {
   const owned = takeChunk();
   // The two buffers trade places after each read-ahead: budgets are counted per download, not per buffer.
   let current = owned.buffer;
@@ -134,7 +139,9 @@ export async function streamFileRange(handle: FileHandle, response: ServerRespon
     for (;;) {
       position += bytes;
       writeDone = false;
-      writing = writeChunk(response, bytes === current.length ? current : current.subarray(0, bytes)).then(() => void (writeDone = true));
+      writing = writeChunk(response, bytes === current.length ? current : current.subarray(0, bytes)).then(
+        () => void (writeDone = true),
+      );
       // Observed by the races below, or never when the client is gone first: no unhandled rejection.
       writing.catch(() => undefined);
       const more = position <= end;

@@ -5,7 +5,13 @@ import type { Config } from "../config/schema.js";
 /** The `http:` limits of the config (PRODUCT.md §2), as the server options below take them. */
 export type HttpLimits = Pick<
   Config["http"],
-  "headerTimeout" | "requestTimeout" | "keepAliveTimeout" | "sendTimeout" | "maxConnections" | "maxRequestsPerSocket" | "bodyLimit"
+  | "headerTimeout"
+  | "requestTimeout"
+  | "keepAliveTimeout"
+  | "sendTimeout"
+  | "maxConnections"
+  | "maxRequestsPerSocket"
+  | "bodyLimit"
 >;
 
 /**
@@ -18,7 +24,9 @@ function checkingIntervalFor(limits: HttpLimits): number {
 }
 
 /** Fastify's options for the limits that exist only where the server is created. */
-export function fastifyLimitOptions(limits: HttpLimits): Pick<
+export function fastifyLimitOptions(
+  limits: HttpLimits,
+): Pick<
   FastifyServerOptions,
   "bodyLimit" | "connectionTimeout" | "keepAliveTimeout" | "requestTimeout" | "maxRequestsPerSocket"
 > & { http: ServerOptions } {

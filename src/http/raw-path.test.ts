@@ -18,7 +18,13 @@ test("raw request paths that could climb out are refused before decoding", () =>
 });
 
 test("ordinary paths pass, and the query is not the path's business", () => {
-  for (const url of ["/boot/ipxe/boot.ipxe", "/boot/nixos/bzImage", "/boot/images/nixos/24.11/kernel", "/health", "/boot/ipxe/machine.ipxe?mac=52-54-00-12-34-56&serial=A%2FB..%5c"]) {
+  for (const url of [
+    "/boot/ipxe/boot.ipxe",
+    "/boot/nixos/bzImage",
+    "/boot/images/nixos/24.11/kernel",
+    "/health",
+    "/boot/ipxe/machine.ipxe?mac=52-54-00-12-34-56&serial=A%2FB..%5c",
+  ]) {
     assert.equal(refusedRawPath(url), undefined, url);
   }
 });

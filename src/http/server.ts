@@ -115,7 +115,11 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
       return listening;
     },
     stats() {
-      return { refusedConnections: { ...refused }, openConnections: openConnections(), downloadBuffers: bufferPoolStats() };
+      return {
+        refusedConnections: { ...refused },
+        openConnections: openConnections(),
+        downloadBuffers: bufferPoolStats(),
+      };
     },
   };
 
@@ -151,7 +155,9 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
 function probeListen(host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
-    probe.once("error", (error) => reject(new Error(`HTTP cannot move to ${host}:${port}: ${error.message}`, { cause: error })));
+    probe.once("error", (error) =>
+      reject(new Error(`HTTP cannot move to ${host}:${port}: ${error.message}`, { cause: error })),
+    );
     probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
   });
 }

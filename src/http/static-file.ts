@@ -17,7 +17,13 @@ function contentTypeOf(name: string): string {
  * Range, HEAD, ETag and Last-Modified. A refused path is 400, a missing one 404; nothing outside
  * `root` is ever opened.
  */
-export async function sendFile(request: FastifyRequest, reply: FastifyReply, root: string, name: string, logger: Logger): Promise<void> {
+export async function sendFile(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  root: string,
+  name: string,
+  logger: Logger,
+): Promise<void> {
   let handle: FileHandle;
   try {
     const resolved = await resolveInside(root, name);

@@ -12,7 +12,12 @@ function setup() {
   const stateDir = join(dir, "state");
   writeFileSync(join(dir, "bzImage"), "kernel-bytes");
   writeFileSync(join(dir, "initrd"), "initrd-bytes");
-  return { dir, stateDir, store: openSqliteStore(":memory:"), files: { kernel: join(dir, "bzImage"), initrd: join(dir, "initrd") } };
+  return {
+    dir,
+    stateDir,
+    store: openSqliteStore(":memory:"),
+    files: { kernel: join(dir, "bzImage"), initrd: join(dir, "initrd") },
+  };
 }
 
 test("adding copies the files, records their sha256, and makes the first version current", async () => {
@@ -22,9 +27,19 @@ test("adding copies the files, records their sha256, and makes the first version
   assert.equal(record.files.kernel?.sha256, createHash("sha256").update("kernel-bytes").digest("hex"));
   assert.equal(readlinkSync(join(stateDir, "images/nixos/current")), "24.05");
   await addImage({ stateDir, store, name: "nixos", version: "24.11", files });
-  assert.equal(readlinkSync(join(stateDir, "images/nixos/current")), "24.05", "a later version does not switch current by itself");
+  assert.equal(
+    readlinkSync(join(stateDir, "images/nixos/current")),
+    "24.05",
+    "a later version does not switch current by itself",
+  );
   const listed = await listImages(stateDir, store);
-  assert.deepEqual(listed.map((i) => [i.version, i.current]), [["24.05", true], ["24.11", false]]);
+  assert.deepEqual(
+    listed.map((i) => [i.version, i.current]),
+    [
+      ["24.05", true],
+      ["24.11", false],
+    ],
+  );
   // No temporary leftovers beside the versions.
   assert.deepEqual(readdirSync(join(stateDir, "images/nixos")).sort(), ["24.05", "24.11", "current"]);
 });
@@ -47,5 +62,8 @@ test("bad names, an existing version and a missing source are refused with a rea
   await assert.rejects(addImage({ stateDir, store, name: "nixos", version: "current", files }), /not valid/);
   await addImage({ stateDir, store, name: "nixos", version: "1", files });
   await assert.rejects(addImage({ stateDir, store, name: "nixos", version: "1", files }), /already exists/);
-  await assert.rejects(addImage({ stateDir, store, name: "nixos", version: "2", files: { ...files, initrd: join(dir, "missing") } }), /not a readable file/);
+  await assert.rejects(
+    addImage({ stateDir, store, name: "nixos", version: "2", files: { ...files, initrd: join(dir, "missing") } }),
+    /not a readable file/,
+  );
 });

@@ -5,7 +5,15 @@ import { join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { CentraError, NotFoundError } from "../errors.js";
-import { CURRENT_LINK, NAME_RULE, currentVersion, imageDir as imageDirOf, imageVersionDir, isImageName, isVersionName } from "../files/state-dir.js";
+import {
+  CURRENT_LINK,
+  NAME_RULE,
+  currentVersion,
+  imageDir as imageDirOf,
+  imageVersionDir,
+  isImageName,
+  isVersionName,
+} from "../files/state-dir.js";
 import type { ImageFileRecord, ImageVersionRecord, Store } from "../store/store.js";
 
 /**
@@ -56,7 +64,10 @@ export async function addImage(options: AddImageOptions): Promise<ImageVersionRe
   const imageDir = imageDirOf(options.stateDir, options.name);
   const finalDir = imageVersionDir(options.stateDir, options.name, version);
   if (await exists(finalDir)) {
-    throw new CentraError("IMAGE_EXISTS", `image ${options.name} version ${version} already exists; add it under a new --version, or remove it first`);
+    throw new CentraError(
+      "IMAGE_EXISTS",
+      `image ${options.name} version ${version} already exists; add it under a new --version, or remove it first`,
+    );
   }
   const sizes: Record<string, number> = {};
   for (const role of IMAGE_FILE_ROLES) {
@@ -106,7 +117,8 @@ export async function useImage(stateDir: string, name: string, version: string):
   checkName("image name", name);
   checkName("version", version);
   const imageDir = imageDirOf(stateDir, name);
-  if (!(await exists(imageVersionDir(stateDir, name, version)))) throw new NotFoundError(`image ${name} version ${version}`);
+  if (!(await exists(imageVersionDir(stateDir, name, version))))
+    throw new NotFoundError(`image ${name} version ${version}`);
   const temp = join(imageDir, `.current-${randomBytes(6).toString("hex")}`);
   await symlink(version, temp);
   await rename(temp, join(imageDir, CURRENT_LINK));
@@ -125,7 +137,10 @@ export async function removeImage(stateDir: string, store: Store, name: string, 
   checkName("image name", name);
   checkName("version", version);
   if ((await currentVersion(stateDir, name)) === version) {
-    throw new CentraError("IMAGE_CURRENT", `image ${name} version ${version} is current; switch with \`images use ${name} <other-version>\` before removing it`);
+    throw new CentraError(
+      "IMAGE_CURRENT",
+      `image ${name} version ${version} is current; switch with \`images use ${name} <other-version>\` before removing it`,
+    );
   }
   const dir = imageVersionDir(stateDir, name, version);
   const onDisk = await exists(dir);

@@ -50,7 +50,7 @@ export function encodeCpioNewc(entries: readonly CpioEntry[]): Buffer {
   const push = (b: Buffer) => parts.push(b);
   const record = (ino: number, mode: number, name: string, data: Uint8Array, rdev: [number, number] = [0, 0]) => {
     // The kernel requires paths without a leading slash; the name is NUL-terminated.
-    const nameBytes = Buffer.from(name.replace(/^\/+/, "") + "\0", "utf8");
+    const nameBytes = Buffer.from(`${name.replace(/^\/+/, "")}\0`, "utf8");
     const head = Buffer.from(header(ino, mode, data.length, nameBytes.length, rdev[0], rdev[1]), "ascii");
     push(head);
     push(nameBytes);

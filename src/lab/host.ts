@@ -13,12 +13,23 @@ export class LabHostError extends CentraError {
 
 export function requireRoot(): void {
   if (process.getuid?.() !== 0) {
-    throw new LabHostError("the lab needs root: it creates a network namespace, a bridge and tap devices (run it with sudo)");
+    throw new LabHostError(
+      "the lab needs root: it creates a network namespace, a bridge and tap devices (run it with sudo)",
+    );
   }
 }
 
 /** The Debian packages the lab runs on, as issue 5 lists them (and dnsmasq for the proxyDHCP lab). */
-export const LAB_PACKAGES = ["qemu-system-x86", "ipxe", "ipxe-qemu", "ovmf", "busybox-static", "linux-image-amd64", "iproute2", "dnsmasq-base"] as const;
+export const LAB_PACKAGES = [
+  "qemu-system-x86",
+  "ipxe",
+  "ipxe-qemu",
+  "ovmf",
+  "busybox-static",
+  "linux-image-amd64",
+  "iproute2",
+  "dnsmasq-base",
+] as const;
 
 export function missingPackages(packages: readonly string[] = LAB_PACKAGES): string[] {
   return packages.filter((p) => {
@@ -38,13 +49,17 @@ export function installMissingPackages(say: (line: string) => void, packages: re
   if (missing.length === 0) return;
   say(`installing ${missing.join(" ")} (apt-get)`);
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  let result = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", ...missing], { stdio: "inherit", env });
+  let result = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", ...missing], {
+    stdio: "inherit",
+    env,
+  });
   if (result.status !== 0) {
     // A fresh machine may have no package lists yet.
     spawnSync("apt-get", ["update"], { stdio: "inherit", env });
     result = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", ...missing], { stdio: "inherit", env });
   }
-  if (result.status !== 0) throw new LabHostError(`apt-get could not install ${missing.join(" ")}; install them and run again`);
+  if (result.status !== 0)
+    throw new LabHostError(`apt-get could not install ${missing.join(" ")}; install them and run again`);
 }
 
 /**
@@ -52,7 +67,11 @@ export function installMissingPackages(say: (line: string) => void, packages: re
  * restricted hosts expose it and then fail on the first MSR write, or hang. So boot the lab kernel
  * once with `centra.lab.probe` (the initrd powers off at once) and see whether it says so.
  */
-export async function chooseAccelerator(image: { kernel: string; initrd: string }, scratchLog: string, timeoutMs = 15_000): Promise<Accelerator> {
+export async function chooseAccelerator(
+  image: { kernel: string; initrd: string },
+  scratchLog: string,
+  timeoutMs = 15_000,
+): Promise<Accelerator> {
   const forced = process.env.CENTRA_LAB_ACCEL;
   if (forced === "kvm" || forced === "tcg") return forced;
   try {
@@ -63,8 +82,31 @@ export async function chooseAccelerator(image: { kernel: string; initrd: string 
   rmSync(scratchLog, { force: true });
   const child = spawn(
     "qemu-system-x86_64",
-    ["-accel", "kvm", "-cpu", "host", "-m", "256", "-display", "none", "-vga", "none", "-monitor", "none", "-nic", "none", "-no-reboot",
-      "-serial", `file:${scratchLog}`, "-kernel", image.kernel, "-initrd", image.initrd, "-append", "console=ttyS0 centra.lab.probe quiet"],
+    [
+      "-accel",
+      "kvm",
+      "-cpu",
+      "host",
+      "-m",
+      "256",
+      "-display",
+      "none",
+      "-vga",
+      "none",
+      "-monitor",
+      "none",
+      "-nic",
+      "none",
+      "-no-reboot",
+      "-serial",
+      `file:${scratchLog}`,
+      "-kernel",
+      image.kernel,
+      "-initrd",
+      image.initrd,
+      "-append",
+      "console=ttyS0 centra.lab.probe quiet",
+    ],
     { stdio: "ignore" },
   );
   const exited = await new Promise<boolean>((resolve) => {

@@ -48,10 +48,16 @@ export function findHostKernel(bootDir = "/boot", modulesRoot = "/lib/modules"):
         .sort(compareKernelVersions)
     : [];
   const kernelVersion = versions.at(-1);
-  if (!kernelVersion) throw new LabImageError(`no kernel with modules under ${bootDir} and ${modulesRoot}: install linux-image-amd64`);
+  if (!kernelVersion)
+    throw new LabImageError(`no kernel with modules under ${bootDir} and ${modulesRoot}: install linux-image-amd64`);
   const busybox = ["/bin/busybox", "/usr/bin/busybox"].find((p) => existsSync(p));
   if (!busybox) throw new LabImageError("no static busybox: install busybox-static");
-  return { kernel: join(bootDir, `vmlinuz-${kernelVersion}`), kernelVersion, modulesDir: join(modulesRoot, kernelVersion), busybox };
+  return {
+    kernel: join(bootDir, `vmlinuz-${kernelVersion}`),
+    kernelVersion,
+    modulesDir: join(modulesRoot, kernelVersion),
+    busybox,
+  };
 }
 
 function compareKernelVersions(a: string, b: string): number {
@@ -75,7 +81,14 @@ export function resolveModuleLoadOrder(modulesDep: string, wanted: readonly stri
     const colon = line.indexOf(":");
     if (colon < 0) continue;
     const path = line.slice(0, colon).trim();
-    deps.set(path, line.slice(colon + 1).trim().split(/\s+/).filter(Boolean));
+    deps.set(
+      path,
+      line
+        .slice(colon + 1)
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean),
+    );
     // modules.dep names use '-' or '_' interchangeably with what modprobe accepts.
     byName.set(moduleName(path), path);
   }
@@ -93,7 +106,9 @@ export function resolveModuleLoadOrder(modulesDep: string, wanted: readonly stri
 }
 
 function moduleName(path: string): string {
-  return basename(path).replace(/\.ko(\.(xz|zst|gz))?$/, "").replace(/-/g, "_");
+  return basename(path)
+    .replace(/\.ko(\.(xz|zst|gz))?$/, "")
+    .replace(/-/g, "_");
 }
 
 /** A module's bytes, uncompressed: busybox insmod loads plain .ko files only. */
@@ -199,9 +214,12 @@ exit 0
 export function buildLabInitrd(sources: LabImageSources, serverAddress: string): Buffer {
   const dep = readFileSync(join(sources.modulesDir, "modules.dep"), "utf8");
   const modules = resolveModuleLoadOrder(dep, LAB_NIC_MODULES);
-  if (modules.length === 0) throw new LabImageError(`none of ${LAB_NIC_MODULES.join(", ")} in ${sources.modulesDir}/modules.dep`);
+  if (modules.length === 0)
+    throw new LabImageError(`none of ${LAB_NIC_MODULES.join(", ")} in ${sources.modulesDir}/modules.dep`);
   const entries: CpioEntry[] = [
-    ...["bin", "dev", "etc", "proc", "sys", "tmp", "lib", "lib/modules"].map((path): CpioEntry => ({ kind: "directory", path })),
+    ...["bin", "dev", "etc", "proc", "sys", "tmp", "lib", "lib/modules"].map(
+      (path): CpioEntry => ({ kind: "directory", path }),
+    ),
     // The kernel opens /dev/console before devtmpfs is mounted; without the node, init has no stdout.
     { kind: "char-device", path: "dev/console", major: 5, minor: 1 },
     { kind: "file", path: "bin/busybox", data: readFileSync(sources.busybox), mode: 0o755 },
@@ -210,7 +228,11 @@ export function buildLabInitrd(sources: LabImageSources, serverAddress: string):
     { kind: "file", path: "etc/udhcpc.script", data: Buffer.from(UDHCPC_SCRIPT), mode: 0o755 },
   ];
   for (const m of modules) {
-    entries.push({ kind: "file", path: `lib/modules/${basename(m).replace(/\.(xz|zst|gz)$/, "")}`, data: readModule(sources.modulesDir, m, sources.busybox) });
+    entries.push({
+      kind: "file",
+      path: `lib/modules/${basename(m).replace(/\.(xz|zst|gz)$/, "")}`,
+      data: readModule(sources.modulesDir, m, sources.busybox),
+    });
   }
   return gzipSync(encodeCpioNewc(entries), { level: 6 });
 }

@@ -4,17 +4,32 @@ import { parseConfig } from "../config/load.js";
 import { HTTP_BOOT_LAB_MACHINE, SEED_LAB_MACHINES, foreignDhcpArguments, labConfigYaml } from "./lab-config.js";
 
 test("the lab's generated config is valid for the real parser, with the seed's network, profiles and nodes", () => {
-  const config = parseConfig(labConfigYaml({ stateDir: "/var/lib/centra-pxe-lab/server", machines: [...SEED_LAB_MACHINES, HTTP_BOOT_LAB_MACHINE], dhcpMode: "server" }), "lab.yaml");
+  const config = parseConfig(
+    labConfigYaml({
+      stateDir: "/var/lib/centra-pxe-lab/server",
+      machines: [...SEED_LAB_MACHINES, HTTP_BOOT_LAB_MACHINE],
+      dhcpMode: "server",
+    }),
+    "lab.yaml",
+  );
   assert.equal(config.serverAddress, "10.0.100.10");
   assert.equal(config.interface, "br-lab");
   assert.deepEqual(Object.keys(config.profiles).sort(), ["all-in-one", "control-plane", "worker"]);
-  assert.deepEqual(config.nodes["52:54:00:12:34:56"], { mac: "52:54:00:12:34:56", profile: "control-plane", hostname: "control-plane-01", ipAddress: "10.0.100.50" });
+  assert.deepEqual(config.nodes["52:54:00:12:34:56"], {
+    mac: "52:54:00:12:34:56",
+    profile: "control-plane",
+    hostname: "control-plane-01",
+    ipAddress: "10.0.100.50",
+  });
   assert.equal(config.nodes["52:54:00:12:34:5d"]?.hostname, "worker-04");
   assert.equal(config.nodes["52:54:00:12:34:60"], undefined, "node03 stays unknown so it meets the menu");
 });
 
 test("proxy mode: no fixed addresses (the foreign server owns them), and dnsmasq gets no boot options", () => {
-  const config = parseConfig(labConfigYaml({ stateDir: "/s", machines: SEED_LAB_MACHINES, dhcpMode: "proxy" }), "lab.yaml");
+  const config = parseConfig(
+    labConfigYaml({ stateDir: "/s", machines: SEED_LAB_MACHINES, dhcpMode: "proxy" }),
+    "lab.yaml",
+  );
   assert.equal(config.dhcp.mode, "proxy");
   assert.equal(config.nodes["52:54:00:12:34:56"]?.ipAddress, undefined);
   const args = foreignDhcpArguments({ interface: "fdhcp0", leaseFile: "/l", pidFile: "/p" }).join(" ");

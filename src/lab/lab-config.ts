@@ -17,9 +17,27 @@ export const LAB_IPV6_PREFIX = "fd00:100::";
 
 /** node01 BIOS control plane, node02 UEFI worker (the seed's nodes), node03 unknown: meets the menu. */
 export const SEED_LAB_MACHINES: readonly LabMachine[] = [
-  { name: "node01", mac: "52:54:00:12:34:56", firmware: LabFirmware.BiosIpxeRom, tap: "tap-node01", expect: { profile: "control-plane", hostname: "control-plane-01" } },
-  { name: "node02", mac: "52:54:00:12:34:5d", firmware: LabFirmware.UefiPxe, tap: "tap-node02", expect: { profile: "worker", hostname: "worker-04" } },
-  { name: "node03", mac: "52:54:00:12:34:60", firmware: LabFirmware.BiosIpxeRom, tap: "tap-node03", expect: { menu: true } },
+  {
+    name: "node01",
+    mac: "52:54:00:12:34:56",
+    firmware: LabFirmware.BiosIpxeRom,
+    tap: "tap-node01",
+    expect: { profile: "control-plane", hostname: "control-plane-01" },
+  },
+  {
+    name: "node02",
+    mac: "52:54:00:12:34:5d",
+    firmware: LabFirmware.UefiPxe,
+    tap: "tap-node02",
+    expect: { profile: "worker", hostname: "worker-04" },
+  },
+  {
+    name: "node03",
+    mac: "52:54:00:12:34:60",
+    firmware: LabFirmware.BiosIpxeRom,
+    tap: "tap-node03",
+    expect: { menu: true },
+  },
 ];
 
 /** node04: UEFI HTTP boot (no TFTP at all), registered as the all-in-one profile. */
@@ -53,7 +71,11 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
   for (const m of options.machines) {
     if (!("profile" in m.expect)) continue;
     const fixed = FIXED_ADDRESSES[m.expect.hostname];
-    nodes[m.mac] = { profile: m.expect.profile, hostname: m.expect.hostname, ...(fixed && options.dhcpMode === "server" ? { ipAddress: fixed } : {}) };
+    nodes[m.mac] = {
+      profile: m.expect.profile,
+      hostname: m.expect.hostname,
+      ...(fixed && options.dhcpMode === "server" ? { ipAddress: fixed } : {}),
+    };
   }
   return {
     interface: LAB_BRIDGE,

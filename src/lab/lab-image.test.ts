@@ -71,10 +71,21 @@ test("the init script calls back to the baked-in server and powers off", () => {
 });
 
 const firmware: FirmwarePaths = { ipxeVirtioRom: "/rom", ovmfCode: "/code.fd", ovmfVarsTemplate: "/vars.fd" };
-const paths = { serialLog: "/run/n.log", pidFile: "/run/n.pid", ovmfVars: "/run/n.vars", serconPortFile: "/run/sercon" };
+const paths = {
+  serialLog: "/run/n.log",
+  pidFile: "/run/n.pid",
+  ovmfVars: "/run/n.vars",
+  serconPortFile: "/run/sercon",
+};
 
 test("BIOS machines get the iPXE ROM on a modern virtio NIC and a serial console for option ROMs", () => {
-  const machine: LabMachine = { name: "node01", mac: "52:54:00:12:34:56", firmware: LabFirmware.BiosIpxeRom, tap: "tap-node01", expect: { menu: true } };
+  const machine: LabMachine = {
+    name: "node01",
+    mac: "52:54:00:12:34:56",
+    firmware: LabFirmware.BiosIpxeRom,
+    tap: "tap-node01",
+    expect: { menu: true },
+  };
   const args = qemuArguments(machine, firmware, paths, "tcg").join(" ");
   assert.match(args, /-machine pc /);
   assert.match(args, /virtio-net-pci,disable-legacy=on,netdev=net0,mac=52:54:00:12:34:56,romfile=\/rom/);
@@ -83,7 +94,13 @@ test("BIOS machines get the iPXE ROM on a modern virtio NIC and a serial console
 });
 
 test("UEFI machines use OVMF's own network stack; HTTP boot turns PXE off", () => {
-  const pxe: LabMachine = { name: "node02", mac: "52:54:00:12:34:5d", firmware: LabFirmware.UefiPxe, tap: "t", expect: { menu: true } };
+  const pxe: LabMachine = {
+    name: "node02",
+    mac: "52:54:00:12:34:5d",
+    firmware: LabFirmware.UefiPxe,
+    tap: "t",
+    expect: { menu: true },
+  };
   const pxeArgs = qemuArguments(pxe, firmware, paths, "kvm").join(" ");
   assert.match(pxeArgs, /readonly=on,file=\/code\.fd/);
   assert.match(pxeArgs, /unit=1,file=\/run\/n\.vars/);

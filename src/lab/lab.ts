@@ -5,8 +5,24 @@ import { fileURLToPath } from "node:url";
 import { CentraError } from "../errors.js";
 import { chooseAccelerator } from "./host.js";
 import { buildLabInitrd, findHostKernel } from "./initrd.js";
-import { LAB_BRIDGE, LAB_FOREIGN_DHCP_ADDRESS, LAB_IPV6_PREFIX, LAB_SERVER_ADDRESS, foreignDhcpArguments, labConfigYaml } from "./lab-config.js";
-import { LabFirmware, SERCON_PORT_COM1, findFirmware, machineRunPaths, qemuArguments, type Accelerator, type LabMachine, type MachineRunPaths } from "./machines.js";
+import {
+  LAB_BRIDGE,
+  LAB_FOREIGN_DHCP_ADDRESS,
+  LAB_IPV6_PREFIX,
+  LAB_SERVER_ADDRESS,
+  foreignDhcpArguments,
+  labConfigYaml,
+} from "./lab-config.js";
+import {
+  LabFirmware,
+  SERCON_PORT_COM1,
+  findFirmware,
+  machineRunPaths,
+  qemuArguments,
+  type Accelerator,
+  type LabMachine,
+  type MachineRunPaths,
+} from "./machines.js";
 import { createForeignDhcpNamespace, createLabNetwork, destroyLabNetwork, namespaceExists } from "./network.js";
 import { Milestone, MILESTONE_ORDER, readBoot, serialTail, type BootReport } from "./progress.js";
 
@@ -66,7 +82,12 @@ export interface LabState {
   server?: RecordedProcess;
   foreignDhcp?: RecordedProcess;
   routerAdvertiser?: RecordedProcess;
-  machines: (LabMachine & { serialLog: string; startedAt?: number; process?: RecordedProcess; times?: Partial<Record<Milestone, number>> })[];
+  machines: (LabMachine & {
+    serialLog: string;
+    startedAt?: number;
+    process?: RecordedProcess;
+    times?: Partial<Record<Milestone, number>>;
+  })[];
 }
 
 const STATE_FILE = "lab.json";
@@ -80,7 +101,7 @@ export function readLabState(stateDir: string): LabState | undefined {
 }
 
 function writeLabState(state: LabState): void {
-  writeFileSync(join(state.stateDir, STATE_FILE), JSON.stringify(state, null, 2) + "\n");
+  writeFileSync(join(state.stateDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
 }
 
 /** How to run this same centra-pxe: the built JavaScript, or the TypeScript source through tsx. */
@@ -97,7 +118,8 @@ export function centraPxeCommand(): string[] {
 function runCli(args: string[], what: string, namespace?: string): string {
   const command = [...(namespace ? ["ip", "netns", "exec", namespace] : []), ...centraPxeCommand(), ...args];
   const result = spawnSync(command[0]!, command.slice(1), { encoding: "utf8" });
-  if (result.status !== 0) throw new LabError(`${what} failed (centra-pxe ${args.join(" ")}):\n${(result.stderr || result.stdout).trim()}`);
+  if (result.status !== 0)
+    throw new LabError(`${what} failed (centra-pxe ${args.join(" ")}):\n${(result.stderr || result.stdout).trim()}`);
   return result.stdout;
 }
 
@@ -136,7 +158,10 @@ async function waitForServer(server: RecordedProcess, child: ChildProcess, timeo
   while (Date.now() < deadline) {
     const log = existsSync(server.log) ? readFileSync(server.log, "utf8") : "";
     if (/"msg":"serving"/.test(log)) return;
-    if (exited) throw new LabError(`the server exited while starting; its log (${server.log}):\n${log.split("\n").slice(-20).join("\n")}`);
+    if (exited)
+      throw new LabError(
+        `the server exited while starting; its log (${server.log}):\n${log.split("\n").slice(-20).join("\n")}`,
+      );
     await sleep(200);
   }
   throw new LabError(`the server did not report "serving" within ${timeoutMs / 1000} s; see ${server.log}`);
@@ -157,9 +182,15 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   const say = options.say ?? (() => {});
   const { stateDir, namespace } = options;
   if (readLabState(stateDir) || namespaceExists(namespace)) {
-    throw new LabError(`a lab is already up (${existsSync(join(stateDir, STATE_FILE)) ? join(stateDir, STATE_FILE) : `namespace ${namespace}`}); run \`centra-pxe lab down\` first`);
+    throw new LabError(
+      `a lab is already up (${existsSync(join(stateDir, STATE_FILE)) ? join(stateDir, STATE_FILE) : `namespace ${namespace}`}); run \`centra-pxe lab down\` first`,
+    );
   }
-  const dirs = { image: join(stateDir, "image"), server: join(stateDir, "server"), machines: join(stateDir, "machines") };
+  const dirs = {
+    image: join(stateDir, "image"),
+    server: join(stateDir, "server"),
+    machines: join(stateDir, "machines"),
+  };
   for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
   const state: LabState = {
     version: 1,
@@ -177,28 +208,69 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   copyFileSync(sources.kernel, image.kernel);
   writeFileSync(image.initrd, buildLabInitrd(sources, LAB_SERVER_ADDRESS));
 
-  writeFileSync(state.configFile, labConfigYaml({ stateDir: dirs.server, machines: options.machines, dhcpMode: options.dhcpMode }));
+  writeFileSync(
+    state.configFile,
+    labConfigYaml({ stateDir: dirs.server, machines: options.machines, dhcpMode: options.dhcpMode }),
+  );
   runCli(["init", "--config", state.configFile], "installing the bootloaders");
   // The admin token for the API (nodes provision); kept in the lab's state directory, removed with it.
-  const adminToken = runCli(["token", "create", "--name", "lab", "--config", state.configFile], "creating the lab's API token").trim();
+  const adminToken = runCli(
+    ["token", "create", "--name", "lab", "--config", state.configFile],
+    "creating the lab's API token",
+  ).trim();
   writeFileSync(join(stateDir, "admin-token"), `${adminToken}\n`, { mode: 0o600 });
-  runCli(["images", "add", "nixos", "--config", state.configFile, "--kernel", image.kernel, "--initrd", image.initrd, "--version", `lab-${sources.kernelVersion}`], "adding the lab image");
+  runCli(
+    [
+      "images",
+      "add",
+      "nixos",
+      "--config",
+      state.configFile,
+      "--kernel",
+      image.kernel,
+      "--initrd",
+      image.initrd,
+      "--version",
+      `lab-${sources.kernelVersion}`,
+    ],
+    "adding the lab image",
+  );
 
   const accelerator = options.accelerator ?? (await chooseAccelerator(image, join(stateDir, "kvm-probe.log")));
   state.accelerator = accelerator;
-  say(accelerator === "kvm" ? "accelerator: KVM" : "accelerator: TCG software emulation (no usable KVM); a boot takes about a minute");
+  say(
+    accelerator === "kvm"
+      ? "accelerator: KVM"
+      : "accelerator: TCG software emulation (no usable KVM); a boot takes about a minute",
+  );
 
   say(`network namespace ${namespace}: bridge ${LAB_BRIDGE} with the server at ${LAB_SERVER_ADDRESS}/24`);
-  createLabNetwork({ namespace, bridge: LAB_BRIDGE, serverCidr: `${LAB_SERVER_ADDRESS}/24`, taps: options.machines.map((m) => m.tap) });
+  createLabNetwork({
+    namespace,
+    bridge: LAB_BRIDGE,
+    serverCidr: `${LAB_SERVER_ADDRESS}/24`,
+    taps: options.machines.map((m) => m.tap),
+  });
 
   if (options.ipv6RouterAdvertisements) {
     // nodad: the address is usable at once, so dnsmasq can advertise from it immediately.
-    spawnSync("ip", ["-n", namespace, "addr", "add", `${LAB_IPV6_PREFIX}10/64`, "dev", LAB_BRIDGE, "nodad"], { stdio: "ignore" });
+    spawnSync("ip", ["-n", namespace, "addr", "add", `${LAB_IPV6_PREFIX}10/64`, "dev", LAB_BRIDGE, "nodad"], {
+      stdio: "ignore",
+    });
     const log = join(stateDir, "router-advertisements.log");
     // Only an RA range: dnsmasq opens no DHCPv4 socket, so it does not compete with ours on port 67.
     const child = spawnInNamespace(
       namespace,
-      ["dnsmasq", "--keep-in-foreground", "--port=0", `--interface=${LAB_BRIDGE}`, "--enable-ra", `--dhcp-range=${LAB_IPV6_PREFIX},ra-only,64`, `--pid-file=${join(stateDir, "router-advertisements.pid")}`, "--log-facility=-"],
+      [
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--port=0",
+        `--interface=${LAB_BRIDGE}`,
+        "--enable-ra",
+        `--dhcp-range=${LAB_IPV6_PREFIX},ra-only,64`,
+        `--pid-file=${join(stateDir, "router-advertisements.pid")}`,
+        "--log-facility=-",
+      ],
       log,
     );
     state.routerAdvertiser = { pid: child.pid!, marker: "dnsmasq", log };
@@ -210,11 +282,24 @@ export async function labUp(options: LabOptions): Promise<Lab> {
     const foreignNamespace = `${namespace}-dhcp`.slice(0, 30);
     state.foreignNamespace = foreignNamespace;
     writeLabState(state);
-    createForeignDhcpNamespace({ labNamespace: namespace, bridge: LAB_BRIDGE, namespace: foreignNamespace, cidr: `${LAB_FOREIGN_DHCP_ADDRESS}/24`, interface: "fdhcp0" });
+    createForeignDhcpNamespace({
+      labNamespace: namespace,
+      bridge: LAB_BRIDGE,
+      namespace: foreignNamespace,
+      cidr: `${LAB_FOREIGN_DHCP_ADDRESS}/24`,
+      interface: "fdhcp0",
+    });
     const log = join(stateDir, "foreign-dhcp.log");
     const child = spawnInNamespace(
       foreignNamespace,
-      ["dnsmasq", ...foreignDhcpArguments({ interface: "fdhcp0", leaseFile: join(stateDir, "foreign-dhcp.leases"), pidFile: join(stateDir, "foreign-dhcp.pid") })],
+      [
+        "dnsmasq",
+        ...foreignDhcpArguments({
+          interface: "fdhcp0",
+          leaseFile: join(stateDir, "foreign-dhcp.leases"),
+          pidFile: join(stateDir, "foreign-dhcp.pid"),
+        }),
+      ],
       log,
     );
     state.foreignDhcp = { pid: child.pid!, marker: "dnsmasq", log };
@@ -223,7 +308,11 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   writeLabState(state);
 
   const serverLog = join(stateDir, "server.log");
-  const serverChild = spawnInNamespace(namespace, [...centraPxeCommand(), "serve", "--config", state.configFile], serverLog);
+  const serverChild = spawnInNamespace(
+    namespace,
+    [...centraPxeCommand(), "serve", "--config", state.configFile],
+    serverLog,
+  );
   state.server = { pid: serverChild.pid!, marker: "serve", log: serverLog };
   writeLabState(state);
   await waitForServer(state.server, serverChild, 60_000);
@@ -231,7 +320,11 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   if (options.provision !== false) {
     for (const m of state.machines) {
       if (!("profile" in m.expect)) continue;
-      runCli(["nodes", "provision", m.mac, "--url", `http://${LAB_SERVER_ADDRESS}`, "--token", adminToken], `provisioning ${m.name}`, namespace);
+      runCli(
+        ["nodes", "provision", m.mac, "--url", `http://${LAB_SERVER_ADDRESS}`, "--token", adminToken],
+        `provisioning ${m.name}`,
+        namespace,
+      );
       say(`${m.name} ${m.mac} set to provisioning: its next boot installs ${m.expect.profile} and must call back`);
     }
   }
@@ -239,20 +332,32 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   const lab: Lab = { state, exits: new Map() };
   for (const machine of state.machines) {
     startMachine(lab, machine, machineRunPaths(dirs.machines, machine), { freshVars: true });
-    say(`${machine.name} ${machine.mac} ${machine.firmware} started (pid ${machine.process!.pid}), serial console ${machine.serialLog}`);
+    say(
+      `${machine.name} ${machine.mac} ${machine.firmware} started (pid ${machine.process!.pid}), serial console ${machine.serialLog}`,
+    );
   }
   writeLabState(state);
   return lab;
 }
 
 /** Start one machine's QEMU in the lab namespace and record it; its exit lands in `lab.exits`. */
-function startMachine(lab: Lab, machine: LabState["machines"][number], paths: MachineRunPaths, options: { freshVars: boolean }): void {
+function startMachine(
+  lab: Lab,
+  machine: LabState["machines"][number],
+  paths: MachineRunPaths,
+  options: { freshVars: boolean },
+): void {
   const { state } = lab;
   const firmware = findFirmware();
   writeFileSync(paths.serconPortFile, SERCON_PORT_COM1);
-  if (machine.firmware !== LabFirmware.BiosIpxeRom && (options.freshVars || !existsSync(paths.ovmfVars))) copyFileSync(firmware.ovmfVarsTemplate, paths.ovmfVars);
+  if (machine.firmware !== LabFirmware.BiosIpxeRom && (options.freshVars || !existsSync(paths.ovmfVars)))
+    copyFileSync(firmware.ovmfVarsTemplate, paths.ovmfVars);
   const log = join(dirname(paths.serialLog), `${machine.name}.qemu.log`);
-  const child = spawnInNamespace(state.namespace, ["qemu-system-x86_64", ...qemuArguments(machine, firmware, paths, state.accelerator ?? "tcg")], log);
+  const child = spawnInNamespace(
+    state.namespace,
+    ["qemu-system-x86_64", ...qemuArguments(machine, firmware, paths, state.accelerator ?? "tcg")],
+    log,
+  );
   // Only the machine's current QEMU counts: a previous boot's process ending late must not mark a new one as ended.
   child.once("exit", (code) => {
     if (machine.process?.pid === child.pid) lab.exits.set(machine.name, code);
@@ -311,7 +416,13 @@ function readSerial(path: string): string {
  * machine), ended, or (unknown machines) shows the menu.
  */
 function isDone(machine: LabState["machines"][number], report: BootReport, running: boolean): boolean {
-  if (report.reached.has(Milestone.CalledBack) || report.reached.has(Milestone.Failed) || report.reached.has(Milestone.LocalDisk) || !running) return true;
+  if (
+    report.reached.has(Milestone.CalledBack) ||
+    report.reached.has(Milestone.Failed) ||
+    report.reached.has(Milestone.LocalDisk) ||
+    !running
+  )
+    return true;
   return "menu" in machine.expect && report.reached.has(Milestone.Menu);
 }
 
@@ -321,12 +432,24 @@ function isDone(machine: LabState["machines"][number], report: BootReport, runni
  */
 export async function watchLab(
   lab: Lab | LabState,
-  options: { timeoutMs: number; onMilestone?: (p: MachineProgress, milestone: Milestone) => void; pollMs?: number; recordTimes?: boolean; stampNew?: boolean },
+  options: {
+    timeoutMs: number;
+    onMilestone?: (p: MachineProgress, milestone: Milestone) => void;
+    pollMs?: number;
+    recordTimes?: boolean;
+    stampNew?: boolean;
+  },
 ): Promise<MachineProgress[]> {
   const state = "state" in lab ? lab.state : lab;
   const exits = "state" in lab ? lab.exits : undefined;
   // Times a live watcher recorded earlier (`lab up`) are kept; this watcher only adds what is new.
-  const progress: MachineProgress[] = state.machines.map((machine) => ({ machine, report: readBoot(""), running: true, times: { ...machine.times }, done: false }));
+  const progress: MachineProgress[] = state.machines.map((machine) => ({
+    machine,
+    report: readBoot(""),
+    running: true,
+    times: { ...machine.times },
+    done: false,
+  }));
   const deadline = Date.now() + options.timeoutMs;
   for (;;) {
     for (const p of progress) {
@@ -358,7 +481,9 @@ export function describeProgress(p: MachineProgress): string {
   const steps = MILESTONE_ORDER.filter((m) => r.reached.has(m) && m !== Milestone.Failed)
     .sort((a, b) => (p.times[a] ?? Infinity) - (p.times[b] ?? Infinity))
     .map((m) => (p.times[m] !== undefined ? `${m} ${p.times[m]!.toFixed(0)}s` : m));
-  const params = Object.entries(r.params).map(([k, v]) => `${k}=${v}`).join(" ");
+  const params = Object.entries(r.params)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(" ");
   const outcome = r.reached.has(Milestone.CalledBack)
     ? `called back (HTTP ${r.callbackStatus})`
     : r.reached.has(Milestone.Failed)
@@ -366,10 +491,10 @@ export function describeProgress(p: MachineProgress): string {
       : r.reached.has(Milestone.LocalDisk)
         ? "sent to its local disk"
         : r.reached.has(Milestone.Menu)
-        ? "at the menu"
-        : p.running
-          ? "booting"
-          : `stopped${r.failure ? ` (${r.failure})` : ""}`;
+          ? "at the menu"
+          : p.running
+            ? "booting"
+            : `stopped${r.failure ? ` (${r.failure})` : ""}`;
   return `${p.machine.name} ${p.machine.mac} ${p.machine.firmware.padEnd(13)} ${outcome}${r.address ? ` addr ${r.address}` : ""}${params ? ` [${params}]` : ""}\n    ${steps.join(" → ") || "no output yet"}`;
 }
 
@@ -379,7 +504,10 @@ export function describeProgress(p: MachineProgress): string {
  */
 export function machineSerialTail(machine: LabState["machines"][number], lines = 40): string {
   const qemu = machine.process ? readSerial(machine.process.log).trim() : "";
-  return serialTail(readSerial(machine.serialLog), lines) + (qemu ? `\n--- qemu: ---\n${qemu.split("\n").slice(-10).join("\n")}` : "");
+  return (
+    serialTail(readSerial(machine.serialLog), lines) +
+    (qemu ? `\n--- qemu: ---\n${qemu.split("\n").slice(-10).join("\n")}` : "")
+  );
 }
 
 /** A node of the lab's inventory as the server's API reports it (the fields the lab shows). */
@@ -394,14 +522,20 @@ export interface LabNode {
 /** The lab server's inventory, through its API from inside the lab namespace (`nodes list`). */
 export function labNodes(state: LabState): LabNode[] {
   const token = readFileSync(join(state.stateDir, "admin-token"), "utf8").trim();
-  const out = runCli(["nodes", "list", "--json", "--url", `http://${LAB_SERVER_ADDRESS}`, "--token", token], "reading the inventory", state.namespace);
+  const out = runCli(
+    ["nodes", "list", "--json", "--url", `http://${LAB_SERVER_ADDRESS}`, "--token", token],
+    "reading the inventory",
+    state.namespace,
+  );
   const parsed: unknown = JSON.parse(out);
   if (!Array.isArray(parsed)) throw new LabError(`nodes list --json printed ${out.slice(0, 200)}`);
   return parsed as LabNode[];
 }
 
 /** Snapshot of a lab for `lab status`, without waiting. */
-export async function labStatus(stateDir: string): Promise<{ state: LabState; serverRunning: boolean; machines: MachineProgress[] } | undefined> {
+export async function labStatus(
+  stateDir: string,
+): Promise<{ state: LabState; serverRunning: boolean; machines: MachineProgress[] } | undefined> {
   const state = readLabState(stateDir);
   if (!state) return undefined;
   // A snapshot cannot know when a milestone happened; only the times `lab up` recorded are shown.
@@ -430,7 +564,11 @@ async function stopProcess(proc: RecordedProcess | undefined): Promise<void> {
  * Remove everything `labUp` made: machines, server, foreign DHCP server, namespaces (with their
  * bridge and taps), and the state directory. Safe to run twice, and after a half-finished `up`.
  */
-export async function labDown(options: { stateDir: string; namespace: string; say?: (line: string) => void }): Promise<void> {
+export async function labDown(options: {
+  stateDir: string;
+  namespace: string;
+  say?: (line: string) => void;
+}): Promise<void> {
   const say = options.say ?? (() => {});
   const state = readLabState(options.stateDir);
   const namespaces = new Set([options.namespace, `${options.namespace}-dhcp`.slice(0, 30)]);

@@ -72,50 +72,79 @@ export function machineRunPaths(runDir: string, machine: LabMachine): MachineRun
  * The arguments after `qemu-system-x86_64` for one lab machine. 512 MiB: the lab image is a few MiB
  * and QEMU commits guest memory lazily, so several machines fit on a small CI runner.
  */
-export function qemuArguments(machine: LabMachine, firmware: FirmwarePaths, paths: MachineRunPaths, accel: Accelerator, memoryMiB = 512): string[] {
+export function qemuArguments(
+  machine: LabMachine,
+  firmware: FirmwarePaths,
+  paths: MachineRunPaths,
+  accel: Accelerator,
+  memoryMiB = 512,
+): string[] {
   const uefi = machine.firmware !== LabFirmware.BiosIpxeRom;
   const args = [
-    "-name", machine.name,
-    "-accel", accel,
+    "-name",
+    machine.name,
+    "-accel",
+    accel,
     // q35 for OVMF (its default target); the i440fx `pc` machine for SeaBIOS, as the seed's scripts used.
-    "-machine", uefi ? "q35" : "pc",
-    "-m", String(memoryMiB),
-    "-smp", "1",
-    "-display", "none",
-    "-vga", "none",
+    "-machine",
+    uefi ? "q35" : "pc",
+    "-m",
+    String(memoryMiB),
+    "-smp",
+    "1",
+    "-display",
+    "none",
+    "-vga",
+    "none",
     // No VGA: SeaBIOS then redirects option-ROM text (the iPXE banner and menu) to the serial port
     // ("sercon"), so the menu of an unknown machine is visible in the serial log.
-    "-serial", `file:${paths.serialLog}`,
-    "-monitor", "none",
-    "-parallel", "none",
-    "-pidfile", paths.pidFile,
+    "-serial",
+    `file:${paths.serialLog}`,
+    "-monitor",
+    "none",
+    "-parallel",
+    "none",
+    "-pidfile",
+    paths.pidFile,
     // A guest that reboots (a failed boot, a kernel panic) ends the VM instead of looping.
     "-no-reboot",
-    "-netdev", `tap,id=net0,ifname=${machine.tap},script=no,downscript=no`,
+    "-netdev",
+    `tap,id=net0,ifname=${machine.tap},script=no,downscript=no`,
   ];
   if (accel === "kvm") args.push("-cpu", "host");
   if (uefi) {
     args.push(
-      "-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${firmware.ovmfCode}`,
-      "-drive", `if=pflash,format=raw,unit=1,file=${paths.ovmfVars}`,
+      "-drive",
+      `if=pflash,format=raw,unit=0,readonly=on,file=${firmware.ovmfCode}`,
+      "-drive",
+      `if=pflash,format=raw,unit=1,file=${paths.ovmfVars}`,
       // romfile= (empty): no iPXE option ROM, so OVMF's own VirtioNetDxe + PXE/HTTP boot stack runs —
       // the firmware path real UEFI servers take.
-      "-device", `virtio-net-pci,netdev=net0,mac=${machine.mac},romfile=,bootindex=1`,
+      "-device",
+      `virtio-net-pci,netdev=net0,mac=${machine.mac},romfile=,bootindex=1`,
     );
     if (machine.firmware === LabFirmware.UefiHttp) {
       // OVMF tries PXE over IPv4, then IPv6, before HTTP boot (minutes under TCG). Turning both PXE
       // stacks off makes it go straight to "UEFI HTTPv4".
-      args.push("-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n", "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n");
+      args.push(
+        "-fw_cfg",
+        "name=opt/org.tianocore/IPv4PXESupport,string=n",
+        "-fw_cfg",
+        "name=opt/org.tianocore/IPv6PXESupport,string=n",
+      );
     }
   } else {
     args.push(
       // disable-legacy=on: the ipxe-qemu ROM's PCI header names the modern virtio-net device (1af4:1041);
       // SeaBIOS only runs a ROM whose IDs match the device, and the transitional default is 1af4:1000.
-      "-device", `virtio-net-pci,disable-legacy=on,netdev=net0,mac=${machine.mac},romfile=${firmware.ipxeVirtioRom},bootindex=1`,
-      "-boot", "order=n",
+      "-device",
+      `virtio-net-pci,disable-legacy=on,netdev=net0,mac=${machine.mac},romfile=${firmware.ipxeVirtioRom},bootindex=1`,
+      "-boot",
+      "order=n",
       // SeaBIOS "sercon": with this fw_cfg file (the I/O port, little-endian) it mirrors option-ROM text
       // output — the iPXE banner and menu — to COM1, the only console a headless lab machine has.
-      "-fw_cfg", `name=etc/sercon-port,file=${paths.serconPortFile}`,
+      "-fw_cfg",
+      `name=etc/sercon-port,file=${paths.serconPortFile}`,
     );
   }
   return args;

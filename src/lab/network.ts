@@ -27,7 +27,9 @@ function ip(args: string[]): string {
     return execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   } catch (error) {
     const stderr = (error as { stderr?: string }).stderr ?? "";
-    throw new LabNetworkError(`ip ${args.join(" ")} failed: ${stderr.trim() || (error as Error).message}`, { cause: error });
+    throw new LabNetworkError(`ip ${args.join(" ")} failed: ${stderr.trim() || (error as Error).message}`, {
+      cause: error,
+    });
   }
 }
 
@@ -38,7 +40,8 @@ export function namespaceExists(namespace: string): boolean {
 
 /** Create the namespace, bridge and taps. Fails if the namespace exists: `lab down` first. */
 export function createLabNetwork(spec: LabNetworkSpec): void {
-  if (namespaceExists(spec.namespace)) throw new LabNetworkError(`network namespace ${spec.namespace} already exists (run \`centra-pxe lab down\` first)`);
+  if (namespaceExists(spec.namespace))
+    throw new LabNetworkError(`network namespace ${spec.namespace} already exists (run \`centra-pxe lab down\` first)`);
   ip(["netns", "add", spec.namespace]);
   try {
     const inNs = (args: string[]) => ip(["-n", spec.namespace, ...args]);
@@ -61,7 +64,11 @@ export function createLabNetwork(spec: LabNetworkSpec): void {
 /** PIDs of every process still running inside the namespace. */
 export function namespacePids(namespace: string): number[] {
   const result = spawnSync("ip", ["netns", "pids", namespace], { encoding: "utf8" });
-  return (result.stdout ?? "").split(/\s+/).filter(Boolean).map(Number).filter((n) => Number.isInteger(n) && n > 1);
+  return (result.stdout ?? "")
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number)
+    .filter((n) => Number.isInteger(n) && n > 1);
 }
 
 /**
@@ -85,12 +92,32 @@ export function destroyLabNetwork(namespace: string): void {
  * pair: a separate host on the same segment, as a site's existing DHCP server would be. (In the lab
  * namespace itself it would fight ours for UDP port 67.)
  */
-export function createForeignDhcpNamespace(spec: { labNamespace: string; bridge: string; namespace: string; cidr: string; interface: string }): void {
-  if (namespaceExists(spec.namespace)) throw new LabNetworkError(`network namespace ${spec.namespace} already exists (run \`centra-pxe lab down\` first)`);
+export function createForeignDhcpNamespace(spec: {
+  labNamespace: string;
+  bridge: string;
+  namespace: string;
+  cidr: string;
+  interface: string;
+}): void {
+  if (namespaceExists(spec.namespace))
+    throw new LabNetworkError(`network namespace ${spec.namespace} already exists (run \`centra-pxe lab down\` first)`);
   ip(["netns", "add", spec.namespace]);
   try {
     const bridgeSide = `${spec.interface}-br`.slice(0, 15);
-    ip(["-n", spec.labNamespace, "link", "add", bridgeSide, "type", "veth", "peer", "name", spec.interface, "netns", spec.namespace]);
+    ip([
+      "-n",
+      spec.labNamespace,
+      "link",
+      "add",
+      bridgeSide,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      spec.interface,
+      "netns",
+      spec.namespace,
+    ]);
     ip(["-n", spec.labNamespace, "link", "set", bridgeSide, "master", spec.bridge]);
     ip(["-n", spec.labNamespace, "link", "set", bridgeSide, "up"]);
     ip(["-n", spec.namespace, "link", "set", "lo", "up"]);

@@ -7,9 +7,17 @@ import { Milestone, plainText, readBoot } from "./progress.js";
  * Serial consoles of a real lab run (`centra-pxe lab up --http-boot`, TCG), kernel log lines
  * dropped and the callback token replaced. Regenerate by copying `machines/*.serial.log` of a lab.
  */
-const fixture = (name: string) => readFileSync(new URL(`../../testdata/lab/${name}.serial.txt`, import.meta.url), "latin1");
+const fixture = (name: string) =>
+  readFileSync(new URL(`../../testdata/lab/${name}.serial.txt`, import.meta.url), "latin1");
 
-const FULL_BOOT = [Milestone.Address, Milestone.Bootloader, Milestone.Script, Milestone.Kernel, Milestone.Initrd, Milestone.CalledBack];
+const FULL_BOOT = [
+  Milestone.Address,
+  Milestone.Bootloader,
+  Milestone.Script,
+  Milestone.Kernel,
+  Milestone.Initrd,
+  Milestone.CalledBack,
+];
 
 for (const [name, address, profile, hostname] of [
   ["bios-ipxe-rom", "10.0.100.50", "control-plane", "control-plane-01"],
@@ -38,7 +46,10 @@ test("an unknown machine reaches the menu, not a kernel; iPXE errors after it ar
 test("a provisioned machine's next boot: the local-disk script, no kernel (BIOS: sanboot fails on a diskless VM)", () => {
   // The second boot of node01 in the e2e lab (its serial console, blank lines dropped).
   const report = readBoot(fixture("bios-localdisk"));
-  assert.deepEqual([...report.reached].sort(), [Milestone.Address, Milestone.Bootloader, Milestone.Script, Milestone.LocalDisk].sort());
+  assert.deepEqual(
+    [...report.reached].sort(),
+    [Milestone.Address, Milestone.Bootloader, Milestone.Script, Milestone.LocalDisk].sort(),
+  );
   assert.equal(report.address, "10.0.100.50");
   assert.match(report.failure ?? "", /ipxe\.org\/1d852039/);
 });
@@ -46,7 +57,9 @@ test("a provisioned machine's next boot: the local-disk script, no kernel (BIOS:
 test("final failures: OVMF's shell, the initrd's FAILED line, SeaBIOS with nothing to boot", () => {
   assert.equal(readBoot(">>Start PXE over IPv4.\r\n  PXE-E16: No valid offer received.\r\nShell> ").failure, "Shell>");
   assert.ok(readBoot("centra-lab: FAILED no DHCP answer on eth0\n").reached.has(Milestone.Failed));
-  assert.ok(readBoot("Boot failed: could not read the boot disk\n\nNo bootable device.\n").reached.has(Milestone.Failed));
+  assert.ok(
+    readBoot("Boot failed: could not read the boot disk\n\nNo bootable device.\n").reached.has(Milestone.Failed),
+  );
   assert.ok(!readBoot("Connection timed out (http://ipxe.org/4c0a6035)\n").reached.has(Milestone.Failed));
 });
 

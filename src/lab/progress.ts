@@ -82,13 +82,17 @@ export function readBoot(serial: string): BootReport {
   const report: BootReport = { reached, params: {} };
 
   // iPXE: "net0: 10.0.100.157/255.255.255.0 gw …"; OVMF PXE: "Station IP address is 10.0.100.157".
-  const address = /net\d+: (\d+\.\d+\.\d+\.\d+)\//.exec(text) ?? /Station IP address is (\d+\.\d+\.\d+\.\d+)/.exec(text);
+  const address =
+    /net\d+: (\d+\.\d+\.\d+\.\d+)\//.exec(text) ?? /Station IP address is (\d+\.\d+\.\d+\.\d+)/.exec(text);
   if (address) {
     reached.add(Milestone.Address);
     report.address = address[1];
   }
   // The BIOS machine's iPXE is its option ROM; a UEFI machine loads ipxe.efi by TFTP (PXE) or HTTP.
-  if (/NBP file downloaded successfully|iPXE initialising devices|iPXE \(PCI [0-9a-f:.]+\) starting execution/.test(text)) reached.add(Milestone.Bootloader);
+  if (
+    /NBP file downloaded successfully|iPXE initialising devices|iPXE \(PCI [0-9a-f:.]+\) starting execution/.test(text)
+  )
+    reached.add(Milestone.Bootloader);
   if (/boot\.ipxe\.\.\. ok|\[script\]/.test(text)) reached.add(Milestone.Script);
   if (/Centra Cloud - Bare-Metal Provisioning/.test(text)) reached.add(Milestone.Menu);
   // The echo of the local-disk script (boot/ipxe.ts), just before its sanboot (BIOS) or exit (UEFI).
@@ -96,7 +100,8 @@ export function readBoot(serial: string): BootReport {
   // The kernel's first words: the EFI stub, the BIOS real-mode setup, or its banner on ttyS0.
   if (/EFI stub: |Probing EDD|Linux version \d/.test(text)) reached.add(Milestone.Kernel);
   if (text.includes(`${LAB_MARKER} initrd started`)) reached.add(Milestone.Initrd);
-  for (const m of text.matchAll(new RegExp(`${LAB_MARKER} param (centra\\.[a-z0-9_.-]+)=(\\S*)`, "g"))) report.params[m[1]!] = m[2]!;
+  for (const m of text.matchAll(new RegExp(`${LAB_MARKER} param (centra\\.[a-z0-9_.-]+)=(\\S*)`, "g")))
+    report.params[m[1]!] = m[2]!;
   const callback = new RegExp(`${LAB_MARKER} callback answered HTTP (\\d{3})`).exec(text);
   if (callback) {
     reached.add(Milestone.CalledBack);
@@ -117,5 +122,9 @@ export function readBoot(serial: string): BootReport {
 
 /** The last `lines` lines of a serial log, cleaned, for a failure message. */
 export function serialTail(serial: string, lines = 40): string {
-  return plainText(serial).split("\n").filter((l) => l.trim() !== "").slice(-lines).join("\n");
+  return plainText(serial)
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .slice(-lines)
+    .join("\n");
 }

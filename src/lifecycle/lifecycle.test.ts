@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { BOOT_PLAN, decideTransition, LIFECYCLE_ACTIONS, type LifecycleAction, NODE_STATES, type NodeState } from "./lifecycle.js";
+import {
+  BOOT_PLAN,
+  decideTransition,
+  LIFECYCLE_ACTIONS,
+  type LifecycleAction,
+  NODE_STATES,
+  type NodeState,
+} from "./lifecycle.js";
 
 /**
  * Every (state, action) pair for a node with a profile: the target state, or "-" for a refusal.
@@ -8,27 +15,42 @@ import { BOOT_PLAN, decideTransition, LIFECYCLE_ACTIONS, type LifecycleAction, N
  */
 const WITH_PROFILE: Record<NodeState | "none", string> = {
   // columns:    discover     assign-prof  clear-prof   provision     reprovision   cb-ok        cb-failed  timeout  retire   reactivate
-  none:         "discovered   -            -            -             -             -            -          -        -        -",
-  discovered:   "discovered   ready        discovered   -             -             -            -          -        retired  -",
-  ready:        "ready        ready        discovered   provisioning  provisioning  -            -          -        retired  -",
-  provisioning: "provisioning provisioning -            -             provisioning  provisioned  failed     failed   retired  -",
-  provisioned:  "provisioned  provisioned  provisioned  -             provisioning  -            -          -        retired  -",
-  failed:       "failed       failed       failed       provisioning  provisioning  -            -          -        retired  -",
-  retired:      "retired      retired      retired      -             -             -            -          -        -        ready",
+  none: "discovered   -            -            -             -             -            -          -        -        -",
+  discovered:
+    "discovered   ready        discovered   -             -             -            -          -        retired  -",
+  ready:
+    "ready        ready        discovered   provisioning  provisioning  -            -          -        retired  -",
+  provisioning:
+    "provisioning provisioning -            -             provisioning  provisioned  failed     failed   retired  -",
+  provisioned:
+    "provisioned  provisioned  provisioned  -             provisioning  -            -          -        retired  -",
+  failed:
+    "failed       failed       failed       provisioning  provisioning  -            -          -        retired  -",
+  retired:
+    "retired      retired      retired      -             -             -            -          -        -        ready",
 };
 
-function expectations(table: Record<NodeState | "none", string>): { from: NodeState | undefined; action: LifecycleAction; to: string }[] {
+function expectations(
+  table: Record<NodeState | "none", string>,
+): { from: NodeState | undefined; action: LifecycleAction; to: string }[] {
   const rows: { from: NodeState | undefined; action: LifecycleAction; to: string }[] = [];
   for (const [state, line] of Object.entries(table)) {
     const cells = line.trim().split(/\s+/);
     assert.equal(cells.length, LIFECYCLE_ACTIONS.length, `row ${state} has a cell per action`);
-    cells.forEach((to, i) => rows.push({ from: state === "none" ? undefined : (state as NodeState), action: LIFECYCLE_ACTIONS[i]!, to }));
+    for (const [i, to] of cells.entries()) {
+      rows.push({ from: state === "none" ? undefined : (state as NodeState), action: LIFECYCLE_ACTIONS[i]!, to });
+    }
   }
   return rows;
 }
 
 test("the transition table covers every state", () => {
-  assert.deepEqual(Object.keys(WITH_PROFILE).filter((s) => s !== "none").sort(), [...NODE_STATES].sort());
+  assert.deepEqual(
+    Object.keys(WITH_PROFILE)
+      .filter((s) => s !== "none")
+      .sort(),
+    [...NODE_STATES].sort(),
+  );
 });
 
 for (const { from, action, to } of expectations(WITH_PROFILE)) {
@@ -48,7 +70,10 @@ test("without a profile nothing can be provisioned, and reactivation returns to 
     assert.equal(decideTransition(state, "provision", { hasProfile: false }).allowed, false, state);
     assert.equal(decideTransition(state, "reprovision", { hasProfile: false }).allowed, false, state);
   }
-  assert.deepEqual(decideTransition("retired", "reactivate", { hasProfile: false }), { allowed: true, to: "discovered" });
+  assert.deepEqual(decideTransition("retired", "reactivate", { hasProfile: false }), {
+    allowed: true,
+    to: "discovered",
+  });
 });
 
 test("a provisioned node refuses a plain provision and says how to reinstall", () => {

@@ -1,4 +1,3 @@
-
 /** The lifecycle states of PRODUCT.md §5 (the store keeps them; nothing here imports anything, so every layer may). */
 export const NODE_STATES = ["discovered", "ready", "provisioning", "provisioned", "failed", "retired"] as const;
 export type NodeState = (typeof NODE_STATES)[number];
@@ -61,7 +60,11 @@ const refuse = (reason: string): TransitionDecision => ({ allowed: false, reason
  * Decide an action. `from` is undefined for a MAC not in the inventory. A refusal's reason is
  * written for the operator who asked, with what to do instead.
  */
-export function decideTransition(from: NodeState | undefined, action: LifecycleAction, facts: TransitionFacts): TransitionDecision {
+export function decideTransition(
+  from: NodeState | undefined,
+  action: LifecycleAction,
+  facts: TransitionFacts,
+): TransitionDecision {
   if (from === undefined) {
     return action === "discover" ? allow("discovered") : refuse("the node is not in the inventory");
   }
@@ -71,7 +74,8 @@ export function decideTransition(from: NodeState | undefined, action: LifecycleA
     case "assign-profile":
       return allow(from === "discovered" ? "ready" : from);
     case "clear-profile":
-      if (from === "provisioning") return refuse("the node is being provisioned with its profile; retire it or wait for the callback first");
+      if (from === "provisioning")
+        return refuse("the node is being provisioned with its profile; retire it or wait for the callback first");
       return allow(from === "ready" ? "discovered" : from);
     case "provision":
       switch (from) {

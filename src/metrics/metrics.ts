@@ -53,8 +53,18 @@ export function createMetricsPlugin(sources: MetricSources): FastifyPluginAsync 
     },
   });
 
-  mirroredCounter(registry, "centra_pxe_sightings_recorded_total", "machine sightings (DHCP, iPXE) written to the inventory", () => sources.sightings?.().recorded);
-  mirroredCounter(registry, "centra_pxe_sightings_dropped_total", "machine sightings dropped: the new-machine budget was spent (a flood)", () => sources.sightings?.().dropped);
+  mirroredCounter(
+    registry,
+    "centra_pxe_sightings_recorded_total",
+    "machine sightings (DHCP, iPXE) written to the inventory",
+    () => sources.sightings?.().recorded,
+  );
+  mirroredCounter(
+    registry,
+    "centra_pxe_sightings_dropped_total",
+    "machine sightings dropped: the new-machine budget was spent (a flood)",
+    () => sources.sightings?.().dropped,
+  );
 
   const dhcp: [keyof DhcpCounters, string][] = [
     ["received", "DHCP datagrams received on the configured interface"],
@@ -141,8 +151,18 @@ export function createMetricsPlugin(sources: MetricSources): FastifyPluginAsync 
     });
   }
 
-  const requests = new Counter({ name: "centra_pxe_http_requests_total", help: "HTTP requests by kind and status", labelNames: ["kind", "status"], registers: [registry] });
-  const bytes = new Counter({ name: "centra_pxe_http_response_bytes_total", help: "HTTP body bytes announced (Content-Length) by kind", labelNames: ["kind"], registers: [registry] });
+  const requests = new Counter({
+    name: "centra_pxe_http_requests_total",
+    help: "HTTP requests by kind and status",
+    labelNames: ["kind", "status"],
+    registers: [registry],
+  });
+  const bytes = new Counter({
+    name: "centra_pxe_http_response_bytes_total",
+    help: "HTTP body bytes announced (Content-Length) by kind",
+    labelNames: ["kind"],
+    registers: [registry],
+  });
   const latency = new Histogram({
     name: "centra_pxe_http_response_seconds",
     help: "time to the end of the response, by kind",
@@ -161,7 +181,11 @@ export function createMetricsPlugin(sources: MetricSources): FastifyPluginAsync 
     });
     app.get("/metrics", async (request, reply) => {
       const refusal = await sources.authorize?.(request);
-      if (refusal) return reply.code(refusal.status).header("www-authenticate", 'Bearer realm="centra-pxe"').send({ error: "UNAUTHENTICATED", message: refusal.message });
+      if (refusal)
+        return reply
+          .code(refusal.status)
+          .header("www-authenticate", 'Bearer realm="centra-pxe"')
+          .send({ error: "UNAUTHENTICATED", message: refusal.message });
       reply.header("content-type", registry.contentType);
       return registry.metrics();
     });

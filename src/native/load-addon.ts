@@ -16,7 +16,9 @@ export function loadAddon<T>(name: string, neededBy: string): T {
   try {
     addon = createRequire(import.meta.url)(path) as T;
   } catch (error) {
-    throw new Error(`${neededBy} needs its native addon at ${path}; build it with \`npm run build:native\``, { cause: error });
+    throw new Error(`${neededBy} needs its native addon at ${path}; build it with \`npm run build:native\``, {
+      cause: error,
+    });
   }
   loaded.set(name, addon);
   return addon;

@@ -41,11 +41,16 @@ test("the install token goes only to the machine's own address, or anywhere when
   for (const [over, expected] of table) {
     const { plan, effects } = decideBoot(facts({ state: "provisioning", ...over }));
     assert.equal(plan.boot, "install");
-    const got = plan.boot === "install" && plan.token ? "token" : plan.boot === "install" && !plan.token ? plan.withheld : "?";
+    const got =
+      plan.boot === "install" && plan.token ? "token" : plan.boot === "install" && !plan.token ? plan.withheld : "?";
     assert.equal(got, expected, JSON.stringify(over));
     assert.equal(effects.token, expected === "token", JSON.stringify(over));
     assert.equal(effects.sighting, true);
-    assert.equal(effects.withheld, expected === "token" || expected === "image-unavailable" ? undefined : expected, "a withheld token is told, a missing image is not");
+    assert.equal(
+      effects.withheld,
+      expected === "token" || expected === "image-unavailable" ? undefined : expected,
+      "a withheld token is told, a missing image is not",
+    );
   }
 });
 
@@ -60,5 +65,6 @@ test("HEAD is a probe: the same kind of answer, no sighting, no token, no notice
 });
 
 test("every GET is one sighting, whatever the plan", () => {
-  for (const state of [undefined, ...NODE_STATES]) assert.equal(decideBoot(facts(state ? { state } : {})).effects.sighting, true);
+  for (const state of [undefined, ...NODE_STATES])
+    assert.equal(decideBoot(facts(state ? { state } : {})).effects.sighting, true);
 });

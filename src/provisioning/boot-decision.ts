@@ -77,7 +77,10 @@ export function decideBoot(facts: BootFacts): { plan: BootPlanned; effects: Boot
       if (withheld !== undefined) {
         // A missing image is already explained by the script; a withheld token is news for the operator.
         const notify = withheld !== "image-unavailable" && !facts.probe;
-        return { plan: { boot: "install", token: false, withheld }, effects: { ...effects, ...(notify ? { withheld } : {}) } };
+        return {
+          plan: { boot: "install", token: false, withheld },
+          effects: { ...effects, ...(notify ? { withheld } : {}) },
+        };
       }
       // A HEAD asks whether the script is there; it gets no token and starts nothing.
       if (facts.probe) return { plan: { boot: "install", token: false, withheld: "probe" }, effects };

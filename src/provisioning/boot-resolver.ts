@@ -1,6 +1,13 @@
 import type { ImageCatalog } from "../boot/image-catalog.js";
 import { imageBootFor } from "../boot/resolver.js";
-import type { BootResolver, BootSpec, ImageBoot, MachineIdentity, ResolveContext, UnavailableBoot } from "../boot/spec.js";
+import type {
+  BootResolver,
+  BootSpec,
+  ImageBoot,
+  MachineIdentity,
+  ResolveContext,
+  UnavailableBoot,
+} from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
 import { BOOT_PLAN } from "../lifecycle/lifecycle.js";
 import type { NodeRecord } from "../store/store.js";
@@ -42,7 +49,10 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
       const probe = context.probe === true;
       const node = await core.store.nodes.findByMac(machine.mac);
       // The image is a fact only for the states that boot it.
-      const bootsImage = node !== undefined && node.profile !== undefined && (BOOT_PLAN[node.state] === "image" || BOOT_PLAN[node.state] === "install");
+      const bootsImage =
+        node !== undefined &&
+        node.profile !== undefined &&
+        (BOOT_PLAN[node.state] === "image" || BOOT_PLAN[node.state] === "install");
       const image = bootsImage ? await imageFor(node, context) : undefined;
       const facts: BootFacts = {
         node: node && { id: node.id, state: node.state, hasProfile: node.profile !== undefined },
@@ -64,7 +74,10 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
         case "none":
           return {
             kind: "none",
-            reason: plan.why === "retired" ? `node ${node!.id} is retired` : `provisioning of node ${node!.id} failed; retry with: centra-pxe nodes provision ${node!.id}`,
+            reason:
+              plan.why === "retired"
+                ? `node ${node!.id} is retired`
+                : `provisioning of node ${node!.id} failed; retry with: centra-pxe nodes provision ${node!.id}`,
           };
         case "image":
           return image!;
@@ -80,14 +93,28 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
   return resolver;
 
   /** The decision's effects, all here. Returns the token when one was asked for and the node still wants it. */
-  async function apply(effects: BootEffects, machine: MachineIdentity, node: NodeRecord | undefined, context: ResolveContext): Promise<string | undefined> {
+  async function apply(
+    effects: BootEffects,
+    machine: MachineIdentity,
+    node: NodeRecord | undefined,
+    context: ResolveContext,
+  ): Promise<string | undefined> {
     if (effects.sighting) {
-      await sightings.report({ mac: machine.mac, via: "ipxe", ...(machine.uuid ? { uuid: machine.uuid } : {}), ...(machine.serial ? { serial: machine.serial } : {}) });
+      await sightings.report({
+        mac: machine.mac,
+        via: "ipxe",
+        ...(machine.uuid ? { uuid: machine.uuid } : {}),
+        ...(machine.serial ? { serial: machine.serial } : {}),
+      });
     }
     if (effects.withheld && node) await noticeWithheld(node, effects.withheld, context);
     if (!effects.token || !node) return undefined;
     const issued = await lifecycle.installToken(node.id);
-    if (issued?.first) core.logger.info({ nodeId: node.id, mac: machine.mac, provisioningId: issued.node.provisioningId, remote: context.remote }, "install boot: image with the attempt's callback token");
+    if (issued?.first)
+      core.logger.info(
+        { nodeId: node.id, mac: machine.mac, provisioningId: issued.node.provisioningId, remote: context.remote },
+        "install boot: image with the attempt's callback token",
+      );
     return issued?.token;
   }
 
@@ -102,7 +129,11 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
         ? "the install script was asked for from an address DHCP did not give this machine; it got the image without the callback token"
         : "DHCP knows no address for this machine (dhcp.mode off, or no lease yet), so the callback token is not handed out over the network; set provisioning.installTokenToAnyAddress to allow it";
     core.logger.warn({ nodeId: node.id, remote: context.remote, expected, reason: why }, explanation);
-    await core.record({ nodeId: node.id, kind: "token-withheld", details: { reason: why, remote: context.remote ?? null, expected } });
+    await core.record({
+      nodeId: node.id,
+      kind: "token-withheld",
+      details: { reason: why, remote: context.remote ?? null, expected },
+    });
   }
 
   function requesterOf(mac: string, remote: string | undefined): Requester {
@@ -117,7 +148,9 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
     const profile = Object.hasOwn(config.profiles, profileName) ? config.profiles[profileName] : undefined;
     // A per-node version pin overrides the profile's own, for this decision only.
     const effective: Config =
-      profile && node.imageVersion !== undefined ? { ...config, profiles: { ...config.profiles, [profileName]: { ...profile, version: node.imageVersion } } } : config;
+      profile && node.imageVersion !== undefined
+        ? { ...config, profiles: { ...config.profiles, [profileName]: { ...profile, version: node.imageVersion } } }
+        : config;
     return imageBootFor({
       config: effective,
       images: images(config),

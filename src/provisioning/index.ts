@@ -64,12 +64,21 @@ export interface ProvisioningPart {
 
 /** Build the provisioning orchestrator and the pieces the HTTP and DHCP parts plug in. */
 export function createProvisioning(options: ProvisioningOptions): ProvisioningPart {
-  const core = new InventoryCore({ store: options.store, config: options.config, logger: options.logger, ...(options.now ? { now: options.now } : {}) });
+  const core = new InventoryCore({
+    store: options.store,
+    config: options.config,
+    logger: options.logger,
+    ...(options.now ? { now: options.now } : {}),
+  });
   const logger = core.logger;
   const inventory = new Inventory(core);
   const lifecycle = new Lifecycle(core);
-  const sightings = new Sightings(core, options.sightingBatchMs !== undefined ? { batchMs: options.sightingBatchMs } : {});
-  const recordedCmdline = async (image: string, version: string) => (await options.store.images.get(image, version))?.cmdline;
+  const sightings = new Sightings(
+    core,
+    options.sightingBatchMs !== undefined ? { batchMs: options.sightingBatchMs } : {},
+  );
+  const recordedCmdline = async (image: string, version: string) =>
+    (await options.store.images.get(image, version))?.cmdline;
   const images = options.images ?? ((config: Config) => createFileImageCatalog(config.stateDir, recordedCmdline));
   const resolver = createLifecycleResolver({
     core,
@@ -82,7 +91,8 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
 
   let sweeper: NodeJS.Timeout | undefined;
   let sweeping = false;
-  const sweepEvery = (config: Config) => options.sweepIntervalMs ?? Math.max(1_000, Math.min(30_000, Math.floor(config.provisioning.timeout / 4)));
+  const sweepEvery = (config: Config) =>
+    options.sweepIntervalMs ?? Math.max(1_000, Math.min(30_000, Math.floor(config.provisioning.timeout / 4)));
   const sweep = async () => {
     await lifecycle.sweepTimeouts();
     await sightings.expire();
@@ -129,7 +139,12 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     service,
     resolver,
     dhcpObserver(seen) {
-      void sightings.report({ mac: seen.mac, via: "dhcp", ...(seen.firmware !== undefined ? { firmware: seen.firmware } : {}), ...(seen.uuid !== undefined ? { uuid: seen.uuid } : {}) });
+      void sightings.report({
+        mac: seen.mac,
+        via: "dhcp",
+        ...(seen.firmware !== undefined ? { firmware: seen.firmware } : {}),
+        ...(seen.uuid !== undefined ? { uuid: seen.uuid } : {}),
+      });
     },
     lookupNode: (mac) => core.reservationFor(mac),
     sightingStats: () => sightings.stats(),

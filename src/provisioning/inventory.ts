@@ -53,7 +53,12 @@ export class Inventory {
       }
       if (holder) {
         await this.core.store.nodes.remove(holder.id);
-        await this.core.record({ nodeId: holder.id, kind: "removed", fromState: holder.state, details: { by: actor, macs: holder.macs, note: `MAC adopted by node ${node.id}` } });
+        await this.core.record({
+          nodeId: holder.id,
+          kind: "removed",
+          fromState: holder.state,
+          details: { by: actor, macs: holder.macs, note: `MAC adopted by node ${node.id}` },
+        });
       }
       const next: NodeRecord = { ...node, macs: [...node.macs, mac] };
       await this.write(next, "replace");
@@ -76,13 +81,29 @@ export class Inventory {
         let node: NodeRecord;
         if (!existing) {
           const at = this.core.timestamp();
-          node = { id: randomId("n"), macs: [declaration.mac], labels: {}, state: "ready", source: "config", stateChangedAt: at, createdAt: at, ...defined(wanted) };
+          node = {
+            id: randomId("n"),
+            macs: [declaration.mac],
+            labels: {},
+            state: "ready",
+            source: "config",
+            stateChangedAt: at,
+            createdAt: at,
+            ...defined(wanted),
+          };
           await this.writeClaiming(node, "create");
-          await this.core.record({ nodeId: node.id, kind: "created", toState: "ready", details: { by: "config", mac: declaration.mac, profile: declaration.profile } });
+          await this.core.record({
+            nodeId: node.id,
+            kind: "created",
+            toState: "ready",
+            details: { by: "config", mac: declaration.mac, profile: declaration.profile },
+          });
         } else {
           node = { ...existing, ...wanted, source: "config" };
           for (const key of ["hostname", "ipAddress"] as const) if (wanted[key] === undefined) delete node[key];
-          const changed = CONFIG_OWNED.some((k) => JSON.stringify(existing[k]) !== JSON.stringify(node[k])) || existing.source !== "config";
+          const changed =
+            CONFIG_OWNED.some((k) => JSON.stringify(existing[k]) !== JSON.stringify(node[k])) ||
+            existing.source !== "config";
           let transitioned: NodeState | undefined;
           if (existing.state === "discovered") {
             node.state = "ready";
@@ -91,8 +112,20 @@ export class Inventory {
           }
           if (changed || transitioned) {
             await this.writeClaiming(node, "replace");
-            if (changed) await this.core.record({ nodeId: node.id, kind: "updated", details: { by: "config", ...pick(node, CONFIG_OWNED) } });
-            if (transitioned) await this.core.record({ nodeId: node.id, kind: "transition", fromState: existing.state, toState: transitioned, details: { action: "assign-profile", by: "config" } });
+            if (changed)
+              await this.core.record({
+                nodeId: node.id,
+                kind: "updated",
+                details: { by: "config", ...pick(node, CONFIG_OWNED) },
+              });
+            if (transitioned)
+              await this.core.record({
+                nodeId: node.id,
+                kind: "transition",
+                fromState: existing.state,
+                toState: transitioned,
+                details: { action: "assign-profile", by: "config" },
+              });
           }
         }
         declared.add(node.id);
@@ -100,7 +133,11 @@ export class Inventory {
       for (const node of await this.core.store.nodes.list()) {
         if (node.source === "config" && !declared.has(node.id)) {
           await this.core.store.nodes.replace({ ...node, source: "api" });
-          await this.core.record({ nodeId: node.id, kind: "undeclared", details: { by: "config", note: "no longer in the config file; kept as an API-managed node" } });
+          await this.core.record({
+            nodeId: node.id,
+            kind: "undeclared",
+            details: { by: "config", note: "no longer in the config file; kept as an API-managed node" },
+          });
         }
       }
       await this.core.rebuildReservations();
@@ -115,14 +152,29 @@ export class Inventory {
         else await this.core.store.nodes.replace(node);
         return;
       } catch (error) {
-        if (!(error instanceof NodeConflict) || error.field === "macs" || error.field === "id" || error.holder === undefined || attempt > 3) throw error;
+        if (
+          !(error instanceof NodeConflict) ||
+          error.field === "macs" ||
+          error.field === "id" ||
+          error.holder === undefined ||
+          attempt > 3
+        )
+          throw error;
         const holder = await this.core.store.nodes.get(error.holder);
         if (!holder) throw error;
         const field = error.field;
         const released = { ...holder };
         delete released[field];
         await this.core.store.nodes.replace(released);
-        await this.core.record({ nodeId: holder.id, kind: "updated", details: { by: "config", [field]: null, note: `${field} ${error.value} is declared in the config for another node` } });
+        await this.core.record({
+          nodeId: holder.id,
+          kind: "updated",
+          details: {
+            by: "config",
+            [field]: null,
+            note: `${field} ${error.value} is declared in the config for another node`,
+          },
+        });
       }
     }
   }
@@ -166,7 +218,12 @@ export class Inventory {
         }),
       };
       await this.write(node, "create");
-      await this.core.record({ nodeId: node.id, kind: "created", toState: state, details: { by: actor, ...describe(changes) } });
+      await this.core.record({
+        nodeId: node.id,
+        kind: "created",
+        toState: state,
+        details: { by: actor, ...describe(changes) },
+      });
       return node;
     });
   }
@@ -175,15 +232,27 @@ export class Inventory {
     return this.core.exclusive(async () => {
       const before = await this.core.getNode(ref);
       if (before.source === "config") {
-        const owned = CONFIG_OWNED.find((field) => changes[field] !== undefined && JSON.stringify(changes[field]) !== JSON.stringify(before[field] ?? null));
-        if (owned) throw new ConflictError(owned, `node ${before.id} is declared in the config file (nodes."${before.macs[0]}"); change its ${owned} there and reload`);
+        const owned = CONFIG_OWNED.find(
+          (field) =>
+            changes[field] !== undefined && JSON.stringify(changes[field]) !== JSON.stringify(before[field] ?? null),
+        );
+        if (owned)
+          throw new ConflictError(
+            owned,
+            `node ${before.id} is declared in the config file (nodes."${before.macs[0]}"); change its ${owned} there and reload`,
+          );
       }
       return this.applyChanges(before, changes, actor);
     });
   }
 
   /** Apply field changes to a stored node, with the profile's transition if any; `source` re-labels it (adoption). */
-  private async applyChanges(before: NodeRecord, changes: NodeChanges, actor: Actor, source: NodeSource = before.source): Promise<NodeRecord> {
+  private async applyChanges(
+    before: NodeRecord,
+    changes: NodeChanges,
+    actor: Actor,
+    source: NodeSource = before.source,
+  ): Promise<NodeRecord> {
     const after: NodeRecord = { ...before, source };
     for (const [key, value] of Object.entries(changes) as [keyof NodeChanges, unknown][]) {
       if (value === null) delete after[key];
@@ -204,7 +273,13 @@ export class Inventory {
     const kind = before.source === "discovered" && after.source === "api" ? "registered" : "updated";
     await this.core.record({ nodeId: after.id, kind, details: { by: actor, ...describe(changes) } });
     if (after.state !== before.state) {
-      await this.core.record({ nodeId: after.id, kind: "transition", fromState: before.state, toState: after.state, details: { action, by: actor } });
+      await this.core.record({
+        nodeId: after.id,
+        kind: "transition",
+        fromState: before.state,
+        toState: after.state,
+        details: { action, by: actor },
+      });
     }
     return after;
   }
@@ -213,11 +288,19 @@ export class Inventory {
     return this.core.exclusive(async () => {
       const node = await this.core.getNode(ref);
       if (node.source === "config") {
-        throw new ConflictError("node", `node ${node.id} is declared in the config file (nodes."${node.macs[0]}"); remove it there and reload`);
+        throw new ConflictError(
+          "node",
+          `node ${node.id} is declared in the config file (nodes."${node.macs[0]}"); remove it there and reload`,
+        );
       }
       await this.core.store.nodes.remove(node.id);
       await this.core.store.callbackTokens.revokeForNode(node.id);
-      await this.core.record({ nodeId: node.id, kind: "removed", fromState: node.state, details: { by: actor, macs: node.macs, hostname: node.hostname ?? null } });
+      await this.core.record({
+        nodeId: node.id,
+        kind: "removed",
+        fromState: node.state,
+        details: { by: actor, macs: node.macs, hostname: node.hostname ?? null },
+      });
       await this.core.rebuildReservations();
       return node;
     });
@@ -229,7 +312,8 @@ export class Inventory {
       if (how === "create") await this.core.store.nodes.create(node);
       else await this.core.store.nodes.replace(node);
     } catch (error) {
-      if (error instanceof NodeConflict) throw new ConflictError(error.field, `${error.value} already belongs to node ${error.holder ?? "?"}`);
+      if (error instanceof NodeConflict)
+        throw new ConflictError(error.field, `${error.value} already belongs to node ${error.holder ?? "?"}`);
       throw error;
     }
     await this.core.rebuildReservations();

@@ -24,7 +24,12 @@ export class Lifecycle {
       const node = await core.getNode(ref);
       const action: LifecycleAction = options.reprovision ? "reprovision" : "provision";
       if (node.profile !== undefined && !Object.hasOwn(core.config.profiles, node.profile)) {
-        throw new TransitionRefusedError(node.id, action, node.state, `its profile ${node.profile} is no longer in the config; set another one first`);
+        throw new TransitionRefusedError(
+          node.id,
+          action,
+          node.state,
+          `its profile ${node.profile} is no longer in the config; set another one first`,
+        );
       }
       // A new attempt: tokens of an earlier one must not complete this one.
       await core.store.callbackTokens.revokeForNode(node.id);
@@ -44,7 +49,9 @@ export class Lifecycle {
   }
 
   reactivate(ref: string, actor: Actor): Promise<NodeRecord> {
-    return this.core.exclusive(async () => this.transition(await this.core.getNode(ref), "reactivate", actor, {}, clearAttempt));
+    return this.core.exclusive(async () =>
+      this.transition(await this.core.getNode(ref), "reactivate", actor, {}, clearAttempt),
+    );
   }
 
   /**
@@ -58,17 +65,27 @@ export class Lifecycle {
     const { core } = this;
     return core.exclusive(async () => {
       const node = await core.store.nodes.get(nodeId);
-      if (!node || node.state !== "provisioning" || node.provisioningId === undefined) return undefined;
+      if (node?.state !== "provisioning" || node.provisioningId === undefined) return undefined;
       const token = callbackTokenFor(await this.callbackKey(), node.provisioningId);
       const hash = hashToken(token);
       const known = await core.store.callbackTokens.find(hash);
       if (known) return { token, node, first: false };
       const now = core.now();
       const deadline = new Date(now.getTime() + core.config.provisioning.timeout).toISOString();
-      await core.store.callbackTokens.issue({ hash, nodeId: node.id, provisioningId: node.provisioningId, createdAt: now.toISOString(), expiresAt: deadline });
+      await core.store.callbackTokens.issue({
+        hash,
+        nodeId: node.id,
+        provisioningId: node.provisioningId,
+        createdAt: now.toISOString(),
+        expiresAt: deadline,
+      });
       const next = { ...node, provisionDeadline: deadline };
       await core.store.nodes.replace(next);
-      await core.record({ nodeId: node.id, kind: "install-boot", details: { provisioningId: node.provisioningId, deadline } });
+      await core.record({
+        nodeId: node.id,
+        kind: "install-boot",
+        details: { provisioningId: node.provisioningId, deadline },
+      });
       return { token, node: next, first: true };
     });
   }
@@ -78,26 +95,48 @@ export class Lifecycle {
    * given, must be one of the node's; a wrong MAC is refused WITHOUT spending the token, so a
    * stranger who guesses nothing cannot burn the machine's only way to report back.
    */
-  callback(request: { token: string | undefined; mac?: string; outcome: "succeeded" | "failed"; message?: string; remote?: string }): Promise<NodeRecord> {
+  callback(request: {
+    token: string | undefined;
+    mac?: string;
+    outcome: "succeeded" | "failed";
+    message?: string;
+    remote?: string;
+  }): Promise<NodeRecord> {
     const { core } = this;
     return core.exclusive(async () => {
       const { token } = request;
       const log = core.logger.child({ mac: request.mac, remote: request.remote });
       const refuse = async (reason: CallbackRefusal, message: string, nodeId?: string): Promise<never> => {
         log.warn({ reason, nodeId }, "installer callback refused");
-        if (nodeId !== undefined) await core.record({ nodeId, kind: "callback-rejected", details: { reason, mac: request.mac ?? null, remote: request.remote ?? null } });
+        if (nodeId !== undefined)
+          await core.record({
+            nodeId,
+            kind: "callback-rejected",
+            details: { reason, mac: request.mac ?? null, remote: request.remote ?? null },
+          });
         throw new CallbackRejectedError(reason, message);
       };
       if (token === undefined || token === "") {
-        return refuse("missing", "the callback needs its token: ?token=<centra.token> or Authorization: Bearer <centra.token>");
+        return refuse(
+          "missing",
+          "the callback needs its token: ?token=<centra.token> or Authorization: Bearer <centra.token>",
+        );
       }
       const hash = hashToken(token);
       const found = await core.store.callbackTokens.find(hash);
-      if (!found) return refuse("unknown", "the callback token is not valid (a newer provisioning attempt replaces older tokens)");
+      if (!found)
+        return refuse(
+          "unknown",
+          "the callback token is not valid (a newer provisioning attempt replaces older tokens)",
+        );
       const node = await core.store.nodes.get(found.nodeId);
       const mac = request.mac === undefined ? undefined : normalizeMac(request.mac);
       if (!node || (request.mac !== undefined && (mac === undefined || !node.macs.includes(mac)))) {
-        return refuse("other-node", `the callback token does not belong to ${request.mac ?? "this node"}`, found.nodeId);
+        return refuse(
+          "other-node",
+          `the callback token does not belong to ${request.mac ?? "this node"}`,
+          found.nodeId,
+        );
       }
       const result = await core.store.callbackTokens.consume(hash, core.timestamp());
       if (!result.ok) {
@@ -109,7 +148,10 @@ export class Lifecycle {
         return refuse(result.reason, messages[result.reason], found.nodeId);
       }
       if (node.state !== "provisioning" || node.provisioningId !== result.token.provisioningId) {
-        throw new CallbackRejectedError("not-provisioning", `node ${node.id} is ${node.state}; this token belongs to an earlier provisioning attempt`);
+        throw new CallbackRejectedError(
+          "not-provisioning",
+          `node ${node.id} is ${node.state}; this token belongs to an earlier provisioning attempt`,
+        );
       }
       await core.store.callbackTokens.revokeForNode(node.id);
       const action: LifecycleAction = request.outcome === "failed" ? "callback-failed" : "callback-succeeded";
@@ -133,8 +175,19 @@ export class Lifecycle {
         if (node.provisionDeadline === undefined || node.provisionDeadline > now) continue;
         await core.store.callbackTokens.revokeForNode(node.id);
         const deadline = node.provisionDeadline;
-        failed.push(await this.transition(node, "timeout", "timeout", { deadline, timeoutMs: core.config.provisioning.timeout }, clearAttempt));
-        core.logger.warn({ nodeId: node.id, macs: node.macs, deadline }, "provisioning timed out without a callback; node failed");
+        failed.push(
+          await this.transition(
+            node,
+            "timeout",
+            "timeout",
+            { deadline, timeoutMs: core.config.provisioning.timeout },
+            clearAttempt,
+          ),
+        );
+        core.logger.warn(
+          { nodeId: node.id, macs: node.macs, deadline },
+          "provisioning timed out without a callback; node failed",
+        );
       }
       return failed;
     });
@@ -164,7 +217,14 @@ export class Lifecycle {
       kind: "transition",
       fromState: node.state,
       toState: next.state,
-      details: { action, by: actor, ...details, ...(next.provisioningId && next.provisioningId !== node.provisioningId ? { provisioningId: next.provisioningId } : {}) },
+      details: {
+        action,
+        by: actor,
+        ...details,
+        ...(next.provisioningId && next.provisioningId !== node.provisioningId
+          ? { provisioningId: next.provisioningId }
+          : {}),
+      },
     });
     return next;
   }

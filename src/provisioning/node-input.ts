@@ -20,7 +20,8 @@ export interface NodeChanges {
 const FIELDS = ["macs", "mac", "profile", "hostname", "ipAddress", "uuid", "imageVersion", "labels"] as const;
 
 /** RFC 1123 host names, dotted or not, as the config schema accepts them. */
-const HOSTNAME = /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 /** SMBIOS UUIDs as iPXE prints `${uuid}`. */
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Label keys in the Kubernetes spirit: short, no spaces, usable in a query string. */
@@ -55,7 +56,8 @@ export function parseNodeChanges(body: unknown, mode: "create" | "update", confi
       rawMacs.forEach((raw, i) => {
         const field = macField === "macs" ? `macs[${i}]` : "mac";
         const mac = typeof raw === "string" ? normalizeMac(raw) : undefined;
-        if (mac === undefined) problem(field, `${JSON.stringify(raw)} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)`);
+        if (mac === undefined)
+          problem(field, `${JSON.stringify(raw)} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)`);
         else if (macs.includes(mac)) problem(field, `${mac} is listed twice`);
         else macs.push(mac);
       });
@@ -65,7 +67,11 @@ export function parseNodeChanges(body: unknown, mode: "create" | "update", confi
     problem("macs", "is required: at least one MAC address of the machine");
   }
 
-  const text = (field: keyof NodeChanges, check: (value: string) => string | undefined, normalise: (value: string) => string = (v) => v) => {
+  const text = (
+    field: keyof NodeChanges,
+    check: (value: string) => string | undefined,
+    normalise: (value: string) => string = (v) => v,
+  ) => {
     const raw = input[field];
     if (raw === undefined) return;
     if (raw === null) {
@@ -80,26 +86,42 @@ export function parseNodeChanges(body: unknown, mode: "create" | "update", confi
   };
 
   text("profile", (p) =>
-    Object.hasOwn(config.profiles, p) ? undefined : `unknown profile ${JSON.stringify(p)} (defined: ${Object.keys(config.profiles).join(", ") || "none"})`,
+    Object.hasOwn(config.profiles, p)
+      ? undefined
+      : `unknown profile ${JSON.stringify(p)} (defined: ${Object.keys(config.profiles).join(", ") || "none"})`,
   );
-  text("hostname", (h) => (HOSTNAME.test(h) ? undefined : `${JSON.stringify(h)} is not a valid hostname (letters, digits and '-', labels of at most 63 characters)`));
+  text("hostname", (h) =>
+    HOSTNAME.test(h)
+      ? undefined
+      : `${JSON.stringify(h)} is not a valid hostname (letters, digits and '-', labels of at most 63 characters)`,
+  );
   text("ipAddress", (a) => checkFixedAddress(a, config));
   text(
     "uuid",
-    (u) => (UUID.test(u.toLowerCase()) ? undefined : `${JSON.stringify(u)} is not an SMBIOS UUID (8-4-4-4-12 hex digits)`),
+    (u) =>
+      UUID.test(u.toLowerCase()) ? undefined : `${JSON.stringify(u)} is not an SMBIOS UUID (8-4-4-4-12 hex digits)`,
     (u) => u.toLowerCase(),
   );
-  text("imageVersion", (v) => (isPlainName(v) ? undefined : `${JSON.stringify(v)} is not a version name (letters, digits, '.', '_', '-'; not "current")`));
+  text("imageVersion", (v) =>
+    isPlainName(v)
+      ? undefined
+      : `${JSON.stringify(v)} is not a version name (letters, digits, '.', '_', '-'; not "current")`,
+  );
 
   if (input.labels !== undefined) {
     const labels = input.labels;
     if (typeof labels !== "object" || labels === null || Array.isArray(labels)) {
-      problem("labels", "must be an object of string values, e.g. {\"rack\": \"a1\"}");
+      problem("labels", 'must be an object of string values, e.g. {"rack": "a1"}');
     } else {
       const clean: Record<string, string> = {};
       for (const [key, value] of Object.entries(labels as Record<string, unknown>)) {
-        if (!LABEL_KEY.test(key)) problem(`labels.${key}`, "label keys are 1-64 letters, digits, '.', '_', '/', '-', starting and ending with a letter or digit");
-        else if (typeof value !== "string" || value.length > 256) problem(`labels.${key}`, "must be a string of at most 256 characters");
+        if (!LABEL_KEY.test(key))
+          problem(
+            `labels.${key}`,
+            "label keys are 1-64 letters, digits, '.', '_', '/', '-', starting and ending with a letter or digit",
+          );
+        else if (typeof value !== "string" || value.length > 256)
+          problem(`labels.${key}`, "must be a string of at most 256 characters");
         else clean[key] = value;
       }
       changes.labels = clean;
@@ -113,7 +135,8 @@ export function parseNodeChanges(body: unknown, mode: "create" | "update", confi
 /** A fixed address must be usable by DHCP: inside a served subnet, outside every dynamic pool. */
 function checkFixedAddress(text: string, config: Config): string | undefined {
   const address = parseIpv4(text);
-  if (address === undefined) return `${JSON.stringify(text)} is not an IPv4 address (expected four numbers 0-255, like 10.0.100.50)`;
+  if (address === undefined)
+    return `${JSON.stringify(text)} is not an IPv4 address (expected four numbers 0-255, like 10.0.100.50)`;
   if (text === config.serverAddress) return `${text} is the server's own address`;
   const subnets = [config.dhcp, ...config.dhcp.subnets];
   const home = subnets.find((s) => inSubnet(address, parseIpv4(s.subnet) ?? 0, parseIpv4(s.netmask) ?? 0xffffffff));

@@ -37,10 +37,26 @@ export interface SightingOptions {
  * SMBIOS UUIDs that identify nothing: empty, all zeros, all ones, and the placeholder that some
  * board vendors ship in every unit. Matching a machine by one of them would merge strangers.
  */
-const MEANINGLESS_UUIDS = new Set(["", "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff", "03000200-0400-0500-0006-000700080009"]);
+const MEANINGLESS_UUIDS = new Set([
+  "",
+  "00000000-0000-0000-0000-000000000000",
+  "ffffffff-ffff-ffff-ffff-ffffffffffff",
+  "03000200-0400-0500-0006-000700080009",
+]);
 
 /** SMBIOS serials that board vendors leave in every unit: matching on them would flag strangers. */
-const MEANINGLESS_SERIALS = new Set(["", "0", "00000000", "none", "n/a", "default string", "to be filled by o.e.m.", "system serial number", "not specified", "0123456789"]);
+const MEANINGLESS_SERIALS = new Set([
+  "",
+  "0",
+  "00000000",
+  "none",
+  "n/a",
+  "default string",
+  "to be filled by o.e.m.",
+  "system serial number",
+  "not specified",
+  "0123456789",
+]);
 
 export function meaningfulSerial(serial: string | undefined): string | undefined {
   const trimmed = serial?.trim();
@@ -150,10 +166,23 @@ export class Sightings {
       for (const node of await core.store.nodes.list({ state: "discovered", seenBefore: cutoff })) {
         if (node.source !== "discovered") continue;
         await core.store.nodes.remove(node.id);
-        await core.record({ nodeId: node.id, kind: "expired", fromState: node.state, details: { macs: node.macs, lastSeenAt: node.lastSeenAt ?? null, ttlMs: core.config.provisioning.discoveredTtl } });
+        await core.record({
+          nodeId: node.id,
+          kind: "expired",
+          fromState: node.state,
+          details: {
+            macs: node.macs,
+            lastSeenAt: node.lastSeenAt ?? null,
+            ttlMs: core.config.provisioning.discoveredTtl,
+          },
+        });
         expired.push(node);
       }
-      if (expired.length) core.logger.info({ count: expired.length }, "discovered machines not seen for provisioning.discoveredTtl removed");
+      if (expired.length)
+        core.logger.info(
+          { count: expired.length },
+          "discovered machines not seen for provisioning.discoveredTtl removed",
+        );
       return expired;
     });
   }
@@ -177,7 +206,8 @@ export class Sightings {
       // machine broadcasts. Only an admin can tell, so record the claim and give the MAC nothing
       // of that node (`centra-pxe nodes adopt NODE MAC` approves it).
       const holder = uuid === undefined ? undefined : await core.store.nodes.findByUuid(uuid);
-      const bySerial = holder || meaningfulSerial(serial) === undefined ? undefined : await core.store.nodes.findBySerial(serial!);
+      const bySerial =
+        holder || meaningfulSerial(serial) === undefined ? undefined : await core.store.nodes.findBySerial(serial!);
       if (holder) this.conflict(writes.events, holder, mac, { uuid: uuid! }, sighting.via, at);
       else if (bySerial) this.conflict(writes.events, bySerial, mac, { serial: serial! }, sighting.via, at);
       const keepUuid = uuid !== undefined && !holder && !uuidsTaken.has(uuid);
@@ -194,17 +224,31 @@ export class Sightings {
         lastSeenAt: at,
         ...defined({ uuid: keepUuid ? uuid : undefined, firmware: sighting.firmware, serial }),
       });
-      writes.events.push({ nodeId: id, kind: "discovered", toState: "discovered", at, details: { mac, via: sighting.via, ...defined({ firmware: sighting.firmware, uuid }) } });
+      writes.events.push({
+        nodeId: id,
+        kind: "discovered",
+        toState: "discovered",
+        at,
+        details: { mac, via: sighting.via, ...defined({ firmware: sighting.firmware, uuid }) },
+      });
       discovered.push({ id, mac, via: sighting.via });
     }
     const stored: NodeEvent[] = await core.store.recordSightings(writes);
     core.publish(stored);
     // One line per machine for a handful, one line for a flood.
-    if (discovered.length <= 5) for (const d of discovered) core.logger.info({ nodeId: d.id, mac: d.mac, via: d.via }, "new machine discovered");
+    if (discovered.length <= 5)
+      for (const d of discovered) core.logger.info({ nodeId: d.id, mac: d.mac, via: d.via }, "new machine discovered");
     else core.logger.info({ count: discovered.length }, "new machines discovered");
   }
 
-  private conflict(events: SightingBatch["events"], holder: NodeRecord, mac: string, claim: { uuid: string } | { serial: string }, via: string, at: string): void {
+  private conflict(
+    events: SightingBatch["events"],
+    holder: NodeRecord,
+    mac: string,
+    claim: { uuid: string } | { serial: string },
+    via: string,
+    at: string,
+  ): void {
     const now = this.core.now().getTime();
     const last = this.conflictReportedAt.get(mac);
     if (last !== undefined && now - last < CONFLICT_EVENT_INTERVAL_MS) return;
@@ -213,9 +257,17 @@ export class Sightings {
       nodeId: holder.id,
       kind: "identity-conflict",
       at,
-      details: { mac, ...claim, via, note: `a new MAC presented this node's ${"uuid" in claim ? "UUID" : "serial"}; it was given nothing of the node. If it is this machine: centra-pxe nodes adopt ${holder.id} ${mac}` },
+      details: {
+        mac,
+        ...claim,
+        via,
+        note: `a new MAC presented this node's ${"uuid" in claim ? "UUID" : "serial"}; it was given nothing of the node. If it is this machine: centra-pxe nodes adopt ${holder.id} ${mac}`,
+      },
     });
-    this.core.logger.warn({ nodeId: holder.id, mac, ...claim, via }, "a new MAC claims a known node's identity; recorded as a conflict, not acted on");
+    this.core.logger.warn(
+      { nodeId: holder.id, mac, ...claim, via },
+      "a new MAC claims a known node's identity; recorded as a conflict, not acted on",
+    );
   }
 
   /** Token bucket: `sightingsPerSecond`, up to `sightingBurst` at once. */
@@ -231,15 +283,21 @@ export class Sightings {
 
   private remember(mac: string, at: number, identity: string): void {
     if (this.lastReported.size >= MAX_REMEMBERED_MACS) {
-      for (const [key, value] of this.lastReported) if (at - value.at >= SIGHTING_WRITE_INTERVAL_MS) this.lastReported.delete(key);
-      for (const [key, value] of this.conflictReportedAt) if (at - value >= CONFLICT_EVENT_INTERVAL_MS) this.conflictReportedAt.delete(key);
+      for (const [key, value] of this.lastReported)
+        if (at - value.at >= SIGHTING_WRITE_INTERVAL_MS) this.lastReported.delete(key);
+      for (const [key, value] of this.conflictReportedAt)
+        if (at - value >= CONFLICT_EVENT_INTERVAL_MS) this.conflictReportedAt.delete(key);
     }
     this.lastReported.set(mac, { at, identity });
   }
 }
 
 function definedSighting(sighting: Sighting): Sighting {
-  return { via: sighting.via, mac: sighting.mac, ...defined({ firmware: sighting.firmware, uuid: sighting.uuid, serial: sighting.serial }) };
+  return {
+    via: sighting.via,
+    mac: sighting.mac,
+    ...defined({ firmware: sighting.firmware, uuid: sighting.uuid, serial: sighting.serial }),
+  };
 }
 
 function blankToUndefined(value: string | undefined): string | undefined {

@@ -65,17 +65,35 @@ export function bearerToken(header: string | undefined): string | undefined | nu
  * invalid_token: try again with a valid one); 403 when it was ours and is revoked, so the caller
  * learns that retrying with it is pointless.
  */
-export async function authenticateApiToken(store: Store, header: string | undefined, now: Date = new Date()): Promise<ApiAuthResult> {
+export async function authenticateApiToken(
+  store: Store,
+  header: string | undefined,
+  now: Date = new Date(),
+): Promise<ApiAuthResult> {
   const presented = bearerToken(header);
-  if (presented === undefined) return { ok: false, status: 401, reason: "missing", message: "this request needs an admin token: Authorization: Bearer <token> (create one with `centra-pxe token create`)" };
-  if (presented === null) return { ok: false, status: 401, reason: "malformed", message: "the Authorization header is not `Bearer <token>`" };
+  if (presented === undefined)
+    return {
+      ok: false,
+      status: 401,
+      reason: "missing",
+      message:
+        "this request needs an admin token: Authorization: Bearer <token> (create one with `centra-pxe token create`)",
+    };
+  if (presented === null)
+    return { ok: false, status: 401, reason: "malformed", message: "the Authorization header is not `Bearer <token>`" };
   const hash = hashToken(presented);
   const record = await store.apiTokens.findByHash(hash);
   // The lookup is by hash, so timing reveals nothing of the secret; the compare is belt and braces.
   if (!record || !timingSafeEqual(Buffer.from(record.hash, "hex"), Buffer.from(hash, "hex"))) {
     return { ok: false, status: 401, reason: "unknown", message: "the token is not valid" };
   }
-  if (record.revokedAt !== undefined) return { ok: false, status: 403, reason: "revoked", message: `token ${record.id} (${record.name}) was revoked at ${record.revokedAt}` };
+  if (record.revokedAt !== undefined)
+    return {
+      ok: false,
+      status: 403,
+      reason: "revoked",
+      message: `token ${record.id} (${record.name}) was revoked at ${record.revokedAt}`,
+    };
   await store.apiTokens.touch(record.id, now.toISOString());
   return { ok: true, token: record };
 }

@@ -26,30 +26,33 @@ export interface PartContext {
  * HTTP and TFTP, and DHCP last, so no machine is pointed at a bootloader before the servers that
  * hand it out are up. Stopping goes the other way: DHCP falls silent first.
  */
-export function createServices(config: Config, { logger, store, daemon }: PartContext): { services: Service[]; close(): Promise<void> } {
+export function createServices(
+  config: Config,
+  { logger, store, daemon }: PartContext,
+): { services: Service[]; close(): Promise<void> } {
   // `dhcp` is created after provisioning (its observer and lookupNode come from there), so the
   // provisioning part asks through this late binding.
   let addressOf: ((mac: string) => string | undefined) | undefined;
   const provisioning = createProvisioning({ config, store, logger, addressOf: (mac) => addressOf?.(mac) });
   const tftp = config.tftp.enabled ? createTftpService({ config, logger }) : undefined;
   const leases = config.dhcp.mode !== "off" ? createSqliteLeaseStore(store.db) : undefined;
-  const dhcp =
-    leases
-      ? createDhcpService({
-          config,
-          logger,
-          leases,
-          observer: provisioning.dhcpObserver,
-          lookupNode: provisioning.lookupNode,
-          // DHCP answers with these but owns neither: the bootloaders are files, the URL is HTTP's.
-          bootloaders: cachedBootloaders(() => bootloaderDir(config.stateDir)),
-          bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
-        })
-      : undefined;
+  const dhcp = leases
+    ? createDhcpService({
+        config,
+        logger,
+        leases,
+        observer: provisioning.dhcpObserver,
+        lookupNode: provisioning.lookupNode,
+        // DHCP answers with these but owns neither: the bootloaders are files, the URL is HTTP's.
+        bootloaders: cachedBootloaders(() => bootloaderDir(config.stateDir)),
+        bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
+      })
+    : undefined;
   // The machine's address: what DHCP bound or saw it ask for; in server mode also the address
   // reserved to it before its first ACK (that address is given to no one else either way).
   addressOf = dhcp
-    ? (mac) => dhcp.addressOf(mac) ?? (config.dhcp.mode === "server" ? provisioning.lookupNode(mac)?.ipAddress : undefined)
+    ? (mac) =>
+        dhcp.addressOf(mac) ?? (config.dhcp.mode === "server" ? provisioning.lookupNode(mac)?.ipAddress : undefined)
     : undefined;
   const health = () => daemon.health();
   // `http` is created below; the metrics read it only at scrape time.
@@ -67,7 +70,13 @@ export function createServices(config: Config, { logger, store, daemon }: PartCo
       return result.ok ? undefined : { status: result.status, message: result.message };
     },
   });
-  const api = createApiPlugin({ inventory: provisioning.inventory, lifecycle: provisioning.lifecycle, onEvent: provisioning.onEvent, store, logger });
+  const api = createApiPlugin({
+    inventory: provisioning.inventory,
+    lifecycle: provisioning.lifecycle,
+    onEvent: provisioning.onEvent,
+    store,
+    logger,
+  });
   const http = createHttpService({
     config,
     logger,

@@ -7,7 +7,14 @@ import Database from "better-sqlite3";
 import { createSqliteLeaseStore, listLeases } from "./leases-sqlite.js";
 import type { LeaseRecord } from "../dhcp/lease-store.js";
 
-const lease = (address: string, mac: string, extra: Partial<LeaseRecord> = {}): LeaseRecord => ({ address, mac, expiresAt: 1_000_000, state: "bound", updatedAt: 1, ...extra });
+const lease = (address: string, mac: string, extra: Partial<LeaseRecord> = {}): LeaseRecord => ({
+  address,
+  mac,
+  expiresAt: 1_000_000,
+  state: "bound",
+  updatedAt: 1,
+  ...extra,
+});
 
 describe("SQLite lease store", () => {
   it("saves, upserts by address and reloads after reopening", async () => {
@@ -18,7 +25,10 @@ describe("SQLite lease store", () => {
       db.pragma("journal_mode = WAL");
       const store = createSqliteLeaseStore(db);
       assert.equal(db.pragma("synchronous", { simple: true }), 2, "commits must be FULL-synchronous");
-      await store.saveLeases([lease("10.0.0.10", "aa:bb:cc:dd:ee:01", { hostname: "a", clientId: "01aa" }), lease("10.0.0.9", "aa:bb:cc:dd:ee:02")]);
+      await store.saveLeases([
+        lease("10.0.0.10", "aa:bb:cc:dd:ee:01", { hostname: "a", clientId: "01aa" }),
+        lease("10.0.0.9", "aa:bb:cc:dd:ee:02"),
+      ]);
       await store.saveLeases([lease("10.0.0.10", "aa:bb:cc:dd:ee:03", { state: "released" })]);
       db.close();
       db = new Database(file);
@@ -46,7 +56,10 @@ describe("SQLite lease store", () => {
       const db = new Database(join(dir, "db.sqlite"));
       db.pragma("journal_mode = WAL");
       const store = createSqliteLeaseStore(db);
-      await Promise.all([store.saveLeases([lease("10.0.0.1", "aa:bb:cc:dd:ee:01")]), store.saveLeases([lease("10.0.0.2", "aa:bb:cc:dd:ee:02")])]);
+      await Promise.all([
+        store.saveLeases([lease("10.0.0.1", "aa:bb:cc:dd:ee:01")]),
+        store.saveLeases([lease("10.0.0.2", "aa:bb:cc:dd:ee:02")]),
+      ]);
       assert.equal(listLeases(db).length, 2, "visible to the caller's connection once saved");
       await store.close?.();
       await assert.rejects(store.saveLeases([lease("10.0.0.3", "aa:bb:cc:dd:ee:03")]), /closed/);

@@ -72,7 +72,15 @@ parentPort.on("message", ({ id, batch }) => {
 `;
 
 function toRow(lease: LeaseRecord) {
-  return { address: lease.address, mac: lease.mac, clientId: lease.clientId ?? null, hostname: lease.hostname ?? null, expiresAt: lease.expiresAt, state: lease.state, updatedAt: lease.updatedAt };
+  return {
+    address: lease.address,
+    mac: lease.mac,
+    clientId: lease.clientId ?? null,
+    hostname: lease.hostname ?? null,
+    expiresAt: lease.expiresAt,
+    state: lease.state,
+    updatedAt: lease.updatedAt,
+  };
 }
 
 /** Commits through a writer thread on its own connection to the same file. */
@@ -138,7 +146,8 @@ export function createSqliteLeaseStore(db: Db, options: { writerThread?: boolean
     for (const lease of batch) upsert.run(toRow(lease));
   });
   const selectAll = db.prepare("SELECT * FROM leases");
-  const threaded = (options.writerThread ?? true) && !db.memory && db.name !== "" ? new ThreadedLeaseWriter(db.name) : undefined;
+  const threaded =
+    (options.writerThread ?? true) && !db.memory && db.name !== "" ? new ThreadedLeaseWriter(db.name) : undefined;
   return {
     async loadLeases() {
       return (selectAll.all() as LeaseRow[]).map(fromRow);

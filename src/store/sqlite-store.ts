@@ -166,7 +166,9 @@ function prepared(db: Db, text: string): Database.Statement {
 function migrate(db: Db): void {
   const current = db.pragma("user_version", { simple: true }) as number;
   if (current > MIGRATIONS.length) {
-    throw new Error(`the database is at schema ${current}, newer than this program knows (${MIGRATIONS.length}); upgrade centra-pxe`);
+    throw new Error(
+      `the database is at schema ${current}, newer than this program knows (${MIGRATIONS.length}); upgrade centra-pxe`,
+    );
   }
   for (let version = current; version < MIGRATIONS.length; version++) {
     db.transaction(() => {
@@ -185,7 +187,13 @@ interface ImageRow {
 }
 
 function imageFromRow(row: ImageRow): ImageVersionRecord {
-  return { name: row.name, version: row.version, files: JSON.parse(row.files) as ImageVersionRecord["files"], cmdline: row.cmdline, addedAt: row.added_at };
+  return {
+    name: row.name,
+    version: row.version,
+    files: JSON.parse(row.files) as ImageVersionRecord["files"],
+    cmdline: row.cmdline,
+    addedAt: row.added_at,
+  };
 }
 
 class SqliteImageRepository implements ImageRepository {
@@ -197,15 +205,16 @@ class SqliteImageRepository implements ImageRepository {
 
   async put(record: ImageVersionRecord): Promise<void> {
     this.sql(
-        `INSERT INTO image_versions (name, version, files, cmdline, added_at, seq)
+      `INSERT INTO image_versions (name, version, files, cmdline, added_at, seq)
          VALUES (@name, @version, @files, @cmdline, @addedAt, (SELECT COALESCE(MAX(seq), 0) + 1 FROM image_versions))
          ON CONFLICT (name, version) DO UPDATE SET files = excluded.files, cmdline = excluded.cmdline, added_at = excluded.added_at`,
-      )
-      .run({ ...record, files: JSON.stringify(record.files) });
+    ).run({ ...record, files: JSON.stringify(record.files) });
   }
 
   async get(name: string, version: string): Promise<ImageVersionRecord | undefined> {
-    const row = this.sql(`SELECT * FROM image_versions WHERE name = ? AND version = ?`).get(name, version) as ImageRow | undefined;
+    const row = this.sql(`SELECT * FROM image_versions WHERE name = ? AND version = ?`).get(name, version) as
+      | ImageRow
+      | undefined;
     return row && imageFromRow(row);
   }
 
@@ -255,7 +264,9 @@ class SqliteNodeRepository implements NodeRepository {
   }
 
   private macsOf(id: string): string[] {
-    return (this.sql(`SELECT mac FROM node_macs WHERE node_id = ? ORDER BY position`).all(id) as { mac: string }[]).map((r) => r.mac);
+    return (this.sql(`SELECT mac FROM node_macs WHERE node_id = ? ORDER BY position`).all(id) as { mac: string }[]).map(
+      (r) => r.mac,
+    );
   }
 
   private fromRow(row: NodeRow, macs: string[] = this.macsOf(row.id)): NodeRecord {
@@ -283,7 +294,9 @@ class SqliteNodeRepository implements NodeRepository {
   /** The uniqueness rules, checked first so a clash names its field and holder instead of a bare SQLITE_CONSTRAINT. */
   private checkUnique(record: NodeRecord): void {
     for (const mac of record.macs) {
-      const holder = this.sql(`SELECT node_id FROM node_macs WHERE mac = ? AND node_id <> ?`).get(mac, record.id) as { node_id: string } | undefined;
+      const holder = this.sql(`SELECT node_id FROM node_macs WHERE mac = ? AND node_id <> ?`).get(mac, record.id) as
+        | { node_id: string }
+        | undefined;
       if (holder) throw new NodeConflict("macs", mac, holder.node_id);
     }
     const columns = [
@@ -293,7 +306,9 @@ class SqliteNodeRepository implements NodeRepository {
     ] as const;
     for (const [field, column, value] of columns) {
       if (value === undefined) continue;
-      const holder = this.sql(`SELECT id FROM nodes WHERE ${column} = ? AND id <> ?`).get(value, record.id) as { id: string } | undefined;
+      const holder = this.sql(`SELECT id FROM nodes WHERE ${column} = ? AND id <> ?`).get(value, record.id) as
+        | { id: string }
+        | undefined;
       if (holder) throw new NodeConflict(field, value, holder.id);
     }
   }
@@ -322,7 +337,7 @@ class SqliteNodeRepository implements NodeRepository {
   private writeMacs(record: NodeRecord): void {
     this.sql(`DELETE FROM node_macs WHERE node_id = ?`).run(record.id);
     const insert = this.sql(`INSERT INTO node_macs (mac, node_id, position) VALUES (?, ?, ?)`);
-    record.macs.forEach((mac, position) => insert.run(mac, record.id, position));
+    for (const [position, mac] of record.macs.entries()) insert.run(mac, record.id, position);
   }
 
   async create(record: NodeRecord): Promise<void> {
@@ -331,46 +346,55 @@ class SqliteNodeRepository implements NodeRepository {
 
   /** `create` inside the caller's transaction. */
   insert(record: NodeRecord): void {
-    this.db.transaction(() => {
-      if (this.sql(`SELECT 1 FROM nodes WHERE id = ?`).get(record.id)) throw new NodeConflict("id", record.id, record.id);
-      this.checkUnique(record);
-      this.sql(
+    this.db
+      .transaction(() => {
+        if (this.sql(`SELECT 1 FROM nodes WHERE id = ?`).get(record.id))
+          throw new NodeConflict("id", record.id, record.id);
+        this.checkUnique(record);
+        this.sql(
           `INSERT INTO nodes (id, uuid, serial, hostname, profile, ip_address, image_version, labels, firmware, state, source,
                               provisioning_id, provision_deadline, state_changed_at, created_at, last_seen_at, seq)
            VALUES (@id, @uuid, @serial, @hostname, @profile, @ip_address, @image_version, @labels, @firmware, @state, @source,
                    @provisioning_id, @provision_deadline, @state_changed_at, @created_at, @last_seen_at,
                    (SELECT COALESCE(MAX(seq), 0) + 1 FROM nodes))`,
-        )
-        .run(this.params(record));
-      this.writeMacs(record);
-    }).immediate();
+        ).run(this.params(record));
+        this.writeMacs(record);
+      })
+      .immediate();
   }
 
   /** A sighting of a known node: last seen, and its identity as reported (a UUID another node holds is kept out). */
   touch(seen: SightingBatch["seen"][number]): void {
-    const uuidFree = seen.uuid === undefined || !this.sql(`SELECT 1 FROM nodes WHERE uuid = ? AND id <> ?`).get(seen.uuid, seen.id);
+    const uuidFree =
+      seen.uuid === undefined || !this.sql(`SELECT 1 FROM nodes WHERE uuid = ? AND id <> ?`).get(seen.uuid, seen.id);
     this.sql(
-        `UPDATE nodes SET last_seen_at = @lastSeenAt, firmware = COALESCE(@firmware, firmware),
+      `UPDATE nodes SET last_seen_at = @lastSeenAt, firmware = COALESCE(@firmware, firmware),
            uuid = COALESCE(@uuid, uuid), serial = COALESCE(@serial, serial) WHERE id = @id`,
-      )
-      .run({ id: seen.id, lastSeenAt: seen.lastSeenAt, firmware: seen.firmware ?? null, uuid: uuidFree ? (seen.uuid ?? null) : null, serial: seen.serial ?? null });
+    ).run({
+      id: seen.id,
+      lastSeenAt: seen.lastSeenAt,
+      firmware: seen.firmware ?? null,
+      uuid: uuidFree ? (seen.uuid ?? null) : null,
+      serial: seen.serial ?? null,
+    });
   }
 
   async replace(record: NodeRecord): Promise<boolean> {
-    return this.db.transaction(() => {
-      if (!this.sql(`SELECT 1 FROM nodes WHERE id = ?`).get(record.id)) return false;
-      this.checkUnique(record);
-      this.sql(
+    return this.db
+      .transaction(() => {
+        if (!this.sql(`SELECT 1 FROM nodes WHERE id = ?`).get(record.id)) return false;
+        this.checkUnique(record);
+        this.sql(
           `UPDATE nodes SET uuid = @uuid, serial = @serial, hostname = @hostname, profile = @profile, ip_address = @ip_address,
              image_version = @image_version, labels = @labels, firmware = @firmware, state = @state, source = @source,
              provisioning_id = @provisioning_id, provision_deadline = @provision_deadline, state_changed_at = @state_changed_at,
              created_at = @created_at, last_seen_at = @last_seen_at
            WHERE id = @id`,
-        )
-        .run(this.params(record));
-      this.writeMacs(record);
-      return true;
-    }).immediate();
+        ).run(this.params(record));
+        this.writeMacs(record);
+        return true;
+      })
+      .immediate();
   }
 
   async get(id: string): Promise<NodeRecord | undefined> {
@@ -379,7 +403,9 @@ class SqliteNodeRepository implements NodeRepository {
   }
 
   async findByMac(mac: string): Promise<NodeRecord | undefined> {
-    const row = this.sql(`SELECT n.* FROM nodes n JOIN node_macs m ON m.node_id = n.id WHERE m.mac = ?`).get(mac) as NodeRow | undefined;
+    const row = this.sql(`SELECT n.* FROM nodes n JOIN node_macs m ON m.node_id = n.id WHERE m.mac = ?`).get(mac) as
+      | NodeRow
+      | undefined;
     return row && this.fromRow(row);
   }
 
@@ -389,7 +415,9 @@ class SqliteNodeRepository implements NodeRepository {
   }
 
   async findBySerial(serial: string): Promise<NodeRecord | undefined> {
-    const row = this.sql(`SELECT * FROM nodes WHERE serial = ? ORDER BY seq LIMIT 1`).get(serial) as NodeRow | undefined;
+    const row = this.sql(`SELECT * FROM nodes WHERE serial = ? ORDER BY seq LIMIT 1`).get(serial) as
+      | NodeRow
+      | undefined;
     return row && this.fromRow(row);
   }
 
@@ -423,7 +451,9 @@ class SqliteNodeRepository implements NodeRepository {
     return this.db.transaction(() => {
       const rows = this.sql(sql).all(...params) as NodeRow[];
       const macs = new Map<string, string[]>();
-      for (const { node_id, mac } of this.sql(`SELECT node_id, mac FROM node_macs ORDER BY node_id, position`).all() as { node_id: string; mac: string }[]) {
+      for (const { node_id, mac } of this.sql(
+        `SELECT node_id, mac FROM node_macs ORDER BY node_id, position`,
+      ).all() as { node_id: string; mac: string }[]) {
         const list = macs.get(node_id);
         if (list) list.push(mac);
         else macs.set(node_id, [mac]);
@@ -471,8 +501,16 @@ class SqliteEventRepository implements EventRepository {
   }
 
   insert(event: Omit<NodeEvent, "seq">): NodeEvent {
-    const result = this.sql(`INSERT INTO node_events (node_id, kind, from_state, to_state, at, details) VALUES (?, ?, ?, ?, ?, ?)`)
-      .run(event.nodeId, event.kind, event.fromState ?? null, event.toState ?? null, event.at, JSON.stringify(event.details));
+    const result = this.sql(
+      `INSERT INTO node_events (node_id, kind, from_state, to_state, at, details) VALUES (?, ?, ?, ?, ?, ?)`,
+    ).run(
+      event.nodeId,
+      event.kind,
+      event.fromState ?? null,
+      event.toState ?? null,
+      event.at,
+      JSON.stringify(event.details),
+    );
     return { ...event, seq: Number(result.lastInsertRowid) };
   }
 
@@ -537,8 +575,9 @@ class SqliteApiTokenRepository implements ApiTokenRepository {
   }
 
   async create(record: ApiTokenRecord): Promise<void> {
-    this.sql(`INSERT INTO api_tokens (id, name, hash, created_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)`)
-      .run(record.id, record.name, record.hash, record.createdAt, record.lastUsedAt ?? null, record.revokedAt ?? null);
+    this.sql(
+      `INSERT INTO api_tokens (id, name, hash, created_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)`,
+    ).run(record.id, record.name, record.hash, record.createdAt, record.lastUsedAt ?? null, record.revokedAt ?? null);
   }
 
   async findByHash(hash: string): Promise<ApiTokenRecord | undefined> {
@@ -588,8 +627,16 @@ class SqliteCallbackTokenRepository implements CallbackTokenRepository {
 
   async issue(record: CallbackTokenRecord): Promise<boolean> {
     return (
-      this.sql(`INSERT OR IGNORE INTO callback_tokens (hash, node_id, provisioning_id, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?)`)
-        .run(record.hash, record.nodeId, record.provisioningId, record.createdAt, record.expiresAt, record.usedAt ?? null).changes > 0
+      this.sql(
+        `INSERT OR IGNORE INTO callback_tokens (hash, node_id, provisioning_id, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?)`,
+      ).run(
+        record.hash,
+        record.nodeId,
+        record.provisioningId,
+        record.createdAt,
+        record.expiresAt,
+        record.usedAt ?? null,
+      ).changes > 0
     );
   }
 
@@ -599,15 +646,22 @@ class SqliteCallbackTokenRepository implements CallbackTokenRepository {
   }
 
   async consume(hash: string, now: string): Promise<ConsumeResult> {
-    return this.db.transaction((): ConsumeResult => {
-      // One conditional UPDATE is the single-use guarantee: a second caller finds used_at set.
-      const claimed = this.sql(`UPDATE callback_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND expires_at > ?`).run(now, hash, now).changes > 0;
-      const row = this.sql(`SELECT * FROM callback_tokens WHERE hash = ?`).get(hash) as CallbackTokenRow | undefined;
-      if (!row) return { ok: false, reason: "unknown" };
-      const token = callbackTokenFromRow(row);
-      if (claimed) return { ok: true, token };
-      return { ok: false, reason: row.used_at !== null ? "used" : "expired", token };
-    }).immediate();
+    return this.db
+      .transaction((): ConsumeResult => {
+        // One conditional UPDATE is the single-use guarantee: a second caller finds used_at set.
+        const claimed =
+          this.sql(`UPDATE callback_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND expires_at > ?`).run(
+            now,
+            hash,
+            now,
+          ).changes > 0;
+        const row = this.sql(`SELECT * FROM callback_tokens WHERE hash = ?`).get(hash) as CallbackTokenRow | undefined;
+        if (!row) return { ok: false, reason: "unknown" };
+        const token = callbackTokenFromRow(row);
+        if (claimed) return { ok: true, token };
+        return { ok: false, reason: row.used_at !== null ? "used" : "expired", token };
+      })
+      .immediate();
   }
 
   async revokeForNode(nodeId: string): Promise<void> {

@@ -2,7 +2,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { RequestRateLimit, TransferBudget, type RequestRateLimits, type TransferBudgetLimits } from "./admission.js";
 
-const budgetLimits: TransferBudgetLimits = { maxTransfers: 10, maxTransfersPerClient: 6, maxUnverifiedTransfers: 4, maxUnverifiedPerClient: 2 };
+const budgetLimits: TransferBudgetLimits = {
+  maxTransfers: 10,
+  maxTransfersPerClient: 6,
+  maxUnverifiedTransfers: 4,
+  maxUnverifiedPerClient: 2,
+};
 
 test("a flood of unacknowledged transfers from many addresses evicts the oldest, never refuses a newcomer", () => {
   const budget = new TransferBudget(budgetLimits);
@@ -14,7 +19,10 @@ test("a flood of unacknowledged transfers from many addresses evicts the oldest,
     if (a.admitted && a.evict !== undefined) evicted.push(a.evict);
   }
   // Oldest first, and the unverified budget never exceeds its bound nor spills into the total.
-  assert.deepEqual(evicted, Array.from({ length: 36 }, (_, i) => i + 1));
+  assert.deepEqual(
+    evicted,
+    Array.from({ length: 36 }, (_, i) => i + 1),
+  );
   assert.equal(budget.unverifiedSize, 4);
   assert.equal(budget.size, 4);
   // The real client is admitted in the middle of the flood, acknowledges, and is out of reach.
@@ -57,7 +65,12 @@ test("the total budget refuses when full of acknowledged transfers; eviction fre
 });
 
 test("a total budget full partly of unacknowledged transfers evicts one of those rather than refusing", () => {
-  const budget = new TransferBudget({ ...budgetLimits, maxUnverifiedTransfers: 10, maxTransfersPerClient: 100, maxUnverifiedPerClient: 100 });
+  const budget = new TransferBudget({
+    ...budgetLimits,
+    maxUnverifiedTransfers: 10,
+    maxTransfersPerClient: 100,
+    maxUnverifiedPerClient: 100,
+  });
   for (let id = 1; id <= 10; id++) {
     assert.ok(budget.admit(id, "a").admitted);
     if (id % 2 === 0) budget.verify(id);
@@ -68,7 +81,7 @@ test("a total budget full partly of unacknowledged transfers evicts one of those
 
 test("verify and release are idempotent and ignore ids the budget let go of (an evicted transfer ends later)", () => {
   const budget = new TransferBudget(budgetLimits);
-  for (let id = 1; id <= 4; id++) budget.admit(id, "10.0.0.1" + id);
+  for (let id = 1; id <= 4; id++) budget.admit(id, `10.0.0.1${id}`);
   const a = budget.admit(5, "10.0.0.9");
   assert.ok(a.admitted && a.evict === 1);
   budget.verify(1);
@@ -80,7 +93,12 @@ test("verify and release are idempotent and ignore ids the budget let go of (an 
   assert.equal(budget.unverifiedSize, 3);
 });
 
-const rates: RequestRateLimits = { requestsPerSecondPerClient: 10, requestBurstPerClient: 5, requestsPerSecond: 100, requestBurst: 20 };
+const rates: RequestRateLimits = {
+  requestsPerSecondPerClient: 10,
+  requestBurstPerClient: 5,
+  requestsPerSecond: 100,
+  requestBurst: 20,
+};
 
 test("a source gets its burst, then its rate; others are not charged", () => {
   const limit = new RequestRateLimit(rates, 0);

@@ -72,7 +72,8 @@ export class TransferBudget {
     // Only acknowledged transfers can make the server busy: unacknowledged ones give way.
     if (full && this.unverified.size === 0) return { admitted: false, reason: "busy" };
     if (client && client.all >= this.limits.maxTransfersPerClient) return { admitted: false, reason: "client-limit" };
-    if (client && client.unverified >= this.limits.maxUnverifiedPerClient) return { admitted: false, reason: "client-unverified" };
+    if (client && client.unverified >= this.limits.maxUnverifiedPerClient)
+      return { admitted: false, reason: "client-unverified" };
     let evict: number | undefined;
     if (full || this.unverified.size >= this.limits.maxUnverifiedTransfers) {
       evict = this.unverified.keys().next().value;

@@ -36,15 +36,28 @@ test("cached and streamed files give the same datagrams for every block size", a
       const path = join(dir, `f${size}`);
       const bytes = randomBytes(size);
       writeFileSync(path, bytes);
-      const cached = new FileCache({ maxBytes: 1 << 24, maxFileBytes: 1 << 24, chunkBytes: 4096, maxNetasciiBytes: 1 << 20 });
-      const streamed = new FileCache({ maxBytes: 1 << 24, maxFileBytes: 0, chunkBytes: 4096, maxNetasciiBytes: 1 << 20 });
+      const cached = new FileCache({
+        maxBytes: 1 << 24,
+        maxFileBytes: 1 << 24,
+        chunkBytes: 4096,
+        maxNetasciiBytes: 1 << 20,
+      });
+      const streamed = new FileCache({
+        maxBytes: 1 << 24,
+        maxFileBytes: 0,
+        chunkBytes: 4096,
+        maxNetasciiBytes: 1 << 20,
+      });
       for (const blockSize of [8, 512, 1468, 65464]) {
         if (size / blockSize > 5000) continue;
         for (const cache of [cached, streamed]) {
           // Windows of 1 (lock-step), 7 (runs cut at chunk ends) and 64 blocks.
           for (const window of [1, 7, 64]) {
             const content = await cache.open(path, statSync(path), false);
-            assert.ok((await readAll(content, blockSize, window)).equals(bytes), `size ${size} blksize ${blockSize} window ${window}`);
+            assert.ok(
+              (await readAll(content, blockSize, window)).equals(bytes),
+              `size ${size} blksize ${blockSize} window ${window}`,
+            );
             await content.close();
           }
         }

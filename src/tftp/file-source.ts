@@ -43,7 +43,14 @@ function lastBlockOf(size: number, blockSize: number): number {
 }
 
 /** Blocks `first`..`last` out of `framed`, which starts with block `framedFirst`. */
-function runOf(framed: Buffer, framedFirst: number, first: number, last: number, size: number, blockSize: number): DatagramRun {
+function runOf(
+  framed: Buffer,
+  framedFirst: number,
+  first: number,
+  last: number,
+  size: number,
+  blockSize: number,
+): DatagramRun {
   const slot = blockSize + 4;
   const start = (first - framedFirst) * slot;
   const end = (last - framedFirst) * slot + 4 + payloadLength(size, last, blockSize);
@@ -149,7 +156,8 @@ class ChunkedFile implements FileContent {
     const c = this.current;
     if (!c || c.blockSize !== blockSize || first < c.first || first >= c.first + c.count) return undefined;
     // Past half of the chunk, start reading the next one so the sender does not wait for the disk.
-    if ((first - c.first) * 2 >= c.count && !this.ahead && c.first + c.count <= lastBlockOf(this.size, blockSize)) this.readAhead(c.first + c.count, blockSize);
+    if ((first - c.first) * 2 >= c.count && !this.ahead && c.first + c.count <= lastBlockOf(this.size, blockSize))
+      this.readAhead(c.first + c.count, blockSize);
     return runOf(c.framed, c.first, first, Math.min(last, c.first + c.count - 1), this.size, blockSize);
   }
 
@@ -185,7 +193,8 @@ class ChunkedFile implements FileContent {
     }
     if (expected > 0) {
       const { bytesRead } = await this.handle.readv(iovecs, (first - 1) * blockSize);
-      if (bytesRead !== expected) throw new Error(`file changed while being served (read ${bytesRead} of ${expected} bytes)`);
+      if (bytesRead !== expected)
+        throw new Error(`file changed while being served (read ${bytesRead} of ${expected} bytes)`);
     }
     return { first, count, blockSize, framed };
   }
@@ -214,7 +223,8 @@ export class FileCache {
    */
   async open(path: string, stats: FileIdentity, netascii: boolean): Promise<FileContent> {
     if (netascii) {
-      if (stats.size > this.options.maxNetasciiBytes) throw new RangeError(`netascii reads are limited to ${this.options.maxNetasciiBytes} bytes`);
+      if (stats.size > this.options.maxNetasciiBytes)
+        throw new RangeError(`netascii reads are limited to ${this.options.maxNetasciiBytes} bytes`);
       return this.cachedContent(`netascii:${path}`, versionOf(stats), async () => toNetascii(await readFile(path)));
     }
     if (stats.size <= this.options.maxFileBytes) {

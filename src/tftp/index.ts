@@ -52,7 +52,10 @@ export function createTftpService(options: TftpServiceOptions): TftpService {
     stop: () => server.stop(),
     check: (next: Config) => server.checkRebind(next.tftp.bindAddress, next.tftp.port),
     async reload(next: Config) {
-      await server.reconfigure(tftpRoot(next.stateDir), next.tftp.bindAddress, next.tftp.port, { ...next.tftp.limits, ...options.limits });
+      await server.reconfigure(tftpRoot(next.stateDir), next.tftp.bindAddress, next.tftp.port, {
+        ...next.tftp.limits,
+        ...options.limits,
+      });
       config = next;
     },
     health(): ServiceHealth {

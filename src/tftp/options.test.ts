@@ -13,7 +13,12 @@ test("blksize, tsize, timeout and windowsize are acknowledged in the client's or
   assert.equal(p.blockSize, 1468);
   assert.equal(p.windowSize, 8);
   assert.equal(p.timeoutMs, 3000);
-  assert.deepEqual(p.acknowledged, [opt("TSIZE", "74213"), opt("blksize", "1468"), opt("timeout", "3"), opt("windowsize", "8")]);
+  assert.deepEqual(p.acknowledged, [
+    opt("TSIZE", "74213"),
+    opt("blksize", "1468"),
+    opt("timeout", "3"),
+    opt("windowsize", "8"),
+  ]);
 });
 
 test("out-of-range values are not acknowledged; larger ones are lowered", () => {
@@ -28,7 +33,10 @@ test("out-of-range values are not acknowledged; larger ones are lowered", () => 
 });
 
 test("unknown options, non-numeric values and repeats are ignored", () => {
-  const p = negotiate([opt("multicast", ""), opt("blksize", "12x"), opt("rollover", "0"), opt("tsize", "0"), opt("tsize", "5")], 42);
+  const p = negotiate(
+    [opt("multicast", ""), opt("blksize", "12x"), opt("rollover", "0"), opt("tsize", "0"), opt("tsize", "5")],
+    42,
+  );
   assert.deepEqual(p.acknowledged, [opt("tsize", "42")]);
   assert.equal(p.blockSize, 512);
 });
@@ -39,6 +47,10 @@ test("blksize below 512 is treated as not requested (RFC 2348 lets the server ig
     assert.equal(p.blockSize, 512, small);
     assert.deepEqual(p.acknowledged, [opt("tsize", "5000")], "the OACK leaves blksize out");
   }
-  assert.deepEqual(negotiate([opt("blksize", "8")], 5000).acknowledged, [], "nothing else asked: no OACK, DATA 1 of 512 bytes");
+  assert.deepEqual(
+    negotiate([opt("blksize", "8")], 5000).acknowledged,
+    [],
+    "nothing else asked: no OACK, DATA 1 of 512 bytes",
+  );
   assert.deepEqual(negotiate([opt("blksize", "512")], 5000).acknowledged, [opt("blksize", "512")]);
 });

@@ -36,7 +36,11 @@ export interface NegotiationLimits {
   maxClientTimeoutS: number;
 }
 
-export const DEFAULT_LIMITS: NegotiationLimits = { maxBlockSize: MAX_BLOCK_SIZE, maxWindowSize: 64, maxClientTimeoutS: 10 };
+export const DEFAULT_LIMITS: NegotiationLimits = {
+  maxBlockSize: MAX_BLOCK_SIZE,
+  maxWindowSize: 64,
+  maxClientTimeoutS: 10,
+};
 
 export interface TransferParameters {
   blockSize: number;
@@ -58,8 +62,17 @@ function parseDecimal(value: string): number | undefined {
  * Options the server does not know, and values out of range, are left out of the OACK, which
  * RFC 2347 §4 says the client must then treat as refused; the transfer proceeds with the defaults.
  */
-export function negotiate(options: readonly TftpOption[], size: number, limits: NegotiationLimits = DEFAULT_LIMITS): TransferParameters {
-  const result: TransferParameters = { blockSize: DEFAULT_BLOCK_SIZE, windowSize: 1, timeoutMs: undefined, acknowledged: [] };
+export function negotiate(
+  options: readonly TftpOption[],
+  size: number,
+  limits: NegotiationLimits = DEFAULT_LIMITS,
+): TransferParameters {
+  const result: TransferParameters = {
+    blockSize: DEFAULT_BLOCK_SIZE,
+    windowSize: 1,
+    timeoutMs: undefined,
+    acknowledged: [],
+  };
   const seen = new Set<string>();
   for (const { name, value } of options) {
     const key = name.toLowerCase();

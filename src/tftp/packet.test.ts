@@ -1,7 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DecodeError } from "../errors.js";
-import { decodePacket, encodePacket, encodingLength, ErrorCode, Opcode, writeDataHeader, type Packet } from "./packet.js";
+import {
+  decodePacket,
+  encodePacket,
+  encodingLength,
+  ErrorCode,
+  Opcode,
+  writeDataHeader,
+  type Packet,
+} from "./packet.js";
 import { toNetascii } from "./netascii.js";
 
 function roundTrip(packet: Packet): void {
@@ -12,7 +20,15 @@ function roundTrip(packet: Packet): void {
 
 test("every packet type survives encode → decode", () => {
   roundTrip({ opcode: Opcode.ReadRequest, filename: "undionly.kpxe", mode: "octet", options: [] });
-  roundTrip({ opcode: Opcode.ReadRequest, filename: "ipxe.efi", mode: "octet", options: [{ name: "blksize", value: "1468" }, { name: "tsize", value: "0" }] });
+  roundTrip({
+    opcode: Opcode.ReadRequest,
+    filename: "ipxe.efi",
+    mode: "octet",
+    options: [
+      { name: "blksize", value: "1468" },
+      { name: "tsize", value: "0" },
+    ],
+  });
   roundTrip({ opcode: Opcode.WriteRequest, filename: "x", mode: "netascii", options: [] });
   roundTrip({ opcode: Opcode.Data, block: 65535, data: Buffer.from("hello") });
   roundTrip({ opcode: Opcode.Data, block: 0, data: Buffer.alloc(0) });
@@ -23,7 +39,12 @@ test("every packet type survives encode → decode", () => {
 
 test("a read request as tftp-hpa sends it decodes, mode lower-cased", () => {
   const bytes = Buffer.from("\x00\x01pxelinux.0\x00OCTET\x00BlkSize\x001468\x00", "latin1");
-  assert.deepEqual(decodePacket(bytes), { opcode: Opcode.ReadRequest, filename: "pxelinux.0", mode: "octet", options: [{ name: "BlkSize", value: "1468" }] });
+  assert.deepEqual(decodePacket(bytes), {
+    opcode: Opcode.ReadRequest,
+    filename: "pxelinux.0",
+    mode: "octet",
+    options: [{ name: "BlkSize", value: "1468" }],
+  });
 });
 
 test("trailing NUL padding after a request is tolerated", () => {
@@ -53,7 +74,11 @@ test("malformed datagrams throw DecodeError with the offset where decoding stopp
 });
 
 test("an ERROR without its terminating NUL still decodes", () => {
-  assert.deepEqual(decodePacket(Buffer.from("\x00\x05\x00\x08refused", "latin1")), { opcode: Opcode.Error, code: 8, message: "refused" });
+  assert.deepEqual(decodePacket(Buffer.from("\x00\x05\x00\x08refused", "latin1")), {
+    opcode: Opcode.Error,
+    code: 8,
+    message: "refused",
+  });
 });
 
 test("writeDataHeader writes opcode 3 and the big-endian block", () => {

@@ -85,7 +85,8 @@ export function decodePacket(buf: Buffer): Packet {
       const [filename, afterName] = readString(buf, 2, "filename");
       const [rawMode, afterMode] = readString(buf, afterName, "mode");
       const mode = rawMode.toLowerCase();
-      if (mode !== "octet" && mode !== "netascii" && mode !== "mail") throw new DecodeError(`unknown transfer mode ${JSON.stringify(rawMode)}`, afterName);
+      if (mode !== "octet" && mode !== "netascii" && mode !== "mail")
+        throw new DecodeError(`unknown transfer mode ${JSON.stringify(rawMode)}`, afterName);
       const options: TftpOption[] = [];
       let offset = afterMode;
       // RFC 2347 §2: name/value pairs follow the mode. Some PXE ROMs pad the request with trailing
@@ -181,7 +182,11 @@ export function encodePacket(p: Packet): Buffer {
       writeStrings(buf, 4, [p.message]);
       break;
     case Opcode.OptionAck:
-      writeStrings(buf, 2, p.options.flatMap((o) => [o.name, o.value]));
+      writeStrings(
+        buf,
+        2,
+        p.options.flatMap((o) => [o.name, o.value]),
+      );
       break;
   }
   return buf;

@@ -8,13 +8,22 @@ import { silentLogger } from "../log.js";
 import { DEFAULT_TFTP_LIMITS, TftpServer } from "./server.js";
 
 test("tftp.limits: taken from the config, checked, and changed by a reload (left out: the default)", async () => {
-  const config = parseConfig(JSON.stringify({ tftp: { limits: { requestBurstPerClient: 5, maxUnverifiedTransfers: 64 } } }));
+  const config = parseConfig(
+    JSON.stringify({ tftp: { limits: { requestBurstPerClient: 5, maxUnverifiedTransfers: 64 } } }),
+  );
   assert.deepEqual(config.tftp.limits, { requestBurstPerClient: 5, maxUnverifiedTransfers: 64 });
   assert.throws(() => parseConfig(JSON.stringify({ tftp: { limits: { requestBurst: 0 } } })));
   assert.throws(() => parseConfig(JSON.stringify({ tftp: { limits: { slots: 5 } } })), "unknown keys are errors");
 
   const root = mkdtempSync(join(tmpdir(), "cpxe-tftp-server-"));
-  const server = new TftpServer({ root, bindAddress: "127.0.0.1", port: 0, logger: silentLogger, limits: config.tftp.limits, workers: 0 });
+  const server = new TftpServer({
+    root,
+    bindAddress: "127.0.0.1",
+    port: 0,
+    logger: silentLogger,
+    limits: config.tftp.limits,
+    workers: 0,
+  });
   await server.start();
   try {
     assert.equal(server.limits.requestBurstPerClient, 5);

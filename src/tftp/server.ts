@@ -7,7 +7,14 @@ import { bootloaderDir } from "../files/state-dir.js";
 import { RequestRateLimit, TransferBudget } from "./admission.js";
 import { DEFAULT_CACHE_OPTIONS, FileCache, type FileCacheOptions } from "./file-source.js";
 import { decodePacket, encodePacket, ErrorCode, Opcode, type RequestPacket } from "./packet.js";
-import { DEFAULT_TFTP_LIMITS, runTransfer, type RunningTransfer, type TftpLimits, type TransferEnd, type TransferJob } from "./transfer-server.js";
+import {
+  DEFAULT_TFTP_LIMITS,
+  runTransfer,
+  type RunningTransfer,
+  type TftpLimits,
+  type TransferEnd,
+  type TransferJob,
+} from "./transfer-server.js";
 import type { FromWorker, ToWorker, WorkerConfig } from "./worker-server.js";
 
 export { DEFAULT_TFTP_LIMITS, type TftpLimits } from "./transfer-server.js";
@@ -161,7 +168,13 @@ export class TftpServer {
       cache.misses += w.cache.misses;
       cache.bytes += w.cache.bytes;
     }
-    return { ...this.counters, transfersActive: this.slots.size, cacheHits: cache.hits, cacheMisses: cache.misses, cacheBytes: cache.bytes };
+    return {
+      ...this.counters,
+      transfersActive: this.slots.size,
+      cacheHits: cache.hits,
+      cacheMisses: cache.misses,
+      cacheBytes: cache.bytes,
+    };
   }
 
   async start(): Promise<void> {
@@ -252,7 +265,11 @@ export class TftpServer {
       for (const id of entry.pending) {
         const onEnd = this.ends.get(id);
         this.ends.delete(id);
-        onEnd?.({ outcome: { result: "failed", reason }, counters: { bytesSent: 0, datagramsSent: 0, retransmissions: 0, junkDropped: 0 }, ms: 0 });
+        onEnd?.({
+          outcome: { result: "failed", reason },
+          counters: { bytesSent: 0, datagramsSent: 0, retransmissions: 0, junkDropped: 0 },
+          ms: 0,
+        });
       }
       entry.pending.clear();
     };
@@ -324,7 +341,10 @@ export class TftpServer {
       const packet = decodePacket(msg);
       if (packet.opcode === Opcode.WriteRequest) {
         if (!this.withinRate(rinfo.address)) return;
-        this.logger.info({ client: rinfo.address, file: packet.filename }, "tftp write request refused (read-only server)");
+        this.logger.info(
+          { client: rinfo.address, file: packet.filename },
+          "tftp write request refused (read-only server)",
+        );
         this.refuse(rinfo, ErrorCode.AccessViolation, "server is read-only");
         return;
       }
@@ -363,7 +383,8 @@ export class TftpServer {
     const admission = this.budget.admit(slot.id, slot.address);
     if (!admission.admitted) {
       if (admission.reason === "busy") this.refuse(rinfo, ErrorCode.NotDefined, "server busy, try again");
-      else if (admission.reason === "client-limit") this.refuse(rinfo, ErrorCode.NotDefined, "too many transfers from this address");
+      else if (admission.reason === "client-limit")
+        this.refuse(rinfo, ErrorCode.NotDefined, "too many transfers from this address");
       else this.counters.requestsRateLimitedClient++;
       return false;
     }
@@ -389,7 +410,8 @@ export class TftpServer {
     this.counters.transfersEvicted++;
     if (this.transfers.get(slot.key) === slot) this.transfers.delete(slot.key);
     if (slot.running?.where === "local") slot.running.transfer.evict();
-    else if (slot.running?.where === "worker") slot.running.worker.worker.postMessage({ type: "evict", id } satisfies ToWorker);
+    else if (slot.running?.where === "worker")
+      slot.running.worker.worker.postMessage({ type: "evict", id } satisfies ToWorker);
   }
 
   private release(slot: Slot): void {
@@ -437,7 +459,10 @@ export class TftpServer {
       this.counters.junkDropped += end.counters.junkDropped;
       if (end.outcome.result === "completed") {
         this.counters.transfersCompleted++;
-        this.logger.info({ ...log, bytes: end.size, blksize: end.blockSize, windowsize: end.windowSize, ms: end.ms }, "tftp transfer completed");
+        this.logger.info(
+          { ...log, bytes: end.size, blksize: end.blockSize, windowsize: end.windowSize, ms: end.ms },
+          "tftp transfer completed",
+        );
       } else if (end.outcome.result === "aborted") {
         this.counters.transfersAborted++;
         this.logger.info({ ...log, reason: end.outcome.reason, ms: end.ms }, "tftp transfer ended by the client");

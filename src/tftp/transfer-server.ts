@@ -2,7 +2,16 @@ import type { RequestRateLimits, TransferBudgetLimits } from "./admission.js";
 import type { DatagramRun, FileCache, FileContent } from "./file-source.js";
 import { negotiate, type NegotiationLimits } from "./options.js";
 import { decodePacket, encodePacket, ErrorCode, Opcode, type RequestPacket } from "./packet.js";
-import { createTransfer, isVerified, step, wireBlock, type TransferEvent, type TransferOutcome, type TransferState, type TransferStep } from "./transfer.js";
+import {
+  createTransfer,
+  isVerified,
+  step,
+  wireBlock,
+  type TransferEvent,
+  type TransferOutcome,
+  type TransferState,
+  type TransferStep,
+} from "./transfer.js";
 import { openTransferSocket, type TransferSocket } from "./transfer-socket.js";
 
 /**
@@ -102,12 +111,18 @@ export interface TransferEvents {
  * Start one transfer. A file that cannot be opened is answered with an ERROR from the transfer's
  * port.
  */
-export function runTransfer(job: TransferJob, cache: FileCache, limits: TftpLimits, events: TransferEvents): RunningTransfer {
+export function runTransfer(
+  job: TransferJob,
+  cache: FileCache,
+  limits: TftpLimits,
+  events: TransferEvents,
+): RunningTransfer {
   const startedAt = Date.now();
   const counters = emptyCounters();
   let aborted = false;
   let active: ActiveTransfer | undefined;
-  const end = (outcome: TransferOutcome, extra: Partial<TransferEnd> = {}) => events.onEnd({ outcome, counters, ms: Date.now() - startedAt, ...extra });
+  const end = (outcome: TransferOutcome, extra: Partial<TransferEnd> = {}) =>
+    events.onEnd({ outcome, counters, ms: Date.now() - startedAt, ...extra });
   // Events arrive from the event loop, so `active` is set by the time the first one does.
   const open = (): TransferSocket =>
     openTransferSocket(job.bindAddress, job.clientAddress, job.clientPort, {
@@ -137,7 +152,10 @@ export function runTransfer(job: TransferJob, cache: FileCache, limits: TftpLimi
       socket = open();
     } catch (err) {
       await content.close().catch(() => {});
-      end({ result: "failed", reason: aborted ? "stopped before it started" : `cannot open a transfer port: ${(err as Error).message}` });
+      end({
+        result: "failed",
+        reason: aborted ? "stopped before it started" : `cannot open a transfer port: ${(err as Error).message}`,
+      });
       return;
     }
     const params = negotiate(job.request.options, content.size, limits);
@@ -162,7 +180,10 @@ export function runTransfer(job: TransferJob, cache: FileCache, limits: TftpLimi
     active.feed({ type: "start" });
   })();
 
-  const evicted = { result: "failed", reason: "evicted: never acknowledged while unverified transfers were at their limit" } as const;
+  const evicted = {
+    result: "failed",
+    reason: "evicted: never acknowledged while unverified transfers were at their limit",
+  } as const;
   return {
     abort() {
       aborted = true;
@@ -414,4 +435,3 @@ class ActiveTransfer {
     this.onEnd(outcome);
   }
 }
-

@@ -89,10 +89,16 @@ test("segments too large to group leave one per message", async () => {
     // Two segments of 40 000 bytes exceed one GSO send (65 000 bytes); blksize 65464 is the RFC 2348 maximum.
     assert.equal(p.socket.sendRun(run(3, 40_000, 10), 40_000), 3);
     await until(() => p.atClient.length === 3);
-    assert.deepEqual(p.atClient.map((d) => d.length), [40_000, 40_000, 10]);
+    assert.deepEqual(
+      p.atClient.map((d) => d.length),
+      [40_000, 40_000, 10],
+    );
     assert.equal(p.socket.sendRun(run(2, 65_468, 4), 65_468), 2);
     await until(() => p.atClient.length === 5);
-    assert.deepEqual(p.atClient.slice(3).map((d) => d.length), [65_468, 4]);
+    assert.deepEqual(
+      p.atClient.slice(3).map((d) => d.length),
+      [65_468, 4],
+    );
   } finally {
     p.close();
   }
@@ -147,7 +153,6 @@ test("an armed reply goes out on its ACK only, once, and the ACK still reaches J
     p.close();
   }
 });
-
 
 test("the addon keeps an armed run alive until it fires, though JavaScript dropped it", async () => {
   setFlagsFromString("--expose-gc");

@@ -68,16 +68,28 @@ export interface TransferSocketEvents {
 }
 
 /** Opens the socket; throws when it cannot (no free port, bad address). */
-export function openTransferSocket(localAddress: string, clientAddress: string, clientPort: number, events: TransferSocketEvents): TransferSocket {
+export function openTransferSocket(
+  localAddress: string,
+  clientAddress: string,
+  clientPort: number,
+  events: TransferSocketEvents,
+): TransferSocket {
   const native = addon();
   const receiveBuffer = Buffer.alloc(RECEIVE_BUFFER_BYTES);
   let closed = false;
-  const handle = native.openTransferSocket(localAddress, clientAddress, clientPort, SEND_BUFFER_BYTES, receiveBuffer, (length, replied) => {
-    if (closed) return;
-    // A negative length is -errno, as libuv's own errors are.
-    if (length < 0) events.onError(new Error(getSystemErrorName(length)));
-    else events.onDatagram(receiveBuffer, length, replied);
-  });
+  const handle = native.openTransferSocket(
+    localAddress,
+    clientAddress,
+    clientPort,
+    SEND_BUFFER_BYTES,
+    receiveBuffer,
+    (length, replied) => {
+      if (closed) return;
+      // A negative length is -errno, as libuv's own errors are.
+      if (length < 0) events.onError(new Error(getSystemErrorName(length)));
+      else events.onDatagram(receiveBuffer, length, replied);
+    },
+  );
   return {
     sendRun: (run, segmentSize) => (closed ? 0 : native.sendRun(handle, run, segmentSize)),
     send: (datagram) => !closed && native.sendRun(handle, datagram, datagram.length) === 1,

@@ -1,7 +1,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ErrorCode } from "./packet.js";
-import { blockRange, createTransfer, isVerified, step, wireBlock, type SendAction, type TransferConfig, type TransferState, type TransferStep } from "./transfer.js";
+import {
+  blockRange,
+  createTransfer,
+  isVerified,
+  step,
+  wireBlock,
+  type SendAction,
+  type TransferConfig,
+  type TransferState,
+  type TransferStep,
+} from "./transfer.js";
 
 const base: TransferConfig = {
   size: 0,
@@ -44,7 +54,11 @@ interface RunResult {
  * Runs one transfer between the state machine and a simulated RFC 1350 / RFC 7440 client over a
  * link that drops each datagram with probability `loss`, on a fake clock.
  */
-function simulate(file: Buffer, cfg: Partial<TransferConfig>, options: { loss: number; seed: number; delayMs?: number; clientTimeoutMs?: number }): RunResult {
+function simulate(
+  file: Buffer,
+  cfg: Partial<TransferConfig>,
+  options: { loss: number; seed: number; delayMs?: number; clientTimeoutMs?: number },
+): RunResult {
   const rand = random(options.seed);
   const delay = options.delayMs ?? 1;
   const clientTimeout = options.clientTimeoutMs ?? 3000;
@@ -202,7 +216,11 @@ for (const [name, cfg] of lossyCases) {
 test("block numbers wrap past 65535 to 0, in lockstep and in windows", () => {
   const file = fileOf(8 * 70_000 + 3, 3);
   for (const windowSize of [1, 16]) {
-    const r = simulate(file, { blockSize: 8, windowSize, optionAck: [{ name: "blksize", value: "8" }] }, { loss: 0.002, seed: windowSize });
+    const r = simulate(
+      file,
+      { blockSize: 8, windowSize, optionAck: [{ name: "blksize", value: "8" }] },
+      { loss: 0.002, seed: windowSize },
+    );
     assert.deepEqual(r.outcome, { result: "completed" });
     assert.ok(r.received.equals(file));
   }
@@ -272,22 +290,33 @@ test("until the client acknowledges, resends are not backed off: the slot is fre
     assert.deepEqual(timers, [700, 700, 700, "cancel"], JSON.stringify(optionAck));
   }
   // Once acknowledged, the ordinary timer takes over.
-  const acked = step(step(createTransfer(config({ size: 5000, unverifiedTimeoutMs: 700 })), { type: "start" }).state, { type: "ack", block: 1 });
+  const acked = step(step(createTransfer(config({ size: 5000, unverifiedTimeoutMs: 700 })), { type: "start" }).state, {
+    type: "ack",
+    block: 1,
+  });
   assert.equal(acked.timer, base.initialTimeoutMs);
 });
 
 test("a transfer is verified by ACK 0 of an OACK or by ACK 1, not before", () => {
-  const oack = step(createTransfer(config({ size: 5000, optionAck: [{ name: "tsize", value: "5000" }] })), { type: "start" }).state;
+  const oack = step(createTransfer(config({ size: 5000, optionAck: [{ name: "tsize", value: "5000" }] })), {
+    type: "start",
+  }).state;
   assert.equal(isVerified(oack), false);
   assert.equal(isVerified(step(oack, { type: "ack", block: 0 }).state), true);
   const plain = step(createTransfer(config({ size: 5000 })), { type: "start" }).state;
   assert.equal(isVerified(plain), false);
-  assert.equal(isVerified(step(plain, { type: "ack", block: 0 }).state), false, "ACK 0 without an OACK acknowledges nothing");
+  assert.equal(
+    isVerified(step(plain, { type: "ack", block: 0 }).state),
+    false,
+    "ACK 0 without an OACK acknowledges nothing",
+  );
   assert.equal(isVerified(step(plain, { type: "ack", block: 1 }).state), true);
 });
 
 test("a client error ends the transfer as aborted, not failed (PXE tsize probes)", () => {
-  const s = step(createTransfer(config({ size: 10, optionAck: [{ name: "tsize", value: "10" }] })), { type: "start" }).state;
+  const s = step(createTransfer(config({ size: 10, optionAck: [{ name: "tsize", value: "10" }] })), {
+    type: "start",
+  }).state;
   const r = step(s, { type: "client-error", code: 8, message: "option refused" });
   assert.equal(r.outcome?.result, "aborted");
   assert.equal(r.timer, "cancel");

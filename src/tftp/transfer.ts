@@ -63,7 +63,10 @@ export type TimerAction = number | "keep" | "cancel";
  * first RRQ with `tsize` only to learn the size, answer the OACK with an ERROR, and fetch the file
  * with a second RRQ; that is not a server failure.
  */
-export type TransferOutcome = { result: "completed" } | { result: "aborted"; reason: string } | { result: "failed"; reason: string };
+export type TransferOutcome =
+  | { result: "completed" }
+  | { result: "aborted"; reason: string }
+  | { result: "failed"; reason: string };
 
 export interface TransferStep {
   state: TransferState;
@@ -137,7 +140,11 @@ export function step(state: TransferState, event: TransferEvent): TransferStep {
   switch (event.type) {
     case "start":
       if (state.config.optionAck) {
-        return { state, send: [{ kind: "oack", options: state.config.optionAck }], timer: state.config.unverifiedTimeoutMs };
+        return {
+          state,
+          send: [{ kind: "oack", options: state.config.optionAck }],
+          timer: state.config.unverifiedTimeoutMs,
+        };
       }
       return sendWindow(state, 0, state.config.unverifiedTimeoutMs);
 
@@ -152,7 +159,12 @@ export function step(state: TransferState, event: TransferEvent): TransferStep {
         return { state, send: [], timer: "keep" };
       }
       if (block === state.lastBlock) {
-        return { state: next(state, block, state.sent, state.retries, true), send: [], timer: "cancel", outcome: { result: "completed" } };
+        return {
+          state: next(state, block, state.sent, state.retries, true),
+          send: [],
+          timer: "cancel",
+          outcome: { result: "completed" },
+        };
       }
       // RFC 7440 §4: an ACK inside the window says the blocks after it were lost or reordered;
       // the next window starts right after it.
@@ -179,12 +191,17 @@ export function step(state: TransferState, event: TransferEvent): TransferStep {
           // A client that never answered gets nothing more; one that went quiet mid-transfer is told.
           send: verified ? [{ kind: "error", code: ErrorCode.NotDefined, message: "transfer timed out" }] : [],
           timer: "cancel",
-          outcome: { result: "failed", reason: verified ? `no ACK after block ${state.acked}` : "client never acknowledged" },
+          outcome: {
+            result: "failed",
+            reason: verified ? `no ACK after block ${state.acked}` : "client never acknowledged",
+          },
         };
       }
       const retries = state.retries + 1;
       const send: SendAction[] =
-        state.acked < 0 ? [{ kind: "oack", options: state.config.optionAck ?? [] }] : [{ kind: "data", first: state.acked + 1, last: state.sent }];
+        state.acked < 0
+          ? [{ kind: "oack", options: state.config.optionAck ?? [] }]
+          : [{ kind: "data", first: state.acked + 1, last: state.sent }];
       const timer = verified ? retransmitDelay(state.config, retries) : state.config.unverifiedTimeoutMs;
       return { state: next(state, state.acked, state.sent, retries, false), send, timer };
     }

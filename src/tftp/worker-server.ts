@@ -1,6 +1,12 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { FileCache, type FileCacheOptions } from "./file-source.js";
-import { runTransfer, type RunningTransfer, type TftpLimits, type TransferEnd, type TransferJob } from "./transfer-server.js";
+import {
+  runTransfer,
+  type RunningTransfer,
+  type TftpLimits,
+  type TransferEnd,
+  type TransferJob,
+} from "./transfer-server.js";
 
 /**
  * A transfer worker thread. Port 69 stays in the main thread (decoding, path checks, limits); the
@@ -8,7 +14,10 @@ import { runTransfer, type RunningTransfer, type TftpLimits, type TransferEnd, t
  * every core instead of one. Each worker has its own bounded file cache.
  */
 
-export type ToWorker = { type: "transfer"; id: number; job: TransferJob } | { type: "evict"; id: number } | { type: "stop" };
+export type ToWorker =
+  | { type: "transfer"; id: number; job: TransferJob }
+  | { type: "evict"; id: number }
+  | { type: "stop" };
 export type FromWorker =
   | { type: "verified"; id: number }
   | { type: "end"; id: number; end: TransferEnd; cache: { hits: number; misses: number; bytes: number } }
@@ -46,7 +55,12 @@ port.on("message", (message: ToWorker) => {
       onVerified: () => port.postMessage({ type: "verified", id } satisfies FromWorker),
       onEnd: (end) => {
         running.delete(id);
-        port.postMessage({ type: "end", id, end, cache: { hits: cache.hits, misses: cache.misses, bytes: cache.cachedBytes } } satisfies FromWorker);
+        port.postMessage({
+          type: "end",
+          id,
+          end,
+          cache: { hits: cache.hits, misses: cache.misses, bytes: cache.cachedBytes },
+        } satisfies FromWorker);
       },
     }),
   );

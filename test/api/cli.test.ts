@@ -35,7 +35,13 @@ dhcp: { mode: off }
   store = openSqliteStore(join(stateDir, "centra-pxe.db"));
   part = createProvisioning({ config, store, logger: silentLogger });
   await part.service.start();
-  const api = createApiPlugin({ inventory: part.inventory, lifecycle: part.lifecycle, onEvent: part.onEvent, store, logger: silentLogger });
+  const api = createApiPlugin({
+    inventory: part.inventory,
+    lifecycle: part.lifecycle,
+    onEvent: part.onEvent,
+    store,
+    logger: silentLogger,
+  });
   http = createHttpService({ config, logger: silentLogger, resolver: part.resolver, extraPlugins: [api] });
   await http.start();
   url = `http://127.0.0.1:${http.address()!.port}`;
@@ -48,18 +54,24 @@ after(async () => {
   rmSync(stateDir, { recursive: true, force: true });
 });
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       ["--import", "tsx", join(root, "src/cli/main.ts"), ...args],
       { cwd: root, env: { ...process.env, CENTRA_PXE_URL: "", CENTRA_PXE_TOKEN: "", ...env }, timeout: 60_000 },
-      (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      (error, stdout, stderr) =>
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
 
-test("token create/list/revoke on the store file, and nodes add/list/show/provision/remove through the API", { timeout: 5 * 60_000 }, async () => {
+test("token create/list/revoke on the store file, and nodes add/list/show/provision/remove through the API", {
+  timeout: 5 * 60_000,
+}, async () => {
   const created = await cli(["token", "create", "--name", "ci", "--state-dir", stateDir]);
   assert.equal(created.code, 0, created.stderr);
   const token = created.stdout.trim();
@@ -76,7 +88,22 @@ test("token create/list/revoke on the store file, and nodes add/list/show/provis
   assert.match(bad.stderr, /macs\[0\]: "nope" is not a MAC address/);
   assert.match(bad.stderr, /profile: unknown profile "nosuch"/);
 
-  const added = await cli(["nodes", "add", "52:54:00:00:00:01", "52:54:00:00:00:02", "--profile", "worker", "--hostname", "worker-01", "--label", "rack=a1", "--json"], env);
+  const added = await cli(
+    [
+      "nodes",
+      "add",
+      "52:54:00:00:00:01",
+      "52:54:00:00:00:02",
+      "--profile",
+      "worker",
+      "--hostname",
+      "worker-01",
+      "--label",
+      "rack=a1",
+      "--json",
+    ],
+    env,
+  );
   assert.equal(added.code, 0, added.stderr);
   const node = JSON.parse(added.stdout) as { id: string; state: string; macs: string[] };
   assert.equal(node.state, "ready");
@@ -96,10 +123,14 @@ test("token create/list/revoke on the store file, and nodes add/list/show/provis
   assert.match(shown.stdout, /transition ready→provisioning \(provision\) by token:[0-9a-f]{8} ci/);
 
   // Follow the live stream in another process while a change is made.
-  const follower = spawn(process.execPath, ["--import", "tsx", join(root, "src/cli/main.ts"), "nodes", "events", node.id, "--follow", "--limit", "1"], {
-    cwd: root,
-    env: { ...process.env, ...env },
-  });
+  const follower = spawn(
+    process.execPath,
+    ["--import", "tsx", join(root, "src/cli/main.ts"), "nodes", "events", node.id, "--follow", "--limit", "1"],
+    {
+      cwd: root,
+      env: { ...process.env, ...env },
+    },
+  );
   let followed = "";
   const sawRetire = new Promise<void>((resolve, reject) => {
     follower.stdout.on("data", (chunk: Buffer) => {

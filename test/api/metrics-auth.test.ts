@@ -18,7 +18,9 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-test("/metrics is open by default and closed by metrics.requireToken, as composed by the daemon; a reload switches it", { timeout: 60_000 }, async () => {
+test("/metrics is open by default and closed by metrics.requireToken, as composed by the daemon; a reload switches it", {
+  timeout: 60_000,
+}, async () => {
   const stateDir = mkdtempSync(join(tmpdir(), "metrics-auth-"));
   const port = await freePort();
   const text = (requireToken: boolean) =>

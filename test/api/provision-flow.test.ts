@@ -20,9 +20,15 @@ let daemon: RunningDaemon | undefined;
 let env: Record<string, string>;
 
 /** The CLI from the client namespace, where the server's address is reachable. */
-const remoteCli = (args: string[]) => link.inClient("env", [...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...cliArgs(args)]);
+const remoteCli = (args: string[]) =>
+  link.inClient("env", [...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...cliArgs(args)]);
 const machineScript = (platform: "pcbios" | "efi") =>
-  link.inClient("curl", ["-sS", "--max-time", "10", `http://${link.serverIp}/boot/ipxe/machine.ipxe?mac=${MAC.replace(/:/g, "-")}&buildarch=x86_64&platform=${platform}&uuid=&serial=`]);
+  link.inClient("curl", [
+    "-sS",
+    "--max-time",
+    "10",
+    `http://${link.serverIp}/boot/ipxe/machine.ipxe?mac=${MAC.replace(/:/g, "-")}&buildarch=x86_64&platform=${platform}&uuid=&serial=`,
+  ]);
 
 /**
  * The lab initrd's callback: busybox wget with --post-data and -S for the status line. Without its
@@ -31,7 +37,10 @@ const machineScript = (platform: "pcbios" | "efi") =>
  */
 function wgetCallback(api: string, token: string): string {
   const url = `${api}/nodes/callback?mac=${MAC}&token=${token}`;
-  return link.inClient("sh", ["-c", `timeout 15 busybox wget -S -O /dev/null --post-data "mac=${MAC}&token=${token}" "${url}" 2>&1 || true`]);
+  return link.inClient("sh", [
+    "-c",
+    `timeout 15 busybox wget -S -O /dev/null --post-data "mac=${MAC}&token=${token}" "${url}" 2>&1 || true`,
+  ]);
 }
 
 before(async () => {
@@ -54,7 +63,19 @@ provisioning: { timeout: 10m, installTokenToAnyAddress: true }
   runCli(["init", "--config", config]);
   writeFileSync(join(dir, "bzImage"), Buffer.alloc(64 * 1024, 7));
   writeFileSync(join(dir, "initrd"), Buffer.alloc(32 * 1024, 9));
-  runCli(["images", "add", "nixos", "--kernel", join(dir, "bzImage"), "--initrd", join(dir, "initrd"), "--version", "24.11", "--config", config]);
+  runCli([
+    "images",
+    "add",
+    "nixos",
+    "--kernel",
+    join(dir, "bzImage"),
+    "--initrd",
+    join(dir, "initrd"),
+    "--version",
+    "24.11",
+    "--config",
+    config,
+  ]);
   const token = runCli(["token", "create", "--name", "flow-test", "--config", config]).trim();
   env = { CENTRA_PXE_URL: `http://${link.serverIp}`, CENTRA_PXE_TOKEN: token };
   daemon = await startDaemon(link, config);
@@ -66,10 +87,14 @@ after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test("add → provision → install script with a token → busybox wget callback → provisioned → local disk", { timeout: 3 * 60_000 }, (t) => {
+test("add → provision → install script with a token → busybox wget callback → provisioned → local disk", {
+  timeout: 3 * 60_000,
+}, (t) => {
   if (!requireBinaries(t, "curl", "busybox")) return;
 
-  const added = JSON.parse(remoteCli(["nodes", "add", MAC, "--profile", "worker", "--hostname", "worker-66", "--json"])) as { id: string; state: string };
+  const added = JSON.parse(
+    remoteCli(["nodes", "add", MAC, "--profile", "worker", "--hostname", "worker-66", "--json"]),
+  ) as { id: string; state: string };
   assert.equal(added.state, "ready");
   assert.match(remoteCli(["nodes", "provision", "worker-66"]), /is provisioning/);
 
@@ -81,7 +106,10 @@ test("add → provision → install script with a token → busybox wget callbac
   assert.ok(token, install);
 
   assert.match(wgetCallback(api, token), /HTTP\/1\.1 200/);
-  const shown = JSON.parse(remoteCli(["nodes", "show", "worker-66", "--json"])) as { state: string; events: { kind: string; toState?: string }[] };
+  const shown = JSON.parse(remoteCli(["nodes", "show", "worker-66", "--json"])) as {
+    state: string;
+    events: { kind: string; toState?: string }[];
+  };
   assert.equal(shown.state, "provisioned");
   assert.deepEqual(
     shown.events.filter((e) => e.kind === "transition").map((e) => e.toState),

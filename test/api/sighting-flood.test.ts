@@ -17,12 +17,15 @@ import { openSqliteStore } from "../../src/store/sqlite-store.js";
  */
 
 const MACS = 300;
-const macOf = (i: number) => `52:54:02:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
+const macOf = (i: number) =>
+  `52:54:02:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
 
 async function flood(burst: number): Promise<{ maxMs: number; recorded: number; dropped: number; nodes: number }> {
   const dir = mkdtempSync(join(tmpdir(), "flood-"));
   const store = openSqliteStore(join(dir, "centra-pxe.db"));
-  const config = parseConfig(`serverAddress: 10.0.100.10\nstateDir: ${dir}\nprovisioning: { sightingBurst: ${burst} }\n`);
+  const config = parseConfig(
+    `serverAddress: 10.0.100.10\nstateDir: ${dir}\nprovisioning: { sightingBurst: ${burst} }\n`,
+  );
   const part = createProvisioning({ config, store, logger: silentLogger });
   await part.service.start();
   try {
@@ -32,12 +35,18 @@ async function flood(burst: number): Promise<{ maxMs: number; recorded: number; 
     await new Promise((r) => setTimeout(r, 50));
     for (let i = 0; i < MACS; i++) part.dhcpObserver({ mac: macOf(i), firmware: "bios" });
     const deadline = Date.now() + 30_000;
-    while (part.sightingStats().recorded + part.sightingStats().dropped < MACS && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (part.sightingStats().recorded + part.sightingStats().dropped < MACS && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
     // One more turn so a last long task (if any) is in the histogram.
     await new Promise((r) => setTimeout(r, 20));
     delay.disable();
     const { recorded, dropped } = part.sightingStats();
-    return { maxMs: delay.max / 1e6, recorded, dropped, nodes: (await part.inventory.listNodes({ state: "discovered" })).length };
+    return {
+      maxMs: delay.max / 1e6,
+      recorded,
+      dropped,
+      nodes: (await part.inventory.listNodes({ state: "discovered" })).length,
+    };
   } finally {
     await part.service.stop();
     await store.close();
@@ -47,7 +56,9 @@ async function flood(burst: number): Promise<{ maxMs: number; recorded: number; 
 
 test(`${MACS} new MACs do not hold the event loop: one commit per batch`, async () => {
   const result = await flood(1_000);
-  console.log(`# ${MACS} sightings, file store, synchronous=FULL: event loop max delay ${result.maxMs.toFixed(1)} ms; recorded ${result.recorded}`);
+  console.log(
+    `# ${MACS} sightings, file store, synchronous=FULL: event loop max delay ${result.maxMs.toFixed(1)} ms; recorded ${result.recorded}`,
+  );
   assert.equal(result.recorded, MACS);
   assert.equal(result.nodes, MACS);
   // Generous for a loaded 2-core CI box; one fsync per sighting took 368 ms here.

@@ -26,14 +26,29 @@ let env: Record<string, string>;
 let strangerIp: string;
 const net = () => link.serverIp.replace(/\.1$/, "");
 
-const remoteCli = (args: string[]) => link.inClient("env", [...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...cliArgs(args)]);
+const remoteCli = (args: string[]) =>
+  link.inClient("env", [...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...cliArgs(args)]);
 /** curl from one of the client namespace's addresses; `-i` for the status line and headers. */
 const curlFrom = (source: string, path: string, ...args: string[]) =>
   link.inClient("curl", ["-sS", "--max-time", "20", "--interface", source, ...args, `http://${link.serverIp}${path}`]);
 const script = (source: string, mac: string, extra = "", ...args: string[]) =>
-  curlFrom(source, `/boot/ipxe/machine.ipxe?mac=${mac.replace(/:/g, "-")}&buildarch=x86_64&platform=pcbios&uuid=${extra}&serial=`, ...args);
-const events = (query: string) => JSON.parse(curlFrom(link.clientIp, `/api/v1/events?${query}`, "-H", `authorization: Bearer ${env.CENTRA_PXE_TOKEN}`)) as { events: { kind: string; nodeId: string; details: Record<string, unknown> }[] };
-const node = (ref: string) => JSON.parse(remoteCli(["nodes", "show", ref, "--json"])) as { id: string; macs: string[]; state: string; provisionDeadline?: string; events: { kind: string }[] };
+  curlFrom(
+    source,
+    `/boot/ipxe/machine.ipxe?mac=${mac.replace(/:/g, "-")}&buildarch=x86_64&platform=pcbios&uuid=${extra}&serial=`,
+    ...args,
+  );
+const events = (query: string) =>
+  JSON.parse(
+    curlFrom(link.clientIp, `/api/v1/events?${query}`, "-H", `authorization: Bearer ${env.CENTRA_PXE_TOKEN}`),
+  ) as { events: { kind: string; nodeId: string; details: Record<string, unknown> }[] };
+const node = (ref: string) =>
+  JSON.parse(remoteCli(["nodes", "show", ref, "--json"])) as {
+    id: string;
+    macs: string[];
+    state: string;
+    provisionDeadline?: string;
+    events: { kind: string }[];
+  };
 
 before(async () => {
   if (process.getuid?.() !== 0) return;
@@ -59,7 +74,19 @@ provisioning: { timeout: 10m }
   runCli(["init", "--config", config]);
   writeFileSync(join(dir, "bzImage"), Buffer.alloc(64 * 1024, 7));
   writeFileSync(join(dir, "initrd"), Buffer.alloc(32 * 1024, 9));
-  runCli(["images", "add", "nixos", "--kernel", join(dir, "bzImage"), "--initrd", join(dir, "initrd"), "--version", "24.11", "--config", config]);
+  runCli([
+    "images",
+    "add",
+    "nixos",
+    "--kernel",
+    join(dir, "bzImage"),
+    "--initrd",
+    join(dir, "initrd"),
+    "--version",
+    "24.11",
+    "--config",
+    config,
+  ]);
   const token = runCli(["token", "create", "--name", "trust-test", "--config", config]).trim();
   env = { CENTRA_PXE_URL: `http://${link.serverIp}`, CENTRA_PXE_TOKEN: token };
   daemon = await startDaemon(link, config);
@@ -80,7 +107,9 @@ test("(a) an anonymous stranger cannot list the machines waiting to install", { 
   assert.match(curlFrom(strangerIp, "/metrics", "-i"), /^HTTP\/1\.1 200/, "/metrics is open by default");
 });
 
-test("(b) only the machine gets its callback token: one per attempt, a fixed deadline, HEAD creates nothing, a wrong MAC burns nothing", { timeout: 3 * 60_000 }, (t) => {
+test("(b) only the machine gets its callback token: one per attempt, a fixed deadline, HEAD creates nothing, a wrong MAC burns nothing", {
+  timeout: 3 * 60_000,
+}, (t) => {
   if (!requireBinaries(t, "curl", "busybox")) return;
   // The machine's reserved address is the client namespace's .2.
   remoteCli(["nodes", "add", MACHINE, "--profile", "worker", "--hostname", "machine-01", "--ip", link.clientIp]);
@@ -101,14 +130,22 @@ test("(b) only the machine gets its callback token: one per attempt, a fixed dea
   assert.doesNotMatch(stolen, /centra\.token=/);
   assert.match(stolen, /centra\.token-withheld=not-the-machine-address/);
   assert.equal(events("kind=install-boot").events.length, 0, "no token was issued");
-  assert.ok(events("kind=token-withheld").events.some((e) => e.details.remote === strangerIp), "the refusal is an event naming the stranger");
+  assert.ok(
+    events("kind=token-withheld").events.some((e) => e.details.remote === strangerIp),
+    "the refusal is an event naming the stranger",
+  );
 
   // The machine itself: a token; refetches get the same one and do not move the deadline.
   const token = /centra\.token=([A-Za-z0-9_-]+)/.exec(script(link.clientIp, MACHINE))?.[1];
   assert.ok(token);
   const first = node("machine-01").provisionDeadline;
   assert.notEqual(first, undefined);
-  for (let i = 0; i < 3; i++) assert.equal(/centra\.token=([A-Za-z0-9_-]+)/.exec(script(link.clientIp, MACHINE))?.[1], token, "one live token per attempt");
+  for (let i = 0; i < 3; i++)
+    assert.equal(
+      /centra\.token=([A-Za-z0-9_-]+)/.exec(script(link.clientIp, MACHINE))?.[1],
+      token,
+      "one live token per attempt",
+    );
   assert.equal(node("machine-01").provisionDeadline, first, "no fetch pushes the deadline back");
   assert.equal(events("kind=install-boot").events.length, 1);
   assert.ok(before.provisionDeadline !== undefined);
@@ -123,9 +160,23 @@ test("(b) only the machine gets its callback token: one per attempt, a fixed dea
   assert.equal(node("machine-01").state, "provisioned");
 });
 
-test("(c) a new MAC claiming a known node's UUID gets nothing of the node, over HTTP and DHCP option 97; nodes adopt approves it", { timeout: 3 * 60_000 }, async (t) => {
+test("(c) a new MAC claiming a known node's UUID gets nothing of the node, over HTTP and DHCP option 97; nodes adopt approves it", {
+  timeout: 3 * 60_000,
+}, async (t) => {
   if (!requireBinaries(t, "curl", "udhcpc")) return;
-  remoteCli(["nodes", "add", VICTIM, "--profile", "worker", "--hostname", "victim-01", "--ip", `${net()}.60`, "--uuid", VICTIM_UUID]);
+  remoteCli([
+    "nodes",
+    "add",
+    VICTIM,
+    "--profile",
+    "worker",
+    "--hostname",
+    "victim-01",
+    "--ip",
+    `${net()}.60`,
+    "--uuid",
+    VICTIM_UUID,
+  ]);
   const victim = node("victim-01");
 
   // Over HTTP: the stranger's MAC with the victim's UUID in the query.
@@ -160,30 +211,61 @@ test("(c) a new MAC claiming a known node's UUID gets nothing of the node, over 
     if (conflicts.includes(HIJACK_DHCP)) break;
     await new Promise((r) => setTimeout(r, 200));
   }
-  assert.deepEqual(conflicts.sort(), [HIJACK_HTTP, HIJACK_DHCP].sort(), "one conflict event per MAC, on the node it claimed");
+  assert.deepEqual(
+    conflicts.sort(),
+    [HIJACK_HTTP, HIJACK_DHCP].sort(),
+    "one conflict event per MAC, on the node it claimed",
+  );
 
   // The admin decides it is the same machine (a new NIC): adopt, and that MAC now boots as the node.
-  assert.match(remoteCli(["nodes", "adopt", "victim-01", HIJACK_HTTP]), new RegExp(`now has ${VICTIM}, ${HIJACK_HTTP}`));
+  assert.match(
+    remoteCli(["nodes", "adopt", "victim-01", HIJACK_HTTP]),
+    new RegExp(`now has ${VICTIM}, ${HIJACK_HTTP}`),
+  );
   assert.match(script(strangerIp, HIJACK_HTTP), /centra\.hostname=victim-01/);
 });
 
-test("(d) a flood of new MACs from the stranger: the daemon keeps answering, the excess is dropped and counted", { timeout: 3 * 60_000 }, async (t) => {
+test("(d) a flood of new MACs from the stranger: the daemon keeps answering, the excess is dropped and counted", {
+  timeout: 3 * 60_000,
+}, async (t) => {
   if (!requireBinaries(t, "curl")) return;
   const urls: string[] = [];
   for (let i = 0; i < 600; i++) {
     const mac = `52-54-00-99-${(i >> 8).toString(16).padStart(2, "0")}-${(i & 255).toString(16).padStart(2, "0")}`;
-    urls.push(`http://${link.serverIp}/boot/ipxe/machine.ipxe?mac=${mac}&buildarch=x86_64&platform=pcbios&uuid=&serial=`);
+    urls.push(
+      `http://${link.serverIp}/boot/ipxe/machine.ipxe?mac=${mac}&buildarch=x86_64&platform=pcbios&uuid=&serial=`,
+    );
   }
   const list = join(dir, "flood.txt");
   writeFileSync(list, urls.map((u) => `url = "${u}"\noutput = "/dev/null"\n`).join(""));
-  const flood = link.spawnInClient("curl", ["-sS", "--interface", strangerIp, "--parallel", "--parallel-max", "50", "--max-time", "60", "-K", list]);
+  const flood = link.spawnInClient("curl", [
+    "-sS",
+    "--interface",
+    strangerIp,
+    "--parallel",
+    "--parallel-max",
+    "50",
+    "--max-time",
+    "60",
+    "-K",
+    list,
+  ]);
   const exited = new Promise<void>((resolve) => flood.once("exit", () => resolve()));
   // While it runs, /health answers promptly.
   const slowest = await new Promise<number>((resolve) => {
     let worst = 0;
     const probe = async () => {
       const started = Date.now();
-      const status = link.inClient("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", `http://${link.serverIp}/health`]);
+      const status = link.inClient("curl", [
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "10",
+        `http://${link.serverIp}/health`,
+      ]);
       assert.equal(status, "200");
       worst = Math.max(worst, Date.now() - started);
     };
@@ -200,5 +282,8 @@ test("(d) a flood of new MACs from the stranger: the daemon keeps answering, the
   const recorded = Number(/^centra_pxe_sightings_recorded_total (\d+)/m.exec(metrics)?.[1]);
   assert.ok(dropped > 0, `drops are counted (${dropped})`);
   const discovered = JSON.parse(remoteCli(["nodes", "list", "--state", "discovered", "--json"])) as unknown[];
-  assert.ok(discovered.length < 600, `the budget held: ${discovered.length} of 600 MACs recorded (recorded ${recorded}, dropped ${dropped})`);
+  assert.ok(
+    discovered.length < 600,
+    `the budget held: ${discovered.length} of 600 MACs recorded (recorded ${recorded}, dropped ${dropped})`,
+  );
 });

@@ -17,13 +17,28 @@ describe("DHCP with real clients", { timeout: 240_000 }, () => {
   it("dhclient: fixed address and hostname for a known MAC, pool address otherwise, release", async (t) => {
     if (!requireBinaries(t, "dhclient", "ip")) return;
     const link = createLink({ clientIp: null });
-    const files = serverFiles(link, (base) => ({ nodes: { [KNOWN_MAC]: { profile: "worker", hostname: "worker-07", ipAddress: `${base}.5` } } }));
+    const files = serverFiles(link, (base) => ({
+      nodes: { [KNOWN_MAC]: { profile: "worker", hostname: "worker-07", ipAddress: `${base}.5` } },
+    }));
     try {
       const server = await startServerProcess(link, files);
       const base = link.serverIp.replace(/\.1$/, "");
       const dhclient = (args: string[], result: string) =>
         runToEnd(
-          link.spawnInClient("dhclient", ["-1", "-v", "-sf", CLIENT_SCRIPT, "-e", `CLIENT_RESULT=${result}`, "-pf", join(files.dir, "dhclient.pid"), "-lf", join(files.dir, "dhclient.leases"), ...args, link.clientIf]),
+          link.spawnInClient("dhclient", [
+            "-1",
+            "-v",
+            "-sf",
+            CLIENT_SCRIPT,
+            "-e",
+            `CLIENT_RESULT=${result}`,
+            "-pf",
+            join(files.dir, "dhclient.pid"),
+            "-lf",
+            join(files.dir, "dhclient.leases"),
+            ...args,
+            link.clientIf,
+          ]),
           60_000,
         );
 
@@ -31,13 +46,18 @@ describe("DHCP with real clients", { timeout: 240_000 }, () => {
       const known = join(files.dir, "known.txt");
       const first = await dhclient([], known);
       assert.equal(first.code, 0, first.output);
-      assert.match(readFileSync(known, "utf8"), new RegExp(`BOUND ip=${base.replace(/\./g, "\\.")}\\.5 hostname=worker-07 lease=3600`));
+      assert.match(
+        readFileSync(known, "utf8"),
+        new RegExp(`BOUND ip=${base.replace(/\./g, "\\.")}\\.5 hostname=worker-07 lease=3600`),
+      );
       assert.match(link.inClient("ip", ["-4", "addr", "show", link.clientIf]), new RegExp(`${base}\\.5/24`));
 
       // Release (RFC 2131 §4.4.6): the record says so, and the address is off the interface.
       const release = await dhclient(["-r"], known);
       assert.equal(release.code, 0, release.output);
-      await waitFor("the release to be saved", () => leasesIn(files.dbFile).find((l) => l.address === `${base}.5` && l.state === "released"));
+      await waitFor("the release to be saved", () =>
+        leasesIn(files.dbFile).find((l) => l.address === `${base}.5` && l.state === "released"),
+      );
 
       // An unknown MAC gets a pool address.
       link.inClient("ip", ["link", "set", link.clientIf, "address", "52:54:00:7e:57:99"]);
@@ -46,7 +66,7 @@ describe("DHCP with real clients", { timeout: 240_000 }, () => {
       assert.equal(second.code, 0, second.output);
       const bound = /BOUND ip=(\S+)/.exec(readFileSync(unknown, "utf8"))?.[1];
       const last = Number(bound?.split(".")[3]);
-      assert.ok(bound?.startsWith(base + ".") && last >= 10 && last <= 250, `pool address, got ${bound}`);
+      assert.ok(bound?.startsWith(`${base}.`) && last >= 10 && last <= 250, `pool address, got ${bound}`);
       const lease = leasesIn(files.dbFile).find((l) => l.address === bound);
       assert.equal(lease?.mac, "52:54:00:7e:57:99");
       assert.equal(lease?.state, "bound");
@@ -67,7 +87,11 @@ describe("DHCP with real clients", { timeout: 240_000 }, () => {
       const mac = "52:54:00:7e:57:42";
       link.inClient("ip", ["link", "set", link.clientIf, "address", mac]);
       // -f foreground, -t/-T retries, -A retry after failure; SIGUSR1 renews, SIGUSR2 releases.
-      const udhcpc = link.spawnInClient("udhcpc", ["-f", "-i", link.clientIf, "-s", CLIENT_SCRIPT, "-t", "10", "-T", "2", "-A", "2"], { env: { ...process.env, CLIENT_RESULT: result } });
+      const udhcpc = link.spawnInClient(
+        "udhcpc",
+        ["-f", "-i", link.clientIf, "-s", CLIENT_SCRIPT, "-t", "10", "-T", "2", "-A", "2"],
+        { env: { ...process.env, CLIENT_RESULT: result } },
+      );
       let log = "";
       udhcpc.stdout!.on("data", (d: Buffer) => (log += d.toString()));
       udhcpc.stderr!.on("data", (d: Buffer) => (log += d.toString()));
@@ -79,17 +103,28 @@ describe("DHCP with real clients", { timeout: 240_000 }, () => {
       await sleep(1100);
       udhcpc.kill("SIGUSR1");
       await waitFor(`a renew (udhcpc said: ${log})`, () => (/renew ip=/.test(read()) ? true : undefined), 60_000);
-      await waitFor("the renewed lease to be saved", () => (leasesIn(files.dbFile).find((l) => l.address === address)!.expiresAt > before ? true : undefined));
+      await waitFor("the renewed lease to be saved", () =>
+        leasesIn(files.dbFile).find((l) => l.address === address)!.expiresAt > before ? true : undefined,
+      );
 
       udhcpc.kill("SIGUSR2");
-      await waitFor("the release to be saved", () => leasesIn(files.dbFile).find((l) => l.address === address && l.state === "released"));
+      await waitFor("the release to be saved", () =>
+        leasesIn(files.dbFile).find((l) => l.address === address && l.state === "released"),
+      );
       udhcpc.kill("SIGTERM");
 
       // A restart loads the leases: the client is given its address back.
       await server.stop();
       server = await startServerProcess(link, files);
       const again = join(files.dir, "again.txt");
-      const once = await runToEnd(link.spawnInClient("udhcpc", ["-f", "-q", "-n", "-i", link.clientIf, "-s", CLIENT_SCRIPT, "-t", "10", "-T", "2"], { env: { ...process.env, CLIENT_RESULT: again } }), 60_000);
+      const once = await runToEnd(
+        link.spawnInClient(
+          "udhcpc",
+          ["-f", "-q", "-n", "-i", link.clientIf, "-s", CLIENT_SCRIPT, "-t", "10", "-T", "2"],
+          { env: { ...process.env, CLIENT_RESULT: again } },
+        ),
+        60_000,
+      );
       assert.equal(once.code, 0, once.output);
       assert.match(readFileSync(again, "utf8"), new RegExp(`bound ip=${address.replace(/\./g, "\\.")} `));
       await server.stop();
@@ -114,9 +149,19 @@ describe("DHCP with real clients", { timeout: 240_000 }, () => {
       server.child.kill("SIGHUP");
       await waitFor("the reload", () => (server.output().includes("reloaded") ? true : undefined));
       const result = join(files.dir, "reload.txt");
-      const run = await runToEnd(link.spawnInClient("udhcpc", ["-f", "-q", "-n", "-i", link.clientIf, "-s", CLIENT_SCRIPT, "-t", "10", "-T", "2"], { env: { ...process.env, CLIENT_RESULT: result } }), 60_000);
+      const run = await runToEnd(
+        link.spawnInClient(
+          "udhcpc",
+          ["-f", "-q", "-n", "-i", link.clientIf, "-s", CLIENT_SCRIPT, "-t", "10", "-T", "2"],
+          { env: { ...process.env, CLIENT_RESULT: result } },
+        ),
+        60_000,
+      );
       assert.equal(run.code, 0, run.output);
-      assert.match(readFileSync(result, "utf8"), new RegExp(`bound ip=${base.replace(/\./g, "\\.")}\\.7 hostname=late-node`));
+      assert.match(
+        readFileSync(result, "utf8"),
+        new RegExp(`bound ip=${base.replace(/\./g, "\\.")}\\.7 hostname=late-node`),
+      );
       await server.stop();
     } finally {
       link.destroy();

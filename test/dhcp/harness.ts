@@ -21,7 +21,10 @@ export interface ServerFiles {
 }
 
 /** A state directory with fake bootloaders, a JSON config for `link`, and a database path. */
-export function serverFiles(link: TestLink, overrides: (base: string) => Partial<ConfigInput> = () => ({})): ServerFiles {
+export function serverFiles(
+  link: TestLink,
+  overrides: (base: string) => Partial<ConfigInput> = () => ({}),
+): ServerFiles {
   const dir = mkdtempSync(join(tmpdir(), "centra-dhcp-"));
   mkdirSync(join(dir, "ipxe"));
   for (const name of ["undionly.kpxe", "ipxe.efi", "snponly.efi"]) writeFileSync(join(dir, "ipxe", name), "");
@@ -30,12 +33,24 @@ export function serverFiles(link: TestLink, overrides: (base: string) => Partial
     interface: link.serverIf,
     serverAddress: link.serverIp,
     stateDir: dir,
-    dhcp: { subnet: `${base}.0`, netmask: "255.255.255.0", range: { start: `${base}.10`, end: `${base}.250` }, router: link.serverIp, dns: [link.serverIp], leaseTime: "1h" },
+    dhcp: {
+      subnet: `${base}.0`,
+      netmask: "255.255.255.0",
+      range: { start: `${base}.10`, end: `${base}.250` },
+      router: link.serverIp,
+      dns: [link.serverIp],
+      leaseTime: "1h",
+    },
     ...overrides(base),
   };
   const configFile = join(dir, "config.json");
   writeFileSync(configFile, JSON.stringify(config));
-  return { dir, configFile, dbFile: join(dir, "centra-pxe.db"), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    configFile,
+    dbFile: join(dir, "centra-pxe.db"),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 export interface ServerProcess {
@@ -45,11 +60,19 @@ export interface ServerProcess {
 }
 
 /** Start `test/dhcp/run-server.ts` in the link's server namespace and wait for `ready`. */
-export async function startServerProcess(link: TestLink, files: ServerFiles, env: Record<string, string> = {}): Promise<ServerProcess> {
-  const child = link.spawnInServer(process.execPath, ["--import", "tsx", join(REPO, "test/dhcp/run-server.ts"), files.configFile, files.dbFile], {
-    cwd: REPO,
-    env: { ...process.env, ...env },
-  });
+export async function startServerProcess(
+  link: TestLink,
+  files: ServerFiles,
+  env: Record<string, string> = {},
+): Promise<ServerProcess> {
+  const child = link.spawnInServer(
+    process.execPath,
+    ["--import", "tsx", join(REPO, "test/dhcp/run-server.ts"), files.configFile, files.dbFile],
+    {
+      cwd: REPO,
+      env: { ...process.env, ...env },
+    },
+  );
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
@@ -116,7 +139,11 @@ export function runToEnd(child: ChildProcess, timeoutMs: number): Promise<{ code
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Poll `check` until it returns a value, or fail after `timeoutMs` with `what`. */
-export async function waitFor<T>(what: string | (() => string), check: () => T | undefined, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(
+  what: string | (() => string),
+  check: () => T | undefined,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = check();

@@ -22,7 +22,14 @@ describe("interface restriction", { timeout: 180_000 }, () => {
       sh("ip", ["-n", served.serverNs!, "link", "set", other.serverIf, "up"]);
 
       const udhcpc = (link: typeof served, result: string) =>
-        runToEnd(link.spawnInClient("udhcpc", ["-f", "-q", "-n", "-i", link.clientIf, "-s", CLIENT_SCRIPT, "-t", "4", "-T", "1"], { env: { ...process.env, CLIENT_RESULT: result } }), 60_000);
+        runToEnd(
+          link.spawnInClient(
+            "udhcpc",
+            ["-f", "-q", "-n", "-i", link.clientIf, "-s", CLIENT_SCRIPT, "-t", "4", "-T", "1"],
+            { env: { ...process.env, CLIENT_RESULT: result } },
+          ),
+          60_000,
+        );
 
       let server = await startServerProcess(served, files);
       const rogue = await udhcpc(other, join(files.dir, "other.txt"));

@@ -23,7 +23,15 @@ function perfdhcp(link: TestLink, args: string[]) {
  */
 function trustingPerfdhcp(link: TestLink) {
   return serverFiles(link, (base) => ({
-    dhcp: { subnet: `${base}.0`, netmask: "255.255.255.0", range: { start: `${base}.10`, end: `${base}.250` }, router: link.serverIp, dns: [link.serverIp], leaseTime: "1h", relays: [link.clientIp] },
+    dhcp: {
+      subnet: `${base}.0`,
+      netmask: "255.255.255.0",
+      range: { start: `${base}.10`, end: `${base}.250` },
+      router: link.serverIp,
+      dns: [link.serverIp],
+      leaseTime: "1h",
+      relays: [link.clientIp],
+    },
   }));
 }
 
@@ -33,7 +41,15 @@ function nonUnique(output: string): number[] {
 
 /** Start tcpdump in the client namespace and resolve once it is capturing. */
 async function capture(link: TestLink, file: string) {
-  const child = link.spawnInClient("tcpdump", ["-i", link.clientIf, "-w", file, "-U", "-n", "udp port 67 or udp port 68"]);
+  const child = link.spawnInClient("tcpdump", [
+    "-i",
+    link.clientIf,
+    "-w",
+    file,
+    "-U",
+    "-n",
+    "udp port 67 or udp port 68",
+  ]);
   let err = "";
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 30_000);
@@ -84,7 +100,10 @@ describe("perfdhcp load", { timeout: 300_000 }, () => {
     try {
       const tap = await capture(link, pcap);
       let server = await startServerProcess(link, files);
-      const first = runToEnd(perfdhcp(link, ["-R", "100", "-r", "400", "-p", "10", "-b", "mac=00:0c:01:00:00:00"]), 120_000);
+      const first = runToEnd(
+        perfdhcp(link, ["-R", "100", "-r", "400", "-p", "10", "-b", "mac=00:0c:01:00:00:00"]),
+        120_000,
+      );
       await sleep(3000);
       await killHard(server);
       const killedAt = Date.now();
@@ -92,7 +111,10 @@ describe("perfdhcp load", { timeout: 300_000 }, () => {
       const firstRun = await first;
       assert.deepEqual(nonUnique(firstRun.output), [0, 0], firstRun.output);
       // New clients after the restart: had the server forgotten an acknowledged lease, they would get it.
-      const second = await runToEnd(perfdhcp(link, ["-R", "100", "-r", "200", "-p", "4", "-b", "mac=00:0c:02:00:00:00"]), 120_000);
+      const second = await runToEnd(
+        perfdhcp(link, ["-R", "100", "-r", "200", "-p", "4", "-b", "mac=00:0c:02:00:00:00"]),
+        120_000,
+      );
       assert.deepEqual(nonUnique(second.output), [0, 0], second.output);
       await server.stop();
       await sleep(500);
@@ -111,9 +133,11 @@ describe("perfdhcp load", { timeout: 300_000 }, () => {
         acked.set(address, macs);
       }
       assert.ok(acks > 200, `expected load, saw ${acks} ACKs`);
-      for (const [address, macs] of acked) assert.equal(macs.size, 1, `${address} was acknowledged to ${[...macs].join(", ")}`);
+      for (const [address, macs] of acked)
+        assert.equal(macs.size, 1, `${address} was acknowledged to ${[...macs].join(", ")}`);
       const onDisk = new Map(leasesIn(files.dbFile).map((l) => [l.address, l.mac]));
-      for (const [address, macs] of acked) assert.equal(onDisk.get(address), [...macs][0], `ACK of ${address} is not on disk`);
+      for (const [address, macs] of acked)
+        assert.equal(onDisk.get(address), [...macs][0], `ACK of ${address} is not on disk`);
       assert.ok(Date.now() > killedAt);
     } finally {
       link.destroy();

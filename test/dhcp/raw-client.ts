@@ -9,7 +9,16 @@ import dgram from "node:dgram";
 import { readFileSync } from "node:fs";
 import { formatIpv4, parseIpv4 } from "../../src/config/primitives.js";
 import { MessageType, messageTypeName, Option } from "../../src/dhcp/options.js";
-import { addressBytes, BootOp, BROADCAST_FLAG, decode, encode, hardwareAddress, messageType, type DhcpPacket } from "../../src/dhcp/packet.js";
+import {
+  addressBytes,
+  BootOp,
+  BROADCAST_FLAG,
+  decode,
+  encode,
+  hardwareAddress,
+  messageType,
+  type DhcpPacket,
+} from "../../src/dhcp/packet.js";
 
 export interface RawRequest {
   mac: string;
@@ -61,7 +70,9 @@ async function main(stepsFile: string): Promise<void> {
     try {
       const reply = decode(data);
       if (reply.op !== BootOp.Reply) return;
-      process.stdout.write(`${JSON.stringify({ step, type: messageTypeName(messageType(reply)), mac: hardwareAddress(reply), yiaddr: formatIpv4(reply.yiaddr) })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ step, type: messageTypeName(messageType(reply)), mac: hardwareAddress(reply), yiaddr: formatIpv4(reply.yiaddr) })}\n`,
+      );
     } catch {
       /* not DHCP */
     }
@@ -71,7 +82,9 @@ async function main(stepsFile: string): Promise<void> {
   let xid = 0x5eed0000;
   for (const s of steps) {
     for (const request of s.send) {
-      await new Promise<void>((resolve, reject) => socket.send(buildRequest(request, xid++), 67, "255.255.255.255", (e) => (e ? reject(e) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        socket.send(buildRequest(request, xid++), 67, "255.255.255.255", (e) => (e ? reject(e) : resolve())),
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, s.waitMs));
     step++;

@@ -30,7 +30,14 @@ describe("DHCP through a real relay agent (dhcrelay)", { timeout: 240_000 }, () 
         subnet: `${base}.0`,
         netmask: "255.255.255.0",
         range: { start: `${base}.10`, end: `${base}.250` },
-        subnets: [{ subnet: `${relayed}.0`, netmask: "255.255.255.0", range: { start: `${relayed}.100`, end: `${relayed}.150` }, router: `${relayed}.1` }],
+        subnets: [
+          {
+            subnet: `${relayed}.0`,
+            netmask: "255.255.255.0",
+            range: { start: `${relayed}.100`, end: `${relayed}.150` },
+            router: `${relayed}.1`,
+          },
+        ],
         relays: [],
       },
     }));
@@ -50,11 +57,23 @@ describe("DHCP through a real relay agent (dhcrelay)", { timeout: 240_000 }, () 
 
       const server = await startServerProcess(link, files);
       // -iu: the upstream interface (towards the server), -id: downstream (towards clients); -d foreground.
-      relay = link.spawnInClient("dhcrelay", ["-4", "-d", "--no-pid", "-iu", link.clientIf, "-id", relayDown, link.serverIp]);
+      relay = link.spawnInClient("dhcrelay", [
+        "-4",
+        "-d",
+        "--no-pid",
+        "-iu",
+        link.clientIf,
+        "-id",
+        relayDown,
+        link.serverIp,
+      ]);
       let relayLog = "";
       relay.stdout!.on("data", (d: Buffer) => (relayLog += d.toString()));
       relay.stderr!.on("data", (d: Buffer) => (relayLog += d.toString()));
-      await waitFor(() => `dhcrelay to start: ${relayLog}`, () => (/Sending on|Listening on/.test(relayLog) ? true : undefined));
+      await waitFor(
+        () => `dhcrelay to start: ${relayLog}`,
+        () => (/Sending on|Listening on/.test(relayLog) ? true : undefined),
+      );
 
       const dhclient = (timeoutSeconds: number, result: string) => {
         const conf = join(files.dir, `dhclient-${timeoutSeconds}.conf`);
@@ -63,8 +82,23 @@ describe("DHCP through a real relay agent (dhcrelay)", { timeout: 240_000 }, () 
       };
       const spawnDhclient = (conf: string, result: string) =>
         link.spawnInServer("ip", [
-          "netns", "exec", clientNs, "dhclient", "-1", "-v", "-cf", conf, "-sf", CLIENT_SCRIPT, "-e", `CLIENT_RESULT=${result}`,
-          "-pf", join(files.dir, "dhclient.pid"), "-lf", join(files.dir, "dhclient.leases"), clientIf,
+          "netns",
+          "exec",
+          clientNs,
+          "dhclient",
+          "-1",
+          "-v",
+          "-cf",
+          conf,
+          "-sf",
+          CLIENT_SCRIPT,
+          "-e",
+          `CLIENT_RESULT=${result}`,
+          "-pf",
+          join(files.dir, "dhclient.pid"),
+          "-lf",
+          join(files.dir, "dhclient.leases"),
+          clientIf,
         ]);
 
       // The relay is not trusted: dhcrelay forwards, the server drops, dhclient hears nothing.
@@ -84,7 +118,10 @@ describe("DHCP through a real relay agent (dhcrelay)", { timeout: 240_000 }, () 
       assert.equal(second.code, 0, `${second.output}\nrelay: ${relayLog}`);
       const address = /BOUND ip=(\S+)/.exec(readFileSync(bound, "utf8"))?.[1];
       const last = Number(address?.split(".")[3]);
-      assert.ok(address?.startsWith(`${relayed}.`) && last >= 100 && last <= 150, `an address of the relayed range, got ${address}`);
+      assert.ok(
+        address?.startsWith(`${relayed}.`) && last >= 100 && last <= 150,
+        `an address of the relayed range, got ${address}`,
+      );
 
       await server.stop();
       const counters = JSON.parse(/counters (\{.*\})/.exec(server.output())![1]!) as DhcpCounters;
@@ -92,7 +129,8 @@ describe("DHCP through a real relay agent (dhcrelay)", { timeout: 240_000 }, () 
     } finally {
       relay?.kill("SIGTERM");
       try {
-        for (const pid of sh("ip", ["netns", "pids", clientNs]).split(/\s+/).filter(Boolean)) process.kill(Number(pid), "SIGKILL");
+        for (const pid of sh("ip", ["netns", "pids", clientNs]).split(/\s+/).filter(Boolean))
+          process.kill(Number(pid), "SIGKILL");
         sh("ip", ["netns", "del", clientNs]);
       } catch {
         /* not created */

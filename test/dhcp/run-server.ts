@@ -49,6 +49,8 @@ const shutdown = async () => {
 process.on("SIGTERM", () => void shutdown());
 process.on("SIGINT", () => void shutdown());
 process.on("SIGHUP", () => {
-  const next = normalizeConfig(configSchema.parse(JSON.parse(readFileSync(configFile, "utf8"))) as Parameters<typeof normalizeConfig>[0]);
+  const next = normalizeConfig(
+    configSchema.parse(JSON.parse(readFileSync(configFile, "utf8"))) as Parameters<typeof normalizeConfig>[0],
+  );
   void Promise.resolve(service.reload?.(next)).then(() => process.stdout.write("reloaded\n"));
 });

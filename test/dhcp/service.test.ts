@@ -34,8 +34,8 @@ describe("createDhcpService in-process", { timeout: 120_000 }, () => {
       leases,
       observer: (s) => seen.push(s),
       bootloaders: cachedBootloaders(() => join(config.stateDir, "ipxe")),
-    bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
-    lookupNode: (m) => (m === mac ? { hostname: "from-inventory", ipAddress: `${base}.9` } : undefined),
+      bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
+      lookupNode: (m) => (m === mac ? { hostname: "from-inventory", ipAddress: `${base}.9` } : undefined),
     });
     try {
       assert.equal(service.health().ok, false, "not healthy before start");
@@ -45,16 +45,39 @@ describe("createDhcpService in-process", { timeout: 120_000 }, () => {
       const result = join(files.dir, "pxe.txt");
       // Option 93 = 7 (UEFI x64) and the PXE vendor class, as OVMF sends them.
       const run = await runToEnd(
-        link.spawnInClient("udhcpc", ["-f", "-q", "-n", "-i", link.clientIf, "-s", CLIENT_SCRIPT, "-t", "10", "-T", "2", "-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"], {
-          env: { ...process.env, CLIENT_RESULT: result },
-        }),
+        link.spawnInClient(
+          "udhcpc",
+          [
+            "-f",
+            "-q",
+            "-n",
+            "-i",
+            link.clientIf,
+            "-s",
+            CLIENT_SCRIPT,
+            "-t",
+            "10",
+            "-T",
+            "2",
+            "-V",
+            "PXEClient:Arch:00007:UNDI:003016",
+            "-x",
+            "0x5d:0007",
+          ],
+          {
+            env: { ...process.env, CLIENT_RESULT: result },
+          },
+        ),
         60_000,
       );
       assert.equal(run.code, 0, run.output);
       const line = readFileSync(result, "utf8");
       assert.match(line, new RegExp(`bound ip=${base.replace(/\./g, "\\.")}\\.9 hostname=from-inventory`));
       assert.match(line, new RegExp(`boot_file=ipxe\\.efi siaddr=${link.serverIp.replace(/\./g, "\\.")}`));
-      assert.ok(seen.some((s) => s.mac === mac && s.firmware === "efi-x64" && s.arch === 7), JSON.stringify(seen));
+      assert.ok(
+        seen.some((s) => s.mac === mac && s.firmware === "efi-x64" && s.arch === 7),
+        JSON.stringify(seen),
+      );
       assert.equal(leases.rows.get(`${base}.9`)?.mac, mac);
       // addressOf (issue 10): the reservation counts once ACKed; any spelling of the MAC; strangers have none.
       assert.equal(service.addressOf(mac), `${base}.9`);
@@ -88,11 +111,18 @@ describe("createDhcpService in-process", { timeout: 120_000 }, () => {
       await service.start();
       assert.equal(service.addressOf(mac), undefined);
       // The installer's DHCP client (not a PXE client) takes an address from the site's server.
-      const steps: RawStep[] = [{ send: [{ mac, type: "Request", requested: `${base}.77`, serverId: `${base}.254` }], waitMs: 300 }];
+      const steps: RawStep[] = [
+        { send: [{ mac, type: "Request", requested: `${base}.77`, serverId: `${base}.254` }], waitMs: 300 },
+      ];
       const stepsFile = join(files.dir, "steps.json");
       writeFileSync(stepsFile, JSON.stringify(steps));
       link.inClient("ip", ["route", "replace", "default", "dev", link.clientIf]);
-      const run = await runToEnd(link.spawnInClient(process.execPath, ["--import", "tsx", join(REPO, "test/dhcp/raw-client.ts"), stepsFile], { cwd: REPO }), 60_000);
+      const run = await runToEnd(
+        link.spawnInClient(process.execPath, ["--import", "tsx", join(REPO, "test/dhcp/raw-client.ts"), stepsFile], {
+          cwd: REPO,
+        }),
+        60_000,
+      );
       assert.match(run.output, /done/, run.output);
       await waitFor("the claim", () => service.addressOf(mac));
       assert.equal(service.addressOf(mac), `${base}.77`);

@@ -5,7 +5,16 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { DhcpCounters } from "../../src/dhcp/server.js";
 import { createLink, requireBinaries, type TestLink } from "../support/netns.js";
-import { CLIENT_SCRIPT, leasesIn, REPO, runToEnd, serverFiles, startServerProcess, type ServerFiles, type ServerProcess } from "./harness.js";
+import {
+  CLIENT_SCRIPT,
+  leasesIn,
+  REPO,
+  runToEnd,
+  serverFiles,
+  startServerProcess,
+  type ServerFiles,
+  type ServerProcess,
+} from "./harness.js";
 import type { RawStep } from "./raw-client.js";
 
 /**
@@ -28,7 +37,12 @@ async function forge(link: TestLink, files: ServerFiles, steps: RawStep[]): Prom
   link.inClient("ip", ["route", "replace", "default", "dev", link.clientIf]);
   const stepsFile = join(files.dir, `steps-${randomBytes(3).toString("hex")}.json`);
   writeFileSync(stepsFile, JSON.stringify(steps));
-  const run = await runToEnd(link.spawnInClient(process.execPath, ["--import", "tsx", join(REPO, "test/dhcp/raw-client.ts"), stepsFile], { cwd: REPO }), 120_000);
+  const run = await runToEnd(
+    link.spawnInClient(process.execPath, ["--import", "tsx", join(REPO, "test/dhcp/raw-client.ts"), stepsFile], {
+      cwd: REPO,
+    }),
+    120_000,
+  );
   assert.match(run.output, /done/, run.output);
   return run.output
     .split("\n")
@@ -44,7 +58,8 @@ async function stopWithCounters(server: ServerProcess): Promise<DhcpCounters> {
   return JSON.parse(line) as DhcpCounters;
 }
 
-const randomMac = (i: number) => `02:00:5e:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
+const randomMac = (i: number) =>
+  `02:00:5e:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
 
 describe("DHCP trust boundaries against a forging stranger (issue 10)", { timeout: 300_000 }, () => {
   it("INIT-REBOOTs from 101 random MACs get no answer and bind nothing; the pool still offers its first address", async (t) => {
@@ -54,15 +69,29 @@ describe("DHCP trust boundaries against a forging stranger (issue 10)", { timeou
     const base = link.serverIp.replace(/\.1$/, "");
     try {
       const server = await startServerProcess(link, files);
-      const flood = Array.from({ length: 101 }, (_, i) => ({ mac: randomMac(i), type: "Request" as const, requested: `${base}.${10 + i}` }));
+      const flood = Array.from({ length: 101 }, (_, i) => ({
+        mac: randomMac(i),
+        type: "Request" as const,
+        requested: `${base}.${10 + i}`,
+      }));
       const replies = await forge(link, files, [
         { send: flood, waitMs: 2_000 },
         { send: [{ mac: "02:00:5e:00:ff:01", type: "Discover" }], waitMs: 2_000 },
       ]);
-      assert.deepEqual(replies.filter((r) => r.step === 0), [], "RFC 2131 §4.3.2: no record, no answer");
-      assert.deepEqual(replies.filter((r) => r.step === 1).map((r) => `${r.type} ${r.yiaddr}`), [`OFFER ${base}.10`]);
+      assert.deepEqual(
+        replies.filter((r) => r.step === 0),
+        [],
+        "RFC 2131 §4.3.2: no record, no answer",
+      );
+      assert.deepEqual(
+        replies.filter((r) => r.step === 1).map((r) => `${r.type} ${r.yiaddr}`),
+        [`OFFER ${base}.10`],
+      );
       await server.stop();
-      assert.deepEqual(leasesIn(files.dbFile).filter((l) => l.state === "bound"), []);
+      assert.deepEqual(
+        leasesIn(files.dbFile).filter((l) => l.state === "bound"),
+        [],
+      );
     } finally {
       link.destroy();
       files.cleanup();
@@ -88,7 +117,21 @@ describe("DHCP trust boundaries against a forging stranger (issue 10)", { timeou
       writeFileSync(conf, "reboot 4;\ntimeout 40;\n");
       const result = join(files.dir, "result.txt");
       const run = await runToEnd(
-        link.spawnInClient("dhclient", ["-1", "-v", "-cf", conf, "-sf", CLIENT_SCRIPT, "-e", `CLIENT_RESULT=${result}`, "-pf", join(files.dir, "dhclient.pid"), "-lf", leaseFile, link.clientIf]),
+        link.spawnInClient("dhclient", [
+          "-1",
+          "-v",
+          "-cf",
+          conf,
+          "-sf",
+          CLIENT_SCRIPT,
+          "-e",
+          `CLIENT_RESULT=${result}`,
+          "-pf",
+          join(files.dir, "dhclient.pid"),
+          "-lf",
+          leaseFile,
+          link.clientIf,
+        ]),
         90_000,
       );
       // INIT-REBOOT: no answer, so dhclient gives up on it and DISCOVERs (before: an ACK at once).
@@ -113,16 +156,34 @@ describe("DHCP trust boundaries against a forging stranger (issue 10)", { timeou
     const victim = "52:54:00:7e:57:a1";
     try {
       const server = await startServerProcess(link, files);
-      const declineAll = Array.from({ length: 100 }, (_, i) => ({ mac: "02:00:5e:00:00:66", type: "Decline" as const, requested: `${base}.${20 + i}`, serverId: link.serverIp }));
+      const declineAll = Array.from({ length: 100 }, (_, i) => ({
+        mac: "02:00:5e:00:00:66",
+        type: "Decline" as const,
+        requested: `${base}.${20 + i}`,
+        serverId: link.serverIp,
+      }));
       const replies = await forge(link, files, [
         { send: [{ mac: victim, type: "Discover" }], waitMs: 1_500 },
-        { send: [{ mac: "02:00:5e:00:00:66", type: "Decline", requested: `${base}.10`, serverId: link.serverIp }, ...declineAll], waitMs: 1_500 },
+        {
+          send: [
+            { mac: "02:00:5e:00:00:66", type: "Decline", requested: `${base}.10`, serverId: link.serverIp },
+            ...declineAll,
+          ],
+          waitMs: 1_500,
+        },
         { send: [{ mac: victim, type: "Request", requested: `${base}.10`, serverId: link.serverIp }], waitMs: 2_000 },
       ]);
-      assert.deepEqual(replies.map((r) => `${r.step} ${r.type} ${r.yiaddr}`), [`0 OFFER ${base}.10`, `2 ACK ${base}.10`]);
+      assert.deepEqual(
+        replies.map((r) => `${r.step} ${r.type} ${r.yiaddr}`),
+        [`0 OFFER ${base}.10`, `2 ACK ${base}.10`],
+      );
       await server.stop();
       const leases = leasesIn(files.dbFile);
-      assert.deepEqual(leases.filter((l) => l.state === "declined"), [], "nothing quarantined");
+      assert.deepEqual(
+        leases.filter((l) => l.state === "declined"),
+        [],
+        "nothing quarantined",
+      );
       assert.equal(leases.find((l) => l.address === `${base}.10`)?.mac, victim);
     } finally {
       link.destroy();
@@ -139,7 +200,13 @@ describe("DHCP trust boundaries against a forging stranger (issue 10)", { timeou
         subnet: `${base}.0`,
         netmask: "255.255.255.0",
         range: { start: `${base}.10`, end: `${base}.250` },
-        subnets: [{ subnet: `${relayed}.0`, netmask: "255.255.255.0", range: { start: `${relayed}.100`, end: `${relayed}.150` } }],
+        subnets: [
+          {
+            subnet: `${relayed}.0`,
+            netmask: "255.255.255.0",
+            range: { start: `${relayed}.100`, end: `${relayed}.150` },
+          },
+        ],
       },
     }));
     try {
@@ -148,10 +215,18 @@ describe("DHCP trust boundaries against a forging stranger (issue 10)", { timeou
       await forge(link, files, [
         { send: [{ mac, type: "Discover", giaddr: `${relayed}.1` }], waitMs: 1_000 },
         // It need not see the OFFER: the pool is predictable, so it asks for the first address outright.
-        { send: [{ mac, type: "Request", giaddr: `${relayed}.1`, requested: `${relayed}.100`, serverId: link.serverIp }], waitMs: 1_500 },
+        {
+          send: [
+            { mac, type: "Request", giaddr: `${relayed}.1`, requested: `${relayed}.100`, serverId: link.serverIp },
+          ],
+          waitMs: 1_500,
+        },
       ]);
       const counters = await stopWithCounters(server);
-      assert.deepEqual(leasesIn(files.dbFile).filter((l) => l.address.startsWith(`${relayed}.`)), []);
+      assert.deepEqual(
+        leasesIn(files.dbFile).filter((l) => l.address.startsWith(`${relayed}.`)),
+        [],
+      );
       assert.equal(counters.untrustedRelay, 2);
     } finally {
       link.destroy();
@@ -168,24 +243,37 @@ describe("DHCP trust boundaries against a forging stranger (issue 10)", { timeou
         subnet: `${base}.0`,
         netmask: "255.255.255.0",
         range: { start: `${base}.10`, end: `${base}.250` },
-        budgets: { newClients: { rate: 1, burst: 20, perMacBurst: 2, perMacInterval: "1m" }, sightings: { rate: 1, burst: 10, perMacBurst: 2, perMacInterval: "1m" } },
+        budgets: {
+          newClients: { rate: 1, burst: 20, perMacBurst: 2, perMacInterval: "1m" },
+          sightings: { rate: 1, burst: 10, perMacBurst: 2, perMacInterval: "1m" },
+        },
       },
       nodes: { [known]: { profile: "worker", ipAddress: `${base}.5` } },
     }));
     const base = link.serverIp.replace(/\.1$/, "");
     try {
       const server = await startServerProcess(link, files, { DHCP_PRINT_SEEN: "1" });
-      const flood = Array.from({ length: 300 }, (_, i) => ({ mac: randomMac(i), type: "Discover" as const, vendor: "PXEClient:Arch:00000:UNDI:002001" }));
+      const flood = Array.from({ length: 300 }, (_, i) => ({
+        mac: randomMac(i),
+        type: "Discover" as const,
+        vendor: "PXEClient:Arch:00000:UNDI:002001",
+      }));
       const replies = await forge(link, files, [
         { send: flood, waitMs: 1_500 },
         { send: [{ mac: known, type: "Discover", vendor: "PXEClient:Arch:00000:UNDI:002001" }], waitMs: 2_000 },
       ]);
       const offers = replies.filter((r) => r.step === 0 && r.type === "OFFER");
       assert.ok(offers.length >= 20 && offers.length <= 40, `${offers.length} offers to the flood (burst 20, 1/s)`);
-      assert.deepEqual(replies.filter((r) => r.step === 1).map((r) => `${r.type} ${r.mac} ${r.yiaddr}`), [`OFFER ${known} ${base}.5`]);
+      assert.deepEqual(
+        replies.filter((r) => r.step === 1).map((r) => `${r.type} ${r.mac} ${r.yiaddr}`),
+        [`OFFER ${known} ${base}.5`],
+      );
       const counters = await stopWithCounters(server);
       assert.ok(counters.newClientsDropped >= 250, JSON.stringify(counters));
-      const sightings = server.output().split("\n").filter((l) => l.startsWith("seen ")).length;
+      const sightings = server
+        .output()
+        .split("\n")
+        .filter((l) => l.startsWith("seen ")).length;
       assert.ok(sightings <= 20, `${sightings} sightings passed to the inventory`);
       assert.ok(counters.sightingsDropped >= 1, JSON.stringify(counters));
     } finally {

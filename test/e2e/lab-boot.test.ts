@@ -5,7 +5,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import { HTTP_BOOT_LAB_MACHINE, LAB_SERVER_ADDRESS, SEED_LAB_MACHINES } from "../../src/lab/lab-config.js";
-import { bootMachineAgain, describeProgress, labDown, labNodes, labUp, machineSerialTail, stopMachine, watchLab, type Lab, type LabNode, type LabState, type MachineProgress } from "../../src/lab/lab.js";
+import {
+  bootMachineAgain,
+  describeProgress,
+  labDown,
+  labNodes,
+  labUp,
+  machineSerialTail,
+  stopMachine,
+  watchLab,
+  type Lab,
+  type LabNode,
+  type LabState,
+  type MachineProgress,
+} from "../../src/lab/lab.js";
 import { LabFirmware, findFirmware, type Accelerator, type LabMachine } from "../../src/lab/machines.js";
 import { namespaceExists } from "../../src/lab/network.js";
 import { Milestone, plainText } from "../../src/lab/progress.js";
@@ -24,7 +37,13 @@ let labCounter = 0;
 
 function firmwarePresent(t: TestContext): boolean {
   const fw = findFirmware();
-  const missing = [fw.ipxeVirtioRom, fw.ovmfCode, fw.ovmfVarsTemplate, "/usr/lib/ipxe/undionly.kpxe", "/usr/lib/ipxe/ipxe.efi"].filter((p) => !existsSync(p));
+  const missing = [
+    fw.ipxeVirtioRom,
+    fw.ovmfCode,
+    fw.ovmfVarsTemplate,
+    "/usr/lib/ipxe/undionly.kpxe",
+    "/usr/lib/ipxe/ipxe.efi",
+  ].filter((p) => !existsSync(p));
   if (missing.length === 0) return true;
   const why = `missing firmware ${missing.join(", ")} (scripts/bootstrap installs ipxe, ipxe-qemu, ovmf)`;
   if (isCI) throw new Error(why);
@@ -43,13 +62,28 @@ interface LabRun {
 }
 
 /** Bring a lab up with `machines`, follow it until every machine is done, and tear it down after the test. */
-async function bootLab(t: TestContext, machines: readonly LabMachine[], dhcpMode: "server" | "proxy"): Promise<LabRun | undefined> {
-  if (!requireBinaries(t, "ip", "qemu-system-x86_64", "busybox", ...(dhcpMode === "proxy" ? ["dnsmasq"] : [])) || !firmwarePresent(t)) return undefined;
+async function bootLab(
+  t: TestContext,
+  machines: readonly LabMachine[],
+  dhcpMode: "server" | "proxy",
+): Promise<LabRun | undefined> {
+  if (
+    !requireBinaries(t, "ip", "qemu-system-x86_64", "busybox", ...(dhcpMode === "proxy" ? ["dnsmasq"] : [])) ||
+    !firmwarePresent(t)
+  )
+    return undefined;
   const stateDir = mkdtempSync(join(tmpdir(), "centra-e2e-lab-"));
   const namespace = `ce2e-${process.pid}-${labCounter++}`;
   t.after(() => labDown({ stateDir, namespace }));
   const started = Date.now();
-  const lab = await labUp({ stateDir, namespace, machines, dhcpMode, ...(accelerator ? { accelerator } : {}), say: (line) => t.diagnostic(line) });
+  const lab = await labUp({
+    stateDir,
+    namespace,
+    machines,
+    dhcpMode,
+    ...(accelerator ? { accelerator } : {}),
+    say: (line) => t.diagnostic(line),
+  });
   accelerator = lab.state.accelerator;
   const progress = await watchLab(lab, {
     timeoutMs: BOOT_TIMEOUT_MS,
@@ -58,7 +92,14 @@ async function bootLab(t: TestContext, machines: readonly LabMachine[], dhcpMode
   t.diagnostic(`all machines done in ${((Date.now() - started) / 1000).toFixed(1)} s (${accelerator})`);
   for (const p of progress) t.diagnostic(describeProgress(p));
   const serverLog = readFileSync(join(stateDir, "server.log"), "utf8");
-  return { progress: new Map(progress.map((p) => [p.machine.name, p])), serverLog, stateDir, nodes: labNodes(lab.state), state: lab.state, lab };
+  return {
+    progress: new Map(progress.map((p) => [p.machine.name, p])),
+    serverLog,
+    stateDir,
+    nodes: labNodes(lab.state),
+    state: lab.state,
+    lab,
+  };
 }
 
 function failureReport(p: MachineProgress, what: string): string {
@@ -89,10 +130,14 @@ const SECOND_BOOT_TIMEOUT_MS = 3 * 60_000;
 /** Image requests (kernels, initrds) the lab server has answered so far, from its /metrics, read inside the lab namespace. */
 function imageRequestsServed(state: LabState): number {
   const fetchMetrics = `fetch("http://${LAB_SERVER_ADDRESS}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(String(e)); process.exit(1); })`;
-  const result = spawnSync("ip", ["netns", "exec", state.namespace, process.execPath, "-e", fetchMetrics], { encoding: "utf8", timeout: 30_000 });
+  const result = spawnSync("ip", ["netns", "exec", state.namespace, process.execPath, "-e", fetchMetrics], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
   assert.equal(result.status, 0, `reading /metrics failed: ${result.stderr}`);
   let total = 0;
-  for (const m of result.stdout.matchAll(/^centra_pxe_http_requests_total\{kind="image",status="\d+"\} (\d+)$/gm)) total += Number(m[1]);
+  for (const m of result.stdout.matchAll(/^centra_pxe_http_requests_total\{kind="image",status="\d+"\} (\d+)$/gm))
+    total += Number(m[1]);
   return total;
 }
 
@@ -135,10 +180,16 @@ async function assertNextBootIsLocalDisk(t: TestContext, run: LabRun, names: rea
   try {
     const progress = await watchLab(
       { state: { ...run.state, machines }, exits: run.lab.exits },
-      { timeoutMs: SECOND_BOOT_TIMEOUT_MS, onMilestone: (p, m) => t.diagnostic(`${p.machine.name} second boot: ${m} at ${p.times[m]?.toFixed(1)} s`) },
+      {
+        timeoutMs: SECOND_BOOT_TIMEOUT_MS,
+        onMilestone: (p, m) => t.diagnostic(`${p.machine.name} second boot: ${m} at ${p.times[m]?.toFixed(1)} s`),
+      },
     );
     for (const p of progress) {
-      assert.ok(p.report.reached.has(Milestone.LocalDisk), failureReport(p, "second boot: did not get the local-disk script"));
+      assert.ok(
+        p.report.reached.has(Milestone.LocalDisk),
+        failureReport(p, "second boot: did not get the local-disk script"),
+      );
       // What the script does next shows on the console. BIOS: sanboot of the first disk, which
       // fails (the VM has none) into the script's failure block. UEFI: `exit` succeeds (no failure
       // block in between) and iPXE ends ("No more network devices"), handing back to OVMF.
@@ -146,37 +197,64 @@ async function assertNextBootIsLocalDisk(t: TestContext, run: LabRun, names: rea
         p.machine.firmware === LabFirmware.BiosIpxeRom
           ? /Centra PXE: booting from the local disk\nBooting from SAN device 0x80\n[\s\S]*Centra PXE: failed while booting from the local disk/
           : /Centra PXE: booting from the local disk\s*\nNo more network devices/;
-      assert.ok(await waitForSerial(p, next, 30_000), failureReport(p, `second boot: the console never showed ${next}`));
+      assert.ok(
+        await waitForSerial(p, next, 30_000),
+        failureReport(p, `second boot: the console never showed ${next}`),
+      );
       const serial = plainText(readFileSync(p.machine.serialLog, "latin1"));
-      if (p.machine.firmware !== LabFirmware.BiosIpxeRom) assert.doesNotMatch(serial, /failed while booting from the local disk/, failureReport(p, "second boot: UEFI exit failed"));
-      assert.doesNotMatch(serial, /\/boot\/(images|nixos)\/|\/(kernel|initrd|bzImage)\b/, failureReport(p, "second boot: the console shows an image download"));
+      if (p.machine.firmware !== LabFirmware.BiosIpxeRom)
+        assert.doesNotMatch(
+          serial,
+          /failed while booting from the local disk/,
+          failureReport(p, "second boot: UEFI exit failed"),
+        );
+      assert.doesNotMatch(
+        serial,
+        /\/boot\/(images|nixos)\/|\/(kernel|initrd|bzImage)\b/,
+        failureReport(p, "second boot: the console shows an image download"),
+      );
       assert.ok(!p.report.reached.has(Milestone.Kernel), failureReport(p, "second boot: a kernel started"));
     }
   } finally {
     for (const name of names) await stopMachine(run.lab, name);
   }
-  t.diagnostic(`second boots done in ${((Date.now() - started) / 1000).toFixed(1)} s; image requests served ${imagesBefore} before`);
+  t.diagnostic(
+    `second boots done in ${((Date.now() - started) / 1000).toFixed(1)} s; image requests served ${imagesBefore} before`,
+  );
 
   // The server's side: each machine's script requests were answered with the local-disk
   // decision (from its fixed address), never an image; and no image file was requested at all.
   const decisions = serverLogLinesSince(run, logOffset).filter((l) => l.msg === "boot script");
   for (const m of machines) {
     const mine = decisions.filter((l) => String(l.mac).toLowerCase() === m.mac);
-    assert.ok(mine.length > 0, `no boot script decision logged for ${m.name} ${m.mac} on its second boot:\n${decisions.map((l) => JSON.stringify(l)).join("\n")}`);
+    assert.ok(
+      mine.length > 0,
+      `no boot script decision logged for ${m.name} ${m.mac} on its second boot:\n${decisions.map((l) => JSON.stringify(l)).join("\n")}`,
+    );
     for (const l of mine) {
       assert.equal(l.boot, "localdisk", `${m.name} second boot decision: ${JSON.stringify(l)}`);
-      assert.ok(String(l.remote).endsWith(FIXED_ADDRESS_OF[m.name]!), `${m.name} second boot came from ${String(l.remote)}: ${JSON.stringify(l)}`);
+      assert.ok(
+        String(l.remote).endsWith(FIXED_ADDRESS_OF[m.name]!),
+        `${m.name} second boot came from ${String(l.remote)}: ${JSON.stringify(l)}`,
+      );
     }
   }
-  assert.equal(imageRequestsServed(run.state), imagesBefore, "image files (kernel, initrd) were requested during the second boots");
+  assert.equal(
+    imageRequestsServed(run.state),
+    imagesBefore,
+    "image files (kernel, initrd) were requested during the second boots",
+  );
   // The local-disk boots changed nothing in the inventory.
   const nodes = labNodes(run.state);
-  for (const m of machines) assert.equal(nodes.find((n) => n.macs.includes(m.mac))?.state, "provisioned", `${m.name} after its second boot`);
+  for (const m of machines)
+    assert.equal(nodes.find((n) => n.macs.includes(m.mac))?.state, "provisioned", `${m.name} after its second boot`);
 }
 
 const FIXED_ADDRESS_OF: Record<string, string> = { node01: "10.0.100.50", node02: "10.0.100.64" };
 
-test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to the lab initrd; an unknown MAC meets the menu", { timeout: 10 * 60_000 }, async (t) => {
+test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to the lab initrd; an unknown MAC meets the menu", {
+  timeout: 10 * 60_000,
+}, async (t) => {
   const run = await bootLab(t, SEED_LAB_MACHINES, "server");
   if (!run) return;
   assertBootedAsRegistered(run, "node01");
@@ -193,13 +271,16 @@ test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to 
   assert.ok(node03.report.reached.has(Milestone.Menu), failureReport(node03, "did not show the menu"));
   const menu = plainText(readFileSync(node03.machine.serialLog, "latin1"));
   // The seed's three menu items.
-  for (const item of ["Control Plane Node", "Worker Node", "All-in-One Node"]) assert.ok(menu.includes(item), failureReport(node03, `menu without "${item}"`));
+  for (const item of ["Control Plane Node", "Worker Node", "All-in-One Node"])
+    assert.ok(menu.includes(item), failureReport(node03, `menu without "${item}"`));
   assert.ok(!node03.report.reached.has(Milestone.Initrd), "an unknown machine must not boot an image before a choice");
 
   await assertNextBootIsLocalDisk(t, run, ["node01", "node02"]);
 });
 
-test("UEFI HTTP boot: OVMF with PXE off fetches ipxe.efi over HTTP, no TFTP at all", { timeout: 10 * 60_000 }, async (t) => {
+test("UEFI HTTP boot: OVMF with PXE off fetches ipxe.efi over HTTP, no TFTP at all", {
+  timeout: 10 * 60_000,
+}, async (t) => {
   const run = await bootLab(t, [HTTP_BOOT_LAB_MACHINE], "server");
   if (!run) return;
   assertBootedAsRegistered(run, HTTP_BOOT_LAB_MACHINE.name);
@@ -230,7 +311,9 @@ test("UEFI HTTP boot: OVMF with PXE off fetches ipxe.efi over HTTP, no TFTP at a
   }
 });
 
-test("proxyDHCP: a foreign DHCP server (dnsmasq, addresses only) beside ours in proxy mode boots BIOS and UEFI", { timeout: 10 * 60_000 }, async (t) => {
+test("proxyDHCP: a foreign DHCP server (dnsmasq, addresses only) beside ours in proxy mode boots BIOS and UEFI", {
+  timeout: 10 * 60_000,
+}, async (t) => {
   const machines = SEED_LAB_MACHINES.filter((m) => "profile" in m.expect);
   const run = await bootLab(t, machines, "proxy");
   if (!run) return;
@@ -239,6 +322,9 @@ test("proxyDHCP: a foreign DHCP server (dnsmasq, addresses only) beside ours in 
     assertBootedAsRegistered(run, m.name);
     const p = run.progress.get(m.name)!;
     // The address came from dnsmasq (its lease file has it), not from our server.
-    assert.ok(p.report.address && leases.includes(`${m.mac} ${p.report.address}`), failureReport(p, `address ${p.report.address} is not one of dnsmasq's leases:\n${leases}`));
+    assert.ok(
+      p.report.address && leases.includes(`${m.mac} ${p.report.address}`),
+      failureReport(p, `address ${p.report.address} is not one of dnsmasq's leases:\n${leases}`),
+    );
   }
 });

@@ -39,15 +39,14 @@ function context(): DhcpContext {
   };
 }
 
-test(
-  "a PXE DISCOVER whose hlen is not 6 is not reported as a sighting of a MAC",
-  () => {
-    const [discover] = readPcap(join(fileURLToPath(new URL("../../testdata/dhcp", import.meta.url)), "ovmf-uefi-pxe.pcap"));
-    for (const hlen of [1, 7, 16]) {
-      const bytes = Buffer.from(discover!.payload);
-      bytes[2] = hlen;
-      const result = handle(decode(bytes), context());
-      assert.equal(result.seen, undefined, `hlen ${hlen}: seen as ${result.seen?.mac}`);
-    }
-  },
-);
+test("a PXE DISCOVER whose hlen is not 6 is not reported as a sighting of a MAC", () => {
+  const [discover] = readPcap(
+    join(fileURLToPath(new URL("../../testdata/dhcp", import.meta.url)), "ovmf-uefi-pxe.pcap"),
+  );
+  for (const hlen of [1, 7, 16]) {
+    const bytes = Buffer.from(discover!.payload);
+    bytes[2] = hlen;
+    const result = handle(decode(bytes), context());
+    assert.equal(result.seen, undefined, `hlen ${hlen}: seen as ${result.seen?.mac}`);
+  }
+});

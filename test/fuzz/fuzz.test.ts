@@ -21,7 +21,9 @@ const KNOWN_ERROR_KINDS: RegExp[] = [];
 
 let result: CampaignResult | undefined;
 
-test("fuzz sample: 10^4 DHCP, 10^4 TFTP, 10^3 HTTP; no crash, real clients served, memory bounded, junk counted", { timeout: 600_000 }, async (t) => {
+test("fuzz sample: 10^4 DHCP, 10^4 TFTP, 10^3 HTTP; no crash, real clients served, memory bounded, junk counted", {
+  timeout: 600_000,
+}, async (t) => {
   if (!requireBinaries(t, "udhcpc", "tftp", "curl")) return;
   result = await runCampaign({ seed: SEED, dhcp: 10_000, tftp: 10_000, http: 1_000 });
   const summary = summarize(result);
@@ -37,7 +39,11 @@ test("fuzz sample: 10^4 DHCP, 10^4 TFTP, 10^3 HTTP; no crash, real clients serve
     ],
   );
   for (const round of result.probes) {
-    assert.deepEqual(round, { when: round.when, dhcp: "ok", tftp: "ok", health: "ok", bootFile: "ok" }, `real clients ${round.when}`);
+    assert.deepEqual(
+      round,
+      { when: round.when, dhcp: "ok", tftp: "ok", health: "ok", bootFile: "ok" },
+      `real clients ${round.when}`,
+    );
   }
   assert.deepEqual(
     result.probes.map((p) => p.when),
@@ -58,6 +64,8 @@ test("fuzz sample: 10^4 DHCP, 10^4 TFTP, 10^3 HTTP; no crash, real clients serve
   const http = result.senders.find((s) => s.protocol === "http")!;
   assert.ok((http.statuses?.["400"] ?? 0) >= 100, `malformed HTTP requests get 400:\n${summary}`);
 
-  const unexpected = Object.keys(result.errorKinds).filter((kind) => !KNOWN_ERROR_KINDS.some((known) => known.test(kind)));
+  const unexpected = Object.keys(result.errorKinds).filter(
+    (kind) => !KNOWN_ERROR_KINDS.some((known) => known.test(kind)),
+  );
   assert.deepEqual(unexpected, [], `error lines the fuzzer provoked:\n${summary}`);
 });

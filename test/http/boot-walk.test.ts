@@ -32,7 +32,10 @@ before(async () => {
   mkdirSync(join(stateDir, "images", "nixos", "24.11"), { recursive: true });
   writeFileSync(join(stateDir, "images", "nixos", "24.11", "kernel"), kernel);
   writeFileSync(join(stateDir, "images", "nixos", "24.11", "initrd"), initrd);
-  writeFileSync(join(stateDir, "images", "nixos", "24.11", "manifest.json"), JSON.stringify({ name: "nixos", version: "24.11", cmdline: "init=/nix/store/x/init" }));
+  writeFileSync(
+    join(stateDir, "images", "nixos", "24.11", "manifest.json"),
+    JSON.stringify({ name: "nixos", version: "24.11", cmdline: "init=/nix/store/x/init" }),
+  );
   symlinkSync("24.11", join(stateDir, "images", "nixos", "current"));
   const config = parseConfig(`
 stateDir: ${stateDir}
@@ -63,14 +66,19 @@ function haveCurl(t: TestContext): boolean {
 function curl(...args: string[]): Promise<{ status: number; headers: string; body: Buffer }> {
   return new Promise((resolve, reject) => {
     // -i: the response head and body on stdout, split at the first blank line.
-    execFile("curl", ["-sS", "-i", "--max-time", "20", ...args], { encoding: "buffer", maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error) return reject(new Error(`curl ${args.join(" ")}: ${error.message} ${stderr.toString()}`));
-      const split = stdout.indexOf("\r\n\r\n");
-      const headers = stdout.subarray(0, split === -1 ? stdout.length : split).toString("latin1");
-      const body = split === -1 ? Buffer.alloc(0) : stdout.subarray(split + 4);
-      const status = Number(/^HTTP\/[\d.]+ (\d{3})/.exec(headers)?.[1] ?? 0);
-      resolve({ status, headers, body });
-    });
+    execFile(
+      "curl",
+      ["-sS", "-i", "--max-time", "20", ...args],
+      { encoding: "buffer", maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        if (error) return reject(new Error(`curl ${args.join(" ")}: ${error.message} ${stderr.toString()}`));
+        const split = stdout.indexOf("\r\n\r\n");
+        const headers = stdout.subarray(0, split === -1 ? stdout.length : split).toString("latin1");
+        const body = split === -1 ? Buffer.alloc(0) : stdout.subarray(split + 4);
+        const status = Number(/^HTTP\/[\d.]+ (\d{3})/.exec(headers)?.[1] ?? 0);
+        resolve({ status, headers, body });
+      },
+    );
   });
 }
 
@@ -105,7 +113,13 @@ for (const platform of ["pcbios", "efi"] as const) {
     const [, kernelUrl = "", args = ""] = /^kernel (\S+) (.*) && goto initrd \|\|$/m.exec(script) ?? [];
     assert.equal(kernelUrl, `${base}/boot/images/nixos/24.11/kernel`);
     const words = args.split(" ");
-    for (const w of ["centra.profile=control-plane", "centra.hostname=control-plane-01", "console=tty0", "console=ttyS0,115200n8", "init=/nix/store/x/init"]) {
+    for (const w of [
+      "centra.profile=control-plane",
+      "centra.hostname=control-plane-01",
+      "console=tty0",
+      "console=ttyS0,115200n8",
+      "init=/nix/store/x/init",
+    ]) {
       assert.ok(words.includes(w), `${w} in ${args}`);
     }
     assert.equal(words.includes("initrd=initrd"), platform === "efi");
@@ -122,7 +136,10 @@ for (const platform of ["pcbios", "efi"] as const) {
     const whole = await curl(initrdUrl!);
     assert.equal(whole.status, 200);
     assert.equal(headerOf(whole.headers, "content-length"), String(initrd.length));
-    assert.equal(createHash("sha256").update(whole.body).digest("hex"), createHash("sha256").update(initrd).digest("hex"));
+    assert.equal(
+      createHash("sha256").update(whole.body).digest("hex"),
+      createHash("sha256").update(initrd).digest("hex"),
+    );
   });
 }
 
@@ -157,7 +174,13 @@ test("/health answers 200 with the part's state", async (t) => {
 
 test("escapes are refused on the wire (curl --path-as-is, raw request lines)", async (t) => {
   if (!haveCurl(t)) return;
-  for (const path of ["/boot/ipxe/../../secret", "/boot/ipxe/%2e%2e/secret", "/boot/ipxe/..%2fsecret", "/boot/images/nixos/current/..%5c..%5c..%5csecret", "/boot/ipxe/link-out.efi"]) {
+  for (const path of [
+    "/boot/ipxe/../../secret",
+    "/boot/ipxe/%2e%2e/secret",
+    "/boot/ipxe/..%2fsecret",
+    "/boot/images/nixos/current/..%5c..%5c..%5csecret",
+    "/boot/ipxe/link-out.efi",
+  ]) {
     const response = await curl("--path-as-is", `${base}${path}`);
     assert.ok(response.status === 400 || response.status === 404, `${path}: ${response.status}`);
     assert.ok(!response.body.toString().includes("must never be served"), path);

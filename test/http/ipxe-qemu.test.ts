@@ -1,7 +1,16 @@
 import { test, before, after, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.js";
@@ -19,7 +28,10 @@ import { findBinary, isCI } from "../support/netns.js";
  * and TCG boots a kernel to /init in well under a minute.
  */
 
-const KERNEL = readdirSync("/boot").filter((f) => f.startsWith("vmlinuz-")).sort().map((f) => join("/boot", f))[0];
+const KERNEL = readdirSync("/boot")
+  .filter((f) => f.startsWith("vmlinuz-"))
+  .sort()
+  .map((f) => join("/boot", f))[0];
 const FILES = {
   biosRom: "/usr/lib/ipxe/qemu/pxe-virtio.rom",
   efiRom: "/usr/lib/ipxe/qemu/efi-virtio.rom",
@@ -87,25 +99,55 @@ function haveTools(t: TestContext): boolean {
  * Boot one VM until its serial console shows `until` (then stop it) or it powers off. Returns the
  * serial output with terminal escapes removed.
  */
-async function boot(name: string, firmware: "bios" | "efi", mac: string, until: RegExp, timeoutMs = 240_000): Promise<string> {
+async function boot(
+  name: string,
+  firmware: "bios" | "efi",
+  mac: string,
+  until: RegExp,
+  timeoutMs = 240_000,
+): Promise<string> {
   const serial = join(work, `${name}.serial`);
   const port = service!.address()!.port;
   const nic =
     firmware === "efi"
-      ? ["-machine", "q35", "-bios", FILES.ovmf, "-device", `virtio-net-pci,netdev=n0,mac=${mac},romfile=${FILES.efiRom},bootindex=1`]
+      ? [
+          "-machine",
+          "q35",
+          "-bios",
+          FILES.ovmf,
+          "-device",
+          `virtio-net-pci,netdev=n0,mac=${mac},romfile=${FILES.efiRom},bootindex=1`,
+        ]
       : [
-          "-machine", "pc",
+          "-machine",
+          "pc",
           // The ROM's PCI header names the modern virtio-net (1af4:1041); SeaBIOS runs a ROM only
           // on a device with matching IDs, so the device must be modern-only.
-          "-device", `virtio-net-pci,disable-legacy=on,netdev=n0,mac=${mac},romfile=${FILES.biosRom},bootindex=1`,
-          "-fw_cfg", `name=etc/sercon-port,file=${join(work, "sercon-port")}`,
+          "-device",
+          `virtio-net-pci,disable-legacy=on,netdev=n0,mac=${mac},romfile=${FILES.biosRom},bootindex=1`,
+          "-fw_cfg",
+          `name=etc/sercon-port,file=${join(work, "sercon-port")}`,
         ];
   const vm = spawn(
     "qemu-system-x86_64",
     [
-      "-accel", "tcg", "-m", "512", "-smp", "1", "-display", "none", "-vga", "none", "-monitor", "none", "-no-reboot",
-      "-serial", `file:${serial}`,
-      "-netdev", `user,id=n0,bootfile=http://10.0.2.2:${port}/boot/ipxe/boot.ipxe`,
+      "-accel",
+      "tcg",
+      "-m",
+      "512",
+      "-smp",
+      "1",
+      "-display",
+      "none",
+      "-vga",
+      "none",
+      "-monitor",
+      "none",
+      "-no-reboot",
+      "-serial",
+      `file:${serial}`,
+      "-netdev",
+      `user,id=n0,bootfile=http://10.0.2.2:${port}/boot/ipxe/boot.ipxe`,
       ...nic,
     ],
     { stdio: ["ignore", "ignore", "pipe"] },
@@ -124,7 +166,11 @@ async function boot(name: string, firmware: "bios" | "efi", mac: string, until: 
     await exited;
   }
   const output = read();
-  assert.match(output, until, `${name}: serial console never showed ${until} (qemu: ${stderr.trim() || "no errors"})\n${output.slice(-3000)}`);
+  assert.match(
+    output,
+    until,
+    `${name}: serial console never showed ${until} (qemu: ${stderr.trim() || "no errors"})\n${output.slice(-3000)}`,
+  );
   return output;
 }
 
@@ -133,7 +179,12 @@ for (const firmware of ["bios", "efi"] as const) {
     if (!haveTools(t)) return;
     const output = await boot(`known-${firmware}`, firmware, KNOWN_MAC, /CENTRA-CMDLINE: [^\r\n]*\r?\n/);
     const cmdline = /CENTRA-CMDLINE: ([^\r\n]*)/.exec(output)![1]!.trim().split(/\s+/);
-    for (const word of ["centra.profile=control-plane", "centra.hostname=control-plane-01", "console=tty0", "console=ttyS0,115200n8"]) {
+    for (const word of [
+      "centra.profile=control-plane",
+      "centra.hostname=control-plane-01",
+      "console=tty0",
+      "console=ttyS0,115200n8",
+    ]) {
       assert.ok(cmdline.includes(word), `${word} in ${cmdline.join(" ")}`);
     }
     // The EFI stub found the initrd because of initrd=; without it /init would never have run.
@@ -142,22 +193,42 @@ for (const firmware of ["bios", "efi"] as const) {
   });
 }
 
-test("real iPXE shows the seed's menu to an unknown machine, times out to the local disk, and ends in the shell", { timeout: 300_000 }, async (t) => {
+test("real iPXE shows the seed's menu to an unknown machine, times out to the local disk, and ends in the shell", {
+  timeout: 300_000,
+}, async (t) => {
   if (!haveTools(t)) return;
   // No disk in this VM: the local-disk boot fails, and that must end in words and a shell.
-  const output = await boot("unknown-bios", "bios", UNKNOWN_MAC, /Centra PXE: failed while booting from the local disk/);
+  const output = await boot(
+    "unknown-bios",
+    "bios",
+    UNKNOWN_MAC,
+    /Centra PXE: failed while booting from the local disk/,
+  );
   assert.match(output, /Centra Cloud - Bare-Metal Provisioning/);
   assert.match(output, /Control Plane Node \(All Services\)/);
 });
 
-test("real iPXE on UEFI: the menu's local-disk default hands control back to the firmware", { timeout: 300_000 }, async (t) => {
+test("real iPXE on UEFI: the menu's local-disk default hands control back to the firmware", {
+  timeout: 300_000,
+}, async (t) => {
   if (!haveTools(t)) return;
-  const output = await boot("unknown-efi", "efi", UNKNOWN_MAC, /Centra PXE: booting from the local disk[\s\S]*(BdsDxe|Shell>|Boot Manager|failed while)/);
+  const output = await boot(
+    "unknown-efi",
+    "efi",
+    UNKNOWN_MAC,
+    /Centra PXE: booting from the local disk[\s\S]*(BdsDxe|Shell>|Boot Manager|failed while)/,
+  );
   assert.match(output, /Centra Cloud - Bare-Metal Provisioning/);
-  assert.doesNotMatch(output, /failed while booting from the local disk/, "exit returns to the firmware; it does not fail in iPXE");
+  assert.doesNotMatch(
+    output,
+    /failed while booting from the local disk/,
+    "exit returns to the firmware; it does not fail in iPXE",
+  );
 });
 
-test("real iPXE retries a failing download, then says what failed and opens the shell", { timeout: 300_000 }, async (t) => {
+test("real iPXE retries a failing download, then says what failed and opens the shell", {
+  timeout: 300_000,
+}, async (t) => {
   if (!haveTools(t)) return;
   const output = await boot("broken-bios", "bios", BROKEN_MAC, /Centra PXE: failed while downloading the initrd/);
   assert.match(output, /the initrd: attempt 1 of 3 failed, retrying in 5 seconds/);
@@ -184,9 +255,9 @@ function reportingInitrd(): Buffer {
   const pad4 = (n: number) => Buffer.alloc((4 - (n % 4)) % 4);
   const parts: Buffer[] = [];
   entries.forEach((entry, index) => {
-    const name = Buffer.from(entry.name + "\0");
+    const name = Buffer.from(`${entry.name}\0`);
     const fields = [index + 1, entry.mode, 0, 0, 1, 0, entry.data.length, 0, 0, 0, 0, name.length, 0];
-    const header = Buffer.from("070701" + fields.map((f) => f.toString(16).padStart(8, "0")).join(""), "ascii");
+    const header = Buffer.from(`070701${fields.map((f) => f.toString(16).padStart(8, "0")).join("")}`, "ascii");
     parts.push(header, name, pad4(header.length + name.length), entry.data, pad4(entry.data.length));
   });
   return Buffer.concat(parts);

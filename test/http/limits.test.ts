@@ -33,11 +33,26 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), "http-limits-"));
   const config = join(dir, "config.yaml");
   // Nothing under `http:` or `tftp:`: the defaults are what is under test.
-  writeFileSync(config, `interface: ${link.serverIf}\nserverAddress: ${link.serverIp}\nstateDir: ${join(dir, "state")}\ndhcp: { mode: off }\n`);
+  writeFileSync(
+    config,
+    `interface: ${link.serverIf}\nserverAddress: ${link.serverIp}\nstateDir: ${join(dir, "state")}\ndhcp: { mode: off }\n`,
+  );
   runCli(["init", "--config", config]);
   writeFileSync(join(dir, "bzImage"), kernel);
   writeFileSync(join(dir, "initrd"), initrd);
-  runCli(["images", "add", "nixos", "--kernel", join(dir, "bzImage"), "--initrd", join(dir, "initrd"), "--version", "24.11", "--config", config]);
+  runCli([
+    "images",
+    "add",
+    "nixos",
+    "--kernel",
+    join(dir, "bzImage"),
+    "--initrd",
+    join(dir, "initrd"),
+    "--version",
+    "24.11",
+    "--config",
+    config,
+  ]);
   daemon = await startDaemon(link, config);
 });
 
@@ -49,14 +64,21 @@ after(() => {
 
 /** stranger.ts in the client namespace; its findings are JSON lines. */
 function stranger(args: string[]): { child: ChildProcess; findings: () => Record<string, unknown>[] } {
-  const child = link.spawnInClient(process.execPath, ["--import", "tsx", join(repo, "test/http/stranger.ts"), args[0]!, link.serverIp, "80", ...args.slice(1)], { cwd: repo });
+  const child = link.spawnInClient(
+    process.execPath,
+    ["--import", "tsx", join(repo, "test/http/stranger.ts"), args[0]!, link.serverIp, "80", ...args.slice(1)],
+    { cwd: repo },
+  );
   let out = "";
   let err = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
   const findings = () => {
     if (err.trim()) throw new Error(`stranger.ts: ${err}`);
-    return out.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    return out
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   };
   return { child, findings };
 }
@@ -72,7 +94,10 @@ async function finding(of: ReturnType<typeof stranger>, key: string, ms: number)
 function curlFile(path: string, expected: Buffer, seconds = 60): Promise<{ ok: boolean; detail: string; ms: number }> {
   return new Promise((resolve) => {
     const start = Date.now();
-    const child = link.spawnInClient("sh", ["-c", `curl -sS --max-time ${seconds} --interface ${link.clientIp} http://${link.serverIp}${path} | sha256sum`]);
+    const child = link.spawnInClient("sh", [
+      "-c",
+      `curl -sS --max-time ${seconds} --interface ${link.clientIp} http://${link.serverIp}${path} | sha256sum`,
+    ]);
     let out = "";
     child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
@@ -94,10 +119,15 @@ test("with the default config, HTTP and TFTP listen on serverAddress only", (t) 
   assert.match(udp, new RegExp(`${link.serverIp.replace(/\./g, "\\.")}:69\\s`), udp);
   assert.doesNotMatch(udp, /(0\.0\.0\.0|\*|\[::\]):69\s/, udp);
   // Another address of the same host is refused (curl exit 7: could not connect).
-  assert.throws(() => sh("ip", ["netns", "exec", link.serverNs!, "curl", "-sS", "--max-time", "5", "http://127.0.0.1/health"]), /Failed to connect|Couldn't connect/);
+  assert.throws(
+    () => sh("ip", ["netns", "exec", link.serverNs!, "curl", "-sS", "--max-time", "5", "http://127.0.0.1/health"]),
+    /Failed to connect|Couldn't connect/,
+  );
 });
 
-test("slowloris (headers one byte a second) is cut off by the header timeout; curl still gets its file", { timeout: 90_000 }, async (t) => {
+test("slowloris (headers one byte a second) is cut off by the header timeout; curl still gets its file", {
+  timeout: 90_000,
+}, async (t) => {
   if (!requireBinaries(t, "curl")) return;
   const attack = stranger(["slowloris", strangers[0]!, "/boot/nixos/bzImage"]);
   try {
@@ -126,7 +156,9 @@ test("an idle keep-alive connection is closed", { timeout: 60_000 }, async () =>
   }
 });
 
-test("one address gets at most its share of connections; another address is still served", { timeout: 90_000 }, async (t) => {
+test("one address gets at most its share of connections; another address is still served", {
+  timeout: 90_000,
+}, async (t) => {
   if (!requireBinaries(t, "curl")) return;
   const holder = stranger(["hold", strangers[1]!, "32"]);
   try {
@@ -138,7 +170,11 @@ test("one address gets at most its share of connections; another address is stil
     const download = await curlFile("/boot/nixos/bzImage", kernel);
     assert.ok(download.ok, `curl from another address: ${download.detail}`);
     const metrics = link.inClient("curl", ["-sS", "--max-time", "10", `http://${link.serverIp}/metrics`]);
-    assert.match(metrics, /^centra_pxe_http_connections_refused_total\{cap="per_address"\} [1-9]/m, "the refusal is counted");
+    assert.match(
+      metrics,
+      /^centra_pxe_http_connections_refused_total\{cap="per_address"\} [1-9]/m,
+      "the refusal is counted",
+    );
   } finally {
     holder.child.kill("SIGKILL");
   }
@@ -152,7 +188,9 @@ test("one address gets at most its share of connections; another address is stil
   }
 });
 
-test("60 readers that never read hold little memory and do not stall a real download", { timeout: 180_000 }, async (t) => {
+test("60 readers that never read hold little memory and do not stall a real download", {
+  timeout: 180_000,
+}, async (t) => {
   if (!requireBinaries(t, "curl")) return;
   const pid = daemon.process.pid!;
   // A first download warms whatever the server keeps between downloads.
@@ -170,7 +208,9 @@ test("60 readers that never read hold little memory and do not stall a real down
     assert.ok(download.ok, `curl beside ${readers} stalled readers: ${download.detail}`);
     assert.ok(download.ms < 60_000, `a 48 MiB download took ${download.ms} ms beside stalled readers`);
     const perReaderKiB = (Math.max(during, rssKiB(pid)) - before) / readers;
-    t.diagnostic(`RSS ${before} KiB before, ${during} KiB with ${readers} stalled readers: ${perReaderKiB.toFixed(0)} KiB each`);
+    t.diagnostic(
+      `RSS ${before} KiB before, ${during} KiB with ${readers} stalled readers: ${perReaderKiB.toFixed(0)} KiB each`,
+    );
     assert.ok(perReaderKiB < 768, `each stalled reader costs ${perReaderKiB.toFixed(0)} KiB of the daemon's RSS`);
   } finally {
     stall.child.kill("SIGKILL");

@@ -31,7 +31,9 @@ test("start on port 0, report the bound port, move on reload, stop", async () =>
     await assert.rejects(fetch(`http://127.0.0.1:${first.port}/health`), "the old listener is closed");
 
     // A bind that fails is refused and the current listener keeps serving.
-    await assert.rejects(async () => service.reload!({ ...config, http: { ...config.http, port: 0, bindAddress: "192.0.2.1" } }));
+    await assert.rejects(async () =>
+      service.reload!({ ...config, http: { ...config.http, port: 0, bindAddress: "192.0.2.1" } }),
+    );
     assert.equal((await fetch(`http://127.0.0.2:${second.port}/health`)).status, 200);
   } finally {
     await service.stop();
@@ -60,7 +62,9 @@ const until = async (what: string, check: () => boolean, ms = 15_000) => {
   }
 };
 
-test("a reader that stops reading holds one chunk, then is closed after sendTimeout; a reload applies new caps", { timeout: 60_000 }, async () => {
+test("a reader that stops reading holds one chunk, then is closed after sendTimeout; a reload applies new caps", {
+  timeout: 60_000,
+}, async () => {
   const stateDir = mkdtempSync(join(tmpdir(), "http-service-"));
   mkdirSync(join(stateDir, "images", "nixos", "1"), { recursive: true });
   writeFileSync(join(stateDir, "images", "nixos", "1", "kernel"), Buffer.alloc(48 * 1024 * 1024, 1));
@@ -78,7 +82,7 @@ test("a reader that stops reading holds one chunk, then is closed after sendTime
     // Default sendTimeout is 60 s; 2 s here, and generous slack for a loaded machine.
     await until("the server to close the stalled connections", () => service.stats().openConnections === 0, 20_000);
     assert.equal(service.stats().downloadBuffers.inUse, 0, "their chunks are given back");
-    readers.forEach((s) => s.destroy());
+    for (const s of readers) s.destroy();
 
     await service.reload!({ ...config, http: { ...config.http, maxConnectionsPerAddress: 1 } });
     const first = connect(port, "127.0.0.1");

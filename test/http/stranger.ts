@@ -31,7 +31,9 @@ function untilClosed(socket: Socket, since: number): Promise<{ afterMs: number; 
   let received = "";
   socket.on("data", (d: Buffer) => (received += d.toString("latin1")));
   socket.on("error", () => undefined);
-  return new Promise((resolve) => socket.once("close", () => resolve({ afterMs: Date.now() - since, received: received.slice(0, 200) })));
+  return new Promise((resolve) =>
+    socket.once("close", () => resolve({ afterMs: Date.now() - since, received: received.slice(0, 200) })),
+  );
 }
 
 /** One request/answer on a kept-alive socket: resolves with the status line, or "closed". */
@@ -97,13 +99,18 @@ async function hold(count: number): Promise<void> {
   let extra: string;
   try {
     const socket = await open(sources[0]!);
-    extra = await Promise.race([ask(socket, "/health"), new Promise<string>((r) => setTimeout(() => r("no answer in 5 s"), 5000))]);
+    extra = await Promise.race([
+      ask(socket, "/health"),
+      new Promise<string>((r) => setTimeout(() => r("no answer in 5 s"), 5000)),
+    ]);
   } catch (error) {
     extra = `refused: ${(error as Error).message}`;
   }
   say({ extra, stillOpen: held.filter((s) => !s.destroyed && s.readyState === "open").length });
   // Keep the held connections busy enough that the idle timeout does not close them meanwhile.
-  setInterval(() => held.forEach((s) => s.writable && s.write(`GET /health HTTP/1.1\r\nHost: ${server}\r\n\r\n`)), 1000);
+  setInterval(() => {
+    for (const s of held) if (s.writable) s.write(`GET /health HTTP/1.1\r\nHost: ${server}\r\n\r\n`);
+  }, 1000);
 }
 
 async function stall(perSource: number, path: string): Promise<void> {

@@ -36,7 +36,6 @@ ${extra}`,
   );
 }
 
-
 before(async () => {
   link = createLink({ clientIp: null });
   dir = mkdtempSync(join(tmpdir(), "serve-"));
@@ -45,7 +44,19 @@ before(async () => {
   runCli(["init", "--config", config]);
   writeFileSync(join(dir, "bzImage"), Buffer.alloc(2 * 1024 * 1024 + 3, 7));
   writeFileSync(join(dir, "initrd"), Buffer.alloc(1024 * 1024, 9));
-  runCli(["images", "add", "nixos", "--kernel", join(dir, "bzImage"), "--initrd", join(dir, "initrd"), "--version", "24.11", "--config", config]);
+  runCli([
+    "images",
+    "add",
+    "nixos",
+    "--kernel",
+    join(dir, "bzImage"),
+    "--initrd",
+    join(dir, "initrd"),
+    "--version",
+    "24.11",
+    "--config",
+    config,
+  ]);
   daemon = await startDaemon(link, config);
 });
 
@@ -55,13 +66,17 @@ after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-const curl = (path: string, ...args: string[]) => link.inClient("curl", ["-sS", "--max-time", "10", ...args, `http://${link.serverIp}${path}`]);
+const curl = (path: string, ...args: string[]) =>
+  link.inClient("curl", ["-sS", "--max-time", "10", ...args, `http://${link.serverIp}${path}`]);
 
 test("a known MAC gets its fixed address from udhcpc", (t) => {
   if (!requireBinaries(t, "udhcpc")) return;
   link.inClient("ip", ["link", "set", link.clientIf, "address", MAC]);
   // udhcpc reports on stderr; `-s /bin/true` keeps it from configuring the link itself.
-  const out = link.inClient("sh", ["-c", `timeout 30 udhcpc -i ${link.clientIf} -n -q -f -O hostname -s /bin/true 2>&1`]);
+  const out = link.inClient("sh", [
+    "-c",
+    `timeout 30 udhcpc -i ${link.clientIf} -n -q -f -O hostname -s /bin/true 2>&1`,
+  ]);
   assert.match(out, new RegExp(`lease of ${link.serverIp.replace(/\.1$/, ".50").replace(/\./g, "\\.")} obtained`));
   link.inClient("ip", ["addr", "add", `${link.serverIp.replace(/\.1$/, ".50")}/24`, "dev", link.clientIf]);
 });
@@ -96,7 +111,12 @@ test("curl walks entry script → machine script → kernel with a Range request
   assert.equal(part.length, 100);
   const full = join(dir, "kernel.out");
   link.inClient("curl", ["-sS", "--max-time", "20", kernelUrl, "-o", full]);
-  assert.equal(createHash("sha256").update(readFileSync(full)).digest("hex"), createHash("sha256").update(readFileSync(join(dir, "bzImage"))).digest("hex"));
+  assert.equal(
+    createHash("sha256").update(readFileSync(full)).digest("hex"),
+    createHash("sha256")
+      .update(readFileSync(join(dir, "bzImage")))
+      .digest("hex"),
+  );
   assert.match(curl("/health"), /"status":"ok"/);
 });
 
@@ -105,7 +125,9 @@ test("/metrics counts what the clients above did, per part", () => {
   const value = (name: string) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1] ?? NaN);
   assert.ok(value("centra_pxe_dhcp_replies_total") >= 2, "udhcpc's OFFER and ACK");
   assert.ok(value("centra_pxe_tftp_transfers_completed_total") >= 1);
-  assert.ok(value("centra_pxe_tftp_bytes_sent_total") >= readFileSync(join(dir, "state", "ipxe", "undionly.kpxe")).length);
+  assert.ok(
+    value("centra_pxe_tftp_bytes_sent_total") >= readFileSync(join(dir, "state", "ipxe", "undionly.kpxe")).length,
+  );
   assert.match(text, /^centra_pxe_http_requests_total\{kind="image",status="206"\} 1$/m);
   assert.match(text, /^centra_pxe_part_up\{part="dhcp"\} 1$/m);
   assert.match(text, /^centra_pxe_nodes\{state="ready"\} 1$/m);
@@ -126,7 +148,16 @@ test("SIGHUP: a bad config is refused and the old one keeps serving; a good one 
 
 const doctor = () => {
   try {
-    return { code: 0, out: sh("ip", ["netns", "exec", link.serverNs!, process.execPath, ...cliArgs(["doctor", "--config", join(dir, "config.yaml")])]) };
+    return {
+      code: 0,
+      out: sh("ip", [
+        "netns",
+        "exec",
+        link.serverNs!,
+        process.execPath,
+        ...cliArgs(["doctor", "--config", join(dir, "config.yaml")]),
+      ]),
+    };
   } catch (error) {
     const e = error as { status: number; stdout: string };
     return { code: e.status, out: e.stdout };
@@ -147,7 +178,8 @@ test("SIGTERM stops every part and exits 0", async () => {
   const exited = new Promise<number | null>((resolve) => daemon.process.once("exit", (code) => resolve(code)));
   daemon.process.kill("SIGTERM");
   assert.equal(await exited, 0);
-  for (const part of ["dhcp", "tftp", "http"]) assert.match(daemon.log(), new RegExp(`"service":"${part}","msg":"stopped"`));
+  for (const part of ["dhcp", "tftp", "http"])
+    assert.match(daemon.log(), new RegExp(`"service":"${part}","msg":"stopped"`));
 });
 
 test("doctor against a stopped server fails and says what to do", () => {

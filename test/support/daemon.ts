@@ -13,10 +13,15 @@ export const cliArgs = (args: string[]): string[] => ["--import", "tsx", join(re
 export const runCli = (args: string[]): string => sh(process.execPath, cliArgs(args));
 
 /** Poll `check` until it holds; on timeout the error carries `context()` (a server log, say). */
-export async function waitFor(what: string, check: () => boolean, options: { ms?: number; context?: () => string } = {}): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => boolean,
+  options: { ms?: number; context?: () => string } = {},
+): Promise<void> {
   const deadline = Date.now() + (options.ms ?? 30_000);
   while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${options.context ? `:\n${options.context()}` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${options.context ? `:\n${options.context()}` : ""}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -37,7 +42,8 @@ export async function startDaemon(link: TestLink, config: string): Promise<Runni
   const daemon: RunningDaemon = {
     process: child,
     log: () => log,
-    waitForLog: (what, check, ms) => waitFor(what, () => check(log), { ms, context: () => `server log:\n${log.slice(-3000)}` }),
+    waitForLog: (what, check, ms) =>
+      waitFor(what, () => check(log), { ms, context: () => `server log:\n${log.slice(-3000)}` }),
   };
   await daemon.waitForLog("the server to serve", (l) => l.includes('"msg":"serving"'));
   return daemon;

@@ -30,7 +30,9 @@ export function findBinary(name: string): string | undefined {
 export function requireBinaries(t: TestContext, ...names: string[]): boolean {
   const missing = names.filter((n) => !findBinary(n));
   if (missing.length === 0 && process.getuid?.() === 0) return true;
-  const why = missing.length ? `missing ${missing.join(", ")} (scripts/bootstrap installs them)` : "needs root for network namespaces";
+  const why = missing.length
+    ? `missing ${missing.join(", ")} (scripts/bootstrap installs them)`
+    : "needs root for network namespaces";
   if (isCI) throw new Error(`${why}: required under CI`);
   t.skip(why);
   return false;
@@ -63,7 +65,9 @@ let counter = 0;
  * the test process's namespace so an in-process server can bind to it.
  * `clientIp: null` leaves the client end without an address (a DHCP client will take one).
  */
-export function createLink(options: { serverInRoot?: boolean; subnet?: string; clientIp?: string | null } = {}): TestLink {
+export function createLink(
+  options: { serverInRoot?: boolean; subnet?: string; clientIp?: string | null } = {},
+): TestLink {
   const id = `${process.pid.toString(36).slice(-3)}${(counter++).toString(36)}${randomBytes(1).toString("hex")}`;
   const base = options.subnet ?? `10.${200 + (process.pid % 50)}.${counter % 250}`;
   const serverIp = `${base}.1`;

@@ -39,8 +39,14 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     await store.images.put(image("24.11"));
     await store.images.put(image("24.05"));
     await store.images.put({ ...image("1"), name: "debian" });
-    assert.deepEqual((await store.images.list("nixos")).map((r) => r.version), ["24.11", "24.05"]);
-    assert.deepEqual((await store.images.list()).map((r) => `${r.name}/${r.version}`), ["debian/1", "nixos/24.11", "nixos/24.05"]);
+    assert.deepEqual(
+      (await store.images.list("nixos")).map((r) => r.version),
+      ["24.11", "24.05"],
+    );
+    assert.deepEqual(
+      (await store.images.list()).map((r) => `${r.name}/${r.version}`),
+      ["debian/1", "nixos/24.11", "nixos/24.05"],
+    );
   });
 
   withStore("putting a version again replaces its record", async (store) => {
@@ -88,9 +94,14 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
   });
 
   withStore("a MAC, UUID, hostname or address held by another node is a conflict naming the field", async (store) => {
-    await store.nodes.create(node("n-1", ["52:54:00:00:00:01"], { uuid: "u-1", hostname: "a", ipAddress: "10.0.100.51" }));
+    await store.nodes.create(
+      node("n-1", ["52:54:00:00:00:01"], { uuid: "u-1", hostname: "a", ipAddress: "10.0.100.51" }),
+    );
     const clash = async (record: NodeRecord, field: string) =>
-      assert.rejects(store.nodes.create(record), (error: unknown) => error instanceof NodeConflict && error.field === field && error.holder === "n-1");
+      assert.rejects(
+        store.nodes.create(record),
+        (error: unknown) => error instanceof NodeConflict && error.field === field && error.holder === "n-1",
+      );
     await clash(node("n-2", ["52:54:00:00:00:01"]), "macs");
     await clash(node("n-2", ["52:54:00:00:00:09"], { uuid: "u-1" }), "uuid");
     await clash(node("n-2", ["52:54:00:00:00:09"], { hostname: "a" }), "hostname");
@@ -108,21 +119,50 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
   });
 
   withStore("nodes list in creation order and filter by state, profile and labels", async (store) => {
-    await store.nodes.create(node("n-b", ["52:54:00:00:00:01"], { state: "ready", profile: "worker", labels: { rack: "a1", role: "db" } }));
-    await store.nodes.create(node("n-a", ["52:54:00:00:00:02"], { state: "ready", profile: "control-plane", labels: { rack: "a1" } }));
+    await store.nodes.create(
+      node("n-b", ["52:54:00:00:00:01"], { state: "ready", profile: "worker", labels: { rack: "a1", role: "db" } }),
+    );
+    await store.nodes.create(
+      node("n-a", ["52:54:00:00:00:02"], { state: "ready", profile: "control-plane", labels: { rack: "a1" } }),
+    );
     await store.nodes.create(node("n-c", ["52:54:00:00:00:03"]));
-    assert.deepEqual((await store.nodes.list()).map((n) => n.id), ["n-b", "n-a", "n-c"]);
-    assert.deepEqual((await store.nodes.list({ state: "ready" })).map((n) => n.id), ["n-b", "n-a"]);
-    assert.deepEqual((await store.nodes.list({ profile: "worker" })).map((n) => n.id), ["n-b"]);
-    assert.deepEqual((await store.nodes.list({ labels: { rack: "a1" } })).map((n) => n.id), ["n-b", "n-a"]);
-    assert.deepEqual((await store.nodes.list({ labels: { rack: "a1", role: "db" } })).map((n) => n.id), ["n-b"]);
+    assert.deepEqual(
+      (await store.nodes.list()).map((n) => n.id),
+      ["n-b", "n-a", "n-c"],
+    );
+    assert.deepEqual(
+      (await store.nodes.list({ state: "ready" })).map((n) => n.id),
+      ["n-b", "n-a"],
+    );
+    assert.deepEqual(
+      (await store.nodes.list({ profile: "worker" })).map((n) => n.id),
+      ["n-b"],
+    );
+    assert.deepEqual(
+      (await store.nodes.list({ labels: { rack: "a1" } })).map((n) => n.id),
+      ["n-b", "n-a"],
+    );
+    assert.deepEqual(
+      (await store.nodes.list({ labels: { rack: "a1", role: "db" } })).map((n) => n.id),
+      ["n-b"],
+    );
     await store.nodes.replace({ ...(await store.nodes.get("n-a"))!, lastSeenAt: "2026-11-20T00:00:00.000Z" });
-    assert.deepEqual((await store.nodes.list({ seenBefore: "2026-11-24T00:00:00.000Z" })).map((n) => n.id), ["n-a"], "last seen, else created, before");
+    assert.deepEqual(
+      (await store.nodes.list({ seenBefore: "2026-11-24T00:00:00.000Z" })).map((n) => n.id),
+      ["n-a"],
+      "last seen, else created, before",
+    );
   });
 
   withStore("removing a node frees its MACs and keeps its events", async (store) => {
     await store.nodes.create(node("n-1", ["52:54:00:00:00:01"]));
-    await store.events.append({ nodeId: "n-1", kind: "discovered", toState: "discovered", at: "2026-11-25T00:00:00.000Z", details: {} });
+    await store.events.append({
+      nodeId: "n-1",
+      kind: "discovered",
+      toState: "discovered",
+      at: "2026-11-25T00:00:00.000Z",
+      details: {},
+    });
     assert.equal(await store.nodes.remove("n-1"), true);
     assert.equal(await store.nodes.remove("n-1"), false);
     await store.nodes.create(node("n-2", ["52:54:00:00:00:01"]));
@@ -131,9 +171,29 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
 
   withStore("events get increasing seqs and filter by node, kind, seq, time and limit", async (store) => {
     const at = (minute: number) => `2026-11-25T00:0${minute}:00.000Z`;
-    const a = await store.events.append({ nodeId: "n-1", kind: "discovered", toState: "discovered", at: at(1), details: { firmware: "bios" } });
-    const b = await store.events.append({ nodeId: "n-2", kind: "transition", fromState: "ready", toState: "provisioning", at: at(2), details: {} });
-    const c = await store.events.append({ nodeId: "n-1", kind: "transition", fromState: "discovered", toState: "ready", at: at(3), details: {} });
+    const a = await store.events.append({
+      nodeId: "n-1",
+      kind: "discovered",
+      toState: "discovered",
+      at: at(1),
+      details: { firmware: "bios" },
+    });
+    const b = await store.events.append({
+      nodeId: "n-2",
+      kind: "transition",
+      fromState: "ready",
+      toState: "provisioning",
+      at: at(2),
+      details: {},
+    });
+    const c = await store.events.append({
+      nodeId: "n-1",
+      kind: "transition",
+      fromState: "discovered",
+      toState: "ready",
+      at: at(3),
+      details: {},
+    });
     assert.ok(a.seq < b.seq && b.seq < c.seq);
     assert.deepEqual(await store.events.list(), [a, b, c]);
     assert.deepEqual(await store.events.list({ nodeId: "n-1" }), [a, c]);
@@ -180,12 +240,24 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     assert.equal(await store.apiTokens.revoke("t1", "2026-11-25T03:00:00.000Z"), false);
     assert.equal(await store.apiTokens.revoke("t9", "2026-11-25T03:00:00.000Z"), false);
     assert.deepEqual(await store.apiTokens.list(), [
-      { id: "t1", name: "ops", hash: "h1", createdAt: "2026-11-25T00:00:00.000Z", lastUsedAt: "2026-11-25T01:00:00.000Z", revokedAt: "2026-11-25T02:00:00.000Z" },
+      {
+        id: "t1",
+        name: "ops",
+        hash: "h1",
+        createdAt: "2026-11-25T00:00:00.000Z",
+        lastUsedAt: "2026-11-25T01:00:00.000Z",
+        revokedAt: "2026-11-25T02:00:00.000Z",
+      },
     ]);
   });
 
   withStore("a callback token is consumed once, and not after it expired", async (store) => {
-    const base = { nodeId: "n-1", provisioningId: "p-1", createdAt: "2026-11-25T00:00:00.000Z", expiresAt: "2026-11-25T00:30:00.000Z" };
+    const base = {
+      nodeId: "n-1",
+      provisioningId: "p-1",
+      createdAt: "2026-11-25T00:00:00.000Z",
+      expiresAt: "2026-11-25T00:30:00.000Z",
+    };
     await store.callbackTokens.issue({ ...base, hash: "c1" });
     await store.callbackTokens.issue({ ...base, hash: "c2" });
     const first = await store.callbackTokens.consume("c1", "2026-11-25T00:10:00.000Z");
@@ -198,16 +270,29 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
   });
 
   withStore("a callback token is issued once per hash and found without being used", async (store) => {
-    const base = { nodeId: "n-1", provisioningId: "p-1", createdAt: "2026-11-25T00:00:00.000Z", expiresAt: "2026-11-25T00:30:00.000Z" };
+    const base = {
+      nodeId: "n-1",
+      provisioningId: "p-1",
+      createdAt: "2026-11-25T00:00:00.000Z",
+      expiresAt: "2026-11-25T00:30:00.000Z",
+    };
     assert.equal(await store.callbackTokens.issue({ ...base, hash: "c1" }), true);
-    assert.equal(await store.callbackTokens.issue({ ...base, hash: "c1", expiresAt: "2026-11-25T09:00:00.000Z" }), false);
+    assert.equal(
+      await store.callbackTokens.issue({ ...base, hash: "c1", expiresAt: "2026-11-25T09:00:00.000Z" }),
+      false,
+    );
     assert.equal((await store.callbackTokens.find("c1"))?.expiresAt, base.expiresAt, "a second issue moves nothing");
     assert.equal((await store.callbackTokens.find("c1"))?.usedAt, undefined);
     assert.equal(await store.callbackTokens.find("zz"), undefined);
   });
 
   withStore("revoking a node's callback tokens leaves the used ones as evidence", async (store) => {
-    const base = { nodeId: "n-1", provisioningId: "p-1", createdAt: "2026-11-25T00:00:00.000Z", expiresAt: "2026-11-25T00:30:00.000Z" };
+    const base = {
+      nodeId: "n-1",
+      provisioningId: "p-1",
+      createdAt: "2026-11-25T00:00:00.000Z",
+      expiresAt: "2026-11-25T00:30:00.000Z",
+    };
     await store.callbackTokens.issue({ ...base, hash: "c1" });
     await store.callbackTokens.issue({ ...base, hash: "c2" });
     await store.callbackTokens.consume("c1", "2026-11-25T00:10:00.000Z");

@@ -45,21 +45,53 @@ test("TFTP server with real clients", { timeout: 600_000 }, async (t) => {
 
     await t.test("tftp-hpa: octet and netascii", async () => {
       const binary = outFile();
-      let r = await runInClient(link, "tftp", ["-m", "binary", link.serverIp, String(port), "-c", "get", "one-mb.bin", binary]);
+      let r = await runInClient(link, "tftp", [
+        "-m",
+        "binary",
+        link.serverIp,
+        String(port),
+        "-c",
+        "get",
+        "one-mb.bin",
+        binary,
+      ]);
       assert.doesNotMatch(r.stdout + r.stderr, /error|timed out/i);
       assert.equal(readSha(binary), sha256(fixture.files["one-mb.bin"]!));
       // tftp-hpa converts netascii back to local line ends, so the file arrives as stored.
       const text = outFile();
-      r = await runInClient(link, "tftp", ["-m", "ascii", link.serverIp, String(port), "-c", "get", "readme.txt", text]);
+      r = await runInClient(link, "tftp", [
+        "-m",
+        "ascii",
+        link.serverIp,
+        String(port),
+        "-c",
+        "get",
+        "readme.txt",
+        text,
+      ]);
       assert.doesNotMatch(r.stdout + r.stderr, /error|timed out/i);
       assert.equal(readSha(text), sha256(fixture.files["readme.txt"]!));
     });
 
     await t.test("atftp: blksize, tsize and windowsize", async () => {
-      for (const options of [["blksize 1468", "tsize 0"], ["blksize 1468", "windowsize 16", "tsize 0"], ["blksize 8192", "windowsize 4"], ["blksize 512", "windowsize 64"]]) {
+      for (const options of [
+        ["blksize 1468", "tsize 0"],
+        ["blksize 1468", "windowsize 16", "tsize 0"],
+        ["blksize 8192", "windowsize 4"],
+        ["blksize 512", "windowsize 64"],
+      ]) {
         const file = outFile();
         const args = options.flatMap((o) => ["--option", o]);
-        const r = await runInClient(link, "atftp", [...args, "-g", "-r", "one-mb.bin", "-l", file, link.serverIp, String(port)]);
+        const r = await runInClient(link, "atftp", [
+          ...args,
+          "-g",
+          "-r",
+          "one-mb.bin",
+          "-l",
+          file,
+          link.serverIp,
+          String(port),
+        ]);
         assert.equal(r.code, 0, `atftp ${options.join(", ")}: ${r.stderr}`);
         assert.equal(readSha(file), sha256(fixture.files["one-mb.bin"]!), `atftp ${options.join(", ")}`);
       }
@@ -72,7 +104,9 @@ test("TFTP server with real clients", { timeout: 600_000 }, async (t) => {
         const name = names[i % 2]!;
         const file = outFile();
         const flags = i % 3 === 0 ? [] : ["--tftp-blksize", "1468"];
-        return runInClient(link, "curl", ["-sS", "--max-time", "300", ...flags, "-o", file, url(name)], 330_000).then((r) => ({ r, file, name }));
+        return runInClient(link, "curl", ["-sS", "--max-time", "300", ...flags, "-o", file, url(name)], 330_000).then(
+          (r) => ({ r, file, name }),
+        );
       });
       const results = await Promise.all(jobs);
       for (const { r, file, name } of results) {

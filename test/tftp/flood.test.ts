@@ -24,7 +24,8 @@ interface RawReply {
   hex: string;
 }
 
-const rrq = (filename: string, options: TftpOption[] = []) => encodePacket({ opcode: Opcode.ReadRequest, filename, mode: "octet", options }).toString("hex");
+const rrq = (filename: string, options: TftpOption[] = []) =>
+  encodePacket({ opcode: Opcode.ReadRequest, filename, mode: "octet", options }).toString("hex");
 
 /** `count` more addresses on the client's end of the link, from `.100` on. */
 function addClientAddresses(link: ReturnType<typeof makeLink>, count: number): string[] {
@@ -42,7 +43,10 @@ test("TFTP under flood", { timeout: 600_000 }, async (t) => {
   const attackers = addClientAddresses(link, 32);
   let n = 0;
   const outFile = () => join(out, `f${n++}`);
-  const raw = async (port: number, cases: { name: string; hex: string; from?: string; waitMs?: number }[]): Promise<Record<string, RawReply[]>> => {
+  const raw = async (
+    port: number,
+    cases: { name: string; hex: string; from?: string; waitMs?: number }[],
+  ): Promise<Record<string, RawReply[]>> => {
     const input = { server: link.serverIp, port, cases: cases.map((c) => ({ waitMs: 1500, ...c })) };
     const r = await runInClient(link, process.execPath, ["--import", "tsx", rawClient, JSON.stringify(input)]);
     assert.equal(r.code, 0, r.stderr);
@@ -60,25 +64,60 @@ test("TFTP under flood", { timeout: 600_000 }, async (t) => {
         "--import",
         "tsx",
         floodClient,
-        JSON.stringify({ server: link.serverIp, port, sources: attackers, socketsPerSource: 32, perSecond: 400, request: rrq("one-mb.bin") }),
+        JSON.stringify({
+          server: link.serverIp,
+          port,
+          sources: attackers,
+          socketsPerSource: 32,
+          perSecond: 400,
+          request: rrq("one-mb.bin"),
+        }),
       ]);
       let stderr = "";
       flood.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
       try {
         // One full round: 1,024 transfers asked for, more than the server has slots.
-        const [first] = (await Promise.race([once(flood.stdout!, "data"), once(flood, "exit").then(() => assert.fail(`flood ended: ${stderr}`))])) as [Buffer];
+        const [first] = (await Promise.race([
+          once(flood.stdout!, "data"),
+          once(flood, "exit").then(() => assert.fail(`flood ended: ${stderr}`)),
+        ])) as [Buffer];
         assert.match(first.toString(), /round/);
         const hpa = outFile();
-        const r1 = await runInClient(link, "tftp", ["-m", "binary", link.serverIp, String(port), "-c", "get", "undionly.kpxe", hpa], 60_000);
+        const r1 = await runInClient(
+          link,
+          "tftp",
+          ["-m", "binary", link.serverIp, String(port), "-c", "get", "undionly.kpxe", hpa],
+          60_000,
+        );
         assert.doesNotMatch(r1.stdout + r1.stderr, /error|timed out|busy/i, "tftp-hpa during the flood");
         assert.equal(readSha(hpa), sha256(fixture.files["undionly.kpxe"]!));
         const at = outFile();
-        const r2 = await runInClient(link, "atftp", ["--option", "blksize 1468", "--option", "tsize 0", "-g", "-r", "undionly.kpxe", "-l", at, link.serverIp, String(port)], 60_000);
+        const r2 = await runInClient(
+          link,
+          "atftp",
+          [
+            "--option",
+            "blksize 1468",
+            "--option",
+            "tsize 0",
+            "-g",
+            "-r",
+            "undionly.kpxe",
+            "-l",
+            at,
+            link.serverIp,
+            String(port),
+          ],
+          60_000,
+        );
         assert.equal(r2.code, 0, `atftp during the flood: ${r2.stderr}`);
         assert.equal(readSha(at), sha256(fixture.files["undionly.kpxe"]!));
         const stats = service.stats();
         t.diagnostic(JSON.stringify(stats));
-        assert.ok(stats.transfersEvicted > 0, "the flood filled the unacknowledged budget (else this test proves nothing)");
+        assert.ok(
+          stats.transfersEvicted > 0,
+          "the flood filled the unacknowledged budget (else this test proves nothing)",
+        );
       } finally {
         flood.kill("SIGKILL");
         await service.stop();
@@ -90,7 +129,12 @@ test("TFTP under flood", { timeout: 600_000 }, async (t) => {
       const { port } = service.address();
       try {
         const before = service.stats();
-        const cases = Array.from({ length: 200 }, (_, i) => ({ name: `r${i}`, hex: rrq("missing.bin"), from: attackers[0], waitMs: 1000 }));
+        const cases = Array.from({ length: 200 }, (_, i) => ({
+          name: `r${i}`,
+          hex: rrq("missing.bin"),
+          from: attackers[0],
+          waitMs: 1000,
+        }));
         const replies = await raw(port, cases);
         const answered = cases.filter((c) => (replies[c.name] ?? []).length > 0).length;
         // The burst (100 by default), and what the rate (20/s) refills while the burst is sent.
@@ -131,11 +175,28 @@ test("TFTP under flood", { timeout: 600_000 }, async (t) => {
       try {
         // tftpd-hpa --secure takes a leading `/` as the root; migrated dhcpd.conf files rely on it.
         const hpa = outFile();
-        const r1 = await runInClient(link, "tftp", ["-m", "binary", link.serverIp, String(port), "-c", "get", "/undionly.kpxe", hpa]);
+        const r1 = await runInClient(link, "tftp", [
+          "-m",
+          "binary",
+          link.serverIp,
+          String(port),
+          "-c",
+          "get",
+          "/undionly.kpxe",
+          hpa,
+        ]);
         assert.doesNotMatch(r1.stdout + r1.stderr, /error|timed out|violation/i);
         assert.equal(readSha(hpa), sha256(fixture.files["undionly.kpxe"]!));
         const sub = outFile();
-        const r2 = await runInClient(link, "atftp", ["-g", "-r", "/sub/ipxe.efi", "-l", sub, link.serverIp, String(port)]);
+        const r2 = await runInClient(link, "atftp", [
+          "-g",
+          "-r",
+          "/sub/ipxe.efi",
+          "-l",
+          sub,
+          link.serverIp,
+          String(port),
+        ]);
         assert.equal(r2.code, 0, r2.stderr);
         assert.equal(readSha(sub), sha256(fixture.files["sub/ipxe.efi"]!));
       } finally {
@@ -151,7 +212,19 @@ test("TFTP under flood", { timeout: 600_000 }, async (t) => {
         // (nor sent) 8 bytes at a time: 145 datagrams instead of 9,277.
         const before = service.stats();
         const small = outFile();
-        const r3 = await runInClient(link, "atftp", ["--option", "blksize 8", "--option", "tsize 0", "-g", "-r", "undionly.kpxe", "-l", small, link.serverIp, String(port)]);
+        const r3 = await runInClient(link, "atftp", [
+          "--option",
+          "blksize 8",
+          "--option",
+          "tsize 0",
+          "-g",
+          "-r",
+          "undionly.kpxe",
+          "-l",
+          small,
+          link.serverIp,
+          String(port),
+        ]);
         assert.equal(r3.code, 0, r3.stderr);
         assert.equal(readSha(small), sha256(fixture.files["undionly.kpxe"]!));
         const sent = service.stats().datagramsSent - before.datagramsSent;

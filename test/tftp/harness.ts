@@ -40,7 +40,12 @@ export function makeFixture(): Fixture {
 }
 
 /** `workers` undefined: the service's default (one per core, up to 4); 0: everything in this thread. */
-export async function startService(stateDir: string, bindAddress: string, limits?: Partial<TftpLimits>, workers?: number): Promise<TftpService> {
+export async function startService(
+  stateDir: string,
+  bindAddress: string,
+  limits?: Partial<TftpLimits>,
+  workers?: number,
+): Promise<TftpService> {
   const config = parseConfig(JSON.stringify({ stateDir, tftp: { port: 0, bindAddress } }));
   const service = createTftpService({ config, logger: silentLogger, limits, workers });
   await service.start();
@@ -56,7 +61,12 @@ export function readSha(path: string): string {
 }
 
 /** Run a command in the client namespace; resolves with exit code and output, never rejects. */
-export function runInClient(link: TestLink, cmd: string, args: string[], timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runInClient(
+  link: TestLink,
+  cmd: string,
+  args: string[],
+  timeoutMs = 120_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = link.spawnInClient(cmd, args);
     let stdout = "";
@@ -97,7 +107,20 @@ export { sh, spawn };
  */
 export function addLoss(link: TestLink, percent: number): { method: "netem" | "iptables"; remove(): void } {
   try {
-    sh("ip", ["netns", "exec", link.clientNs, "tc", "qdisc", "add", "dev", link.clientIf, "root", "netem", "loss", `${percent}%`]);
+    sh("ip", [
+      "netns",
+      "exec",
+      link.clientNs,
+      "tc",
+      "qdisc",
+      "add",
+      "dev",
+      link.clientIf,
+      "root",
+      "netem",
+      "loss",
+      `${percent}%`,
+    ]);
     sh("tc", ["qdisc", "add", "dev", link.serverIf, "root", "netem", "loss", `${percent}%`]);
     return { method: "netem", remove: () => {} };
   } catch {
@@ -107,7 +130,18 @@ export function addLoss(link: TestLink, percent: number): { method: "netem" | "i
       /* netem was not added */
     }
   }
-  const drop = ["-p", "udp", "-m", "statistic", "--mode", "random", "--probability", String(percent / 100), "-j", "DROP"];
+  const drop = [
+    "-p",
+    "udp",
+    "-m",
+    "statistic",
+    "--mode",
+    "random",
+    "--probability",
+    String(percent / 100),
+    "-j",
+    "DROP",
+  ];
   sh("ip", ["netns", "exec", link.clientNs, "iptables", "-A", "INPUT", ...drop]);
   const serverRule = ["INPUT", "-i", link.serverIf, ...drop];
   sh("iptables", ["-A", ...serverRule]);

@@ -22,7 +22,9 @@ test("TFTP transfers complete over a link with 5% packet loss", { timeout: 900_0
     const jobs: Promise<{ what: string; code: number | null; stderr: string; file: string; expected: Buffer }>[] = [];
     const add = (what: string, name: string, cmd: string, args: (file: string) => string[]) => {
       const file = join(out, `f${n++}`);
-      const attempt = async (tries: number): Promise<{ what: string; code: number | null; stderr: string; file: string; expected: Buffer }> => {
+      const attempt = async (
+        tries: number,
+      ): Promise<{ what: string; code: number | null; stderr: string; file: string; expected: Buffer }> => {
         const r = await runInClient(link, cmd, args(file), 600_000);
         // atftp 0.8 aborts when the server resends its OACK ("tftp: unexpected OACK"), which any
         // server must do when the client's ACK 0 was lost (RFC 2347); tftpd-hpa meets the same
@@ -36,11 +38,48 @@ test("TFTP transfers complete over a link with 5% packet loss", { timeout: 900_0
       jobs.push(attempt(4));
     };
     const url = (name: string) => `tftp://${link.serverIp}:${port}/${name}`;
-    for (let i = 0; i < 8; i++) add(`curl blksize 1468 #${i}`, "undionly.kpxe", "curl", (f) => ["-sS", "--tftp-blksize", "1468", "-o", f, url("undionly.kpxe")]);
-    for (let i = 0; i < 4; i++) add(`curl no options #${i}`, "undionly.kpxe", "curl", (f) => ["-sS", "--tftp-no-options", "-o", f, url("undionly.kpxe")]);
-    for (let i = 0; i < 2; i++) add(`tftp-hpa #${i}`, "undionly.kpxe", "tftp", (f) => ["-m", "binary", link.serverIp, String(port), "-c", "get", "undionly.kpxe", f]);
+    for (let i = 0; i < 8; i++)
+      add(`curl blksize 1468 #${i}`, "undionly.kpxe", "curl", (f) => [
+        "-sS",
+        "--tftp-blksize",
+        "1468",
+        "-o",
+        f,
+        url("undionly.kpxe"),
+      ]);
+    for (let i = 0; i < 4; i++)
+      add(`curl no options #${i}`, "undionly.kpxe", "curl", (f) => [
+        "-sS",
+        "--tftp-no-options",
+        "-o",
+        f,
+        url("undionly.kpxe"),
+      ]);
+    for (let i = 0; i < 2; i++)
+      add(`tftp-hpa #${i}`, "undionly.kpxe", "tftp", (f) => [
+        "-m",
+        "binary",
+        link.serverIp,
+        String(port),
+        "-c",
+        "get",
+        "undionly.kpxe",
+        f,
+      ]);
     for (let i = 0; i < 2; i++) {
-      add(`atftp windowsize 8 #${i}`, "one-mb.bin", "atftp", (f) => ["--option", "blksize 1468", "--option", "windowsize 8", "-g", "-r", "one-mb.bin", "-l", f, link.serverIp, String(port)]);
+      add(`atftp windowsize 8 #${i}`, "one-mb.bin", "atftp", (f) => [
+        "--option",
+        "blksize 1468",
+        "--option",
+        "windowsize 8",
+        "-g",
+        "-r",
+        "one-mb.bin",
+        "-l",
+        f,
+        link.serverIp,
+        String(port),
+      ]);
     }
     const results = await Promise.all(jobs);
     for (const r of results) {

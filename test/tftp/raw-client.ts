@@ -32,4 +32,4 @@ async function run(c: RawCase): Promise<[string, RawReply[]]> {
 }
 
 const results = Object.fromEntries(await Promise.all(input.cases.map(run)));
-process.stdout.write(JSON.stringify(results) + "\n");
+process.stdout.write(`${JSON.stringify(results)}\n`);

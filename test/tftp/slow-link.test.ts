@@ -13,7 +13,9 @@ import { makeFixture, makeLink, readSha, runInClient, sha256, startService } fro
  * socket drains (native/udp-transfer-socket.c). Dropping that rest instead would stall the
  * transfer on the retransmission timer, once per window.
  */
-test("a window larger than the send buffer, on a slow link, leaves whole and in order", { timeout: 300_000 }, async (t) => {
+test("a window larger than the send buffer, on a slow link, leaves whole and in order", {
+  timeout: 300_000,
+}, async (t) => {
   if (!requireBinaries(t, "ip", "tc", "atftp")) return;
   const fixture = makeFixture();
   const bytes = randomBytes(16 * 1024 * 1024);
@@ -23,11 +25,41 @@ test("a window larger than the send buffer, on a slow link, leaves whole and in 
   const service = await startService(fixture.stateDir, link.serverIp);
   try {
     // 200 Mbit/s, with a queue deep enough that the link never drops: what backs up is the socket.
-    sh("tc", ["qdisc", "add", "dev", link.serverIf, "root", "tbf", "rate", "200mbit", "burst", "256kb", "limit", "32mb"]);
+    sh("tc", [
+      "qdisc",
+      "add",
+      "dev",
+      link.serverIf,
+      "root",
+      "tbf",
+      "rate",
+      "200mbit",
+      "burst",
+      "256kb",
+      "limit",
+      "32mb",
+    ]);
     // 64 blocks of 65464 bytes: a 4 MB window against a send buffer of 2 MB (1 MiB, doubled by the kernel).
     const file = join(out, "sixteen-mb.bin");
     const started = Date.now();
-    const r = await runInClient(link, "atftp", ["--option", "blksize 65464", "--option", "windowsize 64", "-g", "-r", "sixteen-mb.bin", "-l", file, link.serverIp, String(service.address().port)], 120_000);
+    const r = await runInClient(
+      link,
+      "atftp",
+      [
+        "--option",
+        "blksize 65464",
+        "--option",
+        "windowsize 64",
+        "-g",
+        "-r",
+        "sixteen-mb.bin",
+        "-l",
+        file,
+        link.serverIp,
+        String(service.address().port),
+      ],
+      120_000,
+    );
     const ms = Date.now() - started;
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(readSha(file), sha256(bytes));
