@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { existsSync } from "node:fs";
 import Database from "better-sqlite3";
-import type { LeaseRecord } from "../dhcp/lease-store.js";
+import type { LeaseRecord } from "../contracts/lease-store.js";
 import { databaseFile } from "../files/state-dir.js";
 import { listLeases } from "../store/leases-sqlite.js";
 import { resolveConfig } from "./config-commands.js";

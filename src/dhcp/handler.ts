@@ -6,6 +6,7 @@ import {
   type ClientHints,
   type FirmwareTable,
 } from "../boot/firmware.js";
+import type { Sighting } from "../contracts/sighting.js";
 import type { AddressBook } from "./address-book.js";
 import { replyDestination, type Destination } from "./destination.js";
 import { MessageType, messageTypeName, Option } from "./options.js";
@@ -89,15 +90,6 @@ export interface DhcpContext {
   declineQuarantineMs?: number;
 }
 
-/** What the client told us about itself, for the inventory (`observer` of the service). */
-export interface SeenClient {
-  mac: string;
-  firmware: string;
-  arch?: number;
-  uuid?: string;
-  userClass?: string;
-}
-
 export type HandleResult =
   | {
       kind: "reply";
@@ -106,7 +98,7 @@ export type HandleResult =
       maxSize: number;
       /** Lease changes to make durable before the reply is sent. */
       persist: PoolLease[];
-      seen?: SeenClient;
+      seen?: Sighting;
       /** Operator-facing remarks (a refused bootloader, …), logged at warn. */
       warnings: string[];
     }
@@ -114,7 +106,7 @@ export type HandleResult =
       kind: "ignore";
       reason: string;
       persist: PoolLease[];
-      seen?: SeenClient;
+      seen?: Sighting;
       warnings: string[];
       /** worth an operator's attention */
       notable?: boolean;
@@ -188,7 +180,7 @@ export function handle(
   // Only an Ethernet address (htype 1, hlen 6) names a machine the inventory can hold; anything
   // else is a malformed or foreign client and is answered, if at all, without being recorded.
   const ethernet = request.htype === 1 && request.hlen === 6;
-  const seen: SeenClient | undefined =
+  const seen: Sighting | undefined =
     ethernet && bootClient && (type === MessageType.Discover || type === MessageType.Request)
       ? {
           mac,
@@ -196,6 +188,7 @@ export function handle(
           arch: hints.arch,
           uuid: machineUuid(request),
           userClass: hints.userClasses[0],
+          via: "dhcp",
         }
       : undefined;
 
@@ -248,7 +241,7 @@ function recordClaim(request: DhcpPacket, mac: string, context: DhcpContext): vo
   context.claims.bind(mac, wanted, context.now + leaseSeconds * 1000);
 }
 
-function withSeen(result: HandleResult, seen: SeenClient | undefined): HandleResult {
+function withSeen(result: HandleResult, seen: Sighting | undefined): HandleResult {
   if (seen) result.seen = seen;
   return result;
 }

@@ -5,30 +5,24 @@ import type { Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
 import { AddressBook } from "./address-book.js";
 import { PXE_PORT } from "./destination.js";
-import {
-  handle,
-  type DhcpContext,
-  type HandleResult,
-  type NodeReservation,
-  type SeenClient,
-  type SubnetPlan,
-} from "./handler.js";
-import type { LeaseStore } from "./lease-store.js";
+import { handle, type DhcpContext, type HandleResult, type NodeReservation, type SubnetPlan } from "./handler.js";
+import type { LeaseStore } from "../contracts/lease-store.js";
 import { messageTypeName } from "./options.js";
 import { hardwareAddress, messageType } from "./packet.js";
 import { AddressPool, fromRecord, toRecord, type PoolLease } from "./pool.js";
 import { Budget, PerClientRateLimit, type BudgetLimits } from "./rate-limit.js";
 import { DhcpSocketServer, zeroCounters, type DhcpCounters } from "./server.js";
 
-export type { LeaseRecord, LeaseStore } from "./lease-store.js";
-export type { SeenClient } from "./handler.js";
+export type { LeaseRecord, LeaseStore } from "../contracts/lease-store.js";
+export type { Sighting } from "../contracts/sighting.js";
+import type { Sighting } from "../contracts/sighting.js";
 
 export interface DhcpServiceOptions {
   config: Config;
   logger: Logger;
   leases: LeaseStore;
   /** Called for every DISCOVER/REQUEST of a network-boot client (the inventory records them). */
-  observer?: (seen: SeenClient) => void;
+  observer?: (seen: Sighting) => void;
   /** Consulted before `config.nodes` (the inventory in the database). */
   lookupNode?: (mac: string) => { ipAddress?: string; hostname?: string } | undefined;
   /**

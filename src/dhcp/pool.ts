@@ -1,5 +1,5 @@
 import { formatIpv4, parseIpv4 } from "../config/primitives.js";
-import type { LeaseRecord } from "./lease-store.js";
+import type { LeaseRecord } from "../contracts/lease-store.js";
 
 /**
  * The address book of one subnet's dynamic range, in memory. Pure (the clock is a parameter):

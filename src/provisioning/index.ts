@@ -54,8 +54,8 @@ export interface ProvisioningPart {
   service: Service;
   /** The inventory-backed boot decision over the default resolver (HTTP `resolver`). */
   resolver: BootResolver;
-  /** DHCP `observer`: a sighting, budgeted and batched (DHCP's SeenClient is structurally a Sighting minus `via`). */
-  dhcpObserver(seen: Omit<Sighting, "via">): void;
+  /** DHCP `observer`: a sighting, budgeted and batched. */
+  dhcpObserver(seen: Sighting): void;
   /** DHCP `lookupNode`: reservations of nodes created through the API, live. */
   lookupNode(mac: string): Reservation | undefined;
   /** Sightings recorded and dropped, for /metrics. */
@@ -139,12 +139,7 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     service,
     resolver,
     dhcpObserver(seen) {
-      void sightings.report({
-        mac: seen.mac,
-        via: "dhcp",
-        ...(seen.firmware !== undefined ? { firmware: seen.firmware } : {}),
-        ...(seen.uuid !== undefined ? { uuid: seen.uuid } : {}),
-      });
+      void sightings.report(seen);
     },
     lookupNode: (mac) => core.reservationFor(mac),
     sightingStats: () => sightings.stats(),

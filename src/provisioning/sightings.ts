@@ -1,23 +1,10 @@
 import { normalizeMac } from "../config/primitives.js";
+import type { Sighting } from "../contracts/sighting.js";
 import type { NodeEvent, NodeRecord, SightingBatch } from "../store/store.js";
 import { defined, type InventoryCore } from "./core.js";
 import { randomId } from "./tokens.js";
 
-/**
- * What the network reports of a machine: DHCP (a DISCOVER/REQUEST of a network-boot client) and
- * iPXE (a fetch of the per-machine script) alike. The one sighting type of the program; src/dhcp's
- * `SeenClient` is what its handler produces and maps onto this (`via: "dhcp"`).
- */
-export interface Sighting {
-  mac: string;
-  /** `bios`, `efi-x64`, … from DHCP option 93; `pcbios`, `efi` from iPXE. */
-  firmware?: string;
-  /** SMBIOS UUID: DHCP option 97 or iPXE `${uuid}`. A claim, never an identity (see `observe`). */
-  uuid?: string;
-  /** SMBIOS serial (iPXE `${serial}`). */
-  serial?: string;
-  via: "dhcp" | "ipxe";
-}
+export type { Sighting } from "../contracts/sighting.js";
 
 export interface SightingStats {
   /** Sightings written to the inventory. */

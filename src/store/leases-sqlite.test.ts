@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { createSqliteLeaseStore, listLeases } from "./leases-sqlite.js";
-import type { LeaseRecord } from "../dhcp/lease-store.js";
+import type { LeaseRecord } from "../contracts/lease-store.js";
 
 const lease = (address: string, mac: string, extra: Partial<LeaseRecord> = {}): LeaseRecord => ({
   address,

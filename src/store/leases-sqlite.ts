@@ -1,7 +1,7 @@
 import type Database from "better-sqlite3";
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
-import type { LeaseRecord, LeaseState, LeaseStore } from "../dhcp/lease-store.js";
+import type { LeaseRecord, LeaseState, LeaseStore } from "../contracts/lease-store.js";
 
 type Db = Database.Database;
 

@@ -318,7 +318,7 @@ test("an unknown machine that PXE-boots is discovered and gets the menu", async 
   assert.match(script, /Centra Cloud - Bare-Metal Provisioning/);
   const node = (await call("GET", "/api/v1/nodes/52:54:00:00:00:30")).json();
   assert.equal(node.state, "discovered");
-  part.dhcpObserver({ mac: "52:54:00:00:00:31", firmware: "efi-x64" });
+  part.dhcpObserver({ mac: "52:54:00:00:00:31", firmware: "efi-x64", via: "dhcp" });
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.equal((await call("GET", "/api/v1/nodes/52:54:00:00:00:31")).json().firmware, "efi-x64");
 });

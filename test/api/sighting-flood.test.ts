@@ -33,7 +33,7 @@ async function flood(burst: number): Promise<{ maxMs: number; recorded: number; 
     delay.enable();
     // The histogram needs a few samples before a stall right after enable() shows.
     await new Promise((r) => setTimeout(r, 50));
-    for (let i = 0; i < MACS; i++) part.dhcpObserver({ mac: macOf(i), firmware: "bios" });
+    for (let i = 0; i < MACS; i++) part.dhcpObserver({ mac: macOf(i), firmware: "bios", via: "dhcp" });
     const deadline = Date.now() + 30_000;
     while (part.sightingStats().recorded + part.sightingStats().dropped < MACS && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 20));

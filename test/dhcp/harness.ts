@@ -5,7 +5,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { ConfigInput } from "../../src/config/schema.js";
 import { listLeases } from "../../src/store/leases-sqlite.js";
-import type { LeaseRecord } from "../../src/dhcp/lease-store.js";
+import type { LeaseRecord } from "../../src/contracts/lease-store.js";
 import type { TestLink } from "../support/netns.js";
 
 /** Shared pieces of the DHCP integration tests: a server child process in the server namespace. */

@@ -5,8 +5,8 @@ import { describe, it } from "node:test";
 import { configSchema, normalizeConfig } from "../../src/config/schema.js";
 import { cachedBootloaders } from "../../src/boot/bootloaders.js";
 import { httpBootBase } from "../../src/boot/firmware.js";
-import { createDhcpService, type SeenClient } from "../../src/dhcp/index.js";
-import { MemoryLeaseStore } from "../../src/dhcp/lease-store.js";
+import { createDhcpService, type Sighting } from "../../src/dhcp/index.js";
+import { MemoryLeaseStore } from "../support/memory-lease-store.js";
 import { silentLogger } from "../../src/log.js";
 import { createLink, requireBinaries } from "../support/netns.js";
 import { CLIENT_SCRIPT, REPO, runToEnd, serverFiles, waitFor } from "./harness.js";
@@ -26,7 +26,7 @@ describe("createDhcpService in-process", { timeout: 120_000 }, () => {
     const input = JSON.parse(readFileSync(files.configFile, "utf8")) as Record<string, unknown>;
     input.nodes = { [mac]: { profile: "worker", hostname: "from-config" } };
     const config = normalizeConfig(configSchema.parse(input) as Parameters<typeof normalizeConfig>[0]);
-    const seen: SeenClient[] = [];
+    const seen: Sighting[] = [];
     const leases = new MemoryLeaseStore();
     const service = createDhcpService({
       config,

@@ -28,14 +28,3 @@ export interface LeaseStore {
   /** Release what the store holds of its own (a writer thread); the caller's database stays open. */
   close?(): Promise<void>;
 }
-
-/** A store that forgets; for tests of the pure parts and `dhcp.mode: proxy`, which leases nothing. */
-export class MemoryLeaseStore implements LeaseStore {
-  readonly rows = new Map<string, LeaseRecord>();
-  async loadLeases(): Promise<LeaseRecord[]> {
-    return [...this.rows.values()];
-  }
-  async saveLeases(batch: readonly LeaseRecord[]): Promise<void> {
-    for (const lease of batch) this.rows.set(lease.address, { ...lease });
-  }
-}
