@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { ChildProcess } from "node:child_process";
-import { repo, runCli, startDaemon, waitFor, type RunningDaemon, prepareState } from "../support/daemon.js";
+import { repo, startDaemon, waitFor, type RunningDaemon, prepareState } from "../support/daemon.js";
 import { createLink, requireBinaries, sh, type TestLink } from "../support/netns.js";
 
 /**

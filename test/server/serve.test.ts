@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { cliArgs, runCli, startDaemon, type RunningDaemon, prepareState } from "../support/daemon.js";
+import { cliArgs, startDaemon, type RunningDaemon, prepareState } from "../support/daemon.js";
 import { createLink, requireBinaries, sh, type TestLink } from "../support/netns.js";
 
 /**
