@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { cliArgs, runCli, startDaemon, type RunningDaemon } from "../support/daemon.js";
+import { cliArgs, runCli, startDaemon, type RunningDaemon, prepareState } from "../support/daemon.js";
 import { createLink, requireBinaries, type TestLink } from "../support/netns.js";
 
 /**
@@ -71,22 +71,7 @@ tftp: { enabled: false }
 provisioning: { timeout: 10m }
 `,
   );
-  runCli(["init", "--config", config]);
-  writeFileSync(join(dir, "bzImage"), Buffer.alloc(64 * 1024, 7));
-  writeFileSync(join(dir, "initrd"), Buffer.alloc(32 * 1024, 9));
-  runCli([
-    "images",
-    "add",
-    "nixos",
-    "--kernel",
-    join(dir, "bzImage"),
-    "--initrd",
-    join(dir, "initrd"),
-    "--version",
-    "24.11",
-    "--config",
-    config,
-  ]);
+  prepareState(config, { kernel: Buffer.alloc(64 * 1024, 7), initrd: Buffer.alloc(32 * 1024, 9) });
   const token = runCli(["token", "create", "--name", "trust-test", "--config", config]).trim();
   env = { CENTRA_PXE_URL: `http://${link.serverIp}`, CENTRA_PXE_TOKEN: token };
   daemon = await startDaemon(link, config);

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { ChildProcess } from "node:child_process";
-import { repo, runCli, startDaemon, waitFor, type RunningDaemon } from "../support/daemon.js";
+import { repo, startDaemon, waitFor, type RunningDaemon, prepareState } from "../support/daemon.js";
 import { createLink, requireBinaries, sh, type TestLink } from "../support/netns.js";
 
 /**
@@ -37,22 +37,7 @@ before(async () => {
     config,
     `interface: ${link.serverIf}\nserverAddress: ${link.serverIp}\nstateDir: ${join(dir, "state")}\ndhcp: { mode: off }\n`,
   );
-  runCli(["init", "--config", config]);
-  writeFileSync(join(dir, "bzImage"), kernel);
-  writeFileSync(join(dir, "initrd"), initrd);
-  runCli([
-    "images",
-    "add",
-    "nixos",
-    "--kernel",
-    join(dir, "bzImage"),
-    "--initrd",
-    join(dir, "initrd"),
-    "--version",
-    "24.11",
-    "--config",
-    config,
-  ]);
+  prepareState(config, { kernel: kernel, initrd: initrd });
   daemon = await startDaemon(link, config);
 });
 

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { cliArgs, repo, runCli, waitFor, type RunningDaemon } from "../support/daemon.js";
+import { cliArgs, repo, waitFor, type RunningDaemon, prepareState } from "../support/daemon.js";
 import { createLink, requireBinaries, type TestLink } from "../support/netns.js";
 
 /**
@@ -59,22 +59,7 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), "reload-"));
   configFile = join(dir, "config.yaml");
   writeConfig({ hostname: "control-plane-01" });
-  runCli(["init", "--config", configFile]);
-  writeFileSync(join(dir, "bzImage"), Buffer.alloc(64 * 1024, 7));
-  writeFileSync(join(dir, "initrd"), Buffer.alloc(16 * 1024, 9));
-  runCli([
-    "images",
-    "add",
-    "nixos",
-    "--kernel",
-    join(dir, "bzImage"),
-    "--initrd",
-    join(dir, "initrd"),
-    "--version",
-    "1",
-    "--config",
-    configFile,
-  ]);
+  prepareState(configFile, { kernel: Buffer.alloc(64 * 1024, 7), initrd: Buffer.alloc(16 * 1024, 9), version: "1" });
 });
 
 after(() => {

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { cliArgs, runCli, startDaemon, type RunningDaemon } from "../support/daemon.js";
+import { cliArgs, startDaemon, type RunningDaemon, prepareState } from "../support/daemon.js";
 import { createLink, requireBinaries, sh, type TestLink } from "../support/netns.js";
 
 /**
@@ -41,22 +41,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), "serve-"));
   writeConfig("control-plane-01");
   const config = join(dir, "config.yaml");
-  runCli(["init", "--config", config]);
-  writeFileSync(join(dir, "bzImage"), Buffer.alloc(2 * 1024 * 1024 + 3, 7));
-  writeFileSync(join(dir, "initrd"), Buffer.alloc(1024 * 1024, 9));
-  runCli([
-    "images",
-    "add",
-    "nixos",
-    "--kernel",
-    join(dir, "bzImage"),
-    "--initrd",
-    join(dir, "initrd"),
-    "--version",
-    "24.11",
-    "--config",
-    config,
-  ]);
+  prepareState(config, { kernel: Buffer.alloc(2 * 1024 * 1024 + 3, 7), initrd: Buffer.alloc(1024 * 1024, 9) });
   daemon = await startDaemon(link, config);
 });
 

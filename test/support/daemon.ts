@@ -1,5 +1,6 @@
 import type { ChildProcess } from "node:child_process";
-import { join } from "node:path";
+import { writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sh, type TestLink } from "./netns.js";
 
@@ -11,6 +12,19 @@ export const cliArgs = (args: string[]): string[] => ["--import", "tsx", join(re
 
 /** Run the CLI in the test's own namespace and return its stdout. */
 export const runCli = (args: string[]): string => sh(process.execPath, cliArgs(args));
+
+/**
+ * `centra-pxe init` for `config`, then image `nixos` at `version` from the given kernel and initrd
+ * bytes (written beside the config): the state every daemon test boots from.
+ */
+export function prepareState(config: string, image: { kernel: Buffer; initrd: Buffer; version?: string }): void {
+  const dir = dirname(config);
+  runCli(["init", "--config", config]);
+  writeFileSync(join(dir, "bzImage"), image.kernel);
+  writeFileSync(join(dir, "initrd"), image.initrd);
+  const files = ["--kernel", join(dir, "bzImage"), "--initrd", join(dir, "initrd")];
+  runCli(["images", "add", "nixos", ...files, "--version", image.version ?? "24.11", "--config", config]);
+}
 
 /** Poll `check` until it holds; on timeout the error carries `context()` (a server log, say). */
 export async function waitFor(
