@@ -210,7 +210,7 @@ test("config show: the file form of the effective config parses back to the same
     const config = parseConfig(text);
     assert.deepEqual(parseConfig(JSON.stringify(fileForm(config))), config);
   }
-  assert.equal(fileForm(parseConfig("")).boot.menuTimeout, "10s");
+  assert.equal(fileForm(parseConfig("")).boot?.menuTimeout, "10s");
   assert.equal(formatDuration(5_400_250), "1h30m250ms");
 });
 
