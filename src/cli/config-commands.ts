@@ -17,14 +17,14 @@ export function resolveConfig(explicit: string | undefined): { config: Config; f
   return { config: file ? loadConfigFile(file) : parseConfig("{}", "<defaults>"), file };
 }
 
-/** A command that needs a real config file (no embedded defaults): exits 1 with why when there is none. */
-class NoConfigFileError extends Error {
+/** No config file where one is needed, two given, or one that must not be overwritten: exit 1, with why. */
+class ConfigFileArgumentError extends Error {
   readonly exitCode = 1;
 }
 
 function requireConfigFile(explicit: string | undefined, why: string): string {
   const file = findConfigFile(explicit, process.env);
-  if (!file) throw new NoConfigFileError(`no config file: ${WHERE_CONFIG_IS_LOOKED_FOR}; ${why}`);
+  if (!file) throw new ConfigFileArgumentError(`no config file: ${WHERE_CONFIG_IS_LOOKED_FOR}; ${why}`);
   return file;
 }
 
@@ -45,7 +45,9 @@ export function registerConfigCommands(program: Command): void {
     .option("-c, --config <file>", "config file")
     .action((positional: string | undefined, options: { config?: string }) => {
       if (positional && options.config && positional !== options.config)
-        throw new NoConfigFileError(`two config files given (${positional} and --config ${options.config}); pass one`);
+        throw new ConfigFileArgumentError(
+          `two config files given (${positional} and --config ${options.config}); pass one`,
+        );
       const file = findConfigFile(positional ?? options.config, process.env);
       if (!file) {
         process.stderr.write(`no config file: ${WHERE_CONFIG_IS_LOOKED_FOR}\n`);
@@ -96,7 +98,7 @@ export function registerConfigCommands(program: Command): void {
         process.stdout.write(EXAMPLE_CONFIG);
         return;
       }
-      if (existsSync(file)) throw new NoConfigFileError(`${file} exists already; not overwriting it`);
+      if (existsSync(file)) throw new ConfigFileArgumentError(`${file} exists already; not overwriting it`);
       writeFileSync(file, EXAMPLE_CONFIG, { flag: "wx" });
       process.stderr.write(
         `wrote ${file}; edit interface, serverAddress and dhcp, then: centra-pxe validate ${file}\n`,
