@@ -447,7 +447,9 @@ function checkPool(path: (string | number)[], s: DhcpSubnetConfig, net: number, 
   const broadcast = broadcastOf(net, mask);
   const start = parseIpv4(s.range.start);
   const end = parseIpv4(s.range.end);
-  if (start !== undefined && end !== undefined && start <= end) {
+  // A pool reaching out of the subnet is reported already (range.start/end); its edges would only repeat it.
+  const inside = start !== undefined && end !== undefined && inSubnet(start, net, mask) && inSubnet(end, net, mask);
+  if (inside && start <= end) {
     if (start <= network && network <= end)
       issue(
         [...path, "range", "start"],
