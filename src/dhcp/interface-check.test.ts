@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseConfig } from "../config/load.js";
+import { silentLogger } from "../log.js";
+import { createDhcpService } from "./index.js";
 import { interfaceRefusal } from "./interface-check.js";
+import { MemoryLeaseStore } from "./lease-store.js";
 
 const config = parseConfig("interface: eno1\nserverAddress: 10.0.100.10\n");
 const eno1 = (address: string, netmask = "255.255.255.0") => ({
@@ -42,4 +45,31 @@ test("proxy and off modes hand out no addresses and are not checked", () => {
     const other = parseConfig(`interface: eno1\nserverAddress: 192.168.1.10\ndhcp: { mode: ${mode} }\n`);
     assert.equal(interfaceRefusal(other, eno1("10.9.9.9")), undefined);
   }
+});
+
+test("the DHCP service refuses to start before opening a socket, and refuses a reload onto another network", async () => {
+  const interfaces = { current: eno1("10.0.100.10") };
+  const service = createDhcpService({
+    config,
+    logger: silentLogger,
+    leases: new MemoryLeaseStore(),
+    bootloaders: () => new Set(),
+    bootBaseUrl: () => "http://10.0.100.10/boot/ipxe",
+    interfaces: () => interfaces.current,
+  });
+  const moved = parseConfig(
+    "interface: eno1\nserverAddress: 10.0.200.10\ndhcp: { subnet: 10.0.200.0, range: { start: 10.0.200.100, end: 10.0.200.200 } }\n",
+  );
+  assert.throws(
+    () => service.check?.(moved),
+    /^Error: DHCP refuses to serve: no subnet declaration for eno1 \(10\.0\.100\.10\/24\)/,
+  );
+  assert.doesNotThrow(() => service.check?.(config));
+
+  interfaces.current = eno1("192.168.1.10");
+  await assert.rejects(
+    service.start(),
+    /DHCP refuses to serve: no subnet declaration for eno1 \(192\.168\.1\.10\/24\)/,
+  );
+  assert.equal(service.health().ok, false, "nothing listens");
 });
