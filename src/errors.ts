@@ -23,6 +23,8 @@ export interface ConfigProblem {
 }
 
 export function formatConfigProblem(p: ConfigProblem): string {
+  // Line 0: about the file as a whole (it could not be read); no position to make up.
+  if (p.line === 0) return `${p.file}: ${p.message}`;
   return `${p.file}:${p.line}:${p.col} ${p.path || "(root)"}: ${p.message}`;
 }
 

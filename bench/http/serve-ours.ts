@@ -12,7 +12,7 @@ if (!stateDir) {
   process.exit(2);
 }
 const config = parseConfig(
-  `stateDir: ${JSON.stringify(stateDir)}\nserverAddress: 127.0.0.1\nhttp: { port: ${Number(port)}, bindAddress: 127.0.0.1, maxConnectionsPerAddress: 0 }\nlogLevel: silent\n`,
+  `stateDir: ${JSON.stringify(stateDir)}\nserverAddress: 127.0.0.1\ndhcp: { mode: off }\nhttp: { port: ${Number(port)}, bindAddress: 127.0.0.1, maxConnectionsPerAddress: 0 }\nlogLevel: silent\n`,
 );
 const service = createHttpService({ config, logger: silentLogger });
 await service.start();

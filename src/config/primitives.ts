@@ -69,22 +69,33 @@ export function inSubnet(address: number, subnet: number, mask: number): boolean
   return (address & mask) >>> 0 === (subnet & mask) >>> 0;
 }
 
-/** Levenshtein distance, for "did you mean" hints on unknown keys. */
+/**
+ * Edit distance counting a swap of two neighbouring letters as one edit (optimal string alignment),
+ * for "did you mean" hints on unknown keys: `rnage` is one slip from `range`, not two.
+ */
 export function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   for (let i = 1; i <= a.length; i++) {
-    let previous = row[0]!;
-    row[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const current = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-      previous = current;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        best = Math.min(best, rows[i - 2]![j - 2]! + 1);
+      rows[i]![j] = best;
     }
   }
-  return row[b.length]!;
+  return rows[a.length]![b.length]!;
 }
 
+/**
+ * The candidate `word` is most likely a slip of, or undefined when none is close enough to be one:
+ * a short word gets one edit, a longer one two, a long one three. Anything looser offers `boot`
+ * for `foo`, and a wrong hint costs the operator more than none.
+ */
 export function closest(word: string, candidates: readonly string[]): string | undefined {
+  const allowed = word.length <= 4 ? 1 : word.length <= 10 ? 2 : 3;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const c of candidates) {
@@ -94,5 +105,42 @@ export function closest(word: string, candidates: readonly string[]): string | u
       bestDistance = d;
     }
   }
-  return best !== undefined && bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+  return best !== undefined && bestDistance <= allowed ? best : undefined;
+}
+
+/**
+ * The ports the Fetch standard calls "bad" (fetch.spec.whatwg.org, "port blocking"): Node's `fetch`
+ * (undici) refuses them before connecting, so an HTTP server on one is out of reach of every CLI
+ * command that talks to it (`nodes`, `doctor`) and of browsers, while iPXE and firmware reach it.
+ */
+export const FETCH_BAD_PORTS: ReadonlySet<number> = new Set([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110,
+  111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532,
+  540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061,
+  6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+]);
+
+/** The broadcast address of `subnet`/`mask`: every host bit set. */
+export function broadcastOf(subnet: number, mask: number): number {
+  return ((subnet & mask) | ~mask) >>> 0;
+}
+
+/** Milliseconds as `parseDuration` reads them back: `1h30m`, `10s`, `7d`, `250ms`; 0 is `0s`. */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return "0s";
+  let rest = Math.round(ms);
+  let text = "";
+  for (const [unit, size] of [
+    ["d", 86_400_000],
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1000],
+    ["ms", 1],
+  ] as const) {
+    if (rest >= size) {
+      text += `${Math.floor(rest / size)}${unit}`;
+      rest %= size;
+    }
+  }
+  return text;
 }

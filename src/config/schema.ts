@@ -1,6 +1,16 @@
-import { z } from "zod";
+import { z, ZodArray, ZodDefault, ZodEffects, ZodObject, ZodOptional, ZodRecord, type ZodTypeAny } from "zod";
 import { NAME_RULE, isImageName } from "../files/state-dir.js";
-import { inSubnet, normalizeMac, parseDuration, parseIpv4, prefixLength } from "./primitives.js";
+import {
+  broadcastOf,
+  FETCH_BAD_PORTS,
+  formatDuration,
+  formatIpv4,
+  inSubnet,
+  normalizeMac,
+  parseDuration,
+  parseIpv4,
+  prefixLength,
+} from "./primitives.js";
 
 /**
  * The config file of PRODUCT.md §2 (the seed's NixOS module options, same names). Parsed once;
@@ -13,19 +23,22 @@ const ipv4 = z
     message: "is not an IPv4 address (expected four numbers 0-255, like 10.0.100.10)",
   });
 
-const duration = z
-  .union([z.string(), z.number()], { invalid_type_error: "must be a duration such as 10s, 5m or 1h" })
-  .transform((value, ctx) => {
-    const ms = parseDuration(value);
-    if (ms === undefined) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        message: `is not a duration: ${JSON.stringify(value)} (use 10s, 5m, 1h, 1h30m)`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
+/** What a duration key accepts as written; `fileForm` finds duration keys by it. */
+const durationText = z.union([z.string(), z.number()], {
+  invalid_type_error: "must be a duration such as 10s, 5m or 1h",
+});
+
+const duration = durationText.transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      message: `is not a duration: ${JSON.stringify(value)} (use 10s, 5m, 1h, 1h30m)`,
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
 
 const port = z.number({ invalid_type_error: "must be a port number" }).int().min(0).max(65535);
 
@@ -262,7 +275,27 @@ const configObject = z
   })
   .strict();
 
-export const configSchema = configObject.superRefine(checkCrossFields);
+/**
+ * What the file wrote itself, where a default would otherwise be mistaken for the operator's choice
+ * (the loader reads it from the YAML; a caller holding only parsed data may leave it out).
+ */
+export interface WrittenKeys {
+  /** The file declares `dhcp.subnet`; false: the lab's 10.0.100.0/24 is in force by default. */
+  dhcpSubnet: boolean;
+}
+
+export const configSchema = configObject.superRefine((config, ctx) => checkCrossFields(config, ctx));
+
+/** `configSchema`, told which keys the file wrote, so a problem a default causes says so. */
+export function configSchemaFor(written: WrittenKeys) {
+  return configObject.superRefine((config, ctx) => checkCrossFields(config, ctx, written));
+}
+
+/** Which of `WrittenKeys` a raw (YAML-parsed) config object holds. */
+export function writtenKeys(raw: unknown): WrittenKeys {
+  const dhcp = typeof raw === "object" && raw !== null ? (raw as Record<string, unknown>).dhcp : undefined;
+  return { dhcpSubnet: typeof dhcp === "object" && dhcp !== null && "subnet" in dhcp };
+}
 
 export type ConfigInput = z.input<typeof configObject>;
 type ParsedConfig = z.output<typeof configObject>;
@@ -285,7 +318,11 @@ export type Config = Omit<ParsedConfig, "nodes" | "http" | "tftp"> & {
 };
 
 /** The checks no single field can make: addresses against subnets, uniqueness, references. */
-function checkCrossFields(config: ParsedConfig, ctx: z.RefinementCtx): void {
+function checkCrossFields(
+  config: ParsedConfig,
+  ctx: z.RefinementCtx,
+  written: WrittenKeys = { dhcpSubnet: true },
+): void {
   const issue = (path: (string | number)[], message: string) =>
     ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
 
@@ -312,7 +349,9 @@ function checkCrossFields(config: ParsedConfig, ctx: z.RefinementCtx): void {
       if (address !== undefined && !inSubnet(address, net, mask))
         issue([...path, key], `${value} is outside subnet ${s.subnet}/${s.netmask}`);
     }
+    checkPool(path, s, net, mask, issue);
   }
+  if (config.dhcp.mode === "server") checkServerInItsSubnet(config, written, issue);
 
   const seenRelays = new Set<number>();
   config.dhcp.relays.forEach((relay, i) => {
@@ -394,6 +433,113 @@ function checkCrossFields(config: ParsedConfig, ctx: z.RefinementCtx): void {
   }
 }
 
+type IssueAt = (path: (string | number)[], message: string) => void;
+
+/**
+ * A subnet's pool and the addresses around it. A pool holding the network or broadcast address
+ * hands a machine an address nobody can unicast to; one holding the router (or, in checkServer…,
+ * this server) gives a machine the address of a box already on the wire: the ARP fight that follows
+ * takes the network down (RFC 2131 §2.2: the server must not hand out an address in use).
+ */
+function checkPool(path: (string | number)[], s: DhcpSubnetConfig, net: number, mask: number, issue: IssueAt): void {
+  const label = `${s.subnet}/${s.netmask}`;
+  const network = (net & mask) >>> 0;
+  const broadcast = broadcastOf(net, mask);
+  const start = parseIpv4(s.range.start);
+  const end = parseIpv4(s.range.end);
+  // A pool reaching out of the subnet is reported already (range.start/end); its edges would only repeat it.
+  const inside = start !== undefined && end !== undefined && inSubnet(start, net, mask) && inSubnet(end, net, mask);
+  if (inside && start <= end) {
+    if (start <= network && network <= end)
+      issue(
+        [...path, "range", "start"],
+        `the pool ${s.range.start}-${s.range.end} includes ${formatIpv4(network)}, the network address of ${label}; start it at ${formatIpv4(network + 1)} or later`,
+      );
+    if (start <= broadcast && broadcast <= end)
+      issue(
+        [...path, "range", "end"],
+        `the pool ${s.range.start}-${s.range.end} includes ${formatIpv4(broadcast)}, the broadcast address of ${label}; end it at ${formatIpv4(broadcast - 1)} or earlier`,
+      );
+    const router = s.router === undefined ? undefined : parseIpv4(s.router);
+    if (router !== undefined && start <= router && router <= end)
+      issue(
+        [...path, "router"],
+        `${s.router} is inside the pool ${s.range.start}-${s.range.end}: DHCP could hand the router's address to a machine; move the router or the pool`,
+      );
+  }
+  const given = s.broadcast === undefined ? undefined : parseIpv4(s.broadcast);
+  if (given !== undefined && inSubnet(given, net, mask) && given !== broadcast)
+    issue(
+      [...path, "broadcast"],
+      `${s.broadcast} is not the broadcast address of ${label} (that is ${formatIpv4(broadcast)}); leave broadcast out to use it`,
+    );
+}
+
+/**
+ * Server mode hands out addresses of dhcp.subnet on the link it runs on, so the server must be in
+ * that subnet and outside its pool. The dangerous case is a file with no dhcp.subnet: the default
+ * is the lab's 10.0.100.0/24, and on an office LAN that is a rogue DHCP server (issue 18).
+ */
+function checkServerInItsSubnet(config: ParsedConfig, written: WrittenKeys, issue: IssueAt): void {
+  const server = parseIpv4(config.serverAddress);
+  const net = parseIpv4(config.dhcp.subnet);
+  const mask = parseIpv4(config.dhcp.netmask);
+  if (server === undefined || net === undefined || mask === undefined) return;
+  const { range } = config.dhcp;
+  if (!inSubnet(server, net, mask)) {
+    issue(
+      ["serverAddress"],
+      written.dhcpSubnet
+        ? `${config.serverAddress} is outside dhcp.subnet ${config.dhcp.subnet}/${config.dhcp.netmask}: in dhcp.mode server the server must be in the subnet it hands addresses out of; fix dhcp.subnet, or set dhcp.mode to proxy (beside another DHCP server) or off`
+        : `${config.serverAddress} is outside the default dhcp.subnet ${config.dhcp.subnet}/${config.dhcp.netmask} (the lab's network; this file declares no dhcp.subnet): serving would hand out ${range.start}-${range.end} on another network, a rogue DHCP server; declare dhcp.subnet, netmask and range for this network, or set dhcp.mode to proxy or off`,
+    );
+  }
+  const subnets = [
+    { path: ["dhcp"], s: config.dhcp },
+    ...config.dhcp.subnets.map((s, i) => ({ path: ["dhcp", "subnets", i], s })),
+  ];
+  for (const { s } of subnets) {
+    const start = parseIpv4(s.range.start);
+    const end = parseIpv4(s.range.end);
+    if (start !== undefined && end !== undefined && start <= server && server <= end)
+      issue(
+        ["serverAddress"],
+        `${config.serverAddress} is inside the pool ${s.range.start}-${s.range.end}: DHCP could hand this server's own address to a machine; move the pool or the server`,
+      );
+  }
+}
+
+/** A remark on a valid config: legitimate in some setup, but worth the operator's second look. */
+export interface ConfigWarning {
+  path: (string | number)[];
+  message: string;
+}
+
+/** What `validate` (and `serve`, at start) warns about; the config is valid either way. */
+export function configWarnings(config: Config): ConfigWarning[] {
+  const warnings: ConfigWarning[] = [];
+  // Port 0 asks the kernel for any free port: fine for a test on loopback, but DHCP answers and the
+  // boot scripts name the configured port, so no machine could ever boot from it.
+  if (config.tftp.enabled && config.tftp.port === 0)
+    warnings.push({
+      path: ["tftp", "port"],
+      message:
+        "0 lets the system pick a free port at each start; PXE firmware asks port 69, so no machine can load a bootloader from it (meant for tests)",
+    });
+  if (config.http.port === 0)
+    warnings.push({
+      path: ["http", "port"],
+      message:
+        "0 lets the system pick a free port at each start, but boot scripts and DHCP answers name port 0, so no machine can boot from it (meant for tests)",
+    });
+  if (FETCH_BAD_PORTS.has(config.http.port))
+    warnings.push({
+      path: ["http", "port"],
+      message: `Node's fetch refuses port ${config.http.port} (a "bad port" of the Fetch standard): \`centra-pxe nodes\`, \`doctor\` and browsers cannot reach the server there, though iPXE and firmware can; choose another port`,
+    });
+  return warnings;
+}
+
 /** Turn the parsed file into the program's config: nodes keyed by normalised MAC. */
 export function normalizeConfig(parsed: ParsedConfig): Config {
   const nodes: Record<string, NodeConfig> = {};
@@ -406,4 +552,40 @@ export function normalizeConfig(parsed: ParsedConfig): Config {
   const http = { ...parsed.http, bindAddress: parsed.http.bindAddress ?? parsed.serverAddress };
   const tftp = { ...parsed.tftp, bindAddress: parsed.tftp.bindAddress ?? parsed.serverAddress };
   return { ...parsed, nodes, http, tftp };
+}
+
+/**
+ * The effective config as a file would write it (`centra-pxe config show`): every default filled in,
+ * durations back in words (`10s`, not 10000, which the file would read as seconds), nodes without the
+ * `mac` the program adds. Parsing the result gives this same config back.
+ */
+export function fileForm(config: Config): ConfigInput {
+  return toFileForm(configObject, config) as ConfigInput;
+}
+
+function toFileForm(schema: ZodTypeAny, value: unknown): unknown {
+  for (;;) {
+    if (schema instanceof ZodDefault || schema instanceof ZodOptional) schema = schema._def.innerType as ZodTypeAny;
+    else if (schema instanceof ZodEffects) {
+      if (schema._def.schema === durationText) return typeof value === "number" ? formatDuration(value) : value;
+      schema = schema._def.schema as ZodTypeAny;
+    } else break;
+  }
+  if (value === undefined || value === null) return value;
+  if (schema instanceof ZodObject) {
+    const shape = schema.shape as Record<string, ZodTypeAny>;
+    const out: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+      if (shape[key] && v !== undefined) out[key] = toFileForm(shape[key], v);
+    }
+    return out;
+  }
+  if (schema instanceof ZodRecord) {
+    const out: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(value as Record<string, unknown>))
+      out[key] = toFileForm(schema.valueSchema as ZodTypeAny, v);
+    return out;
+  }
+  if (schema instanceof ZodArray) return (value as unknown[]).map((v) => toFileForm(schema.element as ZodTypeAny, v));
+  return value;
 }

@@ -1,3 +1,4 @@
+import { networkInterfaces } from "node:os";
 import { FIRMWARE_TABLE } from "../boot/firmware.js";
 import { formatIpv4, normalizeMac, parseIpv4 } from "../config/primitives.js";
 import type { Config, DhcpSubnetConfig } from "../config/schema.js";
@@ -8,6 +9,7 @@ import { PXE_PORT } from "./destination.js";
 import { handle, type DhcpContext, type HandleResult, type NodeReservation, type SubnetPlan } from "./handler.js";
 import type { LeaseStore } from "../contracts/lease-store.js";
 import { messageTypeName } from "./options.js";
+import { type InterfaceAddress, interfaceRefusal } from "./interface-check.js";
 import { hardwareAddress, messageType } from "./packet.js";
 import { AddressPool, fromRecord, toRecord, type PoolLease } from "./pool.js";
 import { Budget, PerClientRateLimit, type BudgetLimits } from "./rate-limit.js";
@@ -37,6 +39,8 @@ export interface DhcpServiceOptions {
   bootBaseUrl: (config: Config) => string;
   /** The clock; tests may pin it. */
   now?: () => number;
+  /** The host's interfaces and their addresses (default `os.networkInterfaces()`), read at start and reload. */
+  interfaces?: () => Readonly<Record<string, readonly InterfaceAddress[] | undefined>>;
 }
 
 export interface DhcpService extends Service {
@@ -228,6 +232,13 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     log.warn(message);
   };
 
+  const readInterfaces = options.interfaces ?? networkInterfaces;
+  /** Server mode answers only where the interface carries serverAddress in dhcp.subnet (interface-check.ts). */
+  const refuseForeignNetwork = (next: Config) => {
+    const refusal = interfaceRefusal(next, readInterfaces());
+    if (refusal) throw new Error(`DHCP refuses to serve: ${refusal}`);
+  };
+
   /** The device socket is bound to one interface, mode and port for the life of the process. */
   const refuseRestartOnlyChanges = (next: Config) => {
     if (
@@ -237,6 +248,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     ) {
       throw new Error("changing interface, dhcp.mode or dhcp.port needs a restart");
     }
+    refuseForeignNetwork(next);
   };
 
   applyConfig(config);
@@ -253,6 +265,8 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
         log.info("dhcp.mode is off; not answering DHCP");
         return;
       }
+      // Before any socket exists: nothing is received or sent on an interface we refuse.
+      refuseForeignNetwork(config);
       const active = context.mode === "server" ? await loadPools() : 0;
       const proxy = context.mode === "proxy";
       const ports = proxy ? [config.dhcp.port, PXE_PORT] : [config.dhcp.port];

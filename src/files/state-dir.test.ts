@@ -11,6 +11,7 @@ import {
   imageVersionDir,
   isImageName,
   isVersionName,
+  VERSION_RULE,
 } from "./state-dir.js";
 
 test("the layout of PRODUCT.md §4", () => {
@@ -26,6 +27,12 @@ test("one name rule for images and versions: a plain segment of at most 64, neve
   for (const bad of ["", "current", ".hidden", "..", "a/b", "a b", "-x", "a".repeat(65), ".incoming-abc"]) {
     assert.ok(!isImageName(bad) && !isVersionName(bad), JSON.stringify(bad));
   }
+});
+
+test("latest is reserved as a version name (it means current in /boot/nixos/latest/), not as an image name", () => {
+  assert.equal(isVersionName("latest"), false);
+  assert.equal(isImageName("latest"), true);
+  assert.match(VERSION_RULE, /not "latest" \(\/boot\/nixos\/latest\/ means current\)/);
 });
 
 test("currentVersion: the version `current` points at, only when it exists", async () => {

@@ -50,7 +50,8 @@ export const MANIFEST_FILE = "manifest.json";
 /**
  * Image and version names: one plain path and URL segment. Letters, digits, '.', '_' and '-',
  * starting with a letter or digit (so never `..` and never one of the hidden `.incoming-…`,
- * `.current-…` entries an update works in), at most 64 characters, and never `current`.
+ * `.current-…` entries an update works in), at most 64 characters, and never `current`; a version
+ * never `latest` either.
  */
 const PLAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -61,8 +62,17 @@ export function isImageName(name: string): boolean {
   return PLAIN_NAME.test(name) && name !== CURRENT_LINK;
 }
 
+/**
+ * The seed's versioned URLs (`/boot/nixos/latest/…`) say `latest` for `current`, so a version
+ * named `latest` could never be fetched by its name: it is reserved like `current`.
+ */
+export const LATEST_ALIAS = "latest";
+
+/** The rule of `isVersionName` in words: `NAME_RULE`, and why `latest` is not a version either. */
+export const VERSION_RULE = `${NAME_RULE}, not "${LATEST_ALIAS}" (/boot/nixos/${LATEST_ALIAS}/ means ${CURRENT_LINK})`;
+
 export function isVersionName(name: string): boolean {
-  return PLAIN_NAME.test(name) && name !== CURRENT_LINK;
+  return PLAIN_NAME.test(name) && name !== CURRENT_LINK && name !== LATEST_ALIAS;
 }
 
 /**

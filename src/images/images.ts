@@ -8,6 +8,7 @@ import { CentraError, NotFoundError } from "../errors.js";
 import {
   CURRENT_LINK,
   NAME_RULE,
+  VERSION_RULE,
   currentVersion,
   imageDir as imageDirOf,
   imageVersionDir,
@@ -43,7 +44,10 @@ export interface ImageSummary extends ImageVersionRecord {
 
 function checkName(kind: "image name" | "version", value: string): void {
   if (!(kind === "image name" ? isImageName(value) : isVersionName(value))) {
-    throw new CentraError("IMAGE_NAME", `${kind} ${JSON.stringify(value)} is not valid: ${NAME_RULE}`);
+    throw new CentraError(
+      "IMAGE_NAME",
+      `${kind} ${JSON.stringify(value)} is not valid: ${kind === "version" ? VERSION_RULE : NAME_RULE}`,
+    );
   }
 }
 

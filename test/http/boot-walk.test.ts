@@ -40,6 +40,7 @@ before(async () => {
   const config = parseConfig(`
 stateDir: ${stateDir}
 serverAddress: 127.0.0.1
+dhcp: { mode: off }
 http: { port: 0, bindAddress: 127.0.0.1 }
 boot: { menuTimeout: 7s }
 nodes:
