@@ -4,7 +4,6 @@ import { parseConfig } from "../config/load.js";
 import { silentLogger } from "../log.js";
 import { createDhcpService } from "./index.js";
 import { interfaceRefusal } from "./interface-check.js";
-import { MemoryLeaseStore } from "./lease-store.js";
 
 const config = parseConfig("interface: eno1\nserverAddress: 10.0.100.10\n");
 const eno1 = (address: string, netmask = "255.255.255.0") => ({
@@ -52,7 +51,7 @@ test("the DHCP service refuses to start before opening a socket, and refuses a r
   const service = createDhcpService({
     config,
     logger: silentLogger,
-    leases: new MemoryLeaseStore(),
+    leases: { loadLeases: async () => [], saveLeases: async () => {} },
     bootloaders: () => new Set(),
     bootBaseUrl: () => "http://10.0.100.10/boot/ipxe",
     interfaces: () => interfaces.current,
