@@ -417,7 +417,10 @@ function checkCrossFields(config: ParsedConfig, ctx: z.RefinementCtx): void {
       if (other === undefined)
         issue(["nodes", key, "macs", i], `${JSON.stringify(extra)} is not a MAC address (six hex pairs)`);
       else if (macs.has(other))
-        issue(["nodes", key, "macs", i], `MAC ${other} is listed twice (also under ${JSON.stringify(macs.get(other))})`);
+        issue(
+          ["nodes", key, "macs", i],
+          `MAC ${other} is listed twice (also under ${JSON.stringify(macs.get(other))})`,
+        );
       else macs.set(other, key);
     });
     if (node.uuid !== undefined) {

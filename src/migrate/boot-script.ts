@@ -50,7 +50,16 @@ export function readBootScript(text: string, file = "boot.ipxe"): ScriptReading 
     if (first[0] !== "iseq" || first.length < 3) return;
     const [left, right] = [first[1]!, first[2]!];
     const macText = MAC_SETTING.test(left) ? right : MAC_SETTING.test(right) ? left : undefined;
-    if (macText === undefined) return;
+    if (macText === undefined) {
+      // A profile chosen by ${platform}, ${uuid}, …: a selector in our config, written by hand.
+      if (commands.some((c) => c[0] === "set" && c[1] === "profile"))
+        reading.problems.push({
+          file,
+          line,
+          reason: "a profile chosen by something else than ${mac}: write a selector",
+        });
+      return;
+    }
     const mac = normalizeMac(macText);
     if (mac === undefined) {
       reading.problems.push({ file, line, reason: `${JSON.stringify(macText)} is not a MAC address` });

@@ -27,6 +27,8 @@ export interface ImportRequest {
   ipxe?: ImportSource;
   mappings?: ImportSource;
   interfaces: readonly HostAddress[];
+  /** The interface to write, when the operator names it (`--interface`); else found from `interfaces`. */
+  interfaceName?: string;
 }
 
 export interface Finding {
@@ -51,6 +53,8 @@ const SEED_PROFILE_NAMES = ["control-plane", "worker", "all-in-one"];
 const PROFILE_NAME = /^[a-z0-9][a-z0-9-]*$/;
 const HOSTNAME =
   /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+
+const DEFAULT_LEASE_SECONDS = 3600;
 
 /** Host blocks the exporter names after the MAC because the node has no hostname (export.ts). */
 export const UNNAMED_HOST_PREFIX = "mac-";
@@ -100,6 +104,7 @@ interface SubnetDraft {
   broadcast?: string;
   leaseSeconds?: number;
   maxLeaseSeconds?: number;
+  maxLeaseWhere?: string;
   nextServer?: string;
 }
 
@@ -141,7 +146,10 @@ export function importIscConfig(request: ImportRequest): ImportResult {
       const seconds = Number(w[1]);
       if (w.length !== 2 || !Number.isInteger(seconds) || seconds <= 0) untranslated(s, "not a number of seconds");
       else if (keyword === "default-lease-time") target.leaseSeconds = seconds;
-      else target.maxLeaseSeconds = seconds;
+      else {
+        target.maxLeaseSeconds = seconds;
+        target.maxLeaseWhere = at(s.line);
+      }
       return true;
     }
     if (keyword === "next-server") {
@@ -170,7 +178,8 @@ export function importIscConfig(request: ImportRequest): ImportResult {
       case "routers":
         if (names.length > 0)
           untranslated(s, `${names.join(", ")}: dhcp.router is an IPv4 address, names are not resolved at import`);
-        if (addresses.length > 1) untranslated(s, `dhcp.router takes one router; ${addresses.slice(1).join(", ")} left out`);
+        if (addresses.length > 1)
+          untranslated(s, `dhcp.router takes one router; ${addresses.slice(1).join(", ")} left out`);
         if (addresses[0] !== undefined) target.router = addresses[0];
         return true;
       case "domain-name":
@@ -337,10 +346,24 @@ export function importIscConfig(request: ImportRequest): ImportResult {
   for (const s of [global, ...served])
     if (s.maxLeaseSeconds !== undefined && s.maxLeaseSeconds !== (s.leaseSeconds ?? s.maxLeaseSeconds))
       result.untranslated.push({
-        where: s.where,
+        where: s.maxLeaseWhere ?? s.where,
         statement: `max-lease-time ${s.maxLeaseSeconds}`,
         reason: "centra-pxe grants one lease time (dhcp.leaseTime, from default-lease-time)",
       });
+
+  // dhcpd accepts a router or broadcast address off the subnet; our config refuses one (PRODUCT.md §2).
+  for (const s of served)
+    for (const key of ["router", "broadcast"] as const) {
+      const value = s[key] ?? global[key];
+      if (value !== undefined && !contains(s, value)) {
+        result.untranslated.push({
+          where: s.where,
+          statement: `${key === "router" ? "option routers" : "option broadcast-address"} ${value}`,
+          reason: `${value} is outside subnet ${s.subnet}/${s.netmask}`,
+        });
+        s[key] = ""; // dropped: written nowhere, and not inherited from the global value either
+      }
+    }
 
   // ---- interface and server address ----
   const iface = main ? facing(main) : undefined;
@@ -431,6 +454,15 @@ export function importIscConfig(request: ImportRequest): ImportResult {
   ].filter((p) => PROFILE_NAME.test(p));
   const extraProfiles = profileNames.filter((p) => !SEED_PROFILE_NAMES.includes(p));
 
+  const byPlace = (a: Finding, b: Finding) => {
+    const [fa, la] = splitWhere(a.where);
+    const [fb, lb] = splitWhere(b.where);
+    return fa === fb ? la - lb : 0;
+  };
+  result.untranslated.sort(byPlace);
+  result.notes.sort(byPlace);
+  result.covered.sort(byPlace);
+
   // ---- YAML ----
   const out: string[] = [
     "# centra-pxe config imported from the ISC stack by `centra-pxe import`; review it, then `centra-pxe validate`.",
@@ -438,7 +470,8 @@ export function importIscConfig(request: ImportRequest): ImportResult {
       .flatMap((s) => (s ? [basename(s.file)] : []))
       .join(", ")}`,
   ];
-  if (iface) out.push(`interface: ${scalar(iface.name)}`);
+  if (request.interfaceName !== undefined) out.push(`interface: ${scalar(request.interfaceName)}`);
+  else if (iface) out.push(`interface: ${scalar(iface.name)}`);
   else {
     const why = main ? `no interface of this host has an address in ${main.subnet}/${main.netmask}` : "no subnet";
     out.push(`interface: eth0 # PLACEHOLDER: ${why}; set the interface facing the machines`);
@@ -487,7 +520,11 @@ export function importIscConfig(request: ImportRequest): ImportResult {
   const section = (title: string, findings: Finding[]) =>
     findings.length === 0
       ? []
-      : ["", `# ${title}:`, ...findings.map((f) => `#   ${f.where}: ${f.statement ? `${f.statement} -- ` : ""}${f.reason}`)];
+      : [
+          "",
+          `# ${title}:`,
+          ...findings.map((f) => `#   ${f.where}: ${f.statement ? `${f.statement} -- ` : ""}${f.reason}`),
+        ];
   out.push(
     ...section("NOT TRANSLATED (left out; `centra-pxe import` exits 2)", result.untranslated),
     ...section("Check", result.notes),
@@ -500,7 +537,7 @@ export function importIscConfig(request: ImportRequest): ImportResult {
 function subnetLines(s: SubnetDraft, global: SubnetDraft, indent: string): string[] {
   const lines: string[] = [];
   const put = (key: string, value: string | undefined) => {
-    if (value !== undefined) lines.push(`${indent}${key}: ${scalar(value)}`);
+    if (value !== undefined && value !== "") lines.push(`${indent}${key}: ${scalar(value)}`);
   };
   put("subnet", s.subnet || undefined);
   put("netmask", s.netmask || undefined);
@@ -513,13 +550,19 @@ function subnetLines(s: SubnetDraft, global: SubnetDraft, indent: string): strin
       put("broadcast", broadcast);
   } else put("broadcast", s.broadcast);
   if (s.range) lines.push(`${indent}range:`, `${indent}  start: ${s.range.start}`, `${indent}  end: ${s.range.end}`);
-  put("router", s.router ?? global.router);
+  put("router", s.router ?? global.router); // "": dropped as off the subnet, not inherited
   const dns = s.dns ?? global.dns;
   if (dns && dns.length > 0) lines.push(`${indent}dns:`, ...dns.map((d) => `${indent}  - ${d}`));
   put("domain", s.domain ?? global.domain);
   const seconds = s.leaseSeconds ?? global.leaseSeconds ?? s.maxLeaseSeconds ?? global.maxLeaseSeconds;
-  if (seconds !== undefined) put("leaseTime", formatSeconds(seconds));
+  // One hour is the config's default (PRODUCT.md §2): written only when the old stack said otherwise.
+  if (seconds !== undefined && seconds !== DEFAULT_LEASE_SECONDS) put("leaseTime", formatSeconds(seconds));
   return lines;
+}
+
+function splitWhere(where: string): [string, number] {
+  const colon = where.lastIndexOf(":");
+  return [where.slice(0, colon), Number(where.slice(colon + 1))];
 }
 
 /** ISC writes MAC octets without leading zeros (`0:0:c0:5d:bd:95`); pad before normalising. */

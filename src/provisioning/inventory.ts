@@ -171,7 +171,11 @@ export class Inventory {
           nodeId: holder.id,
           kind: "removed",
           fromState: holder.state,
-          details: { by: "config", macs: holder.macs, note: `MAC ${mac} is declared in the config for node ${node.id}` },
+          details: {
+            by: "config",
+            macs: holder.macs,
+            note: `MAC ${mac} is declared in the config for node ${node.id}`,
+          },
         });
         kept.push(mac);
       } else if (holder.macs.length > 1) {
