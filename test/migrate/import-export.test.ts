@@ -92,7 +92,7 @@ test("Debian's example dhcpd.conf: what cannot be translated is listed with its 
   golden("debian-example-uncommented.golden.yaml", full.yaml);
   const config = parseConfig(full.yaml, "debian-example-uncommented.golden.yaml");
   const left = Object.fromEntries(full.untranslated.map((f) => [f.where, f.statement.split(" ")[0]]));
-  for (const [where, what] of [
+  for (const [where, what] of <[string, string][]>[
     ["dhcpd.conf:88", "class"],
     ["dhcpd.conf:92", "shared-network"],
     ["dhcpd.conf:80", "fixed-address"],
