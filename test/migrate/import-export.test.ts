@@ -154,6 +154,35 @@ test("round trip: import the seed, export dhcpd.conf (dhcpd -t accepts it) and b
   }
 });
 
+test("export of richer nodes: a host block per MAC (dhcpd -t accepts them), selectors iPXE can test", (t) => {
+  if (!requireBinary("isc-dhcp-server", "/usr/sbin/dhcpd")) return t.skip("dhcpd is not installed");
+  const config = parseConfig(`
+serverAddress: 10.0.100.10
+stateDir: /var/lib/pxe-boot
+http: { port: 8080 }
+dhcp: { subnets: [{ subnet: 10.0.101.0, netmask: 255.255.255.0, range: { start: 10.0.101.10, end: 10.0.101.20 } }] }
+nodes:
+  "52:54:00:aa:00:01": { profile: worker, hostname: worker-01, ipAddress: 10.0.100.61, macs: ["52:54:00:aa:00:02"] }
+  "52:54:00:aa:00:03": { ipAddress: 10.0.100.62 }
+selectors:
+  - { match: { arch: efi-x64, uuid: 4c4c4544-0042-3510-8052-b4c04f384d32 }, profile: control-plane }
+  - { match: { labels: { rack: a1 } }, profile: all-in-one }
+  - { match: { arch: bios }, profile: worker }
+`);
+  const dhcpdConf = exportDhcpd(config);
+  golden("richer-export.dhcpd.conf", dhcpdConf);
+  golden("richer-export.boot.ipxe", exportIpxe(config));
+  golden("richer-export.nginx.conf", exportNginx(config));
+  const dir = mkdtempSync(join(tmpdir(), "centra-migrate-"));
+  try {
+    writeFileSync(join(dir, "dhcpd.conf"), dhcpdConf);
+    const check = spawnSync("/usr/sbin/dhcpd", ["-t", "-cf", join(dir, "dhcpd.conf")], { encoding: "utf8" });
+    assert.equal(check.status, 0, `dhcpd -t refused the export:\n${check.stderr}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("dhcpd -t refuses a broken dhcpd.conf (so the round trip's check can fail)", (t) => {
   if (!requireBinary("isc-dhcp-server", "/usr/sbin/dhcpd")) return t.skip("dhcpd is not installed");
   const dir = mkdtempSync(join(tmpdir(), "centra-migrate-"));
