@@ -43,7 +43,8 @@ export function registerMigrateCommands(program: Command): void {
           ...(options.interface ? { interfaceName: options.interface } : {}),
         });
       } catch (error) {
-        if (!(error instanceof DhcpdSyntaxError || (error as NodeJS.ErrnoException).code === "ENOENT")) throw error;
+        // A syntax error in dhcpd.conf, or a file that cannot be read (ENOENT, EACCES, EISDIR, …).
+        if (!(error instanceof DhcpdSyntaxError || (error as NodeJS.ErrnoException).syscall !== undefined)) throw error;
         process.stderr.write(`import: ${(error as Error).message}\n`);
         process.exitCode = IMPORT_EXIT.failed;
         return;

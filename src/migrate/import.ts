@@ -385,6 +385,12 @@ export function importIscConfig(request: ImportRequest): ImportResult {
     }
     const blockName = h.name.startsWith(UNNAMED_HOST_PREFIX) ? undefined : h.name;
     const hostname = h.hostname ?? (blockName !== undefined && HOSTNAME.test(blockName) ? blockName : undefined);
+    if (hostname === undefined && blockName !== undefined)
+      result.notes.push({
+        where: h.where,
+        statement: `host ${h.name}`,
+        reason: "the block's name is not a valid hostname, so the node has none (letters, digits and '-')",
+      });
     if (hostname !== undefined) node.hostname = hostname;
     if (h.ipAddress !== undefined) {
       const address = parseIpv4(h.ipAddress)!;

@@ -220,6 +220,7 @@ test("the CLI: exit 0 for the seed, 2 with the untranslated lines on stderr, 1 a
   const cli = (...args: string[]) =>
     spawnSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, "../../src/cli/main.ts"), ...args], {
       encoding: "utf8",
+      cwd: join(import.meta.dirname, "../.."),
     });
   try {
     const out = join(dir, "config.yaml");
