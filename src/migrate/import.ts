@@ -72,7 +72,7 @@ const COVERED: Record<string, string> = {
 const UNTRANSLATABLE: Record<string, string> = {
   class: "client classes have no equivalent (use profiles and selectors for per-machine choices)",
   subclass: "client classes have no equivalent",
-  "shared-network": "shared networks (several subnets on one wire) have no equivalent; declare one subnet",
+  "shared-network": "shared networks (several subnets on one wire) have no equivalent",
   failover: "DHCP failover has no equivalent: centra-pxe runs one server per subnet",
   include: "included files are not read; import them separately",
   key: "TSIG keys (DNS updates) have no equivalent: centra-pxe makes no DNS updates",
@@ -314,8 +314,35 @@ export function importIscConfig(request: ImportRequest): ImportResult {
         const parameters = s.block.filter((m) => !members.includes(m));
         for (const p of parameters) if (!common(p)) untranslated(p, UNTRANSLATABLE.group!);
         walk(members, true);
-      } else if (!inGroup && (parameter(s, global) || common(s))) continue;
+      } else if (keyword === "shared-network" && s.block) sharedNetwork(s, s.block);
+      else if (!inGroup && (parameter(s, global) || common(s))) continue;
       else untranslated(s, UNTRANSLATABLE[keyword] ?? "no equivalent in centra-pxe");
+    }
+  }
+
+  /**
+   * Several subnets on one wire: each subnet is imported as if declared alone (our config has one
+   * subnet per interface or relay), a plain pool joins the subnet its range lies in, and the rest of
+   * the block (its own parameters, pools with rules) is listed.
+   */
+  function sharedNetwork(s: Statement, block: readonly Statement[]): void {
+    untranslated(s, `${UNTRANSLATABLE["shared-network"]!}; its subnets are imported one by one`);
+    const before = subnets.length;
+    walk(
+      block.filter((m) => ["subnet", "host", "group"].includes(m.words[0]!.text) && m.block),
+      false,
+    );
+    const inner = subnets.slice(before);
+    for (const m of block) {
+      const keyword = m.words[0]!.text;
+      if (["subnet", "host", "group"].includes(keyword) && m.block) continue;
+      if (keyword === "pool" && m.block) {
+        const start = m.block.find((r) => r.words[0]!.text === "range") ?? m.block[0];
+        const first = start ? wordsOf(start).find((w) => parseIpv4(w) !== undefined) : undefined;
+        const home = inner.find((n) => first !== undefined && containsAddress(n, first));
+        if (home) pool(m, home);
+        else untranslated(m, "a pool whose range lies in none of the shared network's subnets");
+      } else if (!common(m)) untranslated(m, "a parameter of the shared network as a whole has no equivalent");
     }
   }
 
@@ -327,13 +354,11 @@ export function importIscConfig(request: ImportRequest): ImportResult {
     result.notes.push({
       where: s.where,
       statement: `subnet ${s.subnet} netmask ${s.netmask}`,
-      reason: "no range: dhcpd serves nothing there, so neither does the import",
+      reason: "no range of its own (or only in a pool left out): nothing is imported to serve there",
     });
   const nextServer = served.find((s) => s.nextServer)?.nextServer ?? global.nextServer;
-  const contains = (s: SubnetDraft, address: string | undefined) => {
-    const a = address === undefined ? undefined : parseIpv4(address);
-    return a !== undefined && inSubnet(a, parseIpv4(s.subnet)!, parseIpv4(s.netmask)!);
-  };
+  const contains = (s: SubnetDraft, address: string | undefined) =>
+    address !== undefined && containsAddress(s, address);
   const facing = (s: SubnetDraft) => request.interfaces.find((i) => contains(s, i.address));
   const main = served.find((s) => contains(s, nextServer)) ?? served.find((s) => facing(s)) ?? served[0];
   const relayed = served.filter((s) => s !== main);
@@ -564,6 +589,11 @@ function subnetLines(s: SubnetDraft, global: SubnetDraft, indent: string): strin
   // One hour is the config's default (PRODUCT.md §2): written only when the old stack said otherwise.
   if (seconds !== undefined && seconds !== DEFAULT_LEASE_SECONDS) put("leaseTime", formatSeconds(seconds));
   return lines;
+}
+
+function containsAddress(s: SubnetDraft, address: string): boolean {
+  const a = parseIpv4(address);
+  return a !== undefined && inSubnet(a, parseIpv4(s.subnet)!, parseIpv4(s.netmask)!);
 }
 
 function splitWhere(where: string): [string, number] {

@@ -105,6 +105,28 @@ test("Debian's example dhcpd.conf: what cannot be translated is listed with its 
   assert.equal(config.dhcp.subnets.length, 2, "the other subnets with a range, for relays");
 });
 
+test("a shared network: its subnets are imported one by one, a plain pool joins the subnet of its range", () => {
+  const text = `shared-network wire {
+  option domain-name "lab";
+  subnet 10.0.100.0 netmask 255.255.255.0 { option routers 10.0.100.1; }
+  subnet 10.0.101.0 netmask 255.255.255.0 { }
+  pool { range 10.0.100.100 10.0.100.200; }
+  pool { deny unknown-clients; range 10.0.101.10 10.0.101.20; }
+}
+`;
+  const result = importIscConfig({ dhcpd: { file: "dhcpd.conf", text }, interfaces: HOST });
+  const config = parseConfig(result.yaml);
+  assert.deepEqual(
+    [config.dhcp.subnet, config.dhcp.range, config.dhcp.router],
+    ["10.0.100.0", { start: "10.0.100.100", end: "10.0.100.200" }, "10.0.100.1"],
+  );
+  assert.deepEqual(
+    result.untranslated.map((f) => f.where),
+    ["dhcpd.conf:1", "dhcpd.conf:2", "dhcpd.conf:6"],
+    "the shared network itself, its own parameter, the pool with rules",
+  );
+});
+
 test("syntax errors are reported at their line and column, and nothing is imported", () => {
   assert.throws(
     () =>
