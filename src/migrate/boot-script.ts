@@ -20,6 +20,8 @@ export interface ScriptReading {
   choices: MacChoice[];
   /** Profile names offered by the script's menu (`item <name> …`), in order. */
   menuProfiles: string[];
+  /** The menu's `choose --timeout` (ms) and `--default`, with the line. */
+  menuChoice?: { timeoutMs?: number; defaultItem?: string; file: string; line: number };
   /** Lines that compare `${mac}` but could not be read, with why. */
   problems: { file: string; line: number; reason: string }[];
 }
@@ -45,6 +47,21 @@ export function readBootScript(text: string, file = "boot.ipxe"): ScriptReading 
       const name = first.find((w, i) => i > 0 && !w.startsWith("--"));
       if (name !== undefined && !NOT_PROFILES.has(name) && !reading.menuProfiles.includes(name))
         reading.menuProfiles.push(name);
+      return;
+    }
+    if (first[0] === "choose") {
+      const option = (name: string) => {
+        const i = first.indexOf(name);
+        return i > 0 ? first[i + 1] : undefined;
+      };
+      const timeout = Number(option("--timeout") ?? Number.NaN);
+      const defaultItem = option("--default");
+      reading.menuChoice = {
+        ...(Number.isInteger(timeout) && timeout > 0 ? { timeoutMs: timeout } : {}),
+        ...(defaultItem !== undefined ? { defaultItem } : {}),
+        file,
+        line,
+      };
       return;
     }
     if (first[0] !== "iseq" || first.length < 3) return;

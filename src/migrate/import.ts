@@ -55,6 +55,8 @@ const HOSTNAME =
   /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
 const DEFAULT_LEASE_SECONDS = 3600;
+/** `boot.menuTimeout`'s default (PRODUCT.md §2). */
+const DEFAULT_MENU_TIMEOUT_MS = 10_000;
 
 /** Host blocks the exporter names after the MAC because the node has no hostname (export.ts). */
 export const UNNAMED_HOST_PREFIX = "mac-";
@@ -444,6 +446,15 @@ export function importIscConfig(request: ImportRequest): ImportResult {
   if (request.mappings) readings.push(readMacMappings(request.mappings.text, basename(request.mappings.file)));
   if (request.ipxe) readings.push(readBootScript(request.ipxe.text, basename(request.ipxe.file)));
   const menuProfiles = readings.flatMap((r) => r.menuProfiles);
+  const menuChoice = readings.find((r) => r.menuChoice)?.menuChoice;
+  if (menuChoice?.defaultItem !== undefined && menuChoice.defaultItem !== "localdisk")
+    result.notes.push({
+      where: `${menuChoice.file}:${menuChoice.line}`,
+      statement: `choose --default ${menuChoice.defaultItem}`,
+      reason:
+        "centra-pxe's menu boots the local disk when nobody chooses: installing wipes disks, so an unregistered " +
+        "machine never does it by default (list the machine under nodes, or write a selector)",
+    });
   for (const reading of readings) {
     for (const p of reading.problems)
       result.untranslated.push({ where: `${p.file}:${p.line}`, statement: "", reason: p.reason });
@@ -534,6 +545,8 @@ export function importIscConfig(request: ImportRequest): ImportResult {
     );
     if (globals.length > 0) out.push("dhcp:", ...globals);
   }
+  if (menuChoice?.timeoutMs !== undefined && menuChoice.timeoutMs !== DEFAULT_MENU_TIMEOUT_MS)
+    out.push("boot:", `  menuTimeout: ${scalar(formatSeconds(menuChoice.timeoutMs / 1000))}`);
   if (extraProfiles.length > 0) {
     out.push("profiles: # the seed's three and those the old stack named; image and cmdline are guesses, check them");
     for (const p of [...SEED_PROFILE_NAMES, ...extraProfiles]) out.push(`  ${p}:`, "    image: nixos");
