@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 /** Top to bottom. "(root)" is the files directly in src/ (errors.ts, log.ts). */
 export const LAYERS = [
   ["cli"],
-  ["server", "doctor", "lab"],
+  ["server", "doctor", "lab", "migrate"],
   ["api", "metrics"],
   ["provisioning"],
   ["http", "dhcp", "tftp"],

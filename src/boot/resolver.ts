@@ -19,8 +19,12 @@ const SEED_PROFILE_LABELS: Record<string, string> = {
 export function createConfigResolver(images: ImageCatalog): BootResolver {
   return {
     async resolve(machine, { baseUrl, config }): Promise<BootSpec> {
-      const node = Object.hasOwn(config.nodes, machine.mac) ? config.nodes[machine.mac] : undefined;
-      if (node) return imageBootFor({ config, images, baseUrl, profileName: node.profile, hostname: node.hostname });
+      // A node's other NICs (`macs`) boot it too; a node without a profile (a reservation only) gets the menu.
+      const node = Object.hasOwn(config.nodes, machine.mac)
+        ? config.nodes[machine.mac]
+        : Object.values(config.nodes).find((n) => n.macs?.includes(machine.mac));
+      if (node?.profile !== undefined)
+        return imageBootFor({ config, images, baseUrl, profileName: node.profile, hostname: node.hostname });
       const picked = machine.requestedProfile;
       if (picked !== undefined && Object.hasOwn(config.profiles, picked)) {
         return imageBootFor({ config, images, baseUrl, profileName: picked });

@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { registerConfigCommands } from "./config-commands.js";
 import { registerLabCommand } from "./lab-command.js";
 import { registerLeasesCommand } from "./leases-command.js";
+import { registerMigrateCommands } from "./migrate-commands.js";
 import { registerNodesCommands } from "./nodes-command.js";
 import { registerStateCommands } from "./state-commands.js";
 import { registerTokenCommands } from "./token-command.js";
@@ -21,6 +22,7 @@ export async function runCli(argv: string[]): Promise<void> {
   registerLeasesCommand(program);
   registerNodesCommands(program);
   registerTokenCommands(program);
+  registerMigrateCommands(program);
 
   await program.parseAsync(argv);
 }

@@ -115,11 +115,62 @@ const profile = z
   })
   .strict();
 
+/** SMBIOS system UUID as iPXE's `${uuid}` prints it (RFC 4122 text form); stored lower case. */
+const uuid = z
+  .string({ invalid_type_error: "must be a UUID such as 4c4c4544-0042-3510-8052-b4c04f384d32" })
+  .regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, {
+    message: "is not a UUID (expected 8-4-4-4-12 hex digits, like 4c4c4544-0042-3510-8052-b4c04f384d32)",
+  })
+  .transform((s) => s.toLowerCase());
+
+/** Labels as the API takes them (src/provisioning/node-input.ts): short names, short values. */
+const labels = z.record(
+  z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, {
+    message: "label names are letters, digits, '.', '_', '/', '-' (at most 63, starting with a letter or digit)",
+  }),
+  z.string({ invalid_type_error: "a label value must be a string" }).max(63, "a label value has at most 63 characters"),
+);
+
+/**
+ * A machine listed one by one. The key is its MAC (the one DHCP reserves `ipAddress` for); `macs`
+ * lists its other NICs. The seed's `{ profile, hostname, ipAddress }` is the whole of it still;
+ * a node without a profile gets its reservation and boots the menu (a dhcpd.conf `host` block).
+ */
 const node = z
   .object({
-    profile: z.string(),
+    profile: z.string().optional(),
     hostname: hostname.optional(),
     ipAddress: ipv4.optional(),
+    macs: z.array(z.string({ invalid_type_error: "must be a MAC address" })).optional(),
+    uuid: uuid.optional(),
+    serial: z.string().min(1).max(128).optional(),
+    labels: labels.optional(),
+  })
+  .strict();
+
+/**
+ * What iPXE says a machine runs on, in the names DHCP uses for firmware (src/boot/firmware.ts
+ * `Firmware`): `${platform}` pcbios → bios; efi with `${buildarch}` i386/x86_64/arm32/arm64.
+ */
+export const SELECTOR_ARCHES = ["bios", "efi-ia32", "efi-x64", "efi-arm32", "efi-arm64"] as const;
+
+/**
+ * A profile for machines not listed one by one (like Matchbox groups): every key of `match` must
+ * hold. It picks the image a machine boots instead of the menu, nothing more: no reservation, no
+ * hostname, no install token (a stranger could pick the same image from the menu).
+ */
+const selector = z
+  .object({
+    match: z
+      .object({
+        arch: z.enum(SELECTOR_ARCHES).optional(),
+        uuid: uuid.optional(),
+        serial: z.string().min(1).optional(),
+        /** The labels of the machine's inventory record (a discovered machine an admin labelled). */
+        labels: labels.optional(),
+      })
+      .strict(),
+    profile: z.string(),
   })
   .strict();
 
@@ -237,6 +288,8 @@ const configObject = z
       .record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "profile names are lower-case letters, digits and '-'"), profile)
       .default(SEED_PROFILES),
     nodes: z.record(z.string(), node).default({}),
+    /** Profiles for machines not under `nodes`, first match wins (src/provisioning/selectors.ts). */
+    selectors: z.array(selector).default([]),
     /** The provisioning lifecycle (PRODUCT.md §5). */
     provisioning: z
       .object({
@@ -305,10 +358,17 @@ export type ProfileConfig = z.output<typeof profile>;
 /** A node as the rest of the program sees it: keyed by its normalised MAC. */
 export interface NodeConfig {
   mac: string;
-  profile: string;
+  profile?: string;
   hostname?: string;
   ipAddress?: string;
+  /** The node's other NICs, normalised (absent when it has one); `mac` is the one reserved for. */
+  macs?: string[];
+  uuid?: string;
+  serial?: string;
+  labels?: Record<string, string>;
 }
+
+export type SelectorConfig = z.output<typeof selector>;
 
 export type Config = Omit<ParsedConfig, "nodes" | "http" | "tftp"> & {
   nodes: Record<string, NodeConfig>;
@@ -377,6 +437,7 @@ function checkCrossFields(
   const mainMask = parseIpv4(main.netmask);
 
   const macs = new Map<string, string>();
+  const uuids = new Map<string, string>();
   const addresses = new Map<number, string>();
   for (const [key, node] of Object.entries(config.nodes)) {
     const mac = normalizeMac(key);
@@ -390,7 +451,23 @@ function checkCrossFields(
     } else {
       macs.set(mac, key);
     }
-    if (!(node.profile in config.profiles)) {
+    (node.macs ?? []).forEach((extra, i) => {
+      const other = normalizeMac(extra);
+      if (other === undefined)
+        issue(["nodes", key, "macs", i], `${JSON.stringify(extra)} is not a MAC address (six hex pairs)`);
+      else if (macs.has(other))
+        issue(
+          ["nodes", key, "macs", i],
+          `MAC ${other} is listed twice (also under ${JSON.stringify(macs.get(other))})`,
+        );
+      else macs.set(other, key);
+    });
+    if (node.uuid !== undefined) {
+      const other = uuids.get(node.uuid);
+      if (other !== undefined) issue(["nodes", key, "uuid"], `UUID ${node.uuid} is also the UUID of node ${other}`);
+      else uuids.set(node.uuid, key);
+    }
+    if (node.profile !== undefined && !(node.profile in config.profiles)) {
       issue(
         ["nodes", key, "profile"],
         `unknown profile ${JSON.stringify(node.profile)} (defined: ${Object.keys(config.profiles).join(", ")})`,
@@ -426,6 +503,17 @@ function checkCrossFields(
       else addresses.set(address, key);
     }
   }
+
+  config.selectors.forEach((selector, i) => {
+    if (!(selector.profile in config.profiles))
+      issue(
+        ["selectors", i, "profile"],
+        `unknown profile ${JSON.stringify(selector.profile)} (defined: ${Object.keys(config.profiles).join(", ")})`,
+      );
+    // An empty match would send every unlisted machine to an installer: say so explicitly or not at all.
+    if (Object.keys(selector.match).length === 0)
+      issue(["selectors", i, "match"], "matches every machine; name at least one of arch, uuid, serial, labels");
+  });
 
   for (const [name, p] of Object.entries(config.profiles)) {
     if (!isImageName(p.image))
@@ -545,7 +633,8 @@ export function normalizeConfig(parsed: ParsedConfig): Config {
   const nodes: Record<string, NodeConfig> = {};
   for (const [key, n] of Object.entries(parsed.nodes)) {
     const mac = normalizeMac(key)!;
-    nodes[mac] = { mac, ...n };
+    // The seed's form stays exactly { mac, profile, hostname, ipAddress }: the richer keys only when written.
+    nodes[mac] = n.macs === undefined ? { mac, ...n } : { mac, ...n, macs: n.macs.map((m) => normalizeMac(m)!) };
   }
   // HTTP and TFTP listen where the DHCP answers send clients, not on every address of the host
   // (a management network, a tenant-facing one); `0.0.0.0` in the file still means all of them.

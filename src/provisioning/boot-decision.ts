@@ -26,6 +26,8 @@ export interface BootFacts {
   imageAvailable: boolean;
   /** `provisioning.installTokenToAnyAddress`: the escape hatch for networks where DHCP cannot vouch. */
   tokenToAnyAddress: boolean;
+  /** The profile a config selector picked for this machine (selectors.ts), if any. */
+  selectedProfile?: string;
 }
 
 /** Why a node in `provisioning` gets its image without the callback token. */
@@ -34,6 +36,8 @@ export type TokenWithheld = "not-the-machine-address" | "machine-address-unknown
 export type BootPlanned =
   /** The config's resolver decides: the menu, or a profile picked from it. */
   | { boot: "base" }
+  /** A selector's profile for a machine nobody registered: its image only (no hostname, no token). */
+  | { boot: "selected"; profile: string }
   /** The node's profile image, nothing more (a `ready` node). */
   | { boot: "image" }
   /** The node's image with the install callback (`centra.api=`), with or without its token. */
@@ -54,10 +58,13 @@ export interface BootEffects {
 export function decideBoot(facts: BootFacts): { plan: BootPlanned; effects: BootEffects } {
   const effects: BootEffects = { sighting: !facts.probe, token: false };
   const { node } = facts;
-  if (!node) return { plan: { boot: "base" }, effects };
+  // Selectors stand in for the menu only: for a machine with no record, or one only discovered.
+  const unlisted: BootPlanned =
+    facts.selectedProfile !== undefined ? { boot: "selected", profile: facts.selectedProfile } : { boot: "base" };
+  if (!node) return { plan: unlisted, effects };
   switch (BOOT_PLAN[node.state]) {
     case "menu":
-      return { plan: { boot: "base" }, effects };
+      return { plan: unlisted, effects };
     case "localdisk":
       return { plan: { boot: "localdisk" }, effects };
     case "none":

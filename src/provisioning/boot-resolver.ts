@@ -14,6 +14,7 @@ import type { NodeRecord } from "../store/store.js";
 import { type BootEffects, type BootFacts, decideBoot, type Requester, type TokenWithheld } from "./boot-decision.js";
 import type { InventoryCore } from "./core.js";
 import type { Lifecycle } from "./lifecycle-service.js";
+import { archOf, selectProfile } from "./selectors.js";
 import type { Sightings } from "./sightings.js";
 
 export interface LifecycleResolverOptions {
@@ -54,12 +55,22 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
         node.profile !== undefined &&
         (BOOT_PLAN[node.state] === "image" || BOOT_PLAN[node.state] === "install");
       const image = bootsImage ? await imageFor(node, context) : undefined;
+      const selected =
+        node === undefined || BOOT_PLAN[node.state] === "menu"
+          ? selectProfile(context.config.selectors, {
+              arch: archOf(machine.platform, machine.buildarch),
+              uuid: machine.uuid,
+              serial: machine.serial,
+              labels: node?.labels ?? {},
+            })
+          : undefined;
       const facts: BootFacts = {
         node: node && { id: node.id, state: node.state, hasProfile: node.profile !== undefined },
         requester: requesterOf(machine.mac, context.remote),
         probe,
         imageAvailable: image?.kind === "image",
         tokenToAnyAddress: context.config.provisioning.installTokenToAnyAddress,
+        ...(selected ? { selectedProfile: selected.profile } : {}),
       };
       const { plan, effects } = decideBoot(facts);
 
@@ -69,6 +80,13 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
       switch (plan.boot) {
         case "base":
           return base.resolve(machine, context);
+        case "selected":
+          return imageBootFor({
+            config: context.config,
+            images: images(context.config),
+            baseUrl: context.baseUrl,
+            profileName: plan.profile,
+          });
         case "localdisk":
           return { kind: "localdisk" };
         case "none":

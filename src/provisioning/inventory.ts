@@ -11,6 +11,8 @@ import { randomId } from "./tokens.js";
 
 /** Config-owned fields: a node declared in the config file gets these from the file only. */
 const CONFIG_OWNED = ["macs", "profile", "hostname", "ipAddress"] as const;
+/** What a config sync compares and reports: the owned fields and the richer keys a node may declare. */
+const CONFIG_SYNCED = [...CONFIG_OWNED, "uuid", "serial", "labels"] as const;
 
 /**
  * The inventory: what machines there are and what they are to be, changed only by an admin (the
@@ -77,6 +79,12 @@ export class Inventory {
           profile: declaration.profile,
           hostname: declaration.hostname,
           ipAddress: declaration.ipAddress,
+          // The richer keys are the config's only where the file writes them: a seed-form node keeps the
+          // MACs an admin adopted, the UUID and serial its firmware reported, the labels the API set.
+          ...(declaration.macs !== undefined ? { macs: [declaration.mac, ...declaration.macs] } : {}),
+          ...(declaration.uuid !== undefined ? { uuid: declaration.uuid } : {}),
+          ...(declaration.serial !== undefined ? { serial: declaration.serial } : {}),
+          ...(declaration.labels !== undefined ? { labels: declaration.labels } : {}),
         };
         let node: NodeRecord;
         if (!existing) {
@@ -91,6 +99,7 @@ export class Inventory {
             createdAt: at,
             ...defined(wanted),
           };
+          node = await this.claimMacs(node);
           await this.writeClaiming(node, "create");
           await this.core.record({
             nodeId: node.id,
@@ -102,7 +111,7 @@ export class Inventory {
           node = { ...existing, ...wanted, source: "config" };
           for (const key of ["hostname", "ipAddress"] as const) if (wanted[key] === undefined) delete node[key];
           const changed =
-            CONFIG_OWNED.some((k) => JSON.stringify(existing[k]) !== JSON.stringify(node[k])) ||
+            CONFIG_SYNCED.some((k) => JSON.stringify(existing[k]) !== JSON.stringify(node[k])) ||
             existing.source !== "config";
           let transitioned: NodeState | undefined;
           if (existing.state === "discovered") {
@@ -111,12 +120,13 @@ export class Inventory {
             transitioned = "ready";
           }
           if (changed || transitioned) {
+            node = await this.claimMacs(node);
             await this.writeClaiming(node, "replace");
             if (changed)
               await this.core.record({
                 nodeId: node.id,
                 kind: "updated",
-                details: { by: "config", ...pick(node, CONFIG_OWNED) },
+                details: { by: "config", ...pick(node, CONFIG_SYNCED) },
               });
             if (transitioned)
               await this.core.record({
@@ -142,6 +152,49 @@ export class Inventory {
       }
       await this.core.rebuildReservations();
     });
+  }
+
+  /**
+   * A config node's other MACs, taken from whoever holds them: a machine only discovered so far (its
+   * placeholder node goes, as with adoptMac), or a node with more MACs than this one. A MAC that is
+   * the only one of another node stays there; this node is written without it, and the event says so.
+   */
+  private async claimMacs(node: NodeRecord): Promise<NodeRecord> {
+    const kept: string[] = [];
+    for (const mac of node.macs) {
+      const holder = await this.core.store.nodes.findByMac(mac);
+      if (!holder || holder.id === node.id) {
+        kept.push(mac);
+      } else if (holder.source === "discovered" && holder.state === "discovered") {
+        await this.core.store.nodes.remove(holder.id);
+        await this.core.record({
+          nodeId: holder.id,
+          kind: "removed",
+          fromState: holder.state,
+          details: {
+            by: "config",
+            macs: holder.macs,
+            note: `MAC ${mac} is declared in the config for node ${node.id}`,
+          },
+        });
+        kept.push(mac);
+      } else if (holder.macs.length > 1) {
+        await this.core.store.nodes.replace({ ...holder, macs: holder.macs.filter((m) => m !== mac) });
+        await this.core.record({
+          nodeId: holder.id,
+          kind: "updated",
+          details: { by: "config", macs: holder.macs.filter((m) => m !== mac), note: `MAC ${mac} moved to ${node.id}` },
+        });
+        kept.push(mac);
+      } else {
+        await this.core.record({
+          nodeId: node.id,
+          kind: "updated",
+          details: { by: "config", note: `MAC ${mac} is the only MAC of node ${holder.id}; remove it there first` },
+        });
+      }
+    }
+    return kept.length === node.macs.length || kept.length === 0 ? node : { ...node, macs: kept };
   }
 
   /** Write a config node, taking a hostname, address or UUID another node holds: the config wins. */
