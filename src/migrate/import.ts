@@ -521,8 +521,16 @@ export function importIscConfig(request: ImportRequest): ImportResult {
   }
   if (serverAddress) out.push(`serverAddress: ${scalar(serverAddress)}`);
   else {
-    out.push("serverAddress: 10.0.100.10 # PLACEHOLDER: no next-server and no interface in the subnet");
-    result.notes.push({ where: at(1), statement: "serverAddress", reason: "placeholder 10.0.100.10: no next-server" });
+    // The server must sit in the subnet it serves (validate refuses a rogue-looking config), so
+    // the placeholder is a free address there: not in the range, not the router, no host's.
+    const taken = new Set(hosts.flatMap((h) => (h.ipAddress ? [h.ipAddress] : [])));
+    const placeholder = (main && freeAddressIn(main, taken)) ?? "10.0.100.10";
+    out.push(`serverAddress: ${placeholder} # PLACEHOLDER: no next-server and no interface in the subnet`);
+    result.notes.push({
+      where: at(1),
+      statement: "serverAddress",
+      reason: `placeholder ${placeholder}: no next-server; set this host's address facing the machines`,
+    });
   }
   if (main) {
     out.push("dhcp:", ...subnetLines(main, global, "  "));
@@ -634,4 +642,20 @@ function scalar(value: string): string {
   if (/^[0-9]+(\.[0-9]+){3}$/.test(value)) return value; // a dotted quad reads back as a string
   if (/^[A-Za-z][A-Za-z0-9._/-]*$/.test(value) && !/^(true|false|yes|no|on|off|null|y|n)$/i.test(value)) return value;
   return JSON.stringify(value);
+}
+
+/** The highest host address of `s` outside its range, other than its router and `taken`. */
+function freeAddressIn(s: SubnetDraft, taken: ReadonlySet<string>): string | undefined {
+  const network = parseIpv4(s.subnet);
+  const mask = parseIpv4(s.netmask);
+  if (network === undefined || mask === undefined) return undefined;
+  const broadcast = (network | ~mask) >>> 0;
+  const start = s.range ? parseIpv4(s.range.start) : undefined;
+  const end = s.range ? parseIpv4(s.range.end) : undefined;
+  for (let address = broadcast - 1; address > network; address--) {
+    const text = formatIpv4(address);
+    const inRange = start !== undefined && end !== undefined && address >= start && address <= end;
+    if (!inRange && text !== s.router && !taken.has(text)) return text;
+  }
+  return undefined;
 }
