@@ -19,11 +19,18 @@ export interface CampaignOptions {
   dhcp: number;
   tftp: number;
   http: number;
+  /**
+   * Floods to run a second time after the three, with a fresh input stream (new MACs, new names):
+   * memory that grew in the first round and is bounded stays level in the second; a leak grows again.
+   */
+  repeat?: readonly Protocol[];
   /** Where the daemon's log goes; default a file in the campaign's temporary directory (removed). */
   logFile?: string;
   /** Progress lines (phase changes, probes) to this function; default silent. */
   progress?: (line: string) => void;
 }
+
+export type Protocol = "dhcp" | "tftp" | "http";
 
 /** One round of real clients: each entry is "ok" or what went wrong. */
 export interface ProbeRound {
@@ -299,16 +306,19 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     progress(`daemon pid ${pid}, RSS ${before} KiB; seed ${options.seed}`);
 
     const senders: SenderTally[] = [];
-    const phases = [
-      ["dhcp", options.dhcp],
-      ["tftp", options.tftp],
-      ["http", options.http],
-    ] as const;
-    for (const [protocol, count] of phases) {
+    const counts: Record<Protocol, number> = { dhcp: options.dhcp, tftp: options.tftp, http: options.http };
+    const phases: [Protocol, number][] = [
+      ...(["dhcp", "tftp", "http"] as const).map((p): [Protocol, number] => [p, 1]),
+      ...(options.repeat ?? []).map((p): [Protocol, number] => [p, 2]),
+    ];
+    for (const [protocol, round] of phases) {
+      const count = counts[protocol];
       if (count <= 0 || crash) continue;
-      progress(`${protocol}: sending ${count}`);
-      // Each protocol gets its own stream, so changing one count does not change the others' input.
-      const seed = (options.seed * 31 + protocol.charCodeAt(0)) >>> 0;
+      const phase = round === 1 ? protocol : `${protocol} again`;
+      progress(`${phase}: sending ${count}`);
+      // Each protocol gets its own stream, so changing one count does not change the others' input;
+      // a second round gets another stream (round 1 keeps the seed's original input).
+      const seed = (options.seed * 31 + protocol.charCodeAt(0) + (round - 1) * 0x9e3779b9) >>> 0;
       const sender = runSender(
         link,
         [
@@ -331,7 +341,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       // (the rate has ramped up by then).
       const during = sender.started
         .then(() => new Promise((resolve) => setTimeout(resolve, count >= 100_000 ? 2000 : 0)))
-        .then(() => probe(`during ${protocol}`));
+        .then(() => probe(`during ${phase}`));
       try {
         senders.push(await sender.done);
       } catch (error) {
@@ -339,7 +349,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       }
       await during;
       if (crash) break;
-      rssByPhase.push({ phase: protocol, endKiB: rssKiB(pid), maxKiB: phaseMax });
+      rssByPhase.push({ phase, endKiB: rssKiB(pid), maxKiB: phaseMax });
       phaseMax = 0;
     }
     // Unacknowledged transfers time out and half-open connections close; then memory is read.

@@ -252,6 +252,10 @@ export class Sightings {
     const now = this.core.now().getTime();
     const last = this.conflictReportedAt.get(mac);
     if (last !== undefined && now - last < CONFLICT_EVENT_INTERVAL_MS) return;
+    // The MACs are the network's: bounded like lastReported, oldest first (an evicted MAC's next
+    // conflict is recorded again, which the sighting budget still paces).
+    this.conflictReportedAt.delete(mac);
+    forgetOldest(this.conflictReportedAt, MAX_REMEMBERED_MACS - 1);
     this.conflictReportedAt.set(mac, now);
     events.push({
       nodeId: holder.id,
@@ -287,8 +291,21 @@ export class Sightings {
         if (at - value.at >= SIGHTING_WRITE_INTERVAL_MS) this.lastReported.delete(key);
       for (const [key, value] of this.conflictReportedAt)
         if (at - value >= CONFLICT_EVENT_INTERVAL_MS) this.conflictReportedAt.delete(key);
+      // Every entry recent (a budget configured above MAX_REMEMBERED_MACS per interval): the bound
+      // holds anyway; the oldest goes, and that MAC at worst gets one more write.
+      forgetOldest(this.lastReported, MAX_REMEMBERED_MACS - 1);
     }
+    // Deleted first so the map stays in the order of the last sighting, oldest first.
+    this.lastReported.delete(mac);
     this.lastReported.set(mac, { at, identity });
+  }
+}
+
+/** Drop the first-inserted entries of `map` until it holds at most `size`. */
+function forgetOldest(map: Map<string, unknown>, size: number): void {
+  for (const key of map.keys()) {
+    if (map.size <= size) return;
+    map.delete(key);
   }
 }
 
