@@ -36,10 +36,16 @@ export class LogThrottle {
    */
   admit(kind: string, now: number): number | undefined {
     let key = kind;
-    if (!this.kinds.has(key) && this.kinds.size >= this.maxKinds) {
-      const [stalest, entry] = this.kinds.entries().next().value as [string, { at: number }];
-      if (now - entry.at >= this.intervalMs) this.kinds.delete(stalest);
-      else key = OTHER_KINDS;
+    if (!this.kinds.has(key)) {
+      // Forget stale kinds (the shared slot among them) until a named kind fits, or share the slot.
+      for (const [stalest, { at }] of this.kinds) {
+        if (this.kinds.size - (this.kinds.has(OTHER_KINDS) ? 1 : 0) < this.maxKinds) break;
+        if (now - at < this.intervalMs) {
+          key = OTHER_KINDS;
+          break;
+        }
+        this.kinds.delete(stalest);
+      }
     }
     const entry = this.kinds.get(key);
     if (entry && now - entry.at < this.intervalMs) {

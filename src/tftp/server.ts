@@ -332,14 +332,16 @@ export class TftpServer {
     this.socket?.send(encodePacket({ opcode: Opcode.Error, code, message }), rinfo.port, rinfo.address);
   }
 
-  /**
-   * Whether a request from `address` may be answered at all (admission.ts); a request over the
-   * rate is dropped without an answer, so a flood costs the server no sends.
-   */
+  /** One line per kind (and code) per interval; `heldBack`: the refusals not logged since the last. */
   private logRefusal(fields: Record<string, unknown>, message: string, code?: number): void {
     const heldBack = this.refusalLog.admit(`${message}:${code ?? ""}`, performance.now());
     if (heldBack !== undefined) this.logger.info({ ...fields, heldBack }, message);
   }
+
+  /**
+   * Whether a request from `address` may be answered at all (admission.ts); a request over the
+   * rate is dropped without an answer, so a flood costs the server no sends.
+   */
 
   private withinRate(address: string): boolean {
     const verdict = this.rateLimit.take(address, performance.now());
