@@ -1,12 +1,13 @@
 /**
  * The fuzz campaign from the command line (as root: it builds network namespaces):
  *
- *   node --import tsx bench/fuzz/run.ts [--seed N] [--count N] [--http-count N] [--repeat dhcp,tftp,http]
+ *   node --import tsx bench/fuzz/run.ts [--seed N] [--count N] [--http-count N] [--repeat dhcp,tftp,http] [--trace-gc]
  *     [--log FILE] [--json]
  *
  * `--count` datagrams each of DHCP and TFTP (default 10^6) and `--http-count` requests (default
  * count/10); `--repeat` runs the floods named a second time, with fresh input, after the three
- * (memory that is bounded stays level in the second round; a leak grows again). Prints the summary table; exits 1 when the daemon crashed or a real client was not served.
+ * (memory that is bounded stays level in the second round; a leak grows again); `--trace-gc` adds
+ * the daemon's V8 heap after full collections, per flood. Prints the summary table; exits 1 when the daemon crashed or a real client was not served.
  */
 import { parseArgs } from "node:util";
 import { runCampaign, summarize, type Protocol } from "./campaign.js";
@@ -17,6 +18,7 @@ const { values } = parseArgs({
     count: { type: "string", default: "1000000" },
     "http-count": { type: "string" },
     repeat: { type: "string", default: "" },
+    "trace-gc": { type: "boolean", default: false },
     log: { type: "string" },
     json: { type: "boolean", default: false },
   },
@@ -37,6 +39,7 @@ const result = await runCampaign({
   tftp: count,
   http,
   repeat,
+  traceGc: values["trace-gc"],
   logFile: values.log,
   progress: (line) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`),
 });
