@@ -56,8 +56,8 @@ export interface CampaignResult {
   /** RSS at the end of each flood and the most it reached during it. */
   rssByPhase: { phase: string; endKiB: number; maxKiB: number }[];
   /**
-   * With `traceGc`: the V8 heap in use after full (mark-compact) collections, summed over the
-   * isolates (main thread and workers), as it was last in each phase and the most it was (MiB).
+   * With `traceGc`: the main thread's V8 heap in use after full (mark-compact) collections, as it
+   * was after the last one in each phase and the most it was after one (MiB).
    */
   heapByPhase?: { phase: string; lastMiB: number; maxMiB: number; collections: number }[];
   probes: ProbeRound[];
@@ -265,11 +265,13 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     const log = createWriteStream(logFile);
     const heapByPhase: NonNullable<CampaignResult["heapByPhase"]> = [];
     let heapPhase = { phase: "before", lastMiB: 0, maxMiB: 0, collections: 0 };
-    // One heap per isolate: the main thread's, and each worker's (TFTP transfers, tsx's loader).
-    const heapByIsolate = new Map<string, number>();
-    const noteCollection = (isolate: string, heapAfterMiB: number) => {
-      heapByIsolate.set(isolate, heapAfterMiB);
-      const heapMiB = [...heapByIsolate.values()].reduce((a, b) => a + b, 0);
+    // The trace has one heap per isolate: the main thread's (the first to log, it starts first),
+    // where the daemon keeps its state, and each worker's (TFTP transfers, tsx's loader), a few MiB
+    // each that are collected at start-up and then rarely. Only the main thread's is followed.
+    let mainIsolate: string | undefined;
+    const noteCollection = (isolate: string, heapMiB: number | undefined) => {
+      mainIsolate ??= isolate;
+      if (isolate !== mainIsolate || heapMiB === undefined) return;
       heapPhase.lastMiB = heapMiB;
       heapPhase.maxMiB = Math.max(heapPhase.maxMiB, heapMiB);
       heapPhase.collections++;
@@ -289,7 +291,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       for (const line of lines) {
         const gc = GC_TRACE.exec(line);
         if (gc) {
-          if (gc[2] !== undefined) noteCollection(gc[1]!, Number(gc[2]));
+          noteCollection(gc[1]!, gc[2] === undefined ? undefined : Number(gc[2]));
           continue;
         }
         // pino levels: 50 error, 60 fatal; anything not JSON (a stack trace on stderr) counts too.
@@ -503,7 +505,7 @@ export function summarize(result: CampaignResult): string {
     `  by flood: ${result.rssByPhase.map((p) => `${p.phase} max ${mib(p.maxKiB)} end ${mib(p.endKiB)}`).join(", ")}`,
     ...(result.heapByPhase
       ? [
-          `V8 heap after full collections: ${result.heapByPhase
+          `main thread's V8 heap after full collections: ${result.heapByPhase
             .map((p) => `${p.phase} last ${p.lastMiB.toFixed(1)} max ${p.maxMiB.toFixed(1)} MiB (${p.collections})`)
             .join(", ")}`,
         ]
