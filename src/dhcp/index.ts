@@ -2,7 +2,7 @@ import { networkInterfaces } from "node:os";
 import { FIRMWARE_TABLE } from "../boot/firmware.js";
 import { formatIpv4, normalizeMac, parseIpv4 } from "../config/primitives.js";
 import type { Config, DhcpSubnetConfig } from "../config/schema.js";
-import type { Logger } from "../log.js";
+import { LogThrottle, type Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
 import { AddressBook } from "./address-book.js";
 import { PXE_PORT } from "./destination.js";
@@ -65,9 +65,17 @@ export interface DhcpService extends Service {
 /** Log pool exhaustion and other operator-facing remarks at most this often per message kind. */
 const NOTABLE_LOG_INTERVAL_MS = 10_000;
 
-/** A remark without its MACs and addresses: a flood of forged ones is one log line per interval, not thousands. */
-function remarkKind(message: string): string {
-  return message.replace(/[0-9a-f]{2}(:[0-9a-f]{2}){5}/g, "MAC").replace(/\d+\.\d+\.\d+\.\d+/g, "IP");
+/**
+ * A remark without its MACs, addresses and numbers: a flood of forged ones is one log line per
+ * interval, not thousands. Hardware addresses are whatever length `hlen` said (1 to 16 bytes), so
+ * not only the 6-byte form is folded; a 1-byte one ("52") goes with the numbers. The throttle's
+ * cap on kinds stands behind this, should a message carry something else from the packet.
+ */
+export function remarkKind(message: string): string {
+  return message
+    .replace(/\b[0-9a-f]{2}(:[0-9a-f]{2})+\b/g, "MAC")
+    .replace(/\d+\.\d+\.\d+\.\d+/g, "IP")
+    .replace(/\d+/g, "N");
 }
 
 function budgetLimits(config: Config["dhcp"]["budgets"]["newClients"]): BudgetLimits {
@@ -121,7 +129,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
   /** Server mode: what each MAC holds, as made durable. Proxy mode: `context.claims`. */
   const bound = new AddressBook();
   const claims = new AddressBook();
-  const notableLoggedAt = new Map<string, number>();
+  const notableLog = new LogThrottle(NOTABLE_LOG_INTERVAL_MS);
   let stoppedCounters: DhcpCounters = zeroCounters();
 
   const lookupNode = (mac: string): NodeReservation | undefined => {
@@ -225,11 +233,10 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
 
   /** Warn once per kind per interval: a rack of machines all failing the same way is one line, not a thousand. */
   const notable = (kind: string, message: string) => {
-    const t = now();
-    const last = notableLoggedAt.get(kind) ?? -Infinity;
-    if (t - last < NOTABLE_LOG_INTERVAL_MS) return;
-    notableLoggedAt.set(kind, t);
-    log.warn(message);
+    const heldBack = notableLog.admit(kind, now());
+    if (heldBack === undefined) return;
+    if (heldBack > 0) log.warn({ heldBack }, `${message} (and ${heldBack} more like it since the last such line)`);
+    else log.warn(message);
   };
 
   const readInterfaces = options.interfaces ?? networkInterfaces;

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { parseConfig } from "../config/load.js";
 import { createConfigResolver } from "../boot/resolver.js";
 import { createFileImageCatalog } from "../boot/image-catalog.js";
-import { silentLogger } from "../log.js";
+import { pino } from "pino";
+import { silentLogger, type Logger } from "../log.js";
 import type { ServiceHealth } from "../contracts/service.js";
 import { baseUrlFor, createHttpApp, machineFromQuery } from "./app.js";
 
@@ -201,5 +202,35 @@ test("a request body over http.bodyLimit is refused with 413 before any route se
     assert.equal(seen, 1);
   } finally {
     await small.close();
+  }
+});
+
+/** A logger that keeps its lines (parsed), to count what a flood of requests writes. */
+function recordingLogger(): { logger: Logger; lines: { msg: string; heldBack?: number }[] } {
+  const lines: { msg: string; heldBack?: number }[] = [];
+  const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  return { logger, lines };
+}
+
+test("a scanner's refused paths are one warn line per interval, not one per request (the fuzz campaign got 13,173)", async () => {
+  const { logger, lines } = recordingLogger();
+  const scanned = await createHttpApp({
+    config,
+    logger,
+    resolver: createConfigResolver(createFileImageCatalog(stateDir)),
+    health: () => health,
+  });
+  try {
+    for (let i = 0; i < 300; i++) {
+      // Refused on the raw URL, and refused by the path check behind a symlink out of the root.
+      assert.equal((await scanned.inject({ url: `/boot/ipxe/%2e%2e%2f${i}` })).statusCode, 400);
+      assert.equal((await scanned.inject({ url: "/boot/ipxe/escape.efi" })).statusCode, 400);
+    }
+    const count = (msg: string) => lines.filter((l) => l.msg === msg).length;
+    assert.equal(count("refused request path"), 1, JSON.stringify(lines.slice(0, 5)));
+    assert.equal(count("refused a path outside the served root"), 1, JSON.stringify(lines.slice(0, 5)));
+    assert.equal(lines.find((l) => l.msg === "refused request path")?.heldBack, 0, "the first line holds nothing back");
+  } finally {
+    await scanned.close();
   }
 });

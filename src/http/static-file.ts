@@ -12,6 +12,9 @@ function contentTypeOf(name: string): string {
   return "application/octet-stream";
 }
 
+/** Logs a refused path; the app rate-limits it (a scanner sends them by the thousand). */
+export type RefusedPathLogger = (fields: Record<string, unknown>, message: string) => void;
+
 /**
  * Serve `name` from inside `root`: path-checked, streamed (never read whole), with Content-Length,
  * Range, HEAD, ETag and Last-Modified. A refused path is 400, a missing one 404; nothing outside
@@ -23,6 +26,7 @@ export async function sendFile(
   root: string,
   name: string,
   logger: Logger,
+  warnRefused: RefusedPathLogger,
 ): Promise<void> {
   let handle: FileHandle;
   try {
@@ -32,7 +36,7 @@ export async function sendFile(
     handle = await open(resolved.path, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (error) {
     if (error instanceof PathEscapeError) {
-      logger.warn({ path: name, url: request.raw.url }, "refused a path outside the served root");
+      warnRefused({ path: name, url: request.raw.url }, "refused a path outside the served root");
       await reply.code(400).type("text/plain; charset=utf-8").send("bad path\n");
       return;
     }

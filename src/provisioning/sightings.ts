@@ -13,11 +13,15 @@ export interface SightingStats {
   dropped: number;
   /** Waiting for the next batch. */
   pending: number;
+  /** MACs whose last sighting is remembered (bounded, however many MACs a flood invents). */
+  remembered: number;
 }
 
 export interface SightingOptions {
   /** How long a batch gathers sightings before its one commit; default 25 ms. */
   batchMs?: number;
+  /** Bound on the per-MAC memory (last sighting, last conflict); default 50,000 MACs. */
+  maxRememberedMacs?: number;
 }
 
 /**
@@ -79,16 +83,18 @@ export class Sightings {
   private bucket: { tokens: number; at: number } | undefined;
   private readonly counts = { recorded: 0, dropped: 0 };
   private readonly batchMs: number;
+  private readonly maxRemembered: number;
 
   constructor(
     private readonly core: InventoryCore,
     options: SightingOptions = {},
   ) {
     this.batchMs = options.batchMs ?? 25;
+    this.maxRemembered = options.maxRememberedMacs ?? MAX_REMEMBERED_MACS;
   }
 
   stats(): SightingStats {
-    return { ...this.counts, pending: this.pending.size };
+    return { ...this.counts, pending: this.pending.size, remembered: this.lastReported.size };
   }
 
   /**
@@ -239,6 +245,10 @@ export class Sightings {
     const now = this.core.now().getTime();
     const last = this.conflictReportedAt.get(mac);
     if (last !== undefined && now - last < CONFLICT_EVENT_INTERVAL_MS) return;
+    // The MACs are the network's: bounded like lastReported, oldest first (an evicted MAC's next
+    // conflict is recorded again, which the sighting budget still paces).
+    this.conflictReportedAt.delete(mac);
+    forgetOldest(this.conflictReportedAt, this.maxRemembered - 1);
     this.conflictReportedAt.set(mac, now);
     events.push({
       nodeId: holder.id,
@@ -269,13 +279,26 @@ export class Sightings {
   }
 
   private remember(mac: string, at: number, identity: string): void {
-    if (this.lastReported.size >= MAX_REMEMBERED_MACS) {
+    if (this.lastReported.size >= this.maxRemembered) {
       for (const [key, value] of this.lastReported)
         if (at - value.at >= SIGHTING_WRITE_INTERVAL_MS) this.lastReported.delete(key);
       for (const [key, value] of this.conflictReportedAt)
         if (at - value >= CONFLICT_EVENT_INTERVAL_MS) this.conflictReportedAt.delete(key);
+      // Every entry recent (a budget configured above the bound per interval): the bound holds
+      // anyway; the oldest goes, and that MAC at worst gets one more write.
+      forgetOldest(this.lastReported, this.maxRemembered - 1);
     }
+    // Deleted first so the map stays in the order of the last sighting, oldest first.
+    this.lastReported.delete(mac);
     this.lastReported.set(mac, { at, identity });
+  }
+}
+
+/** Drop the first-inserted entries of `map` until it holds at most `size`. */
+function forgetOldest(map: Map<string, unknown>, size: number): void {
+  for (const key of map.keys()) {
+    if (map.size <= size) return;
+    map.delete(key);
   }
 }
 

@@ -1,6 +1,6 @@
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { Worker } from "node:worker_threads";
-import type { Logger } from "../log.js";
+import { LogThrottle, type Logger } from "../log.js";
 import { NotFoundError, PathEscapeError } from "../errors.js";
 import { resolveInside } from "../files/safe-path.js";
 import { bootloaderDir } from "../files/state-dir.js";
@@ -67,6 +67,9 @@ export interface TftpStats {
   cacheBytes: number;
 }
 
+/** At most one "tftp … refused" line per kind (and error code) per this long. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
 /** The limits of port 69 that a reload can change (TransferBudget, RequestRateLimit). */
 const ADMISSION_KEYS = [
   "maxTransfers",
@@ -112,6 +115,12 @@ export class TftpServer {
   private socket: Socket | undefined;
   private root: string;
   private readonly logger: Logger;
+  /**
+   * Refused requests are counted in /metrics; the log gets one line per kind per interval with the
+   * number held back. Each refusal costs the sender one datagram and its address may be forged, so
+   * a line each would make the log the flood's amplifier (issue 10; the fuzz campaign sent 10^6).
+   */
+  private readonly refusalLog = new LogThrottle(REFUSAL_LOG_INTERVAL_MS);
   private readonly cacheOptions: FileCacheOptions;
   /** Used for transfers run in this thread. */
   private readonly localCache: FileCache;
@@ -323,10 +332,17 @@ export class TftpServer {
     this.socket?.send(encodePacket({ opcode: Opcode.Error, code, message }), rinfo.port, rinfo.address);
   }
 
+  /** One line per kind (and code) per interval; `heldBack`: the refusals not logged since the last. */
+  private logRefusal(fields: Record<string, unknown>, message: string, code?: number): void {
+    const heldBack = this.refusalLog.admit(`${message}:${code ?? ""}`, performance.now());
+    if (heldBack !== undefined) this.logger.info({ ...fields, heldBack }, message);
+  }
+
   /**
    * Whether a request from `address` may be answered at all (admission.ts); a request over the
    * rate is dropped without an answer, so a flood costs the server no sends.
    */
+
   private withinRate(address: string): boolean {
     const verdict = this.rateLimit.take(address, performance.now());
     if (verdict === "ok") return true;
@@ -341,7 +357,7 @@ export class TftpServer {
       const packet = decodePacket(msg);
       if (packet.opcode === Opcode.WriteRequest) {
         if (!this.withinRate(rinfo.address)) return;
-        this.logger.info(
+        this.logRefusal(
           { client: rinfo.address, file: packet.filename },
           "tftp write request refused (read-only server)",
         );
@@ -438,7 +454,11 @@ export class TftpServer {
     } catch (err) {
       this.release(slot);
       const refusal = refusalFor(err);
-      this.logger.info({ ...log, code: refusal.code, reason: (err as Error).message }, "tftp read refused");
+      this.logRefusal(
+        { ...log, code: refusal.code, reason: (err as Error).message },
+        "tftp read refused",
+        refusal.code,
+      );
       this.refuse(rinfo, refusal.code, refusal.message);
       return;
     }

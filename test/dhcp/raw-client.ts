@@ -45,7 +45,8 @@ export function buildRequest(spec: RawRequest, xid: number): Buffer {
   const packet: DhcpPacket = {
     op: BootOp.Request,
     htype: 1,
-    hlen: 6,
+    // As many bytes as the MAC given: a forger picks hlen too (1 to 16 bytes of chaddr).
+    hlen: spec.mac.split(":").length,
     hops: 0,
     xid,
     secs: 0,

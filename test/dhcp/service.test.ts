@@ -7,6 +7,7 @@ import { cachedBootloaders } from "../../src/boot/bootloaders.js";
 import { httpBootBase } from "../../src/boot/firmware.js";
 import { createDhcpService, type Sighting } from "../../src/dhcp/index.js";
 import { MemoryLeaseStore } from "../support/memory-lease-store.js";
+import { pino } from "pino";
 import { silentLogger } from "../../src/log.js";
 import { createLink, requireBinaries } from "../support/netns.js";
 import { CLIENT_SCRIPT, REPO, runToEnd, serverFiles, waitFor } from "./harness.js";
@@ -127,6 +128,55 @@ describe("createDhcpService in-process", { timeout: 120_000 }, () => {
       await waitFor("the claim", () => service.addressOf(mac));
       assert.equal(service.addressOf(mac), `${base}.77`);
       assert.equal(service.addressOf("52:54:00:7e:57:64"), undefined);
+    } finally {
+      await service.stop();
+      link.destroy();
+      files.cleanup();
+    }
+  });
+
+  it("a stranger forging 300 MACs of odd lengths (hlen 3) gets a handful of warn lines, not one per MAC", async (t) => {
+    if (!requireBinaries(t, "ip")) return;
+    const link = createLink({ serverInRoot: true });
+    const files = serverFiles(link);
+    const base = link.serverIp.replace(/\.1$/, "");
+    const input = JSON.parse(readFileSync(files.configFile, "utf8")) as Record<string, unknown>;
+    const config = normalizeConfig(configSchema.parse(input) as Parameters<typeof normalizeConfig>[0]);
+    const warnings: string[] = [];
+    const logger = pino(
+      { level: "warn" },
+      { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) },
+    );
+    const service = createDhcpService({
+      config,
+      logger,
+      leases: new MemoryLeaseStore(),
+      bootloaders: cachedBootloaders(() => join(config.stateDir, "ipxe")),
+      bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
+    });
+    try {
+      await service.start();
+      // INIT-REBOOT REQUESTs (option 50, no server id, no ciaddr) from MACs the server never saw:
+      // each is a notable silence (RFC 2131 §4.3.2) whose text holds the MAC. A 3-byte MAC is not
+      // the 6-byte form, so the old rate limit keyed each one apart: a warn line per forged MAC.
+      const send = Array.from({ length: 300 }, (_, i) => ({
+        mac: `0a:${((i >> 8) & 255).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`,
+        type: "Request" as const,
+        requested: `${base}.${100 + (i % 50)}`,
+      }));
+      const stepsFile = join(files.dir, "steps.json");
+      writeFileSync(stepsFile, JSON.stringify([{ send, waitMs: 500 }] satisfies RawStep[]));
+      link.inClient("ip", ["route", "replace", "default", "dev", link.clientIf]);
+      const run = await runToEnd(
+        link.spawnInClient(process.execPath, ["--import", "tsx", join(REPO, "test/dhcp/raw-client.ts"), stepsFile], {
+          cwd: REPO,
+        }),
+        60_000,
+      );
+      assert.match(run.output, /done/, run.output);
+      await waitFor("the forged requests", () => (service.counters.received >= 250 ? true : undefined));
+      assert.ok(warnings.length >= 1, "the silence is still reported");
+      assert.ok(warnings.length <= 5, `${warnings.length} warn lines:\n${warnings.slice(0, 10).join("\n")}`);
     } finally {
       await service.stop();
       link.destroy();

@@ -51,8 +51,8 @@ test("fuzz sample: 10^4 DHCP, 10^4 TFTP, 10^3 HTTP; no crash, real clients serve
     "real clients were tried during each flood",
   );
 
-  // Generous: the daemon runs from source (tsx) and keeps every sighting; a leak per datagram
-  // (10^4 of them) would still show.
+  // Generous: the daemon runs from source (tsx) on a loaded box; a leak per datagram (10^4 of
+  // them) would still show.
   const growthMiB = (result.rssKiB.after - result.rssKiB.before) / 1024;
   assert.ok(growthMiB < 160, `RSS grew ${growthMiB.toFixed(0)} MiB:\n${summary}`);
 
@@ -60,7 +60,15 @@ test("fuzz sample: 10^4 DHCP, 10^4 TFTP, 10^3 HTTP; no crash, real clients serve
   assert.ok(delta("centra_pxe_dhcp_received_total") >= 5_000, `most DHCP datagrams reached the daemon:\n${summary}`);
   assert.ok(delta("centra_pxe_dhcp_malformed_total") >= 1_000, `malformed DHCP datagrams are counted:\n${summary}`);
   assert.ok(delta("centra_pxe_tftp_junk_dropped_total") >= 1_000, `TFTP junk is counted:\n${summary}`);
-  assert.ok(delta("centra_pxe_tftp_requests_refused_total") >= 100, `TFTP refusals are counted:\n${summary}`);
+  // Since issue 10 one source address gets 100 RRQs at once and 20 a second (tftp.limits): most of
+  // the stranger's requests are turned down by that rate before a name is looked at (~90 refusals
+  // then in 10^4 datagrams). Either way each is counted.
+  const turnedDown =
+    delta("centra_pxe_tftp_requests_refused_total") +
+    delta("centra_pxe_tftp_requests_rate_limited_client_total") +
+    delta("centra_pxe_tftp_requests_rate_limited_server_total");
+  assert.ok(delta("centra_pxe_tftp_requests_refused_total") >= 20, `TFTP refusals are counted:\n${summary}`);
+  assert.ok(turnedDown >= 100, `TFTP requests turned down are counted:\n${summary}`);
   const http = result.senders.find((s) => s.protocol === "http")!;
   assert.ok((http.statuses?.["400"] ?? 0) >= 100, `malformed HTTP requests get 400:\n${summary}`);
 
