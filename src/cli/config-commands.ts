@@ -4,7 +4,6 @@ import type { Config } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import { parseConfig } from "../config/load.js";
 import { serveForever } from "../server/serve.js";
-import { runDoctor } from "../doctor/doctor.js";
 
 /** The config a command runs with: the file found per PRODUCT.md §1, or the embedded defaults. */
 export function resolveConfig(explicit: string | undefined): { config: Config; file: string | undefined } {
@@ -42,25 +41,5 @@ export function registerConfigCommands(program: Command): void {
     .action(async (options: { config?: string }) => {
       const { config, file } = resolveConfig(options.config);
       await serveForever(config, file);
-    });
-
-  program
-    .command("doctor")
-    .description(
-      "check a running server end to end: DHCP offer on the interface, TFTP read of each bootloader, HTTP /health and the boot script",
-    )
-    .option("-c, --config <file>", "config file")
-    .action(async (options: { config?: string }) => {
-      const { config } = resolveConfig(options.config);
-      const results = await runDoctor(config);
-      for (const r of results) {
-        process.stdout.write(`${r.ok ? "ok  " : "FAIL"} ${r.name}: ${r.detail}\n`);
-        if (!r.ok && r.fix) process.stdout.write(`     fix: ${r.fix}\n`);
-      }
-      const failed = results.filter((r) => !r.ok).length;
-      process.stdout.write(
-        failed ? `${failed} of ${results.length} checks failed\n` : `all ${results.length} checks passed\n`,
-      );
-      if (failed) process.exitCode = 1;
     });
 }
