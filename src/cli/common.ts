@@ -1,4 +1,7 @@
 import type { Command } from "commander";
+import { copyFile, mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
 import { findConfigFile, loadConfigFile, parseConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { serverHttpUrl } from "../config/server-url.js";
@@ -74,6 +77,42 @@ export async function openStateStore(
   try {
     return { stateDir, store: openSqliteStore(file, { readonly: mode === "read", mustExist: true }) };
   } catch (error) {
+    const code = String((error as { code?: unknown }).code);
+    if (mode === "read" && code === "SQLITE_READONLY_DIRECTORY") return { stateDir, store: await openSnapshot(file) };
+    throw explainStoreError(error, file);
+  }
+}
+
+/**
+ * A WAL database can be read only with its `-shm` index beside it. While the server runs the index
+ * exists and any user who can read the file can read the database; when it is stopped the index is
+ * gone, and a user who cannot write the state directory (an operator reading the service user's
+ * state) cannot create it. Such a reader gets a private copy: with no server running there is no
+ * `-wal` to miss, and the copy is refused if one appears or the file changes while it is taken.
+ */
+async function openSnapshot(file: string): Promise<SqliteStore> {
+  const before = await stat(file);
+  const dir = await mkdtemp(join(tmpdir(), "centra-pxe-read-"));
+  try {
+    const copy = join(dir, basename(file));
+    await copyFile(file, copy);
+    const after = await stat(file);
+    const walAppeared = await stat(`${file}-wal`).then(
+      () => true,
+      () => false,
+    );
+    if (walAppeared || after.mtimeMs !== before.mtimeMs || after.size !== before.size)
+      throw new CliError("BUSY", `${file} changed while it was read (the server started?); try again`);
+    const store = openSqliteStore(copy, { readonly: true, mustExist: true });
+    return {
+      ...store,
+      close: async () => {
+        await store.close();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true });
     throw explainStoreError(error, file);
   }
 }
