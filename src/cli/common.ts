@@ -1,7 +1,8 @@
 import type { Command } from "commander";
-import { copyFile, mkdtemp, rm, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, copyFile, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { findConfigFile, loadConfigFile, parseConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { serverHttpUrl } from "../config/server-url.js";
@@ -78,9 +79,30 @@ export async function openStateStore(
     return { stateDir, store: openSqliteStore(file, { readonly: mode === "read", mustExist: true }) };
   } catch (error) {
     const code = String((error as { code?: unknown }).code);
-    if (mode === "read" && code === "SQLITE_READONLY_DIRECTORY") return { stateDir, store: await openSnapshot(file) };
-    throw explainStoreError(error, file);
+    const cannotWrite = await writeProblem(file);
+    // Only the index beside the file is missing: read a snapshot (below) rather than refuse a read.
+    if (mode === "read" && cannotWrite && (code === "SQLITE_READONLY_DIRECTORY" || code === "SQLITE_CANTOPEN"))
+      return { stateDir, store: await openSnapshot(file) };
+    throw explainStoreError(error, file, cannotWrite);
   }
+}
+
+/**
+ * Why this process cannot write the database or its directory (SQLite's own errors do not say):
+ * access(2) answers EROFS for a read-only mount and EACCES for missing permission.
+ */
+async function writeProblem(file: string): Promise<string | undefined> {
+  for (const path of [dirname(file), file]) {
+    try {
+      await access(path, constants.W_OK);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "EROFS")
+        return "the file system is mounted read-only; remount it read-write or use another --state-dir";
+      if (code === "EACCES" || code === "EPERM") return `permission denied; ${RUN_AS}`;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -127,7 +149,8 @@ export async function withStateStore<T>(
   try {
     return await body(store, stateDir);
   } catch (error) {
-    throw explainStoreError(error, databaseFile(stateDir));
+    const file = databaseFile(stateDir);
+    throw explainStoreError(error, file, await writeProblem(file));
   } finally {
     await store.close();
   }
@@ -135,26 +158,38 @@ export async function withStateStore<T>(
 
 const RUN_AS = "run as the service user or root";
 
-/** SQLite's failures (no path in them) told with the database file and what to do. */
-export function explainStoreError(error: unknown, file: string): unknown {
+/**
+ * SQLite's failures (no path in them) told with the database file and what to do; `cannotWrite`
+ * is why this process cannot write there, when that is known.
+ */
+export function explainStoreError(error: unknown, file: string, cannotWrite?: string): unknown {
   const code = (error as { code?: unknown }).code;
   if (typeof code !== "string" || !code.startsWith("SQLITE_")) return explainFsError(error);
+  const says = (message: string) => new CliError("STORE", message, { cause: error });
   if (code.startsWith("SQLITE_READONLY"))
-    return new CliError(
-      "PERMISSION",
-      `cannot write ${file}: permission denied (the database is read-only here); ${RUN_AS}`,
-      {
-        cause: error,
-      },
-    );
+    return says(`cannot write ${file}: ${cannotWrite ?? `the database is read-only to this process; ${RUN_AS}`}`);
   if (code.startsWith("SQLITE_CANTOPEN") || code.startsWith("SQLITE_PERM") || code.startsWith("SQLITE_AUTH"))
-    return new CliError("PERMISSION", `cannot open ${file}: ${(error as Error).message}; ${RUN_AS}`, { cause: error });
-  if (code.startsWith("SQLITE_BUSY"))
-    return new CliError("BUSY", `${file} stayed locked by another writer for 5 s; try again`, { cause: error });
-  return new CliError("STORE", `${file}: ${(error as Error).message}`, { cause: error });
+    return says(
+      cannotWrite
+        ? `cannot write ${file}: ${cannotWrite}`
+        : `cannot open ${file}: ${(error as Error).message}; ${RUN_AS}`,
+    );
+  if (code.startsWith("SQLITE_BUSY")) return says(`${file} stayed locked by another writer for 5 s; try again`);
+  return says(`${file}: ${(error as Error).message}`);
 }
 
-const WRITING_CALLS = new Set(["mkdir", "rename", "unlink", "rmdir", "symlink", "copyfile", "write", "link", "chmod"]);
+const WRITING_CALLS = new Set([
+  "mkdir",
+  "mkdtemp",
+  "rename",
+  "unlink",
+  "rmdir",
+  "symlink",
+  "copyfile",
+  "write",
+  "link",
+  "chmod",
+]);
 
 /** Node's file-system errors (`EACCES: permission denied, open '…'`) in our words, with the path and the fix. */
 export function explainFsError(error: unknown): unknown {

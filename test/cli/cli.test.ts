@@ -396,12 +396,52 @@ describe("a read command on a database this user cannot write", () => {
 
     const write = await cli(["token", "create", "--state-dir", stateDir], {}, "nobody");
     assert.equal(write.code, 1);
-    assert.equal(
-      write.stderr,
-      `centra-pxe: cannot write ${db}: permission denied (the database is read-only here); run as the service user or root\n`,
-    );
+    assert.equal(write.stderr, `centra-pxe: cannot write ${db}: permission denied; run as the service user or root\n`);
     assert.equal(digest(), before);
     assert.equal(existsSync(`${db}-wal`), false);
+  });
+});
+
+describe("a state directory on a read-only mount", () => {
+  test("writes say the file system is read-only, reads still answer", async (t) => {
+    if (!findBinary("unshare") || process.getuid?.() !== 0) {
+      if (isCI) throw new Error("needs root and unshare under CI");
+      t.skip("needs root and unshare");
+      return;
+    }
+    const stateDir = join(root, "rofs");
+    assert.equal((await cli(["init", "--state-dir", stateDir, "--bootloaders", bootloaders])).code, 0);
+    // A private mount namespace: the read-only bind mount is seen by this one command only.
+    const inReadOnlyMount = (args: string[]) =>
+      new Promise<Run>((resolve) =>
+        execFile(
+          "unshare",
+          [
+            "-m",
+            "sh",
+            "-c",
+            `mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"`,
+            stateDir,
+            process.execPath,
+            ...cliArgs(args),
+          ],
+          { cwd: repo, env: cleanEnv(), timeout: 60_000 },
+          (error, stdout, stderr) =>
+            resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        ),
+      );
+    const write = await inReadOnlyMount(["token", "create", "--state-dir", stateDir]);
+    assert.equal(write.code, 1);
+    assert.equal(
+      write.stderr,
+      `centra-pxe: cannot write ${stateDir}/centra-pxe.db: the file system is mounted read-only; remount it read-write or use another --state-dir\n`,
+    );
+    const read = await inReadOnlyMount(["token", "list", "--state-dir", stateDir, "--json"]);
+    assert.equal(read.code, 0, read.stderr);
+    assert.deepEqual(JSON.parse(read.stdout), []);
+    const image = await inReadOnlyMount(["images", "use", "nixos", "1", "--state-dir", stateDir]);
+    assert.equal(image.code, 1);
+    assert.match(image.stderr, /cannot write .*centra-pxe\.db: the file system is mounted read-only/);
   });
 });
 
