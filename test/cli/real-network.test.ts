@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { cliArgs, repo, waitFor } from "../support/daemon.js";
 import { createLink, requireBinaries, sh, type TestLink } from "../support/netns.js";
+import { checkoutReadableBy } from "../support/users.js";
 
 /**
  * README "Run it on a real network", followed step by step in a clean namespace pair: validate, init
@@ -36,6 +37,8 @@ test("the README's real-network steps, as a service user with CAP_NET_BIND_SERVI
   timeout: 5 * 60_000,
 }, async (t) => {
   if (!requireBinaries(t, "udhcpc", "runuser", "setpriv", "ip")) return;
+  if (!checkoutReadableBy("nobody") || !checkoutReadableBy("daemon"))
+    return t.skip(`nobody/daemon cannot read ${repo}`);
   const pair = createLink({ clientIp: null });
   link = pair;
   dir = mkdtempSync(join(tmpdir(), "real-network-"));
