@@ -2,7 +2,6 @@ import type { Command } from "commander";
 import { parseConfig } from "../config/load.js";
 import { runDoctor } from "../doctor/doctor.js";
 import { findConfig, locateServer, printJson } from "./common.js";
-import { URL_HELP } from "./nodes-command.js";
 
 /** `centra-pxe doctor`: the checks of src/doctor against the server the config (or --url) names. */
 export function registerDoctorCommand(program: Command): void {
@@ -12,7 +11,7 @@ export function registerDoctorCommand(program: Command): void {
       "check a running server end to end: DHCP offer on the interface, TFTP read of each bootloader, HTTP /health and the boot script",
     )
     .option("-c, --config <file>", "config file (default: $CENTRA_PXE_CONFIG, ./centra-pxe.yaml, …)")
-    .option("--url <url>", `the HTTP checks' server; ${URL_HELP.replace(/^the server /, "")}`)
+    .option("--url <url>", "the HTTP checks' server (default: $CENTRA_PXE_URL, else http://serverAddress[:http.port])")
     .option("--json", "print the checks as JSON")
     .action(async (options: { config?: string; url?: string; json?: boolean }) => {
       const found = findConfig(options.config);
