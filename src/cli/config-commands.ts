@@ -4,6 +4,7 @@ import type { Config } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
 import { parseConfig } from "../config/load.js";
 import { serveForever } from "../server/serve.js";
+import { runDoctorCommand } from "./doctor-command.js";
 
 /** The config a command runs with: the file found per PRODUCT.md §1, or the embedded defaults. */
 export function resolveConfig(explicit: string | undefined): { config: Config; file: string | undefined } {
@@ -42,4 +43,14 @@ export function registerConfigCommands(program: Command): void {
       const { config, file } = resolveConfig(options.config);
       await serveForever(config, file);
     });
+
+  program
+    .command("doctor")
+    .description(
+      "check a running server end to end: DHCP offer on the interface, TFTP read of each bootloader, HTTP /health and the boot script",
+    )
+    .option("-c, --config <file>", "config file (default: $CENTRA_PXE_CONFIG, ./centra-pxe.yaml, …)")
+    .option("--url <url>", "the HTTP checks' server (default: $CENTRA_PXE_URL, else http://serverAddress[:http.port])")
+    .option("--json", "print the checks as JSON")
+    .action(runDoctorCommand);
 }

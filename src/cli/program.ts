@@ -1,7 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { printJson } from "./common.js";
 import { registerConfigCommands } from "./config-commands.js";
-import { registerDoctorCommand } from "./doctor-command.js";
 import { bashCompletion, manPage, zshCompletion } from "./generated-docs.js";
 import { registerLabCommand } from "./lab-command.js";
 import { registerLeasesCommand } from "./leases-command.js";
@@ -53,7 +52,6 @@ export function buildProgram(): Command {
     .addHelpText("after", `\nEnvironment:\n${rows(ENVIRONMENT)}\n\nExit status:\n${rows(EXIT_STATUS)}\n`);
 
   registerConfigCommands(program);
-  registerDoctorCommand(program);
   registerLabCommand(program);
   registerStateCommands(program);
   registerLeasesCommand(program);
