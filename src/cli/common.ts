@@ -113,17 +113,23 @@ async function writeProblem(file: string): Promise<string | undefined> {
  * `-wal` to miss, and the copy is refused if one appears or the file changes while it is taken.
  */
 async function openSnapshot(file: string): Promise<SqliteStore> {
+  const exists = (path: string) =>
+    stat(path).then(
+      () => true,
+      () => false,
+    );
+  if (await exists(`${file}-wal`))
+    throw new CliError(
+      "PERMISSION",
+      `cannot read ${file} while the server writes it: this user cannot open ${file}-shm; ${RUN_AS}`,
+    );
   const before = await stat(file);
   const dir = await mkdtemp(join(tmpdir(), "centra-pxe-read-"));
   try {
     const copy = join(dir, basename(file));
     await copyFile(file, copy);
     const after = await stat(file);
-    const walAppeared = await stat(`${file}-wal`).then(
-      () => true,
-      () => false,
-    );
-    if (walAppeared || after.mtimeMs !== before.mtimeMs || after.size !== before.size)
+    if ((await exists(`${file}-wal`)) || after.mtimeMs !== before.mtimeMs || after.size !== before.size)
       throw new CliError("BUSY", `${file} changed while it was read (the server started?); try again`);
     const store = openSqliteStore(copy, { readonly: true, mustExist: true });
     return {
