@@ -4,12 +4,12 @@ import { stringify } from "yaml";
 import { EXAMPLE_CONFIG } from "../config/example.js";
 import { findConfigFile, loadConfigFile, loadConfigFileWithWarnings, parseConfig } from "../config/load.js";
 import { type Config, fileForm } from "../config/schema.js";
-import { runDoctor } from "../doctor/doctor.js";
 import { ConfigError, formatConfigProblem } from "../errors.js";
 import { serveForever } from "../server/serve.js";
 
 const WHERE_CONFIG_IS_LOOKED_FOR =
   "pass --config FILE, set CENTRA_PXE_CONFIG, or create ./centra-pxe.yaml or /etc/centra-pxe/config.yaml";
+import { runDoctorCommand } from "./doctor-command.js";
 
 /** The config a command runs with: the file found per PRODUCT.md §1, or the embedded defaults. */
 export function resolveConfig(explicit: string | undefined): { config: Config; file: string | undefined } {
@@ -126,18 +126,8 @@ export function registerConfigCommands(program: Command): void {
     .description(
       "check a running server end to end: DHCP offer on the interface, TFTP read of each bootloader, HTTP /health and the boot script",
     )
-    .option("-c, --config <file>", "config file")
-    .action(async (options: { config?: string }) => {
-      const { config } = resolveConfig(options.config);
-      const results = await runDoctor(config);
-      for (const r of results) {
-        process.stdout.write(`${r.ok ? "ok  " : "FAIL"} ${r.name}: ${r.detail}\n`);
-        if (!r.ok && r.fix) process.stdout.write(`     fix: ${r.fix}\n`);
-      }
-      const failed = results.filter((r) => !r.ok).length;
-      process.stdout.write(
-        failed ? `${failed} of ${results.length} checks failed\n` : `all ${results.length} checks passed\n`,
-      );
-      if (failed) process.exitCode = 1;
-    });
+    .option("-c, --config <file>", "config file (default: $CENTRA_PXE_CONFIG, ./centra-pxe.yaml, …)")
+    .option("--url <url>", "the HTTP checks' server (default: $CENTRA_PXE_URL, else http://serverAddress[:http.port])")
+    .option("--json", "print the checks as JSON")
+    .action(runDoctorCommand);
 }

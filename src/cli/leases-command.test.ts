@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import Database from "better-sqlite3";
 import { Command } from "commander";
 import { createSqliteLeaseStore } from "../store/leases-sqlite.js";
+import { openSqliteStore } from "../store/sqlite-store.js";
 import { registerLeasesCommand } from "./leases-command.js";
 
 async function run(args: string[]): Promise<string> {
@@ -29,7 +29,9 @@ describe("centra-pxe leases", () => {
   it("prints active leases as a table, --all adds the rest, --json is parseable", async () => {
     const dir = mkdtempSync(join(tmpdir(), "leases-cli-"));
     try {
-      const db = new Database(join(dir, "centra-pxe.db"));
+      // An initialised state directory: the store's schema, then the DHCP part's table.
+      const store = openSqliteStore(join(dir, "centra-pxe.db"));
+      const db = store.db;
       const future = Date.now() + 3600_000;
       await createSqliteLeaseStore(db).saveLeases([
         {
@@ -42,7 +44,7 @@ describe("centra-pxe leases", () => {
         },
         { address: "10.0.100.9", mac: "52:54:00:00:00:02", expiresAt: 1, state: "released", updatedAt: 1 },
       ]);
-      db.close();
+      await store.close();
       const table = await run(["leases", "--state-dir", dir]);
       assert.match(
         table,
@@ -59,7 +61,9 @@ describe("centra-pxe leases", () => {
         json.map((l) => [l.address, l.status]),
         [["10.0.100.100", "active"]],
       );
-      assert.match(await run(["leases", "--state-dir", join(dir, "none")]), /no leases/);
+      // A mistyped state directory is an error naming the path, never "no leases" from a new empty file.
+      await assert.rejects(run(["leases", "--state-dir", join(dir, "none")]), /no state directory at .*\/none \(run/);
+      assert.equal(existsSync(join(dir, "none")), false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,10 +1,8 @@
 import type { Command } from "commander";
-import { existsSync } from "node:fs";
-import Database from "better-sqlite3";
 import type { LeaseRecord } from "../contracts/lease-store.js";
 import { databaseFile } from "../files/state-dir.js";
 import { listLeases } from "../store/leases-sqlite.js";
-import { resolveConfig } from "./config-commands.js";
+import { type StateOptions, jsonOption, printJson, stateOptions, withStateStore } from "./common.js";
 
 function describeState(lease: LeaseRecord, now: number): string {
   if (lease.state === "bound") return lease.expiresAt > now ? "active" : "expired";
@@ -26,59 +24,51 @@ function formatTable(rows: string[][]): string {
 
 /** `centra-pxe leases`: the DHCP leases in the embedded database, active ones by default. */
 export function registerLeasesCommand(program: Command): void {
-  program
-    .command("leases")
-    .description("list DHCP leases (active by default)")
-    .option("-c, --config <file>", "config file (for stateDir)")
-    .option("--state-dir <dir>", "state directory (default: the config's stateDir)")
-    .option("-a, --all", "also released, expired and declined addresses")
-    .option("--json", "one JSON array instead of a table")
-    .action((options: { config?: string; stateDir?: string; all?: boolean; json?: boolean }) => {
-      const stateDir = options.stateDir ?? resolveConfig(options.config).config.stateDir;
-      const file = databaseFile(stateDir);
-      const now = Date.now();
-      let leases: LeaseRecord[] = [];
-      if (existsSync(file)) {
-        const db = new Database(file, { fileMustExist: true });
-        try {
-          leases = listLeases(db);
-        } finally {
-          db.close();
-        }
-      }
-      const shown = options.all ? leases : leases.filter((l) => l.state === "bound" && l.expiresAt > now);
-      if (options.json) {
-        process.stdout.write(
-          `${JSON.stringify(
-            shown.map((l) => ({
-              ...l,
-              status: describeState(l, now),
-              expiresAt: new Date(l.expiresAt).toISOString(),
-              updatedAt: new Date(l.updatedAt).toISOString(),
-            })),
-            null,
-            2,
-          )}\n`,
-        );
-        return;
-      }
-      if (shown.length === 0) {
-        process.stdout.write(
-          options.all || leases.length === 0
-            ? `no leases in ${file}\n`
-            : `no active leases (${leases.length} past ones: --all shows them)\n`,
-        );
-        return;
-      }
-      const rows = [["ADDRESS", "MAC", "STATE", "EXPIRES", "HOSTNAME"]];
-      for (const l of shown)
-        rows.push([
-          l.address,
-          l.mac || "-",
-          describeState(l, now),
-          new Date(l.expiresAt).toISOString().replace(/\.\d+Z$/, "Z"),
-          l.hostname ?? "",
-        ]);
-      process.stdout.write(formatTable(rows));
+  jsonOption(
+    stateOptions(program.command("leases").description("list DHCP leases (active by default)")).option(
+      "-a, --all",
+      "also released, expired and declined addresses",
+    ),
+    "one JSON array instead of a table",
+  ).action(async (options: StateOptions & { all?: boolean; json?: boolean }) => {
+    const now = Date.now();
+    let file = "";
+    const leases = await withStateStore(options, "read", async (store, stateDir) => {
+      file = databaseFile(stateDir);
+      // The DHCP part makes its table on first start; before that there are simply no leases
+      // (and a read-only connection could not create the table anyway).
+      const hasTable = store.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'").get();
+      return hasTable ? listLeases(store.db) : ([] as LeaseRecord[]);
     });
+    const shown = options.all ? leases : leases.filter((l) => l.state === "bound" && l.expiresAt > now);
+    if (options.json) {
+      printJson(
+        shown.map((l) => ({
+          ...l,
+          status: describeState(l, now),
+          expiresAt: new Date(l.expiresAt).toISOString(),
+          updatedAt: new Date(l.updatedAt).toISOString(),
+        })),
+      );
+      return;
+    }
+    if (shown.length === 0) {
+      process.stdout.write(
+        options.all || leases.length === 0
+          ? `no leases in ${file}\n`
+          : `no active leases (${leases.length} past ones: --all shows them)\n`,
+      );
+      return;
+    }
+    const rows = [["ADDRESS", "MAC", "STATE", "EXPIRES", "HOSTNAME"]];
+    for (const l of shown)
+      rows.push([
+        l.address,
+        l.mac || "-",
+        describeState(l, now),
+        new Date(l.expiresAt).toISOString().replace(/\.\d+Z$/, "Z"),
+        l.hostname ?? "",
+      ]);
+    process.stdout.write(formatTable(rows));
+  });
 }

@@ -8,9 +8,12 @@ import { holdDaemonSignals } from "../server/signals.js";
 if (process.argv[2] === "serve") holdDaemonSignals();
 
 const { runCli } = await import("./program.js");
+const { explainFsError } = await import("./common.js");
 try {
   await runCli(process.argv);
-} catch (error) {
+} catch (thrown) {
+  // A raw `EACCES: permission denied, open '…'` becomes "cannot open …: permission denied; run as …".
+  const error = explainFsError(thrown);
   process.stderr.write(`centra-pxe: ${error instanceof Error ? error.message : String(error)}\n`);
   const exitCode = (error as { exitCode?: unknown }).exitCode;
   process.exit(typeof exitCode === "number" ? exitCode : 1);

@@ -1,7 +1,12 @@
 import type { Command } from "commander";
 import { CentraError } from "../errors.js";
 import type { NodeEvent, NodeRecord } from "../store/store.js";
+import { explainFetchFailure, locateServer } from "./common.js";
 import { table } from "./token-command.js";
+
+/** The order the server is looked for, said once for every client command. */
+export const URL_HELP =
+  "the server (default: $CENTRA_PXE_URL, else http://serverAddress[:http.port] of --config, else http://127.0.0.1)";
 
 /**
  * `centra-pxe nodes …`: the inventory and its lifecycle through the running server's API, so a
@@ -12,6 +17,7 @@ import { table } from "./token-command.js";
 export interface ApiClientOptions {
   url?: string;
   token?: string;
+  config?: string;
 }
 
 /** A failed API call, with what the server said (every bad field on its own line). */
@@ -24,12 +30,15 @@ export class ApiCallError extends CentraError {
 
 export class ApiClient {
   readonly base: string;
+  /** Which setting the URL came from (--url, CENTRA_PXE_URL, a config file), for the messages. */
+  private readonly from: string;
   private readonly token: string | undefined;
 
   constructor(options: ApiClientOptions, env: NodeJS.ProcessEnv = process.env) {
-    const url = options.url ?? env.CENTRA_PXE_URL ?? "http://127.0.0.1";
-    this.base = url.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
-    this.token = options.token ?? env.CENTRA_PXE_TOKEN;
+    const server = locateServer(options, env);
+    this.base = server.base;
+    this.from = server.from;
+    this.token = options.token ?? (env.CENTRA_PXE_TOKEN || undefined);
   }
 
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -49,11 +58,7 @@ export class ApiClient {
         signal: AbortSignal.timeout(30_000),
       });
     } catch (error) {
-      const inner = (error as { cause?: { code?: string; message?: string } }).cause;
-      const cause = inner?.code ?? inner?.message ?? (error as Error).message;
-      throw new ApiCallError(
-        `cannot reach the server at ${this.base} (${cause}); is \`centra-pxe serve\` running? Set --url or CENTRA_PXE_URL`,
-      );
+      throw new ApiCallError(explainFetchFailure(error, this.base, this.from));
     }
     const text = await response.text();
     let parsed: unknown;
@@ -89,7 +94,7 @@ export class ApiClient {
         headers: { accept: "text/event-stream", ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
       });
     } catch (error) {
-      throw new ApiCallError(`cannot reach the server at ${this.base} (${(error as Error).message})`);
+      throw new ApiCallError(explainFetchFailure(error, this.base, this.from));
     }
     if (!response.ok || !response.body) throw new ApiCallError(`GET ${path}: HTTP ${response.status}`);
     await readEventStream(response.body, onEvent);
@@ -193,18 +198,20 @@ export function registerNodesCommands(program: Command): void {
     .description("the node inventory and its lifecycle, through the running server's API");
 
   const client = (command: Command) => {
-    const options = command.opts<{ url?: string; token?: string }>();
+    const options = command.opts<ApiClientOptions>();
     return new ApiClient({
-      ...(options.url ? { url: options.url } : {}),
+      ...(options.url !== undefined ? { url: options.url } : {}),
       ...(options.token ? { token: options.token } : {}),
+      ...(options.config !== undefined ? { config: options.config } : {}),
     });
   };
   const sub = (spec: string, description: string) =>
     nodes
       .command(spec)
       .description(description)
-      .option("--url <url>", "the server (default: $CENTRA_PXE_URL, else http://127.0.0.1)")
+      .option("--url <url>", URL_HELP)
       .option("--token <token>", "admin token (default: $CENTRA_PXE_TOKEN)")
+      .option("-c, --config <file>", "config file: the server is http://serverAddress[:http.port] (when no --url)")
       .option("--json", "print JSON");
 
   sub("list", "list nodes")

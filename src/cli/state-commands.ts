@@ -1,48 +1,80 @@
 import type { Command } from "commander";
-import { mkdir } from "node:fs/promises";
-import { DEFAULT_BOOTLOADER_SOURCE, installBootloaders } from "../files/bootloaders.js";
+import { mkdir, rm, stat } from "node:fs/promises";
+import { DEFAULT_BOOTLOADER_SOURCE, readBootloaders, writeBootloaders } from "../files/bootloaders.js";
 import { bootloaderDir, databaseFile, imagesDir } from "../files/state-dir.js";
 import { addImage, listImages, removeImage, useImage } from "../images/images.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
-import { resolveConfig } from "./config-commands.js";
+import {
+  type StateOptions,
+  explainFsError,
+  explainStoreError,
+  jsonOption,
+  printJson,
+  resolveStateDir,
+  stateOptions,
+  withStateStore,
+} from "./common.js";
+
+/**
+ * Make (or complete) the state directory, all or nothing: the bootloaders are read and checked
+ * before anything is created, and whatever this run created is removed again if a later step
+ * fails, so a failed `init` leaves no half-made state directory for the next command to trust.
+ */
+async function initStateDir(stateDir: string, bootloaderSource: string) {
+  const bootloaders = await readBootloaders(bootloaderSource);
+  const undo: string[] = [];
+  const exists = (path: string) =>
+    stat(path).then(
+      () => true,
+      () => false,
+    );
+  try {
+    const firstMade = await mkdir(stateDir, { recursive: true });
+    if (firstMade !== undefined) undo.push(firstMade);
+    for (const dir of [bootloaderDir(stateDir), imagesDir(stateDir)]) {
+      if (firstMade === undefined && !(await exists(dir))) undo.push(dir);
+      await mkdir(dir, { recursive: true });
+    }
+    const file = databaseFile(stateDir);
+    if (firstMade === undefined && !(await exists(file))) undo.push(file, `${file}-wal`, `${file}-shm`);
+    try {
+      await openSqliteStore(file).close();
+    } catch (error) {
+      throw explainStoreError(error, file);
+    }
+    return await writeBootloaders(bootloaders, bootloaderDir(stateDir));
+  } catch (error) {
+    for (const path of undo.reverse()) await rm(path, { recursive: true, force: true });
+    throw explainFsError(error);
+  }
+}
 
 /** `init` and `images …`: the state directory, its bootloaders and its images. */
 export function registerStateCommands(program: Command): void {
-  program
-    .command("init")
-    .description("create the state directory layout and install the iPXE bootloaders (never downloads)")
-    .option("-c, --config <file>", "config file (for stateDir)")
-    .option("--state-dir <dir>", "state directory (default: the config's stateDir)")
-    .option("--bootloaders <dir>", "where to take the bootloaders from", DEFAULT_BOOTLOADER_SOURCE)
-    .action(async (options: { config?: string; stateDir?: string; bootloaders: string }) => {
-      const stateDir = options.stateDir ?? resolveConfig(options.config).config.stateDir;
-      for (const dir of [bootloaderDir(stateDir), imagesDir(stateDir)]) await mkdir(dir, { recursive: true });
-      const store = openSqliteStore(databaseFile(stateDir));
-      await store.close();
-      const report = await installBootloaders(options.bootloaders, bootloaderDir(stateDir));
-      const line = (label: string, names: string[]) =>
-        names.length && process.stdout.write(`${label}: ${names.join(", ")}\n`);
-      process.stdout.write(`state directory ${stateDir} ready\n`);
-      line("installed", report.installed);
-      line("unchanged", report.unchanged);
-      line(`not in ${options.bootloaders} (optional)`, report.missing);
-    });
+  jsonOption(
+    stateOptions(
+      program
+        .command("init")
+        .description(
+          "create the state directory layout and install the iPXE bootloaders (never downloads); all or nothing",
+        ),
+    ).option("--bootloaders <dir>", "where to take the bootloaders from", DEFAULT_BOOTLOADER_SOURCE),
+  ).action(async (options: StateOptions & { bootloaders: string; json?: boolean }) => {
+    const stateDir = resolveStateDir(options);
+    const report = await initStateDir(stateDir, options.bootloaders);
+    if (options.json) {
+      printJson({ stateDir, ...report });
+      return;
+    }
+    const line = (label: string, names: string[]) =>
+      names.length && process.stdout.write(`${label}: ${names.join(", ")}\n`);
+    process.stdout.write(`state directory ${stateDir} ready\n`);
+    line("installed", report.installed);
+    line("unchanged", report.unchanged);
+    line(`not in ${options.bootloaders} (optional)`, report.missing);
+  });
 
   const images = program.command("images").description("netboot images: add, list, use (switch current), remove");
-  const withStore = async <T>(
-    config: string | undefined,
-    stateDirOption: string | undefined,
-    body: (stateDir: string, store: ReturnType<typeof openSqliteStore>) => Promise<T>,
-  ) => {
-    const stateDir = stateDirOption ?? resolveConfig(config).config.stateDir;
-    await mkdir(stateDir, { recursive: true });
-    const store = openSqliteStore(databaseFile(stateDir));
-    try {
-      return await body(stateDir, store);
-    } finally {
-      await store.close();
-    }
-  };
 
   images
     .command("add <name>")
@@ -51,8 +83,9 @@ export function registerStateCommands(program: Command): void {
     .requiredOption("--initrd <file>", "the initial ramdisk")
     .option("--version <version>", "version name (default: a UTC timestamp)")
     .option("--cmdline <args>", "kernel arguments the image itself needs", "")
-    .option("-c, --config <file>", "config file (for stateDir)")
-    .option("--state-dir <dir>", "state directory")
+    .option("-c, --config <file>", "config file (for stateDir; default: $CENTRA_PXE_CONFIG, ./centra-pxe.yaml, …)")
+    .option("--state-dir <dir>", "state directory (default: $CENTRA_PXE_STATE_DIR, else the config's stateDir)")
+    .option("--json", "print the added version as JSON")
     .action(
       async (
         name: string,
@@ -63,9 +96,10 @@ export function registerStateCommands(program: Command): void {
           cmdline: string;
           config?: string;
           stateDir?: string;
+          json?: boolean;
         },
       ) => {
-        await withStore(options.config, options.stateDir, async (stateDir, store) => {
+        await withStateStore(options, "write", async (store, stateDir) => {
           const bar = process.stderr.isTTY ? progressBar(`adding ${name}`) : undefined;
           const record = await addImage({
             stateDir,
@@ -77,6 +111,10 @@ export function registerStateCommands(program: Command): void {
             onProgress: bar,
           });
           if (bar) process.stderr.write("\n");
+          if (options.json) {
+            printJson(record);
+            return;
+          }
           process.stdout.write(`added ${record.name} ${record.version}\n`);
           for (const [role, f] of Object.entries(record.files))
             process.stdout.write(`  ${role.padEnd(6)} ${f.size} bytes sha256 ${f.sha256}\n`);
@@ -84,17 +122,12 @@ export function registerStateCommands(program: Command): void {
       },
     );
 
-  images
-    .command("list [name]")
-    .description("list image versions; * marks current")
-    .option("-c, --config <file>", "config file (for stateDir)")
-    .option("--state-dir <dir>", "state directory")
-    .option("--json", "print JSON")
-    .action(async (name: string | undefined, options: { config?: string; stateDir?: string; json?: boolean }) => {
-      await withStore(options.config, options.stateDir, async (stateDir, store) => {
+  jsonOption(stateOptions(images.command("list [name]").description("list image versions; * marks current"))).action(
+    async (name: string | undefined, options: StateOptions & { json?: boolean }) => {
+      await withStateStore(options, "read", async (store, stateDir) => {
         const list = await listImages(stateDir, store, name);
         if (options.json) {
-          process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+          printJson(list);
           return;
         }
         if (list.length === 0)
@@ -106,31 +139,26 @@ export function registerStateCommands(program: Command): void {
           );
         }
       });
-    });
+    },
+  );
 
-  images
-    .command("use <name> <version>")
-    .description("switch an image's current version (the rollback)")
-    .option("-c, --config <file>", "config file (for stateDir)")
-    .option("--state-dir <dir>", "state directory")
-    .action(async (name: string, version: string, options: { config?: string; stateDir?: string }) => {
-      await withStore(options.config, options.stateDir, async (stateDir) => {
-        await useImage(stateDir, name, version);
-        process.stdout.write(`${name} current is now ${version}\n`);
-      });
+  stateOptions(
+    images.command("use <name> <version>").description("switch an image's current version (the rollback)"),
+  ).action(async (name: string, version: string, options: StateOptions) => {
+    await withStateStore(options, "write", async (_store, stateDir) => {
+      await useImage(stateDir, name, version);
+      process.stdout.write(`${name} current is now ${version}\n`);
     });
+  });
 
-  images
-    .command("remove <name> <version>")
-    .description("remove an image version (not the current one)")
-    .option("-c, --config <file>", "config file (for stateDir)")
-    .option("--state-dir <dir>", "state directory")
-    .action(async (name: string, version: string, options: { config?: string; stateDir?: string }) => {
-      await withStore(options.config, options.stateDir, async (stateDir, store) => {
-        await removeImage(stateDir, store, name, version);
-        process.stdout.write(`removed ${name} ${version}\n`);
-      });
+  stateOptions(
+    images.command("remove <name> <version>").description("remove an image version (not the current one)"),
+  ).action(async (name: string, version: string, options: StateOptions) => {
+    await withStateStore(options, "write", async (store, stateDir) => {
+      await removeImage(stateDir, store, name, version);
+      process.stdout.write(`removed ${name} ${version}\n`);
     });
+  });
 }
 
 function formatBytes(n: number): string {

@@ -1,16 +1,8 @@
 import type { Command } from "commander";
-import { mkdir } from "node:fs/promises";
 import { CentraError } from "../errors.js";
 import { createApiToken } from "../provisioning/tokens.js";
-import { openSqliteStore } from "../store/sqlite-store.js";
 import type { ApiTokenRecord } from "../store/store.js";
-import { resolveConfig } from "./config-commands.js";
-import { databaseFile as storeFile } from "../files/state-dir.js";
-
-interface StoreOptions {
-  config?: string;
-  stateDir?: string;
-}
+import { type StateOptions as StoreOptions, jsonOption, printJson, stateOptions, withStateStore } from "./common.js";
 
 /**
  * `centra-pxe token create|list|revoke`: admin bearer tokens for the API. These work on the store
@@ -21,51 +13,30 @@ interface StoreOptions {
 export function registerTokenCommands(program: Command): void {
   const token = program.command("token").description("admin tokens for the provisioning API: create, list, revoke");
 
-  const withStore = async <T>(
-    options: StoreOptions,
-    body: (store: ReturnType<typeof openSqliteStore>) => Promise<T>,
-  ): Promise<T> => {
-    const stateDir = options.stateDir ?? resolveConfig(options.config).config.stateDir;
-    await mkdir(stateDir, { recursive: true });
-    const store = openSqliteStore(storeFile(stateDir));
-    try {
-      return await body(store);
-    } finally {
-      await store.close();
+  jsonOption(
+    stateOptions(
+      token
+        .command("create")
+        .description("create an admin token; it is printed once and only its hash is kept")
+        .option("--name <name>", "what the token is for (shown in list and in the event log)", "admin"),
+    ),
+  ).action(async (options: StoreOptions & { name: string; json?: boolean }) => {
+    const created = await withStateStore(options, "write", (store) => createApiToken(store, options.name));
+    if (options.json) {
+      printJson({ id: created.record.id, name: created.record.name, token: created.token });
+      return;
     }
-  };
+    process.stdout.write(`${created.token}\n`);
+    process.stderr.write(
+      `token ${created.record.id} (${created.record.name}) created; it is shown only now. Use it as:\n  export CENTRA_PXE_TOKEN=<token>\n  curl -H "Authorization: Bearer $CENTRA_PXE_TOKEN" …\n`,
+    );
+  });
 
-  token
-    .command("create")
-    .description("create an admin token; it is printed once and only its hash is kept")
-    .option("--name <name>", "what the token is for (shown in list and in the event log)", "admin")
-    .option("-c, --config <file>", "config file (for stateDir)")
-    .option("--state-dir <dir>", "state directory")
-    .option("--json", "print JSON")
-    .action(async (options: StoreOptions & { name: string; json?: boolean }) => {
-      const created = await withStore(options, (store) => createApiToken(store, options.name));
+  jsonOption(stateOptions(token.command("list").description("list tokens (never their secrets)"))).action(
+    async (options: StoreOptions & { json?: boolean }) => {
+      const tokens = await withStateStore(options, "read", (store) => store.apiTokens.list());
       if (options.json) {
-        process.stdout.write(
-          `${JSON.stringify({ id: created.record.id, name: created.record.name, token: created.token })}\n`,
-        );
-        return;
-      }
-      process.stdout.write(`${created.token}\n`);
-      process.stderr.write(
-        `token ${created.record.id} (${created.record.name}) created; it is shown only now. Use it as:\n  export CENTRA_PXE_TOKEN=<token>\n  curl -H "Authorization: Bearer $CENTRA_PXE_TOKEN" …\n`,
-      );
-    });
-
-  token
-    .command("list")
-    .description("list tokens (never their secrets)")
-    .option("-c, --config <file>", "config file (for stateDir)")
-    .option("--state-dir <dir>", "state directory")
-    .option("--json", "print JSON")
-    .action(async (options: StoreOptions & { json?: boolean }) => {
-      const tokens = await withStore(options, (store) => store.apiTokens.list());
-      if (options.json) {
-        process.stdout.write(`${JSON.stringify(tokens.map(({ hash: _hash, ...rest }) => rest))}\n`);
+        printJson(tokens.map(({ hash: _hash, ...rest }) => rest));
         return;
       }
       if (tokens.length === 0) {
@@ -73,15 +44,12 @@ export function registerTokenCommands(program: Command): void {
         return;
       }
       process.stdout.write(formatTokens(tokens));
-    });
+    },
+  );
 
-  token
-    .command("revoke <id>")
-    .description("revoke a token at once; requests with it get 403")
-    .option("-c, --config <file>", "config file (for stateDir)")
-    .option("--state-dir <dir>", "state directory")
-    .action(async (id: string, options: StoreOptions) => {
-      await withStore(options, async (store) => {
+  stateOptions(token.command("revoke <id>").description("revoke a token at once; requests with it get 403")).action(
+    async (id: string, options: StoreOptions) => {
+      await withStateStore(options, "write", async (store) => {
         if (await store.apiTokens.revoke(id, new Date().toISOString())) {
           process.stdout.write(`revoked token ${id}\n`);
           return;
@@ -99,7 +67,8 @@ export function registerTokenCommands(program: Command): void {
           },
         );
       });
-    });
+    },
+  );
 }
 
 function formatTokens(tokens: ApiTokenRecord[]): string {

@@ -3,6 +3,7 @@ import dgram from "node:dgram";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config/schema.js";
+import { serverHttpUrl } from "../config/server-url.js";
 import { parseIpv4 } from "../config/primitives.js";
 import { openDeviceSocketFd } from "../dhcp/device-socket.js";
 import { MessageType, Option } from "../dhcp/options.js";
@@ -26,9 +27,14 @@ export interface CheckResult {
 
 const TIMEOUT_MS = 4000;
 
-export async function runDoctor(config: Config): Promise<CheckResult[]> {
+export interface DoctorOptions {
+  /** The HTTP checks' server (--url); default: where the config's HTTP part listens. */
+  httpBase?: string;
+}
+
+export async function runDoctor(config: Config, options: DoctorOptions = {}): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
-  const httpBase = `http://${config.serverAddress}${config.http.port === 80 ? "" : `:${config.http.port}`}`;
+  const httpBase = options.httpBase ?? serverHttpUrl(config);
   results.push(await checkHttpHealth(httpBase));
   results.push(await checkBootScript(httpBase));
   if (config.tftp.enabled) {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { copyFile, mkdir, open, readFile, rename, stat } from "node:fs/promises";
+import { mkdir, open, readFile, rename, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { CentraError } from "../errors.js";
 
@@ -44,14 +44,20 @@ export interface InstallReport {
   missing: string[];
 }
 
+/** The bootloaders of a source directory, read and checked, not yet written anywhere. */
+export interface CheckedBootloaders {
+  source: string;
+  found: { name: string; bytes: Buffer }[];
+  missing: string[];
+}
+
 /**
- * Copy the bootloaders found in `source` into `target`, each checked, each through a temporary
- * file and a rename so a TFTP read never sees half a file. Identical files are left alone, so
- * running it again changes nothing. Fails when a required one is missing or any is malformed.
+ * Read and check every bootloader of `source` before anything is written, so `init` fails with
+ * every problem at once and leaves nothing behind. Fails when a required one is missing or any is
+ * malformed (the source is not a directory: every required one is missing).
  */
-export async function installBootloaders(source: string, target: string): Promise<InstallReport> {
-  await mkdir(target, { recursive: true });
-  const report: InstallReport = { installed: [], unchanged: [], missing: [] };
+export async function readBootloaders(source: string): Promise<CheckedBootloaders> {
+  const checked: CheckedBootloaders = { source, found: [], missing: [] };
   const problems: string[] = [];
   for (const loader of BOOTLOADERS) {
     const from = join(source, loader.name);
@@ -59,32 +65,50 @@ export async function installBootloaders(source: string, target: string): Promis
     try {
       bytes = await readFile(from); // follows Debian's symlink ipxe.efi → /boot/ipxe.efi
     } catch {
-      report.missing.push(loader.name);
+      checked.missing.push(loader.name);
       if (loader.required)
         problems.push(`${from}: missing; it is needed for ${loader.why} (Debian: apt-get install ipxe)`);
       continue;
     }
     const problem = checkBootloader(loader.kind, bytes);
-    if (problem) {
-      problems.push(`${from}: ${problem}`);
-      continue;
-    }
-    const to = join(target, loader.name);
-    const existing = await readFile(to).catch(() => undefined);
-    if (existing && sha256(existing) === sha256(bytes)) {
-      report.unchanged.push(loader.name);
-      continue;
-    }
-    const temp = join(target, `.${loader.name}.${randomBytes(4).toString("hex")}`);
-    await copyFile(from, temp);
-    const handle = await open(temp, "r");
-    await handle.sync();
-    await handle.close();
-    await rename(temp, to);
-    report.installed.push(loader.name);
+    if (problem) problems.push(`${from}: ${problem}`);
+    else checked.found.push({ name: loader.name, bytes });
   }
   if (problems.length) throw new CentraError("BOOTLOADERS", problems.join("\n"));
+  return checked;
+}
+
+/**
+ * Write checked bootloaders into `target`, each through a temporary file and a rename so a TFTP
+ * read never sees half a file. Identical files are left alone, so running it again changes nothing.
+ */
+export async function writeBootloaders(checked: CheckedBootloaders, target: string): Promise<InstallReport> {
+  await mkdir(target, { recursive: true });
+  const report: InstallReport = { installed: [], unchanged: [], missing: [...checked.missing] };
+  for (const { name, bytes } of checked.found) {
+    const to = join(target, name);
+    const existing = await readFile(to).catch(() => undefined);
+    if (existing && sha256(existing) === sha256(bytes)) {
+      report.unchanged.push(name);
+      continue;
+    }
+    const temp = join(target, `.${name}.${randomBytes(4).toString("hex")}`);
+    const handle = await open(temp, "wx");
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, to);
+    report.installed.push(name);
+  }
   return report;
+}
+
+/** `readBootloaders` then `writeBootloaders`: nothing is written unless every file checks out. */
+export async function installBootloaders(source: string, target: string): Promise<InstallReport> {
+  return writeBootloaders(await readBootloaders(source), target);
 }
 
 export async function installedBootloaders(dir: string): Promise<string[]> {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -12,6 +12,7 @@ import {
   isImageName,
   isVersionName,
   VERSION_RULE,
+  stateDirProblem,
 } from "./state-dir.js";
 
 test("the layout of PRODUCT.md §4", () => {
@@ -58,4 +59,17 @@ test("currentVersion: the version `current` points at, only when it exists", asy
     undefined,
     "a name that breaks the rule is never looked up",
   );
+});
+
+test("stateDirProblem names the path: missing, a file, no database; undefined for an initialised one", async () => {
+  const root = mkdtempSync(join(tmpdir(), "state-"));
+  assert.match(
+    (await stateDirProblem(join(root, "stat")))!,
+    /^no state directory at .*\/stat \(run `centra-pxe init` first/,
+  );
+  assert.match((await stateDirProblem("/etc/hostname"))!, /^\/etc\/hostname: not a directory/);
+  assert.match((await stateDirProblem("/etc/hostname/x"))!, /^\/etc\/hostname\/x: not a directory/);
+  assert.match((await stateDirProblem(root))!, /^no database at .*centra-pxe\.db/);
+  writeFileSync(databaseFile(root), "");
+  assert.equal(await stateDirProblem(root), undefined);
 });

@@ -102,3 +102,27 @@ export async function hasImageVersion(stateDir: string, name: string, version: s
     return false;
   }
 }
+
+/** Why an existing state directory cannot be used, in words that name the path; undefined when it can. */
+export async function stateDirProblem(stateDir: string): Promise<string | undefined> {
+  let info: Awaited<ReturnType<typeof stat>>;
+  try {
+    info = await stat(stateDir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT")
+      return `no state directory at ${stateDir} (run \`centra-pxe init\` first, or pass the right --state-dir/--config)`;
+    if (code === "ENOTDIR") return `${stateDir}: not a directory (a part of the path is a file)`;
+    if (code === "EACCES") return `cannot read ${stateDir}: permission denied; run as the service user or root`;
+    return `cannot use ${stateDir}: ${(error as Error).message}`;
+  }
+  if (!info.isDirectory()) return `${stateDir}: not a directory (pass the state directory with --state-dir)`;
+  try {
+    await stat(databaseFile(stateDir));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EACCES")
+      return `cannot read ${stateDir}: permission denied; run as the service user or root`;
+    return `no database at ${databaseFile(stateDir)}: ${stateDir} is not an initialised state directory (run \`centra-pxe init\` first)`;
+  }
+  return undefined;
+}

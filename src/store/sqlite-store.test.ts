@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import Database from "better-sqlite3";
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -29,4 +29,31 @@ test("sqlite: a file from the first release is migrated in place, its images kep
   assert.equal((await store.images.list()).length, 1);
   assert.deepEqual(await store.nodes.list(), []);
   await store.close();
+});
+
+test("sqlite read-only: a missing file is refused and not created; the open file refuses writes", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "store-"));
+  const file = join(dir, "centra-pxe.db");
+  assert.throws(() => openSqliteStore(file, { readonly: true }), /unable to open database file/);
+  assert.throws(() => openSqliteStore(file, { mustExist: true }), /unable to open database file/);
+  assert.equal(existsSync(file), false);
+  await openSqliteStore(file).close();
+  const reader = openSqliteStore(file, { readonly: true });
+  assert.deepEqual(await reader.nodes.list(), []);
+  await assert.rejects(
+    reader.images.put({ name: "nixos", version: "1", files: {}, cmdline: "", addedAt: "2026-11-25T00:00:00.000Z" }),
+    /readonly database/,
+  );
+  await reader.close();
+});
+
+test("sqlite read-only: a file older than this program is refused with what to do, not migrated", async () => {
+  const file = join(mkdtempSync(join(tmpdir(), "store-")), "centra-pxe.db");
+  const old = new Database(file);
+  old.pragma("user_version = 1");
+  old.close();
+  assert.throws(() => openSqliteStore(file, { readonly: true }), /at schema 1, older than .*run `centra-pxe init`/);
+  const check = new Database(file, { readonly: true });
+  assert.equal(check.pragma("user_version", { simple: true }), 1);
+  check.close();
 });

@@ -114,19 +114,33 @@ export interface SqliteStore extends Store {
   readonly db: Db;
 }
 
-/** Open (creating if needed) the embedded store at `file`; `:memory:` for tests. */
-export function openSqliteStore(file: string): SqliteStore {
-  const db = new Database(file);
+export interface OpenStoreOptions {
+  /**
+   * Open an existing file for reading only (`SQLITE_OPEN_READONLY`): the CLI's read commands, which
+   * must neither create a database at a mistyped path nor need write permission on it. Migrations
+   * are not run; a file older than this program is refused with what to do.
+   */
+  readonly?: boolean;
+  /** Refuse to create the file when it is missing (every command but `init` and `serve`). */
+  mustExist?: boolean;
+}
+
+/** Open (creating if needed, unless told otherwise) the embedded store at `file`; `:memory:` for tests. */
+export function openSqliteStore(file: string, options: OpenStoreOptions = {}): SqliteStore {
+  const readonly = options.readonly === true;
+  const db = new Database(file, { readonly, fileMustExist: readonly || options.mustExist === true });
   // WAL lets readers (the CLI, the API) run while the server writes; FULL makes every commit
-  // durable before it returns, which the DHCP part relies on before an ACK leaves.
-  db.pragma("journal_mode = WAL");
+  // durable before it returns, which the DHCP part relies on before an ACK leaves. The journal
+  // mode is stored in the file, so a read-only connection finds it already set.
+  if (!readonly) db.pragma("journal_mode = WAL");
   db.pragma("synchronous = FULL");
   db.pragma("foreign_keys = ON");
   // Write transactions are `.immediate()`: a deferred one that reads first and then writes cannot
   // wait for the lease worker's connection (WAL answers SQLITE_BUSY_SNAPSHOT at once, busy_timeout
   // does not apply); taking the write lock up front makes it wait its turn instead.
   db.pragma("busy_timeout = 5000");
-  migrate(db);
+  if (readonly) checkSchemaCurrent(db, file);
+  else migrate(db);
   const nodes = new SqliteNodeRepository(db);
   const events = new SqliteEventRepository(db);
   const recordSightings = db.transaction((batch: SightingBatch): NodeEvent[] => {
@@ -161,6 +175,24 @@ function prepared(db: Db, text: string): Database.Statement {
   let statement = cache.get(text);
   if (!statement) cache.set(text, (statement = db.prepare(text)));
   return statement;
+}
+
+/** A read-only connection cannot migrate: say so rather than fail later on a missing table. */
+function checkSchemaCurrent(db: Db, file: string): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    db.close();
+    throw new Error(
+      `the database ${file} is at schema ${current}, newer than this program knows (${MIGRATIONS.length}); upgrade centra-pxe`,
+    );
+  }
+  if (current < MIGRATIONS.length) {
+    db.close();
+    throw new Error(
+      `the database ${file} is at schema ${current}, older than this program's ${MIGRATIONS.length}; ` +
+        "start `centra-pxe serve` or run `centra-pxe init` once to upgrade it",
+    );
+  }
 }
 
 function migrate(db: Db): void {
