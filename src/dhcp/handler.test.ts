@@ -420,6 +420,7 @@ describe("boot answers: firmware × known/unknown × mode", () => {
       arch: 7,
       uuid: "abababab-abab-abab-abab-abababababab",
       userClass: undefined,
+      via: "dhcp",
     });
   });
 
