@@ -1,4 +1,3 @@
-import { networkInterfaces } from "node:os";
 import { FIRMWARE_TABLE } from "../boot/firmware.js";
 import { formatIpv4, normalizeMac, parseIpv4 } from "../config/primitives.js";
 import type { Config, DhcpSubnetConfig } from "../config/schema.js";
@@ -10,6 +9,7 @@ import { handle, type DhcpContext, type HandleResult, type NodeReservation, type
 import type { LeaseStore } from "../contracts/lease-store.js";
 import { messageTypeName } from "./options.js";
 import { type InterfaceAddress, interfaceRefusal } from "./interface-check.js";
+import { readInterfaceAddresses } from "./interface-addresses.js";
 import { hardwareAddress, messageType } from "./packet.js";
 import { AddressPool, fromRecord, toRecord, type PoolLease } from "./pool.js";
 import { Budget, PerClientRateLimit, type BudgetLimits } from "./rate-limit.js";
@@ -39,7 +39,7 @@ export interface DhcpServiceOptions {
   bootBaseUrl: (config: Config) => string;
   /** The clock; tests may pin it. */
   now?: () => number;
-  /** The host's interfaces and their addresses (default `os.networkInterfaces()`), read at start and reload. */
+  /** The host's interfaces and their IPv4 addresses (default: the kernel's list, interface-addresses.ts), read at start and reload. */
   interfaces?: () => Readonly<Record<string, readonly InterfaceAddress[] | undefined>>;
 }
 
@@ -239,7 +239,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     else log.warn(message);
   };
 
-  const readInterfaces = options.interfaces ?? networkInterfaces;
+  const readInterfaces = options.interfaces ?? readInterfaceAddresses;
   /** Server mode answers only where the interface carries serverAddress in dhcp.subnet (interface-check.ts). */
   const refuseForeignNetwork = (next: Config) => {
     const refusal = interfaceRefusal(next, readInterfaces());
