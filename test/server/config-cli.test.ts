@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -83,7 +83,8 @@ test("serve without a config file refuses: the embedded defaults are the lab's",
 
 test("images add --version latest is refused, saying why", () => {
   const stateDir = join(dir, "state");
-  mkdirSync(stateDir);
+  const init = cli(["init", "--state-dir", stateDir]);
+  assert.equal(init.code, 0, init.stderr);
   writeFileSync(join(dir, "k"), "kernel");
   writeFileSync(join(dir, "i"), "initrd");
   const add = (version: string) =>
