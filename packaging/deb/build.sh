@@ -23,10 +23,14 @@ trap 'rm -rf "$work"' EXIT
 root="$work/root"
 app="$root/usr/lib/centra-pxe"
 
-# What npm publishes, as the app.
-npm pack --pack-destination "$work" --loglevel=error >/dev/null
+# What npm publishes, as the app ($CENTRA_PXE_TGZ: a tarball `npm pack` made already, to save a build).
+tarball="${CENTRA_PXE_TGZ:-}"
+if [ -z "$tarball" ]; then
+  npm pack --pack-destination "$work" --loglevel=error >/dev/null
+  tarball="$work/centra-pxe-$version.tgz"
+fi
 mkdir -p "$app"
-tar -xzf "$work/centra-pxe-$version.tgz" -C "$app" --strip-components=1
+tar -xzf "$tarball" -C "$app" --strip-components=1
 
 # Production dependencies: the checkout's, already built for this Node by `npm ci`, pruned of the rest.
 cp -a node_modules "$app/node_modules"
@@ -42,6 +46,7 @@ find "$sqlite/build" -mindepth 1 -maxdepth 1 ! -name Release -exec rm -rf {} +
 find "$sqlite/build/Release" -mindepth 1 ! -name better_sqlite3.node -exec rm -rf {} +
 rm -rf "$sqlite/deps" "$sqlite/src"
 rm -rf "$app/node_modules/.bin" "$app/node_modules/.package-lock.json"
+find "$app/node_modules" -mindepth 1 -maxdepth 1 -type d -empty -delete # scopes prune emptied (@biomejs)
 
 install -D -m 0644 contrib/systemd/centra-pxe.service "$root/lib/systemd/system/centra-pxe.service"
 install -D -m 0644 "$here/config.yaml" "$root/etc/centra-pxe/config.yaml"
