@@ -133,7 +133,6 @@ in
 
     systemd.services.centra-pxe = {
       description = "Centra PXE network-boot server";
-      documentation = [ "https://github.com/centra-cloud/centra-pxe" ];
       wantedBy = [ "multi-user.target" ];
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ];

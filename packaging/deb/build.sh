@@ -68,7 +68,6 @@ Section: net
 Priority: optional
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
 Depends: nodejs (>= $node_major), nodejs (<< $((node_major + 1))), adduser, ipxe
-Homepage: https://github.com/centra-cloud/centra-pxe
 Description: bare-metal network-boot and provisioning server
  DHCP, TFTP, HTTP and iPXE in one daemon with one YAML config: the ISC dhcpd,
  atftpd, nginx and boot.ipxe stack as one service with a provisioning lifecycle
