@@ -36,7 +36,7 @@ after(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-const ready = (t: TestContext) => requireBinaries(t, "npm", "dpkg-deb", "setpriv", "curl");
+const ready = (t: TestContext) => requireBinaries(t, "npm", "dpkg-deb", "setpriv", "udhcpc");
 
 /** Entries that have no business in a package: tests, benchmarks, test data, TypeScript sources, maps. */
 const notShipped = (entry: string) =>
@@ -62,6 +62,7 @@ dhcp:
   netmask: 255.255.255.0
   range: { start: ${net}.100, end: ${net}.150 }
   router: ${link.serverIp}
+logLevel: debug
 `,
   );
   mkdirSync(join(dir, "state"));
@@ -87,10 +88,15 @@ dhcp:
     const doctor = spawnSync("ip", ["netns", "exec", link.serverNs!, cli, "doctor", "--config", config], {
       encoding: "utf8",
     });
+    // udhcpc asks for a unicast reply (no broadcast flag): the server must set an ARP entry for an
+    // address the client does not have yet (SIOCSARP, CAP_NET_ADMIN) or fall back to broadcasting.
+    const lease = link.inClient("sh", ["-c", `timeout 30 udhcpc -i ${link.clientIf} -n -q -f -s /bin/true 2>&1`]);
     const exited = new Promise<number | null>((resolve) => daemon.once("exit", (code) => resolve(code)));
     daemon.kill("SIGTERM");
     assert.equal(await exited, 0, log.slice(-3000));
     assert.equal(doctor.status, 0, `${doctor.stdout}${doctor.stderr}\nserver log:\n${log.slice(-3000)}`);
+    assert.match(lease, /lease of [\d.]+ obtained/);
+    assert.doesNotMatch(log, /could not set an ARP entry/, "the ARP entry for a unicast OFFER was set");
     assert.doesNotMatch(log, /EPERM|"level":(50|60)/, "no part was refused a privilege");
     return doctor.stdout;
   } finally {
