@@ -157,7 +157,7 @@ in
         Group = "centra-pxe";
         StateDirectory = mkIf defaultStateDir "centra-pxe";
         StateDirectoryMode = "0750";
-        ReadWritePaths = lib.optional (!defaultStateDir) stateDir;
+        ReadWritePaths = mkIf (!defaultStateDir) [ stateDir ];
         # Ports 67/69/80 (bind), SO_BINDTODEVICE on the DHCP socket (CAP_NET_RAW before Linux 5.7),
         # the ARP entry for a unicast OFFER to a client without an address (SIOCSARP: CAP_NET_ADMIN).
         AmbientCapabilities = [ "CAP_NET_BIND_SERVICE" "CAP_NET_RAW" "CAP_NET_ADMIN" ];
