@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test, type TestContext } from "node:test";
@@ -26,8 +36,17 @@ let tarball: string;
 before(() => {
   work = mkdtempSync(join(tmpdir(), "packages-"));
   chmodSync(work, 0o755); // the .deb's daemon runs as nobody and reads from here
+  // Packed from a copy of what the build reads, so the checkout's dist/ (prepack rebuilds it) stays as it
+  // is for every other test; node_modules is the checkout's, as `npm pack` after `npm ci` would see it.
+  const checkout = join(work, "checkout");
+  const manifest = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")) as { files: string[] };
+  const buildInputs = ["package.json", "package-lock.json", "tsconfig.json", "tsconfig.build.json", "README.md", "src"];
+  const shipped = manifest.files.filter((f) => !f.startsWith("!") && !["dist/", "npm-shrinkwrap.json"].includes(f));
+  for (const entry of [...buildInputs, ...shipped, "scripts/package-prepack.mjs"])
+    cpSync(join(repo, entry), join(checkout, entry), { recursive: true });
+  symlinkSync(join(repo, "node_modules"), join(checkout, "node_modules"));
   const out = execFileSync("npm", ["pack", "--pack-destination", work, "--loglevel=error"], {
-    cwd: repo,
+    cwd: checkout,
     encoding: "utf8",
   });
   tarball = join(work, out.trim().split("\n").at(-1)!);
