@@ -7,6 +7,7 @@ import { createLogger, type Logger } from "../log.js";
 import { openSqliteStore, type SqliteStore } from "../store/sqlite-store.js";
 import { Daemon } from "./daemon.js";
 import { createServices } from "./parts.js";
+import { createReadiness, type Readiness } from "./readiness.js";
 import { takeDaemonSignals, type DaemonSignal, type SignalInbox } from "./signals.js";
 
 export interface RunningServer {
@@ -66,13 +67,20 @@ export async function startServer(
  * SIGHUP during start-up is applied once every part is up, a SIGTERM during start-up stops what
  * started and returns. A stray exception or rejection is logged and the process exits with
  * `EXIT_INTERNAL_ERROR` rather than serve in a state nobody knows.
+ *
+ * Under systemd (`Type=notify`, `$NOTIFY_SOCKET`) the manager hears READY=1 once every part serves,
+ * RELOADING=1 then READY=1 around each SIGHUP, and STOPPING=1 on the way out (`readiness.ts`).
  */
 export async function serveForever(
   config: Config,
   file: string | undefined,
   signals: SignalInbox = takeDaemonSignals(),
+  readiness?: Readiness,
 ): Promise<void> {
   const logger = createLogger(config.logLevel);
+  const manager =
+    readiness ??
+    createReadiness(takeNotifySocket(), (error) => logger.warn({ err: error }, "could not notify the service manager"));
   const removeCrashHandlers = exitOnStrayError(logger);
   const stopping = new AbortController();
   let server: RunningServer | undefined;
@@ -87,6 +95,17 @@ export async function serveForever(
       logger.warn("SIGHUP: running on embedded defaults, nothing to reload");
       return;
     }
+    manager.reloading();
+    try {
+      await applyReload(server, file);
+    } finally {
+      // Refused or applied, the daemon serves on one known config again; after a failed rollback
+      // (or a SIGTERM meanwhile) it is stopping, and STOPPING=1 says so instead.
+      if (!stopping.signal.aborted) manager.ready("serving (reloaded)");
+    }
+  };
+
+  const applyReload = async (running: RunningServer, file: string): Promise<void> => {
     let next: Config;
     try {
       next = loadConfigFile(file);
@@ -96,7 +115,7 @@ export async function serveForever(
       return;
     }
     try {
-      await server.daemon.reload(next);
+      await running.daemon.reload(next);
       logger.info({ config: file }, "SIGHUP: config reloaded");
     } catch (error) {
       if (error instanceof ReloadRefusedError) {
@@ -147,12 +166,14 @@ export async function serveForever(
         { config: file ?? "<embedded defaults>", interface: config.interface, serverAddress: config.serverAddress },
         "serving",
       );
+      manager.ready(`serving on ${config.interface} (${config.serverAddress})`);
     }
 
     await new Promise<void>((resolve) => {
       if (stopping.signal.aborted) resolve();
       else stopping.signal.addEventListener("abort", () => resolve(), { once: true });
     });
+    manager.stopping();
     await reloading;
     try {
       await server.stop();
@@ -164,6 +185,16 @@ export async function serveForever(
     signals.close();
     removeCrashHandlers();
   }
+}
+
+/**
+ * `$NOTIFY_SOCKET`, removed from the environment as sd_notify(3) does with `unset_environment`: the
+ * daemon's children (the lab's QEMU, a shell) are not the service and must not speak for it.
+ */
+function takeNotifySocket(): string | undefined {
+  const socket = process.env.NOTIFY_SOCKET;
+  delete process.env.NOTIFY_SOCKET;
+  return socket;
 }
 
 /**
