@@ -42,7 +42,7 @@ before(() => {
   const manifest = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")) as { files: string[] };
   const buildInputs = ["package.json", "package-lock.json", "tsconfig.json", "tsconfig.build.json", "README.md", "src"];
   const shipped = manifest.files.filter((f) => !f.startsWith("!") && !["dist/", "npm-shrinkwrap.json"].includes(f));
-  for (const entry of [...buildInputs, ...shipped, "scripts/package-prepack.mjs"])
+  for (const entry of [...buildInputs, ...shipped, "scripts/package-prepack.mjs", "scripts/build-info.mjs"])
     cpSync(join(repo, entry), join(checkout, entry), { recursive: true });
   symlinkSync(join(repo, "node_modules"), join(checkout, "node_modules"));
   const out = execFileSync("npm", ["pack", "--pack-destination", work, "--loglevel=error"], {
