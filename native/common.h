@@ -1,5 +1,5 @@
 /*
- * What the two addons share (udp-device-socket.c for DHCP, udp-transfer-socket.c for TFTP): errors
+ * What the addons share (udp-device-socket.c for DHCP, udp-transfer-socket.c for TFTP, sd-notify.c): errors
  * thrown with the errno's text, argument reading, and the setup of a non-blocking IPv4 UDP socket.
  * Header-only and static: each addon is its own shared object, built from one .c file.
  */
