@@ -5,12 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { parseConfig } from "../../src/config/load.js";
-import { createHttpService, type HttpService } from "../../src/http/server.js";
-import { silentLogger } from "../../src/log.js";
-import { createApiPlugin } from "../../src/api/plugin.js";
-import { createProvisioning, type ProvisioningPart } from "../../src/provisioning/index.js";
-import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
+import { type ApiServer, startApiServer } from "../support/api-server.js";
 import { waitFor } from "../support/daemon.js";
 
 /**
@@ -20,37 +15,16 @@ import { waitFor } from "../support/daemon.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const stateDir = mkdtempSync(join(tmpdir(), "cli-"));
-let store: SqliteStore;
-let part: ProvisioningPart;
-let http: HttpService;
+let server: ApiServer | undefined;
 let url: string;
 
 before(async () => {
-  const config = parseConfig(`
-stateDir: ${stateDir}
-serverAddress: 127.0.0.1
-http: { port: 0, bindAddress: 127.0.0.1 }
-dhcp: { mode: off }
-`);
-  store = openSqliteStore(join(stateDir, "centra-pxe.db"));
-  part = createProvisioning({ config, store, logger: silentLogger });
-  await part.service.start();
-  const api = createApiPlugin({
-    inventory: part.inventory,
-    lifecycle: part.lifecycle,
-    onEvent: part.onEvent,
-    store,
-    logger: silentLogger,
-  });
-  http = createHttpService({ config, logger: silentLogger, resolver: part.resolver, extraPlugins: [api] });
-  await http.start();
-  url = `http://127.0.0.1:${http.address()!.port}`;
+  server = await startApiServer(stateDir);
+  url = `http://127.0.0.1:${server.port}`;
 });
 
 after(async () => {
-  await http?.stop();
-  await part?.service.stop();
-  await store?.close();
+  await server?.stop();
   rmSync(stateDir, { recursive: true, force: true });
 });
 

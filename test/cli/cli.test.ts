@@ -6,14 +6,9 @@ import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { createApiPlugin } from "../../src/api/plugin.js";
 import { walkCommands } from "../../src/cli/generated-docs.js";
 import { buildProgram } from "../../src/cli/program.js";
-import { parseConfig } from "../../src/config/load.js";
-import { createHttpService, type HttpService } from "../../src/http/server.js";
-import { silentLogger } from "../../src/log.js";
-import { createProvisioning, type ProvisioningPart } from "../../src/provisioning/index.js";
-import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
+import { type ApiServer, startApiServer } from "../support/api-server.js";
 import { cliArgs, repo } from "../support/daemon.js";
 import { findBinary, isCI } from "../support/netns.js";
 import { checkoutReadableBy } from "../support/users.js";
@@ -216,33 +211,14 @@ describe("--json on every command whose output is data", () => {
 
 describe("against a running server, found from --config", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "cli-server-"));
-  let store: SqliteStore;
-  let part: ProvisioningPart;
-  let http: HttpService;
+  let server: ApiServer | undefined;
   let port: number;
   let token: string;
   const configFile = join(stateDir, "config.yaml");
 
   before(async () => {
-    const config = parseConfig(`
-stateDir: ${stateDir}
-serverAddress: 127.0.0.1
-http: { port: 0, bindAddress: 127.0.0.1 }
-dhcp: { mode: off }
-`);
-    store = openSqliteStore(join(stateDir, "centra-pxe.db"));
-    part = createProvisioning({ config, store, logger: silentLogger });
-    await part.service.start();
-    const api = createApiPlugin({
-      inventory: part.inventory,
-      lifecycle: part.lifecycle,
-      onEvent: part.onEvent,
-      store,
-      logger: silentLogger,
-    });
-    http = createHttpService({ config, logger: silentLogger, resolver: part.resolver, extraPlugins: [api] });
-    await http.start();
-    port = http.address()!.port;
+    server = await startApiServer(stateDir);
+    port = server.port;
     // What an operator's config says: the server's address and the port HTTP listens on.
     writeFileSync(
       configFile,
@@ -254,9 +230,7 @@ dhcp: { mode: off }
   });
 
   after(async () => {
-    await http?.stop();
-    await part?.service.stop();
-    await store?.close();
+    await server?.stop();
     rmSync(stateDir, { recursive: true, force: true });
   });
 
