@@ -17,10 +17,13 @@ static napi_value notify(napi_env env, napi_callback_info info) {
   struct sockaddr_un address;
   memset(&address, 0, sizeof address);
   address.sun_family = AF_UNIX;
-  char path[sizeof address.sun_path + 1];
+  /* One byte more than any valid path, so read_string's truncation of a longer one is seen below. */
+  char path[sizeof address.sun_path + 2];
   int length = read_string(env, argv[0], path, sizeof path);
-  if (length < 2 || (size_t)length > sizeof address.sun_path) return throw_usage(env, "socketPath must be 2-108 bytes");
-  if (path[0] != '/' && path[0] != '@') return throw_usage(env, "socketPath must be absolute or @abstract");
+  if (length < 2 || (path[0] != '/' && path[0] != '@')) return throw_usage(env, "socketPath must be absolute or @abstract");
+  /* A path needs its terminating NUL inside sun_path; an abstract name may fill it (unix(7)). */
+  size_t limit = path[0] == '/' ? sizeof address.sun_path - 1 : sizeof address.sun_path;
+  if ((size_t)length > limit) return throw_usage(env, "socketPath is longer than sun_path allows (107 bytes, 108 @abstract)");
   memcpy(address.sun_path, path, (size_t)length);
   /* An abstract address starts with a NUL byte and is exactly as long as given (unix(7)). */
   if (path[0] == '@') address.sun_path[0] = '\0';
