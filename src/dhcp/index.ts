@@ -329,8 +329,9 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
 
     check: refuseRestartOnlyChanges,
 
+    // `check` ran first (Daemon.reload); not again here: a rollback re-applies the config this part
+    // ran with, and must not be refused because the host's addresses have moved since.
     async reload(next: Config) {
-      refuseRestartOnlyChanges(next);
       const rangesChanged =
         JSON.stringify([next.dhcp.range, next.dhcp.subnets.map((s) => s.range)]) !==
         JSON.stringify([config.dhcp.range, config.dhcp.subnets.map((s) => s.range)]);
