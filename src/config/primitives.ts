@@ -144,3 +144,11 @@ export function formatDuration(ms: number): string {
   }
   return text;
 }
+
+/**
+ * A socket's remote address as the dotted quad we hand out: `::ffff:10.0.0.5` (an IPv4 client on a
+ * dual-stack socket) is `10.0.0.5`; anything else is returned as it is.
+ */
+export function unmappedAddress(address: string): string {
+  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+}

@@ -1,5 +1,6 @@
 import type { Server } from "node:http";
 import type { Socket } from "node:net";
+import { unmappedAddress } from "../config/primitives.js";
 
 /**
  * Connections at once, per source address. A boot client holds one or two (iPXE reuses one
@@ -63,8 +64,7 @@ export interface ConnectionLimits {
  * mapped form, and a cap that counted them apart could be doubled by switching forms.
  */
 export function clientAddressKey(address: string | undefined): string {
-  if (address === undefined) return "";
-  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+  return address === undefined ? "" : unmappedAddress(address);
 }
 
 /**

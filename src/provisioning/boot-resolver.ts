@@ -8,6 +8,7 @@ import type {
   ResolveContext,
   UnavailableBoot,
 } from "../boot/spec.js";
+import { unmappedAddress } from "../config/primitives.js";
 import type { Config } from "../config/schema.js";
 import { BOOT_PLAN } from "../lifecycle/lifecycle.js";
 import type { NodeRecord } from "../store/store.js";
@@ -157,7 +158,7 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
   function requesterOf(mac: string, remote: string | undefined): Requester {
     const expected = options.addressOf?.(mac);
     if (expected === undefined) return "unknown";
-    return remote !== undefined && plainAddress(remote) === plainAddress(expected) ? "machine" : "other";
+    return remote !== undefined && unmappedAddress(remote) === unmappedAddress(expected) ? "machine" : "other";
   }
 
   function imageFor(node: NodeRecord, context: ResolveContext): Promise<ImageBoot | UnavailableBoot> {
@@ -182,9 +183,4 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
 /** Kernel arguments appended last, after the profile's (kernelArguments in boot/resolver.ts puts extras last too). */
 function withArguments(image: ImageBoot, extra: readonly string[]): ImageBoot {
   return { ...image, cmdline: [image.cmdline, ...extra].join(" ").replace(/\s+/g, " ").trim() };
-}
-
-/** `::ffff:10.0.0.5` (an IPv4 client on a dual-stack socket) is `10.0.0.5`. */
-function plainAddress(address: string): string {
-  return address.startsWith("::ffff:") ? address.slice(7) : address;
 }
