@@ -3,7 +3,11 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { checkBootloader, installBootloaders } from "./bootloaders.js";
+import { checkBootloader, readBootloaders, writeBootloaders } from "./bootloaders.js";
+
+/** What `init` does: nothing is written unless every file checks out. */
+const installBootloaders = async (source: string, target: string) =>
+  writeBootloaders(await readBootloaders(source), target);
 
 function fakeEfi(): Buffer {
   const b = Buffer.alloc(4096);

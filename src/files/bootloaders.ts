@@ -106,11 +106,6 @@ export async function writeBootloaders(checked: CheckedBootloaders, target: stri
   return report;
 }
 
-/** `readBootloaders` then `writeBootloaders`: nothing is written unless every file checks out. */
-export async function installBootloaders(source: string, target: string): Promise<InstallReport> {
-  return writeBootloaders(await readBootloaders(source), target);
-}
-
 export async function installedBootloaders(dir: string): Promise<string[]> {
   const names: string[] = [];
   for (const loader of BOOTLOADERS) {

@@ -3,10 +3,11 @@ import type { Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
 import { availableParallelism } from "node:os";
 import type { FileCacheOptions } from "./file-source.js";
-import { TftpServer, tftpRoot, type TftpLimits, type TftpStats } from "./server.js";
+import { bootloaderDir } from "../files/state-dir.js";
+import { TftpServer, type TftpLimits, type TftpStats } from "./server.js";
 
 export type { TftpStats, TftpLimits } from "./server.js";
-export { TftpServer, DEFAULT_TFTP_LIMITS, refusalFor, tftpRoot } from "./server.js";
+export { TftpServer, DEFAULT_TFTP_LIMITS, refusalFor } from "./server.js";
 
 export interface TftpServiceOptions {
   config: Config;
@@ -34,7 +35,7 @@ export function createTftpService(options: TftpServiceOptions): TftpService {
   const logger = options.logger.child({ part: "tftp" });
   let config = options.config;
   const server = new TftpServer({
-    root: tftpRoot(config.stateDir),
+    root: bootloaderDir(config.stateDir),
     bindAddress: config.tftp.bindAddress,
     port: config.tftp.port,
     logger,
@@ -47,12 +48,12 @@ export function createTftpService(options: TftpServiceOptions): TftpService {
     async start() {
       await server.start();
       const { address, port } = server.address();
-      logger.info({ address, port, root: tftpRoot(config.stateDir) }, "tftp serving");
+      logger.info({ address, port, root: bootloaderDir(config.stateDir) }, "tftp serving");
     },
     stop: () => server.stop(),
     check: (next: Config) => server.checkRebind(next.tftp.bindAddress, next.tftp.port),
     async reload(next: Config) {
-      await server.reconfigure(tftpRoot(next.stateDir), next.tftp.bindAddress, next.tftp.port, {
+      await server.reconfigure(bootloaderDir(next.stateDir), next.tftp.bindAddress, next.tftp.port, {
         ...next.tftp.limits,
         ...options.limits,
       });

@@ -3,7 +3,6 @@ import { Worker } from "node:worker_threads";
 import { LogThrottle, type Logger } from "../log.js";
 import { NotFoundError, PathEscapeError } from "../errors.js";
 import { resolveInside } from "../files/safe-path.js";
-import { bootloaderDir } from "../files/state-dir.js";
 import { RequestRateLimit, TransferBudget } from "./admission.js";
 import { DEFAULT_CACHE_OPTIONS, FileCache, type FileCacheOptions } from "./file-source.js";
 import { decodePacket, encodePacket, ErrorCode, Opcode, type RequestPacket } from "./packet.js";
@@ -516,9 +515,4 @@ export class TftpServer {
     for (const w of this.workers) if (!best || w.active < best.active) best = w;
     return best;
   }
-}
-
-/** `<stateDir>/ipxe`, the directory TFTP serves (docs/LAYOUT.md). */
-export function tftpRoot(stateDir: string): string {
-  return bootloaderDir(stateDir);
 }
