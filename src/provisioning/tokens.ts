@@ -1,6 +1,9 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { ApiTokenRecord, Store } from "../store/store.js";
 
+/** How fresh an API token's `lastUsedAt` is kept. */
+const LAST_USED_RESOLUTION_MS = 60_000;
+
 /**
  * Bearer and callback tokens. Only the sha256 of a token is stored: a copy of the database does
  * not let anyone call the API or impersonate an installer. 32 random bytes make a dictionary or
@@ -94,6 +97,9 @@ export async function authenticateApiToken(
       reason: "revoked",
       message: `token ${record.id} (${record.name}) was revoked at ${record.revokedAt}`,
     };
-  await store.apiTokens.touch(record.id, now.toISOString());
+  // Every API read authenticates now, and each touch is a durable write (synchronous=FULL): record
+  // "last used" at most once a minute per token, which is all `token list` needs to show.
+  const lastUsed = record.lastUsedAt === undefined ? Number.NEGATIVE_INFINITY : Date.parse(record.lastUsedAt);
+  if (now.getTime() - lastUsed >= LAST_USED_RESOLUTION_MS) await store.apiTokens.touch(record.id, now.toISOString());
   return { ok: true, token: record };
 }
