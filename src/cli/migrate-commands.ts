@@ -1,5 +1,5 @@
 import { readFileSync, writeFileSync } from "node:fs";
-import { networkInterfaces } from "node:os";
+import { readInterfaceAddresses } from "../dhcp/interface-addresses.js";
 import type { Command } from "commander";
 import { parseConfig } from "../config/load.js";
 import { ConfigError } from "../errors.js";
@@ -97,9 +97,10 @@ function source(file: string): ImportSource {
 
 /** This host's IPv4 addresses, to find the interface facing the imported subnet. */
 function hostAddresses(): HostAddress[] {
-  return Object.entries(networkInterfaces()).flatMap(([name, addresses]) =>
-    (addresses ?? [])
-      .filter((a) => a.family === "IPv4" && !a.internal)
+  // The kernel's list, as DHCP's interface check reads it: a NIC without carrier still counts.
+  return Object.entries(readInterfaceAddresses()).flatMap(([name, addresses]) =>
+    addresses
+      .filter((a) => !a.address.startsWith("127."))
       .map((a) => ({ name, address: a.address, netmask: a.netmask })),
   );
 }

@@ -275,7 +275,7 @@ export class Inventory {
         nodeId: node.id,
         kind: "created",
         toState: state,
-        details: { by: actor, ...describe(changes) },
+        details: { by: actor, ...defined(changes) },
       });
       return node;
     });
@@ -324,7 +324,7 @@ export class Inventory {
     }
     await this.write(after, "replace");
     const kind = before.source === "discovered" && after.source === "api" ? "registered" : "updated";
-    await this.core.record({ nodeId: after.id, kind, details: { by: actor, ...describe(changes) } });
+    await this.core.record({ nodeId: after.id, kind, details: { by: actor, ...defined(changes) } });
     if (after.state !== before.state) {
       await this.core.record({
         nodeId: after.id,
@@ -375,9 +375,4 @@ export class Inventory {
 
 function pick<T extends object, K extends keyof T>(value: T, keys: readonly K[]): Record<string, unknown> {
   return Object.fromEntries(keys.map((k) => [k, value[k] ?? null]));
-}
-
-/** An event's view of a change: what was set, null for what was cleared. */
-function describe(changes: NodeChanges): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined));
 }

@@ -373,7 +373,7 @@ class SqliteNodeRepository implements NodeRepository {
   }
 
   async create(record: NodeRecord): Promise<void> {
-    this.db.transaction(() => this.insert(record)).immediate();
+    this.insert(record); // its own immediate transaction, or a savepoint inside the caller's
   }
 
   /** `create` inside the caller's transaction. */
