@@ -1,3 +1,4 @@
+import { httpOrigin } from "../config/primitives.js";
 /**
  * Which firmware is asking, and which bootloader it gets (PRODUCT.md §3). Pure: the DHCP server
  * passes what the client said (options 93, 77, 60) and what is installed in `stateDir/ipxe`.
@@ -164,7 +165,7 @@ export type BootDecision =
 
 /** Where the HTTP part serves bootloaders and the entry script (PRODUCT.md §3). */
 export function httpBootBase(serverAddress: string, httpPort: number): string {
-  return `http://${serverAddress}${httpPort === 80 ? "" : `:${httpPort}`}/boot/ipxe`;
+  return `${httpOrigin(serverAddress, httpPort)}/boot/ipxe`;
 }
 
 export const ENTRY_SCRIPT = "boot.ipxe";

@@ -152,3 +152,8 @@ export function formatDuration(ms: number): string {
 export function unmappedAddress(address: string): string {
   return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
 }
+
+/** `http://host`, with `:port` only when it is not HTTP's own 80: every URL we hand out or call. */
+export function httpOrigin(host: string, port: number): string {
+  return `http://${host}${port === 80 ? "" : `:${port}`}`;
+}

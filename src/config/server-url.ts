@@ -1,3 +1,4 @@
+import { httpOrigin } from "./primitives.js";
 import type { Config } from "./schema.js";
 
 /**
@@ -7,5 +8,5 @@ import type { Config } from "./schema.js";
  */
 export function serverHttpUrl(config: Config): string {
   const host = config.http.bindAddress === "0.0.0.0" ? config.serverAddress : config.http.bindAddress;
-  return `http://${host}${config.http.port === 80 ? "" : `:${config.http.port}`}`;
+  return httpOrigin(host, config.http.port);
 }

@@ -1,4 +1,5 @@
 import { kernelArguments, menuFor } from "../boot/resolver.js";
+import { httpOrigin } from "../config/primitives.js";
 import type { Config, DhcpSubnetConfig, NodeConfig, SelectorConfig } from "../config/schema.js";
 import { UNNAMED_HOST_PREFIX } from "./import.js";
 
@@ -16,7 +17,7 @@ const HEADER = (what: string) => [
 
 /** The URL base machines fetch from: the HTTP part's address as DHCP announces it. */
 function baseUrl(config: Config): string {
-  return `http://${config.serverAddress}${config.http.port === 80 ? "" : `:${config.http.port}`}`;
+  return httpOrigin(config.serverAddress, config.http.port);
 }
 
 /** ISC dhcpd's `dhcpd.conf`; accepted by `dhcpd -t -cf FILE`. */
