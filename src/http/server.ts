@@ -4,7 +4,7 @@ import { createFileImageCatalog, type ImageCatalog } from "../boot/image-catalog
 import { createDefaultResolver } from "../boot/resolver.js";
 import type { BootResolver } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
-import type { Logger } from "../log.js";
+import { LogThrottle, type Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
 import { createHttpApp } from "./app.js";
 import { guardConnections, type RefusedConnections } from "./connection-limits.js";
@@ -55,27 +55,24 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
   let app: FastifyInstance | undefined;
   let listening: { address: string; port: number } | undefined;
   const refused: RefusedConnections = { perAddress: 0, total: 0 };
-  let refusalsLogged: RefusedConnections = { ...refused };
-  let lastRefusalLog = 0;
+  // A connection flood is a few lines per interval, each saying how many it stands for.
+  const refusalLog = new LogThrottle(REFUSAL_LOG_INTERVAL_MS);
   let openConnections: () => number = () => 0;
 
   function noteRefusal(reason: keyof RefusedConnections, remote: string): void {
     refused[reason]++;
-    const now = Date.now();
-    if (now - lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
-    lastRefusalLog = now;
+    const heldBack = refusalLog.admit(reason, Date.now());
+    if (heldBack === undefined) return;
     logger.warn(
       {
         remote,
         reason,
-        refusedPerAddress: refused.perAddress - refusalsLogged.perAddress,
-        refusedTotal: refused.total - refusalsLogged.total,
+        heldBack,
         maxConnections: config.http.maxConnections,
         maxConnectionsPerAddress: config.http.maxConnectionsPerAddress,
       },
-      "refused HTTP connections over the caps (counts since the last such line)",
+      "refused an HTTP connection over the caps (heldBack: how many more since the last such line)",
     );
-    refusalsLogged = { ...refused };
   }
 
   const service: HttpService = {
