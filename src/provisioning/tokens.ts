@@ -47,7 +47,7 @@ export interface CreatedApiToken {
 export async function createApiToken(store: Store, name: string, now: Date = new Date()): Promise<CreatedApiToken> {
   const id = randomBytes(4).toString("hex");
   const token = formatApiToken(id, randomSecret());
-  const record: ApiTokenRecord = { id, name, hash: hashToken(token), createdAt: now.toISOString() };
+  const record: ApiTokenRecord = { id, name, hash: hashToken(token), role: "admin", createdAt: now.toISOString() };
   await store.apiTokens.create(record);
   return { record, token };
 }
