@@ -63,6 +63,13 @@ export async function startTestIdp(options: { audience?: string } = {}): Promise
   const keys = new Map<Algorithm, SigningKey>();
   for (const alg of ALGORITHMS) keys.set(alg, await makeKey(alg));
   const requests = new Map<string, number>();
+  // A key nobody published, made once (an RSA key takes a while), signing under whatever kid is asked.
+  const strangers = new Map<Algorithm, Promise<SigningKey>>();
+  const strangerKey = (alg: Algorithm) => {
+    let key = strangers.get(alg);
+    if (!key) strangers.set(alg, (key = makeKey(alg, "stranger")));
+    return key;
+  };
   let issuer = "";
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? "/").split("?")[0]!;
@@ -96,7 +103,9 @@ export async function startTestIdp(options: { audience?: string } = {}): Promise
     requests,
     async sign(claims, signOptions = {}) {
       const alg = signOptions.alg ?? "RS256";
-      const key = signOptions.unpublished ? await makeKey(alg, signOptions.unpublished.kid) : keys.get(alg)!;
+      const key = signOptions.unpublished
+        ? { ...(await strangerKey(alg)), kid: signOptions.unpublished.kid }
+        : keys.get(alg)!;
       const now = Math.floor(Date.now() / 1000);
       let jwt = new SignJWT(claims)
         .setProtectedHeader({ alg, kid: key.kid, typ: "JWT" })
