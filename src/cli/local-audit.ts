@@ -42,7 +42,10 @@ export async function auditedLocally<T>(
   try {
     result = await run();
   } catch (error) {
-    await record(httpStatusOf(error) ?? (error instanceof CentraError ? 400 : 500)).catch(() => undefined);
+    const own = (error as { status?: unknown }).status;
+    const status = typeof own === "number" ? own : (httpStatusOf(error) ?? (error instanceof CentraError ? 400 : 500));
+    // The failure the operator sees is the command's, not a failed audit write's.
+    await record(status).catch(() => undefined);
     throw error;
   }
   await record(200);

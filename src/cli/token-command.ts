@@ -109,9 +109,8 @@ async function revoke(store: Store, id: string): Promise<void> {
       "TOKEN_UNKNOWN",
       known ? `token ${id} was already revoked at ${known.revokedAt}` : `no token ${id} (see: centra-pxe token list)`,
     ),
-    {
-      exitCode: 1,
-    },
+    // The audit record's status: no such token, or one already revoked.
+    { exitCode: 1, status: known ? 409 : 404 },
   );
 }
 
