@@ -141,6 +141,20 @@ export function openApiDocument(): Record<string, unknown> {
             lastSeenAt: { type: "string", format: "date-time" },
           },
         },
+        ApiToken: {
+          type: "object",
+          required: ["id", "name", "role", "createdAt"],
+          properties: {
+            id: { type: "string" },
+            name: { type: "string" },
+            role: { type: "string", enum: ["viewer", "operator", "admin"] },
+            scope: { type: "object", additionalProperties: { type: "string" } },
+            createdAt: { type: "string", format: "date-time" },
+            expiresAt: { type: "string", format: "date-time" },
+            lastUsedAt: { type: "string", format: "date-time" },
+            revokedAt: { type: "string", format: "date-time" },
+          },
+        },
         AuditRecord: {
           type: "object",
           required: ["seq", "at", "actor", "action", "summary", "address", "outcome", "status"],
@@ -331,6 +345,67 @@ export function openApiDocument(): Record<string, unknown> {
       },
       "/openapi.json": {
         get: { summary: "this document", security: viewer, responses: { "200": { description: "OpenAPI 3.1" } } },
+      },
+      "/tokens": {
+        get: {
+          summary: "API tokens (never their secrets or hashes)",
+          security: admin,
+          responses: {
+            "200": {
+              description: "every token, revoked and expired ones included",
+              content: json({ type: "object", properties: { tokens: { type: "array", items: ref("ApiToken") } } }),
+            },
+          },
+        },
+        post: {
+          summary: "create a token; the response is the only time its secret is shown",
+          security: admin,
+          requestBody: {
+            required: true,
+            content: json({
+              type: "object",
+              required: ["name"],
+              additionalProperties: false,
+              properties: {
+                name: { type: "string", maxLength: 100 },
+                role: { type: "string", enum: ["viewer", "operator", "admin"], default: "admin" },
+                scope: {
+                  description: "labels every reachable node must carry (viewer and operator tokens only)",
+                  oneOf: [
+                    { type: "string", example: "rack=a1,site=fra" },
+                    { type: "array", items: { type: "string" } },
+                    { type: "object", additionalProperties: { type: "string" } },
+                  ],
+                },
+                expires: { type: "string", description: "a duration from now, e.g. 12h or 30d" },
+              },
+            }),
+          },
+          responses: {
+            "201": {
+              description: "the token and its secret",
+              content: json({
+                allOf: [ref("ApiToken"), { type: "object", properties: { token: { type: "string" } } }],
+              }),
+            },
+            "400": error("bad name, role, scope or expiry; `problems` names each"),
+          },
+        },
+      },
+      "/tokens/{id}": {
+        delete: {
+          summary: "revoke a token at once",
+          security: admin,
+          parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+          responses: {
+            "200": {
+              description: "revoked",
+              content: json({ type: "object", properties: { id: { type: "string" }, revokedAt: { type: "string" } } }),
+            },
+            "404": error("no such token"),
+            "409": error("already revoked"),
+          },
+        },
       },
       "/audit": {
         get: {

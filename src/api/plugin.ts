@@ -3,10 +3,11 @@ import { HttpError, NotFoundError } from "../errors.js";
 import { listImages } from "../images/images.js";
 import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 import type { Logger } from "../log.js";
-import { CallbackRejectedError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
+import { CallbackRejectedError, ConflictError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
 import type { Actor, Inventory, Lifecycle } from "../provisioning/index.js";
 import { parseNodeChanges } from "../provisioning/node-input.js";
-import { bearerToken } from "../provisioning/tokens.js";
+import { bearerToken, createApiToken } from "../provisioning/tokens.js";
+import { parseTokenGrant } from "../identity/grant.js";
 import type { AuditFilter, AuditRecord, EventFilter, NodeEvent, NodeFilter, Store } from "../store/store.js";
 import { AUDIT_OUTCOMES, type AuditOutcome } from "../store/store.js";
 import { unmappedAddress } from "../config/primitives.js";
@@ -280,6 +281,41 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           const events: NodeEvent[] = [];
           for (const event of page.events) if (await visible(event)) events.push(event);
           return { ...page, events };
+        });
+
+        // Tokens, for admins who are not on the server host (an OIDC admin, the dashboard): the
+        // same as `centra-pxe token`, each change on the audit trail with who made it.
+        api.get("/tokens", async () => ({
+          tokens: (await store.apiTokens.list()).map(({ hash: _hash, ...token }) => token),
+        }));
+
+        api.post("/tokens", async (request, reply) => {
+          const body = (typeof request.body === "object" && request.body !== null ? request.body : {}) as Record<
+            string,
+            unknown
+          >;
+          const problems: FieldProblem[] = [];
+          const name = body.name;
+          if (typeof name !== "string" || name.trim() === "" || name.length > 100)
+            problems.push({ field: "name", message: "is required: what the token is for, at most 100 characters" });
+          const parsed = parseTokenGrant(body);
+          if ("problems" in parsed) problems.push(...parsed.problems);
+          const unknown = Object.keys(body).filter((key) => !["name", "role", "scope", "expires"].includes(key));
+          for (const key of unknown)
+            problems.push({ field: key, message: "unknown field (name, role, scope, expires)" });
+          if (problems.length || !("grant" in parsed)) throw new ValidationError(problems);
+          const { record, token } = await createApiToken(store, name as string, parsed.grant);
+          const { hash: _hash, ...shown } = record;
+          return reply.code(201).send({ ...shown, token });
+        });
+
+        api.delete("/tokens/:id", async (request) => {
+          const { id } = request.params as { id: string };
+          const at = new Date().toISOString();
+          if (await store.apiTokens.revoke(id, at)) return { id, revokedAt: at };
+          const known = (await store.apiTokens.list()).find((token) => token.id === id);
+          if (!known) throw new NotFoundError(`token ${id}`);
+          throw new ConflictError("id", `token ${id} was already revoked at ${known.revokedAt}`);
         });
 
         api.get("/audit", async (request) => {
