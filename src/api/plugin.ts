@@ -7,13 +7,21 @@ import { CallbackRejectedError, ConflictError, ValidationError, type FieldProble
 import type { Actor, Inventory, Lifecycle } from "../provisioning/index.js";
 import { parseNodeChanges } from "../provisioning/node-input.js";
 import { bearerToken, createApiToken } from "../provisioning/tokens.js";
-import { parseTokenGrant } from "../identity/grant.js";
-import type { AuditFilter, AuditRecord, EventFilter, NodeEvent, NodeFilter, Store } from "../store/store.js";
-import { AUDIT_OUTCOMES, type AuditOutcome } from "../store/store.js";
+import {
+  AUDIT_OUTCOMES,
+  type AuditFilter,
+  type AuditOutcome,
+  type AuditRecord,
+  type EventFilter,
+  type NodeEvent,
+  type NodeFilter,
+  type Store,
+} from "../store/store.js";
 import { unmappedAddress } from "../config/primitives.js";
 import { inScope, narrowLabels, refusal, routeAccessTable, routeKeyOf, type RouteAccess } from "../identity/access.js";
 import { outcomeOf, summarizeChange } from "../identity/audit.js";
 import { type Authenticator, createAuthenticator } from "../identity/authenticate.js";
+import { parseTokenGrant } from "../identity/grant.js";
 import { actorLabel, type Principal } from "../identity/principal.js";
 import { httpStatusOf } from "./http-status.js";
 import { openApiDocument } from "./openapi.js";
@@ -120,6 +128,7 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           if (!context) throw new HttpError(401, "this request carries no credential", "UNAUTHENTICATED");
           return context.principal;
         };
+        // Named when every caller was an admin; the handlers (and other parts' routes) call it for the actor of their events.
         const admin = async (request: FastifyRequest): Promise<Actor> => actorLabel(principal(request));
         // Every route, unknown ones included, before anything is read: authenticate, then the role the
         // route's OpenAPI operation declares (none declared: refused), then the caller's label scope
@@ -135,7 +144,6 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           if (url === undefined) return; // no such route: the 404 follows, to callers only
           const refused = refusal(caller, access, key);
           if (refused) {
-            if (refused.code === "ROUTE_UNDECLARED") options.logger.error({ route: key }, refused.message);
             throw new AccessError(
               403,
               refused.message,
