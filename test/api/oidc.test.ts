@@ -83,6 +83,10 @@ test("valid tokens per role, from each allowed algorithm; the subject and issuer
   assert.equal(refused.json.requiredRole, "operator");
   assert.match(String(refused.json.message), /needs the operator role; subject user-pxe-viewer .* has viewer/);
   assert.equal((await call("POST", "/nodes/oidc-01/provision", operator)).status, 200);
+  assert.deepEqual((await call("GET", "/whoami", operator)).json, {
+    role: "operator",
+    actor: { kind: "oidc", id: "user-pxe-oncall", name: "pxe-oncall@example.com", issuer: idp.issuer },
+  });
   assert.equal((await call("GET", "/audit", operator)).status, 403, "the trail is the admin's");
   const trail = (await call("GET", "/audit?limit=3", admin)).json.records as {
     actor: unknown;
