@@ -237,6 +237,10 @@ auth: { oidc: { issuer: "http://127.0.0.1:9/realms/gone", audience: centra-pxe, 
   const answer = await authenticator.authenticate(`Bearer ${jwt}`);
   assert.equal(answer.ok, false);
   assert.equal(!answer.ok && answer.status, 503);
+  const noKeys = { ...unreachable!, issuer: idp.issuer, jwksUrl: "http://127.0.0.1:9/certs" };
+  const direct = createAuthenticator({ store: server.store, oidc: () => noKeys, verifier: { timeoutMs: 2_000 } });
+  const viaKeys = await direct.authenticate(`Bearer ${await idp.sign({ sub: "alice", roles: ["admin"] })}`);
+  assert.equal(!viaKeys.ok && viaKeys.status, 503, JSON.stringify(viaKeys));
   const { token } = await createApiToken(server.store, "break-glass", { role: "admin" });
   assert.equal((await authenticator.authenticate(`Bearer ${token}`)).ok, true);
 });
