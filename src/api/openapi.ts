@@ -155,22 +155,23 @@ export function openApiDocument(): Record<string, unknown> {
             revokedAt: { type: "string", format: "date-time" },
           },
         },
+        Actor: {
+          type: "object",
+          required: ["kind", "id"],
+          properties: {
+            kind: { type: "string", enum: ["token", "oidc", "local"] },
+            id: { type: "string", description: "token id, JWT sub, local user" },
+            name: { type: "string" },
+            issuer: { type: "string", description: "the JWT's iss" },
+          },
+        },
         AuditRecord: {
           type: "object",
           required: ["seq", "at", "actor", "action", "summary", "address", "outcome", "status"],
           properties: {
             seq: { type: "integer" },
             at: { type: "string", format: "date-time" },
-            actor: {
-              type: "object",
-              required: ["kind", "id"],
-              properties: {
-                kind: { type: "string", enum: ["token", "oidc", "local"] },
-                id: { type: "string", description: "token id, JWT sub, local user" },
-                name: { type: "string" },
-                issuer: { type: "string", description: "the JWT's iss" },
-              },
-            },
+            actor: ref("Actor"),
             action: { type: "string", description: "the route as this document writes it, or the CLI command" },
             target: { type: "string" },
             summary: { type: "object", description: "the request's fields; secrets redacted" },
@@ -345,6 +346,26 @@ export function openApiDocument(): Record<string, unknown> {
       },
       "/openapi.json": {
         get: { summary: "this document", security: viewer, responses: { "200": { description: "OpenAPI 3.1" } } },
+      },
+      "/whoami": {
+        get: {
+          summary: "the caller: its role, label scope and identity (what a dashboard may offer it)",
+          security: viewer,
+          responses: {
+            "200": {
+              description: "the caller",
+              content: json({
+                type: "object",
+                required: ["role", "actor"],
+                properties: {
+                  role: { type: "string", enum: ["viewer", "operator", "admin"] },
+                  scope: { type: "object", additionalProperties: { type: "string" } },
+                  actor: ref("Actor"),
+                },
+              }),
+            },
+          },
+        },
       },
       "/tokens": {
         get: {

@@ -192,6 +192,12 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
 
         api.get("/openapi.json", async () => openApiDocument());
 
+        // Who the caller is and what it may do: a dashboard shows only the buttons that would work.
+        api.get("/whoami", async (request) => {
+          const { role, scope, actor } = principal(request);
+          return { role, ...(scope ? { scope } : {}), actor };
+        });
+
         api.get("/nodes", async (request) => {
           const filter = nodeFilter(request.query as Query);
           const { scope } = principal(request);
