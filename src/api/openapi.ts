@@ -158,11 +158,33 @@ export function openApiDocument(): Record<string, unknown> {
               schema: { type: "array", items: { type: "string" } },
               description: "key=value, repeatable; all must match",
             },
+            {
+              name: "q",
+              in: "query",
+              schema: { type: "string", maxLength: 100 },
+              description: "search: a case-insensitive part of a MAC (: or -), the hostname or the id",
+            },
+            { name: "offset", in: "query", schema: { type: "integer", minimum: 0 }, description: "skip this many" },
+            {
+              name: "limit",
+              in: "query",
+              schema: { type: "integer", minimum: 0, maximum: 1000 },
+              description: "page size (at most 1000); absent: every match",
+            },
           ],
           responses: {
             "200": {
-              description: "nodes",
-              content: json({ type: "object", properties: { nodes: { type: "array", items: ref("Node") } } }),
+              description: "nodes by creation order; `total` counts every match before offset and limit",
+              content: json({
+                type: "object",
+                required: ["nodes", "total", "offset"],
+                properties: {
+                  nodes: { type: "array", items: ref("Node") },
+                  total: { type: "integer" },
+                  offset: { type: "integer" },
+                  limit: { type: "integer" },
+                },
+              }),
             },
             "400": error("bad filter"),
           },
@@ -286,6 +308,58 @@ export function openApiDocument(): Record<string, unknown> {
           summary: "installed netboot images and versions",
           parameters: [{ name: "name", in: "query", schema: { type: "string" } }],
           responses: { "200": { description: "images with a current flag" } },
+        },
+      },
+      "/images/{name}/current": {
+        put: {
+          summary: "switch an image's current version (images use; the rollback)",
+          security: admin,
+          parameters: [{ name: "name", in: "path", required: true, schema: { type: "string" } }],
+          requestBody: {
+            required: true,
+            content: json({ type: "object", required: ["version"], properties: { version: { type: "string" } } }),
+          },
+          responses: {
+            "200": { description: "the image's versions with the current flag" },
+            "400": error("no version, or not a valid version name"),
+            "401": error("no admin token, or not a valid one"),
+            "404": error("no such image version on disk"),
+          },
+        },
+      },
+      "/fleet": {
+        get: {
+          summary: "the fleet overview: node counts by state and profile, the attempts under way",
+          responses: {
+            "200": {
+              description: "counts; `provisioning` lists at most 200 nodes, the longest-running first",
+              content: json({
+                type: "object",
+                properties: {
+                  total: { type: "integer" },
+                  byState: { type: "object", additionalProperties: { type: "integer" } },
+                  byProfile: {
+                    type: "object",
+                    additionalProperties: { type: "integer" },
+                    description: "nodes without a profile under the empty key",
+                  },
+                  provisioning: { type: "array", items: ref("Node") },
+                  provisioningTotal: { type: "integer" },
+                },
+              }),
+            },
+          },
+        },
+      },
+      "/leases": {
+        get: {
+          summary: "DHCP leases (active ones unless all=1)",
+          parameters: [{ name: "all", in: "query", schema: { type: "string", enum: ["1", "true"] } }],
+          responses: {
+            "200": {
+              description: "leases with status active, expired, released or declined (conflict); none when DHCP is off",
+            },
+          },
         },
       },
       "/openapi.json": { get: { summary: "this document", responses: { "200": { description: "OpenAPI 3.1" } } } },

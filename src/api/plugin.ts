@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { HttpError } from "../errors.js";
-import { listImages } from "../images/images.js";
+import { CentraError, HttpError } from "../errors.js";
+import { type LeaseRecord, leaseStatus } from "../contracts/lease-store.js";
+import { listImages, useImage } from "../images/images.js";
 import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 import type { Logger } from "../log.js";
 import { CallbackRejectedError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
@@ -9,6 +10,7 @@ import { parseNodeChanges } from "../provisioning/node-input.js";
 import { authenticateApiToken, bearerToken } from "../provisioning/tokens.js";
 import type { EventFilter, NodeEvent, NodeFilter, Store } from "../store/store.js";
 import { httpStatusOf } from "./http-status.js";
+import { MAX_NODE_PAGE, pageNodes, summarizeFleet, type NodePageQuery } from "./node-page.js";
 import { openApiDocument } from "./openapi.js";
 
 export const API_PREFIX = "/api/v1";
@@ -28,6 +30,8 @@ export interface ApiPluginOptions {
   logger: Logger;
   /** How often an idle SSE stream gets a comment line, so proxies and clients keep it open. */
   heartbeatMs?: number;
+  /** DHCP's leases, for `GET /leases`; absent when DHCP is off (the route then lists none). */
+  leases?: () => Promise<LeaseRecord[]>;
 }
 
 type Query = Record<string, string | string[] | undefined>;
@@ -80,9 +84,30 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
 
         api.get("/openapi.json", async () => openApiDocument());
 
-        api.get("/nodes", async (request) => ({
-          nodes: await inventory.listNodes(nodeFilter(request.query as Query)),
-        }));
+        api.get("/nodes", async (request) => {
+          const query = request.query as Query;
+          const filter = nodeFilter(query);
+          return pageNodes(await inventory.listNodes(filter), nodePageQuery(query));
+        });
+
+        // The overview's numbers in one read: counts by state and profile, the attempts under way.
+        api.get("/fleet", async () => summarizeFleet(await inventory.listNodes()));
+
+        api.get("/leases", async (request) => {
+          const all = first((request.query as Query).all);
+          const now = Date.now();
+          const leases = (await options.leases?.()) ?? [];
+          return {
+            leases: leases
+              .filter((lease) => all === "1" || all === "true" || (lease.state === "bound" && lease.expiresAt > now))
+              .map((lease) => ({
+                ...lease,
+                status: leaseStatus(lease, now),
+                expiresAt: new Date(lease.expiresAt).toISOString(),
+                updatedAt: new Date(lease.updatedAt).toISOString(),
+              })),
+          };
+        });
 
         api.post("/nodes", async (request, reply) => {
           const actor = await admin(request);
@@ -188,6 +213,25 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
 
         api.get("/images", async (request) => {
           const name = first((request.query as Query).name);
+          return { images: await listImages(inventory.config.stateDir, store, name) };
+        });
+
+        // `images use NAME VERSION` over the API: the dashboard's "switch back" (a rollback is a switch).
+        api.put("/images/:name/current", async (request) => {
+          const actor = await admin(request);
+          const { name } = request.params as { name: string };
+          const body =
+            typeof request.body === "object" && request.body !== null ? (request.body as Record<string, unknown>) : {};
+          if (typeof body.version !== "string")
+            throw new ValidationError([{ field: "version", message: "is required: the version to make current" }]);
+          try {
+            await useImage(inventory.config.stateDir, name, body.version);
+          } catch (error) {
+            if (error instanceof CentraError && error.code === "IMAGE_NAME")
+              throw new ValidationError([{ field: "version", message: error.message }]);
+            throw error;
+          }
+          options.logger.info({ image: name, version: body.version, actor }, "image current version switched");
           return { images: await listImages(inventory.config.stateDir, store, name) };
         });
 
@@ -336,6 +380,18 @@ function nodeFilter(query: Query): NodeFilter {
   }
   if (problems.length) throw new ValidationError(problems);
   return filter;
+}
+
+/** `?q=worker&offset=100&limit=50`: the search and the page of `GET /nodes`. */
+function nodePageQuery(query: Query): NodePageQuery {
+  const search = first(query.q);
+  const offset = first(query.offset);
+  const limit = first(query.limit);
+  return {
+    ...(search !== undefined && search !== "" ? { search: search.slice(0, 100) } : {}),
+    offset: offset === undefined ? 0 : integer("offset", offset, 0),
+    ...(limit === undefined ? {} : { limit: integer("limit", limit, 0, MAX_NODE_PAGE) }),
+  };
 }
 
 /** Every error as `{ error, message, problems? }` with the status http-status.ts gives its code. */

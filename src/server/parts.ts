@@ -1,3 +1,4 @@
+import { createDashboardPlugin } from "../api/dashboard.js";
 import { createApiPlugin } from "../api/plugin.js";
 import { cachedBootloaders } from "../boot/bootloaders.js";
 import { httpBootBase } from "../boot/firmware.js";
@@ -76,13 +77,15 @@ export function createServices(
     onEvent: provisioning.onEvent,
     store,
     logger,
+    ...(leases ? { leases: () => leases.loadLeases() } : {}),
   });
   const http = createHttpService({
     config,
     logger,
     resolver: provisioning.resolver,
     health,
-    extraPlugins: [metrics, api],
+    // The dashboard (/ui/) is static files only; everything it shows comes through `api`.
+    extraPlugins: [metrics, api, createDashboardPlugin({ logger })],
   });
   return {
     services: [provisioning.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])],

@@ -1,0 +1,375 @@
+import { Fragment } from "preact";
+import { useState } from "preact/hooks";
+import { decideTransition, type LifecycleAction } from "../../src/lifecycle/lifecycle.js";
+import { ApiError, type NodeEvent, type NodeRecord, optional } from "../api.js";
+import { ConfirmDialog, ErrorNote, Loading, nodeName, PageTitle, StateBadge, Time } from "../common.js";
+import { useLiveRefresh, useResource, useSession } from "../hooks.js";
+import { href } from "../router.js";
+import { can } from "../session.js";
+import { TimelineChart, type TimelineItem, type TimelineLane } from "../timeline.js";
+
+type NodeAction = Extract<LifecycleAction, "provision" | "reprovision" | "retire" | "reactivate">;
+
+const ACTIONS: { action: NodeAction; label: string; explain: string; danger?: boolean }[] = [
+  { action: "provision", label: "Provision", explain: "installs the node on its next PXE boot" },
+  {
+    action: "reprovision",
+    label: "Reprovision",
+    explain: "installs the node again on its next PXE boot, erasing what it runs now",
+    danger: true,
+  },
+  { action: "retire", label: "Retire", explain: "never boots the node from the network again", danger: true },
+  { action: "reactivate", label: "Reactivate", explain: "brings the retired node back" },
+];
+
+/** A node record with what later parts may add (issue 13's BMC and power); shown only when present. */
+type NodeView = NodeRecord & { bmc?: Record<string, unknown>; power?: unknown };
+
+export function NodePage({ id }: { id: string }) {
+  const { client, identity, announce } = useSession();
+  const node = useResource(() => client.get<NodeView>(`/nodes/${encodeURIComponent(id)}`), [client, id]);
+  const events = useResource(
+    () =>
+      client.get<{ events: NodeEvent[] }>(`/nodes/${encodeURIComponent(id)}/events?limit=200`).then((p) => p.events),
+    [client, id],
+  );
+  const boots = useResource(
+    () => optional<{ boots: Boot[] }>(client, `/nodes/${encodeURIComponent(id)}/boots`),
+    [client, id],
+  );
+  const consoleLog = useResource(
+    () => optional<unknown>(client, `/nodes/${encodeURIComponent(id)}/console`),
+    [client, id],
+  );
+  const [pending, setPending] = useState<(typeof ACTIONS)[number] | undefined>();
+  const [busy, setBusy] = useState(false);
+  const [actionError, setActionError] = useState<Error | undefined>();
+
+  const nodeId = node.data?.id;
+  useLiveRefresh(
+    (event) => event.nodeId === nodeId,
+    () => {
+      node.reload();
+      events.reload();
+      boots.reload();
+    },
+    500,
+  );
+
+  if (node.error)
+    return (
+      <>
+        <PageTitle>Node {id}</PageTitle>
+        <ErrorNote error={node.error} />
+        <p>
+          <a href={href("/nodes")}>Back to the nodes</a>
+        </p>
+      </>
+    );
+  if (!node.data) return <Loading what="the node" />;
+  const n = node.data;
+  const offered = can(identity, "lifecycle")
+    ? ACTIONS.filter(({ action }) => {
+        const decision = decideTransition(n.state, action, { hasProfile: n.profile !== undefined });
+        return decision.allowed && decision.to !== n.state;
+      })
+    : [];
+
+  const run = async () => {
+    if (!pending) return;
+    setBusy(true);
+    setActionError(undefined);
+    try {
+      const after = await client.send<NodeRecord>("POST", `/nodes/${encodeURIComponent(n.id)}/${pending.action}`);
+      announce(`${nodeName(after)} is now ${after.state}`);
+      setPending(undefined);
+      node.reload();
+      events.reload();
+    } catch (error) {
+      setActionError(error instanceof ApiError || error instanceof Error ? error : new Error(String(error)));
+      setPending(undefined);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <>
+      <PageTitle>
+        {nodeName(n)} <StateBadge state={n.state} />
+      </PageTitle>
+      {offered.length > 0 && (
+        <section aria-labelledby="actions-title" class="actions">
+          <h2 id="actions-title" class="visually-hidden">
+            Actions
+          </h2>
+          {offered.map((a) => (
+            <button
+              type="button"
+              key={a.action}
+              class={a.danger ? "danger" : "primary"}
+              data-action={a.action}
+              onClick={() => setPending(a)}
+            >
+              {a.label}…
+            </button>
+          ))}
+        </section>
+      )}
+      <ErrorNote error={actionError} />
+      <ConfirmDialog
+        open={pending !== undefined}
+        title={pending ? `${pending.label} ${nodeName(n)}?` : ""}
+        confirmLabel={pending?.label ?? ""}
+        danger={pending?.danger ?? false}
+        busy={busy}
+        onConfirm={run}
+        onCancel={() => setPending(undefined)}
+      >
+        <p>
+          {pending?.label} {pending?.explain}.
+        </p>
+      </ConfirmDialog>
+      <section aria-labelledby="identity-title">
+        <h2 id="identity-title">Identity</h2>
+        <dl class="facts">
+          <dt>Id</dt>
+          <dd class="mono">{n.id}</dd>
+          <dt>Hostname</dt>
+          <dd>{n.hostname ?? "—"}</dd>
+          <dt>MACs</dt>
+          <dd class="mono" data-testid="node-macs">
+            {n.macs.join(", ")}
+          </dd>
+          <dt>Address</dt>
+          <dd class="mono">{n.ipAddress ?? "—"}</dd>
+          <dt>Profile</dt>
+          <dd>{n.profile ?? "—"}</dd>
+          <dt>Image version</dt>
+          <dd>{n.imageVersion ?? "current"}</dd>
+          <dt>SMBIOS UUID</dt>
+          <dd class="mono">{n.uuid ?? "—"}</dd>
+          <dt>Serial</dt>
+          <dd>{n.serial ?? "—"}</dd>
+          <dt>Firmware</dt>
+          <dd>{n.firmware ?? "—"}</dd>
+          <dt>Labels</dt>
+          <dd>
+            {Object.entries(n.labels)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(", ") || "—"}
+          </dd>
+          <dt>Source</dt>
+          <dd>{n.source}</dd>
+          <dt>State</dt>
+          <dd data-testid="node-state">
+            <StateBadge state={n.state} /> since <Time iso={n.stateChangedAt} />
+          </dd>
+          {n.provisionDeadline && (
+            <>
+              <dt>Install deadline</dt>
+              <dd>
+                <Time iso={n.provisionDeadline} />
+              </dd>
+            </>
+          )}
+          <dt>Last seen</dt>
+          <dd>
+            <Time iso={n.lastSeenAt} />
+          </dd>
+        </dl>
+      </section>
+      {n.bmc && (
+        <section aria-labelledby="bmc-title">
+          <h2 id="bmc-title">BMC and power</h2>
+          <dl class="facts">
+            {Object.entries(n.bmc)
+              .filter(([key]) => !/password|secret|credential/i.test(key))
+              .map(([key, value]) => (
+                <Fragment key={key}>
+                  <dt>{key}</dt>
+                  <dd>{typeof value === "object" ? JSON.stringify(value) : String(value)}</dd>
+                </Fragment>
+              ))}
+            {n.power !== undefined && (
+              <>
+                <dt>Power</dt>
+                <dd>{typeof n.power === "object" ? JSON.stringify(n.power) : String(n.power)}</dd>
+              </>
+            )}
+          </dl>
+        </section>
+      )}
+      <section aria-labelledby="timeline-title">
+        <h2 id="timeline-title">Boot timeline</h2>
+        <BootTimeline boots={boots.data?.boots} events={events.data} />
+      </section>
+      {consoleLog.data !== undefined && (
+        <section aria-labelledby="console-title">
+          <h2 id="console-title">Console</h2>
+          {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling log must be reachable by keyboard to scroll it */}
+          <pre class="console" tabIndex={0}>
+            {consoleText(consoleLog.data)}
+          </pre>
+        </section>
+      )}
+      <section aria-labelledby="events-title">
+        <h2 id="events-title">Events</h2>
+        <ErrorNote error={events.error} />
+        {events.data && <EventTable events={events.data} />}
+      </section>
+    </>
+  );
+}
+
+function consoleText(value: unknown): string {
+  if (typeof value === "string") return value;
+  const record = (value ?? {}) as Record<string, unknown>;
+  for (const key of ["text", "log", "console"]) if (typeof record[key] === "string") return record[key] as string;
+  if (Array.isArray(record.lines)) return record.lines.join("\n");
+  return JSON.stringify(value, null, 2);
+}
+
+function EventTable({ events }: { events: NodeEvent[] }) {
+  if (events.length === 0) return <p class="muted">No events.</p>;
+  return (
+    <div class="table-wrap">
+      <table data-testid="events-table">
+        <caption class="visually-hidden">The node's events, newest first</caption>
+        <thead>
+          <tr>
+            <th scope="col">When</th>
+            <th scope="col">Event</th>
+            <th scope="col">Change</th>
+            <th scope="col">Details</th>
+          </tr>
+        </thead>
+        <tbody>
+          {[...events].reverse().map((event) => (
+            <tr key={event.seq}>
+              <td>
+                <Time iso={event.at} />
+              </td>
+              <td>{event.kind}</td>
+              <td>{event.toState ? `${event.fromState ?? "—"} → ${event.toState}` : ""}</td>
+              <td class="details">{describeDetails(event.details)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function describeDetails(details: Record<string, unknown>): string {
+  return Object.entries(details)
+    .map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join("; ");
+}
+
+/**
+ * One boot attempt as the timeline part (issue 15) reports it. Read loosely: a step needs a time and
+ * a name; everything else is optional, so this page draws what is there.
+ */
+interface Boot {
+  attempt?: number | string;
+  startedAt?: string;
+  endedAt?: string;
+  verdict?: string;
+  steps?: BootStep[];
+}
+interface BootStep {
+  part?: string;
+  kind?: string;
+  name?: string;
+  step?: string;
+  at?: string;
+  start?: string;
+  startedAt?: string;
+  end?: string;
+  endedAt?: string;
+  durationMs?: number;
+  ok?: boolean;
+  outcome?: string;
+}
+
+function BootTimeline({ boots, events }: { boots: Boot[] | undefined; events: NodeEvent[] | undefined }) {
+  const latest = boots?.at(-1) ?? boots?.[0];
+  if (latest?.steps && latest.steps.length > 0) {
+    const lanes = new Map<string, TimelineItem[]>();
+    for (const step of latest.steps) {
+      const startIso = step.at ?? step.start ?? step.startedAt;
+      if (!startIso) continue;
+      const start = Date.parse(startIso);
+      const endIso = step.end ?? step.endedAt;
+      const end = endIso ? Date.parse(endIso) : step.durationMs ? start + step.durationMs : undefined;
+      const lane = (step.part ?? step.kind ?? "boot").toUpperCase();
+      const failed = step.ok === false || /fail|abort|timeout|stuck/i.test(step.outcome ?? "");
+      const items = lanes.get(lane) ?? [];
+      items.push({
+        start,
+        ...(end !== undefined && end > start ? { end } : {}),
+        label: step.name ?? step.step ?? step.kind ?? "step",
+        tone: failed ? "failed" : lane.toLowerCase(),
+      });
+      lanes.set(lane, items);
+    }
+    const all = [...lanes.values()].flat();
+    const from = Math.min(...all.map((i) => i.start));
+    const to = Math.max(...all.map((i) => i.end ?? i.start));
+    return (
+      <>
+        <p>
+          Attempt {String(latest.attempt ?? boots!.length)}
+          {latest.verdict && (
+            <>
+              : <strong data-testid="boot-verdict">{latest.verdict}</strong>
+            </>
+          )}
+          {boots!.length > 1 && ` (${boots!.length} attempts recorded)`}
+        </p>
+        <TimelineChart
+          id="boot"
+          title={`Boot attempt ${String(latest.attempt ?? "")}`}
+          lanes={[...lanes].map(([label, items]) => ({ label, items }))}
+          from={from}
+          to={to}
+        />
+      </>
+    );
+  }
+  if (!events) return <Loading what="the timeline" />;
+  if (events.length === 0) return <p class="muted">Nothing recorded yet.</p>;
+  return <LifecycleTimeline events={events} />;
+}
+
+/** Without per-boot records, the node's own history: the states it held and what happened when. */
+function LifecycleTimeline({ events }: { events: NodeEvent[] }) {
+  const sorted = [...events].sort((a, b) => a.seq - b.seq);
+  const from = Date.parse(sorted[0]!.at);
+  const to = Math.max(Date.now(), Date.parse(sorted.at(-1)!.at));
+  const states: TimelineItem[] = [];
+  const marks: TimelineItem[] = [];
+  let current: { state: string; start: number } | undefined;
+  for (const event of sorted) {
+    const at = Date.parse(event.at);
+    if (event.toState && event.toState !== current?.state) {
+      if (current) states.push({ start: current.start, end: at, label: current.state, tone: current.state });
+      current = { state: event.toState, start: at };
+    }
+    if (event.kind !== "transition") marks.push({ start: at, label: event.kind, tone: markTone(event.kind) });
+    else if (event.toState) marks.push({ start: at, label: `→ ${event.toState}`, tone: event.toState });
+  }
+  if (current) states.push({ start: current.start, end: to, label: current.state, tone: current.state });
+  const lanes: TimelineLane[] = [
+    { label: "State", items: states },
+    { label: "Events", items: marks },
+  ];
+  return <TimelineChart id="lifecycle" title="The node's states and events" lanes={lanes} from={from} to={to} />;
+}
+
+function markTone(kind: string): string {
+  if (/reject|conflict|withheld|fail/.test(kind)) return "failed";
+  if (kind === "install-boot") return "transfer";
+  return "event";
+}
