@@ -1,0 +1,93 @@
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { FastifyPluginAsync } from "fastify";
+import { createDashboardPlugin } from "../../src/api/dashboard.js";
+import { createApiPlugin } from "../../src/api/plugin.js";
+import { parseConfig } from "../../src/config/load.js";
+import { createHttpService } from "../../src/http/server.js";
+import { addImage } from "../../src/images/images.js";
+import { silentLogger } from "../../src/log.js";
+import { createProvisioning, type ProvisioningPart } from "../../src/provisioning/index.js";
+import { createApiToken } from "../../src/provisioning/tokens.js";
+import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
+import { repo } from "./daemon.js";
+
+/** Build the dashboard bundle into `dir` (scripts/build-ui.mjs): each test its own copy, never dist/. */
+export function buildDashboardInto(dir: string): void {
+  execFileSync(process.execPath, [join(repo, "scripts/build-ui.mjs"), dir], { stdio: ["ignore", "pipe", "inherit"] });
+}
+
+export interface DashboardServer {
+  url: string;
+  /** An admin API token. */
+  token: string;
+  store: SqliteStore;
+  part: ProvisioningPart;
+  stop(): Promise<void>;
+}
+
+/**
+ * The daemon's HTTP side as `serve` composes it (src/server/parts.ts): provisioning, the API and the
+ * dashboard over a store in `stateDir`, on a free loopback port in this process; image `nixos` is
+ * installed, and `seed` may fill the store before the inventory starts (10,000 nodes in one
+ * transaction rather than 10,000 API calls).
+ */
+export async function startDashboardServer(options: {
+  stateDir: string;
+  uiDir: string;
+  seed?: (store: SqliteStore) => void;
+  extraPlugins?: FastifyPluginAsync[];
+}): Promise<DashboardServer> {
+  const { stateDir } = options;
+  mkdirSync(join(stateDir, "images"), { recursive: true });
+  const config = parseConfig(`
+stateDir: ${stateDir}
+serverAddress: 127.0.0.1
+http: { port: 0, bindAddress: 127.0.0.1 }
+dhcp: { mode: off }
+tftp: { enabled: false }
+provisioning: { timeout: 10m, installTokenToAnyAddress: true }
+profiles:
+  worker: { image: nixos }
+`);
+  const store = openSqliteStore(join(stateDir, "centra-pxe.db"));
+  const files = { kernel: join(stateDir, "kernel.in"), initrd: join(stateDir, "initrd.in") };
+  writeFileSync(files.kernel, Buffer.alloc(4096, 1));
+  writeFileSync(files.initrd, Buffer.alloc(4096, 2));
+  await addImage({ stateDir, store, name: "nixos", files, version: "24.05" });
+  await addImage({ stateDir, store, name: "nixos", files, version: "24.11" });
+  options.seed?.(store);
+  const { token } = await createApiToken(store, "dashboard-test");
+  const part = createProvisioning({ config, store, logger: silentLogger });
+  await part.service.start();
+  const api = createApiPlugin({
+    inventory: part.inventory,
+    lifecycle: part.lifecycle,
+    onEvent: part.onEvent,
+    store,
+    logger: silentLogger,
+  });
+  const http = createHttpService({
+    config,
+    logger: silentLogger,
+    resolver: part.resolver,
+    extraPlugins: [
+      api,
+      createDashboardPlugin({ dir: options.uiDir, logger: silentLogger }),
+      ...(options.extraPlugins ?? []),
+    ],
+  });
+  await http.start();
+  return {
+    url: `http://127.0.0.1:${http.address()!.port}`,
+    token,
+    store,
+    part,
+    async stop() {
+      await http.stop();
+      await part.service.stop();
+      await store.close();
+    },
+  };
+}
