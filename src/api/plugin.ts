@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { CentraError, HttpError } from "../errors.js";
+import { CentraError, HttpError, NotFoundError } from "../errors.js";
 import { type LeaseRecord, leaseStatus } from "../contracts/lease-store.js";
 import { listImages, useImage } from "../images/images.js";
 import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
@@ -7,8 +7,14 @@ import type { Logger } from "../log.js";
 import { CallbackRejectedError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
 import type { Actor, Inventory, Lifecycle } from "../provisioning/index.js";
 import { parseNodeChanges } from "../provisioning/node-input.js";
-import { authenticateApiToken, bearerToken } from "../provisioning/tokens.js";
-import type { EventFilter, NodeEvent, NodeFilter, Store } from "../store/store.js";
+import { bearerToken } from "../provisioning/tokens.js";
+import type { AuditFilter, AuditRecord, EventFilter, NodeEvent, NodeFilter, Store } from "../store/store.js";
+import { AUDIT_OUTCOMES, type AuditOutcome } from "../store/store.js";
+import { unmappedAddress } from "../config/primitives.js";
+import { inScope, narrowLabels, refusal, routeAccessTable, routeKeyOf, type RouteAccess } from "../identity/access.js";
+import { outcomeOf, summarizeChange } from "../identity/audit.js";
+import { type Authenticator, createAuthenticator } from "../identity/authenticate.js";
+import { actorLabel, type Principal } from "../identity/principal.js";
 import { httpStatusOf } from "./http-status.js";
 import { MAX_NODE_PAGE, pageNodes, summarizeFleet, type NodePageQuery } from "./node-page.js";
 import { openApiDocument } from "./openapi.js";
@@ -32,18 +38,36 @@ export interface ApiPluginOptions {
   heartbeatMs?: number;
   /** DHCP's leases, for `GET /leases`; absent when DHCP is off (the route then lists none). */
   leases?: () => Promise<LeaseRecord[]>;
+  /** Who a bearer credential is (local tokens, and `auth.oidc` JWTs); default: one over `store` and the inventory's config. */
+  authenticator?: Authenticator;
+}
+
+/** Audit records in one read of `GET /audit`. */
+export const MAX_AUDIT_PAGE = 500;
+
+/** What the API knows of one request once it is authenticated: for the handlers, the scope checks and the audit trail. */
+interface RequestContext {
+  access: RouteAccess | undefined;
+  principal: Principal;
+  /** The route as the OpenAPI document writes it (`POST /nodes/{ref}`). */
+  key: string;
+  /** Refused because the node it names lies outside the caller's scope (answered 404, recorded as denied). */
+  outOfScope?: boolean;
 }
 
 type Query = Record<string, string | string[] | undefined>;
 
 /**
  * The REST API of PRODUCT.md §5 under /api/v1, as a Fastify plugin the HTTP app registers. Every
- * route needs an admin bearer token (`centra-pxe token create`), reads included: the inventory
- * tells a stranger which machines are about to install. The installer callback is authorised by
- * its own token instead.
+ * route needs a bearer credential (a local token or an `auth.oidc` JWT) with the role its OpenAPI
+ * operation declares (src/identity/access.ts), reads included: the inventory tells a stranger which
+ * machines are about to install. The installer callback is authorised by its own token instead.
+ * Every change is recorded in the audit trail before its answer leaves.
  */
 export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
   const { inventory, lifecycle, store } = options;
+  const authenticator = options.authenticator ?? createAuthenticator({ store, oidc: () => inventory.config.auth.oidc });
+  const accessTable = routeAccessTable(openApiDocument());
   const heartbeatMs = options.heartbeatMs ?? 15_000;
   let openStreams = 0;
 
@@ -65,38 +89,117 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           }),
         );
 
-        /** Who each authenticated request is, checked once in the hook below. */
-        const actors = new WeakMap<FastifyRequest, Actor>();
-        const authenticate = async (request: FastifyRequest): Promise<Actor> => {
-          const result = await authenticateApiToken(store, request.headers.authorization);
+        /** Who each authenticated request is and what it asks, settled once in the hook below. */
+        const contexts = new WeakMap<FastifyRequest, RequestContext>();
+        const authenticate = async (request: FastifyRequest): Promise<Principal> => {
+          const result = await authenticator.authenticate(request.headers.authorization);
           if (!result.ok)
-            throw new HttpError(result.status, result.message, result.status === 401 ? "UNAUTHENTICATED" : "FORBIDDEN");
-          return `token:${result.token.id} ${result.token.name}`;
+            throw new AccessError(
+              result.status,
+              result.message,
+              result.status === 401 ? "UNAUTHENTICATED" : result.status === 403 ? "FORBIDDEN" : "UNAVAILABLE",
+              result.challenge,
+            );
+          return result.principal;
         };
-        /** The admin behind a request (for its events), or a 401/403. */
-        const admin = async (request: FastifyRequest): Promise<Actor> => actors.get(request) ?? authenticate(request);
-        const callbackPath = `${API_PREFIX}/nodes/callback`;
-        // Every route, unknown ones included, before anything is read; the callback has its own token.
+        /** The caller behind a request, as node events name it (every handler behind the hook has one). */
+        const principal = (request: FastifyRequest): Principal => {
+          const context = contexts.get(request);
+          if (!context) throw new HttpError(401, "this request carries no credential", "UNAUTHENTICATED");
+          return context.principal;
+        };
+        const admin = async (request: FastifyRequest): Promise<Actor> => actorLabel(principal(request));
+        // Every route, unknown ones included, before anything is read: authenticate, then the role the
+        // route's OpenAPI operation declares (none declared: refused), then the caller's label scope
+        // on the node the route names. The callback has its own token.
         api.addHook("onRequest", async (request) => {
-          if (request.routeOptions.url === callbackPath) return;
-          actors.set(request, await authenticate(request));
+          const url = request.routeOptions.url;
+          const key = url === undefined ? "" : routeKeyOf(request.method, url, API_PREFIX);
+          const access = url === undefined ? undefined : accessTable.get(key);
+          if (access?.kind === "own-credential") return;
+          const caller = await authenticate(request);
+          const context: RequestContext = { access, principal: caller, key };
+          contexts.set(request, context);
+          if (url === undefined) return; // no such route: the 404 follows, to callers only
+          const refused = refusal(caller, access, key);
+          if (refused) {
+            if (refused.code === "ROUTE_UNDECLARED") options.logger.error({ route: key }, refused.message);
+            throw new AccessError(
+              403,
+              refused.message,
+              refused.code,
+              'Bearer realm="centra-pxe", error="insufficient_scope"',
+              {
+                ...(refused.requiredRole ? { requiredRole: refused.requiredRole } : {}),
+              },
+            );
+          }
+          // A node outside the caller's scope is answered like one that does not exist: a scoped
+          // token learns nothing of the rest of the fleet, not even which MACs or names are taken.
+          const ref = (request.params as Record<string, string> | undefined)?.ref;
+          if (caller.scope !== undefined && ref !== undefined) {
+            const node = await inventory.findNode(ref);
+            if (node && !inScope(node.labels, caller.scope)) {
+              context.outOfScope = true;
+              throw new NotFoundError(`node ${ref}`);
+            }
+          }
+        });
+
+        // The audit trail: every change (whatever its outcome) by an authenticated caller, written
+        // before the answer leaves, so a client that saw its answer finds the record.
+        api.addHook("onSend", async (request, reply, payload) => {
+          const context = contexts.get(request);
+          if (!context || request.routeOptions.url === undefined) return payload;
+          if (request.method === "GET" || request.method === "HEAD" || request.method === "OPTIONS") return payload;
+          const ref = (request.params as Record<string, string> | undefined)?.ref;
+          try {
+            await store.audit.append({
+              at: new Date().toISOString(),
+              actor: context.principal.actor,
+              action: context.key,
+              ...(ref !== undefined ? { target: ref } : {}),
+              summary: summarizeChange(request.body),
+              address: unmappedAddress(request.ip),
+              outcome: outcomeOf(reply.statusCode, context.outOfScope),
+              status: reply.statusCode,
+            });
+          } catch (error) {
+            options.logger.error({ err: error, action: context.key }, "audit record could not be written");
+          }
+          return payload;
         });
 
         api.get("/openapi.json", async () => openApiDocument());
 
         api.get("/nodes", async (request) => {
           const query = request.query as Query;
-          const filter = nodeFilter(query);
-          return pageNodes(await inventory.listNodes(filter), nodePageQuery(query));
+          return pageNodes(await visibleNodes(request, nodeFilter(query)), nodePageQuery(query));
         });
 
         // The overview's numbers in one read: counts by state and profile, the attempts under way.
-        api.get("/fleet", async () => summarizeFleet(await inventory.listNodes()));
+        api.get("/fleet", async (request) => summarizeFleet(await visibleNodes(request, {})));
+
+        // Who the credential is and what its role lets it do: the dashboard offers only that.
+        api.get("/whoami", async (request) => {
+          const caller = principal(request);
+          return {
+            name: caller.actor.name ?? caller.actor.id,
+            role: caller.role,
+            actor: caller.actor,
+            ...(caller.scope !== undefined ? { scope: caller.scope } : {}),
+          };
+        });
 
         api.get("/leases", async (request) => {
           const all = first((request.query as Query).all);
           const now = Date.now();
-          const leases = (await options.leases?.()) ?? [];
+          let leases = (await options.leases?.()) ?? [];
+          // A scoped caller sees the leases of its own nodes only, like every other read.
+          if (principal(request).scope !== undefined) {
+            const macs = new Set((await visibleNodes(request, {})).flatMap((node) => node.macs));
+            leases = leases.filter((lease) => macs.has(lease.mac));
+          }
           return {
             leases: leases
               .filter((lease) => all === "1" || all === "true" || (lease.state === "bound" && lease.expiresAt > now))
@@ -191,7 +294,21 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           return eventPage({ ...(await eventFilter(request.query as Query)), nodeId: node.id });
         });
 
-        api.get("/events", async (request) => eventPage(await eventFilter(request.query as Query)));
+        api.get("/events", async (request) => {
+          const page = await eventPage(await eventFilter(request.query as Query));
+          const visible = scopeFilter(request);
+          if (!visible) return page;
+          const events: NodeEvent[] = [];
+          for (const event of page.events) if (await visible(event)) events.push(event);
+          return { ...page, events };
+        });
+
+        api.get("/audit", async (request) => {
+          const filter = auditFilter(request.query as Query);
+          const records: AuditRecord[] = await store.audit.list(filter);
+          const more = records.length === filter.limit;
+          return { records, ...(more ? { next: records.at(-1)!.seq } : {}), more };
+        });
 
         api.get("/events/stream", async (request, reply) => {
           const filter = await eventFilter(request.query as Query);
@@ -208,8 +325,26 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
                 message: `${openStreams} event streams are open, the most api.maxEventStreams allows (${max}); close one or raise the limit`,
               });
           }
-          streamEvents(request, reply, filter);
+          streamEvents(request, reply, filter, scopeFilter(request));
         });
+
+        /**
+         * For a scoped caller, whether an event is about a node in its scope now (a node's labels can
+         * change; a removed node's events are out of every scope); undefined for an unscoped one.
+         */
+        function scopeFilter(request: FastifyRequest): ((event: NodeEvent) => Promise<boolean>) | undefined {
+          const { scope } = principal(request);
+          if (scope === undefined) return undefined;
+          const known = new Map<string, Promise<boolean>>();
+          return (event) => {
+            let answer = known.get(event.nodeId);
+            if (!answer) {
+              answer = store.nodes.get(event.nodeId).then((node) => node !== undefined && inScope(node.labels, scope));
+              known.set(event.nodeId, answer);
+            }
+            return answer;
+          };
+        }
 
         api.get("/images", async (request) => {
           const name = first((request.query as Query).name);
@@ -235,6 +370,14 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           return { images: await listImages(inventory.config.stateDir, store, name) };
         });
 
+        /** The nodes a filter matches that the caller may see (a scoped token: those carrying its labels). */
+        async function visibleNodes(request: FastifyRequest, filter: NodeFilter) {
+          const { scope } = principal(request);
+          if (scope === undefined) return inventory.listNodes(filter);
+          const labels = narrowLabels(filter.labels, scope);
+          return labels === undefined ? [] : inventory.listNodes({ ...filter, labels });
+        }
+
         /** One page of events and the cursor for the next (`?after=<next>`); `more` when the page was full. */
         async function eventPage(filter: EventFilter): Promise<{ events: NodeEvent[]; next: number; more: boolean }> {
           const events = await store.events.list(filter);
@@ -243,7 +386,12 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
         }
 
         /** Server-sent events: the replay after `afterSeq`, then live events, without gaps or repeats. */
-        function streamEvents(request: FastifyRequest, reply: FastifyReply, filter: EventFilter): void {
+        function streamEvents(
+          request: FastifyRequest,
+          reply: FastifyReply,
+          filter: EventFilter,
+          visible?: (event: NodeEvent) => Promise<boolean>,
+        ): void {
           reply.hijack();
           const out = reply.raw;
           out.writeHead(200, {
@@ -256,13 +404,22 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           let lastSeq = filter.afterSeq ?? 0;
           let replaying = true;
           const held: NodeEvent[] = [];
-          const send = (event: NodeEvent) => {
+          const write = (event: NodeEvent) => {
             if (event.seq <= lastSeq) return;
             if (filter.nodeId !== undefined && event.nodeId !== filter.nodeId) return;
             if (filter.kind !== undefined && event.kind !== filter.kind) return;
             lastSeq = event.seq;
             out.write(`id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`);
           };
+          // A scoped caller's events pass its scope check one after another, so they keep their order.
+          let queue = Promise.resolve();
+          const send = visible
+            ? (event: NodeEvent) => {
+                queue = queue.then(async () => {
+                  if (!closed && (await visible(event))) write(event);
+                });
+              }
+            : write;
           // Subscribe before reading the replay, and hold live events until it is written.
           openStreams++;
           const unsubscribe = options.onEvent((event) => (replaying ? held.push(event) : send(event)));
@@ -281,9 +438,13 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           /** The history after `afterSeq`, one page at a time, each written (and drained) before the next is read. */
           const replay = async () => {
             if (filter.afterSeq === undefined) return;
+            // Its own cursor: events a scope hides are read past, though never written.
+            let cursor = filter.afterSeq;
             for (;;) {
-              const page = await store.events.list({ ...filter, afterSeq: lastSeq, limit: MAX_EVENT_PAGE });
+              const page = await store.events.list({ ...filter, afterSeq: cursor, limit: MAX_EVENT_PAGE });
               for (const event of page) send(event);
+              cursor = page.at(-1)?.seq ?? cursor;
+              await queue;
               if (page.length < MAX_EVENT_PAGE || closed) return;
               if (out.writableNeedDrain)
                 await new Promise((resolve) => out.once("drain", resolve).once("close", resolve));
@@ -299,6 +460,43 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
               out.end();
             },
           );
+        }
+
+        function auditFilter(query: Query): AuditFilter & { limit: number } {
+          const problems: FieldProblem[] = [];
+          const filter: AuditFilter = {};
+          for (const field of ["actor", "action", "target"] as const) {
+            const value = first(query[field]);
+            if (value !== undefined && value !== "") filter[field] = value;
+          }
+          const outcome = first(query.outcome);
+          if (outcome !== undefined) {
+            if ((AUDIT_OUTCOMES as readonly string[]).includes(outcome)) filter.outcome = outcome as AuditOutcome;
+            else problems.push({ field: "outcome", message: `must be one of ${AUDIT_OUTCOMES.join(", ")}` });
+          }
+          for (const field of ["since", "until"] as const) {
+            const text = first(query[field]);
+            if (text === undefined) continue;
+            const at = new Date(text);
+            if (Number.isNaN(at.getTime()))
+              problems.push({
+                field,
+                message: `${JSON.stringify(text)} is not a date and time (ISO 8601, e.g. 2026-11-25T20:00:00Z)`,
+              });
+            else filter[field] = at.toISOString();
+          }
+          let limit = 100;
+          try {
+            const before = first(query.before);
+            if (before !== undefined) filter.beforeSeq = integer("before", before, 1);
+            const asked = first(query.limit);
+            if (asked !== undefined) limit = integer("limit", asked, 1, MAX_AUDIT_PAGE);
+          } catch (error) {
+            if (error instanceof ValidationError) problems.push(...error.problems);
+            else throw error;
+          }
+          if (problems.length) throw new ValidationError(problems);
+          return { ...filter, limit };
         }
 
         async function eventFilter(query: Query): Promise<EventFilter> {
@@ -337,6 +535,19 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
       { prefix: API_PREFIX },
     );
   };
+}
+
+/** A refused credential or role: the status, and the `WWW-Authenticate` challenge of RFC 6750 §3. */
+class AccessError extends HttpError {
+  constructor(
+    status: number,
+    message: string,
+    code: string,
+    readonly challenge: string,
+    readonly details: Record<string, string> = {},
+  ) {
+    super(status, message, code);
+  }
 }
 
 function first(value: string | string[] | undefined): string | undefined {
@@ -399,7 +610,8 @@ function sendError(reply: FastifyReply, error: unknown, request: FastifyRequest,
   const status = httpStatusOf(error);
   if (status !== undefined) {
     const coded = error as { code: string; message: string };
-    if (status === 401)
+    if (error instanceof AccessError) reply.header("www-authenticate", error.challenge);
+    else if (status === 401)
       reply.header(
         "www-authenticate",
         error instanceof CallbackRejectedError ? 'Bearer realm="centra-pxe-callback"' : 'Bearer realm="centra-pxe"',
@@ -409,6 +621,7 @@ function sendError(reply: FastifyReply, error: unknown, request: FastifyRequest,
       message: coded.message,
       ...(error instanceof ValidationError ? { problems: error.problems } : {}),
       ...(error instanceof CallbackRejectedError ? { reason: error.reason } : {}),
+      ...(error instanceof AccessError ? error.details : {}),
       ...(typeof error === "object" && error !== null && "field" in error ? { field: error.field } : {}),
     });
   }

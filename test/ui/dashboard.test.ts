@@ -146,7 +146,7 @@ test("sign in with a token: a wrong one is refused, the right one shows the over
   await page.getByLabel("API token").fill("cpx_nope_notatoken");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("alert").waitFor();
-  assert.match(await page.getByRole("alert").innerText(), /Not signed in/);
+  assert.match((await page.getByRole("alert").textContent()) ?? "", /Not signed in/);
 
   const urls: string[] = [];
   page.on("request", (request) => urls.push(request.url()));
@@ -154,7 +154,7 @@ test("sign in with a token: a wrong one is refused, the right one shows the over
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { level: 1, name: "Fleet overview" }).waitFor();
   await page.getByTestId("stream-status").getByText("Live").waitFor();
-  assert.equal(await page.locator('[data-state="ready"]').innerText(), "2");
+  assert.equal(await page.locator('[data-state="ready"]').textContent(), "2");
   assert.ok(!urls.some((u) => u.includes(server.token)), "the token is never in a URL");
   assert.equal(await page.evaluate(() => sessionStorage.getItem("centra-pxe.token")), server.token);
   const cookies = await page.context().cookies();
@@ -246,7 +246,7 @@ test("a viewer is offered no action: no provision, reprovision, retire or image 
   );
   const page = await newPage(context);
   await signIn(page);
-  assert.match(await page.getByTestId("who").innerText(), /viewer/);
+  assert.match((await page.getByTestId("who").textContent()) ?? "", /viewer/);
   const node = await api("GET", "/nodes/52:54:00:d0:00:02");
   await page.goto(`${server.url}/ui/#/nodes/${node.id}`);
   await page.getByRole("heading", { level: 1, name: /worker-ui-02/ }).waitFor();
