@@ -22,6 +22,8 @@ export interface DashboardServer {
   url: string;
   /** An admin API token. */
   token: string;
+  /** A viewer's token (reads only). */
+  viewerToken: string;
   store: SqliteStore;
   part: ProvisioningPart;
   stop(): Promise<void>;
@@ -59,6 +61,7 @@ profiles:
   await addImage({ stateDir, store, name: "nixos", files, version: "24.11" });
   options.seed?.(store);
   const { token } = await createApiToken(store, "dashboard-test");
+  const viewer = await createApiToken(store, "dashboard-viewer", { role: "viewer" });
   const part = createProvisioning({ config, store, logger: silentLogger });
   await part.service.start();
   const api = createApiPlugin({
@@ -82,6 +85,7 @@ profiles:
   return {
     url: `http://127.0.0.1:${http.address()!.port}`,
     token,
+    viewerToken: viewer.token,
     store,
     part,
     async stop() {

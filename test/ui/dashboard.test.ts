@@ -186,6 +186,8 @@ test("provision from the UI with confirmation, then watch provisioning → provi
   await page.getByTestId("stream-status").getByText("Live").waitFor();
   await checkAccessibility(page, "node page");
 
+  const t0 = Date.now();
+  const lap = (what: string) => process.stdout.write(`  ${what}: ${Date.now() - t0} ms\n`);
   await page.getByRole("button", { name: "Provision…", exact: true }).click();
   const dialog = page.getByRole("dialog", { name: /Provision worker-ui-01/ });
   await dialog.waitFor();
@@ -200,16 +202,20 @@ test("provision from the UI with confirmation, then watch provisioning → provi
   await page.getByRole("button", { name: "Provision…", exact: true }).click();
   await dialog.getByRole("button", { name: "Provision" }).click();
   await page.getByTestId("node-state").getByText("provisioning").waitFor();
+  lap("provisioning shown on the node page");
   assert.equal((await api("GET", `/nodes/${MAC}`)).state, "provisioning");
   await overview.locator('[data-state="provisioning"]').getByText("1").waitFor();
   await overview.getByTestId("in-progress").getByText("worker-ui-01").waitFor();
+  lap("provisioning shown on the overview");
 
   // The machine boots and its installer calls back; the pages change without a reload.
   const navigations: string[] = [];
   page.on("framenavigated", (frame) => navigations.push(frame.url()));
   await installAndCallBack(MAC);
+  lap("called back");
   await page.getByTestId("node-state").getByText("provisioned").waitFor({ timeout: 10_000 });
   await overview.locator('[data-state="provisioned"]').getByText("1").waitFor({ timeout: 10_000 });
+  lap("provisioned shown on both pages");
   assert.deepEqual(navigations, [], "live: no reload");
   await screenshot(page, "node-provisioned");
   await screenshot(overview, "overview-live");
@@ -235,19 +241,18 @@ test("the node's timeline is drawn as an SVG picture with its states and events"
 
 test("a viewer is offered no action: no provision, reprovision, retire or image switch", async (t) => {
   if (!haveChromium(t)) return;
-  const context = await browser!.newContext();
-  // Until roles exist server-side (issue 14), a viewer is what the role endpoint says it is.
-  await context.route("**/api/v1/whoami", (route) =>
-    route.fulfill({
-      status: 200,
-      contentType: "application/json",
-      body: JSON.stringify({ name: "ro", role: "viewer" }),
-    }),
-  );
-  const page = await newPage(context);
-  await signIn(page);
-  assert.match((await page.getByTestId("who").textContent()) ?? "", /viewer/);
   const node = await api("GET", "/nodes/52:54:00:d0:00:02");
+  // The same node offers an admin its actions: what the viewer misses is the role, not the page.
+  const adminPage = await newPage();
+  await signIn(adminPage);
+  await adminPage.goto(`${server.url}/ui/#/nodes/${node.id}`);
+  await adminPage.locator('button[data-action="provision"]').waitFor();
+  await adminPage.context().close();
+
+  const context = await browser!.newContext();
+  const page = await newPage(context);
+  await signIn(page, server.viewerToken);
+  assert.match((await page.getByTestId("who").textContent()) ?? "", /dashboard-viewer \(viewer\)/);
   await page.goto(`${server.url}/ui/#/nodes/${node.id}`);
   await page.getByRole("heading", { level: 1, name: /worker-ui-02/ }).waitFor();
   await page.getByTestId("node-state").waitFor();
