@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyPluginAsync } from "fastify";
+import type { LeaseRecord } from "../../src/contracts/lease-store.js";
 import { createDashboardPlugin } from "../../src/api/dashboard.js";
 import { createApiPlugin } from "../../src/api/plugin.js";
 import { parseConfig } from "../../src/config/load.js";
@@ -40,6 +41,7 @@ export async function startDashboardServer(options: {
   uiDir: string;
   seed?: (store: SqliteStore) => void;
   extraPlugins?: FastifyPluginAsync[];
+  leases?: () => Promise<LeaseRecord[]>;
 }): Promise<DashboardServer> {
   const { stateDir } = options;
   mkdirSync(join(stateDir, "images"), { recursive: true });
@@ -70,6 +72,7 @@ profiles:
     onEvent: part.onEvent,
     store,
     logger: silentLogger,
+    ...(options.leases ? { leases: options.leases } : {}),
   });
   const http = createHttpService({
     config,
@@ -94,4 +97,32 @@ profiles:
       await store.close();
     },
   };
+}
+
+/**
+ * `count` nodes straight into the store in one transaction (the API would take an fsync each):
+ * hostnames `node-00000`…, MACs `52:54:01:xx:xx:xx`, label `rack=r<i % 40>`, profile `worker`, and
+ * the first `provisioning` of them in that state (boots in progress), the rest `ready`.
+ */
+export function seedNodes(store: SqliteStore, count: number, provisioning = 0): void {
+  const now = new Date().toISOString();
+  const hex = (n: number) => n.toString(16).padStart(2, "0");
+  store.db.transaction(() => {
+    for (let i = 0; i < count; i++) {
+      void store.nodes.create({
+        id: `n-${i.toString(16).padStart(12, "0")}`,
+        macs: [`52:54:01:${hex((i >> 16) & 255)}:${hex((i >> 8) & 255)}:${hex(i & 255)}`],
+        hostname: `node-${String(i).padStart(5, "0")}`,
+        profile: "worker",
+        labels: { rack: `r${i % 40}` },
+        state: i < provisioning ? "provisioning" : "ready",
+        source: "api",
+        stateChangedAt: now,
+        createdAt: now,
+        ...(i < provisioning
+          ? { provisioningId: `p-${i}`, provisionDeadline: new Date(Date.now() + 600_000).toISOString() }
+          : {}),
+      });
+    }
+  })();
 }
