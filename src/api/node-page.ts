@@ -59,6 +59,8 @@ export interface FleetSummary {
   provisioning: NodeRecord[];
   /** How many are provisioning in all (the list may be cut). */
   provisioningTotal: number;
+  /** The last live event (seq) the summary includes; set by the API, which keeps it between events. */
+  asOfSeq?: number;
 }
 
 /** Counts by state and profile and the attempts under way: the fleet overview in one read. */

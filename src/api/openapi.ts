@@ -371,7 +371,8 @@ export function openApiDocument(): Record<string, unknown> {
       },
       "/fleet": {
         get: {
-          summary: "the fleet overview: node counts by state and profile, the attempts under way (a scoped caller: its nodes)",
+          summary:
+            "the fleet overview: node counts by state and profile, the attempts under way (a scoped caller: its nodes)",
           security: viewer,
           responses: {
             "200": {
@@ -388,6 +389,11 @@ export function openApiDocument(): Record<string, unknown> {
                   },
                   provisioning: { type: "array", items: ref("Node") },
                   provisioningTotal: { type: "integer" },
+                  asOfSeq: {
+                    type: "integer",
+                    description:
+                      "the last event the counts include (kept between events, recomputed at most once a second)",
+                  },
                 },
               }),
             },

@@ -16,7 +16,7 @@ import { outcomeOf, summarizeChange } from "../identity/audit.js";
 import { type Authenticator, createAuthenticator } from "../identity/authenticate.js";
 import { actorLabel, type Principal } from "../identity/principal.js";
 import { httpStatusOf } from "./http-status.js";
-import { MAX_NODE_PAGE, pageNodes, summarizeFleet, type NodePageQuery } from "./node-page.js";
+import { type FleetSummary, MAX_NODE_PAGE, pageNodes, summarizeFleet, type NodePageQuery } from "./node-page.js";
 import { openApiDocument } from "./openapi.js";
 
 export const API_PREFIX = "/api/v1";
@@ -72,6 +72,8 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
   let openStreams = 0;
 
   return async (app: FastifyInstance) => {
+    const fleet = createFleetSummaries(inventory, options.onEvent);
+    app.addHook("onClose", async () => fleet.close());
     await app.register(
       async (api) => {
         // busybox wget --post-data sends a form; other installers send JSON or nothing. Anything
@@ -178,7 +180,11 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
         });
 
         // The overview's numbers in one read: counts by state and profile, the attempts under way.
-        api.get("/fleet", async (request) => summarizeFleet(await visibleNodes(request, {})));
+        api.get("/fleet", async (request) =>
+          principal(request).scope === undefined
+            ? fleet.summary()
+            : { ...summarizeFleet(await visibleNodes(request, {})), asOfSeq: fleet.lastSeq() },
+        );
 
         // Who the credential is and what its role lets it do: the dashboard offers only that.
         api.get("/whoami", async (request) => {
@@ -548,6 +554,44 @@ class AccessError extends HttpError {
   ) {
     super(status, message, code);
   }
+}
+
+/**
+ * Listing 10,000 nodes takes the store a few hundred milliseconds on a busy host; every open
+ * overview asks for the summary after each burst of events. So the whole fleet's summary is kept
+ * until an event (every change to a node is one) and then recomputed at most once per
+ * FLEET_SUMMARY_INTERVAL_MS however many dashboards ask, one listing at a time. `asOfSeq` says
+ * which events it includes: a dashboard that saw a later one asks again.
+ */
+const FLEET_SUMMARY_INTERVAL_MS = 1000;
+
+function createFleetSummaries(inventory: Inventory, onEvent: ApiPluginOptions["onEvent"]) {
+  let lastSeq = 0;
+  let dirty = true;
+  let kept: { summary: FleetSummary; computedAt: number } | undefined;
+  let computing: Promise<FleetSummary> | undefined;
+  const unsubscribe = onEvent((event) => {
+    lastSeq = Math.max(lastSeq, event.seq);
+    dirty = true;
+  });
+  return {
+    lastSeq: () => lastSeq,
+    close: unsubscribe,
+    summary(): Promise<FleetSummary> {
+      if (kept && (!dirty || Date.now() - kept.computedAt < FLEET_SUMMARY_INTERVAL_MS))
+        return Promise.resolve(kept.summary);
+      computing ??= (async () => {
+        dirty = false;
+        const asOfSeq = lastSeq;
+        const summary = { ...summarizeFleet(await inventory.listNodes()), asOfSeq };
+        kept = { summary, computedAt: Date.now() };
+        return summary;
+      })().finally(() => {
+        computing = undefined;
+      });
+      return computing;
+    },
+  };
 }
 
 function first(value: string | string[] | undefined): string | undefined {

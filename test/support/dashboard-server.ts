@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyPluginAsync } from "fastify";
+import type { Browser } from "playwright-core";
 import type { LeaseRecord } from "../../src/contracts/lease-store.js";
 import { createDashboardPlugin } from "../../src/api/dashboard.js";
 import { createApiPlugin } from "../../src/api/plugin.js";
@@ -125,4 +126,29 @@ export function seedNodes(store: SqliteStore, count: number, provisioning = 0): 
       });
     }
   })();
+}
+
+/**
+ * Open the overview in a fresh context, signed in, and return the milliseconds from navigation start
+ * until it shows `total` nodes and `inProgress` boots in progress (the bench and the scale test).
+ */
+export async function timeOverview(browser: Browser, server: DashboardServer, total: number, inProgress: number) {
+  const context = await browser.newContext();
+  try {
+    await context.addInitScript((token: string) => sessionStorage.setItem("centra-pxe.token", token), server.token);
+    const page = await context.newPage();
+    await page.goto(`${server.url}/ui/#/`);
+    const handle = await page.waitForFunction(
+      ({ total, inProgress }) => {
+        const count = document.querySelector('[data-state="total"]')?.textContent;
+        const rows = document.querySelectorAll('[data-testid="in-progress"] tbody tr').length;
+        return count === total && rows === inProgress ? performance.now() : false;
+      },
+      { total: total.toLocaleString("en-US"), inProgress },
+      { polling: "raf", timeout: 30_000 },
+    );
+    return (await handle.jsonValue()) as number;
+  } finally {
+    await context.close();
+  }
 }

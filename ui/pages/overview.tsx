@@ -1,4 +1,5 @@
 import { NODE_STATES } from "../../src/lifecycle/lifecycle.js";
+import { useEffect, useRef } from "preact/hooks";
 import { type FleetSummary, optional } from "../api.js";
 import { ErrorNote, Loading, nodeName, PageTitle, StateBadge, since } from "../common.js";
 import { useLiveRefresh, useResource, useSession } from "../hooks.js";
@@ -22,14 +23,25 @@ export function Overview() {
   const fleet = useResource(() => client.get<FleetSummary>("/fleet"), [client]);
   const alerts = useResource(() => optional<{ alerts: Alert[] }>(client, "/alerts"), [client]);
   const health = useResource(fetchHealth, []);
+  // The server keeps the summary between events and recomputes it at most once a second: one that
+  // predates an event this page saw is asked for again.
+  const newestSeen = useRef(0);
   useLiveRefresh(
-    (event) => event.kind !== "updated" || event.toState !== undefined,
+    (event) => {
+      newestSeen.current = Math.max(newestSeen.current, event.seq);
+      return event.kind !== "updated" || event.toState !== undefined;
+    },
     () => {
       fleet.reload();
       alerts.reload();
     },
   );
   const summary = fleet.data;
+  useEffect(() => {
+    if (summary?.asOfSeq === undefined || summary.asOfSeq >= newestSeen.current) return;
+    const timer = setTimeout(fleet.reload, 1000);
+    return () => clearTimeout(timer);
+  }, [summary, fleet.reload]);
   return (
     <>
       <PageTitle>Fleet overview</PageTitle>
