@@ -15,6 +15,8 @@ export const LAYERS = [
   ["cli"],
   ["server", "doctor", "lab", "migrate"],
   ["api", "metrics"],
+  ["alerts"],
+  ["timeline"],
   ["provisioning"],
   ["http", "dhcp", "tftp"],
   ["boot"],

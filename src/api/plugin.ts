@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { HttpError } from "../errors.js";
+import { HttpError, NotFoundError } from "../errors.js";
 import { listImages } from "../images/images.js";
 import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 import type { Logger } from "../log.js";
@@ -8,6 +8,8 @@ import type { Actor, Inventory, Lifecycle } from "../provisioning/index.js";
 import { parseNodeChanges } from "../provisioning/node-input.js";
 import { authenticateApiToken, bearerToken } from "../provisioning/tokens.js";
 import type { EventFilter, NodeEvent, NodeFilter, Store } from "../store/store.js";
+import type { TimelinePart } from "../timeline/service.js";
+import { normalizeMac } from "../config/primitives.js";
 import { httpStatusOf } from "./http-status.js";
 import { openApiDocument } from "./openapi.js";
 
@@ -28,7 +30,12 @@ export interface ApiPluginOptions {
   logger: Logger;
   /** How often an idle SSE stream gets a comment line, so proxies and clients keep it open. */
   heartbeatMs?: number;
+  /** The boot timeline (`/nodes/{ref}/boots`, `/boots`); without it those routes answer 404. */
+  timeline?: Pick<TimelinePart, "boots" | "boot" | "recent">;
 }
+
+/** Attempts in one `/boots` read. */
+export const MAX_BOOTS_PAGE = 500;
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -167,6 +174,61 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
         });
 
         api.get("/events", async (request) => eventPage(await eventFilter(request.query as Query)));
+
+        /**
+         * The machine behind a `/nodes/{ref}/boots` ref: a node of the inventory (all its MACs), or a
+         * MAC the inventory does not hold (a machine that booted and was never recorded).
+         */
+        const bootsOf = async (ref: string): Promise<{ macs: string[]; nodeId?: string }> => {
+          const node = await inventory.findNode(ref);
+          if (node) return { macs: node.macs, nodeId: node.id };
+          const mac = normalizeMac(ref);
+          if (mac !== undefined) return { macs: [mac] };
+          throw new NotFoundError(`node ${ref}`);
+        };
+        const timeline = () => {
+          if (!options.timeline) throw new NotFoundError("boot timeline (not enabled in this server)");
+          return options.timeline;
+        };
+
+        api.get("/nodes/:ref/boots", async (request) => {
+          const { macs, nodeId } = await bootsOf(param(request));
+          return { boots: timeline().boots(macs, nodeId) };
+        });
+
+        api.get("/nodes/:ref/boots/:attempt", async (request) => {
+          const { macs, nodeId } = await bootsOf(param(request));
+          const number = integer("attempt", (request.params as { attempt: string }).attempt, 1);
+          const found = timeline().boot(macs, number, nodeId);
+          if (!found) throw new NotFoundError(`boot attempt ${number} of ${param(request)}`);
+          return found;
+        });
+
+        api.get("/boots", async (request) => {
+          const query = request.query as Query;
+          const since = first(query.since);
+          const limit = first(query.limit);
+          const problems: FieldProblem[] = [];
+          let sinceMs = 0;
+          if (since !== undefined) {
+            sinceMs = Date.parse(since);
+            if (Number.isNaN(sinceMs))
+              problems.push({ field: "since", message: `${JSON.stringify(since)} is not a date and time (ISO 8601)` });
+          }
+          let count = 100;
+          try {
+            if (limit !== undefined) count = integer("limit", limit, 1, MAX_BOOTS_PAGE);
+          } catch (error) {
+            if (error instanceof ValidationError) problems.push(...error.problems);
+            else throw error;
+          }
+          if (problems.length) throw new ValidationError(problems);
+          const verdict = first(query.verdict);
+          const boots = timeline().recent(sinceMs, verdict === undefined ? count : MAX_BOOTS_PAGE);
+          return {
+            boots: (verdict === undefined ? boots : boots.filter((b) => b.verdict === verdict)).slice(0, count),
+          };
+        });
 
         api.get("/events/stream", async (request, reply) => {
           const filter = await eventFilter(request.query as Query);

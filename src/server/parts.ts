@@ -1,7 +1,8 @@
 import { createApiPlugin } from "../api/plugin.js";
 import { cachedBootloaders } from "../boot/bootloaders.js";
 import { httpBootBase } from "../boot/firmware.js";
-import { bootloaderDir } from "../files/state-dir.js";
+import { bootloaderDir, timelineFile } from "../files/state-dir.js";
+import { createTimeline } from "../timeline/service.js";
 import { createDhcpService } from "../dhcp/index.js";
 import { createHttpService } from "../http/server.js";
 import { createMetricsPlugin } from "../metrics/metrics.js";
@@ -34,7 +35,16 @@ export function createServices(
   // provisioning part asks through this late binding.
   let addressOf: ((mac: string) => string | undefined) | undefined;
   const provisioning = createProvisioning({ config, store, logger, addressOf: (mac) => addressOf?.(mac) });
-  const tftp = config.tftp.enabled ? createTftpService({ config, logger }) : undefined;
+  // Every part reports what it saw of a boot here; the API shows the joined attempts.
+  const timeline = createTimeline({
+    config,
+    store,
+    logger,
+    onEvent: provisioning.onEvent,
+    isKnown: (mac) => provisioning.lookupNode(mac) !== undefined,
+    file: timelineFile(config.stateDir),
+  });
+  const tftp = config.tftp.enabled ? createTftpService({ config, logger, observer: timeline.observer }) : undefined;
   const leases = config.dhcp.mode !== "off" ? createSqliteLeaseStore(store.db) : undefined;
   const dhcp = leases
     ? createDhcpService({
@@ -42,6 +52,7 @@ export function createServices(
         logger,
         leases,
         observer: provisioning.dhcpObserver,
+        bootObserver: timeline.observer,
         lookupNode: provisioning.lookupNode,
         // DHCP answers with these but owns neither: the bootloaders are files, the URL is HTTP's.
         bootloaders: cachedBootloaders(() => bootloaderDir(config.stateDir)),
@@ -76,6 +87,7 @@ export function createServices(
     onEvent: provisioning.onEvent,
     store,
     logger,
+    timeline,
   });
   const http = createHttpService({
     config,
@@ -83,9 +95,10 @@ export function createServices(
     resolver: provisioning.resolver,
     health,
     extraPlugins: [metrics, api],
+    observer: timeline.observer,
   });
   return {
-    services: [provisioning.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])],
+    services: [provisioning.service, timeline.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])],
     // After the parts stopped: the lease writer thread has nothing left to commit.
     close: async () => leases?.close?.(),
   };
