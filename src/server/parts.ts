@@ -72,6 +72,7 @@ export function createServices(
     tftp: () => tftp?.stats(),
     http: () => http.stats(),
     sightings: provisioning.sightingStats,
+    timeline,
     store,
     health,
     // `metrics.requireToken` as in force now (a reload may close or open /metrics).

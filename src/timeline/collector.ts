@@ -122,8 +122,10 @@ export class BootTimeline {
           this.counters.unattributed++;
           return;
         }
-        const attempt = this.append(mac, { source, at: at - observation.ms, ...rest }, "continue");
-        if (attempt && observation.decision?.profile !== undefined) attempt.profile = observation.decision.profile;
+        const profile = observation.decision?.profile;
+        this.append(mac, { source, at: at - observation.ms, ...rest }, "continue", (attempt) => {
+          if (profile !== undefined) attempt.profile = profile;
+        });
         return;
       }
     }
@@ -206,12 +208,13 @@ export class BootTimeline {
       if (latest && this.now() - latest.updatedAt < ATTEMPT_IDLE_MS) this.push(latest, step, false);
       return;
     }
-    const attempt = this.append(o.mac, step, o.message === "DISCOVER" ? "discover" : "continue");
-    if (!attempt) return;
-    if (o.firmware !== undefined && (attempt.firmware === undefined || o.userClass !== "iPXE"))
-      attempt.firmware = o.firmware;
-    if (o.arch !== undefined) attempt.arch ??= o.arch;
-    if (o.address !== undefined && o.reply !== "NAK") attempt.address = o.address;
+    this.append(o.mac, step, o.message === "DISCOVER" ? "discover" : "continue", (attempt) => {
+      // The ROM's option 93 says what the machine is; iPXE's own DHCP may say what iPXE was built as.
+      if (o.firmware !== undefined && (attempt.firmware === undefined || o.userClass !== "iPXE"))
+        attempt.firmware = o.firmware;
+      if (o.arch !== undefined) attempt.arch ??= o.arch;
+      if (o.address !== undefined && o.reply !== "NAK") attempt.address = o.address;
+    });
   }
 
   /**
@@ -219,7 +222,12 @@ export class BootTimeline {
    * DISCOVER once the attempt got past DHCP — except iPXE's own DHCP after its TFTP chainload
    * (user class iPXE, nothing fetched over HTTP yet), which is the same boot going on.
    */
-  private append(mac: string, step: BootStep, why: "discover" | "continue"): BootAttemptRecord | undefined {
+  private append(
+    mac: string,
+    step: BootStep,
+    why: "discover" | "continue",
+    update?: (attempt: BootAttemptRecord) => void,
+  ): BootAttemptRecord {
     const list = this.listFor(mac);
     const latest = list.at(-1);
     const t = this.now();
@@ -231,6 +239,7 @@ export class BootTimeline {
       open = fetchedOverHttp || (fetchedAnything && !chainload);
     }
     if (!open && latest) {
+      update?.(latest);
       this.push(latest, step, false);
       return latest;
     }
@@ -250,6 +259,7 @@ export class BootTimeline {
       list.shift();
       this.counters.attemptsEvicted++;
     }
+    update?.(attempt);
     this.push(attempt, step, true);
     return attempt;
   }
