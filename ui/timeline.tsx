@@ -46,7 +46,7 @@ export function TimelineChart(props: { id: string; title: string; lanes: Timelin
           <g key={t} class="tick">
             <line x1={x(t)} x2={x(t)} y1={TOP - 6} y2={height - 22} />
             <text x={x(t)} y={height - 8} text-anchor="middle">
-              {new Date(t).toLocaleTimeString()}
+              {tickLabel(t, from, to)}
             </text>
           </g>
         ))}
@@ -105,4 +105,11 @@ export function TimelineChart(props: { id: string; title: string; lanes: Timelin
       </figcaption>
     </figure>
   );
+}
+
+/** Clock time on a long axis; on a short one (a boot is seconds) the first tick's clock, then offsets. */
+function tickLabel(t: number, from: number, to: number): string {
+  if (to - from >= 60_000 || t === from) return new Date(t).toLocaleTimeString();
+  const seconds = (t - from) / 1000;
+  return `+${seconds < 10 ? seconds.toFixed(2) : seconds.toFixed(1)} s`;
 }

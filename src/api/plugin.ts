@@ -15,6 +15,8 @@ import { inScope, narrowLabels, refusal, routeAccessTable, routeKeyOf, type Rout
 import { outcomeOf, summarizeChange } from "../identity/audit.js";
 import { type Authenticator, createAuthenticator } from "../identity/authenticate.js";
 import { actorLabel, type Principal } from "../identity/principal.js";
+import type { TimelinePart } from "../timeline/service.js";
+import { normalizeMac } from "../config/primitives.js";
 import { httpStatusOf } from "./http-status.js";
 import { type FleetSummary, MAX_NODE_PAGE, pageNodes, summarizeFleet, type NodePageQuery } from "./node-page.js";
 import { openApiDocument } from "./openapi.js";
@@ -38,6 +40,8 @@ export interface ApiPluginOptions {
   heartbeatMs?: number;
   /** DHCP's leases, for `GET /leases`; absent when DHCP is off (the route then lists none). */
   leases?: () => Promise<LeaseRecord[]>;
+  /** The boot timeline (`/nodes/{ref}/boots`, `/boots`); without it those routes answer 404. */
+  timeline?: Pick<TimelinePart, "boots" | "boot" | "recent">;
   /** Who a bearer credential is (local tokens, and `auth.oidc` JWTs); default: one over `store` and the inventory's config. */
   authenticator?: Authenticator;
 }
@@ -54,6 +58,9 @@ interface RequestContext {
   /** Refused because the node it names lies outside the caller's scope (answered 404, recorded as denied). */
   outOfScope?: boolean;
 }
+
+/** Attempts in one `/boots` read. */
+export const MAX_BOOTS_PAGE = 500;
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -314,6 +321,67 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           const records: AuditRecord[] = await store.audit.list(filter);
           const more = records.length === filter.limit;
           return { records, ...(more ? { next: records.at(-1)!.seq } : {}), more };
+        });
+
+        /**
+         * The machine behind a `/nodes/{ref}/boots` ref: a node of the inventory (all its MACs), or a
+         * MAC the inventory does not hold (a machine that booted and was never recorded).
+         */
+        const bootsOf = async (request: FastifyRequest): Promise<{ macs: string[]; nodeId?: string }> => {
+          const ref = param(request);
+          const node = await inventory.findNode(ref);
+          if (node) return { macs: node.macs, nodeId: node.id };
+          const mac = normalizeMac(ref);
+          // A machine outside the inventory carries no labels: outside every label scope.
+          if (mac !== undefined && principal(request).scope === undefined) return { macs: [mac] };
+          throw new NotFoundError(`node ${ref}`);
+        };
+        const timeline = () => {
+          if (!options.timeline) throw new NotFoundError("boot timeline (not enabled in this server)");
+          return options.timeline;
+        };
+
+        api.get("/nodes/:ref/boots", async (request) => {
+          const { macs, nodeId } = await bootsOf(request);
+          return { boots: timeline().boots(macs, nodeId) };
+        });
+
+        api.get("/nodes/:ref/boots/:attempt", async (request) => {
+          const { macs, nodeId } = await bootsOf(request);
+          const number = integer("attempt", (request.params as { attempt: string }).attempt, 1);
+          const found = timeline().boot(macs, number, nodeId);
+          if (!found) throw new NotFoundError(`boot attempt ${number} of ${param(request)}`);
+          return found;
+        });
+
+        api.get("/boots", async (request) => {
+          const query = request.query as Query;
+          const since = first(query.since);
+          const limit = first(query.limit);
+          const problems: FieldProblem[] = [];
+          let sinceMs = 0;
+          if (since !== undefined) {
+            sinceMs = Date.parse(since);
+            if (Number.isNaN(sinceMs))
+              problems.push({ field: "since", message: `${JSON.stringify(since)} is not a date and time (ISO 8601)` });
+          }
+          let count = 100;
+          try {
+            if (limit !== undefined) count = integer("limit", limit, 1, MAX_BOOTS_PAGE);
+          } catch (error) {
+            if (error instanceof ValidationError) problems.push(...error.problems);
+            else throw error;
+          }
+          if (problems.length) throw new ValidationError(problems);
+          const verdict = first(query.verdict);
+          let boots = timeline().recent(sinceMs, verdict === undefined ? count : MAX_BOOTS_PAGE);
+          if (principal(request).scope !== undefined) {
+            const visible = new Set((await visibleNodes(request, {})).map((node) => node.id));
+            boots = boots.filter((boot) => boot.nodeId !== undefined && visible.has(boot.nodeId));
+          }
+          return {
+            boots: (verdict === undefined ? boots : boots.filter((b) => b.verdict === verdict)).slice(0, count),
+          };
         });
 
         api.get("/events/stream", async (request, reply) => {

@@ -12,6 +12,7 @@ import { addImage } from "../../src/images/images.js";
 import { silentLogger } from "../../src/log.js";
 import { createProvisioning, type ProvisioningPart } from "../../src/provisioning/index.js";
 import { createApiToken } from "../../src/provisioning/tokens.js";
+import { createTimeline } from "../../src/timeline/service.js";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
 import { repo } from "./daemon.js";
 
@@ -67,18 +68,28 @@ profiles:
   const viewer = await createApiToken(store, "dashboard-viewer", { role: "viewer" });
   const part = createProvisioning({ config, store, logger: silentLogger });
   await part.service.start();
+  const timeline = createTimeline({
+    config,
+    store,
+    logger: silentLogger,
+    onEvent: part.onEvent,
+    isKnown: (mac) => part.lookupNode(mac) !== undefined,
+  });
+  await timeline.service.start();
   const api = createApiPlugin({
     inventory: part.inventory,
     lifecycle: part.lifecycle,
     onEvent: part.onEvent,
     store,
     logger: silentLogger,
+    timeline,
     ...(options.leases ? { leases: options.leases } : {}),
   });
   const http = createHttpService({
     config,
     logger: silentLogger,
     resolver: part.resolver,
+    observer: timeline.observer,
     extraPlugins: [
       api,
       createDashboardPlugin({ dir: options.uiDir, logger: silentLogger }),
@@ -94,6 +105,7 @@ profiles:
     part,
     async stop() {
       await http.stop();
+      await timeline.service.stop();
       await part.service.stop();
       await store.close();
     },

@@ -222,20 +222,36 @@ test("provision from the UI with confirmation, then watch provisioning → provi
   await context.close();
 });
 
-test("the node's timeline is drawn as an SVG picture with its states and events", async (t) => {
+test("the node's boot timeline is drawn as an SVG picture: the attempt's verdict, phases and steps", async (t) => {
   if (!haveChromium(t)) return;
   const page = await newPage();
   await signIn(page);
   const node = await api("GET", `/nodes/${MAC}`);
+  const boots = (await api("GET", `/nodes/${MAC}/boots`)).boots as { verdict: string; attempt: number }[];
+  assert.equal(boots[0]?.verdict, "installed", "the timeline part recorded the install (w-timeline)");
   await page.goto(`${server.url}/ui/#/nodes/${node.id}`);
+  await page.getByTestId("boot-verdict").getByText("installed").waitFor();
   const svg = page.getByTestId("timeline-svg");
   await svg.waitFor();
-  assert.ok((await svg.locator("rect").count()) >= 2, "spans for the states the node held");
-  assert.ok((await svg.locator("circle").count()) >= 3, "marks for its events");
-  assert.match((await svg.locator("title").first().textContent()) ?? "", /steps from/);
+  assert.match(
+    (await svg.locator("title").first().textContent()) ?? "",
+    new RegExp(`attempt ${boots[0]!.attempt}, installed`),
+  );
+  await svg.getByText("HTTP", { exact: true }).waitFor();
+  await svg.getByText("LIFECYCLE", { exact: true }).waitFor();
+  assert.ok((await svg.locator("rect").count()) >= 1, "spans for the phases and downloads");
+  assert.ok((await svg.locator("circle").count()) >= 1, "marks for the instants (the callback)");
   await page.getByText("The same steps as a list").click();
-  await page.locator(".timeline-steps li", { hasText: "→ provisioned" }).first().waitFor();
+  await page.locator(".timeline-steps li", { hasText: "machine-script" }).first().waitFor();
+  await page.locator(".timeline-steps li", { hasText: "callback-succeeded" }).first().waitFor();
+  await checkAccessibility(page, "node page with its boot timeline");
   await screenshot(page, "node-timeline");
+
+  // A node that never booted shows its lifecycle instead: the states it held and its events.
+  const other = await api("GET", "/nodes/52:54:00:d0:00:02");
+  await page.goto(`${server.url}/ui/#/nodes/${other.id}`);
+  await page.getByText("No boot attempt recorded").waitFor();
+  await page.getByTestId("timeline-svg").getByText("State", { exact: true }).waitFor();
   await page.context().close();
 });
 

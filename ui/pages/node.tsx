@@ -6,6 +6,7 @@ import { ConfirmDialog, ErrorNote, Loading, nodeName, PageTitle, StateBadge, Tim
 import { useLiveRefresh, useResource, useSession } from "../hooks.js";
 import { href } from "../router.js";
 import { can } from "../session.js";
+import type { BootAttemptView, BootStepView } from "../../src/timeline/attempt.js";
 import { TimelineChart, type TimelineItem, type TimelineLane } from "../timeline.js";
 
 type NodeAction = Extract<LifecycleAction, "provision" | "reprovision" | "retire" | "reactivate">;
@@ -34,7 +35,7 @@ export function NodePage({ id }: { id: string }) {
     [client, id],
   );
   const boots = useResource(
-    () => optional<{ boots: Boot[] }>(client, `/nodes/${encodeURIComponent(id)}/boots`),
+    () => optional<{ boots: BootAttemptView[] }>(client, `/nodes/${encodeURIComponent(id)}/boots`),
     [client, id],
   );
   const consoleLog = useResource(
@@ -202,7 +203,7 @@ export function NodePage({ id }: { id: string }) {
       )}
       <section aria-labelledby="timeline-title">
         <h2 id="timeline-title">Boot timeline</h2>
-        <BootTimeline boots={boots.data?.boots} events={events.data} />
+        <BootTimeline nodeId={n.id} boots={boots.data?.boots} events={events.data} />
       </section>
       {consoleLog.data !== undefined && (
         <section aria-labelledby="console-title">
@@ -267,80 +268,116 @@ function describeDetails(details: Record<string, unknown>): string {
     .join("; ");
 }
 
-/**
- * One boot attempt as the timeline part (issue 15) reports it. Read loosely: a step needs a time and
- * a name; everything else is optional, so this page draws what is there.
- */
-interface Boot {
-  attempt?: number | string;
-  startedAt?: string;
-  endedAt?: string;
-  verdict?: string;
-  steps?: BootStep[];
-}
-interface BootStep {
-  part?: string;
-  kind?: string;
-  name?: string;
-  step?: string;
-  at?: string;
-  start?: string;
-  startedAt?: string;
-  end?: string;
-  endedAt?: string;
-  durationMs?: number;
-  ok?: boolean;
-  outcome?: string;
+/** A step's few facts worth a label, by source (the OpenAPI `BootStep` schema). */
+function stepLabel(step: BootStepView): string {
+  const facts = step as unknown as Record<string, unknown>;
+  const text = (key: string) => (facts[key] === undefined ? "" : String(facts[key]));
+  switch (step.source) {
+    case "dhcp":
+      return `${text("message")}${facts.reply ? ` → ${text("reply")}` : ""}${facts.ignored ? ` (ignored: ${text("ignored")})` : ""}`;
+    case "tftp":
+      return `${text("file")} ${text("outcome")}, ${text("bytes")} bytes${facts.retransmissions ? `, ${text("retransmissions")} resent` : ""}`;
+    case "http":
+      return `${text("kind")} ${text("path")} ${text("status")}, ${text("bytes")} bytes`;
+    default:
+      return `${text("kind")}${facts.message ? `: ${text("message")}` : ""}`;
+  }
 }
 
-function BootTimeline({ boots, events }: { boots: Boot[] | undefined; events: NodeEvent[] | undefined }) {
-  const latest = boots?.at(-1) ?? boots?.[0];
-  if (latest?.steps && latest.steps.length > 0) {
-    const lanes = new Map<string, TimelineItem[]>();
-    for (const step of latest.steps) {
-      const startIso = step.at ?? step.start ?? step.startedAt;
-      if (!startIso) continue;
-      const start = Date.parse(startIso);
-      const endIso = step.end ?? step.endedAt;
-      const end = endIso ? Date.parse(endIso) : step.durationMs ? start + step.durationMs : undefined;
-      const lane = (step.part ?? step.kind ?? "boot").toUpperCase();
-      const failed = step.ok === false || /fail|abort|timeout|stuck/i.test(step.outcome ?? "");
-      const items = lanes.get(lane) ?? [];
+function stepTone(step: BootStepView): string {
+  const facts = step as unknown as Record<string, unknown>;
+  const outcome = String(facts.outcome ?? facts.kind ?? "");
+  if (/abort|fail|refused|rejected|timeout/.test(outcome) || (typeof facts.status === "number" && facts.status >= 400))
+    return "failed";
+  if (outcome === "callback-succeeded") return "ok";
+  return step.source;
+}
+
+function BootTimeline(props: {
+  nodeId: string;
+  boots: BootAttemptView[] | undefined;
+  events: NodeEvent[] | undefined;
+}) {
+  const { client } = useSession();
+  const { boots, events } = props;
+  const [chosen, setChosen] = useState<number | undefined>();
+  const attempt = chosen ?? boots?.[0]?.attempt;
+  const detail = useResource(
+    () =>
+      attempt === undefined
+        ? Promise.resolve(undefined)
+        : optional<BootAttemptView>(client, `/nodes/${encodeURIComponent(props.nodeId)}/boots/${attempt}`),
+    [client, props.nodeId, attempt, boots],
+  );
+  if (boots && boots.length > 0) {
+    const shown = detail.data ?? boots.find((b) => b.attempt === attempt) ?? boots[0]!;
+    const lanes: TimelineLane[] = [
+      {
+        label: "Phases",
+        items: shown.phases.map((p) => ({
+          start: Date.parse(p.start),
+          end: Math.max(Date.parse(p.end), Date.parse(p.start) + 1),
+          label: `${p.phase} (${p.ms} ms)`,
+          tone: p.phase,
+        })),
+      },
+    ];
+    const bySource = new Map<string, TimelineItem[]>();
+    for (const step of shown.steps ?? []) {
+      const start = Date.parse(step.at);
+      const ms = (step as { ms?: number }).ms;
+      const items = bySource.get(step.source) ?? [];
       items.push({
         start,
-        ...(end !== undefined && end > start ? { end } : {}),
-        label: step.name ?? step.step ?? step.kind ?? "step",
-        tone: failed ? "failed" : lane.toLowerCase(),
+        ...(ms !== undefined && ms > 0 ? { end: start + ms } : {}),
+        label: stepLabel(step),
+        tone: stepTone(step),
       });
-      lanes.set(lane, items);
+      bySource.set(step.source, items);
     }
-    const all = [...lanes.values()].flat();
-    const from = Math.min(...all.map((i) => i.start));
-    const to = Math.max(...all.map((i) => i.end ?? i.start));
+    for (const [source, items] of bySource) lanes.push({ label: source.toUpperCase(), items });
+    const all = lanes.flatMap((lane) => lane.items);
+    const from = all.length ? Math.min(...all.map((i) => i.start)) : Date.parse(shown.startedAt);
+    const to = all.length ? Math.max(...all.map((i) => i.end ?? i.start)) : Date.parse(shown.updatedAt);
     return (
       <>
-        <p>
-          Attempt {String(latest.attempt ?? boots!.length)}
-          {latest.verdict && (
-            <>
-              : <strong data-testid="boot-verdict">{latest.verdict}</strong>
-            </>
-          )}
-          {boots!.length > 1 && ` (${boots!.length} attempts recorded)`}
+        <p data-testid="boot-verdict">
+          Attempt {shown.attempt} ({shown.mac}, started <Time iso={shown.startedAt} />
+          ): <strong class={`verdict verdict-${shown.verdict}`}>{shown.verdict}</strong> — {shown.reason}
         </p>
         <TimelineChart
           id="boot"
-          title={`Boot attempt ${String(latest.attempt ?? "")}`}
-          lanes={[...lanes].map(([label, items]) => ({ label, items }))}
+          title={`Boot attempt ${shown.attempt}, ${shown.verdict}`}
+          lanes={lanes}
           from={from}
           to={to}
         />
+        {boots.length > 1 && (
+          <details>
+            <summary>Earlier attempts ({boots.length - 1})</summary>
+            <ul class="attempts">
+              {boots.map((b) => (
+                <li key={b.attempt}>
+                  <button type="button" onClick={() => setChosen(b.attempt)} aria-pressed={b.attempt === shown.attempt}>
+                    Attempt {b.attempt}
+                  </button>{" "}
+                  <Time iso={b.startedAt} />: {b.verdict}
+                </li>
+              ))}
+            </ul>
+          </details>
+        )}
       </>
     );
   }
   if (!events) return <Loading what="the timeline" />;
   if (events.length === 0) return <p class="muted">Nothing recorded yet.</p>;
-  return <LifecycleTimeline events={events} />;
+  return (
+    <>
+      <p class="muted">No boot attempt recorded: the node's states and events.</p>
+      <LifecycleTimeline events={events} />
+    </>
+  );
 }
 
 /** Without per-boot records, the node's own history: the states it held and what happened when. */

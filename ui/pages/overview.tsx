@@ -1,5 +1,6 @@
 import { NODE_STATES } from "../../src/lifecycle/lifecycle.js";
 import { useEffect, useRef } from "preact/hooks";
+import type { BootAttemptView } from "../../src/timeline/attempt.js";
 import { type FleetSummary, optional } from "../api.js";
 import { ErrorNote, Loading, nodeName, PageTitle, StateBadge, since } from "../common.js";
 import { useLiveRefresh, useResource, useSession } from "../hooks.js";
@@ -21,6 +22,11 @@ interface Alert {
 export function Overview() {
   const { client } = useSession();
   const fleet = useResource(() => client.get<FleetSummary>("/fleet"), [client]);
+  // The boot timeline's attempts under way (every machine, registered or not), where the server has one.
+  const attempts = useResource(
+    () => optional<{ boots: BootAttemptView[] }>(client, "/boots?verdict=in-progress&limit=100"),
+    [client],
+  );
   const alerts = useResource(() => optional<{ alerts: Alert[] }>(client, "/alerts"), [client]);
   const health = useResource(fetchHealth, []);
   // The server keeps the summary between events and recomputes it at most once a second: one that
@@ -33,6 +39,7 @@ export function Overview() {
     },
     () => {
       fleet.reload();
+      attempts.reload();
       alerts.reload();
     },
   );
@@ -117,6 +124,40 @@ export function Overview() {
           </p>
         )}
       </section>
+      {attempts.data && (
+        <section aria-labelledby="attempts-title">
+          <h2 id="attempts-title">Boot attempts under way ({attempts.data.boots.length})</h2>
+          {attempts.data.boots.length === 0 ? (
+            <p class="muted">No machine is booting.</p>
+          ) : (
+            <div class="table-wrap">
+              <table data-testid="attempts">
+                <caption class="visually-hidden">Boot attempts still in progress, the newest news first</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Machine</th>
+                    <th scope="col">Started</th>
+                    <th scope="col">Last phase</th>
+                    <th scope="col">Where it is</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {attempts.data.boots.map((boot) => (
+                    <tr key={boot.attempt}>
+                      <td class="mono">
+                        {boot.nodeId ? <a href={href(`/nodes/${boot.nodeId}`)}>{boot.mac}</a> : boot.mac}
+                      </td>
+                      <td>{since(boot.startedAt)} ago</td>
+                      <td>{boot.phases.at(-1)?.phase ?? "—"}</td>
+                      <td>{boot.reason}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </section>
+      )}
       <section aria-labelledby="alerts-title">
         <h2 id="alerts-title">Alerts</h2>
         <ErrorNote error={alerts.error} />
