@@ -98,6 +98,21 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           }),
         );
 
+        // A route the OpenAPI document does not give a role is refused for everyone (below); say so
+        // when it is registered, not first when someone calls it.
+        api.addHook("onRoute", (route) => {
+          for (const method of [route.method].flat()) {
+            if (method === "HEAD" || method === "OPTIONS") continue;
+            const key = routeKeyOf(method, route.url, API_PREFIX);
+            const access = accessTable.get(key);
+            if (access === undefined || access.kind === "undeclared")
+              options.logger.error(
+                { route: key },
+                `API route ${key} declares no role in the OpenAPI document; it is refused for everyone`,
+              );
+          }
+        });
+
         /** Who each authenticated request is and what it asks, settled once in the hook below. */
         const contexts = new WeakMap<FastifyRequest, RequestContext>();
         const authenticate = async (request: FastifyRequest): Promise<Principal> => {

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { printJson } from "./common.js";
+import { registerAuditCommand } from "./audit-command.js";
 import { registerConfigCommands } from "./config-commands.js";
 import { bashCompletion, manPage, zshCompletion } from "./generated-docs.js";
 import { registerLabCommand } from "./lab-command.js";
@@ -58,6 +59,7 @@ export function buildProgram(): Command {
   registerLeasesCommand(program);
   registerNodesCommands(program);
   registerTokenCommands(program);
+  registerAuditCommand(program);
   registerMigrateCommands(program);
 
   program
