@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -11,6 +11,7 @@ import { createMetricsPlugin } from "../../src/metrics/metrics.js";
 import { createProvisioning, type ProvisioningPart } from "../../src/provisioning/index.js";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
 import { createTimeline, type TimelinePart } from "../../src/timeline/service.js";
+import { repo } from "../support/daemon.js";
 import { requireBinaries } from "../support/netns.js";
 import { type RunningPeer, startPrometheus } from "../support/prometheus.js";
 
@@ -168,4 +169,26 @@ test("a real Prometheus scrapes /metrics: up == 1 and the boot metrics arrive", 
   const boots = await query('centra_pxe_boots_total{verdict="booted"}');
   assert.equal(boots[0]?.metric.profile, "worker");
   assert.equal(boots[0]?.value[1], "1");
+});
+
+test("every query of contrib/grafana/centra-pxe.json parses in Prometheus and names metrics /metrics has", async (t) => {
+  if (!prometheus) return t.skip("needs the Prometheus of the test before");
+  const dashboard = JSON.parse(readFileSync(join(repo, "contrib/grafana/centra-pxe.json"), "utf8")) as {
+    panels: { title: string; targets: { expr: string }[] }[];
+  };
+  const exposed = new Set(
+    [...(await (await fetch(`${base}/metrics`)).text()).matchAll(/^# TYPE (\S+) (\w+)$/gm)].flatMap(([, name, type]) =>
+      type === "histogram" ? [`${name}_bucket`, `${name}_count`, `${name}_sum`] : [name!],
+    ),
+  );
+  let queries = 0;
+  for (const panel of dashboard.panels)
+    for (const { expr } of panel.targets) {
+      const promql = expr.replaceAll("$__rate_interval", "1m").replaceAll("$profile", ".*");
+      await query(promql); // asserts status success: the expression parses and runs
+      queries++;
+      for (const [name] of promql.matchAll(/\bcentra_pxe_[a-z_]+/g))
+        assert.ok(exposed.has(name), `${panel.title}: ${name} is not on /metrics`);
+    }
+  assert.ok(queries >= 10);
 });
