@@ -9,6 +9,7 @@ import { parseNodeChanges } from "../provisioning/node-input.js";
 import { authenticateApiToken, bearerToken } from "../provisioning/tokens.js";
 import type { EventFilter, NodeEvent, NodeFilter, Store } from "../store/store.js";
 import type { TimelinePart } from "../timeline/service.js";
+import type { AlertsPart } from "../alerts/service.js";
 import { normalizeMac } from "../config/primitives.js";
 import { httpStatusOf } from "./http-status.js";
 import { openApiDocument } from "./openapi.js";
@@ -32,6 +33,8 @@ export interface ApiPluginOptions {
   heartbeatMs?: number;
   /** The boot timeline (`/nodes/{ref}/boots`, `/boots`); without it those routes answer 404. */
   timeline?: Pick<TimelinePart, "boots" | "boot" | "recent">;
+  /** Alerts firing now (`/alerts`). */
+  alerts?: Pick<AlertsPart, "active">;
 }
 
 /** Attempts in one `/boots` read. */
@@ -203,6 +206,15 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           if (!found) throw new NotFoundError(`boot attempt ${number} of ${param(request)}`);
           return found;
         });
+
+        api.get("/alerts", async () => ({
+          alerts: (options.alerts?.active() ?? []).map((alert) => ({
+            key: alert.key,
+            labels: alert.labels,
+            annotations: alert.annotations,
+            startsAt: new Date(alert.startsAt).toISOString(),
+          })),
+        }));
 
         api.get("/boots", async (request) => {
           const query = request.query as Query;

@@ -3,6 +3,7 @@ import { cachedBootloaders } from "../boot/bootloaders.js";
 import { httpBootBase } from "../boot/firmware.js";
 import { bootloaderDir, timelineFile } from "../files/state-dir.js";
 import { createTimeline } from "../timeline/service.js";
+import { createAlerts } from "../alerts/service.js";
 import { createDhcpService } from "../dhcp/index.js";
 import { createHttpService } from "../http/server.js";
 import { createMetricsPlugin } from "../metrics/metrics.js";
@@ -66,6 +67,7 @@ export function createServices(
         dhcp.addressOf(mac) ?? (config.dhcp.mode === "server" ? provisioning.lookupNode(mac)?.ipAddress : undefined)
     : undefined;
   const health = () => daemon.health();
+  const alerts = createAlerts({ config, logger, store, onEvent: provisioning.onEvent, timeline, health });
   // `http` is created below; the metrics read it only at scrape time.
   const metrics = createMetricsPlugin({
     dhcp: () => dhcp?.counters,
@@ -73,6 +75,7 @@ export function createServices(
     http: () => http.stats(),
     sightings: provisioning.sightingStats,
     timeline,
+    alerts,
     store,
     health,
     // `metrics.requireToken` as in force now (a reload may close or open /metrics).
@@ -89,6 +92,7 @@ export function createServices(
     store,
     logger,
     timeline,
+    alerts,
   });
   const http = createHttpService({
     config,
@@ -99,7 +103,14 @@ export function createServices(
     observer: timeline.observer,
   });
   return {
-    services: [provisioning.service, timeline.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])],
+    services: [
+      provisioning.service,
+      timeline.service,
+      http,
+      ...(tftp ? [tftp] : []),
+      ...(dhcp ? [dhcp] : []),
+      alerts.service,
+    ],
     // After the parts stopped: the lease writer thread has nothing left to commit.
     close: async () => leases?.close?.(),
   };
