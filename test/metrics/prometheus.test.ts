@@ -23,6 +23,7 @@ import { type RunningPeer, startPrometheus } from "../support/prometheus.js";
  */
 
 const MAC = "52:54:00:8e:00:01";
+const RULES = join(repo, "contrib/prometheus/centra-pxe-rules.yml");
 const stateDir = mkdtempSync(join(tmpdir(), "metrics-prom-"));
 let store: SqliteStore;
 let provisioning: ProvisioningPart;
@@ -157,7 +158,7 @@ test("promtool check metrics finds nothing wrong with /metrics, boot metrics inc
 
 test("a real Prometheus scrapes /metrics: up == 1 and the boot metrics arrive", { timeout: 120_000 }, async (t) => {
   if (!requireBinaries(t, "prometheus")) return;
-  prometheus = await startPrometheus([new URL(base).host]);
+  prometheus = await startPrometheus([new URL(base).host], readFileSync(RULES, "utf8"));
   const deadline = Date.now() + 60_000;
   let up: Awaited<ReturnType<typeof query>> = [];
   while (Date.now() < deadline) {
@@ -191,4 +192,30 @@ test("every query of contrib/grafana/centra-pxe.json parses in Prometheus and na
         assert.ok(exposed.has(name), `${panel.title}: ${name} is not on /metrics`);
     }
   assert.ok(queries >= 10);
+});
+
+test("contrib/prometheus/centra-pxe-rules.yml: promtool accepts it, Prometheus evaluates every rule, its metrics exist", {
+  timeout: 60_000,
+}, async (t) => {
+  if (!requireBinaries(t, "promtool")) return;
+  const check = spawnSync("promtool", ["check", "rules", RULES], { encoding: "utf8" });
+  assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+  assert.match(check.stdout, /SUCCESS: \d+ rules found/);
+  const exposed = await (await fetch(`${base}/metrics`)).text();
+  for (const [name] of readFileSync(RULES, "utf8").matchAll(/\bcentra_pxe_[a-z_]+/g))
+    assert.match(exposed, new RegExp(`^# TYPE ${name} `, "m"), `${name} is not on /metrics`);
+  if (!prometheus) return t.skip("needs the Prometheus of the test before");
+  // Loaded and evaluated without error (health "ok" once each group ran).
+  const deadline = Date.now() + 30_000;
+  let rules: { name: string; health: string; lastError?: string }[] = [];
+  while (Date.now() < deadline) {
+    const body = (await (await fetch(`${prometheus.url}/api/v1/rules`)).json()) as {
+      data: { groups: { rules: { name: string; health: string; lastError?: string }[] }[] };
+    };
+    rules = body.data.groups.flatMap((g) => g.rules);
+    if (rules.length > 0 && rules.every((r) => r.health === "ok")) break;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  assert.ok(rules.length >= 5, JSON.stringify(rules));
+  for (const rule of rules) assert.equal(rule.health, "ok", `${rule.name}: ${rule.lastError}`);
 });
