@@ -437,6 +437,44 @@ export function openApiDocument(): Record<string, unknown> {
           },
         },
       },
+      "/alerts": {
+        get: {
+          security: viewer,
+          summary: "alerts firing now (failed provisioning, boot loops, repeated aborted transfers, a part down)",
+          responses: {
+            "200": {
+              description: "the same alerts webhooks and Alertmanager are sent",
+              content: json({
+                type: "object",
+                required: ["alerts"],
+                properties: {
+                  alerts: {
+                    type: "array",
+                    items: {
+                      type: "object",
+                      required: ["key", "labels", "annotations", "startsAt"],
+                      properties: {
+                        key: { type: "string" },
+                        labels: {
+                          type: "object",
+                          description:
+                            "alertname (CentraPxeProvisioningFailed, CentraPxeBootLoop, CentraPxeAbortedTransfers, CentraPxePartDown), severity, and node, hostname, mac, profile, reason or part",
+                          additionalProperties: { type: "string" },
+                        },
+                        annotations: {
+                          type: "object",
+                          properties: { summary: { type: "string" }, description: { type: "string" } },
+                        },
+                        startsAt: { type: "string", format: "date-time" },
+                      },
+                    },
+                  },
+                },
+              }),
+            },
+          },
+        },
+      },
       "/nodes/callback": {
         post: {
           summary: "the installed system reports back; makes the node provisioned (or failed with status=failed)",

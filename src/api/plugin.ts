@@ -16,6 +16,7 @@ import { outcomeOf, summarizeChange } from "../identity/audit.js";
 import { type Authenticator, createAuthenticator } from "../identity/authenticate.js";
 import { actorLabel, type Principal } from "../identity/principal.js";
 import type { TimelinePart } from "../timeline/service.js";
+import type { AlertsPart } from "../alerts/service.js";
 import { normalizeMac } from "../config/primitives.js";
 import { httpStatusOf } from "./http-status.js";
 import { type FleetSummary, MAX_NODE_PAGE, pageNodes, summarizeFleet, type NodePageQuery } from "./node-page.js";
@@ -42,6 +43,8 @@ export interface ApiPluginOptions {
   leases?: () => Promise<LeaseRecord[]>;
   /** The boot timeline (`/nodes/{ref}/boots`, `/boots`); without it those routes answer 404. */
   timeline?: Pick<TimelinePart, "boots" | "boot" | "recent">;
+  /** Alerts firing now (`/alerts`). */
+  alerts?: Pick<AlertsPart, "active">;
   /** Who a bearer credential is (local tokens, and `auth.oidc` JWTs); default: one over `store` and the inventory's config. */
   authenticator?: Authenticator;
 }
@@ -367,6 +370,23 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           const found = timeline().boot(macs, number, nodeId);
           if (!found) throw new NotFoundError(`boot attempt ${number} of ${param(request)}`);
           return found;
+        });
+
+        api.get("/alerts", async (request) => {
+          let active = options.alerts?.active() ?? [];
+          // A scoped caller sees the alerts of its own nodes only (a part down names no node).
+          if (principal(request).scope !== undefined) {
+            const visible = new Set((await visibleNodes(request, {})).map((node) => node.id));
+            active = active.filter((alert) => alert.labels.node !== undefined && visible.has(alert.labels.node));
+          }
+          return {
+            alerts: active.map((alert) => ({
+              key: alert.key,
+              labels: alert.labels,
+              annotations: alert.annotations,
+              startsAt: new Date(alert.startsAt).toISOString(),
+            })),
+          };
         });
 
         api.get("/boots", async (request) => {

@@ -8,6 +8,7 @@ import type { TftpStats } from "../tftp/server.js";
 import type { ServiceHealth } from "../contracts/service.js";
 import { type BootVerdict, phasesOf, SUCCESSES } from "../timeline/attempt.js";
 import type { TimelinePart } from "../timeline/service.js";
+import type { AlertsPart } from "../alerts/service.js";
 
 /**
  * Prometheus metrics at `/metrics`. The protocol parts keep plain counters of their own (no
@@ -24,8 +25,8 @@ export interface MetricSources {
   sightings?: () => { recorded: number; dropped: number };
   /** The boot timeline: downloads per kind and profile, boots and their verdicts, phase durations. */
   timeline?: Pick<TimelinePart, "timeline" | "onVerdict">;
-  /** Alerts firing now, by name (src/alerts). */
-  alertsFiring?: () => Record<string, number>;
+  /** Alerts firing now and their deliveries (src/alerts). */
+  alerts?: Pick<AlertsPart, "firing" | "deliveries">;
   /** A refusal when `/metrics` is closed (`metrics.requireToken`) and the request has no admin token; undefined lets it through. */
   authorize?: (request: FastifyRequest) => Promise<{ status: number; message: string } | undefined>;
 }
@@ -164,12 +165,26 @@ export function createMetricsPlugin(sources: MetricSources): FastifyPluginAsync 
   if (sources.timeline) registerBootMetrics(registry, sources.timeline);
   new Gauge({
     name: "centra_pxe_alerts_firing",
-    help: "alerts firing now by name (failed-provisioning, boot-loop, aborted-transfers, part-down)",
+    help: "alerts firing now by alertname (CentraPxeProvisioningFailed, CentraPxeBootLoop, CentraPxeAbortedTransfers, CentraPxePartDown)",
     labelNames: ["alertname"],
     registers: [registry],
     collect() {
       this.reset();
-      for (const [alertname, count] of Object.entries(sources.alertsFiring?.() ?? {})) this.set({ alertname }, count);
+      for (const [alertname, count] of Object.entries(sources.alerts?.firing() ?? {})) this.set({ alertname }, count);
+    },
+  });
+  new Counter({
+    name: "centra_pxe_alert_deliveries_total",
+    help: "alert deliveries to webhooks and Alertmanager by outcome (delivered, retried, failed: given up or dropped)",
+    labelNames: ["outcome"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const stats = sources.alerts?.deliveries();
+      if (!stats) return;
+      this.inc({ outcome: "delivered" }, stats.delivered);
+      this.inc({ outcome: "retried" }, stats.retried);
+      this.inc({ outcome: "failed" }, stats.failed);
     },
   });
 

@@ -4,6 +4,7 @@ import { cachedBootloaders } from "../boot/bootloaders.js";
 import { httpBootBase } from "../boot/firmware.js";
 import { bootloaderDir, timelineFile } from "../files/state-dir.js";
 import { createTimeline } from "../timeline/service.js";
+import { createAlerts } from "../alerts/service.js";
 import { createDhcpService } from "../dhcp/index.js";
 import { createHttpService } from "../http/server.js";
 import { createMetricsPlugin } from "../metrics/metrics.js";
@@ -69,6 +70,7 @@ export function createServices(
   const health = () => daemon.health();
   // Local tokens and `auth.oidc` JWTs, for the API and /metrics alike; the OIDC settings as in force now.
   const authenticator = createAuthenticator({ store, oidc: () => provisioning.inventory.config.auth.oidc });
+  const alerts = createAlerts({ config, logger, store, onEvent: provisioning.onEvent, timeline, health });
   // `http` is created below; the metrics read it only at scrape time.
   const metrics = createMetricsPlugin({
     dhcp: () => dhcp?.counters,
@@ -76,6 +78,7 @@ export function createServices(
     http: () => http.stats(),
     sightings: provisioning.sightingStats,
     timeline,
+    alerts,
     store,
     health,
     // `metrics.requireToken` as in force now (a reload may close or open /metrics).
@@ -93,6 +96,7 @@ export function createServices(
     logger,
     authenticator,
     timeline,
+    alerts,
     ...(leases ? { leases: () => leases.loadLeases() } : {}),
   });
   const http = createHttpService({
@@ -105,7 +109,14 @@ export function createServices(
     observer: timeline.observer,
   });
   return {
-    services: [provisioning.service, timeline.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])],
+    services: [
+      provisioning.service,
+      timeline.service,
+      http,
+      ...(tftp ? [tftp] : []),
+      ...(dhcp ? [dhcp] : []),
+      alerts.service,
+    ],
     // After the parts stopped: the lease writer thread has nothing left to commit.
     close: async () => leases?.close?.(),
   };

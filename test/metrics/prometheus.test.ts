@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -11,6 +11,7 @@ import { createMetricsPlugin } from "../../src/metrics/metrics.js";
 import { createProvisioning, type ProvisioningPart } from "../../src/provisioning/index.js";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
 import { createTimeline, type TimelinePart } from "../../src/timeline/service.js";
+import { repo } from "../support/daemon.js";
 import { requireBinaries } from "../support/netns.js";
 import { type RunningPeer, startPrometheus } from "../support/prometheus.js";
 
@@ -22,6 +23,7 @@ import { type RunningPeer, startPrometheus } from "../support/prometheus.js";
  */
 
 const MAC = "52:54:00:8e:00:01";
+const RULES = join(repo, "contrib/prometheus/centra-pxe-rules.yml");
 const stateDir = mkdtempSync(join(tmpdir(), "metrics-prom-"));
 let store: SqliteStore;
 let provisioning: ProvisioningPart;
@@ -156,7 +158,7 @@ test("promtool check metrics finds nothing wrong with /metrics, boot metrics inc
 
 test("a real Prometheus scrapes /metrics: up == 1 and the boot metrics arrive", { timeout: 120_000 }, async (t) => {
   if (!requireBinaries(t, "prometheus")) return;
-  prometheus = await startPrometheus([new URL(base).host]);
+  prometheus = await startPrometheus([new URL(base).host], readFileSync(RULES, "utf8"));
   const deadline = Date.now() + 60_000;
   let up: Awaited<ReturnType<typeof query>> = [];
   while (Date.now() < deadline) {
@@ -168,4 +170,52 @@ test("a real Prometheus scrapes /metrics: up == 1 and the boot metrics arrive", 
   const boots = await query('centra_pxe_boots_total{verdict="booted"}');
   assert.equal(boots[0]?.metric.profile, "worker");
   assert.equal(boots[0]?.value[1], "1");
+});
+
+test("every query of contrib/grafana/centra-pxe.json parses in Prometheus and names metrics /metrics has", async (t) => {
+  if (!prometheus) return t.skip("needs the Prometheus of the test before");
+  const dashboard = JSON.parse(readFileSync(join(repo, "contrib/grafana/centra-pxe.json"), "utf8")) as {
+    panels: { title: string; targets: { expr: string }[] }[];
+  };
+  const exposed = new Set(
+    [...(await (await fetch(`${base}/metrics`)).text()).matchAll(/^# TYPE (\S+) (\w+)$/gm)].flatMap(([, name, type]) =>
+      type === "histogram" ? [`${name}_bucket`, `${name}_count`, `${name}_sum`] : [name!],
+    ),
+  );
+  let queries = 0;
+  for (const panel of dashboard.panels)
+    for (const { expr } of panel.targets) {
+      const promql = expr.replaceAll("$__rate_interval", "1m").replaceAll("$profile", ".*");
+      await query(promql); // asserts status success: the expression parses and runs
+      queries++;
+      for (const [name] of promql.matchAll(/\bcentra_pxe_[a-z_]+/g))
+        assert.ok(exposed.has(name), `${panel.title}: ${name} is not on /metrics`);
+    }
+  assert.ok(queries >= 10);
+});
+
+test("contrib/prometheus/centra-pxe-rules.yml: promtool accepts it, Prometheus evaluates every rule, its metrics exist", {
+  timeout: 60_000,
+}, async (t) => {
+  if (!requireBinaries(t, "promtool")) return;
+  const check = spawnSync("promtool", ["check", "rules", RULES], { encoding: "utf8" });
+  assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+  assert.match(check.stdout, /SUCCESS: \d+ rules found/);
+  const exposed = await (await fetch(`${base}/metrics`)).text();
+  for (const [name] of readFileSync(RULES, "utf8").matchAll(/\bcentra_pxe_[a-z_]+/g))
+    assert.match(exposed, new RegExp(`^# TYPE ${name} `, "m"), `${name} is not on /metrics`);
+  if (!prometheus) return t.skip("needs the Prometheus of the test before");
+  // Loaded and evaluated without error (health "ok" once each group ran).
+  const deadline = Date.now() + 30_000;
+  let rules: { name: string; health: string; lastError?: string }[] = [];
+  while (Date.now() < deadline) {
+    const body = (await (await fetch(`${prometheus.url}/api/v1/rules`)).json()) as {
+      data: { groups: { rules: { name: string; health: string; lastError?: string }[] }[] };
+    };
+    rules = body.data.groups.flatMap((g) => g.rules);
+    if (rules.length > 0 && rules.every((r) => r.health === "ok")) break;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  assert.ok(rules.length >= 5, JSON.stringify(rules));
+  for (const rule of rules) assert.equal(rule.health, "ok", `${rule.name}: ${rule.lastError}`);
 });

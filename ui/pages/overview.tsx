@@ -171,10 +171,12 @@ export function Overview() {
               <li key={index} class={`alert severity-${alert.severity ?? alert.labels?.severity ?? "warning"}`}>
                 <strong>{alert.name ?? alert.alertname ?? alert.labels?.alertname ?? "alert"}</strong>{" "}
                 {alert.summary ?? alert.annotations?.summary ?? ""}
-                {alert.nodeId && (
+                {(alert.nodeId ?? alert.labels?.node) && (
                   <>
                     {" "}
-                    <a href={href(`/nodes/${alert.nodeId}`)}>{alert.nodeId}</a>
+                    <a href={href(`/nodes/${alert.nodeId ?? alert.labels?.node}`)}>
+                      {alert.labels?.hostname ?? alert.nodeId ?? alert.labels?.node}
+                    </a>
                   </>
                 )}
               </li>
