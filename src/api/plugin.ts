@@ -163,7 +163,7 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           }
           // A node outside the caller's scope is answered like one that does not exist: a scoped
           // token learns nothing of the rest of the fleet, not even which MACs or names are taken.
-          const ref = (request.params as Record<string, string> | undefined)?.ref;
+          const ref = nodeRefOf(request);
           if (caller.scope !== undefined && ref !== undefined) {
             const node = await inventory.findNode(ref);
             if (node && !inScope(node.labels, caller.scope)) {
@@ -179,7 +179,7 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           const context = contexts.get(request);
           if (!context || request.routeOptions.url === undefined) return payload;
           if (request.method === "GET" || request.method === "HEAD" || request.method === "OPTIONS") return payload;
-          const ref = (request.params as Record<string, string> | undefined)?.ref;
+          const ref = Object.values((request.params ?? {}) as Record<string, string>)[0];
           try {
             await store.audit.append({
               at: new Date().toISOString(),
@@ -695,6 +695,17 @@ function createFleetSummaries(inventory: Inventory, onEvent: ApiPluginOptions["o
       return computing;
     },
   };
+}
+
+const NODE_ROUTE = new RegExp(`^${API_PREFIX}/nodes/:([A-Za-z0-9_]+)`);
+
+/**
+ * The node a route names: the parameter right after `/nodes/` (`/nodes/:ref/power`), whatever it is
+ * called, so a node route added later gets the scope check without asking for it.
+ */
+function nodeRefOf(request: FastifyRequest): string | undefined {
+  const name = NODE_ROUTE.exec(request.routeOptions.url ?? "")?.[1];
+  return name === undefined ? undefined : (request.params as Record<string, string>)[name];
 }
 
 function first(value: string | string[] | undefined): string | undefined {
