@@ -47,6 +47,8 @@ export interface AlertsPart {
   /** Firing alerts by `alertname`, for /metrics. */
   firing(): Record<string, number>;
   deliveries(): DeliveryStats;
+  /** Check health, close windows and re-send now (the timer does it every `checkMs`; tests call it). */
+  evaluate(): void;
 }
 
 /** Alerts firing at once; past it new ones are dropped (logged, counted): a flood cannot grow the map. */
@@ -254,5 +256,6 @@ export function createAlerts(options: AlertsOptions): AlertsPart {
       return counts;
     },
     deliveries: () => ({ ...deliveries.stats }),
+    evaluate: check,
   };
 }
