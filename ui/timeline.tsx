@@ -42,10 +42,10 @@ export function TimelineChart(props: { id: string; title: string; lanes: Timelin
         <title id={`${props.id}-title`}>
           {props.title}: {count} steps from {new Date(from).toLocaleString()} to {new Date(to).toLocaleString()}
         </title>
-        {ticks.map((t) => (
+        {ticks.map((t, i) => (
           <g key={t} class="tick">
             <line x1={x(t)} x2={x(t)} y1={TOP - 6} y2={height - 22} />
-            <text x={x(t)} y={height - 8} text-anchor="middle">
+            <text x={x(t)} y={height - 8} text-anchor={i === 0 ? "start" : i === ticks.length - 1 ? "end" : "middle"}>
               {tickLabel(t, from, to)}
             </text>
           </g>

@@ -49,8 +49,12 @@ async function api(method: string, path: string, body?: unknown): Promise<Record
   return json;
 }
 
-/** What iPXE and the installer do: fetch the machine script (it carries the token), then call back. */
+/**
+ * What iPXE and the installer do: the entry script, the machine script (it carries the token), the
+ * kernel and initrd it names, then the callback.
+ */
 async function installAndCallBack(mac: string): Promise<void> {
+  assert.equal((await fetch(`${server.url}/boot/ipxe/boot.ipxe`)).status, 200);
   const script = await (
     await fetch(
       `${server.url}/boot/ipxe/machine.ipxe?mac=${mac.replaceAll(":", "-")}&buildarch=x86_64&platform=pcbios&uuid=&serial=`,
@@ -58,6 +62,11 @@ async function installAndCallBack(mac: string): Promise<void> {
   ).text();
   const token = /centra\.token=([^\s]+)/.exec(script)?.[1];
   assert.ok(token, `the install script carries a callback token:\n${script}`);
+  for (const url of script.match(/http:\/\/\S+\/boot\/images\/\S+\/(kernel|initrd)/g) ?? []) {
+    const file = await fetch(url.replace(/^http:\/\/[^/]+/, server.url));
+    assert.equal(file.status, 200, url);
+    await file.arrayBuffer();
+  }
   const response = await fetch(`${server.url}/api/v1/nodes/callback`, {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded" },
@@ -243,6 +252,7 @@ test("the node's boot timeline is drawn as an SVG picture: the attempt's verdict
   assert.ok((await svg.locator("circle").count()) >= 1, "marks for the instants (the callback)");
   await page.getByText("The same steps as a list").click();
   await page.locator(".timeline-steps li", { hasText: "machine-script" }).first().waitFor();
+  await page.locator(".timeline-steps li", { hasText: "HTTP: kernel" }).first().waitFor();
   await page.locator(".timeline-steps li", { hasText: "callback-succeeded" }).first().waitFor();
   await checkAccessibility(page, "node page with its boot timeline");
   await screenshot(page, "node-timeline");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -11,6 +11,7 @@ import {
   startDashboardServer,
   timeOverview,
 } from "../support/dashboard-server.js";
+import { repo } from "../support/daemon.js";
 import { isCI } from "../support/netns.js";
 
 /**
@@ -21,6 +22,7 @@ import { isCI } from "../support/netns.js";
  */
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const artifacts = process.env.CENTRA_PXE_ARTIFACTS ?? join(repo, "test-artifacts/dashboard");
 const NODES = 10_000;
 const IN_PROGRESS = 100;
 let dir: string;
@@ -61,6 +63,11 @@ test("the overview of 10,000 nodes with 100 boots in progress renders within a g
   const context = await browser.newContext();
   await context.addInitScript((token: string) => sessionStorage.setItem("centra-pxe.token", token), server.token);
   const page = await context.newPage();
+  await page.goto(`${server.url}/ui/#/`);
+  await page.getByTestId("in-progress").waitFor();
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: join(artifacts, "overview-10000.png") });
+  process.stdout.write(`screenshot: ${join(artifacts, "overview-10000.png")}\n`);
   await page.goto(`${server.url}/ui/#/nodes`);
   await page.getByTestId("node-count").getByText("1–50 of 10,000 nodes").waitFor();
   assert.equal(await page.getByTestId("nodes-table").locator("tbody tr").count(), 50);

@@ -82,7 +82,7 @@ export function Overview() {
       </section>
       <section aria-labelledby="progress-title">
         <h2 id="progress-title">
-          Boots in progress{summary ? ` (${summary.provisioningTotal.toLocaleString()})` : ""}
+          Nodes being provisioned{summary ? ` (${summary.provisioningTotal.toLocaleString()})` : ""}
         </h2>
         {summary && summary.provisioning.length === 0 && <p class="muted">No node is being provisioned.</p>}
         {summary && summary.provisioning.length > 0 && (
