@@ -11,6 +11,35 @@ import { TimelineChart, type TimelineItem, type TimelineLane } from "../timeline
 
 type NodeAction = Extract<LifecycleAction, "provision" | "reprovision" | "retire" | "reactivate">;
 
+/** A change the page asks the API for, behind a confirmation. */
+interface PendingChange {
+  label: string;
+  explain: string;
+  danger?: boolean;
+  /** Under /nodes/{id}/ */
+  path: string;
+  body?: unknown;
+}
+
+/** Issue 13's power actions (`POST /nodes/{ref}/power`), offered when the node has a BMC. */
+const POWER: PendingChange[] = [
+  { label: "Power on", explain: "powers the machine on through its BMC", path: "power", body: { action: "on" } },
+  {
+    label: "Power off",
+    explain: "cuts the machine's power through its BMC, without a shutdown",
+    danger: true,
+    path: "power",
+    body: { action: "off" },
+  },
+  {
+    label: "Power cycle",
+    explain: "turns the machine off and on again through its BMC",
+    danger: true,
+    path: "power",
+    body: { action: "cycle" },
+  },
+];
+
 const ACTIONS: { action: NodeAction; label: string; explain: string; danger?: boolean }[] = [
   { action: "provision", label: "Provision", explain: "installs the node on its next PXE boot" },
   {
@@ -24,7 +53,10 @@ const ACTIONS: { action: NodeAction; label: string; explain: string; danger?: bo
 ];
 
 /** A node record with what later parts may add (issue 13's BMC and power); shown only when present. */
-type NodeView = NodeRecord & { bmc?: Record<string, unknown>; power?: unknown };
+type NodeView = NodeRecord & {
+  bmc?: Record<string, unknown>;
+  power?: { state?: string; checkedAt?: string; error?: string; message?: string };
+};
 
 export function NodePage({ id }: { id: string }) {
   const { client, identity, announce } = useSession();
@@ -42,7 +74,7 @@ export function NodePage({ id }: { id: string }) {
     () => optional<unknown>(client, `/nodes/${encodeURIComponent(id)}/console`),
     [client, id],
   );
-  const [pending, setPending] = useState<(typeof ACTIONS)[number] | undefined>();
+  const [pending, setPending] = useState<PendingChange | undefined>();
   const [busy, setBusy] = useState(false);
   const [actionError, setActionError] = useState<Error | undefined>();
 
@@ -81,8 +113,12 @@ export function NodePage({ id }: { id: string }) {
     setBusy(true);
     setActionError(undefined);
     try {
-      const after = await client.send<NodeRecord>("POST", `/nodes/${encodeURIComponent(n.id)}/${pending.action}`);
-      announce(`${nodeName(after)} is now ${after.state}`);
+      const after = await client.send<Partial<NodeRecord>>(
+        "POST",
+        `/nodes/${encodeURIComponent(n.id)}/${pending.path}`,
+        pending.body,
+      );
+      announce(after.state ? `${nodeName(n)} is now ${after.state}` : `${pending.label}: done`);
       setPending(undefined);
       node.reload();
       events.reload();
@@ -110,7 +146,9 @@ export function NodePage({ id }: { id: string }) {
               key={a.action}
               class={a.danger ? "danger" : "primary"}
               data-action={a.action}
-              onClick={() => setPending(a)}
+              onClick={() =>
+                setPending({ label: a.label, explain: a.explain, danger: a.danger ?? false, path: a.action })
+              }
             >
               {a.label}…
             </button>
@@ -192,13 +230,36 @@ export function NodePage({ id }: { id: string }) {
                   <dd>{typeof value === "object" ? JSON.stringify(value) : String(value)}</dd>
                 </Fragment>
               ))}
-            {n.power !== undefined && (
+            {n.power && (
               <>
                 <dt>Power</dt>
-                <dd>{typeof n.power === "object" ? JSON.stringify(n.power) : String(n.power)}</dd>
+                <dd data-testid="power">
+                  {n.power.state ?? "unknown"}
+                  {n.power.error && ` (${n.power.error}${n.power.message ? `: ${n.power.message}` : ""})`}
+                  {n.power.checkedAt && (
+                    <>
+                      {" "}
+                      checked <Time iso={n.power.checkedAt} />
+                    </>
+                  )}
+                </dd>
               </>
             )}
           </dl>
+          {can(identity, "lifecycle") && (
+            <div class="actions">
+              {POWER.map((change) => (
+                <button
+                  type="button"
+                  key={change.label}
+                  class={change.danger ? "danger" : ""}
+                  onClick={() => setPending(change)}
+                >
+                  {change.label}…
+                </button>
+              ))}
+            </div>
+          )}
         </section>
       )}
       <section aria-labelledby="timeline-title">
