@@ -142,22 +142,37 @@ export function openApiDocument(): Record<string, unknown> {
             lastSeenAt: { type: "string", format: "date-time" },
           },
         },
+        ApiToken: {
+          type: "object",
+          required: ["id", "name", "role", "createdAt"],
+          properties: {
+            id: { type: "string" },
+            name: { type: "string" },
+            role: { type: "string", enum: ["viewer", "operator", "admin"] },
+            scope: { type: "object", additionalProperties: { type: "string" } },
+            createdAt: { type: "string", format: "date-time" },
+            expiresAt: { type: "string", format: "date-time" },
+            lastUsedAt: { type: "string", format: "date-time" },
+            revokedAt: { type: "string", format: "date-time" },
+          },
+        },
+        Actor: {
+          type: "object",
+          required: ["kind", "id"],
+          properties: {
+            kind: { type: "string", enum: ["token", "oidc", "local"] },
+            id: { type: "string", description: "token id, JWT sub, local user" },
+            name: { type: "string" },
+            issuer: { type: "string", description: "the JWT's iss" },
+          },
+        },
         AuditRecord: {
           type: "object",
           required: ["seq", "at", "actor", "action", "summary", "address", "outcome", "status"],
           properties: {
             seq: { type: "integer" },
             at: { type: "string", format: "date-time" },
-            actor: {
-              type: "object",
-              required: ["kind", "id"],
-              properties: {
-                kind: { type: "string", enum: ["token", "oidc", "local"] },
-                id: { type: "string", description: "token id, JWT sub, local user" },
-                name: { type: "string" },
-                issuer: { type: "string", description: "the JWT's iss" },
-              },
-            },
+            actor: ref("Actor"),
             action: { type: "string", description: "the route as this document writes it, or the CLI command" },
             target: { type: "string" },
             summary: { type: "object", description: "the request's fields; secrets redacted" },
@@ -618,6 +633,87 @@ export function openApiDocument(): Record<string, unknown> {
       },
       "/openapi.json": {
         get: { summary: "this document", security: viewer, responses: { "200": { description: "OpenAPI 3.1" } } },
+      },
+      "/whoami": {
+        get: {
+          summary: "the caller: its role, label scope and identity (what a dashboard may offer it)",
+          security: viewer,
+          responses: {
+            "200": {
+              description: "the caller",
+              content: json({
+                type: "object",
+                required: ["role", "actor"],
+                properties: {
+                  role: { type: "string", enum: ["viewer", "operator", "admin"] },
+                  scope: { type: "object", additionalProperties: { type: "string" } },
+                  actor: ref("Actor"),
+                },
+              }),
+            },
+          },
+        },
+      },
+      "/tokens": {
+        get: {
+          summary: "API tokens (never their secrets or hashes)",
+          security: admin,
+          responses: {
+            "200": {
+              description: "every token, revoked and expired ones included",
+              content: json({ type: "object", properties: { tokens: { type: "array", items: ref("ApiToken") } } }),
+            },
+          },
+        },
+        post: {
+          summary: "create a token; the response is the only time its secret is shown",
+          security: admin,
+          requestBody: {
+            required: true,
+            content: json({
+              type: "object",
+              required: ["name"],
+              additionalProperties: false,
+              properties: {
+                name: { type: "string", maxLength: 100 },
+                role: { type: "string", enum: ["viewer", "operator", "admin"], default: "admin" },
+                scope: {
+                  description: "labels every reachable node must carry (viewer and operator tokens only)",
+                  oneOf: [
+                    { type: "string", example: "rack=a1,site=fra" },
+                    { type: "array", items: { type: "string" } },
+                    { type: "object", additionalProperties: { type: "string" } },
+                  ],
+                },
+                expires: { type: "string", description: "a duration from now, e.g. 12h or 30d" },
+              },
+            }),
+          },
+          responses: {
+            "201": {
+              description: "the token and its secret",
+              content: json({
+                allOf: [ref("ApiToken"), { type: "object", properties: { token: { type: "string" } } }],
+              }),
+            },
+            "400": error("bad name, role, scope or expiry; `problems` names each"),
+          },
+        },
+      },
+      "/tokens/{id}": {
+        delete: {
+          summary: "revoke a token at once",
+          security: admin,
+          parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+          responses: {
+            "200": {
+              description: "revoked",
+              content: json({ type: "object", properties: { id: { type: "string" }, revokedAt: { type: "string" } } }),
+            },
+            "404": error("no such token"),
+            "409": error("already revoked"),
+          },
+        },
       },
       "/audit": {
         get: {

@@ -4,16 +4,25 @@ import { type LeaseRecord, leaseStatus } from "../contracts/lease-store.js";
 import { listImages, useImage } from "../images/images.js";
 import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 import type { Logger } from "../log.js";
-import { CallbackRejectedError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
+import { CallbackRejectedError, ConflictError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
 import type { Actor, Inventory, Lifecycle } from "../provisioning/index.js";
 import { parseNodeChanges } from "../provisioning/node-input.js";
-import { bearerToken } from "../provisioning/tokens.js";
-import type { AuditFilter, AuditRecord, EventFilter, NodeEvent, NodeFilter, Store } from "../store/store.js";
-import { AUDIT_OUTCOMES, type AuditOutcome } from "../store/store.js";
+import { bearerToken, createApiToken } from "../provisioning/tokens.js";
+import {
+  AUDIT_OUTCOMES,
+  type AuditFilter,
+  type AuditOutcome,
+  type AuditRecord,
+  type EventFilter,
+  type NodeEvent,
+  type NodeFilter,
+  type Store,
+} from "../store/store.js";
 import { unmappedAddress } from "../config/primitives.js";
 import { inScope, narrowLabels, refusal, routeAccessTable, routeKeyOf, type RouteAccess } from "../identity/access.js";
 import { outcomeOf, summarizeChange } from "../identity/audit.js";
 import { type Authenticator, createAuthenticator } from "../identity/authenticate.js";
+import { parseTokenGrant } from "../identity/grant.js";
 import { actorLabel, type Principal } from "../identity/principal.js";
 import type { TimelinePart } from "../timeline/service.js";
 import type { AlertsPart } from "../alerts/service.js";
@@ -135,6 +144,7 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           if (!context) throw new HttpError(401, "this request carries no credential", "UNAUTHENTICATED");
           return context.principal;
         };
+        // Named when every caller was an admin; the handlers (and other parts' routes) call it for the actor of their events.
         const admin = async (request: FastifyRequest): Promise<Actor> => actorLabel(principal(request));
         // Every route, unknown ones included, before anything is read: authenticate, then the role the
         // route's OpenAPI operation declares (none declared: refused), then the caller's label scope
@@ -150,7 +160,6 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           if (url === undefined) return; // no such route: the 404 follows, to callers only
           const refused = refusal(caller, access, key);
           if (refused) {
-            if (refused.code === "ROUTE_UNDECLARED") options.logger.error({ route: key }, refused.message);
             throw new AccessError(
               403,
               refused.message,
@@ -198,6 +207,12 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
         });
 
         api.get("/openapi.json", async () => openApiDocument());
+
+        // Who the caller is and what it may do: a dashboard shows only the buttons that would work.
+        api.get("/whoami", async (request) => {
+          const { role, scope, actor } = principal(request);
+          return { role, ...(scope ? { scope } : {}), actor };
+        });
 
         api.get("/nodes", async (request) => {
           const query = request.query as Query;
@@ -332,6 +347,41 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           const events: NodeEvent[] = [];
           for (const event of page.events) if (await visible(event)) events.push(event);
           return { ...page, events };
+        });
+
+        // Tokens, for admins who are not on the server host (an OIDC admin, the dashboard): the
+        // same as `centra-pxe token`, each change on the audit trail with who made it.
+        api.get("/tokens", async () => ({
+          tokens: (await store.apiTokens.list()).map(({ hash: _hash, ...token }) => token),
+        }));
+
+        api.post("/tokens", async (request, reply) => {
+          const body = (typeof request.body === "object" && request.body !== null ? request.body : {}) as Record<
+            string,
+            unknown
+          >;
+          const problems: FieldProblem[] = [];
+          const name = body.name;
+          if (typeof name !== "string" || name.trim() === "" || name.length > 100)
+            problems.push({ field: "name", message: "is required: what the token is for, at most 100 characters" });
+          const parsed = parseTokenGrant(body);
+          if ("problems" in parsed) problems.push(...parsed.problems);
+          const unknown = Object.keys(body).filter((key) => !["name", "role", "scope", "expires"].includes(key));
+          for (const key of unknown)
+            problems.push({ field: key, message: "unknown field (name, role, scope, expires)" });
+          if (problems.length || !("grant" in parsed)) throw new ValidationError(problems);
+          const { record, token } = await createApiToken(store, name as string, parsed.grant);
+          const { hash: _hash, ...shown } = record;
+          return reply.code(201).send({ ...shown, token });
+        });
+
+        api.delete("/tokens/:id", async (request) => {
+          const { id } = request.params as { id: string };
+          const at = new Date().toISOString();
+          if (await store.apiTokens.revoke(id, at)) return { id, revokedAt: at };
+          const known = (await store.apiTokens.list()).find((token) => token.id === id);
+          if (!known) throw new NotFoundError(`token ${id}`);
+          throw new ConflictError("id", `token ${id} was already revoked at ${known.revokedAt}`);
         });
 
         api.get("/audit", async (request) => {

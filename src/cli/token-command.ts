@@ -1,8 +1,8 @@
 import type { Command } from "commander";
-import { parseDuration } from "../config/primitives.js";
-import { isRole, ROLES, type Role } from "../config/roles.js";
+import { ROLES } from "../config/roles.js";
 import { CentraError } from "../errors.js";
-import { formatScope, parseScope } from "../identity/access.js";
+import { formatScope } from "../identity/access.js";
+import { parseTokenGrant, type TokenGrant } from "../identity/grant.js";
 import { createApiToken } from "../provisioning/tokens.js";
 import type { ApiTokenRecord, Store } from "../store/store.js";
 import {
@@ -115,31 +115,10 @@ async function revoke(store: Store, id: string): Promise<void> {
 }
 
 /** --role, --scope and --expires as a grant, every problem at once. */
-function tokenGrant(options: { role: string; scope?: string[]; expires?: string }): {
-  role: Role;
-  scope?: Record<string, string>;
-  expiresAt?: Date;
-} {
-  const problems: string[] = [];
-  if (!isRole(options.role)) problems.push(`--role ${options.role}: must be one of ${ROLES.join(", ")}`);
-  let scope: Record<string, string> | undefined;
-  if (options.scope !== undefined) {
-    const parsed = parseScope(options.scope);
-    if ("problems" in parsed) problems.push(...parsed.problems.map((p) => `--scope: ${p}`));
-    else scope = parsed.scope;
-    // What only an admin does (identity, images, tokens, the audit trail) is not about one node:
-    // a scope could not narrow it, so an admin token is for the whole fleet.
-    if (options.role === "admin")
-      problems.push("--scope is for viewer and operator tokens; an admin token is for the whole fleet");
-  }
-  let expiresAt: Date | undefined;
-  if (options.expires !== undefined) {
-    const ms = parseDuration(options.expires);
-    if (ms === undefined || ms <= 0) problems.push(`--expires ${options.expires}: not a duration such as 12h or 30d`);
-    else expiresAt = new Date(Date.now() + ms);
-  }
-  if (problems.length) throw new CliError("TOKEN_GRANT", problems.join("\n"));
-  return { role: options.role as Role, ...(scope ? { scope } : {}), ...(expiresAt ? { expiresAt } : {}) };
+function tokenGrant(options: { role: string; scope?: string[]; expires?: string }): TokenGrant {
+  const parsed = parseTokenGrant(options);
+  if ("grant" in parsed) return parsed.grant;
+  throw new CliError("TOKEN_GRANT", parsed.problems.map((p) => `--${p.field}: ${p.message}`).join("\n"));
 }
 
 function formatTokens(tokens: ApiTokenRecord[], now = Date.now()): string {

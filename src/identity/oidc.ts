@@ -113,7 +113,9 @@ async function discoverKeySetUrl(issuer: string, timeoutMs: number): Promise<str
  */
 function refused(error: unknown): OidcResult {
   const no = (reason: string, message: string): OidcResult => ({ ok: false, status: 401, reason, message });
-  if (error instanceof KeysUnavailable || error instanceof errors.JWKSTimeout)
+  // Anything but jose's own verdict (a refused connection to the key set, say) is the provider's
+  // trouble, not the token's: 503, and the token is not accepted either way.
+  if (error instanceof KeysUnavailable || error instanceof errors.JWKSTimeout || !(error instanceof errors.JOSEError))
     return {
       ok: false,
       status: 503,

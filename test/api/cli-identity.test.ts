@@ -60,9 +60,9 @@ test("token create with a role, a scope and an expiry; list shows them; bad gran
     stateDir,
   ]);
   assert.equal(bad.code, 1);
-  assert.match(bad.stderr, /--role root: must be one of viewer, operator, admin/);
+  assert.match(bad.stderr, /--role: must be one of viewer, operator, admin, got "root"/);
   assert.match(bad.stderr, /--scope: "rack" is not key=value/);
-  assert.match(bad.stderr, /--expires soon: not a duration/);
+  assert.match(bad.stderr, /--expires: not a duration such as 12h or 30d: "soon"/);
   const scopedAdmin = await cli(["token", "create", "--role", "admin", "--scope", "rack=a1", "--state-dir", stateDir]);
   assert.equal(scopedAdmin.code, 1);
   assert.match(scopedAdmin.stderr, /an admin token is for the whole fleet/);

@@ -4,6 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { JWTPayload } from "jose";
+import { parseConfig } from "../../src/config/load.js";
+import { createAuthenticator } from "../../src/identity/authenticate.js";
 import { createApiToken } from "../../src/provisioning/tokens.js";
 import type { NodeRecord } from "../../src/store/store.js";
 import { type ApiServer, startApiServer } from "../support/api-server.js";
@@ -83,6 +85,10 @@ test("valid tokens per role, from each allowed algorithm; the subject and issuer
   assert.equal(refused.json.requiredRole, "operator");
   assert.match(String(refused.json.message), /needs the operator role; subject user-pxe-viewer .* has viewer/);
   assert.equal((await call("POST", "/nodes/oidc-01/provision", operator)).status, 200);
+  assert.deepEqual((await call("GET", "/whoami", operator)).json, {
+    role: "operator",
+    actor: { kind: "oidc", id: "user-pxe-oncall", name: "pxe-oncall@example.com", issuer: idp.issuer },
+  });
   assert.equal((await call("GET", "/audit", operator)).status, 403, "the trail is the admin's");
   const trail = (await call("GET", "/audit?limit=3", admin)).json.records as {
     actor: unknown;
@@ -216,4 +222,25 @@ test("key rotation is picked up on the first unknown kid; made-up kids do not ma
   assert.equal(answer.status, 200, JSON.stringify(answer.json));
   assert.ok((idp.requests.get(certs) ?? 0) > fetchedBefore, "the key set was fetched again");
   assert.equal((await call("GET", "/nodes", oldToken)).status, 401, "the withdrawn key signs nothing now");
+});
+
+test("an identity provider that cannot be reached: its JWTs get 503 (never accepted), local tokens still work", async () => {
+  const unreachable = parseConfig(`dhcp: { mode: off }
+auth: { oidc: { issuer: "http://127.0.0.1:9/realms/gone", audience: centra-pxe, roleClaim: roles } }
+`).auth.oidc;
+  const authenticator = createAuthenticator({
+    store: server.store,
+    oidc: () => unreachable,
+    verifier: { timeoutMs: 2_000 },
+  });
+  const jwt = await idp.sign({ sub: "alice", roles: ["admin"] }, { issuer: "http://127.0.0.1:9/realms/gone" });
+  const answer = await authenticator.authenticate(`Bearer ${jwt}`);
+  assert.equal(answer.ok, false);
+  assert.equal(!answer.ok && answer.status, 503);
+  const noKeys = { ...unreachable!, issuer: idp.issuer, jwksUrl: "http://127.0.0.1:9/certs" };
+  const direct = createAuthenticator({ store: server.store, oidc: () => noKeys, verifier: { timeoutMs: 2_000 } });
+  const viaKeys = await direct.authenticate(`Bearer ${await idp.sign({ sub: "alice", roles: ["admin"] })}`);
+  assert.equal(!viaKeys.ok && viaKeys.status, 503, JSON.stringify(viaKeys));
+  const { token } = await createApiToken(server.store, "break-glass", { role: "admin" });
+  assert.equal((await authenticator.authenticate(`Bearer ${token}`)).ok, true);
 });

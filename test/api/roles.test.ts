@@ -140,6 +140,7 @@ function sampleBody(key: string): unknown {
   if (key === "POST /nodes") return { mac: mac(), profile: "worker", labels: { rack: "a1" } };
   if (key === "PATCH /nodes/{ref}") return { labels: { rack: "a1", touched: "yes" } };
   if (key === "POST /nodes/{ref}/macs") return { mac: mac() };
+  if (key === "POST /tokens") return { name: "made in the table", role: "viewer", scope: "rack=a1", expires: "1h" };
   return {};
 }
 
@@ -152,6 +153,8 @@ const SUCCEEDS = new Set([
   "POST /nodes/{ref}/retire",
   "POST /nodes/{ref}/reactivate",
   "POST /nodes/{ref}/macs",
+  "POST /tokens",
+  "DELETE /tokens/{id}",
 ]);
 
 type Operation = { security?: { [scheme: string]: string[] }[] };
@@ -207,7 +210,8 @@ test("each role against each route: 401 without a credential, 403 naming the rol
         assert.equal((await call("POST", `/nodes/${node.id}/retire`, tokens.admin)).status, 200);
         Object.assign(node, (await call("GET", `/nodes/${node.id}`, tokens.admin)).json);
       }
-      const path = op.path.replace("{ref}", node?.hostname ?? "").replace(/\{[^}]+\}/g, "x");
+      const victim = op.path.startsWith("/tokens/{id}") ? (await createApiToken(store, "victim")).record.id : "x";
+      const path = op.path.replace("{ref}", node?.hostname ?? "").replace(/\{[^}]+\}/g, victim);
       const token = caller === "anonymous" ? undefined : caller === "expired" ? expired : tokens[caller];
       const body = op.method === "GET" || op.method === "DELETE" ? undefined : sampleBody(op.key);
       const before = await newestAudit();
@@ -243,6 +247,7 @@ test("each role against each route: 401 without a credential, 403 naming the rol
         assert.equal(record.outcome, allowed ? (answer.status < 300 ? "success" : "failed") : "denied", what);
         assert.equal(record.address, "127.0.0.1", what);
         if (node) assert.equal(record.target, node.hostname, what);
+        if (victim !== "x") assert.equal(record.target, victim, what);
         // The routes of this file's time do succeed; a route added later may want a body this test does not know.
         if (allowed && SUCCEEDS.has(op.key)) assert.ok(answer.status < 300, `${what}: an allowed change succeeds`);
       }
@@ -380,4 +385,36 @@ test("a scoped token lists, reads and streams only its labels' nodes and events"
     [...seqs].sort((a, b) => a - b),
     "in order",
   );
+});
+
+test("tokens through the API: made with a grant, shown once, listed without hashes, revoked once; the secret is on no record", async () => {
+  const bad = await call("POST", "/tokens", tokens.admin, {
+    name: "",
+    role: "root",
+    scope: ["rack"],
+    expires: "soon",
+    x: 1,
+  });
+  assert.equal(bad.status, 400);
+  assert.deepEqual(
+    (bad.json.problems as { field: string }[]).map((p) => p.field),
+    ["name", "role", "scope", "expires", "x"],
+  );
+  const made = await call("POST", "/tokens", tokens.admin, { name: "grafana", role: "viewer", scope: { rack: "a1" } });
+  assert.equal(made.status, 201, JSON.stringify(made.json));
+  const secret = String(made.json.token);
+  assert.match(secret, /^cpxe_/);
+  assert.deepEqual([made.json.role, made.json.scope, made.json.hash], ["viewer", { rack: "a1" }, undefined]);
+  assert.equal((await call("GET", "/nodes", secret)).status, 200, "it works at once");
+  assert.equal((await call("POST", "/tokens", secret, { name: "escalate", role: "admin" })).status, 403);
+  const listed = (await call("GET", "/tokens", tokens.admin)).json.tokens as Record<string, unknown>[];
+  assert.ok(listed.some((t) => t.id === made.json.id && t.role === "viewer"));
+  assert.ok(listed.every((t) => t.hash === undefined));
+  assert.equal((await call("DELETE", `/tokens/${made.json.id}`, tokens.admin)).status, 200);
+  assert.equal((await call("DELETE", `/tokens/${made.json.id}`, tokens.admin)).status, 409);
+  assert.equal((await call("DELETE", "/tokens/ffffffff", tokens.admin)).status, 404);
+  assert.equal((await call("GET", "/nodes", secret)).status, 403, "revoked");
+  const trail = JSON.stringify(await store.audit.list({ action: "POST /tokens" }));
+  assert.match(trail, /grafana/);
+  assert.ok(!trail.includes(secret), "the secret is on no audit record");
 });
