@@ -44,8 +44,8 @@ export function can(identity: Identity, capability: Capability): boolean {
 }
 
 /**
- * Who the token is: `GET /api/v1/whoami` where the server has roles (issue 14). A server without
- * that route answers 404 only after it accepted the token (the API authenticates every path, unknown
+ * Who the token is: `GET /api/v1/whoami` (issue 14's roles). A server from before roles has no such
+ * route and answers 404 only after it accepted the token (the API authenticates every path, unknown
  * ones included), and every token it issues is an admin's.
  */
 export async function whoami(client: ApiClient): Promise<Identity> {
@@ -58,16 +58,16 @@ export async function whoami(client: ApiClient): Promise<Identity> {
   }
 }
 
-/** The role endpoint's answer, read defensively: an unknown role gets the least (viewer). */
+/**
+ * The role endpoint's answer (`{ role, scope?, actor: { kind, id, name? } }`), read defensively: an
+ * unknown role gets the least (viewer).
+ */
 export function identityFrom(answer: Record<string, unknown>): Identity {
-  const token = (typeof answer.token === "object" && answer.token !== null ? answer.token : {}) as Record<
+  const actor = (typeof answer.actor === "object" && answer.actor !== null ? answer.actor : {}) as Record<
     string,
     unknown
   >;
-  const rawRole = answer.role ?? token.role;
-  const role: Role = rawRole === "admin" || rawRole === "operator" ? rawRole : "viewer";
-  const name = [answer.name, answer.subject, answer.sub, token.name].find((v) => typeof v === "string") as
-    | string
-    | undefined;
+  const role: Role = answer.role === "admin" || answer.role === "operator" ? answer.role : "viewer";
+  const name = [actor.name, actor.id, answer.name].find((v) => typeof v === "string") as string | undefined;
   return { name: name ?? "signed in", role };
 }

@@ -610,27 +610,6 @@ export function openApiDocument(): Record<string, unknown> {
           },
         },
       },
-      "/whoami": {
-        get: {
-          summary: "the caller: its name, role (viewer, operator, admin) and label scope",
-          security: viewer,
-          responses: {
-            "200": {
-              description: "who the credential is",
-              content: json({
-                type: "object",
-                required: ["name", "role", "actor"],
-                properties: {
-                  name: { type: "string" },
-                  role: { type: "string", enum: ["viewer", "operator", "admin"] },
-                  actor: { type: "object" },
-                  scope: { type: "object", additionalProperties: { type: "string" } },
-                },
-              }),
-            },
-          },
-        },
-      },
       "/openapi.json": {
         get: { summary: "this document", security: viewer, responses: { "200": { description: "OpenAPI 3.1" } } },
       },

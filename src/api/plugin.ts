@@ -226,17 +226,6 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
             : { ...summarizeFleet(await visibleNodes(request, {})), asOfSeq: fleet.lastSeq() },
         );
 
-        // Who the credential is and what its role lets it do: the dashboard offers only that.
-        api.get("/whoami", async (request) => {
-          const caller = principal(request);
-          return {
-            name: caller.actor.name ?? caller.actor.id,
-            role: caller.role,
-            actor: caller.actor,
-            ...(caller.scope !== undefined ? { scope: caller.scope } : {}),
-          };
-        });
-
         api.get("/leases", async (request) => {
           const all = first((request.query as Query).all);
           const now = Date.now();
