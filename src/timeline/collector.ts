@@ -24,8 +24,8 @@ export interface TimelineLimits {
 export const DEFAULT_TIMELINE_LIMITS: TimelineLimits = {
   machines: 20_000,
   strangers: 1_000,
-  attemptsPerMachine: 10,
-  stepsPerAttempt: 200,
+  attemptsPerMachine: 5,
+  stepsPerAttempt: 100,
 };
 
 /** A quiet spell this long ends an attempt: the next thing the machine does starts a new one. */
