@@ -277,7 +277,11 @@ export class BootTimeline {
     ) {
       previous.repeats = (previous.repeats ?? 0) + 1;
     } else if (attempt.steps.length < this.limits.stepsPerAttempt) {
-      attempt.steps.push(step);
+      // In the order things began: a download is reported when it ends, after what happened meanwhile
+      // (the install-boot event of the script being served, say).
+      let index = attempt.steps.length;
+      while (index > 0 && attempt.steps[index - 1]!.at > step.at) index--;
+      attempt.steps.splice(index, 0, step);
     } else {
       attempt.stepsDropped++;
       this.counters.stepsDropped++;
