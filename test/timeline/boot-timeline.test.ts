@@ -187,7 +187,7 @@ test("one attempt joins DHCP, TFTP, HTTP and the callback by the leased address;
   assert.equal(kernelStep.bytes, 256 * 1024);
 });
 
-test("a stranger spraying DHCP and HTTP with random MACs stays within the caps and reads nothing without a token", {
+test("a stranger spraying DHCP, HTTP and TFTP with random MACs stays within the caps and reads nothing without a token", {
   timeout: 3 * 60_000,
 }, (t) => {
   if (!requireBinaries(t, "curl")) return;
@@ -224,6 +224,20 @@ test("a stranger spraying DHCP and HTTP with random MACs stays within the caps a
   const config = join(dir, "curl-urls.txt");
   writeFileSync(config, urls.map((u) => `url = "${u}"\noutput = "/dev/null"\n`).join(""));
   curl("--interface", stranger, "-K", config);
+  // TFTP: 10 reads from the same address (no MAC on the wire: joined only through what DHCP or a script tied).
+  const tftpConfig = join(dir, "curl-tftp.txt");
+  writeFileSync(
+    tftpConfig,
+    Array.from(
+      { length: 10 },
+      (_, i) => `url = "tftp://${link.serverIp}/${i % 2 ? "undionly.kpxe" : `nope-${i}.efi`}"\noutput = "/dev/null"\n`,
+    ).join(""),
+  );
+  try {
+    curl("--interface", stranger, "-K", tftpConfig);
+  } catch {
+    // The missing files make curl exit non-zero; the reads happened.
+  }
 
   // Without a token: nothing, by node, by MAC or the whole list.
   for (const path of ["/nodes/worker-71/boots", `/nodes/${MAC}/boots`, `/nodes/${randomMac(1)}/boots`, "/boots"]) {
