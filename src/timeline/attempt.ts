@@ -170,6 +170,19 @@ export function verdictOf(attempt: BootAttemptRecord, context: VerdictContext): 
   };
 }
 
+/** A boot that ended badly; `refused` is the lifecycle's own choice (a retired machine), not a failure. */
+export const FAILED_VERDICTS: ReadonlySet<BootVerdict> = new Set<BootVerdict>([
+  "install-failed",
+  "stuck-after-kernel",
+  "timed-out",
+  "download-failed",
+  "tftp-aborted",
+  "tftp-failed",
+  "no-bootloader",
+  "dhcp-incomplete",
+  "boot-loop",
+]);
+
 /** Verdicts that are a good end. */
 export const SUCCESSES: ReadonlySet<BootVerdict> = new Set(["installed", "booted", "local-disk", "menu"]);
 
