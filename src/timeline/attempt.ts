@@ -123,7 +123,7 @@ export interface VerdictContext {
   provisioningTimeoutMs: number;
   /** How long without news before a boot that stopped short is judged where it stopped. */
   stallMs: number;
-  /** The start times of this machine's earlier attempts (any order). */
+  /** The start times of this machine's earlier attempts that did not end well (any order). */
   earlierStarts: readonly number[];
   bootLoop: { attempts: number; windowMs: number };
 }

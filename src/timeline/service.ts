@@ -9,6 +9,7 @@ import {
   type BootAttemptRecord,
   type BootAttemptView,
   type LifecycleStep,
+  SUCCESSES,
   type Verdict,
   type VerdictContext,
   verdictOf,
@@ -98,9 +99,10 @@ export function createTimeline(options: TimelineOptions): TimelinePart {
     now: now(),
     provisioningTimeoutMs: config.provisioning.timeout,
     stallMs: config.timeline.stallAfter,
+    // A machine that rebooted to its disk five times is not looping; one that never got anywhere is.
     earlierStarts: timeline
       .history(attempt.mac)
-      .filter((a) => a.attempt < attempt.attempt)
+      .filter((a) => a.attempt < attempt.attempt && !(a.settled !== undefined && SUCCESSES.has(a.settled)))
       .map((a) => a.startedAt),
     bootLoop: { attempts: config.alerts.bootLoop.attempts, windowMs: config.alerts.bootLoop.window },
   });
