@@ -111,6 +111,52 @@ test("a boot loop: the Nth DISCOVER within the window fires; a quiet window reso
   }
 });
 
+test("a machine that boots to its disk again and again is not looping", async () => {
+  const h = harness("alerts: { bootLoop: { attempts: 3, window: 5m } }");
+  await h.start();
+  const mac = "52:54:00:10:00:03";
+  const verdicts: string[] = [];
+  h.timeline.onVerdict((_attempt, verdict) => verdicts.push(verdict.verdict));
+  try {
+    for (let boot = 0; boot < 6; boot++) {
+      h.timeline.observer({
+        source: "dhcp",
+        at: h.now(),
+        mac,
+        message: "DISCOVER",
+        reply: "OFFER",
+        address: "10.0.100.103",
+        bootClient: true,
+        userClass: "iPXE",
+      });
+      h.timeline.observer({
+        source: "http",
+        at: h.now(),
+        client: "10.0.100.103",
+        path: "/boot/ipxe/machine.ipxe",
+        kind: "machine-script",
+        method: "GET",
+        status: 200,
+        bytes: 50,
+        size: 50,
+        ms: 1,
+        complete: true,
+        mac,
+        decision: { boot: "localdisk" },
+      });
+      h.advance(20_000);
+    }
+    assert.ok(!verdicts.includes("boot-loop"), `never judged a loop, not even as a boot began: ${verdicts.join(", ")}`);
+    assert.deepEqual(h.alerts.active(), []);
+    assert.deepEqual(
+      h.timeline.boots([mac]).map((b) => b.verdict),
+      Array(5).fill("local-disk"),
+    );
+  } finally {
+    await h.stop();
+  }
+});
+
 test("transfers cut short: the count-th within the window fires; the tsize probe (no data) never counts", async () => {
   const h = harness("alerts: { abortedTransfers: { count: 3, window: 10m } }");
   await h.start();

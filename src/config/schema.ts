@@ -377,8 +377,8 @@ const configObject = z
         machines: z.number().int().min(1).default(20_000),
         /** Machines the inventory does not hold (a stranger's random MACs land here, and only here). */
         strangers: z.number().int().min(1).default(1_000),
-        attemptsPerMachine: z.number().int().min(1).max(1_000).default(10),
-        stepsPerAttempt: z.number().int().min(10).max(10_000).default(200),
+        attemptsPerMachine: z.number().int().min(1).max(1_000).default(5),
+        stepsPerAttempt: z.number().int().min(10).max(10_000).default(100),
         /** A boot that made no progress this long is judged where it stopped (TFTP aborted, no bootloader, …). */
         stallAfter: duration.default("2m"),
       })

@@ -116,7 +116,10 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
             method: request.method,
             status: reply.raw.statusCode,
             // Cut short: what left the socket (headers included; close enough to say how far it got).
-            bytes: complete && body !== undefined ? body : Math.max(0, socket.bytesWritten - bytesBefore),
+            bytes:
+              complete && (body !== undefined || reply.raw.statusCode === 304)
+                ? (body ?? 0)
+                : Math.max(0, socket.bytesWritten - bytesBefore),
             ...(size !== undefined ? { size } : {}),
             ms: Math.round(performance.now() - started),
             complete,

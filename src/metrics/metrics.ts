@@ -6,7 +6,7 @@ import type { Store } from "../store/store.js";
 import { NODE_STATES } from "../lifecycle/lifecycle.js";
 import type { TftpStats } from "../tftp/server.js";
 import type { ServiceHealth } from "../contracts/service.js";
-import { type BootVerdict, phasesOf, SUCCESSES } from "../timeline/attempt.js";
+import { FAILED_VERDICTS, phasesOf, SUCCESSES } from "../timeline/attempt.js";
 import type { TimelinePart } from "../timeline/service.js";
 import type { AlertsPart } from "../alerts/service.js";
 
@@ -246,19 +246,6 @@ function kindOf(url: string): string {
 function snake(name: string): string {
   return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
-
-/** A boot that ended badly; `refused` is the lifecycle's own choice (a retired machine), not a failure. */
-export const FAILED_VERDICTS: ReadonlySet<BootVerdict> = new Set<BootVerdict>([
-  "install-failed",
-  "stuck-after-kernel",
-  "timed-out",
-  "download-failed",
-  "tftp-aborted",
-  "tftp-failed",
-  "no-bootloader",
-  "dhcp-incomplete",
-  "boot-loop",
-]);
 
 /**
  * The seed's "boot file download counts, bandwidth, response times, count boots per profile": counted

@@ -123,7 +123,7 @@ export interface VerdictContext {
   provisioningTimeoutMs: number;
   /** How long without news before a boot that stopped short is judged where it stopped. */
   stallMs: number;
-  /** The start times of this machine's earlier attempts (any order). */
+  /** The start times of this machine's earlier attempts that did not end well (any order). */
   earlierStarts: readonly number[];
   bootLoop: { attempts: number; windowMs: number };
 }
@@ -169,6 +169,19 @@ export function verdictOf(attempt: BootAttemptRecord, context: VerdictContext): 
     final: base.final,
   };
 }
+
+/** A boot that ended badly; `refused` is the lifecycle's own choice (a retired machine), not a failure. */
+export const FAILED_VERDICTS: ReadonlySet<BootVerdict> = new Set<BootVerdict>([
+  "install-failed",
+  "stuck-after-kernel",
+  "timed-out",
+  "download-failed",
+  "tftp-aborted",
+  "tftp-failed",
+  "no-bootloader",
+  "dhcp-incomplete",
+  "boot-loop",
+]);
 
 /** Verdicts that are a good end. */
 export const SUCCESSES: ReadonlySet<BootVerdict> = new Set(["installed", "booted", "local-disk", "menu"]);

@@ -24,8 +24,8 @@ export interface TimelineLimits {
 export const DEFAULT_TIMELINE_LIMITS: TimelineLimits = {
   machines: 20_000,
   strangers: 1_000,
-  attemptsPerMachine: 10,
-  stepsPerAttempt: 200,
+  attemptsPerMachine: 5,
+  stepsPerAttempt: 100,
 };
 
 /** A quiet spell this long ends an attempt: the next thing the machine does starts a new one. */
@@ -277,7 +277,11 @@ export class BootTimeline {
     ) {
       previous.repeats = (previous.repeats ?? 0) + 1;
     } else if (attempt.steps.length < this.limits.stepsPerAttempt) {
-      attempt.steps.push(step);
+      // In the order things began: a download is reported when it ends, after what happened meanwhile
+      // (the install-boot event of the script being served, say).
+      let index = attempt.steps.length;
+      while (index > 0 && attempt.steps[index - 1]!.at > step.at) index--;
+      attempt.steps.splice(index, 0, step);
     } else {
       attempt.stepsDropped++;
       this.counters.stepsDropped++;

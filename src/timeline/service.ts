@@ -9,6 +9,7 @@ import {
   type BootAttemptRecord,
   type BootAttemptView,
   type LifecycleStep,
+  SUCCESSES,
   type Verdict,
   type VerdictContext,
   verdictOf,
@@ -28,7 +29,7 @@ export interface TimelineOptions {
   /** Where the timeline is kept across restarts; undefined: memory only. */
   file?: string;
   now?: () => number;
-  /** How often verdicts are re-judged (stalls, deadlines) and the file saved; default 5 s. */
+  /** How often verdicts are re-judged (stalls, deadlines); default 5 s. The file is saved every 30 s at most. */
   sweepMs?: number;
 }
 
@@ -54,6 +55,8 @@ export interface TimelinePart {
 }
 
 const SNAPSHOT_VERSION = 1;
+/** How often a changed timeline is written out (and on stop): what a crash may lose. */
+const SAVE_EVERY_MS = 30_000;
 
 export function timelineLimits(config: Config): TimelineLimits {
   return {
@@ -66,10 +69,10 @@ export function timelineLimits(config: Config): TimelineLimits {
 
 /**
  * The boot timeline as a daemon part. Kept in memory, within `timeline.*` caps, and saved to
- * `stateDir/timeline.json` on stop and at most every sweep: a timeline is a diagnosis, written on
+ * `stateDir/timeline.json` on stop and every 30 s when it changed: a timeline is a diagnosis, written on
  * every DHCP packet, TFTP transfer and download of every boot, so it does not go through the
  * store's fsync per write (the boot storm's budget); what must survive a crash — the lifecycle's
- * outcome — is in the store's events already. A `kill -9` loses the last few seconds of steps.
+ * outcome — is in the store's events already. A `kill -9` loses at most the last 30 s of steps.
  */
 export function createTimeline(options: TimelineOptions): TimelinePart {
   const now = options.now ?? Date.now;
@@ -96,9 +99,10 @@ export function createTimeline(options: TimelineOptions): TimelinePart {
     now: now(),
     provisioningTimeoutMs: config.provisioning.timeout,
     stallMs: config.timeline.stallAfter,
+    // A machine that rebooted to its disk five times is not looping; one that never got anywhere is.
     earlierStarts: timeline
       .history(attempt.mac)
-      .filter((a) => a.attempt < attempt.attempt)
+      .filter((a) => a.attempt < attempt.attempt && !(a.settled !== undefined && SUCCESSES.has(a.settled)))
       .map((a) => a.startedAt),
     bootLoop: { attempts: config.alerts.bootLoop.attempts, windowMs: config.alerts.bootLoop.window },
   });
@@ -202,8 +206,12 @@ export function createTimeline(options: TimelineOptions): TimelinePart {
         unsubscribe = options.onEvent((event) => {
           onLifecycle(event).catch((error: unknown) => log.error({ err: error }, "timeline event failed"));
         });
+        let lastSave = now();
         sweeper = setInterval(() => {
           sweep();
+          // Not every sweep: a fleet's timeline is megabytes of JSON, and a boot storm dirties it constantly.
+          if (now() - lastSave < SAVE_EVERY_MS) return;
+          lastSave = now();
           void save();
         }, options.sweepMs ?? 5_000);
         sweeper.unref();

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { BootAttemptView } from "../../src/timeline/attempt.js";
-import { repo, runCli, startDaemon, type RunningDaemon, prepareState } from "../support/daemon.js";
+import { cliArgs, repo, runCli, startDaemon, type RunningDaemon, prepareState } from "../support/daemon.js";
 import { createLink, requireBinaries, type TestLink } from "../support/netns.js";
 import { CLIENT_SCRIPT } from "../dhcp/harness.js";
 
@@ -163,6 +163,23 @@ test("one attempt joins DHCP, TFTP, HTTP and the callback by the leased address;
     "lifecycle callback-succeeded",
   ])
     assert.ok(seen.includes(expected), `${expected} in ${seen.join(", ")}`);
+  // The same through the CLI, as an operator reads it.
+  const cli = (args: string[]) =>
+    inClient("env", [
+      `CENTRA_PXE_URL=http://${link.serverIp}`,
+      `CENTRA_PXE_TOKEN=${token}`,
+      process.execPath,
+      ...cliArgs(["nodes", "boots", ...args]),
+    ]);
+  assert.match(
+    cli(["worker-71"]),
+    new RegExp(`^#${summary!.attempt} +\\S+ +installed +bios ${base}\\.50 worker$`, "m"),
+  );
+  const steps = cli(["worker-71", String(summary!.attempt)]);
+  assert.match(steps, /tftp +undionly\.kpxe completed: /);
+  assert.match(steps, /http +kernel \S+ 200: 256\.0 KiB in /);
+  assert.match(steps, /life +callback-succeeded/);
+
   const kernelStep = attempt.steps!.find((s) => (s as { kind?: string }).kind === "kernel") as unknown as {
     bytes: number;
     ms: number;
@@ -170,7 +187,7 @@ test("one attempt joins DHCP, TFTP, HTTP and the callback by the leased address;
   assert.equal(kernelStep.bytes, 256 * 1024);
 });
 
-test("a stranger spraying DHCP and HTTP with random MACs stays within the caps and reads nothing without a token", {
+test("a stranger spraying DHCP, HTTP and TFTP with random MACs stays within the caps and reads nothing without a token", {
   timeout: 3 * 60_000,
 }, (t) => {
   if (!requireBinaries(t, "curl")) return;
@@ -207,6 +224,20 @@ test("a stranger spraying DHCP and HTTP with random MACs stays within the caps a
   const config = join(dir, "curl-urls.txt");
   writeFileSync(config, urls.map((u) => `url = "${u}"\noutput = "/dev/null"\n`).join(""));
   curl("--interface", stranger, "-K", config);
+  // TFTP: 10 reads from the same address (no MAC on the wire: joined only through what DHCP or a script tied).
+  const tftpConfig = join(dir, "curl-tftp.txt");
+  writeFileSync(
+    tftpConfig,
+    Array.from(
+      { length: 10 },
+      (_, i) => `url = "tftp://${link.serverIp}/${i % 2 ? "undionly.kpxe" : `nope-${i}.efi`}"\noutput = "/dev/null"\n`,
+    ).join(""),
+  );
+  try {
+    curl("--interface", stranger, "-K", tftpConfig);
+  } catch {
+    // The missing files make curl exit non-zero; the reads happened.
+  }
 
   // Without a token: nothing, by node, by MAC or the whole list.
   for (const path of ["/nodes/worker-71/boots", `/nodes/${MAC}/boots`, `/nodes/${randomMac(1)}/boots`, "/boots"]) {
@@ -222,4 +253,16 @@ test("a stranger spraying DHCP and HTTP with random MACs stays within the caps a
   assert.ok(strangers.size > 0, "the spray reached the timeline (else this test proves nothing)");
   const mine = apiJson<{ boots: BootAttemptView[] }>("/nodes/worker-71/boots").boots;
   assert.equal(mine[0]?.verdict, "installed", "the inventory's machine kept its timeline");
+  const metrics = curl(`http://${link.serverIp}/metrics`);
+  const tracked = Number(/^centra_pxe_timeline_machines (\d+)$/m.exec(metrics)?.[1]);
+  assert.ok(tracked <= STRANGERS + 1, `centra_pxe_timeline_machines ${tracked}`);
+  assert.match(metrics, /^centra_pxe_timeline_machines_evicted_total [1-9]\d*$/m);
+});
+
+test("the OpenAPI document describes the timeline and alert routes", () => {
+  if (!daemon) return;
+  const paths = Object.keys(apiJson<{ paths: object }>("/openapi.json").paths);
+  for (const path of ["/nodes/{ref}/boots", "/nodes/{ref}/boots/{attempt}", "/boots", "/alerts"])
+    assert.ok(paths.includes(path), path);
+  assert.deepEqual(apiJson<{ alerts: unknown[] }>("/alerts").alerts, []);
 });
