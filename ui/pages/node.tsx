@@ -6,7 +6,7 @@ import { ConfirmDialog, ErrorNote, Loading, nodeName, PageTitle, StateBadge, Tim
 import { useLiveRefresh, useResource, useSession } from "../hooks.js";
 import { href } from "../router.js";
 import { can } from "../session.js";
-import type { BootAttemptView, BootStepView } from "../../src/timeline/attempt.js";
+import { type BootAttemptView, type BootStepView, FAILED_VERDICTS, SUCCESSES } from "../../src/timeline/attempt.js";
 import { TimelineChart, type TimelineItem, type TimelineLane } from "../timeline.js";
 
 type NodeAction = Extract<LifecycleAction, "provision" | "reprovision" | "retire" | "reactivate">;
@@ -329,6 +329,12 @@ function describeDetails(details: Record<string, unknown>): string {
     .join("; ");
 }
 
+/** The timeline's own sets (what the metrics and alerts call failed), so the page agrees with them. */
+function verdictTone(verdict: BootAttemptView["verdict"]): string {
+  if (FAILED_VERDICTS.has(verdict)) return "verdict-failed";
+  return SUCCESSES.has(verdict) ? "verdict-ok" : "verdict-open";
+}
+
 /** A step's few facts worth a label, by source (the OpenAPI `BootStep` schema). */
 function stepLabel(step: BootStepView): string {
   const facts = step as unknown as Record<string, unknown>;
@@ -404,7 +410,7 @@ function BootTimeline(props: {
       <>
         <p data-testid="boot-verdict">
           Attempt {shown.attempt} ({shown.mac}, started <Time iso={shown.startedAt} />
-          ): <strong class={`verdict verdict-${shown.verdict}`}>{shown.verdict}</strong> — {shown.reason}
+          ): <strong class={`verdict ${verdictTone(shown.verdict)}`}>{shown.verdict}</strong> — {shown.reason}
         </p>
         <TimelineChart
           id="boot"
