@@ -16,6 +16,8 @@ export const LAYERS = [
   ["server", "doctor", "lab", "migrate"],
   ["api", "metrics"],
   ["identity"],
+  ["alerts"],
+  ["timeline"],
   ["provisioning"],
   ["http", "dhcp", "tftp"],
   ["boot"],

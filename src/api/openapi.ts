@@ -1,6 +1,7 @@
 import type { Role } from "../config/roles.js";
 import { BEARER_SCHEME } from "../identity/access.js";
 import { NODE_STATES } from "../lifecycle/lifecycle.js";
+import { BOOT_VERDICTS } from "../timeline/attempt.js";
 
 /**
  * The OpenAPI 3.1 document served at /api/v1/openapi.json. Written by hand, beside the routes in
@@ -181,6 +182,95 @@ export function openApiDocument(): Record<string, unknown> {
           },
         },
         NodeChanges: { type: "object", additionalProperties: false, properties: nodeFields },
+        BootAttempt: {
+          type: "object",
+          description:
+            "One boot attempt of one machine (one MAC): what DHCP, TFTP, HTTP and the lifecycle saw, joined, and a verdict. Times are ISO 8601; each step's `at` is when it began and `ms` how long it took.",
+          required: [
+            "attempt",
+            "mac",
+            "startedAt",
+            "updatedAt",
+            "verdict",
+            "reason",
+            "final",
+            "phases",
+            "stepsDropped",
+          ],
+          properties: {
+            attempt: { type: "integer", description: "unique on this server, increasing; /boots/{attempt}" },
+            mac: { type: "string" },
+            nodeId: { type: "string", description: "absent for a machine the inventory does not hold" },
+            startedAt: { type: "string", format: "date-time" },
+            updatedAt: { type: "string", format: "date-time", description: "the last news of it" },
+            firmware: { type: "string", description: "bios, efi-x64, … (DHCP option 93)" },
+            arch: { type: "integer", description: "DHCP option 93 code" },
+            address: { type: "string", description: "the IPv4 address DHCP tied to it" },
+            profile: { type: "string", description: "from the per-machine script's decision" },
+            verdict: { type: "string", enum: [...BOOT_VERDICTS] },
+            reason: { type: "string", description: "the verdict in words: what happened last, what is missing" },
+            final: { type: "boolean", description: "false while waiting can still change the verdict" },
+            phases: {
+              type: "array",
+              description: "for a picture: each phase from its first step's start to its last step's end",
+              items: {
+                type: "object",
+                required: ["phase", "start", "end", "ms"],
+                properties: {
+                  phase: { type: "string", enum: ["dhcp", "tftp", "scripts", "kernel", "initrd", "install"] },
+                  start: { type: "string", format: "date-time" },
+                  end: { type: "string", format: "date-time" },
+                  ms: { type: "integer" },
+                },
+              },
+            },
+            steps: {
+              type: "array",
+              description: "only on /boots/{attempt}; oldest first",
+              items: ref("BootStep"),
+            },
+            stepsDropped: { type: "integer", description: "steps past timeline.stepsPerAttempt, not kept" },
+          },
+        },
+        BootStep: {
+          type: "object",
+          required: ["source", "at"],
+          description:
+            "source dhcp: message, reply, address, userClass, bootClient, repeats, ignored. tftp: file, outcome (completed, aborted, failed, refused), bytes, size, ms, retransmissions, reason. http: kind (entry-script, machine-script, bootloader, kernel, initrd, image-file), path, method, status, bytes, size, ms, complete, decision { boot, profile, image, install, reason }. lifecycle: kind (install-boot, callback-succeeded, callback-failed, callback-rejected, timeout), message.",
+          properties: {
+            source: { type: "string", enum: ["dhcp", "tftp", "http", "lifecycle"] },
+            at: { type: "string", format: "date-time" },
+            ms: { type: "integer" },
+            message: { type: "string" },
+            reply: { type: "string" },
+            address: { type: "string" },
+            userClass: { type: "string" },
+            bootClient: { type: "boolean" },
+            repeats: { type: "integer" },
+            ignored: { type: "string" },
+            file: { type: "string" },
+            outcome: { type: "string", enum: ["completed", "aborted", "failed", "refused"] },
+            bytes: { type: "integer" },
+            size: { type: "integer" },
+            retransmissions: { type: "integer" },
+            reason: { type: "string" },
+            kind: { type: "string" },
+            path: { type: "string" },
+            method: { type: "string" },
+            status: { type: "integer" },
+            complete: { type: "boolean" },
+            decision: {
+              type: "object",
+              properties: {
+                boot: { type: "string", enum: ["image", "menu", "localdisk", "none", "unavailable"] },
+                profile: { type: "string" },
+                image: { type: "string" },
+                install: { type: "boolean" },
+                reason: { type: "string" },
+              },
+            },
+          },
+        },
         Event: {
           type: "object",
           properties: {
@@ -209,11 +299,33 @@ export function openApiDocument(): Record<string, unknown> {
               schema: { type: "array", items: { type: "string" } },
               description: "key=value, repeatable; all must match",
             },
+            {
+              name: "q",
+              in: "query",
+              schema: { type: "string", maxLength: 100 },
+              description: "search: a case-insensitive part of a MAC (: or -), the hostname or the id",
+            },
+            { name: "offset", in: "query", schema: { type: "integer", minimum: 0 }, description: "skip this many" },
+            {
+              name: "limit",
+              in: "query",
+              schema: { type: "integer", minimum: 0, maximum: 1000 },
+              description: "page size (at most 1000); absent: every match",
+            },
           ],
           responses: {
             "200": {
-              description: "nodes",
-              content: json({ type: "object", properties: { nodes: { type: "array", items: ref("Node") } } }),
+              description: "nodes by creation order; `total` counts every match before offset and limit",
+              content: json({
+                type: "object",
+                required: ["nodes", "total", "offset"],
+                properties: {
+                  nodes: { type: "array", items: ref("Node") },
+                  total: { type: "integer" },
+                  offset: { type: "integer" },
+                  limit: { type: "integer" },
+                },
+              }),
             },
             "400": error("bad filter"),
           },
@@ -285,6 +397,99 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { "200": { description: "events, oldest first", content: eventPage } },
         },
       },
+      "/nodes/{ref}/boots": {
+        get: {
+          summary:
+            "a machine's boot attempts, newest first, without their steps; ref may also be a MAC the inventory does not hold",
+          security: viewer,
+          parameters: [nodeRef],
+          responses: {
+            "200": {
+              description: "at most timeline.attemptsPerMachine per MAC",
+              content: json({
+                type: "object",
+                required: ["boots"],
+                properties: { boots: { type: "array", items: ref("BootAttempt") } },
+              }),
+            },
+            "404": error("no such node, and ref is not a MAC"),
+          },
+        },
+      },
+      "/nodes/{ref}/boots/{attempt}": {
+        get: {
+          summary: "one boot attempt with its steps",
+          security: viewer,
+          parameters: [
+            nodeRef,
+            { name: "attempt", in: "path", required: true, schema: { type: "integer", minimum: 1 } },
+          ],
+          responses: {
+            "200": { description: "the attempt", content: json(ref("BootAttempt")) },
+            "404": error("no such node, or no such attempt of it (older ones are dropped past the caps)"),
+          },
+        },
+      },
+      "/boots": {
+        get: {
+          summary: "recent boot attempts of every machine, newest news first, without their steps",
+          security: viewer,
+          parameters: [
+            { name: "since", in: "query", schema: { type: "string", format: "date-time" } },
+            { name: "verdict", in: "query", schema: { type: "string", enum: [...BOOT_VERDICTS] } },
+            { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 500, default: 100 } },
+          ],
+          responses: {
+            "200": {
+              description: "attempts",
+              content: json({
+                type: "object",
+                required: ["boots"],
+                properties: { boots: { type: "array", items: ref("BootAttempt") } },
+              }),
+            },
+            "400": error("bad since or limit"),
+          },
+        },
+      },
+      "/alerts": {
+        get: {
+          security: viewer,
+          summary: "alerts firing now (failed provisioning, boot loops, repeated aborted transfers, a part down)",
+          responses: {
+            "200": {
+              description: "the same alerts webhooks and Alertmanager are sent",
+              content: json({
+                type: "object",
+                required: ["alerts"],
+                properties: {
+                  alerts: {
+                    type: "array",
+                    items: {
+                      type: "object",
+                      required: ["key", "labels", "annotations", "startsAt"],
+                      properties: {
+                        key: { type: "string" },
+                        labels: {
+                          type: "object",
+                          description:
+                            "alertname (CentraPxeProvisioningFailed, CentraPxeBootLoop, CentraPxeAbortedTransfers, CentraPxePartDown), severity, and node, hostname, mac, profile, reason or part",
+                          additionalProperties: { type: "string" },
+                        },
+                        annotations: {
+                          type: "object",
+                          properties: { summary: { type: "string" }, description: { type: "string" } },
+                        },
+                        startsAt: { type: "string", format: "date-time" },
+                      },
+                    },
+                  },
+                },
+              }),
+            },
+          },
+        },
+      },
       "/nodes/callback": {
         post: {
           summary: "the installed system reports back; makes the node provisioned (or failed with status=failed)",
@@ -342,6 +547,67 @@ export function openApiDocument(): Record<string, unknown> {
           security: viewer,
           parameters: [{ name: "name", in: "query", schema: { type: "string" } }],
           responses: { "200": { description: "images with a current flag" } },
+        },
+      },
+      "/images/{name}/current": {
+        put: {
+          summary: "switch an image's current version (images use; the rollback)",
+          security: admin,
+          parameters: [{ name: "name", in: "path", required: true, schema: { type: "string" } }],
+          requestBody: {
+            required: true,
+            content: json({ type: "object", required: ["version"], properties: { version: { type: "string" } } }),
+          },
+          responses: {
+            "200": { description: "the image's versions with the current flag" },
+            "400": error("no version, or not a valid version name"),
+            "401": error("no credential, or not a valid one"),
+            "403": error("not an admin"),
+            "404": error("no such image version on disk"),
+          },
+        },
+      },
+      "/fleet": {
+        get: {
+          summary:
+            "the fleet overview: node counts by state and profile, the attempts under way (a scoped caller: its nodes)",
+          security: viewer,
+          responses: {
+            "200": {
+              description: "counts; `provisioning` lists at most 200 nodes, the longest-running first",
+              content: json({
+                type: "object",
+                properties: {
+                  total: { type: "integer" },
+                  byState: { type: "object", additionalProperties: { type: "integer" } },
+                  byProfile: {
+                    type: "object",
+                    additionalProperties: { type: "integer" },
+                    description: "nodes without a profile under the empty key",
+                  },
+                  provisioning: { type: "array", items: ref("Node") },
+                  provisioningTotal: { type: "integer" },
+                  asOfSeq: {
+                    type: "integer",
+                    description:
+                      "the last event the counts include (kept between events, recomputed at most once a second)",
+                  },
+                },
+              }),
+            },
+          },
+        },
+      },
+      "/leases": {
+        get: {
+          summary: "DHCP leases (active ones unless all=1; a scoped caller: its nodes' only)",
+          security: viewer,
+          parameters: [{ name: "all", in: "query", schema: { type: "string", enum: ["1", "true"] } }],
+          responses: {
+            "200": {
+              description: "leases with status active, expired, released or declined (conflict); none when DHCP is off",
+            },
+          },
         },
       },
       "/openapi.json": {

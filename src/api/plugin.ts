@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { HttpError, NotFoundError } from "../errors.js";
-import { listImages } from "../images/images.js";
+import { CentraError, HttpError, NotFoundError } from "../errors.js";
+import { type LeaseRecord, leaseStatus } from "../contracts/lease-store.js";
+import { listImages, useImage } from "../images/images.js";
 import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 import type { Logger } from "../log.js";
 import { CallbackRejectedError, ConflictError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
@@ -23,7 +24,11 @@ import { outcomeOf, summarizeChange } from "../identity/audit.js";
 import { type Authenticator, createAuthenticator } from "../identity/authenticate.js";
 import { parseTokenGrant } from "../identity/grant.js";
 import { actorLabel, type Principal } from "../identity/principal.js";
+import type { TimelinePart } from "../timeline/service.js";
+import type { AlertsPart } from "../alerts/service.js";
+import { normalizeMac } from "../config/primitives.js";
 import { httpStatusOf } from "./http-status.js";
+import { type FleetSummary, MAX_NODE_PAGE, pageNodes, summarizeFleet, type NodePageQuery } from "./node-page.js";
 import { openApiDocument } from "./openapi.js";
 
 export const API_PREFIX = "/api/v1";
@@ -43,6 +48,12 @@ export interface ApiPluginOptions {
   logger: Logger;
   /** How often an idle SSE stream gets a comment line, so proxies and clients keep it open. */
   heartbeatMs?: number;
+  /** DHCP's leases, for `GET /leases`; absent when DHCP is off (the route then lists none). */
+  leases?: () => Promise<LeaseRecord[]>;
+  /** The boot timeline (`/nodes/{ref}/boots`, `/boots`); without it those routes answer 404. */
+  timeline?: Pick<TimelinePart, "boots" | "boot" | "recent">;
+  /** Alerts firing now (`/alerts`). */
+  alerts?: Pick<AlertsPart, "active">;
   /** Who a bearer credential is (local tokens, and `auth.oidc` JWTs); default: one over `store` and the inventory's config. */
   authenticator?: Authenticator;
 }
@@ -59,6 +70,9 @@ interface RequestContext {
   /** Refused because the node it names lies outside the caller's scope (answered 404, recorded as denied). */
   outOfScope?: boolean;
 }
+
+/** Attempts in one `/boots` read. */
+export const MAX_BOOTS_PAGE = 500;
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -77,6 +91,8 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
   let openStreams = 0;
 
   return async (app: FastifyInstance) => {
+    const fleet = createFleetSummaries(inventory, options.onEvent);
+    app.addHook("onClose", async () => fleet.close());
     await app.register(
       async (api) => {
         // busybox wget --post-data sends a form; other installers send JSON or nothing. Anything
@@ -199,11 +215,36 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
         });
 
         api.get("/nodes", async (request) => {
-          const filter = nodeFilter(request.query as Query);
-          const { scope } = principal(request);
-          if (scope === undefined) return { nodes: await inventory.listNodes(filter) };
-          const labels = narrowLabels(filter.labels, scope);
-          return { nodes: labels === undefined ? [] : await inventory.listNodes({ ...filter, labels }) };
+          const query = request.query as Query;
+          return pageNodes(await visibleNodes(request, nodeFilter(query)), nodePageQuery(query));
+        });
+
+        // The overview's numbers in one read: counts by state and profile, the attempts under way.
+        api.get("/fleet", async (request) =>
+          principal(request).scope === undefined
+            ? fleet.summary()
+            : { ...summarizeFleet(await visibleNodes(request, {})), asOfSeq: fleet.lastSeq() },
+        );
+
+        api.get("/leases", async (request) => {
+          const all = first((request.query as Query).all);
+          const now = Date.now();
+          let leases = (await options.leases?.()) ?? [];
+          // A scoped caller sees the leases of its own nodes only, like every other read.
+          if (principal(request).scope !== undefined) {
+            const macs = new Set((await visibleNodes(request, {})).flatMap((node) => node.macs));
+            leases = leases.filter((lease) => macs.has(lease.mac));
+          }
+          return {
+            leases: leases
+              .filter((lease) => all === "1" || all === "true" || (lease.state === "bound" && lease.expiresAt > now))
+              .map((lease) => ({
+                ...lease,
+                status: leaseStatus(lease, now),
+                expiresAt: new Date(lease.expiresAt).toISOString(),
+                updatedAt: new Date(lease.updatedAt).toISOString(),
+              })),
+          };
         });
 
         api.post("/nodes", async (request, reply) => {
@@ -339,6 +380,84 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           return { records, ...(more ? { next: records.at(-1)!.seq } : {}), more };
         });
 
+        /**
+         * The machine behind a `/nodes/{ref}/boots` ref: a node of the inventory (all its MACs), or a
+         * MAC the inventory does not hold (a machine that booted and was never recorded).
+         */
+        const bootsOf = async (request: FastifyRequest): Promise<{ macs: string[]; nodeId?: string }> => {
+          const ref = param(request);
+          const node = await inventory.findNode(ref);
+          if (node) return { macs: node.macs, nodeId: node.id };
+          const mac = normalizeMac(ref);
+          // A machine outside the inventory carries no labels: outside every label scope.
+          if (mac !== undefined && principal(request).scope === undefined) return { macs: [mac] };
+          throw new NotFoundError(`node ${ref}`);
+        };
+        const timeline = () => {
+          if (!options.timeline) throw new NotFoundError("boot timeline (not enabled in this server)");
+          return options.timeline;
+        };
+
+        api.get("/nodes/:ref/boots", async (request) => {
+          const { macs, nodeId } = await bootsOf(request);
+          return { boots: timeline().boots(macs, nodeId) };
+        });
+
+        api.get("/nodes/:ref/boots/:attempt", async (request) => {
+          const { macs, nodeId } = await bootsOf(request);
+          const number = integer("attempt", (request.params as { attempt: string }).attempt, 1);
+          const found = timeline().boot(macs, number, nodeId);
+          if (!found) throw new NotFoundError(`boot attempt ${number} of ${param(request)}`);
+          return found;
+        });
+
+        api.get("/alerts", async (request) => {
+          let active = options.alerts?.active() ?? [];
+          // A scoped caller sees the alerts of its own nodes only (a part down names no node).
+          if (principal(request).scope !== undefined) {
+            const visible = new Set((await visibleNodes(request, {})).map((node) => node.id));
+            active = active.filter((alert) => alert.labels.node !== undefined && visible.has(alert.labels.node));
+          }
+          return {
+            alerts: active.map((alert) => ({
+              key: alert.key,
+              labels: alert.labels,
+              annotations: alert.annotations,
+              startsAt: new Date(alert.startsAt).toISOString(),
+            })),
+          };
+        });
+
+        api.get("/boots", async (request) => {
+          const query = request.query as Query;
+          const since = first(query.since);
+          const limit = first(query.limit);
+          const problems: FieldProblem[] = [];
+          let sinceMs = 0;
+          if (since !== undefined) {
+            sinceMs = Date.parse(since);
+            if (Number.isNaN(sinceMs))
+              problems.push({ field: "since", message: `${JSON.stringify(since)} is not a date and time (ISO 8601)` });
+          }
+          let count = 100;
+          try {
+            if (limit !== undefined) count = integer("limit", limit, 1, MAX_BOOTS_PAGE);
+          } catch (error) {
+            if (error instanceof ValidationError) problems.push(...error.problems);
+            else throw error;
+          }
+          if (problems.length) throw new ValidationError(problems);
+          const verdict = first(query.verdict);
+          let boots = timeline().recent(sinceMs, verdict === undefined ? count : MAX_BOOTS_PAGE);
+          if (principal(request).scope !== undefined) {
+            const visible = new Set((await visibleNodes(request, {})).map((node) => node.id));
+            boots = boots.filter((boot) => boot.nodeId !== undefined && visible.has(boot.nodeId));
+          }
+          return {
+            boots: (verdict === undefined ? boots : boots.filter((b) => b.verdict === verdict)).slice(0, count),
+          };
+        });
+
         api.get("/events/stream", async (request, reply) => {
           const filter = await eventFilter(request.query as Query);
           const lastEventId = first(request.headers["last-event-id"]);
@@ -379,6 +498,33 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           const name = first((request.query as Query).name);
           return { images: await listImages(inventory.config.stateDir, store, name) };
         });
+
+        // `images use NAME VERSION` over the API: the dashboard's "switch back" (a rollback is a switch).
+        api.put("/images/:name/current", async (request) => {
+          const actor = await admin(request);
+          const { name } = request.params as { name: string };
+          const body =
+            typeof request.body === "object" && request.body !== null ? (request.body as Record<string, unknown>) : {};
+          if (typeof body.version !== "string")
+            throw new ValidationError([{ field: "version", message: "is required: the version to make current" }]);
+          try {
+            await useImage(inventory.config.stateDir, name, body.version);
+          } catch (error) {
+            if (error instanceof CentraError && error.code === "IMAGE_NAME")
+              throw new ValidationError([{ field: "version", message: error.message }]);
+            throw error;
+          }
+          options.logger.info({ image: name, version: body.version, actor }, "image current version switched");
+          return { images: await listImages(inventory.config.stateDir, store, name) };
+        });
+
+        /** The nodes a filter matches that the caller may see (a scoped token: those carrying its labels). */
+        async function visibleNodes(request: FastifyRequest, filter: NodeFilter) {
+          const { scope } = principal(request);
+          if (scope === undefined) return inventory.listNodes(filter);
+          const labels = narrowLabels(filter.labels, scope);
+          return labels === undefined ? [] : inventory.listNodes({ ...filter, labels });
+        }
 
         /** One page of events and the cursor for the next (`?after=<next>`); `more` when the page was full. */
         async function eventPage(filter: EventFilter): Promise<{ events: NodeEvent[]; next: number; more: boolean }> {
@@ -552,6 +698,44 @@ class AccessError extends HttpError {
   }
 }
 
+/**
+ * Listing 10,000 nodes takes the store a few hundred milliseconds on a busy host; every open
+ * overview asks for the summary after each burst of events. So the whole fleet's summary is kept
+ * until an event (every change to a node is one) and then recomputed at most once per
+ * FLEET_SUMMARY_INTERVAL_MS however many dashboards ask, one listing at a time. `asOfSeq` says
+ * which events it includes: a dashboard that saw a later one asks again.
+ */
+const FLEET_SUMMARY_INTERVAL_MS = 1000;
+
+function createFleetSummaries(inventory: Inventory, onEvent: ApiPluginOptions["onEvent"]) {
+  let lastSeq = 0;
+  let dirty = true;
+  let kept: { summary: FleetSummary; computedAt: number } | undefined;
+  let computing: Promise<FleetSummary> | undefined;
+  const unsubscribe = onEvent((event) => {
+    lastSeq = Math.max(lastSeq, event.seq);
+    dirty = true;
+  });
+  return {
+    lastSeq: () => lastSeq,
+    close: unsubscribe,
+    summary(): Promise<FleetSummary> {
+      if (kept && (!dirty || Date.now() - kept.computedAt < FLEET_SUMMARY_INTERVAL_MS))
+        return Promise.resolve(kept.summary);
+      computing ??= (async () => {
+        dirty = false;
+        const asOfSeq = lastSeq;
+        const summary = { ...summarizeFleet(await inventory.listNodes()), asOfSeq };
+        kept = { summary, computedAt: Date.now() };
+        return summary;
+      })().finally(() => {
+        computing = undefined;
+      });
+      return computing;
+    },
+  };
+}
+
 const NODE_ROUTE = new RegExp(`^${API_PREFIX}/nodes/:([A-Za-z0-9_]+)`);
 
 /**
@@ -604,6 +788,18 @@ function nodeFilter(query: Query): NodeFilter {
   }
   if (problems.length) throw new ValidationError(problems);
   return filter;
+}
+
+/** `?q=worker&offset=100&limit=50`: the search and the page of `GET /nodes`. */
+function nodePageQuery(query: Query): NodePageQuery {
+  const search = first(query.q);
+  const offset = first(query.offset);
+  const limit = first(query.limit);
+  return {
+    ...(search !== undefined && search !== "" ? { search: search.slice(0, 100) } : {}),
+    offset: offset === undefined ? 0 : integer("offset", offset, 0),
+    ...(limit === undefined ? {} : { limit: integer("limit", limit, 0, MAX_NODE_PAGE) }),
+  };
 }
 
 /** Every error as `{ error, message, problems? }` with the status http-status.ts gives its code. */

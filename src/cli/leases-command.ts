@@ -1,14 +1,8 @@
 import type { Command } from "commander";
-import type { LeaseRecord } from "../contracts/lease-store.js";
+import { type LeaseRecord, leaseStatus as describeState } from "../contracts/lease-store.js";
 import { databaseFile } from "../files/state-dir.js";
 import { listLeases } from "../store/leases-sqlite.js";
 import { type StateOptions, jsonOption, printJson, stateOptions, withStateStore } from "./common.js";
-
-function describeState(lease: LeaseRecord, now: number): string {
-  if (lease.state === "bound") return lease.expiresAt > now ? "active" : "expired";
-  if (lease.state === "declined") return lease.expiresAt > now ? "declined (conflict)" : "expired";
-  return lease.state;
-}
 
 function formatTable(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

@@ -1,3 +1,5 @@
+import type { BootAttemptView } from "../timeline/attempt.js";
+import { formatAttempt, formatBoots } from "../timeline/format.js";
 import type { Command } from "commander";
 import { CentraError } from "../errors.js";
 import type { NodeEvent, NodeRecord } from "../store/store.js";
@@ -354,6 +356,20 @@ export function registerNodesCommands(program: Command): void {
         await api.stream(`/events/stream?${query}&after=${after}`, show);
       },
     );
+
+  sub(
+    "boots <node> [attempt]",
+    "a machine's boot attempts, newest first, with their verdict (node id, MAC or hostname; a MAC the inventory does not hold too); with an attempt number, its every step",
+  ).action(async (ref: string, attempt: string | undefined, options: { json?: boolean }, command: Command) => {
+    const api = client(command);
+    if (attempt === undefined) {
+      const { boots } = await api.call<{ boots: BootAttemptView[] }>("GET", `/nodes/${enc(ref)}/boots`);
+      print(boots, options.json, () => formatBoots(boots));
+    } else {
+      const found = await api.call<BootAttemptView>("GET", `/nodes/${enc(ref)}/boots/${enc(attempt)}`);
+      print(found, options.json, () => formatAttempt(found));
+    }
+  });
 
   const lifecycle = (name: string, path: string, description: string) =>
     sub(`${name} <node>`, description).action(

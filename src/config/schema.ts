@@ -370,6 +370,62 @@ const configObject = z
       })
       .strict()
       .default({}),
+    /** The boot timeline (src/timeline): caps on what it keeps in memory, and when a boot counts as stopped. */
+    timeline: z
+      .object({
+        /** Machines of the inventory whose boots are kept (least recently seen dropped past it). */
+        machines: z.number().int().min(1).default(20_000),
+        /** Machines the inventory does not hold (a stranger's random MACs land here, and only here). */
+        strangers: z.number().int().min(1).default(1_000),
+        attemptsPerMachine: z.number().int().min(1).max(1_000).default(5),
+        stepsPerAttempt: z.number().int().min(10).max(10_000).default(100),
+        /** A boot that made no progress this long is judged where it stopped (TFTP aborted, no bootloader, …). */
+        stallAfter: duration.default("2m"),
+      })
+      .strict()
+      .default({}),
+    /** Alerts on failed boots (src/alerts): delivered to webhooks and an Alertmanager, and as /metrics. */
+    alerts: z
+      .object({
+        /** POSTed a JSON body signed with HMAC-SHA256 (`X-Centra-Signature`) when `secretFile` is set. */
+        webhooks: z
+          .array(
+            z
+              .object({
+                url: z.string().url({ message: "is not a URL (expected e.g. https://hooks.example/centra)" }),
+                /** A file whose content (trimmed) is the HMAC key; kept out of the config file. */
+                secretFile: z.string().optional(),
+              })
+              .strict(),
+          )
+          .default([]),
+        /** A Prometheus Alertmanager; alerts go to its `/api/v2/alerts`. */
+        alertmanager: z
+          .object({ url: z.string().url({ message: "is not a URL (expected e.g. http://127.0.0.1:9093)" }) })
+          .strict()
+          .optional(),
+        /** A machine that starts this many boot attempts within `window` without an install is looping. */
+        bootLoop: z
+          .object({ attempts: z.number().int().min(2).default(5), window: duration.default("10m") })
+          .strict()
+          .default({}),
+        /** This many transfers cut short (TFTP aborted or failed after data, HTTP cut mid-body) by one machine within `window`. */
+        abortedTransfers: z
+          .object({ count: z.number().int().min(1).default(3), window: duration.default("10m") })
+          .strict()
+          .default({}),
+        /** A part (dhcp, tftp, http, …) not serving this long. */
+        partDown: z
+          .object({ after: duration.default("30s") })
+          .strict()
+          .default({}),
+        /** A firing alert is sent again this often (Alertmanager resolves alerts it stops hearing about). */
+        repeatEvery: duration.default("1m"),
+        /** Delivery attempts per alert and receiver before it is dropped (backoff doubles from 1 s). */
+        retries: z.number().int().min(0).max(20).default(5),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 

@@ -28,3 +28,10 @@ export interface LeaseStore {
   /** Release what the store holds of its own (a writer thread); the caller's database stays open. */
   close?(): Promise<void>;
 }
+
+/** What an operator calls a lease now: `active`, `expired`, `released`, `declined (conflict)` (the CLI and the API). */
+export function leaseStatus(lease: LeaseRecord, now: number): string {
+  if (lease.state === "bound") return lease.expiresAt > now ? "active" : "expired";
+  if (lease.state === "declined") return lease.expiresAt > now ? "declined (conflict)" : "expired";
+  return lease.state;
+}

@@ -10,7 +10,8 @@ import type { LeaseStore } from "../contracts/lease-store.js";
 import { messageTypeName } from "./options.js";
 import { type InterfaceAddress, interfaceRefusal } from "./interface-check.js";
 import { readInterfaceAddresses } from "./interface-addresses.js";
-import { hardwareAddress, messageType } from "./packet.js";
+import { hardwareAddress, messageType, optionAddress, type DhcpPacket } from "./packet.js";
+import { MessageType, Option } from "./options.js";
 import { AddressPool, fromRecord, toRecord, type PoolLease } from "./pool.js";
 import { Budget, PerClientRateLimit, type BudgetLimits } from "./rate-limit.js";
 import { DhcpSocketServer, zeroCounters, type DhcpCounters } from "./server.js";
@@ -18,6 +19,7 @@ import { DhcpSocketServer, zeroCounters, type DhcpCounters } from "./server.js";
 export type { LeaseRecord, LeaseStore } from "../contracts/lease-store.js";
 export type { Sighting } from "../contracts/sighting.js";
 import type { Sighting } from "../contracts/sighting.js";
+import type { BootObserver } from "../contracts/boot-observation.js";
 
 export interface DhcpServiceOptions {
   config: Config;
@@ -25,6 +27,8 @@ export interface DhcpServiceOptions {
   leases: LeaseStore;
   /** Called for every DISCOVER/REQUEST of a network-boot client (the inventory records them). */
   observer?: (seen: Sighting) => void;
+  /** Told of every DISCOVER/REQUEST of an Ethernet client and our answer (the boot timeline). */
+  bootObserver?: BootObserver;
   /** Consulted before `config.nodes` (the inventory in the database). */
   lookupNode?: (mac: string) => { ipAddress?: string; hostname?: string } | undefined;
   /**
@@ -190,7 +194,45 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     return loaded;
   };
 
+  /**
+   * The boot timeline's view of an exchange. Drops a flood already refused (budgets, untrusted
+   * relays) before it costs anything; the timeline bounds the rest.
+   */
+  const reportExchange = (request: DhcpPacket, result: HandleResult) => {
+    const bootObserver = options.bootObserver;
+    if (!bootObserver || (result.kind === "ignore" && result.count) || request.htype !== 1 || request.hlen !== 6)
+      return;
+    const type = messageType(request);
+    if (type !== MessageType.Discover && type !== MessageType.Request) return;
+    const reply = result.kind === "reply" ? result.reply : undefined;
+    // Server mode: the address we handed out. Proxy mode: the one the client asked the site's server
+    // for (option 50, else ciaddr), the only address we can tie its TFTP and HTTP to.
+    const yiaddr = reply?.yiaddr ?? 0;
+    const requested =
+      type === MessageType.Request ? (optionAddress(request, Option.RequestedIpAddress) ?? request.ciaddr) : 0;
+    const address = yiaddr || (context.mode === "proxy" ? requested : 0);
+    const seen = result.seen;
+    bootObserver({
+      source: "dhcp",
+      at: now(),
+      mac: hardwareAddress(request),
+      message: messageTypeName(type),
+      ...(reply ? { reply: messageTypeName(messageType(reply)) } : {}),
+      ...(result.kind === "ignore" ? { ignored: result.reason } : {}),
+      ...(address ? { address: formatIpv4(address) } : {}),
+      ...(seen?.firmware !== undefined ? { firmware: seen.firmware } : {}),
+      ...(seen?.arch !== undefined ? { arch: seen.arch } : {}),
+      ...(seen?.userClass !== undefined ? { userClass: seen.userClass } : {}),
+      bootClient: seen !== undefined,
+    });
+  };
+
   const logResult = (request: Parameters<typeof handle>[0], result: HandleResult) => {
+    try {
+      reportExchange(request, result);
+    } catch (error) {
+      log.error({ err: error }, "DHCP boot observer failed");
+    }
     if (result.seen && observer) {
       // Each sighting may be a database write on this event loop: a flood of spoofed MACs must not
       // become a flood of writes (issue 10). Known machines rarely hit the per-MAC limit: a boot is

@@ -21,6 +21,11 @@ export function databaseFile(stateDir: string): string {
   return join(stateDir, "centra-pxe.db");
 }
 
+/** The boot timeline, saved on stop and every few seconds (src/timeline/service.ts). */
+export function timelineFile(stateDir: string): string {
+  return join(stateDir, "timeline.json");
+}
+
 /** `stateDir/ipxe`: the bootloaders, the TFTP root, `/boot/ipxe/<file>` over HTTP. */
 export function bootloaderDir(stateDir: string): string {
   return join(stateDir, "ipxe");

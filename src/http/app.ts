@@ -10,9 +10,10 @@ import { renderEntryScript, renderMachineScript, ENTRY_SCRIPT_PATH, MACHINE_SCRI
 import { bootloaderDir, imagesDir, isImageName as isPlainName } from "../files/state-dir.js";
 import type { BootResolver, BootSpec, MachineIdentity } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
-import { normalizeMac } from "../config/primitives.js";
+import { normalizeMac, unmappedAddress } from "../config/primitives.js";
 import { LogThrottle, type Logger } from "../log.js";
 import type { ServiceHealth } from "../contracts/service.js";
+import type { BootDecision, BootObserver, HttpFileKind } from "../contracts/boot-observation.js";
 import { fastifyLimitOptions } from "./limits.js";
 import { refusedRawPath } from "./raw-path.js";
 import { sendFile, type RefusedPathLogger } from "./static-file.js";
@@ -29,6 +30,8 @@ export interface HttpAppOptions {
   health: () => Record<string, ServiceHealth>;
   /** More routes, e.g. the REST API under /api/v1; registered after the boot routes. */
   extraPlugins?: FastifyPluginAsync[];
+  /** Told of every boot-path request once its response ended, whole or cut short (the boot timeline). */
+  observer?: BootObserver;
 }
 
 /**
@@ -85,6 +88,50 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
     }
   });
 
+  /** The per-machine script's decision, for the observer (set by its handler). */
+  const decisions = new WeakMap<FastifyRequest, { mac: string; decision: BootDecision }>();
+  const observer = options.observer;
+  if (observer) {
+    app.addHook("onRequest", async (request, reply) => {
+      const kind = bootFileKind(request.routeOptions.url, request.params);
+      if (kind === undefined) return;
+      const started = performance.now();
+      const socket = request.raw.socket;
+      const bytesBefore = socket.bytesWritten;
+      // 'close' comes for a response that ended and for one cut short (a hijacked file stream
+      // included, which Fastify's own onResponse does not always see).
+      reply.raw.once("close", () => {
+        const complete = reply.raw.writableFinished;
+        const announced = Number(reply.raw.getHeader("content-length"));
+        const size = Number.isFinite(announced) ? announced : undefined;
+        const body = request.method === "HEAD" ? 0 : size;
+        const machine = decisions.get(request);
+        try {
+          observer({
+            source: "http",
+            at: Date.now(),
+            client: unmappedAddress(request.ip),
+            path: (request.raw.url ?? "").split("?")[0]!,
+            kind,
+            method: request.method,
+            status: reply.raw.statusCode,
+            // Cut short: what left the socket (headers included; close enough to say how far it got).
+            bytes:
+              complete && (body !== undefined || reply.raw.statusCode === 304)
+                ? (body ?? 0)
+                : Math.max(0, socket.bytesWritten - bytesBefore),
+            ...(size !== undefined ? { size } : {}),
+            ms: Math.round(performance.now() - started),
+            complete,
+            ...(machine ? { mac: machine.mac, decision: machine.decision } : {}),
+          });
+        } catch (error) {
+          logger.error({ err: error }, "HTTP boot observer failed");
+        }
+      });
+    });
+  }
+
   const baseUrlOf = (request: FastifyRequest): string => baseUrlFor(request.headers.host, currentConfig());
   const stateDir = () => currentConfig().stateDir;
 
@@ -128,6 +175,8 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
         },
         "boot script",
       );
+      if (observer && typeof parsed !== "string")
+        decisions.set(request, { mac: parsed.mac, decision: decisionOf(spec) });
       return sendScript(reply, renderMachineScript(spec, machine, baseUrl));
     },
   });
@@ -200,6 +249,45 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
   }
 
   return app;
+}
+
+/** What a boot route serves, by its route pattern and parameters; undefined for everything else. */
+export function bootFileKind(route: string | undefined, params: unknown): HttpFileKind | undefined {
+  const file = typeof params === "object" && params !== null ? (params as { file?: unknown }).file : undefined;
+  switch (route) {
+    case ENTRY_SCRIPT_PATH:
+      return "entry-script";
+    case MACHINE_SCRIPT_PATH:
+      return "machine-script";
+    case "/boot/ipxe/:file":
+      return "bootloader";
+    case "/boot/images/:image/:version/:file":
+    case "/boot/nixos/:file":
+    case "/boot/nixos/:version/:file": {
+      const name = typeof file === "string" ? seedFileName(file) : "";
+      return name === "kernel" || name === "initrd" ? name : "image-file";
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** The decision in brief; `install` when the kernel line carries the installer's callback (src/provisioning/boot-resolver.ts). */
+function decisionOf(spec: BootSpec): BootDecision {
+  switch (spec.kind) {
+    case "image":
+      return {
+        boot: "image",
+        profile: spec.profile,
+        image: `${spec.image}/${spec.version}`,
+        install: /(^|\s)centra\.api=/.test(spec.cmdline),
+      };
+    case "none":
+    case "unavailable":
+      return { boot: spec.kind, reason: spec.reason };
+    default:
+      return { boot: spec.kind };
+  }
 }
 
 /** The seed served `bzImage`; images store it as `kernel`. */

@@ -6,6 +6,7 @@ import type { BootResolver } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
 import { LogThrottle, type Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
+import type { BootObserver } from "../contracts/boot-observation.js";
 import { createHttpApp } from "./app.js";
 import { guardConnections, type RefusedConnections } from "./connection-limits.js";
 import { bufferPoolStats } from "./file-stream.js";
@@ -21,6 +22,8 @@ export interface HttpServiceOptions {
   /** Every part of the daemon for `/health`; default: this service alone. */
   health?: () => Record<string, ServiceHealth>;
   extraPlugins?: FastifyPluginAsync[];
+  /** Told of every boot-path request once its response ended (the boot timeline). */
+  observer?: BootObserver;
 }
 
 export interface HttpService extends Service {
@@ -131,6 +134,7 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
       resolver: () => resolver,
       health: options.health ?? (() => ({ http: service.health() })),
       ...(options.extraPlugins ? { extraPlugins: options.extraPlugins } : {}),
+      ...(options.observer ? { observer: options.observer } : {}),
     });
     applyLimits(instance.server, on.http);
     const counter = guardConnections(instance.server, () => config.http, noteRefusal);

@@ -72,7 +72,10 @@ export async function sendFile(
     // to add to a file body, and writing to the raw response keeps the copy path short.
     reply.hijack();
     const response = reply.raw;
-    response.writeHead(plan.status, plan.headers);
+    // Set one by one rather than passed to writeHead: only then can the observer read the
+    // Content-Length back (getHeader) once the response ended.
+    for (const [name, value] of Object.entries(plan.headers)) response.setHeader(name, value);
+    response.writeHead(plan.status);
     if (!plan.body) {
       response.end();
       return;

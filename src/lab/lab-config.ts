@@ -63,6 +63,8 @@ export interface LabConfigOptions {
   dhcpMode: "server" | "proxy";
   /** Short, so an unknown machine leaves the menu quickly in a lab. */
   menuTimeout?: string;
+  /** `provisioning:` of the server's config (tests: a short timeout, a callback URL nobody answers). */
+  provisioning?: { timeout?: string; apiUrl?: string };
 }
 
 /** The config the lab's server runs with, as the YAML text written to the lab's state directory. */
@@ -92,6 +94,7 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
       leaseTime: "1h",
     },
     boot: { menuTimeout: options.menuTimeout ?? "5s", console: ["tty0", "ttyS0,115200n8"] },
+    ...(options.provisioning ? { provisioning: options.provisioning } : {}),
     profiles: {
       "control-plane": { image: "nixos", cmdline: "" },
       worker: { image: "nixos", cmdline: "" },

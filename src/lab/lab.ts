@@ -52,6 +52,8 @@ export interface LabOptions {
    * `provisioned`. Without it the callback arrives without a token and is refused (401).
    */
   provision?: boolean;
+  /** `provisioning:` of the server's config (the e2e test of a machine that never calls back). */
+  provisioning?: { timeout?: string; apiUrl?: string };
   /**
    * Send IPv6 router advertisements on the lab bridge (dnsmasq, RA only). iPXE's `ifconf` waits for
    * every configurator, IPv6 included, so on an IPv4-only network each iPXE start spends ~17 s
@@ -210,7 +212,12 @@ export async function labUp(options: LabOptions): Promise<Lab> {
 
   writeFileSync(
     state.configFile,
-    labConfigYaml({ stateDir: dirs.server, machines: options.machines, dhcpMode: options.dhcpMode }),
+    labConfigYaml({
+      stateDir: dirs.server,
+      machines: options.machines,
+      dhcpMode: options.dhcpMode,
+      ...(options.provisioning ? { provisioning: options.provisioning } : {}),
+    }),
   );
   runCli(["init", "--config", state.configFile], "installing the bootloaders");
   // The admin token for the API (nodes provision); kept in the lab's state directory, removed with it.

@@ -1,7 +1,10 @@
+import { createDashboardPlugin } from "../api/dashboard.js";
 import { createApiPlugin } from "../api/plugin.js";
 import { cachedBootloaders } from "../boot/bootloaders.js";
 import { httpBootBase } from "../boot/firmware.js";
-import { bootloaderDir } from "../files/state-dir.js";
+import { bootloaderDir, timelineFile } from "../files/state-dir.js";
+import { createTimeline } from "../timeline/service.js";
+import { createAlerts } from "../alerts/service.js";
 import { createDhcpService } from "../dhcp/index.js";
 import { createHttpService } from "../http/server.js";
 import { createMetricsPlugin } from "../metrics/metrics.js";
@@ -34,7 +37,16 @@ export function createServices(
   // provisioning part asks through this late binding.
   let addressOf: ((mac: string) => string | undefined) | undefined;
   const provisioning = createProvisioning({ config, store, logger, addressOf: (mac) => addressOf?.(mac) });
-  const tftp = config.tftp.enabled ? createTftpService({ config, logger }) : undefined;
+  // Every part reports what it saw of a boot here; the API shows the joined attempts.
+  const timeline = createTimeline({
+    config,
+    store,
+    logger,
+    onEvent: provisioning.onEvent,
+    isKnown: (mac) => provisioning.lookupNode(mac) !== undefined,
+    file: timelineFile(config.stateDir),
+  });
+  const tftp = config.tftp.enabled ? createTftpService({ config, logger, observer: timeline.observer }) : undefined;
   const leases = config.dhcp.mode !== "off" ? createSqliteLeaseStore(store.db) : undefined;
   const dhcp = leases
     ? createDhcpService({
@@ -42,6 +54,7 @@ export function createServices(
         logger,
         leases,
         observer: provisioning.dhcpObserver,
+        bootObserver: timeline.observer,
         lookupNode: provisioning.lookupNode,
         // DHCP answers with these but owns neither: the bootloaders are files, the URL is HTTP's.
         bootloaders: cachedBootloaders(() => bootloaderDir(config.stateDir)),
@@ -57,12 +70,15 @@ export function createServices(
   const health = () => daemon.health();
   // Local tokens and `auth.oidc` JWTs, for the API and /metrics alike; the OIDC settings as in force now.
   const authenticator = createAuthenticator({ store, oidc: () => provisioning.inventory.config.auth.oidc });
+  const alerts = createAlerts({ config, logger, store, onEvent: provisioning.onEvent, timeline, health });
   // `http` is created below; the metrics read it only at scrape time.
   const metrics = createMetricsPlugin({
     dhcp: () => dhcp?.counters,
     tftp: () => tftp?.stats(),
     http: () => http.stats(),
     sightings: provisioning.sightingStats,
+    timeline,
+    alerts,
     store,
     health,
     // `metrics.requireToken` as in force now (a reload may close or open /metrics).
@@ -79,16 +95,28 @@ export function createServices(
     store,
     logger,
     authenticator,
+    timeline,
+    alerts,
+    ...(leases ? { leases: () => leases.loadLeases() } : {}),
   });
   const http = createHttpService({
     config,
     logger,
     resolver: provisioning.resolver,
     health,
-    extraPlugins: [metrics, api],
+    // The dashboard (/ui/) is static files only; everything it shows comes through `api`.
+    extraPlugins: [metrics, api, createDashboardPlugin({ logger })],
+    observer: timeline.observer,
   });
   return {
-    services: [provisioning.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])],
+    services: [
+      provisioning.service,
+      timeline.service,
+      http,
+      ...(tftp ? [tftp] : []),
+      ...(dhcp ? [dhcp] : []),
+      alerts.service,
+    ],
     // After the parts stopped: the lease writer thread has nothing left to commit.
     close: async () => leases?.close?.(),
   };

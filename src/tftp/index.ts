@@ -1,3 +1,4 @@
+import type { BootObserver } from "../contracts/boot-observation.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
@@ -18,6 +19,8 @@ export interface TftpServiceOptions {
   cache?: Partial<FileCacheOptions>;
   /** Transfer worker threads; default one per core up to 4, 0 runs every transfer in the main thread. */
   workers?: number;
+  /** Told of every read that ended or was refused (the boot timeline). */
+  observer?: BootObserver;
 }
 
 export interface TftpService extends Service {
@@ -42,6 +45,7 @@ export function createTftpService(options: TftpServiceOptions): TftpService {
     cache: options.cache,
     limits: { ...config.tftp.limits, ...options.limits },
     workers: options.workers ?? Math.min(availableParallelism(), 4),
+    ...(options.observer ? { observer: options.observer } : {}),
   });
   return {
     name: "tftp",

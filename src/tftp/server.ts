@@ -1,3 +1,4 @@
+import type { BootObserver } from "../contracts/boot-observation.js";
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { Worker } from "node:worker_threads";
 import { LogThrottle, type Logger } from "../log.js";
@@ -37,6 +38,8 @@ export interface TftpServerOptions {
    * here either way.
    */
   workers?: number;
+  /** Told of every read that ended or was refused (the boot timeline); called on this thread. */
+  observer?: BootObserver;
 }
 
 /** Counters for metrics; plain numbers, read with `stats()`. */
@@ -459,6 +462,17 @@ export class TftpServer {
         refusal.code,
       );
       this.refuse(rinfo, refusal.code, refusal.message);
+      this.options.observer?.({
+        source: "tftp",
+        at: Date.now(),
+        client: rinfo.address,
+        file: request.filename,
+        outcome: "refused",
+        bytes: 0,
+        ms: 0,
+        retransmissions: 0,
+        reason: refusal.message,
+      });
       return;
     }
     if (!this.socket) {
@@ -476,6 +490,18 @@ export class TftpServer {
       this.counters.datagramsSent += end.counters.datagramsSent;
       this.counters.retransmissions += end.counters.retransmissions;
       this.counters.junkDropped += end.counters.junkDropped;
+      this.options.observer?.({
+        source: "tftp",
+        at: Date.now(),
+        client: rinfo.address,
+        file: request.filename,
+        outcome: end.outcome.result,
+        bytes: end.counters.bytesSent,
+        ...(end.size !== undefined ? { size: end.size } : {}),
+        ms: Math.round(end.ms),
+        retransmissions: end.counters.retransmissions,
+        ...(end.outcome.result !== "completed" ? { reason: end.outcome.reason } : {}),
+      });
       if (end.outcome.result === "completed") {
         this.counters.transfersCompleted++;
         this.logger.info(

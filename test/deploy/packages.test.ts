@@ -42,7 +42,14 @@ before(() => {
   const manifest = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")) as { files: string[] };
   const buildInputs = ["package.json", "package-lock.json", "tsconfig.json", "tsconfig.build.json", "README.md", "src"];
   const shipped = manifest.files.filter((f) => !f.startsWith("!") && !["dist/", "npm-shrinkwrap.json"].includes(f));
-  for (const entry of [...buildInputs, ...shipped, "scripts/package-prepack.mjs", "scripts/build-info.mjs"])
+  for (const entry of [
+    ...buildInputs,
+    ...shipped,
+    "scripts/package-prepack.mjs",
+    "scripts/build-info.mjs",
+    "scripts/build-ui.mjs",
+    "ui",
+  ])
     cpSync(join(repo, entry), join(checkout, entry), { recursive: true });
   symlinkSync(join(repo, "node_modules"), join(checkout, "node_modules"));
   const out = execFileSync("npm", ["pack", "--pack-destination", work, "--loglevel=error"], {
@@ -129,6 +136,7 @@ test("npm tarball: no tests inside; `npm install -g` builds the addons and the i
   assert.deepEqual(entries.filter(notShipped), []);
   for (const shipped of ["dist/cli/main.js", "binding.gyp", "native/sd-notify.c", "npm-shrinkwrap.json"])
     assert.ok(entries.includes(`package/${shipped}`), `${shipped} is in the tarball`);
+  assert.ok(entries.includes("package/dist/ui/index.html"), "the dashboard bundle is in the tarball");
   assert.ok(!entries.some((e) => e.startsWith("package/build/")), "no addon built on the packing machine");
 
   const prefix = join(work, "prefix");

@@ -16,6 +16,7 @@ import {
   watchLab,
   type Lab,
   type LabNode,
+  type LabOptions,
   type LabState,
   type MachineProgress,
 } from "../../src/lab/lab.js";
@@ -23,6 +24,7 @@ import { LabFirmware, findFirmware, type Accelerator, type LabMachine } from "..
 import { namespaceExists } from "../../src/lab/network.js";
 import { Milestone, plainText } from "../../src/lab/progress.js";
 import { isCI, requireBinaries } from "../support/netns.js";
+import type { BootAttemptView } from "../../src/timeline/attempt.js";
 
 /**
  * End to end on real firmware: QEMU machines PXE-boot through the real DHCP, TFTP and HTTP of
@@ -66,6 +68,7 @@ async function bootLab(
   t: TestContext,
   machines: readonly LabMachine[],
   dhcpMode: "server" | "proxy",
+  extra: Pick<LabOptions, "provisioning"> = {},
 ): Promise<LabRun | undefined> {
   if (
     !requireBinaries(t, "ip", "qemu-system-x86_64", "busybox", ...(dhcpMode === "proxy" ? ["dnsmasq"] : [])) ||
@@ -81,6 +84,7 @@ async function bootLab(
     namespace,
     machines,
     dhcpMode,
+    ...extra,
     ...(accelerator ? { accelerator } : {}),
     say: (line) => t.diagnostic(line),
   });
@@ -139,6 +143,73 @@ function imageRequestsServed(state: LabState): number {
   for (const m of result.stdout.matchAll(/^centra_pxe_http_requests_total\{kind="image",status="\d+"\} (\d+)$/gm))
     total += Number(m[1]);
   return total;
+}
+
+/** A GET of the lab server's API (with the lab's admin token), from inside the lab namespace. */
+function labApi<T>(state: LabState, path: string): T {
+  const token = readFileSync(join(state.stateDir, "admin-token"), "utf8").trim();
+  const get = `fetch(${JSON.stringify(`http://${LAB_SERVER_ADDRESS}/api/v1${path}`)}, { headers: { authorization: "Bearer ${token}" } }).then(async (r) => { const t = await r.text(); if (!r.ok) { console.error(r.status, t); process.exit(1); } process.stdout.write(t); }, (e) => { console.error(String(e)); process.exit(1); })`;
+  const result = spawnSync("ip", ["netns", "exec", state.namespace, process.execPath, "-e", get], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  assert.equal(result.status, 0, `GET ${path} failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as T;
+}
+
+/** A machine's boot attempts, newest first, and the newest with its steps. */
+function bootsOf(run: LabRun, name: string): { boots: BootAttemptView[]; newest: BootAttemptView } {
+  const mac = run.progress.get(name)!.machine.mac;
+  const { boots } = labApi<{ boots: BootAttemptView[] }>(run.state, `/nodes/${mac}/boots`);
+  assert.ok(boots.length > 0, `no boot attempt of ${name} ${mac} in the timeline`);
+  return { boots, newest: labApi<BootAttemptView>(run.state, `/nodes/${mac}/boots/${boots[0]!.attempt}`) };
+}
+
+/** Steps in a word or two each: `dhcp REQUEST→ACK`, `tftp ipxe.efi completed`, `http kernel 200`, `lifecycle timeout`. */
+function stepWords(attempt: BootAttemptView): string[] {
+  return (attempt.steps ?? []).map((s) => {
+    const step = s as unknown as Record<string, unknown>;
+    if (step.source === "dhcp") return `dhcp ${step.message}→${step.reply ?? "-"}${step.bootClient ? "" : " (os)"}`;
+    if (step.source === "tftp") return `tftp ${step.file} ${step.outcome}`;
+    if (step.source === "http") return `http ${step.kind} ${step.complete ? step.status : "cut"}`;
+    return `lifecycle ${step.kind}`;
+  });
+}
+
+/**
+ * Issue 15: the machine's one boot, as the server's timeline joined it from what DHCP, TFTP (UEFI
+ * PXE only: the BIOS machine's iPXE ROM needs none), HTTP and the callback saw, in boot order,
+ * judged `installed`.
+ */
+function assertCompleteTimeline(t: TestContext, run: LabRun, name: string, viaTftp: boolean): void {
+  const { boots, newest } = bootsOf(run, name);
+  const words = stepWords(newest);
+  t.diagnostic(`${name} timeline (attempt ${newest.attempt}, ${newest.verdict}): ${words.join(" | ")}`);
+  assert.equal(boots.length, 1, `${name}: one boot, one attempt: ${JSON.stringify(boots)}`);
+  assert.equal(newest.verdict, "installed", `${name}: ${newest.reason}`);
+  assert.equal(newest.address, FIXED_ADDRESS_OF[name]);
+  const order = [
+    words.findIndex((w) => w.endsWith("REQUEST→ACK")),
+    ...(viaTftp ? [words.findIndex((w) => /^tftp ipxe\.efi completed$/.test(w))] : []),
+    words.indexOf("http entry-script 200"),
+    words.indexOf("http machine-script 200"),
+    words.indexOf("http kernel 200"),
+    words.indexOf("http initrd 200"),
+    words.indexOf("lifecycle callback-succeeded"),
+  ];
+  assert.ok(
+    order.every((i) => i >= 0),
+    `${name}: a step is missing: ${words.join(" | ")}`,
+  );
+  assert.deepEqual(
+    [...order].sort((a, b) => a - b),
+    order,
+    `${name}: steps out of order: ${words.join(" | ")}`,
+  );
+  assert.deepEqual(
+    newest.phases.map((p) => p.phase),
+    ["dhcp", ...(viaTftp ? ["tftp"] : []), "scripts", "kernel", "initrd", "install"],
+  );
 }
 
 /** The server's JSON log lines from byte `offset` on. */
@@ -259,6 +330,8 @@ test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to 
   if (!run) return;
   assertBootedAsRegistered(run, "node01");
   assertBootedAsRegistered(run, "node02");
+  assertCompleteTimeline(t, run, "node01", false);
+  assertCompleteTimeline(t, run, "node02", true);
   // Registered machines get their fixed addresses from our DHCP server.
   assert.equal(run.progress.get("node01")!.report.address, "10.0.100.50");
   assert.equal(run.progress.get("node02")!.report.address, "10.0.100.64");
@@ -276,6 +349,50 @@ test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to 
   assert.ok(!node03.report.reached.has(Milestone.Initrd), "an unknown machine must not boot an image before a choice");
 
   await assertNextBootIsLocalDisk(t, run, ["node01", "node02"]);
+  // The second boots are attempts of their own, judged local-disk; the installs stay as they were.
+  for (const name of ["node01", "node02"]) {
+    const { boots } = bootsOf(run, name);
+    assert.deepEqual(
+      boots.map((b) => b.verdict),
+      ["local-disk", "installed"],
+      `${name}: ${JSON.stringify(boots.map((b) => [b.verdict, b.reason]))}`,
+    );
+  }
+});
+
+test("a machine whose initrd never calls back is flagged stuck after the kernel, and alerted", {
+  timeout: 10 * 60_000,
+}, async (t) => {
+  // One BIOS machine (the quickest boot), its callback sent to a port nobody answers, a short timeout.
+  const machine = SEED_LAB_MACHINES.find((m) => m.firmware === LabFirmware.BiosIpxeRom && "profile" in m.expect)!;
+  const run = await bootLab(t, [machine], "server", {
+    provisioning: { timeout: "30s", apiUrl: `http://${LAB_SERVER_ADDRESS}:9/api/v1` },
+  });
+  if (!run) return;
+  const p = run.progress.get(machine.name)!;
+  assert.ok(p.report.reached.has(Milestone.Initrd), failureReport(p, "never reached the lab initrd"));
+  assert.ok(!p.report.reached.has(Milestone.CalledBack), failureReport(p, "called back after all"));
+  // The deadline runs 30 s from the install boot; the sweep looks every 7.5 s.
+  const deadline = Date.now() + 120_000;
+  let node = labNodes(run.state).find((n) => n.macs.includes(machine.mac));
+  while (node?.state !== "failed" && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    node = labNodes(run.state).find((n) => n.macs.includes(machine.mac));
+  }
+  assert.equal(node?.state, "failed", `inventory: ${JSON.stringify(node)}`);
+  const { newest } = bootsOf(run, machine.name);
+  const words = stepWords(newest);
+  t.diagnostic(`${machine.name} timeline (${newest.verdict}: ${newest.reason}): ${words.join(" | ")}`);
+  assert.equal(newest.verdict, "stuck-after-kernel", newest.reason);
+  assert.ok(newest.final);
+  for (const step of ["http kernel 200", "http initrd 200", "lifecycle timeout"])
+    assert.ok(words.includes(step), `${step} in ${words.join(" | ")}`);
+  assert.ok(!words.includes("lifecycle callback-succeeded"));
+  const { alerts } = labApi<{ alerts: { labels: Record<string, string> }[] }>(run.state, "/alerts");
+  assert.ok(
+    alerts.some((a) => a.labels.alertname === "CentraPxeProvisioningFailed" && a.labels.mac === machine.mac),
+    JSON.stringify(alerts),
+  );
 });
 
 test("UEFI HTTP boot: OVMF with PXE off fetches ipxe.efi over HTTP, no TFTP at all", {
