@@ -248,3 +248,10 @@ test("the password is in no log line, at trace level", async (t) => {
   assert.ok(!logText.includes(sim.password));
   assert.ok(!logText.includes("calvin"));
 });
+
+test("the OpenAPI document describes the power routes", async (t) => {
+  if (!ready) return t.skip("no ipmi_sim or mockup");
+  const doc = (await call("GET", "/openapi.json")).body as { paths: Record<string, unknown> };
+  for (const path of ["/nodes/{ref}/power", "/nodes/{ref}/bootdev", "/nodes/provision"])
+    assert.ok(path in doc.paths, path);
+});
