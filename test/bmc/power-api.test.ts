@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createSocket, type Socket } from "node:dgram";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -48,10 +48,16 @@ before(async () => {
   silent = createSocket("udp4");
   await new Promise<void>((r) => silent.bind(0, "127.0.0.1", r));
   store = openSqliteStore(join(stateDir, "centra-pxe.db"));
+  writeFileSync(join(stateDir, "bmc-password"), `${sim.password}\n`, { mode: 0o600 });
   const config = parseConfig(`
 stateDir: ${stateDir}
 serverAddress: 10.0.100.10
 bmc: { timeout: 3s, attempts: 1, pollInterval: 0, concurrency: 4 }
+nodes:
+  "52:54:00:b0:00:99":
+    profile: worker
+    hostname: from-config
+    bmc: { type: ipmi, address: ${sim.address}, username: ${sim.username}, passwordFile: ${join(stateDir, "bmc-password")}, cipherSuite: 3 }
 `);
   // Everything the server logs, at the most verbose level, to look for the password in.
   const logger = pino(
@@ -240,6 +246,17 @@ test("bulk by label: a dead BMC and a wrong password fail alone, in bounded time
   assert.equal((await call("GET", `/nodes/${good}`)).body.state, "provisioning");
   const events = (await call("GET", `/nodes/${dead}/events?kind=power-provision`)).body.events as NodeEvent[];
   assert.equal(events.at(-1)?.details.error, "BMC_UNREACHABLE");
+});
+
+test("a config node's BMC reads its password from the file on the server, and shows only that it is a file", async (t) => {
+  if (!ready) return t.skip("no ipmi_sim or mockup");
+  const node = await call("GET", "/nodes/from-config");
+  assert.equal(node.status, 200, node.text);
+  assert.equal((node.body.bmc as { password: string }).password, "file");
+  assert.ok(!node.text.includes("bmc-password"), "the password file's path is in a read");
+  const status = await call("GET", "/nodes/from-config/power");
+  assert.equal(status.status, 200, status.text);
+  assert.match(String(status.body.state), /^(on|off)$/);
 });
 
 test("the password is in no log line, at trace level", async (t) => {
