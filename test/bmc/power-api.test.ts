@@ -158,6 +158,21 @@ test("a node's BMC password is sealed in the store and never read back", async (
   );
 });
 
+test("an API token cannot make the server read one of its files as a BMC password", async (t) => {
+  if (!ready) return t.skip("no ipmi_sim or mockup");
+  // As a token holder would try to exfiltrate the first line of /etc/shadow to a BMC address of theirs.
+  const refused = await call("POST", "/nodes", {
+    macs: ["52:54:00:b0:00:66"],
+    bmc: { type: "redfish", scheme: "http", address: "127.0.0.1", port: 9, username: "x", passwordFile: "/etc/shadow" },
+  });
+  assert.equal(refused.status, 400, refused.text);
+  assert.match(refused.text, /bmc\.passwordFile/);
+  const patched = await call("PATCH", `/nodes/${ipmiNode}`, {
+    bmc: { ...ipmiBmc(sim.password), passwordFile: "/etc/shadow" },
+  });
+  assert.equal(patched.status, 400, patched.text);
+});
+
 test("power on and status, boot device with its read-back, through the API", async (t) => {
   if (!ready) return t.skip("no ipmi_sim or mockup");
   const on = await call("POST", `/nodes/${ipmiNode}/power`, { action: "on" });
