@@ -19,7 +19,7 @@ export const LAYERS = [
   ["alerts"],
   ["timeline"],
   ["provisioning"],
-  ["http", "dhcp", "tftp"],
+  ["http", "dhcp", "tftp", "bmc"],
   ["boot"],
   ["images"],
   ["store"],

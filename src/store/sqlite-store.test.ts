@@ -39,6 +39,7 @@ test("sqlite: tokens made before roles existed become admin tokens, unscoped and
     ALTER TABLE api_tokens DROP COLUMN role;
     ALTER TABLE api_tokens DROP COLUMN scope;
     ALTER TABLE api_tokens DROP COLUMN expires_at;
+    ALTER TABLE nodes DROP COLUMN bmc;
     INSERT INTO api_tokens (id, name, hash, created_at) VALUES ('t1', 'ops', 'h1', '2026-11-25T00:00:00.000Z');`);
   await first.close();
   const store = openSqliteStore(file);

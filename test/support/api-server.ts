@@ -36,6 +36,7 @@ ${options.extraConfig ?? ""}
   const api = createApiPlugin({
     inventory: part.inventory,
     lifecycle: part.lifecycle,
+    power: part.power,
     onEvent: part.onEvent,
     store,
     logger: silentLogger,
