@@ -129,7 +129,7 @@ export function registerIpxeCommands(program: Command): void {
 
 /**
  * make's progress as one line: redrawn in place on a terminal (at most ten times a second), else
- * a line per phase and per tenth of the compile, so a CI log shows it is moving without 4000 lines.
+ * a line per phase and per 250 objects compiled, so a CI log shows it is moving without 4000 lines.
  */
 function progressPrinter(): {
   update: (line: string, p: { phase: string; compiled: number; planned: number }) => void;
@@ -150,8 +150,7 @@ function progressPrinter(): {
         drawn = true;
         return;
       }
-      const tenth = p.planned ? Math.floor((10 * p.compiled) / p.planned) : 0;
-      const key = `${p.phase}:${p.phase === "compiling" ? tenth : ""}`;
+      const key = `${p.phase}:${p.phase === "compiling" ? Math.floor(p.compiled / 250) : ""}`;
       if (key === lastKey) return;
       lastKey = key;
       process.stderr.write(`${line}\n`);

@@ -2,11 +2,13 @@
  * Progress of an iPXE build read from make's own output. iPXE's Makefile prints one tagged line per
  * step (`  [DEPS] core/main.c`, `  [BUILD] bin/main.o`, `  [AR] bin/blib.a`, `  [LD] …`,
  * `  [FINISH] bin/undionly.kpxe`): make first computes the dependencies of every source for every
- * bin directory, then compiles each of them once, so the count of [DEPS] lines is the count of
- * [BUILD] lines to come. Pure: lines in, state out; the CLI draws it, the JSON mode ignores it.
+ * bin directory, then compiles. The [DEPS] count is not the [BUILD] count to come (a full x86 BIOS
+ * + UEFI build lists 3686 dependencies and compiles 2072 objects), so the line counts what is done
+ * and names the file, with no made-up percentage. Pure: lines in, state out; the CLI draws it, the
+ * JSON mode ignores it.
  */
 export interface MakeProgress {
-  /** Objects make said it will build ([DEPS] lines seen). */
+  /** Sources make computed dependencies for ([DEPS] lines seen). */
   planned: number;
   /** Objects compiled so far ([BUILD] lines). */
   compiled: number;
@@ -47,11 +49,14 @@ export function stepProgress(progress: MakeProgress, line: string): MakeProgress
   }
 }
 
-/** One compact line: `ipxe.efi: compiling 870/3686 24% bin/pem_test.o`. */
+/** One compact line: `ipxe.efi: compiling, 870 objects done: bin/pem_test.o`. */
 export function formatProgress(label: string, progress: MakeProgress, width = 100): string {
-  const percent =
-    progress.planned > 0 ? ` ${Math.min(99, Math.floor((100 * progress.compiled) / progress.planned))}%` : "";
-  const counts = progress.phase === "compiling" ? ` ${progress.compiled}/${progress.planned}${percent}` : "";
-  const text = `${label}: ${progress.phase}${counts} ${progress.current}`;
+  const counts =
+    progress.phase === "dependencies"
+      ? `, ${progress.planned} sources`
+      : progress.phase === "compiling"
+        ? `, ${progress.compiled} objects done`
+        : "";
+  const text = `${label}: ${progress.phase}${counts}: ${progress.current}`;
   return text.length > width ? `${text.slice(0, width - 1)}…` : text;
 }
