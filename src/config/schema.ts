@@ -236,6 +236,13 @@ const http = z
         message: `must be at least headerTimeout (${h.headerTimeout} ms)`,
       });
     }
+    if (h.tls && h.tls.port === h.port && h.port !== 0) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ["tls", "port"],
+        message: `is http.port too (${h.port}): HTTPS needs a port of its own (443 by default)`,
+      });
+    }
   });
 
 const SEED_PROFILES = {
