@@ -15,7 +15,8 @@ test("make's tagged lines become one progress state: planned by [DEPS], counted 
     "  [LD] bin/undionly.kpxe.tmp",
     "  [FINISH] bin/undionly.kpxe",
   ];
-  const states = lines.reduce((acc, line) => [...acc, stepProgress(acc.at(-1)!, line)], [startProgress()]);
+  const states = [startProgress()];
+  for (const line of lines) states.push(stepProgress(states.at(-1)!, line));
   assert.equal(states[4], states[3], "an untagged line changes nothing");
   assert.equal(formatProgress("undionly.kpxe", states[5]!), "undionly.kpxe: compiling, 1 objects done: bin/main.o");
   const last = states.at(-1)!;
