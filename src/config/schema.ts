@@ -222,6 +222,12 @@ const http = z
          * certificate store): their DHCP answer names an https:// bootloader URL. Off: http://.
          */
         uefiHttpBoot: z.boolean().default(false),
+        /**
+         * What plain HTTP still serves once HTTPS is on: `all` (default), or `bootloaders`: only
+         * `/boot/ipxe/<bootloader>` (firmware that cannot do TLS fetches our iPXE, which then goes
+         * to https://), `/health` and the API; scripts and images only over HTTPS.
+         */
+        plainHttp: z.enum(["all", "bootloaders"]).default("all"),
       })
       .strict()
       .optional(),

@@ -84,6 +84,17 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
     if (heldBack !== undefined) logger.warn({ ...fields, heldBack }, message);
   };
 
+  // http.tls.plainHttp: bootloaders: over plain HTTP, scripts and images are refused (a stranger
+  // on the wire could read or change them there); bootloaders stay, for firmware without TLS.
+  app.addHook("onRequest", async (request, reply) => {
+    if (request.protocol === "https" || currentConfig().http.tls?.plainHttp !== "bootloaders") return;
+    if (!onlyOverHttps(request.raw.url ?? "")) return;
+    await reply
+      .code(403)
+      .type("text/plain; charset=utf-8")
+      .send("boot scripts and images are served over HTTPS only here (http.tls.plainHttp: bootloaders)\n");
+  });
+
   // Checked on the raw URL, before routing decodes it: `%2e%2e%2f` must never become `../`.
   app.addHook("onRequest", async (request, reply) => {
     const refusal = refusedRawPath(request.raw.url ?? "");
@@ -212,6 +223,13 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
   }
 
   return app;
+}
+
+/** Scripts and images: what `http.tls.plainHttp: bootloaders` keeps off plain HTTP. */
+export function onlyOverHttps(rawUrl: string): boolean {
+  const path = rawUrl.split("?")[0]!;
+  if (path.startsWith("/boot/images/") || path.startsWith("/boot/nixos/")) return true;
+  return path.startsWith("/boot/ipxe/") && path.toLowerCase().endsWith(".ipxe");
 }
 
 /** The seed served `bzImage`; images store it as `kernel`. */
