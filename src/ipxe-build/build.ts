@@ -191,12 +191,15 @@ export async function sourceDigest(source: string): Promise<string> {
  * its tree; building in a copy keeps the operator's directory clean and lets two sources coexist.
  */
 async function unpackedTree(source: string, digest: string, cacheDir: string): Promise<string> {
+  const isDirectory = (await stat(source)).isDirectory();
+  // A directory that is not iPXE is refused before anything is copied out of it.
+  if (isDirectory && !(await ipxeSrcIn(source))) throw notIpxe(source);
   const tree = join(cacheDir, "trees", digest);
   if (!(await exists(tree))) {
     const temp = join(cacheDir, "trees", `.${digest}.${randomBytes(4).toString("hex")}`);
     await mkdir(temp, { recursive: true });
     try {
-      if ((await stat(source)).isFile()) await run("tar", ["-xf", source, "-C", temp]);
+      if (!isDirectory) await run("tar", ["-xf", source, "-C", temp]);
       else await run("cp", ["-a", `${source}/.`, temp]);
       await rename(temp, tree);
     } catch (error) {
@@ -204,11 +207,22 @@ async function unpackedTree(source: string, digest: string, cacheDir: string): P
       throw error;
     }
   }
-  for (const candidate of [join(tree, "ipxe", "src"), join(tree, "src"), tree]) {
+  const src = await ipxeSrcIn(tree);
+  if (!src) throw notIpxe(source);
+  return src;
+}
+
+/** iPXE's `src/` in `dir`: the repository (`src/`), a tarball's top directory (`ipxe/src/`), or `src/` itself. */
+async function ipxeSrcIn(dir: string): Promise<string | undefined> {
+  for (const candidate of [join(dir, "ipxe", "src"), join(dir, "src"), dir]) {
     if ((await exists(join(candidate, "Makefile"))) && (await exists(join(candidate, "include", "ipxe"))))
       return candidate;
   }
-  throw new CentraError(
+  return undefined;
+}
+
+function notIpxe(source: string): CentraError {
+  return new CentraError(
     "IPXE_SOURCE",
     `${source} is not an iPXE source tree: no src/Makefile with include/ipxe in it (git clone https://github.com/ipxe/ipxe)`,
   );
