@@ -37,7 +37,7 @@ export interface IpxeBuildOptions {
   cacheDir: string;
   /** The URL our embedded script chains to: `http(s)://serverAddress[:port]/boot/ipxe/boot.ipxe`. */
   entryUrl: string;
-  /** PEM of the CA iPXE trusts for https:// (TRUST=); absent: iPXE's own default trust. */
+  /** PEM of the CA iPXE trusts for https:// (TRUST= and CERT=); absent: iPXE's own default trust. */
   trustedCa?: string;
   targets: readonly IpxeTarget[];
   /** make -j; the CLI passes the CPU count. */
@@ -77,6 +77,9 @@ export const LOCAL_GENERAL_H = [
   "",
 ].join("\n");
 
+/** Part of every build's cache key: raised when the way a build is made changes (make variables, local config). */
+const BUILD_RECIPE = 2;
+
 export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildResult> {
   const sourceSha256 = await sourceDigest(options.source);
   const embedded = renderEmbeddedScript({ entryUrl: options.entryUrl, build: sourceSha256.slice(0, 12) });
@@ -86,7 +89,10 @@ export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildRes
     embeddedScriptSha256: sha256(embedded),
     localConfig: sha256(LOCAL_GENERAL_H),
   };
-  const buildKey = sha256(JSON.stringify({ source: sourceSha256, ...optionsRecord })).slice(0, 20);
+  const buildKey = sha256(JSON.stringify({ recipe: BUILD_RECIPE, source: sourceSha256, ...optionsRecord })).slice(
+    0,
+    20,
+  );
   const resultsDir = join(options.cacheDir, "results", buildKey);
 
   const cached = new Map<string, BuiltBootloader>();
@@ -117,7 +123,12 @@ export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildRes
         `-j${Math.max(1, options.jobs)}`,
         ...group.map((t) => t.goal),
         `EMBED=${join(inputs, "embed.ipxe")}`,
-        ...(options.trustedCa !== undefined ? [`TRUST=${join(inputs, "ca.pem")}`] : []),
+        // TRUST= puts only the CA's fingerprint in iPXE's list of roots; the certificate itself must
+        // reach iPXE too, or it cannot check the server's certificate against it (it fails "Not a
+        // CA certificate", ipxe.org/0216eb3c): CERT= embeds it, so the server need not send it.
+        ...(options.trustedCa !== undefined
+          ? [`TRUST=${join(inputs, "ca.pem")}`, `CERT=${join(inputs, "ca.pem")}`]
+          : []),
         ...(cross ? [`CROSS=${cross}`] : []),
       ];
       await runMake(args, group.map((t) => t.name).join(", "), options.onProgress);

@@ -44,7 +44,11 @@ const MAC = "52:54:00:17:00:01";
 
 const work = mkdtempSync(join(tmpdir(), "ipxe-build-"));
 const stateDir = join(work, "state");
-const cacheDir = join(work, "cache");
+/**
+ * The build cache: fresh per run in CI (the compile is part of what is tested); a developer may point
+ * CENTRA_PXE_IPXE_CACHE at a kept one, and then only the embedded script and CA are rebuilt.
+ */
+const cacheDir = process.env.CENTRA_PXE_IPXE_CACHE || join(work, "cache");
 const configFile = join(work, "config.yaml");
 let service: HttpService | undefined;
 let origin = "";
@@ -79,6 +83,7 @@ before(async () => {
     [
       `stateDir: ${stateDir}`,
       "serverAddress: 10.0.2.2",
+      "dhcp: { mode: off }",
       "http:",
       "  port: 0",
       "  bindAddress: 127.0.0.1",
