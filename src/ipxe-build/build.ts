@@ -114,8 +114,15 @@ export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildRes
     await writeIfChanged(join(tree, "config", "local", "general.h"), LOCAL_GENERAL_H);
 
     const started = Date.now();
-    // One make run per cross-compiler: CROSS= applies to the whole run.
-    for (const cross of new Set(toBuild.map((t) => t.cross ?? ""))) {
+    // One make run per cross-compiler: CROSS= applies to the whole run. Cross builds first: the
+    // first build in a new bin directory touches config/named.h, which every object of every bin
+    // directory depends on, so an ARM64 build after the x86 one would make the next x86 build
+    // recompile everything; in this order the x86 objects are made after that touch. (Adding
+    // ipxe-arm64.efi to a cache that already has x86 objects still costs one x86 rebuild.)
+    const crossFirst = [...new Set(toBuild.map((t) => t.cross ?? ""))].sort(
+      (a, b) => Number(b !== "") - Number(a !== ""),
+    );
+    for (const cross of crossFirst) {
       const group = toBuild.filter((t) => (t.cross ?? "") === cross);
       const args = [
         "-C",
