@@ -7,8 +7,10 @@ import { DEFAULT_CIPHERS, type TlsOptions } from "node:tls";
  * - EDK2's TlsDxe (OVMF, and the UEFI HTTP boot of most servers) speaks TLS 1.2 only, offers no
  *   ECDHE suite at all, only DHE-RSA and plain-RSA key exchange with AES (GCM on current EDK2, CBC
  *   with SHA-256 on older builds). Node enables DHE only with DH parameters (`dhparam: 'auto'`:
- *   the RFC 7919 group OpenSSL picks for the key size) and its default list has no plain-RSA
- *   suite, so without these settings the handshake ends in handshake_failure.
+ *   the group OpenSSL picks for the key size): with its defaults `openssl s_client -tls1_2 -cipher
+ *   DHE-RSA-AES256-GCM-SHA384` ends in handshake_failure (alert 40), as EDK2 does when it offers
+ *   only DHE. The plain-RSA suites reach Node's default list only through `HIGH`; they are named
+ *   here so a change of that default cannot drop them.
  * - iPXE offers ECDHE and AES-GCM: the default list serves it first.
  *
  * The firmware suites go after Node's defaults, and the server's order wins, so a client that can
