@@ -88,6 +88,18 @@ describe("firmware table (PRODUCT.md §3)", () => {
     assert.match(unknown.kind === "none" ? unknown.reason : "", /architecture 42/);
   });
 
+  it("UEFI HTTP boot firmware that trusts our CA gets an https:// bootloader; iPXE and PXE stay as they were", () => {
+    const https = httpBootBase("10.0.100.10", 443, "https");
+    assert.equal(https, "https://10.0.100.10/boot/ipxe");
+    const firmware = decideBoot(httpClient(16), DEBIAN, BASE, FIRMWARE_TABLE, https);
+    assert.equal(firmware.kind === "http" ? firmware.url : firmware.kind, "https://10.0.100.10/boot/ipxe/ipxe.efi");
+    // A stock iPXE trusts no CA of ours: it keeps the plain entry script.
+    const ipxe = decideBoot({ userClasses: ["iPXE"] }, DEBIAN, BASE, FIRMWARE_TABLE, https);
+    assert.equal(ipxe.kind === "http" ? ipxe.url : ipxe.kind, "http://10.0.100.10/boot/ipxe/boot.ipxe");
+    assert.equal(decideBoot(pxe(7), DEBIAN, BASE, FIRMWARE_TABLE, https).kind, "tftp");
+    assert.equal(httpBootBase("10.0.0.1", 8443, "https"), "https://10.0.0.1:8443/boot/ipxe");
+  });
+
   it("puts a non-default HTTP port in the URL", () => {
     assert.equal(httpBootBase("10.0.0.1", 8080), "http://10.0.0.1:8080/boot/ipxe");
   });

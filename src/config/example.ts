@@ -32,7 +32,10 @@ dhcp:
 # PXE firmware asks TFTP on port 69; iPXE then fetches everything else over HTTP.
 tftp: { port: 69 }
 # Port 80 is what iPXE scripts and UEFI HTTP boot expect; the API (/api/v1) is served here too.
-http: { port: 80 }
+http:
+  port: 80
+  # HTTPS on 443 as well (\`centra-pxe tls init\` makes these files and says what to write here):
+  # tls: { cert: /var/lib/pxe-boot/tls/server.pem, key: /var/lib/pxe-boot/tls/server-key.pem, ca: /var/lib/pxe-boot/tls/ca.pem }
 
 boot:
   # Unknown machines see a menu this long, then the default action.

@@ -63,6 +63,8 @@ export interface BootAnswers {
   installed(): ReadonlySet<string>;
   /** Where HTTP serves bootloaders and the entry script, `http://host[:port]/boot/ipxe`. */
   httpBase: string;
+  /** Where UEFI HTTP boot firmware gets its bootloader (https:// when it trusts our CA); default httpBase. */
+  firmwareHttpBase?: string;
 }
 
 export interface DhcpContext {
@@ -489,7 +491,13 @@ function addBoot(
   warnings: string[],
 ): boolean {
   if (!isNetworkBootClient(hints)) return false;
-  const decision = decideBoot(hints, context.boot.installed(), context.boot.httpBase, context.boot.firmware);
+  const decision = decideBoot(
+    hints,
+    context.boot.installed(),
+    context.boot.httpBase,
+    context.boot.firmware,
+    context.boot.firmwareHttpBase,
+  );
   if (decision.kind === "none") {
     warnings.push(`no boot answer for ${hardwareAddress(request)}: ${decision.reason}`);
     return false;

@@ -234,3 +234,40 @@ test("a scanner's refused paths are one warn line per interval, not one per requ
     await scanned.close();
   }
 });
+
+test("http.tls.plainHttp: bootloaders keeps scripts and images off plain HTTP, bootloaders and /health stay", async () => {
+  const httpsOnly = await createHttpApp({
+    config: parseConfig(`
+stateDir: ${stateDir}
+http: { tls: { cert: /nonexistent/c.pem, key: /nonexistent/k.pem, plainHttp: bootloaders } }
+`),
+    logger: silentLogger,
+    resolver: createConfigResolver(createFileImageCatalog(stateDir)),
+    health: () => ({ http: { ok: true } }),
+  });
+  try {
+    for (const url of [
+      "/boot/ipxe/boot.ipxe",
+      "/boot/ipxe/machine.ipxe?mac=52-54-00-12-34-56",
+      "/boot/images/nixos/current/kernel",
+      "/boot/nixos/bzImage",
+    ]) {
+      const response = await httpsOnly.inject({ url });
+      assert.equal(response.statusCode, 403, url);
+      assert.match(response.body, /over HTTPS only/);
+    }
+    assert.equal((await httpsOnly.inject({ url: "/boot/ipxe/undionly.kpxe" })).body, "bios-bootloader");
+    assert.equal((await httpsOnly.inject({ url: "/health" })).statusCode, 200);
+    // The default serves everything over plain HTTP too.
+    assert.equal((await app.inject({ url: "/boot/ipxe/boot.ipxe" })).statusCode, 200);
+  } finally {
+    await httpsOnly.close();
+  }
+});
+
+test("baseUrlFor: the scheme the request came by, the TLS port when there is no usable Host", () => {
+  const tls = parseConfig("serverAddress: 10.0.100.10\nhttp: { tls: { cert: c, key: k, port: 8443 } }");
+  assert.equal(baseUrlFor("10.0.100.10:8443", tls, "https"), "https://10.0.100.10:8443");
+  assert.equal(baseUrlFor(undefined, tls, "https"), "https://10.0.100.10:8443");
+  assert.equal(baseUrlFor(undefined, tls), "http://10.0.100.10");
+});
