@@ -108,3 +108,44 @@ describe("firmware table (PRODUCT.md §3)", () => {
     assert.equal(decideBoot(pxe(25), new Set(["ipxe-riscv64.efi"]), BASE).kind, "none", "not in the shipped table");
   });
 });
+
+describe("Secure Boot (boot-chain secureBoot): Debian's signed shim instead of iPXE", () => {
+  const SIGNED = new Set([...DEBIAN, "shimx64.efi", "grubx64.efi"]);
+  const secure = { secureBoot: true };
+  it("answers UEFI x64 PXE (7 and 9) with shim over TFTP", () => {
+    for (const arch of [7, 9]) {
+      const d = decideBoot(pxe(arch), SIGNED, BASE, FIRMWARE_TABLE, secure);
+      assert.deepEqual(d, { kind: "tftp", firmware: Firmware.EfiX64, filename: "shimx64.efi" });
+    }
+  });
+  it("keeps iPXE for machines not marked, and for BIOS (which has no Secure Boot)", () => {
+    assert.deepEqual(decideBoot(pxe(7), SIGNED, BASE), {
+      kind: "tftp",
+      firmware: Firmware.EfiX64,
+      filename: "ipxe.efi",
+    });
+    assert.deepEqual(decideBoot(pxe(0), SIGNED, BASE, FIRMWARE_TABLE, secure), {
+      kind: "tftp",
+      firmware: Firmware.Bios,
+      filename: "undionly.kpxe",
+    });
+  });
+  it("never falls back to iPXE when shim or grub is missing: it says what to install", () => {
+    for (const installed of [DEBIAN, new Set([...DEBIAN, "shimx64.efi"])]) {
+      const d = decideBoot(pxe(7), installed, BASE, FIRMWARE_TABLE, secure);
+      assert.equal(d.kind, "none");
+      assert.match(d.kind === "none" ? d.reason : "", /grubx64\.efi.*not installed.*shim-signed/);
+    }
+  });
+  it("refuses UEFI HTTP boot (Debian's signed grub cannot fetch over HTTP) and names the way out", () => {
+    const d = decideBoot(httpClient(16), SIGNED, BASE, FIRMWARE_TABLE, secure);
+    assert.equal(d.kind, "none");
+    assert.match(d.kind === "none" ? d.reason : "", /PXE boot/);
+  });
+  it("ARM64 asks for Debian's arm64 shim and grub", () => {
+    const d = decideBoot(pxe(11), ALL, BASE, FIRMWARE_TABLE, secure);
+    assert.match(d.kind === "none" ? d.reason : "", /shimaa64\.efi and grubaa64\.efi are not installed/);
+    const ok = decideBoot(pxe(11), new Set(["shimaa64.efi", "grubaa64.efi"]), BASE, FIRMWARE_TABLE, secure);
+    assert.deepEqual(ok, { kind: "tftp", firmware: Firmware.EfiArm64, filename: "shimaa64.efi" });
+  });
+});

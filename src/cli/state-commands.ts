@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { mkdir, rm, stat } from "node:fs/promises";
-import { DEFAULT_BOOTLOADER_SOURCE, readBootloaders, writeBootloaders } from "../files/bootloaders.js";
+import { DEFAULT_BOOTLOADER_SOURCE, readBootloaders, SIGNED_LOADERS, writeBootloaders } from "../files/bootloaders.js";
 import { bootloaderDir, databaseFile, imagesDir } from "../files/state-dir.js";
 import { addImage, listImages, removeImage, useImage } from "../images/images.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
@@ -21,7 +21,7 @@ import {
  * fails, so a failed `init` leaves no half-made state directory for the next command to trust.
  */
 async function initStateDir(stateDir: string, bootloaderSource: string) {
-  const bootloaders = await readBootloaders(bootloaderSource);
+  const bootloaders = await readBootloaders(bootloaderSource, SIGNED_LOADERS);
   const undo: string[] = [];
   const exists = (path: string) =>
     stat(path).then(

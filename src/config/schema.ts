@@ -106,12 +106,25 @@ const dhcp = z
   })
   .strict();
 
+/**
+ * How a machine's firmware is answered (src/boot/boot-chain.ts), on a profile or on a node (a
+ * node's own keys win over its profile's).
+ */
+const bootChainKeys = {
+  /**
+   * UEFI machines get Debian's signed chain (shim → grub → the signed kernel) instead of iPXE,
+   * which no Secure Boot firmware with Microsoft's keys will run.
+   */
+  secureBoot: z.boolean().optional(),
+};
+
 const profile = z
   .object({
     image: z.string().min(1).default("nixos"),
     /** Pin an image version; default is the image's `current`. */
     version: z.string().optional(),
     cmdline: z.string().default(""),
+    ...bootChainKeys,
   })
   .strict();
 
@@ -145,6 +158,7 @@ const node = z
     uuid: uuid.optional(),
     serial: z.string().min(1).max(128).optional(),
     labels: labels.optional(),
+    ...bootChainKeys,
   })
   .strict();
 
@@ -366,6 +380,8 @@ export interface NodeConfig {
   uuid?: string;
   serial?: string;
   labels?: Record<string, string>;
+  /** The boot chain (`bootChainKeys`): over the profile's own. */
+  secureBoot?: boolean;
 }
 
 export type SelectorConfig = z.output<typeof selector>;

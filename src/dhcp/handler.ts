@@ -6,6 +6,7 @@ import {
   type ClientHints,
   type FirmwareTable,
 } from "../boot/firmware.js";
+import type { BootChain } from "../boot/boot-chain.js";
 import type { Sighting } from "../contracts/sighting.js";
 import type { AddressBook } from "./address-book.js";
 import { replyDestination, type Destination } from "./destination.js";
@@ -63,6 +64,8 @@ export interface BootAnswers {
   installed(): ReadonlySet<string>;
   /** Where HTTP serves bootloaders and the entry script, `http://host[:port]/boot/ipxe`. */
   httpBase: string;
+  /** The boot chain the machine's profile or node asks for (src/boot `bootChainOf`); iPXE without it. */
+  chainFor?(mac: string): BootChain;
 }
 
 export interface DhcpContext {
@@ -489,7 +492,13 @@ function addBoot(
   warnings: string[],
 ): boolean {
   if (!isNetworkBootClient(hints)) return false;
-  const decision = decideBoot(hints, context.boot.installed(), context.boot.httpBase, context.boot.firmware);
+  const decision = decideBoot(
+    hints,
+    context.boot.installed(),
+    context.boot.httpBase,
+    context.boot.firmware,
+    context.boot.chainFor?.(hardwareAddress(request)),
+  );
   if (decision.kind === "none") {
     warnings.push(`no boot answer for ${hardwareAddress(request)}: ${decision.reason}`);
     return false;

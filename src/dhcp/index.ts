@@ -1,3 +1,4 @@
+import type { BootChain } from "../boot/boot-chain.js";
 import { FIRMWARE_TABLE } from "../boot/firmware.js";
 import { formatIpv4, normalizeMac, parseIpv4 } from "../config/primitives.js";
 import type { Config, DhcpSubnetConfig } from "../config/schema.js";
@@ -37,6 +38,11 @@ export interface DhcpServiceOptions {
    * `http://10.0.100.10/boot/ipxe` (src/boot `httpBootBase`); asked on start and on each reload.
    */
   bootBaseUrl: (config: Config) => string;
+  /**
+   * The boot chain of a MAC under the config in force (src/boot `bootChainOf` over the inventory's
+   * profile); without it, every machine gets iPXE.
+   */
+  bootChain?: (mac: string, config: Config) => BootChain;
   /** The clock; tests may pin it. */
   now?: () => number;
   /** The host's interfaces and their IPv4 addresses (default: the kernel's list, interface-addresses.ts), read at start and reload. */
@@ -148,7 +154,12 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     subnets: [],
     relays: new Set(),
     lookupNode,
-    boot: { firmware: FIRMWARE_TABLE, installed: options.bootloaders, httpBase: "" },
+    boot: {
+      firmware: FIRMWARE_TABLE,
+      installed: options.bootloaders,
+      httpBase: "",
+      ...(options.bootChain ? { chainFor: (mac: string) => options.bootChain!(mac, config) } : {}),
+    },
     rateLimit,
     now: 0,
   };

@@ -22,6 +22,12 @@ export const LAB_MARKER = "centra-lab:";
  */
 export const LAB_NIC_MODULES = ["virtio_pci", "virtio_net", "e1000", "e1000e"] as const;
 
+/** efivarfs (a module in Debian): the init reads the firmware's `SecureBoot` variable through it. */
+const LAB_EXTRA_MODULES = ["efivarfs"] as const;
+
+/** The EFI global variable GUID (UEFI 2.x §3.3): `SecureBoot` is 1 when the firmware enforces it. */
+const SECURE_BOOT_VARIABLE = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
+
 export interface LabImageSources {
   /** /boot/vmlinuz-<version> */
   kernel: string;
@@ -141,6 +147,17 @@ for m in ${options.modules.map((m) => basename(m).replace(/\.(xz|zst|gz)$/, ""))
   insmod /lib/modules/$m 2>/dev/null
 done
 
+# What Secure Boot the firmware ran us under: efivarfs files are 4 bytes of attributes, then the
+# value. The kernel's lockdown (Debian locks down under Secure Boot) says the same from its side.
+if [ -d /sys/firmware/efi ]; then
+  mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
+  # Read whole: efivarfs files cannot be seeked into (od -j reads the attributes instead).
+  set -- $(od -An -tu1 /sys/firmware/efi/efivars/${SECURE_BOOT_VARIABLE} 2>/dev/null)
+  say "efi secureboot \${5:-unknown}"
+  mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+  [ -r /sys/kernel/security/lockdown ] && say "lockdown $(cat /sys/kernel/security/lockdown)"
+fi
+
 # The NIC appears once its driver probed; wait for it rather than racing the PCI scan.
 nic=""
 for i in $(seq 1 50); do
@@ -213,7 +230,7 @@ exit 0
 /** Build the gzip-compressed newc initramfs for `sources`. */
 export function buildLabInitrd(sources: LabImageSources, serverAddress: string): Buffer {
   const dep = readFileSync(join(sources.modulesDir, "modules.dep"), "utf8");
-  const modules = resolveModuleLoadOrder(dep, LAB_NIC_MODULES);
+  const modules = resolveModuleLoadOrder(dep, [...LAB_NIC_MODULES, ...LAB_EXTRA_MODULES]);
   if (modules.length === 0)
     throw new LabImageError(`none of ${LAB_NIC_MODULES.join(", ")} in ${sources.modulesDir}/modules.dep`);
   const entries: CpioEntry[] = [

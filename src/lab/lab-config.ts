@@ -49,11 +49,35 @@ export const HTTP_BOOT_LAB_MACHINE: LabMachine = {
   expect: { profile: "all-in-one", hostname: "all-in-one-01" },
 };
 
+/**
+ * The Secure Boot pair (`lab up --secure-boot`), both on OVMF with Secure Boot enforced and
+ * Microsoft's keys: node05's node is marked `secureBoot` and boots shim → grub → the signed kernel;
+ * node06's is not, gets iPXE, and its firmware refuses it ("Access Denied"): the negative case.
+ */
+export const SECURE_BOOT_LAB_MACHINES: readonly LabMachine[] = [
+  {
+    name: "node05",
+    mac: "52:54:00:12:34:62",
+    firmware: LabFirmware.UefiSecureBoot,
+    tap: "tap-node05",
+    expect: { profile: "worker", hostname: "secure-worker-01" },
+    secureBoot: true,
+  },
+  {
+    name: "node06",
+    mac: "52:54:00:12:34:63",
+    firmware: LabFirmware.UefiSecureBoot,
+    tap: "tap-node06",
+    expect: { refused: true },
+  },
+];
+
 /** Fixed addresses of registered machines, outside the dynamic pool (.100-.200). */
 const FIXED_ADDRESSES: Record<string, string> = {
   "control-plane-01": "10.0.100.50",
   "worker-04": "10.0.100.64",
   "all-in-one-01": "10.0.100.70",
+  "secure-worker-01": "10.0.100.71",
 };
 
 export interface LabConfigOptions {
@@ -75,6 +99,7 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
       profile: m.expect.profile,
       hostname: m.expect.hostname,
       ...(fixed && options.dhcpMode === "server" ? { ipAddress: fixed } : {}),
+      ...(m.secureBoot ? { secureBoot: true } : {}),
     };
   }
   return {

@@ -22,6 +22,7 @@ import {
   type Accelerator,
   type LabMachine,
   type MachineRunPaths,
+  varsTemplateOf,
 } from "./machines.js";
 import { createForeignDhcpNamespace, createLabNetwork, destroyLabNetwork, namespaceExists } from "./network.js";
 import { Milestone, MILESTONE_ORDER, readBoot, serialTail, type BootReport } from "./progress.js";
@@ -351,7 +352,7 @@ function startMachine(
   const firmware = findFirmware();
   writeFileSync(paths.serconPortFile, SERCON_PORT_COM1);
   if (machine.firmware !== LabFirmware.BiosIpxeRom && (options.freshVars || !existsSync(paths.ovmfVars)))
-    copyFileSync(firmware.ovmfVarsTemplate, paths.ovmfVars);
+    copyFileSync(varsTemplateOf(machine, firmware), paths.ovmfVars);
   const log = join(dirname(paths.serialLog), `${machine.name}.qemu.log`);
   const child = spawnInNamespace(
     state.namespace,

@@ -13,6 +13,12 @@ export enum LabFirmware {
   UefiPxe = "uefi-pxe",
   /** OVMF "HTTP Boot over IPv4" only: DHCP arch 16 → `HTTPClient` + URL of ipxe.efi, no TFTP at all. */
   UefiHttp = "uefi-http",
+  /**
+   * OVMF with Secure Boot enforced and Microsoft's keys enrolled (Debian's `OVMF_VARS_4M.ms.fd`), as
+   * a real server ships: PXE over IPv4 → shim → grub → the signed kernel when the node is marked
+   * `secureBoot`, and "Access Denied" for iPXE when it is not.
+   */
+  UefiSecureBoot = "uefi-secure-boot",
 }
 
 export interface LabMachine {
@@ -23,7 +29,13 @@ export interface LabMachine {
   /** The tap device in the lab namespace this machine's NIC is plugged into. */
   tap: string;
   /** What the server should make of it: a profile and hostname, or the menu for an unknown MAC. */
-  expect: { profile: string; hostname: string } | { menu: true };
+  expect:
+    | { profile: string; hostname: string }
+    | { menu: true }
+    /** Its firmware refuses the bootloader it is given (Secure Boot with iPXE). */
+    | { refused: true };
+  /** Its node is marked `secureBoot` in the lab's config (shim → grub instead of iPXE). */
+  secureBoot?: boolean;
 }
 
 /** Host files the machines boot from (Debian package paths; see `findFirmware`). */
@@ -34,6 +46,10 @@ export interface FirmwarePaths {
   ovmfCode: string;
   /** ovmf: the template of the writable variable store; each machine gets its own copy. */
   ovmfVarsTemplate: string;
+  /** ovmf: the code built with Secure Boot (and SMM, which guards the variable store). */
+  ovmfSecureBootCode: string;
+  /** ovmf: variables with Microsoft's KEK and db (the UEFI CA that signs shim) and Secure Boot on. */
+  ovmfSecureBootVarsTemplate: string;
 }
 
 export function findFirmware(): FirmwarePaths {
@@ -42,7 +58,16 @@ export function findFirmware(): FirmwarePaths {
     ipxeVirtioRom: first("/usr/lib/ipxe/qemu/pxe-virtio.rom", "/usr/share/qemu/pxe-virtio.rom"),
     ovmfCode: first("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"),
     ovmfVarsTemplate: first("/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+    ovmfSecureBootCode: first("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_CODE_4M.ms.fd"),
+    ovmfSecureBootVarsTemplate: first("/usr/share/OVMF/OVMF_VARS_4M.ms.fd"),
   };
+}
+
+/** The template a machine's own UEFI variable store is copied from. */
+export function varsTemplateOf(machine: LabMachine, firmware: FirmwarePaths): string {
+  return machine.firmware === LabFirmware.UefiSecureBoot
+    ? firmware.ovmfSecureBootVarsTemplate
+    : firmware.ovmfVarsTemplate;
 }
 
 /** The content of `serconPortFile`: COM1's I/O port as a little-endian integer. */
@@ -80,6 +105,7 @@ export function qemuArguments(
   memoryMiB = 512,
 ): string[] {
   const uefi = machine.firmware !== LabFirmware.BiosIpxeRom;
+  const secureBoot = machine.firmware === LabFirmware.UefiSecureBoot;
   const args = [
     "-name",
     machine.name,
@@ -87,7 +113,8 @@ export function qemuArguments(
     accel,
     // q35 for OVMF (its default target); the i440fx `pc` machine for SeaBIOS, as the seed's scripts used.
     "-machine",
-    uefi ? "q35" : "pc",
+    // smm=on: the Secure Boot build keeps its variables in SMM-protected flash; without SMM it does not start.
+    secureBoot ? "q35,smm=on" : uefi ? "q35" : "pc",
     "-m",
     String(memoryMiB),
     "-smp",
@@ -112,10 +139,14 @@ export function qemuArguments(
     `tap,id=net0,ifname=${machine.tap},script=no,downscript=no`,
   ];
   if (accel === "kvm") args.push("-cpu", "host");
+  if (secureBoot) {
+    // Only SMM code may write the variable flash, so the guest OS cannot turn Secure Boot off.
+    args.push("-global", "driver=cfi.pflash01,property=secure,value=on");
+  }
   if (uefi) {
     args.push(
       "-drive",
-      `if=pflash,format=raw,unit=0,readonly=on,file=${firmware.ovmfCode}`,
+      `if=pflash,format=raw,unit=0,readonly=on,file=${secureBoot ? firmware.ovmfSecureBootCode : firmware.ovmfCode}`,
       "-drive",
       `if=pflash,format=raw,unit=1,file=${paths.ovmfVars}`,
       // romfile= (empty): no iPXE option ROM, so OVMF's own VirtioNetDxe + PXE/HTTP boot stack runs —
@@ -123,6 +154,10 @@ export function qemuArguments(
       "-device",
       `virtio-net-pci,netdev=net0,mac=${machine.mac},romfile=,bootindex=1`,
     );
+    if (secureBoot) {
+      // IPv6 PXE after a refused IPv4 one only costs minutes under TCG; the test needs IPv4 PXE alone.
+      args.push("-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n");
+    }
     if (machine.firmware === LabFirmware.UefiHttp) {
       // OVMF tries PXE over IPv4, then IPv6, before HTTP boot (minutes under TCG). Turning both PXE
       // stacks off makes it go straight to "UEFI HTTPv4".

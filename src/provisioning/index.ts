@@ -1,3 +1,4 @@
+import { type BootChain, bootChainOf } from "../boot/boot-chain.js";
 import { createFileImageCatalog, type ImageCatalog } from "../boot/image-catalog.js";
 import { createDefaultResolver } from "../boot/resolver.js";
 import type { BootResolver } from "../boot/spec.js";
@@ -58,6 +59,8 @@ export interface ProvisioningPart {
   dhcpObserver(seen: Sighting): void;
   /** DHCP `lookupNode`: reservations of nodes created through the API, live. */
   lookupNode(mac: string): Reservation | undefined;
+  /** DHCP `bootChain`: what the machine's node or profile asks its firmware to be answered with. */
+  bootChain(mac: string, config: Config): BootChain;
   /** Sightings recorded and dropped, for /metrics. */
   sightingStats(): SightingStats;
 }
@@ -142,6 +145,7 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
       void sightings.report(seen);
     },
     lookupNode: (mac) => core.reservationFor(mac),
+    bootChain: (mac, config) => bootChainOf(config, mac, core.profileFor(mac)),
     sightingStats: () => sightings.stats(),
   };
 }

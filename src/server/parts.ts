@@ -1,6 +1,7 @@
 import { createApiPlugin } from "../api/plugin.js";
 import { cachedBootloaders } from "../boot/bootloaders.js";
 import { httpBootBase } from "../boot/firmware.js";
+import { createGrubConfigs } from "../boot/grub.js";
 import { bootloaderDir } from "../files/state-dir.js";
 import { createDhcpService } from "../dhcp/index.js";
 import { createHttpService } from "../http/server.js";
@@ -34,7 +35,13 @@ export function createServices(
   // provisioning part asks through this late binding.
   let addressOf: ((mac: string) => string | undefined) | undefined;
   const provisioning = createProvisioning({ config, store, logger, addressOf: (mac) => addressOf?.(mac) });
-  const tftp = config.tftp.enabled ? createTftpService({ config, logger }) : undefined;
+  // Secure Boot machines' grub fetches its per-machine config by TFTP (src/boot/grub.ts), decided
+  // by the same resolver (and trust rules) as machine.ipxe.
+  const grubConfigs = createGrubConfigs({
+    resolver: () => provisioning.resolver,
+    logger: logger.child({ part: "tftp" }),
+  });
+  const tftp = config.tftp.enabled ? createTftpService({ config, logger, generated: grubConfigs }) : undefined;
   const leases = config.dhcp.mode !== "off" ? createSqliteLeaseStore(store.db) : undefined;
   const dhcp = leases
     ? createDhcpService({
@@ -43,6 +50,7 @@ export function createServices(
         leases,
         observer: provisioning.dhcpObserver,
         lookupNode: provisioning.lookupNode,
+        bootChain: provisioning.bootChain,
         // DHCP answers with these but owns neither: the bootloaders are files, the URL is HTTP's.
         bootloaders: cachedBootloaders(() => bootloaderDir(config.stateDir)),
         bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),

@@ -4,7 +4,12 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
-import { HTTP_BOOT_LAB_MACHINE, LAB_SERVER_ADDRESS, SEED_LAB_MACHINES } from "../../src/lab/lab-config.js";
+import {
+  HTTP_BOOT_LAB_MACHINE,
+  LAB_SERVER_ADDRESS,
+  SECURE_BOOT_LAB_MACHINES,
+  SEED_LAB_MACHINES,
+} from "../../src/lab/lab-config.js";
 import {
   bootMachineAgain,
   describeProgress,
@@ -250,7 +255,11 @@ async function assertNextBootIsLocalDisk(t: TestContext, run: LabRun, names: rea
     assert.equal(nodes.find((n) => n.macs.includes(m.mac))?.state, "provisioned", `${m.name} after its second boot`);
 }
 
-const FIXED_ADDRESS_OF: Record<string, string> = { node01: "10.0.100.50", node02: "10.0.100.64" };
+const FIXED_ADDRESS_OF: Record<string, string> = {
+  node01: "10.0.100.50",
+  node02: "10.0.100.64",
+  node05: "10.0.100.71",
+};
 
 test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to the lab initrd; an unknown MAC meets the menu", {
   timeout: 10 * 60_000,
@@ -327,4 +336,56 @@ test("proxyDHCP: a foreign DHCP server (dnsmasq, addresses only) beside ours in 
       failureReport(p, `address ${p.report.address} is not one of dnsmasq's leases:\n${leases}`),
     );
   }
+});
+
+/** Debian's signed chain and OVMF's Secure Boot build: scripts/bootstrap installs shim-signed, grub-efi-amd64-signed, ovmf. */
+function secureBootPresent(t: TestContext): boolean {
+  const fw = findFirmware();
+  const missing = [
+    fw.ovmfSecureBootCode,
+    fw.ovmfSecureBootVarsTemplate,
+    "/usr/lib/shim/shimx64.efi.signed",
+    "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
+  ].filter((p) => !existsSync(p));
+  if (missing.length === 0) return true;
+  const why = `missing ${missing.join(", ")} (scripts/bootstrap installs shim-signed, grub-efi-amd64-signed, ovmf)`;
+  if (isCI) throw new Error(why);
+  t.skip(why);
+  return false;
+}
+
+test("Secure Boot: OVMF with Microsoft's keys boots shim → grub → Debian's signed kernel for a secureBoot node, and refuses iPXE", {
+  timeout: 10 * 60_000,
+}, async (t) => {
+  if (!secureBootPresent(t)) return;
+  const run = await bootLab(t, SECURE_BOOT_LAB_MACHINES, "server");
+  if (!run) return;
+  const [signed, unsigned] = SECURE_BOOT_LAB_MACHINES.map((m) => run.progress.get(m.name)!);
+  assertBootedAsRegistered(run, signed!.machine.name);
+  const serial = plainText(readFileSync(signed!.machine.serialLog, "latin1"));
+  // DHCP answered shim, shim fetched grub, grub our per-machine config, and no iPXE ran at all.
+  assert.match(serial, /NBP filename is shimx64\.efi/, failureReport(signed!, "was not given shim"));
+  assert.match(serial, /Welcome to GRUB!/, failureReport(signed!, "grub did not start"));
+  assert.doesNotMatch(serial, /iPXE/, failureReport(signed!, "iPXE ran on a Secure Boot machine"));
+  // Secure Boot really was on: the kernel says so, and the initrd read the firmware's variable.
+  assert.match(serial, /secureboot: Secure boot enabled/, failureReport(signed!, "kernel: Secure Boot not enabled"));
+  assert.equal(signed!.report.secureBoot, 1, failureReport(signed!, "initrd: SecureBoot variable is not 1"));
+  assert.match(serial, /centra-lab: lockdown .*\[integrity\]/, failureReport(signed!, "kernel not locked down"));
+  // The grub config was decided by the lifecycle for the machine's own address, over TFTP.
+  const decisions = run.serverLog
+    .split("\n")
+    .filter((l) => l.includes('"msg":"boot script"') && l.includes('"loader":"grub"'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.ok(
+    decisions.some(
+      (d) => d.mac === signed!.machine.mac && d.boot === "image" && String(d.remote).endsWith(FIXED_ADDRESS_OF.node05!),
+    ),
+    `no grub decision for ${signed!.machine.mac} from its own address:\n${JSON.stringify(decisions)}`,
+  );
+
+  // The negative case: the same firmware given iPXE (its node is not marked secureBoot) refuses it.
+  const refused = plainText(readFileSync(unsigned!.machine.serialLog, "latin1"));
+  assert.match(refused, /NBP filename is ipxe\.efi/, failureReport(unsigned!, "was not given iPXE"));
+  assert.match(refused, /failed to load .*: Access Denied/, failureReport(unsigned!, "firmware did not refuse iPXE"));
+  assert.ok(!unsigned!.report.reached.has(Milestone.Kernel), failureReport(unsigned!, "a kernel started"));
 });
