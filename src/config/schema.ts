@@ -118,12 +118,30 @@ const bootChainKeys = {
   secureBoot: z.boolean().optional(),
 };
 
+/**
+ * What a profile boots on one CPU architecture when it differs from its default: an ARM64 machine
+ * cannot run an x86 kernel ("Exec format error"), and its serial console is `ttyAMA0`, not `ttyS0`.
+ */
+const profileArch = z
+  .object({
+    image: z.string().min(1).optional(),
+    version: z.string().optional(),
+    /** Instead of `boot.console` on this architecture. */
+    console: z.array(z.string()).optional(),
+  })
+  .strict();
+
+/** iPXE's `${buildarch}` (grub's `$grub_cpu`): the architectures a profile can tell apart. */
+export const PROFILE_ARCHES = ["x86_64", "i386", "arm64", "arm32"] as const;
+
 const profile = z
   .object({
     image: z.string().min(1).default("nixos"),
     /** Pin an image version; default is the image's `current`. */
     version: z.string().optional(),
     cmdline: z.string().default(""),
+    /** Per architecture (the machine's `${buildarch}`): another image, version or console. */
+    arches: z.record(z.enum(PROFILE_ARCHES), profileArch).optional(),
     ...bootChainKeys,
   })
   .strict();
@@ -532,6 +550,12 @@ function checkCrossFields(
   });
 
   for (const [name, p] of Object.entries(config.profiles)) {
+    for (const [arch, a] of Object.entries(p.arches ?? {}))
+      if (a.image !== undefined && !isImageName(a.image))
+        issue(
+          ["profiles", name, "arches", arch, "image"],
+          `image name ${JSON.stringify(a.image)} may hold only ${NAME_RULE}`,
+        );
     if (!isImageName(p.image))
       issue(["profiles", name, "image"], `image name ${JSON.stringify(p.image)} may hold only ${NAME_RULE}`);
   }

@@ -55,7 +55,7 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
         node !== undefined &&
         node.profile !== undefined &&
         (BOOT_PLAN[node.state] === "image" || BOOT_PLAN[node.state] === "install");
-      const image = bootsImage ? await imageFor(node, context) : undefined;
+      const image = bootsImage ? await imageFor(node, machine, context) : undefined;
       const selected =
         node === undefined || BOOT_PLAN[node.state] === "menu"
           ? selectProfile(context.config.selectors, {
@@ -87,6 +87,7 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
             images: images(context.config),
             baseUrl: context.baseUrl,
             profileName: plan.profile,
+            buildarch: machine.buildarch,
           });
         case "localdisk":
           return { kind: "localdisk" };
@@ -161,7 +162,11 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
     return remote !== undefined && unmappedAddress(remote) === unmappedAddress(expected) ? "machine" : "other";
   }
 
-  function imageFor(node: NodeRecord, context: ResolveContext): Promise<ImageBoot | UnavailableBoot> {
+  function imageFor(
+    node: NodeRecord,
+    machine: MachineIdentity,
+    context: ResolveContext,
+  ): Promise<ImageBoot | UnavailableBoot> {
     const { config } = context;
     const profileName = node.profile!;
     const profile = Object.hasOwn(config.profiles, profileName) ? config.profiles[profileName] : undefined;
@@ -175,6 +180,7 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
       images: images(config),
       baseUrl: context.baseUrl,
       profileName,
+      buildarch: machine.buildarch,
       ...(node.hostname !== undefined ? { hostname: node.hostname } : {}),
     });
   }
