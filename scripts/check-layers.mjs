@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 /** Top to bottom. "(root)" is the files directly in src/ (errors.ts, log.ts). */
 export const LAYERS = [
   ["cli"],
-  ["server", "doctor", "lab", "migrate"],
+  ["server", "doctor", "lab", "migrate", "ipxe-build", "tls"],
   ["api", "metrics"],
   ["provisioning"],
   ["http", "dhcp", "tftp"],

@@ -88,6 +88,18 @@ describe("firmware table (PRODUCT.md §3)", () => {
     assert.match(unknown.kind === "none" ? unknown.reason : "", /architecture 42/);
   });
 
+  it("UEFI HTTP boot firmware that trusts our CA gets an https:// bootloader; iPXE and PXE stay as they were", () => {
+    const https = httpBootBase("10.0.100.10", 443, "https");
+    assert.equal(https, "https://10.0.100.10/boot/ipxe");
+    const firmware = decideBoot(httpClient(16), DEBIAN, BASE, FIRMWARE_TABLE, https);
+    assert.equal(firmware.kind === "http" ? firmware.url : firmware.kind, "https://10.0.100.10/boot/ipxe/ipxe.efi");
+    // A stock iPXE trusts no CA of ours: it keeps the plain entry script.
+    const ipxe = decideBoot({ userClasses: ["iPXE"] }, DEBIAN, BASE, FIRMWARE_TABLE, https);
+    assert.equal(ipxe.kind === "http" ? ipxe.url : ipxe.kind, "http://10.0.100.10/boot/ipxe/boot.ipxe");
+    assert.equal(decideBoot(pxe(7), DEBIAN, BASE, FIRMWARE_TABLE, https).kind, "tftp");
+    assert.equal(httpBootBase("10.0.0.1", 8443, "https"), "https://10.0.0.1:8443/boot/ipxe");
+  });
+
   it("puts a non-default HTTP port in the URL", () => {
     assert.equal(httpBootBase("10.0.0.1", 8080), "http://10.0.0.1:8080/boot/ipxe");
   });
@@ -114,7 +126,7 @@ describe("Secure Boot (boot-chain secureBoot): Debian's signed shim instead of i
   const secure = { secureBoot: true };
   it("answers UEFI x64 PXE (7 and 9) with shim over TFTP", () => {
     for (const arch of [7, 9]) {
-      const d = decideBoot(pxe(arch), SIGNED, BASE, FIRMWARE_TABLE, secure);
+      const d = decideBoot(pxe(arch), SIGNED, BASE, FIRMWARE_TABLE, BASE, secure);
       assert.deepEqual(d, { kind: "tftp", firmware: Firmware.EfiX64, filename: "shimx64.efi" });
     }
   });
@@ -124,7 +136,7 @@ describe("Secure Boot (boot-chain secureBoot): Debian's signed shim instead of i
       firmware: Firmware.EfiX64,
       filename: "ipxe.efi",
     });
-    assert.deepEqual(decideBoot(pxe(0), SIGNED, BASE, FIRMWARE_TABLE, secure), {
+    assert.deepEqual(decideBoot(pxe(0), SIGNED, BASE, FIRMWARE_TABLE, BASE, secure), {
       kind: "tftp",
       firmware: Firmware.Bios,
       filename: "undionly.kpxe",
@@ -132,20 +144,20 @@ describe("Secure Boot (boot-chain secureBoot): Debian's signed shim instead of i
   });
   it("never falls back to iPXE when shim or grub is missing: it says what to install", () => {
     for (const installed of [DEBIAN, new Set([...DEBIAN, "shimx64.efi"])]) {
-      const d = decideBoot(pxe(7), installed, BASE, FIRMWARE_TABLE, secure);
+      const d = decideBoot(pxe(7), installed, BASE, FIRMWARE_TABLE, BASE, secure);
       assert.equal(d.kind, "none");
       assert.match(d.kind === "none" ? d.reason : "", /grubx64\.efi.*not installed.*shim-signed/);
     }
   });
   it("refuses UEFI HTTP boot (Debian's signed grub cannot fetch over HTTP) and names the way out", () => {
-    const d = decideBoot(httpClient(16), SIGNED, BASE, FIRMWARE_TABLE, secure);
+    const d = decideBoot(httpClient(16), SIGNED, BASE, FIRMWARE_TABLE, BASE, secure);
     assert.equal(d.kind, "none");
     assert.match(d.kind === "none" ? d.reason : "", /PXE boot/);
   });
   it("ARM64 asks for Debian's arm64 shim and grub", () => {
-    const d = decideBoot(pxe(11), ALL, BASE, FIRMWARE_TABLE, secure);
+    const d = decideBoot(pxe(11), ALL, BASE, FIRMWARE_TABLE, BASE, secure);
     assert.match(d.kind === "none" ? d.reason : "", /shimaa64\.efi and grubaa64\.efi are not installed/);
-    const ok = decideBoot(pxe(11), new Set(["shimaa64.efi", "grubaa64.efi"]), BASE, FIRMWARE_TABLE, secure);
+    const ok = decideBoot(pxe(11), new Set(["shimaa64.efi", "grubaa64.efi"]), BASE, FIRMWARE_TABLE, BASE, secure);
     assert.deepEqual(ok, { kind: "tftp", firmware: Firmware.EfiArm64, filename: "shimaa64.efi" });
   });
 });

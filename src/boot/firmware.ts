@@ -206,9 +206,9 @@ export type BootDecision =
   /** No boot information: not a boot client, or nothing installed for it (`reason` says what to do). */
   | { kind: "none"; firmware: Firmware; reason: string };
 
-/** Where the HTTP part serves bootloaders and the entry script (PRODUCT.md §3). */
-export function httpBootBase(serverAddress: string, httpPort: number): string {
-  return `${httpOrigin(serverAddress, httpPort)}/boot/ipxe`;
+/** Where the HTTP part serves bootloaders and the entry script (PRODUCT.md §3); `https` on http.tls.port. */
+export function httpBootBase(serverAddress: string, httpPort: number, scheme: "http" | "https" = "http"): string {
+  return `${httpOrigin(serverAddress, httpPort, scheme)}/boot/ipxe`;
 }
 
 export const ENTRY_SCRIPT = "boot.ipxe";
@@ -223,6 +223,12 @@ export function decideBoot(
   installed: ReadonlySet<string>,
   httpBase: string,
   table: FirmwareTable = FIRMWARE_TABLE,
+  /**
+   * Where UEFI HTTP boot firmware fetches its bootloader: the https:// base when the site's
+   * firmware trusts our CA (http.tls.uefiHttpBoot), else `httpBase`. iPXE always gets `httpBase`:
+   * a stock iPXE trusts no CA of ours (our own build ignores the answer and chains by itself).
+   */
+  firmwareHttpBase: string = httpBase,
   chain: BootChain = DEFAULT_BOOT_CHAIN,
 ): BootDecision {
   const firmware = detectFirmware(hints, table);
@@ -249,7 +255,7 @@ export function decideBoot(
       reason: `architecture ${arch} (${row.firmware}) needs ${row.bootloaders.join(" or ")}, which is not installed: ${row.hint}`,
     };
   }
-  if (row.http) return { kind: "http", firmware, url: `${httpBase}/${bootloader}`, httpClient: true };
+  if (row.http) return { kind: "http", firmware, url: `${firmwareHttpBase}/${bootloader}`, httpClient: true };
   return { kind: "tftp", firmware, filename: bootloader };
 }
 

@@ -7,7 +7,7 @@ import { parseConfig } from "../config/load.js";
 import { silentLogger } from "../log.js";
 import type { ImageCatalog } from "./image-catalog.js";
 import { createGrubConfigs, parseGrubRequest, quote, renderGrubConfig, renderGrubEntry } from "./grub.js";
-import { kernelCommandLine, renderEntryScript, renderMachineScript } from "./ipxe.js";
+import { kernelCommandLine, renderEmbeddedScript, renderEntryScript, renderMachineScript } from "./ipxe.js";
 import { createConfigResolver } from "./resolver.js";
 import type { BootSpec, MachineIdentity, Platform } from "./spec.js";
 
@@ -71,6 +71,20 @@ test("entry script chains to the per-machine script with the machine's identity"
     text,
     /machine\.ipxe\?mac=\$\{netX\/mac:hexhyp\}&buildarch=\$\{buildarch:uristring\}&platform=\$\{platform:uristring\}&uuid=\$\{uuid\}&serial=\$\{serial:uristring\}/,
   );
+});
+
+test("embedded script of our own build: DHCPv4 only, then straight to the entry script, both retried, else the shell", () => {
+  const text = renderEmbeddedScript({ entryUrl: "https://10.0.100.10/boot/ipxe/boot.ipxe", build: "0123abcd" });
+  golden("embedded.ipxe", text);
+  const lines = text.split("\n");
+  assert.ok(lines.includes("ifconf --configurator dhcp && goto entry ||"), "DHCPv4 only: no IPv6 router wait");
+  assert.ok(lines.includes("chain --autofree --replace https://10.0.100.10/boot/ipxe/boot.ipxe && exit ||"));
+  assert.equal(
+    lines.filter((l) => l.startsWith("iseq ${centra-try} 3 && goto failed")).length,
+    2,
+    "both steps retried",
+  );
+  assert.equal(lines.at(-2), "shell", "a machine that cannot reach us ends in the shell");
 });
 
 for (const platform of ["pcbios", "efi"] as const) {

@@ -50,7 +50,43 @@ export function renderEntryScript(baseUrl: string): string {
       command: `chain --autofree --replace ${baseUrl}${MACHINE_SCRIPT_PATH}?${MACHINE_QUERY}`,
       next: "exit",
     }),
-    ...failureBlock(baseUrl),
+    ...failureBlock(`chain ${baseUrl}${ENTRY_SCRIPT_PATH}`),
+  ]);
+}
+
+/**
+ * The script embedded in our own iPXE builds (`centra-pxe ipxe build`, EMBED=). Debian's iPXE
+ * first runs its autoboot: DHCPv4 and IPv6 router discovery on every NIC, then whatever the DHCP
+ * answer names. Ours skips all of that and chains straight to the entry script:
+ *
+ * - `ifconf --configurator dhcp` configures with DHCPv4 only: autoboot's IPv6 configurator waits
+ *   ~17 s for a router advertisement an IPv4 provisioning network never sends.
+ * - The URL is fixed at build time (`entryUrl`), so the DHCP answer's filename is not needed and
+ *   a build with our CA (TRUST=) can go to `https://` from its first request.
+ * - Both steps retry; a machine that cannot reach us ends in the shell with the reason, never on a
+ *   silent black screen.
+ */
+export function renderEmbeddedScript(options: { entryUrl: string; build: string }): string {
+  return script([
+    "#!ipxe",
+    `# Centra PXE's own iPXE build ${options.build}: configure the network, then chain to the entry script.`,
+    "",
+    `echo Centra PXE iPXE build ${options.build} on \${platform}/\${buildarch}`,
+    ...retryingFetch({
+      label: "network",
+      what: "a DHCPv4 address",
+      doing: "asking for",
+      command: "ifconf --configurator dhcp",
+      next: "goto entry",
+    }),
+    ...retryingFetch({
+      label: "entry",
+      what: `the entry script ${options.entryUrl}`,
+      command: `chain --autofree --replace ${options.entryUrl}`,
+      next: "exit",
+    }),
+    // Not `&&`: iPXE would run the rest of an echo line after `&&` as a command.
+    ...failureBlock(`ifconf --configurator dhcp, then chain ${options.entryUrl}`),
   ]);
 }
 
@@ -95,7 +131,7 @@ function renderImageBoot(spec: ImageBoot, machine: MachineIdentity, baseUrl: str
     "boot ||",
     "set centra-error ${errno}",
     "goto failed",
-    ...failureBlock(baseUrl),
+    ...failureBlock(`chain ${baseUrl}${ENTRY_SCRIPT_PATH}`),
   ]);
 }
 
@@ -146,7 +182,7 @@ function renderMenu(spec: MenuBoot, machine: MachineIdentity, baseUrl: string): 
     "goto menu",
     ":reboot",
     "reboot",
-    ...failureBlock(baseUrl),
+    ...failureBlock(`chain ${baseUrl}${ENTRY_SCRIPT_PATH}`),
   );
   return script(lines);
 }
@@ -162,7 +198,7 @@ function renderLocalDisk(_spec: LocalDiskBoot, machine: MachineIdentity, baseUrl
     "",
     "goto localdisk",
     ...localDiskBlock(machine.platform),
-    ...failureBlock(baseUrl),
+    ...failureBlock(`chain ${baseUrl}${ENTRY_SCRIPT_PATH}`),
   ]);
 }
 
@@ -210,7 +246,7 @@ function renderUnavailable(spec: UnavailableBoot, machine: MachineIdentity, base
     "set centra-error ${errno}",
     "set centra-step fetching the entry script again",
     "goto failed",
-    ...failureBlock(baseUrl),
+    ...failureBlock(`chain ${baseUrl}${ENTRY_SCRIPT_PATH}`),
   ]);
 }
 
@@ -223,13 +259,15 @@ function renderUnavailable(spec: UnavailableBoot, machine: MachineIdentity, base
 function retryingFetch(step: {
   label: string;
   what: string;
+  /** What the step says it was doing when it failed; default "downloading". */
+  doing?: string;
   command: string;
   next: "exit" | `goto ${string}`;
 }): string[] {
   return [
     `:${step.label}`,
     "set centra-try:int32 0",
-    `set centra-step downloading ${step.what}`,
+    `set centra-step ${step.doing ?? "downloading"} ${step.what}`,
     `:${step.label}-retry`,
     `${step.command} && ${step.next} ||`,
     "set centra-error ${errno}",
@@ -242,13 +280,13 @@ function retryingFetch(step: {
   ];
 }
 
-/** The end of every failed path: say what failed, then the shell, never a silent hang. */
-function failureBlock(baseUrl: string): string[] {
+/** The end of every failed path: say what failed and how to try again (`retry`), then the shell, never a silent hang. */
+function failureBlock(retry: string): string[] {
   return [
     ":failed",
     "echo",
     "echo Centra PXE: failed while ${centra-step} (error ${centra-error}; iPXE printed the reason above).",
-    `echo To try again: chain ${baseUrl}${ENTRY_SCRIPT_PATH}`,
+    `echo To try again: ${retry}`,
     "shell",
   ];
 }

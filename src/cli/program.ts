@@ -2,11 +2,13 @@ import { Command, CommanderError } from "commander";
 import { printJson } from "./common.js";
 import { registerConfigCommands } from "./config-commands.js";
 import { bashCompletion, manPage, zshCompletion } from "./generated-docs.js";
+import { registerIpxeCommands } from "./ipxe-command.js";
 import { registerLabCommand } from "./lab-command.js";
 import { registerLeasesCommand } from "./leases-command.js";
 import { registerMigrateCommands } from "./migrate-commands.js";
 import { registerNodesCommands } from "./nodes-command.js";
 import { registerStateCommands } from "./state-commands.js";
+import { registerTlsCommands } from "./tls-command.js";
 import { registerTokenCommands } from "./token-command.js";
 import { packageVersion, versionInfo } from "./version.js";
 
@@ -24,6 +26,7 @@ const ENVIRONMENT: [string, string][] = [
     "the server of nodes/doctor when --url is not given (else http://serverAddress[:http.port] of the config)",
   ],
   ["CENTRA_PXE_TOKEN", "the admin token of nodes when --token is not given"],
+  ["CENTRA_PXE_IPXE_SOURCE", "the iPXE source of ipxe build when --source is not given (a directory or tarball)"],
 ];
 const EXIT_STATUS: [string, string][] = [
   [String(ExitCode.Ok), "success"],
@@ -59,6 +62,8 @@ export function buildProgram(): Command {
   registerNodesCommands(program);
   registerTokenCommands(program);
   registerMigrateCommands(program);
+  registerIpxeCommands(program);
+  registerTlsCommands(program);
 
   program
     .command("version")

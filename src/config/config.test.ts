@@ -223,3 +223,11 @@ test("FETCH_BAD_PORTS is the list Node's fetch refuses before connecting", async
     assert.equal((failure?.cause as Error | undefined)?.message ?? failure?.cause, "bad port", `port ${port}`);
   }
 });
+
+test("http.tls: cert and key required, port 443 by default and not http.port, UEFI HTTP boot over https only when asked", () => {
+  const config = parseConfig("http: { tls: { cert: /etc/c.pem, key: /etc/k.pem } }");
+  assert.deepEqual(config.http.tls, { cert: "/etc/c.pem", key: "/etc/k.pem", port: 443, uefiHttpBoot: false });
+  assert.equal(parseConfig("{}").http.tls, undefined, "no TLS unless configured");
+  assert.throws(() => parseConfig("http: { tls: { cert: /etc/c.pem } }"), /key/);
+  assert.throws(() => parseConfig("http: { port: 8443, tls: { cert: a, key: b, port: 8443 } }"), /port of its own/);
+});

@@ -153,7 +153,11 @@ export function unmappedAddress(address: string): string {
   return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
 }
 
-/** `http://host`, with `:port` only when it is not HTTP's own 80: every URL we hand out or call. */
-export function httpOrigin(host: string, port: number): string {
-  return `http://${host}${port === 80 ? "" : `:${port}`}`;
+/**
+ * `http://host`, with `:port` only when it is not HTTP's own 80 (HTTPS: `https://host`, 443):
+ * every URL we hand out or call.
+ */
+export function httpOrigin(host: string, port: number, scheme: "http" | "https" = "http"): string {
+  const standard = scheme === "https" ? 443 : 80;
+  return `${scheme}://${host}${port === standard ? "" : `:${port}`}`;
 }

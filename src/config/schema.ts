@@ -238,6 +238,25 @@ const http = z
       .int()
       .min(1)
       .default(1024 * 1024),
+    /**
+     * HTTPS (issue 17): every path served on `tls.port` as well as on plain HTTP. `cert`/`key` are
+     * PEM files (`centra-pxe tls init` makes a CA and a server certificate); `ca` is what clients
+     * must trust (default: `cert` itself): our iPXE builds embed it, UEFI firmware gets it enrolled.
+     */
+    tls: z
+      .object({
+        cert: z.string().min(1),
+        key: z.string().min(1),
+        ca: z.string().min(1).optional(),
+        port: port.default(443),
+        /**
+         * The UEFI HTTP boot clients of this site trust `ca` (enrolled in the firmware's TLS
+         * certificate store): their DHCP answer names an https:// bootloader URL. Off: http://.
+         */
+        uefiHttpBoot: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((h, ctx) => {
@@ -247,6 +266,13 @@ const http = z
         code: z.ZodIssueCode.custom,
         path: ["requestTimeout"],
         message: `must be at least headerTimeout (${h.headerTimeout} ms)`,
+      });
+    }
+    if (h.tls && h.tls.port === h.port && h.port !== 0) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ["tls", "port"],
+        message: `is http.port too (${h.port}): HTTPS needs a port of its own (443 by default)`,
       });
     }
   });

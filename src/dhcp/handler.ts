@@ -66,6 +66,8 @@ export interface BootAnswers {
   httpBase: string;
   /** The boot chain the machine's profile or node asks for (src/boot `bootChainOf`); iPXE without it. */
   chainFor?(mac: string): BootChain;
+  /** Where UEFI HTTP boot firmware gets its bootloader (https:// when it trusts our CA); default httpBase. */
+  firmwareHttpBase?: string;
 }
 
 export interface DhcpContext {
@@ -497,6 +499,7 @@ function addBoot(
     context.boot.installed(),
     context.boot.httpBase,
     context.boot.firmware,
+    context.boot.firmwareHttpBase,
     context.boot.chainFor?.(hardwareAddress(request)),
   );
   if (decision.kind === "none") {

@@ -43,6 +43,8 @@ export interface DhcpServiceOptions {
    * profile); without it, every machine gets iPXE.
    */
   bootChain?: (mac: string, config: Config) => BootChain;
+  /** Where UEFI HTTP boot firmware gets its bootloader (https:// with http.tls.uefiHttpBoot); default bootBaseUrl. */
+  firmwareBootBaseUrl?: (config: Config) => string;
   /** The clock; tests may pin it. */
   now?: () => number;
   /** The host's interfaces and their IPv4 addresses (default: the kernel's list, interface-addresses.ts), read at start and reload. */
@@ -171,7 +173,11 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     context.serverAddress = parseIpv4(next.serverAddress)!;
     context.subnets = subnets;
     context.relays = new Set(next.dhcp.relays.map((a) => parseIpv4(a)!));
-    context.boot = { ...context.boot, httpBase: options.bootBaseUrl(next) };
+    context.boot = {
+      ...context.boot,
+      httpBase: options.bootBaseUrl(next),
+      firmwareHttpBase: (options.firmwareBootBaseUrl ?? options.bootBaseUrl)(next),
+    };
     context.newClients = budgetFor(budgetLimits(next.dhcp.budgets.newClients), context.newClients);
     context.claims = context.mode === "proxy" ? claims : undefined;
     sightings = budgetFor(budgetLimits(next.dhcp.budgets.sightings), sightings);

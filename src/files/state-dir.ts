@@ -26,6 +26,16 @@ export function bootloaderDir(stateDir: string): string {
   return join(stateDir, "ipxe");
 }
 
+/** `stateDir/cache/ipxe`: `centra-pxe ipxe build`'s unpacked sources, objects and results (never served). */
+export function ipxeBuildCacheDir(stateDir: string): string {
+  return join(stateDir, "cache", "ipxe");
+}
+
+/** `stateDir/tls`: the CA and server certificate `centra-pxe tls init` makes (never served: the keys are here). */
+export function tlsDir(stateDir: string): string {
+  return join(stateDir, "tls");
+}
+
 /** `stateDir/images`: one directory per image. */
 export function imagesDir(stateDir: string): string {
   return join(stateDir, "images");

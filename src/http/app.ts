@@ -10,7 +10,8 @@ import { renderEntryScript, renderMachineScript, ENTRY_SCRIPT_PATH, MACHINE_SCRI
 import { bootloaderDir, imagesDir, isImageName as isPlainName } from "../files/state-dir.js";
 import type { BootResolver, BootSpec, MachineIdentity } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
-import { normalizeMac } from "../config/primitives.js";
+import { httpOrigin, normalizeMac } from "../config/primitives.js";
+import type { TlsOptions } from "node:tls";
 import { LogThrottle, type Logger } from "../log.js";
 import type { ServiceHealth } from "../contracts/service.js";
 import { fastifyLimitOptions } from "./limits.js";
@@ -29,6 +30,8 @@ export interface HttpAppOptions {
   health: () => Record<string, ServiceHealth>;
   /** More routes, e.g. the REST API under /api/v1; registered after the boot routes. */
   extraPlugins?: FastifyPluginAsync[];
+  /** Serve over TLS with these options (tls.ts `bootTlsOptions`); scripts then hand out https:// URLs. */
+  tls?: TlsOptions;
 }
 
 /**
@@ -41,6 +44,9 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
     typeof options.resolver === "function" ? options.resolver : () => options.resolver as BootResolver;
   const logger = options.logger;
 
+  const limits = fastifyLimitOptions(currentConfig().http);
+  // An HTTPS instance is typed over https.Server; every use here (routes, inject, listen, the
+  // timeouts of limits.ts) is the same on both, so one type serves.
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // One line per boot decision is logged below; a line per request would drown it.
@@ -50,8 +56,10 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
     // SIGTERM must not wait for a 500 MB download to finish; iPXE retries a cut download.
     forceCloseConnections: true,
     // Timeouts, caps and the body limit of the config's `http:` section (issue 10).
-    ...fastifyLimitOptions(currentConfig().http),
-  });
+    ...limits,
+    // An HTTPS server takes the `http` options (head and request timeouts) with its TLS options.
+    ...(options.tls ? { https: { ...options.tls, ...limits.http } } : {}),
+  }) as unknown as FastifyInstance;
 
   // Request logging is off, which also silences Fastify's default error log: log failures here.
   // A 500 is what iPXE's retry loop expects from a server that has a bad moment.
@@ -85,7 +93,11 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
     }
   });
 
-  const baseUrlOf = (request: FastifyRequest): string => baseUrlFor(request.headers.host, currentConfig());
+  // The scheme the script arrived by is the one its URLs use: a client that fetched it over TLS
+  // trusts our certificate (our own iPXE build, or firmware with our CA enrolled); one that came
+  // over plain HTTP may trust nothing of ours (Debian's iPXE, a PXE ROM), so it stays on http://.
+  const baseUrlOf = (request: FastifyRequest): string =>
+    baseUrlFor(request.headers.host, currentConfig(), request.protocol === "https" ? "https" : "http");
   const stateDir = () => currentConfig().stateDir;
 
   app.route({
@@ -217,11 +229,11 @@ async function sendScript(reply: FastifyReply, text: string): Promise<FastifyRep
  * sends the host and port it was told), which also holds behind port forwards and on port 0 in
  * tests; anything that does not look like host[:port] falls back to the configured address.
  */
-export function baseUrlFor(host: string | undefined, config: Config): string {
+export function baseUrlFor(host: string | undefined, config: Config, scheme: "http" | "https" = "http"): string {
   if (host !== undefined && /^([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?$/.test(host))
-    return `http://${host}`;
-  const port = config.http.port;
-  return `http://${config.serverAddress}${port === 80 || port === 0 ? "" : `:${port}`}`;
+    return `${scheme}://${host}`;
+  const port = scheme === "https" ? (config.http.tls?.port ?? 443) : config.http.port;
+  return port === 0 ? `${scheme}://${config.serverAddress}` : httpOrigin(config.serverAddress, port, scheme);
 }
 
 type QueryValue = string | string[] | undefined;

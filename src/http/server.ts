@@ -1,4 +1,6 @@
+import { readFile } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
+import { createSecureContext, type Server as TlsServer, type TlsOptions } from "node:tls";
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { createFileImageCatalog, type ImageCatalog } from "../boot/image-catalog.js";
 import { createDefaultResolver } from "../boot/resolver.js";
@@ -10,6 +12,7 @@ import { createHttpApp } from "./app.js";
 import { guardConnections, type RefusedConnections } from "./connection-limits.js";
 import { bufferPoolStats } from "./file-stream.js";
 import { applyLimits } from "./limits.js";
+import { bootTlsOptions } from "./tls.js";
 
 export interface HttpServiceOptions {
   config: Config;
@@ -26,6 +29,8 @@ export interface HttpServiceOptions {
 export interface HttpService extends Service {
   /** Where the server listens (the real port when configured with port 0), once started. */
   address(): { address: string; port: number } | undefined;
+  /** Where the HTTPS listener listens (`http.tls`), once started; undefined without TLS. */
+  tlsAddress(): { address: string; port: number } | undefined;
   /** What the limits refused and what downloads hold, for /metrics. */
   stats(): HttpStats;
 }
@@ -54,6 +59,10 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
   const resolver = options.resolver ?? createDefaultResolver(catalogFor);
   let app: FastifyInstance | undefined;
   let listening: { address: string; port: number } | undefined;
+  // The HTTPS listener (http.tls): the same app on another port, over TLS.
+  let tlsApp: FastifyInstance | undefined;
+  let tlsListening: { address: string; port: number } | undefined;
+  let tlsOpenConnections: () => number = () => 0;
   const refused: RefusedConnections = { perAddress: 0, total: 0 };
   // A connection flood is a few lines per interval, each saying how many it stands for.
   const refusalLog = new LogThrottle(REFUSAL_LOG_INTERVAL_MS);
@@ -82,15 +91,33 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
       app = started.app;
       listening = started.address;
       logger.info(listening, "HTTP boot service listening");
+      if (config.http.tls) {
+        try {
+          const secure = await listen(config, await readTlsOptions(config));
+          tlsApp = secure.app;
+          tlsListening = secure.address;
+          tlsOpenConnections = secure.openConnections;
+          logger.info(tlsListening, "HTTPS boot service listening");
+        } catch (error) {
+          await service.stop();
+          throw error;
+        }
+      }
     },
     async stop() {
-      const closing = app;
-      app = undefined;
-      listening = undefined;
-      await closing?.close();
+      const closing = [app, tlsApp];
+      app = tlsApp = undefined;
+      listening = tlsListening = undefined;
+      await Promise.all(closing.map((a) => a?.close()));
     },
     async check(next) {
       if (app && moves(next)) await probeListen(next.http.bindAddress, next.http.port);
+      // Certificates that do not load (a typo, a key of another certificate) are refused before
+      // anything changes, like a port that cannot be bound.
+      if (next.http.tls) {
+        createSecureContext(await readTlsOptions(next));
+        if (app && tlsMoves(next)) await probeListen(next.http.bindAddress, next.http.tls.port);
+      }
     },
     async reload(next) {
       if (app && moves(next)) {
@@ -103,18 +130,24 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
       } else if (app) {
         applyLimits(app.server, next.http);
       }
+      if (app) await reloadTls(next);
       config = next;
     },
     health() {
-      return listening ? { ok: true } : { ok: false, detail: "not listening" };
+      if (!listening) return { ok: false, detail: "not listening" };
+      if (config.http.tls && !tlsListening) return { ok: false, detail: "HTTPS not listening" };
+      return { ok: true };
     },
     address() {
       return listening;
     },
+    tlsAddress() {
+      return tlsListening;
+    },
     stats() {
       return {
         refusedConnections: { ...refused },
-        openConnections: openConnections(),
+        openConnections: openConnections() + tlsOpenConnections(),
         downloadBuffers: bufferPoolStats(),
       };
     },
@@ -124,28 +157,83 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
     return next.http.port !== config.http.port || next.http.bindAddress !== config.http.bindAddress;
   }
 
-  async function listen(on: Config): Promise<{ app: FastifyInstance; address: { address: string; port: number } }> {
+  function tlsMoves(next: Config): boolean {
+    return (
+      !tlsApp || next.http.tls?.port !== config.http.tls?.port || next.http.bindAddress !== config.http.bindAddress
+    );
+  }
+
+  /**
+   * TLS on reload: turned off, moved (a new listener, then the old one closed), or in place with
+   * the certificate files read again, so a renewed certificate needs only a SIGHUP.
+   */
+  async function reloadTls(next: Config): Promise<void> {
+    if (!next.http.tls) {
+      const closing = tlsApp;
+      tlsApp = undefined;
+      tlsListening = undefined;
+      tlsOpenConnections = () => 0;
+      await closing?.close();
+      return;
+    }
+    const tlsOptions = await readTlsOptions(next);
+    if (tlsApp && !tlsMoves(next)) {
+      (tlsApp.server as unknown as TlsServer).setSecureContext(tlsOptions);
+      applyLimits(tlsApp.server, next.http);
+      return;
+    }
+    const secure = await listen(next, tlsOptions);
+    const old = tlsApp;
+    tlsApp = secure.app;
+    tlsListening = secure.address;
+    tlsOpenConnections = secure.openConnections;
+    logger.info(tlsListening, "HTTPS boot service listening");
+    await old?.close();
+  }
+
+  async function listen(
+    on: Config,
+    tls?: TlsOptions,
+  ): Promise<{ app: FastifyInstance; address: { address: string; port: number }; openConnections: () => number }> {
     const instance = await createHttpApp({
       config: () => config,
       logger,
       resolver: () => resolver,
       health: options.health ?? (() => ({ http: service.health() })),
       ...(options.extraPlugins ? { extraPlugins: options.extraPlugins } : {}),
+      ...(tls ? { tls } : {}),
     });
     applyLimits(instance.server, on.http);
     const counter = guardConnections(instance.server, () => config.http, noteRefusal);
+    const port = tls ? on.http.tls!.port : on.http.port;
     try {
-      await instance.listen({ host: on.http.bindAddress, port: on.http.port });
+      await instance.listen({ host: on.http.bindAddress, port });
     } catch (error) {
       await instance.close();
       throw explainListenError(error, on);
     }
-    openConnections = () => counter.total;
+    const count = () => counter.total;
+    if (!tls) openConnections = count;
     const info = instance.server.address() as AddressInfo;
-    return { app: instance, address: { address: info.address, port: info.port } };
+    return { app: instance, address: { address: info.address, port: info.port }, openConnections: count };
   }
 
   return service;
+}
+
+/** The listener's TLS options with the certificate and key of `http.tls` read from disk now. */
+async function readTlsOptions(config: Config): Promise<TlsOptions> {
+  const tls = config.http.tls!;
+  const [cert, key] = await Promise.all(
+    [tls.cert, tls.key].map((file, i) =>
+      readFile(file).catch((error: unknown) => {
+        throw new Error(`cannot read http.tls.${i === 0 ? "cert" : "key"} ${file}: ${(error as Error).message}`, {
+          cause: error,
+        });
+      }),
+    ),
+  );
+  return bootTlsOptions({ cert: cert!, key: key! }, config.http.headerTimeout);
 }
 
 /** Refuses (throws) when nothing could listen on `host:port` now: a reload checks a move this way. */

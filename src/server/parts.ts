@@ -54,6 +54,10 @@ export function createServices(
         // DHCP answers with these but owns neither: the bootloaders are files, the URL is HTTP's.
         bootloaders: cachedBootloaders(() => bootloaderDir(config.stateDir)),
         bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),
+        firmwareBootBaseUrl: (c) =>
+          c.http.tls?.uefiHttpBoot
+            ? httpBootBase(c.serverAddress, c.http.tls.port, "https")
+            : httpBootBase(c.serverAddress, c.http.port),
       })
     : undefined;
   // The machine's address: what DHCP bound or saw it ask for; in server mode also the address
