@@ -161,3 +161,31 @@ describe("Secure Boot (boot-chain secureBoot): Debian's signed shim instead of i
     assert.deepEqual(ok, { kind: "tftp", firmware: Firmware.EfiArm64, filename: "shimaa64.efi" });
   });
 });
+
+describe("iPXE flavour (boot-chain ipxe)", () => {
+  it("snponly.efi first when asked, on PXE and on HTTP boot; ipxe.efi when snponly.efi is not installed", () => {
+    const chain = { secureBoot: false, flavour: "snponly.efi" as const };
+    assert.deepEqual(decideBoot(pxe(7), ALL, BASE, FIRMWARE_TABLE, BASE, chain), {
+      kind: "tftp",
+      firmware: Firmware.EfiX64,
+      filename: "snponly.efi",
+    });
+    const http = decideBoot(httpClient(16), ALL, BASE, FIRMWARE_TABLE, BASE, chain);
+    assert.equal(http.kind === "http" && http.url, "http://10.0.100.10/boot/ipxe/snponly.efi");
+    const fallback = decideBoot(pxe(7), new Set(["ipxe.efi"]), BASE, FIRMWARE_TABLE, BASE, chain);
+    assert.equal(fallback.kind === "tftp" && fallback.filename, "ipxe.efi");
+  });
+  it("http: no PXE answer (the firmware goes on to HTTP boot), which gets ipxe.efi", () => {
+    const chain = { secureBoot: false, flavour: "http" as const };
+    const d = decideBoot(pxe(7), ALL, BASE, FIRMWARE_TABLE, BASE, chain);
+    assert.equal(d.kind, "none");
+    assert.match(d.kind === "none" ? d.reason : "", /UEFI HTTP boot/);
+    const http = decideBoot(httpClient(16), ALL, BASE, FIRMWARE_TABLE, BASE, chain);
+    assert.equal(http.kind === "http" && http.url, "http://10.0.100.10/boot/ipxe/ipxe.efi");
+  });
+  it("does not touch firmware without a choice (BIOS, ARM64)", () => {
+    const chain = { secureBoot: false, flavour: "http" as const };
+    assert.equal(decideBoot(pxe(0), ALL, BASE, FIRMWARE_TABLE, BASE, chain).kind, "tftp");
+    assert.equal(decideBoot(pxe(11), ALL, BASE, FIRMWARE_TABLE, BASE, chain).kind, "tftp");
+  });
+});

@@ -247,7 +247,16 @@ export function decideBoot(
     };
   }
   if (chain.secureBoot && firmware !== Firmware.Bios) return decideSignedBoot(row, installed);
-  const bootloader = row.bootloaders.find((name) => installed.has(name));
+  // The chain's iPXE flavour (boot-chain.ts), where this firmware has a choice of them (UEFI x86-64).
+  const flavoured = chain.flavour !== undefined && row.bootloaders.includes("ipxe.efi");
+  if (flavoured && chain.flavour === "http" && !row.http)
+    return {
+      kind: "none",
+      firmware,
+      reason: "boot chain `ipxe: http`: no PXE answer, so the firmware goes on to UEFI HTTP boot",
+    };
+  const preferred = flavoured && chain.flavour !== "http" ? [chain.flavour!, ...row.bootloaders] : row.bootloaders;
+  const bootloader = preferred.find((name) => installed.has(name));
   if (!bootloader) {
     return {
       kind: "none",

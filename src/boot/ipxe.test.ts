@@ -259,3 +259,19 @@ test("grub: the TFTP hook answers with the resolver's decision for the requestin
   assert.match(text.toString(), /centra\.profile=worker/);
   assert.deepEqual(seen, [{ remote: "10.0.100.99", requestedProfile: "worker" }]);
 });
+
+test("localBoot overrides the platform's way to the disk", () => {
+  const efi = renderMachineScript(
+    { kind: "localdisk", method: "sanboot" },
+    machine("52:54:00:12:34:56", "efi"),
+    BASE_URL,
+  );
+  assert.match(efi, /^sanboot --no-describe --drive 0x80 \|\|$/m);
+  assert.doesNotMatch(efi, /^exit \|\|$/m);
+  const bios = renderMachineScript(
+    { kind: "localdisk", method: "exit" },
+    machine("52:54:00:12:34:56", "pcbios"),
+    BASE_URL,
+  );
+  assert.match(bios, /^exit \|\|$/m);
+});

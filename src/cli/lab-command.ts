@@ -1,6 +1,11 @@
 import type { Command } from "commander";
 import { installMissingPackages, requireRoot } from "../lab/host.js";
-import { HTTP_BOOT_LAB_MACHINE, SECURE_BOOT_LAB_MACHINES, SEED_LAB_MACHINES } from "../lab/lab-config.js";
+import {
+  ARM64_LAB_MACHINE,
+  HTTP_BOOT_LAB_MACHINE,
+  SECURE_BOOT_LAB_MACHINES,
+  SEED_LAB_MACHINES,
+} from "../lab/lab-config.js";
 import {
   DEFAULT_LAB_NAMESPACE,
   DEFAULT_LAB_STATE_DIR,
@@ -62,6 +67,10 @@ export function registerLabCommand(program: Command): void {
     )
     .option("--http-boot", "also boot node04 by UEFI HTTP boot (no TFTP)")
     .option(
+      "--arm64",
+      "also boot node07, an ARM64 server (AAVMF, DHCP arch 11): builds ipxe-arm64.efi from $CENTRA_PXE_IPXE_SOURCE first",
+    )
+    .option(
       "--secure-boot",
       "also boot node05 and node06 on OVMF with Secure Boot on: node05 (secureBoot) through shim and grub, node06 (iPXE) refused",
     )
@@ -81,6 +90,7 @@ export function registerLabCommand(program: Command): void {
         options: Partial<LabCommandOptions> & {
           httpBoot?: boolean;
           secureBoot?: boolean;
+          arm64?: boolean;
           ipv6Ra?: boolean;
           dhcp: string;
           wait: string;
@@ -96,6 +106,7 @@ export function registerLabCommand(program: Command): void {
           ...SEED_LAB_MACHINES,
           ...(options.httpBoot ? [HTTP_BOOT_LAB_MACHINE] : []),
           ...(options.secureBoot ? SECURE_BOOT_LAB_MACHINES : []),
+          ...(options.arm64 ? [ARM64_LAB_MACHINE] : []),
         ];
         let running: Lab;
         try {

@@ -116,6 +116,13 @@ const bootChainKeys = {
    * which no Secure Boot firmware with Microsoft's keys will run.
    */
   secureBoot: z.boolean().optional(),
+  /**
+   * The iPXE flavour for UEFI x86-64: `ipxe.efi`, `snponly.efi` or `http` (UEFI HTTP boot only). A
+   * machine whose attempt stalls before its boot script arrives tries the next on its next attempt.
+   */
+  ipxe: z.enum(["ipxe.efi", "snponly.efi", "http"]).optional(),
+  /** How an installed machine leaves iPXE for its disk: `exit` (UEFI default) or `sanboot` (BIOS default). */
+  localBoot: z.enum(["exit", "sanboot"]).optional(),
 };
 
 /**
@@ -339,6 +346,12 @@ const configObject = z
       .object({
         menuTimeout: duration.default("10s"),
         console: z.array(z.string()).default(["tty0", "ttyS0,115200n8"]),
+        /**
+         * A machine's firmware DHCP requests within this long of the first are one boot attempt; a
+         * later one whose previous attempt never fetched its boot script falls back to the next
+         * iPXE flavour (src/boot/boot-chain.ts `decideFlavour`).
+         */
+        attemptWindow: duration.default("60s"),
       })
       .strict()
       .default({}),
@@ -426,6 +439,8 @@ export interface NodeConfig {
   labels?: Record<string, string>;
   /** The boot chain (`bootChainKeys`): over the profile's own. */
   secureBoot?: boolean;
+  ipxe?: "ipxe.efi" | "snponly.efi" | "http";
+  localBoot?: "exit" | "sanboot";
 }
 
 export type SelectorConfig = z.output<typeof selector>;

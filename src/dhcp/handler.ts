@@ -2,6 +2,7 @@ import { formatIpv4 } from "../config/primitives.js";
 import {
   decideBoot,
   detectFirmware,
+  type Firmware,
   isNetworkBootClient,
   type ClientHints,
   type FirmwareTable,
@@ -65,7 +66,7 @@ export interface BootAnswers {
   /** Where HTTP serves bootloaders and the entry script, `http://host[:port]/boot/ipxe`. */
   httpBase: string;
   /** The boot chain the machine's profile or node asks for (src/boot `bootChainOf`); iPXE without it. */
-  chainFor?(mac: string): BootChain;
+  chainFor?(mac: string, firmware: Firmware): BootChain;
   /** Where UEFI HTTP boot firmware gets its bootloader (https:// when it trusts our CA); default httpBase. */
   firmwareHttpBase?: string;
 }
@@ -500,7 +501,7 @@ function addBoot(
     context.boot.httpBase,
     context.boot.firmware,
     context.boot.firmwareHttpBase,
-    context.boot.chainFor?.(hardwareAddress(request)),
+    context.boot.chainFor?.(hardwareAddress(request), detectFirmware(hints, context.boot.firmware)),
   );
   if (decision.kind === "none") {
     warnings.push(`no boot answer for ${hardwareAddress(request)}: ${decision.reason}`);

@@ -1,5 +1,5 @@
 import type { BootChain } from "../boot/boot-chain.js";
-import { FIRMWARE_TABLE } from "../boot/firmware.js";
+import { FIRMWARE_TABLE, type Firmware } from "../boot/firmware.js";
 import { formatIpv4, normalizeMac, parseIpv4 } from "../config/primitives.js";
 import type { Config, DhcpSubnetConfig } from "../config/schema.js";
 import { LogThrottle, type Logger } from "../log.js";
@@ -42,7 +42,7 @@ export interface DhcpServiceOptions {
    * The boot chain of a MAC under the config in force (src/boot `bootChainOf` over the inventory's
    * profile); without it, every machine gets iPXE.
    */
-  bootChain?: (mac: string, config: Config) => BootChain;
+  bootChain?: (mac: string, config: Config, firmware: Firmware) => BootChain;
   /** Where UEFI HTTP boot firmware gets its bootloader (https:// with http.tls.uefiHttpBoot); default bootBaseUrl. */
   firmwareBootBaseUrl?: (config: Config) => string;
   /** The clock; tests may pin it. */
@@ -160,7 +160,9 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       firmware: FIRMWARE_TABLE,
       installed: options.bootloaders,
       httpBase: "",
-      ...(options.bootChain ? { chainFor: (mac: string) => options.bootChain!(mac, config) } : {}),
+      ...(options.bootChain
+        ? { chainFor: (mac: string, firmware: Firmware) => options.bootChain!(mac, config, firmware) }
+        : {}),
     },
     rateLimit,
     now: 0,

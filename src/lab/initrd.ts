@@ -46,6 +46,32 @@ export class LabImageError extends CentraError {
 
 /** The newest installed Debian kernel that has its modules installed beside it. */
 export function findHostKernel(bootDir = "/boot", modulesRoot = "/lib/modules"): LabImageSources {
+  return findKernel(bootDir, modulesRoot, findHostBusybox(), "install linux-image-amd64");
+}
+
+/** The host's static busybox: the x86 initrd's userland, and what decompresses modules for any image. */
+export function findHostBusybox(): string {
+  const busybox = ["/bin/busybox", "/usr/bin/busybox"].find((p) => existsSync(p));
+  if (!busybox) throw new LabImageError("no static busybox: install busybox-static");
+  return busybox;
+}
+
+/**
+ * Where scripts/bootstrap unpacks Debian's arm64 kernel and busybox (`apt-get download`, never
+ * installed: `dpkg-deb -x`, then `depmod -b` for modules.dep, which the package leaves to its
+ * postinst). `CENTRA_PXE_ARM64_ROOT` points elsewhere.
+ */
+export const DEFAULT_ARM64_ROOT = "/var/cache/centra-pxe/arm64/root";
+
+/** The ARM64 lab image's parts, from an unpacked root of Debian's arm64 packages. */
+export function findArm64Image(root = process.env.CENTRA_PXE_ARM64_ROOT || DEFAULT_ARM64_ROOT): LabImageSources {
+  const busybox = join(root, "bin", "busybox");
+  const hint = `run scripts/bootstrap (it fetches Debian's arm64 linux-image and busybox-static into ${DEFAULT_ARM64_ROOT}), or set CENTRA_PXE_ARM64_ROOT`;
+  if (!existsSync(busybox)) throw new LabImageError(`no arm64 busybox at ${busybox}: ${hint}`);
+  return findKernel(join(root, "boot"), join(root, "lib", "modules"), busybox, hint);
+}
+
+function findKernel(bootDir: string, modulesRoot: string, busybox: string, hint: string): LabImageSources {
   const versions = existsSync(bootDir)
     ? readdirSync(bootDir)
         .filter((n) => n.startsWith("vmlinuz-"))
@@ -54,10 +80,7 @@ export function findHostKernel(bootDir = "/boot", modulesRoot = "/lib/modules"):
         .sort(compareKernelVersions)
     : [];
   const kernelVersion = versions.at(-1);
-  if (!kernelVersion)
-    throw new LabImageError(`no kernel with modules under ${bootDir} and ${modulesRoot}: install linux-image-amd64`);
-  const busybox = ["/bin/busybox", "/usr/bin/busybox"].find((p) => existsSync(p));
-  if (!busybox) throw new LabImageError("no static busybox: install busybox-static");
+  if (!kernelVersion) throw new LabImageError(`no kernel with modules under ${bootDir} and ${modulesRoot}: ${hint}`);
   return {
     kernel: join(bootDir, `vmlinuz-${kernelVersion}`),
     kernelVersion,
@@ -117,7 +140,7 @@ function moduleName(path: string): string {
     .replace(/-/g, "_");
 }
 
-/** A module's bytes, uncompressed: busybox insmod loads plain .ko files only. */
+/** A module's bytes, uncompressed: busybox insmod loads plain .ko files only. `busybox` is the host's. */
 function readModule(modulesDir: string, relative: string, busybox: string): Buffer {
   const full = join(modulesDir, relative);
   if (relative.endsWith(".ko")) return readFileSync(full);
@@ -248,7 +271,7 @@ export function buildLabInitrd(sources: LabImageSources, serverAddress: string):
     entries.push({
       kind: "file",
       path: `lib/modules/${basename(m).replace(/\.(xz|zst|gz)$/, "")}`,
-      data: readModule(sources.modulesDir, m, sources.busybox),
+      data: readModule(sources.modulesDir, m, findHostBusybox()),
     });
   }
   return gzipSync(encodeCpioNewc(entries), { level: 6 });

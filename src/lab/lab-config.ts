@@ -72,12 +72,28 @@ export const SECURE_BOOT_LAB_MACHINES: readonly LabMachine[] = [
   },
 ];
 
+/** The image ARM64 lab machines boot (Debian's arm64 kernel and the lab initrd built for it). */
+export const ARM64_LAB_IMAGE = "nixos-arm64";
+
+/**
+ * node07 (`lab up --arm64`): an ARM64 server (AAVMF on QEMU's `virt` board) registered as a worker;
+ * DHCP arch 11 → ipxe-arm64.efi (built by `ipxe build`) → its profile's arm64 image.
+ */
+export const ARM64_LAB_MACHINE: LabMachine = {
+  name: "node07",
+  mac: "52:54:00:12:34:64",
+  firmware: LabFirmware.Arm64Pxe,
+  tap: "tap-node07",
+  expect: { profile: "worker", hostname: "arm-worker-01" },
+};
+
 /** Fixed addresses of registered machines, outside the dynamic pool (.100-.200). */
 const FIXED_ADDRESSES: Record<string, string> = {
   "control-plane-01": "10.0.100.50",
   "worker-04": "10.0.100.64",
   "all-in-one-01": "10.0.100.70",
   "secure-worker-01": "10.0.100.71",
+  "arm-worker-01": "10.0.100.72",
 };
 
 export interface LabConfigOptions {
@@ -102,6 +118,10 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
       ...(m.secureBoot ? { secureBoot: true } : {}),
     };
   }
+  // With an ARM64 machine, every profile boots the arm64 image there, on ARM's serial console.
+  const arm64 = options.machines.some((m) => m.firmware === LabFirmware.Arm64Pxe)
+    ? { arches: { arm64: { image: ARM64_LAB_IMAGE, console: ["ttyAMA0,115200n8"] } } }
+    : {};
   return {
     interface: LAB_BRIDGE,
     serverAddress: LAB_SERVER_ADDRESS,
@@ -118,9 +138,9 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
     },
     boot: { menuTimeout: options.menuTimeout ?? "5s", console: ["tty0", "ttyS0,115200n8"] },
     profiles: {
-      "control-plane": { image: "nixos", cmdline: "" },
-      worker: { image: "nixos", cmdline: "" },
-      "all-in-one": { image: "nixos", cmdline: "" },
+      "control-plane": { image: "nixos", cmdline: "", ...arm64 },
+      worker: { image: "nixos", cmdline: "", ...arm64 },
+      "all-in-one": { image: "nixos", cmdline: "", ...arm64 },
     },
     nodes,
   };

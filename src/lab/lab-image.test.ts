@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { encodeCpioNewc } from "./cpio.js";
 import { labInitScript, resolveModuleLoadOrder } from "./initrd.js";
-import { LabFirmware, qemuArguments, varsTemplateOf, type FirmwarePaths, type LabMachine } from "./machines.js";
+import {
+  LabFirmware,
+  qemuArguments,
+  qemuBinaryOf,
+  varsTemplateOf,
+  type FirmwarePaths,
+  type LabMachine,
+} from "./machines.js";
 
 /** Read back a newc archive: enough of a decoder to check what the kernel will see. */
 function decodeNewc(bytes: Buffer): { name: string; mode: number; data: Buffer }[] {
@@ -76,6 +83,8 @@ const firmware: FirmwarePaths = {
   ovmfVarsTemplate: "/vars.fd",
   ovmfSecureBootCode: "/secboot.fd",
   ovmfSecureBootVarsTemplate: "/ms-vars.fd",
+  aavmfCode: "/aavmf-code.fd",
+  aavmfVarsTemplate: "/aavmf-vars.fd",
 };
 const paths = {
   serialLog: "/run/n.log",
@@ -134,4 +143,22 @@ test("Secure Boot machines get OVMF's Secure Boot build with SMM, locked flash a
   assert.equal(varsTemplateOf({ ...machine, firmware: LabFirmware.UefiPxe }, firmware), "/vars.fd");
   const plain = qemuArguments({ ...machine, firmware: LabFirmware.UefiPxe }, firmware, paths, "tcg").join(" ");
   assert.doesNotMatch(plain, /smm=on|property=secure/);
+});
+
+test("ARM64 machines: qemu-system-aarch64, the virt board under TCG, AAVMF's flash, IPv4 PXE only", () => {
+  const machine: LabMachine = {
+    name: "node07",
+    mac: "52:54:00:12:34:64",
+    firmware: LabFirmware.Arm64Pxe,
+    tap: "t",
+    expect: { menu: true },
+  };
+  assert.equal(qemuBinaryOf(machine), "qemu-system-aarch64");
+  const args = qemuArguments(machine, firmware, paths, "kvm").join(" ");
+  assert.match(args, /-accel tcg -machine virt -cpu cortex-a57/, "no KVM for another architecture");
+  assert.match(args, /unit=0,readonly=on,file=\/aavmf-code\.fd/);
+  assert.match(args, /unit=1,file=\/run\/n\.vars/);
+  assert.match(args, /IPv6PXESupport,string=n/);
+  assert.equal(varsTemplateOf(machine, firmware), "/aavmf-vars.fd");
+  assert.equal(qemuBinaryOf({ ...machine, firmware: LabFirmware.UefiPxe }), "qemu-system-x86_64");
 });

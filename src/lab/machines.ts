@@ -19,6 +19,16 @@ export enum LabFirmware {
    * `secureBoot`, and "Access Denied" for iPXE when it is not.
    */
   UefiSecureBoot = "uefi-secure-boot",
+  /**
+   * An ARM64 server: `qemu-system-aarch64 -M virt` with AAVMF (EDK2 for ARM) PXE over IPv4 → DHCP
+   * arch 11 → ipxe-arm64.efi over TFTP → iPXE → the arm64 image. Always emulated (TCG) on an x86 host.
+   */
+  Arm64Pxe = "arm64-uefi-pxe",
+}
+
+/** The QEMU that runs `machine`. */
+export function qemuBinaryOf(machine: LabMachine): string {
+  return machine.firmware === LabFirmware.Arm64Pxe ? "qemu-system-aarch64" : "qemu-system-x86_64";
 }
 
 export interface LabMachine {
@@ -50,6 +60,9 @@ export interface FirmwarePaths {
   ovmfSecureBootCode: string;
   /** ovmf: variables with Microsoft's KEK and db (the UEFI CA that signs shim) and Secure Boot on. */
   ovmfSecureBootVarsTemplate: string;
+  /** qemu-efi-aarch64: EDK2 for ARM `virt` machines, code and variable template. */
+  aavmfCode: string;
+  aavmfVarsTemplate: string;
 }
 
 export function findFirmware(): FirmwarePaths {
@@ -60,11 +73,14 @@ export function findFirmware(): FirmwarePaths {
     ovmfVarsTemplate: first("/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
     ovmfSecureBootCode: first("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_CODE_4M.ms.fd"),
     ovmfSecureBootVarsTemplate: first("/usr/share/OVMF/OVMF_VARS_4M.ms.fd"),
+    aavmfCode: first("/usr/share/AAVMF/AAVMF_CODE.fd"),
+    aavmfVarsTemplate: first("/usr/share/AAVMF/AAVMF_VARS.fd"),
   };
 }
 
 /** The template a machine's own UEFI variable store is copied from. */
 export function varsTemplateOf(machine: LabMachine, firmware: FirmwarePaths): string {
+  if (machine.firmware === LabFirmware.Arm64Pxe) return firmware.aavmfVarsTemplate;
   return machine.firmware === LabFirmware.UefiSecureBoot
     ? firmware.ovmfSecureBootVarsTemplate
     : firmware.ovmfVarsTemplate;
@@ -104,6 +120,7 @@ export function qemuArguments(
   accel: Accelerator,
   memoryMiB = 512,
 ): string[] {
+  if (machine.firmware === LabFirmware.Arm64Pxe) return arm64Arguments(machine, firmware, paths, memoryMiB);
   const uefi = machine.firmware !== LabFirmware.BiosIpxeRom;
   const secureBoot = machine.firmware === LabFirmware.UefiSecureBoot;
   const args = [
@@ -183,4 +200,54 @@ export function qemuArguments(
     );
   }
   return args;
+}
+
+/**
+ * `qemu-system-aarch64` for an ARM64 lab machine: the `virt` board (what SBSA-like ARM servers
+ * look like to EDK2: PL011 serial `ttyAMA0`, PCIe), a Cortex-A57 under TCG (no KVM for another
+ * architecture), AAVMF's code and this machine's copy of its variables as the two flash banks.
+ */
+function arm64Arguments(
+  machine: LabMachine,
+  firmware: FirmwarePaths,
+  paths: MachineRunPaths,
+  memoryMiB: number,
+): string[] {
+  return [
+    "-name",
+    machine.name,
+    "-accel",
+    "tcg",
+    "-machine",
+    "virt",
+    "-cpu",
+    "cortex-a57",
+    "-m",
+    String(memoryMiB),
+    "-smp",
+    "1",
+    "-display",
+    "none",
+    "-serial",
+    `file:${paths.serialLog}`,
+    "-monitor",
+    "none",
+    "-parallel",
+    "none",
+    "-pidfile",
+    paths.pidFile,
+    "-no-reboot",
+    "-drive",
+    `if=pflash,format=raw,unit=0,readonly=on,file=${firmware.aavmfCode}`,
+    "-drive",
+    `if=pflash,format=raw,unit=1,file=${paths.ovmfVars}`,
+    "-netdev",
+    `tap,id=net0,ifname=${machine.tap},script=no,downscript=no`,
+    // romfile= (empty): EDK2's own VirtioNetDxe and PXE, as on the x86 UEFI machines.
+    "-device",
+    `virtio-net-pci,netdev=net0,mac=${machine.mac},romfile=,bootindex=1`,
+    // IPv6 PXE and HTTP boot after IPv4 PXE cost minutes under emulation; this machine needs IPv4 PXE alone.
+    "-fw_cfg",
+    "name=opt/org.tianocore/IPv6PXESupport,string=n",
+  ];
 }

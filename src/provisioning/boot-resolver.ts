@@ -1,4 +1,5 @@
 import type { ImageCatalog } from "../boot/image-catalog.js";
+import { bootChainOf } from "../boot/boot-chain.js";
 import { imageBootFor } from "../boot/resolver.js";
 import type {
   BootResolver,
@@ -89,8 +90,10 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
             profileName: plan.profile,
             buildarch: machine.buildarch,
           });
-        case "localdisk":
-          return { kind: "localdisk" };
+        case "localdisk": {
+          const method = bootChainOf(context.config, machine.mac, node?.profile).localBoot;
+          return { kind: "localdisk", ...(method !== undefined ? { method } : {}) };
+        }
         case "none":
           return {
             kind: "none",
