@@ -305,3 +305,18 @@ test("boot paths: HEAD then GET of a bootloader on one kept-alive connection, an
     assert.doesNotMatch(answer!.headers, /^location:/im, `${path}: ${answer!.headers}`);
   }
 });
+
+test("grub's configs over HTTP too: the entry, a machine's own (same decision as over TFTP), nothing else", async () => {
+  const entry = await fetch(`${base}/boot/grub/grub.cfg`);
+  assert.equal(entry.status, 200);
+  assert.match(await entry.text(), /source "\$prefix\/machine\/\$grub_cpu\/\$net_default_mac\.cfg"/);
+  const machine = await fetch(`${base}/boot/grub/machine/x86_64/52:54:00:12:34:56.cfg`);
+  assert.equal(machine.status, 200);
+  assert.equal(machine.headers.get("cache-control"), "no-store");
+  assert.match(
+    await machine.text(),
+    /^linux \/boot\/images\/nixos\/24\.11\/kernel .*'centra\.profile=control-plane' 'centra\.hostname=control-plane-01'/m,
+  );
+  for (const path of ["/boot/grub/x86_64-efi/grub.cfg", "/boot/grub/machine/x86_64/nope.cfg", "/boot/grub/"])
+    assert.equal((await fetch(`${base}${path}`)).status, 404, path);
+});
