@@ -116,6 +116,8 @@ export function registerLabCommand(program: Command): void {
             machines,
             dhcpMode: options.dhcp,
             ipv6RouterAdvertisements: options.ipv6Ra === true,
+            // ipxe-arm64.efi for --arm64: a cache that outlives the lab, so only the first `lab up` compiles.
+            ipxeCacheDir: "/var/cache/centra-pxe/ipxe-build",
             say,
           });
         } catch (error) {
