@@ -389,6 +389,18 @@ test("Secure Boot: OVMF with Microsoft's keys boots shim → grub → Debian's s
     `no grub decision for ${signed!.machine.mac} from its own address:\n${JSON.stringify(decisions)}`,
   );
 
+  // Everything after shim came by TFTP (grub has no http): the image's transfers, for the record.
+  const imageTransfers = run.serverLog
+    .split("\n")
+    .filter((l) => l.includes('"msg":"tftp transfer completed"') && l.includes("/boot/images/"));
+  assert.equal(imageTransfers.length, 2, `kernel and initrd over TFTP:\n${imageTransfers.join("\n")}`);
+  for (const line of imageTransfers) {
+    const { file, bytes, blksize, windowsize, ms } = JSON.parse(line) as Record<string, unknown>;
+    t.diagnostic(
+      `tftp ${String(file)}: ${String(bytes)} bytes, blksize ${String(blksize)}, windowsize ${String(windowsize)}, ${String(ms)} ms`,
+    );
+  }
+
   // The negative case: the same firmware given iPXE (its node is not marked secureBoot) refuses it.
   const refused = plainText(readFileSync(unsigned!.machine.serialLog, "latin1"));
   assert.match(refused, /NBP filename is ipxe\.efi/, failureReport(unsigned!, "was not given iPXE"));
