@@ -87,6 +87,18 @@ export const ARM64_LAB_MACHINE: LabMachine = {
   expect: { profile: "worker", hostname: "arm-worker-01" },
 };
 
+/**
+ * node08: OVMF PXE like node02, for the boot-chain fallback: its first attempt is cut off after the
+ * bootloader arrived and before any script (a stall), so its next attempt gets `snponly.efi`.
+ */
+export const FALLBACK_LAB_MACHINE: LabMachine = {
+  name: "node08",
+  mac: "52:54:00:12:34:65",
+  firmware: LabFirmware.UefiPxe,
+  tap: "tap-node08",
+  expect: { profile: "worker", hostname: "fallback-worker-01" },
+};
+
 /** Fixed addresses of registered machines, outside the dynamic pool (.100-.200). */
 const FIXED_ADDRESSES: Record<string, string> = {
   "control-plane-01": "10.0.100.50",
@@ -94,6 +106,7 @@ const FIXED_ADDRESSES: Record<string, string> = {
   "all-in-one-01": "10.0.100.70",
   "secure-worker-01": "10.0.100.71",
   "arm-worker-01": "10.0.100.72",
+  "fallback-worker-01": "10.0.100.73",
 };
 
 export interface LabConfigOptions {
@@ -103,6 +116,8 @@ export interface LabConfigOptions {
   dhcpMode: "server" | "proxy";
   /** Short, so an unknown machine leaves the menu quickly in a lab. */
   menuTimeout?: string;
+  /** `boot.attemptWindow`: short, so a lab machine's next attempt can come seconds after a stalled one. */
+  attemptWindow?: string;
 }
 
 /** The config the lab's server runs with, as the YAML text written to the lab's state directory. */
@@ -136,7 +151,11 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
       dns: [LAB_FOREIGN_DHCP_ADDRESS],
       leaseTime: "1h",
     },
-    boot: { menuTimeout: options.menuTimeout ?? "5s", console: ["tty0", "ttyS0,115200n8"] },
+    boot: {
+      menuTimeout: options.menuTimeout ?? "5s",
+      console: ["tty0", "ttyS0,115200n8"],
+      ...(options.attemptWindow !== undefined ? { attemptWindow: options.attemptWindow } : {}),
+    },
     profiles: {
       "control-plane": { image: "nixos", cmdline: "", ...arm64 },
       worker: { image: "nixos", cmdline: "", ...arm64 },

@@ -70,6 +70,8 @@ export interface LabOptions {
    */
   ipxeSource?: string;
   ipxeCacheDir?: string;
+  /** The server's `boot.attemptWindow` (default: the config's own). */
+  attemptWindow?: string;
   say?: (line: string) => void;
 }
 
@@ -219,7 +221,12 @@ export async function labUp(options: LabOptions): Promise<Lab> {
 
   writeFileSync(
     state.configFile,
-    labConfigYaml({ stateDir: dirs.server, machines: options.machines, dhcpMode: options.dhcpMode }),
+    labConfigYaml({
+      stateDir: dirs.server,
+      machines: options.machines,
+      dhcpMode: options.dhcpMode,
+      ...(options.attemptWindow !== undefined ? { attemptWindow: options.attemptWindow } : {}),
+    }),
   );
   runCli(["init", "--config", state.configFile], "installing the bootloaders");
   // The admin token for the API (nodes provision); kept in the lab's state directory, removed with it.
