@@ -120,3 +120,72 @@ describe("firmware table (PRODUCT.md §3)", () => {
     assert.equal(decideBoot(pxe(25), new Set(["ipxe-riscv64.efi"]), BASE).kind, "none", "not in the shipped table");
   });
 });
+
+describe("Secure Boot (boot-chain secureBoot): Debian's signed shim instead of iPXE", () => {
+  const SIGNED = new Set([...DEBIAN, "shimx64.efi", "grubx64.efi"]);
+  const secure = { secureBoot: true };
+  it("answers UEFI x64 PXE (7 and 9) with shim over TFTP", () => {
+    for (const arch of [7, 9]) {
+      const d = decideBoot(pxe(arch), SIGNED, BASE, FIRMWARE_TABLE, BASE, secure);
+      assert.deepEqual(d, { kind: "tftp", firmware: Firmware.EfiX64, filename: "shimx64.efi" });
+    }
+  });
+  it("keeps iPXE for machines not marked, and for BIOS (which has no Secure Boot)", () => {
+    assert.deepEqual(decideBoot(pxe(7), SIGNED, BASE), {
+      kind: "tftp",
+      firmware: Firmware.EfiX64,
+      filename: "ipxe.efi",
+    });
+    assert.deepEqual(decideBoot(pxe(0), SIGNED, BASE, FIRMWARE_TABLE, BASE, secure), {
+      kind: "tftp",
+      firmware: Firmware.Bios,
+      filename: "undionly.kpxe",
+    });
+  });
+  it("never falls back to iPXE when shim or grub is missing: it says what to install", () => {
+    for (const installed of [DEBIAN, new Set([...DEBIAN, "shimx64.efi"])]) {
+      const d = decideBoot(pxe(7), installed, BASE, FIRMWARE_TABLE, BASE, secure);
+      assert.equal(d.kind, "none");
+      assert.match(d.kind === "none" ? d.reason : "", /grubx64\.efi.*not installed.*shim-signed/);
+    }
+  });
+  it("refuses UEFI HTTP boot (Debian's signed grub cannot fetch over HTTP) and names the way out", () => {
+    const d = decideBoot(httpClient(16), SIGNED, BASE, FIRMWARE_TABLE, BASE, secure);
+    assert.equal(d.kind, "none");
+    assert.match(d.kind === "none" ? d.reason : "", /PXE boot/);
+  });
+  it("ARM64 asks for Debian's arm64 shim and grub", () => {
+    const d = decideBoot(pxe(11), ALL, BASE, FIRMWARE_TABLE, BASE, secure);
+    assert.match(d.kind === "none" ? d.reason : "", /shimaa64\.efi and grubaa64\.efi are not installed/);
+    const ok = decideBoot(pxe(11), new Set(["shimaa64.efi", "grubaa64.efi"]), BASE, FIRMWARE_TABLE, BASE, secure);
+    assert.deepEqual(ok, { kind: "tftp", firmware: Firmware.EfiArm64, filename: "shimaa64.efi" });
+  });
+});
+
+describe("iPXE flavour (boot-chain ipxe)", () => {
+  it("snponly.efi first when asked, on PXE and on HTTP boot; ipxe.efi when snponly.efi is not installed", () => {
+    const chain = { secureBoot: false, flavour: "snponly.efi" as const };
+    assert.deepEqual(decideBoot(pxe(7), ALL, BASE, FIRMWARE_TABLE, BASE, chain), {
+      kind: "tftp",
+      firmware: Firmware.EfiX64,
+      filename: "snponly.efi",
+    });
+    const http = decideBoot(httpClient(16), ALL, BASE, FIRMWARE_TABLE, BASE, chain);
+    assert.equal(http.kind === "http" && http.url, "http://10.0.100.10/boot/ipxe/snponly.efi");
+    const fallback = decideBoot(pxe(7), new Set(["ipxe.efi"]), BASE, FIRMWARE_TABLE, BASE, chain);
+    assert.equal(fallback.kind === "tftp" && fallback.filename, "ipxe.efi");
+  });
+  it("http: no PXE answer (the firmware goes on to HTTP boot), which gets ipxe.efi", () => {
+    const chain = { secureBoot: false, flavour: "http" as const };
+    const d = decideBoot(pxe(7), ALL, BASE, FIRMWARE_TABLE, BASE, chain);
+    assert.equal(d.kind, "none");
+    assert.match(d.kind === "none" ? d.reason : "", /UEFI HTTP boot/);
+    const http = decideBoot(httpClient(16), ALL, BASE, FIRMWARE_TABLE, BASE, chain);
+    assert.equal(http.kind === "http" && http.url, "http://10.0.100.10/boot/ipxe/ipxe.efi");
+  });
+  it("does not touch firmware without a choice (BIOS, ARM64)", () => {
+    const chain = { secureBoot: false, flavour: "http" as const };
+    assert.equal(decideBoot(pxe(0), ALL, BASE, FIRMWARE_TABLE, BASE, chain).kind, "tftp");
+    assert.equal(decideBoot(pxe(11), ALL, BASE, FIRMWARE_TABLE, BASE, chain).kind, "tftp");
+  });
+});

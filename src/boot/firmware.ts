@@ -1,4 +1,5 @@
 import { httpOrigin } from "../config/primitives.js";
+import { type BootChain, DEFAULT_BOOT_CHAIN } from "./boot-chain.js";
 /**
  * Which firmware is asking, and which bootloader it gets (PRODUCT.md §3). Pure: the DHCP server
  * passes what the client said (options 93, 77, 60) and what is installed in `stateDir/ipxe`.
@@ -54,7 +55,38 @@ export interface FirmwareRow {
   http: boolean;
   /** What an operator installs when none of `bootloaders` is there. */
   hint: string;
+  /**
+   * The signed chain a `secureBoot` machine gets instead (boot-chain.ts): shim, and the grub shim
+   * loads from the same directory. Absent: this firmware cannot be answered with a signed chain.
+   */
+  secureBoot?: SignedChain;
 }
+
+/** Debian's signed loaders for one architecture, as `init` installs them into stateDir/ipxe. */
+export interface SignedChain {
+  /** What the firmware downloads: shim, signed by Microsoft's UEFI CA. */
+  bootloader: string;
+  /** Files shim fetches next from the same directory (grub, signed by Debian's key that shim embeds). */
+  needs: readonly string[];
+  hint: string;
+}
+
+/**
+ * shim loads `grubx64.efi` from the directory it was itself loaded from (seen on OVMF: after
+ * shimx64.efi it asks TFTP for revocations_sku.efi, revocations_sbat.efi, shim_certificate_0.efi,
+ * all optional, then grubx64.efi); Debian's netboot grub (grubnetx64.efi.signed) is installed
+ * under that name.
+ */
+const SIGNED_X64: SignedChain = {
+  bootloader: "shimx64.efi",
+  needs: ["grubx64.efi"],
+  hint: "run `centra-pxe init` (Debian packages shim-signed and grub-efi-amd64-signed provide shimx64.efi and grubnetx64.efi)",
+};
+const SIGNED_ARM64: SignedChain = {
+  bootloader: "shimaa64.efi",
+  needs: ["grubaa64.efi"],
+  hint: "install Debian's shim-signed:arm64 and grub-efi-arm64-signed, then run `centra-pxe init`",
+};
 
 const ARM64_HINT =
   "build or install an ARM64 iPXE (ipxe-arm64.efi, e.g. `make bin-arm64-efi/ipxe.efi` in the iPXE source) into stateDir/ipxe";
@@ -92,6 +124,7 @@ export const FIRMWARE_TABLE: FirmwareTable = new Map<number, FirmwareRow>([
       bootloaders: ["ipxe.efi", "snponly.efi"],
       http: false,
       hint: "run `centra-pxe init` (Debian package `ipxe` provides ipxe.efi)",
+      secureBoot: SIGNED_X64,
     },
   ],
   [
@@ -101,10 +134,20 @@ export const FIRMWARE_TABLE: FirmwareTable = new Map<number, FirmwareRow>([
       bootloaders: ["ipxe.efi", "snponly.efi"],
       http: false,
       hint: "run `centra-pxe init` (Debian package `ipxe` provides ipxe.efi)",
+      secureBoot: SIGNED_X64,
     },
   ],
   [Arch.EfiArm32, { firmware: Firmware.EfiArm32, bootloaders: ["ipxe-arm32.efi"], http: false, hint: ARM32_HINT }],
-  [Arch.EfiArm64, { firmware: Firmware.EfiArm64, bootloaders: ["ipxe-arm64.efi"], http: false, hint: ARM64_HINT }],
+  [
+    Arch.EfiArm64,
+    {
+      firmware: Firmware.EfiArm64,
+      bootloaders: ["ipxe-arm64.efi"],
+      http: false,
+      hint: ARM64_HINT,
+      secureBoot: SIGNED_ARM64,
+    },
+  ],
   [
     Arch.EfiX86Http,
     {
@@ -172,7 +215,8 @@ export const ENTRY_SCRIPT = "boot.ipxe";
 
 /**
  * The §3 table. `installed` holds the file names present in `stateDir/ipxe`; `httpBase` is
- * `httpBootBase(...)`; `table` the rows to decide by (the DHCP server is given it as data).
+ * `httpBootBase(...)`; `table` the rows to decide by (the DHCP server is given it as data);
+ * `chain` what the machine's profile or node asks for (boot-chain.ts).
  */
 export function decideBoot(
   hints: ClientHints,
@@ -185,6 +229,7 @@ export function decideBoot(
    * a stock iPXE trusts no CA of ours (our own build ignores the answer and chains by itself).
    */
   firmwareHttpBase: string = httpBase,
+  chain: BootChain = DEFAULT_BOOT_CHAIN,
 ): BootDecision {
   const firmware = detectFirmware(hints, table);
   // iPXE asks again after being chainloaded; the script (not the bootloader again) breaks the loop.
@@ -201,7 +246,17 @@ export function decideBoot(
       reason: `client architecture ${arch} (option 93) has no bootloader in Centra PXE's table; supported: 0 BIOS, 6 UEFI IA32, 7/9 UEFI x64, 10 ARM32, 11 ARM64, 15/16/18/19 UEFI HTTP`,
     };
   }
-  const bootloader = row.bootloaders.find((name) => installed.has(name));
+  if (chain.secureBoot && firmware !== Firmware.Bios) return decideSignedBoot(row, installed);
+  // The chain's iPXE flavour (boot-chain.ts), where this firmware has a choice of them (UEFI x86-64).
+  const flavoured = chain.flavour !== undefined && row.bootloaders.includes("ipxe.efi");
+  if (flavoured && chain.flavour === "http" && !row.http)
+    return {
+      kind: "none",
+      firmware,
+      reason: "boot chain `ipxe: http`: no PXE answer, so the firmware goes on to UEFI HTTP boot",
+    };
+  const preferred = flavoured && chain.flavour !== "http" ? [chain.flavour!, ...row.bootloaders] : row.bootloaders;
+  const bootloader = preferred.find((name) => installed.has(name));
   if (!bootloader) {
     return {
       kind: "none",
@@ -211,4 +266,29 @@ export function decideBoot(
   }
   if (row.http) return { kind: "http", firmware, url: `${firmwareHttpBase}/${bootloader}`, httpClient: true };
   return { kind: "tftp", firmware, filename: bootloader };
+}
+
+/**
+ * A `secureBoot` machine on UEFI: shim over TFTP, never iPXE (the firmware would refuse it with
+ * "Access Denied"). UEFI HTTP boot is not offered: Debian's signed netboot grub has no `http`
+ * module (only tftp; with Secure Boot's lockdown it loads no module from the network either), so
+ * after an HTTP-booted shim it could fetch neither its config nor the kernel. Such a machine is
+ * told to PXE boot instead; BIOS machines have no Secure Boot and keep iPXE.
+ */
+function decideSignedBoot(row: FirmwareRow, installed: ReadonlySet<string>): BootDecision {
+  const { firmware } = row;
+  if (!row.secureBoot)
+    return {
+      kind: "none",
+      firmware,
+      reason: `secureBoot is set for this machine, but ${firmware} has no signed boot chain in Centra PXE${row.http ? " (Debian's signed grub cannot fetch over HTTP: let the machine PXE boot, DHCP arch 7/9/11)" : ""}`,
+    };
+  const missing = [row.secureBoot.bootloader, ...row.secureBoot.needs].filter((name) => !installed.has(name));
+  if (missing.length > 0)
+    return {
+      kind: "none",
+      firmware,
+      reason: `secureBoot is set for this machine, but ${missing.join(" and ")} ${missing.length > 1 ? "are" : "is"} not installed: ${row.secureBoot.hint}`,
+    };
+  return { kind: "tftp", firmware, filename: row.secureBoot.bootloader };
 }

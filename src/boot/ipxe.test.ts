@@ -4,7 +4,9 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseConfig } from "../config/load.js";
+import { silentLogger } from "../log.js";
 import type { ImageCatalog } from "./image-catalog.js";
+import { createGrubConfigs, parseGrubRequest, quote, renderGrubConfig, renderGrubEntry } from "./grub.js";
 import { kernelCommandLine, renderEmbeddedScript, renderEntryScript, renderMachineScript } from "./ipxe.js";
 import { createConfigResolver } from "./resolver.js";
 import type { BootSpec, MachineIdentity, Platform } from "./spec.js";
@@ -40,10 +42,10 @@ function machine(mac: string, platform: Platform, extra: Partial<MachineIdentity
   return { mac, platform, buildarch: platform === "efi" ? "x86_64" : "i386", uuid: "", serial: "", ...extra };
 }
 
-function golden(name: string, actual: string): void {
-  const file = join(GOLDEN_DIR, name);
+function golden(name: string, actual: string, dir = GOLDEN_DIR): void {
+  const file = join(dir, name);
   if (process.env.UPDATE_GOLDEN === "1") {
-    mkdirSync(GOLDEN_DIR, { recursive: true });
+    mkdirSync(dir, { recursive: true });
     writeFileSync(file, actual);
     return;
   }
@@ -176,4 +178,100 @@ test("later lifecycle outcomes: local disk per platform, and no boot", () => {
 test("initrd= is prepended only on EFI", () => {
   assert.equal(kernelCommandLine("a b", "efi"), "initrd=initrd a b");
   assert.equal(kernelCommandLine("a b", "pcbios"), "a b");
+});
+
+/** The same decisions rendered for Debian's signed grub (Secure Boot), goldens in testdata/grub. */
+const GRUB_GOLDEN_DIR = join(dirname(fileURLToPath(import.meta.url)), "../../testdata/grub");
+
+test("grub: the entry config fetches the machine's own config by its MAC and CPU over TFTP", () => {
+  const text = renderGrubEntry();
+  golden("entry.cfg", text, GRUB_GOLDEN_DIR);
+  assert.match(text, /^source "\$prefix\/machine\/\$grub_cpu\/\$net_default_mac\.cfg"$/m);
+  assert.match(text, /^reboot$/m, "a machine whose config cannot be fetched starts over, it does not hang");
+});
+
+test("grub: the names it asks for, and only those, are generated", () => {
+  assert.deepEqual(parseGrubRequest("/grub/grub.cfg"), { kind: "entry" });
+  assert.deepEqual(parseGrubRequest("grub/machine/x86_64/52:54:00:12:34:5D.cfg"), {
+    kind: "machine",
+    cpu: "x86_64",
+    mac: "52:54:00:12:34:5d",
+  });
+  assert.deepEqual(parseGrubRequest("/grub/machine/arm64/52:54:00:12:34:5d/worker.cfg"), {
+    kind: "machine",
+    cpu: "arm64",
+    mac: "52:54:00:12:34:5d",
+    profile: "worker",
+  });
+  for (const other of [
+    "grub/x86_64-efi/grub.cfg",
+    "grub/x86_64-efi/command.lst",
+    "grub/machine/x86_64/../../etc/passwd.cfg",
+    "grub/machine/x86_64/not-a-mac.cfg",
+    "shimx64.efi",
+  ])
+    assert.equal(parseGrubRequest(other), undefined, other);
+});
+
+test("grub: a known node boots its image over TFTP with the same kernel arguments as iPXE", async () => {
+  const m = machine("52:54:00:12:34:56", "efi");
+  const spec = await resolver.resolve(m, { baseUrl: BASE_URL, config });
+  const text = renderGrubConfig(spec, m);
+  golden("known-efi.cfg", text, GRUB_GOLDEN_DIR);
+  assert.ok(spec.kind === "image");
+  const linux = text.split("\n").find((l) => l.startsWith("linux "))!;
+  assert.ok(linux.startsWith("linux /boot/images/nixos/24.11/kernel "), linux);
+  for (const word of spec.cmdline.split(" ")) assert.ok(linux.includes(quote(word)), `${word} in ${linux}`);
+  assert.doesNotMatch(linux, /initrd=/, "grub hands the initrd over itself");
+  assert.match(text, /^initrd \/boot\/images\/nixos\/24\.11\/initrd$/m);
+  assert.match(text, /^boot$/m);
+});
+
+test("grub: the menu, the local disk, no boot and unavailable", async () => {
+  const unknown = machine("52:54:00:aa:bb:cc", "efi");
+  const menu = await resolver.resolve(unknown, { baseUrl: BASE_URL, config });
+  const text = renderGrubConfig(menu, unknown);
+  golden("unknown-efi.cfg", text, GRUB_GOLDEN_DIR);
+  assert.match(text, /^set default='localdisk'$/m);
+  assert.match(text, /^ {2}source "\$prefix\/machine\/\$grub_cpu\/\$net_default_mac\/worker\.cfg"$/m);
+  const disk = renderGrubConfig({ kind: "localdisk" }, unknown);
+  golden("localdisk-efi.cfg", disk, GRUB_GOLDEN_DIR);
+  assert.match(disk, /^exit$/m);
+  const retired = renderGrubConfig({ kind: "none", reason: "retired\nreboot" }, unknown);
+  assert.match(retired, /not booting from the network: retired reboot'$/m, "a reason cannot inject a command");
+  assert.equal(quote("it's $x"), `'it'\\''s $x'`);
+});
+
+test("grub: the TFTP hook answers with the resolver's decision for the requesting address", async () => {
+  const seen: { remote?: string; requestedProfile?: string }[] = [];
+  const configs = createGrubConfigs({
+    resolver: () => ({
+      resolve: async (m, context) => {
+        seen.push({ remote: context.remote, requestedProfile: m.requestedProfile });
+        return resolver.resolve(m, context);
+      },
+    }),
+    logger: silentLogger,
+  });
+  assert.equal(await configs("grub/x86_64-efi/grub.cfg", "10.0.100.50", config), undefined);
+  assert.equal((await configs("/grub/grub.cfg", "10.0.100.50", config))?.toString(), renderGrubEntry());
+  const text = (await configs("/grub/machine/x86_64/52:54:00:aa:bb:cc/worker.cfg", "10.0.100.99", config))!;
+  assert.match(text.toString(), /centra\.profile=worker/);
+  assert.deepEqual(seen, [{ remote: "10.0.100.99", requestedProfile: "worker" }]);
+});
+
+test("localBoot overrides the platform's way to the disk", () => {
+  const efi = renderMachineScript(
+    { kind: "localdisk", method: "sanboot" },
+    machine("52:54:00:12:34:56", "efi"),
+    BASE_URL,
+  );
+  assert.match(efi, /^sanboot --no-describe --drive 0x80 \|\|$/m);
+  assert.doesNotMatch(efi, /^exit \|\|$/m);
+  const bios = renderMachineScript(
+    { kind: "localdisk", method: "exit" },
+    machine("52:54:00:12:34:56", "pcbios"),
+    BASE_URL,
+  );
+  assert.match(bios, /^exit \|\|$/m);
 });

@@ -1,3 +1,4 @@
+import type { LocalBootMethod } from "./boot-chain.js";
 import type {
   BootSpec,
   ImageBoot,
@@ -191,13 +192,13 @@ function menuKey(choice: string): string {
   return choice === "localdisk" || choice === "shell" || choice === "reboot" ? choice : `profile-${choice}`;
 }
 
-function renderLocalDisk(_spec: LocalDiskBoot, machine: MachineIdentity, baseUrl: string): string {
+function renderLocalDisk(spec: LocalDiskBoot, machine: MachineIdentity, baseUrl: string): string {
   return script([
     "#!ipxe",
     `# Centra PXE: ${machine.mac} is installed; it boots its local disk.`,
     "",
     "goto localdisk",
-    ...localDiskBlock(machine.platform),
+    ...localDiskBlock(machine.platform, spec.method),
     ...failureBlock(`chain ${baseUrl}${ENTRY_SCRIPT_PATH}`),
   ]);
 }
@@ -209,13 +210,15 @@ function renderLocalDisk(_spec: LocalDiskBoot, machine: MachineIdentity, baseUrl
  * manager, which goes on to the next boot entry (the disk); sanboot of a local drive does not work
  * under UEFI.
  */
-function localDiskBlock(platform: Platform): string[] {
+function localDiskBlock(platform: Platform, method?: LocalBootMethod): string[] {
   const lines = [
     ":localdisk",
     "echo Centra PXE: booting from the local disk",
     "set centra-step booting from the local disk",
   ];
-  if (platform === "efi") lines.push("exit ||");
+  // A node's `localBoot` overrides: some UEFI firmware answers `exit` by PXE booting again (sanboot
+  // then boots the disk from iPXE), and some BIOS option ROMs boot the disk best from the firmware.
+  if ((method ?? (platform === "efi" ? "exit" : "sanboot")) === "exit") lines.push("exit ||");
   else lines.push("sanboot --no-describe --drive 0x80 ||");
   lines.push("set centra-error ${errno}", "goto failed");
   return lines;

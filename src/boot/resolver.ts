@@ -1,4 +1,4 @@
-import type { Config } from "../config/schema.js";
+import type { Config, ProfileConfig } from "../config/schema.js";
 import type { ImageCatalog } from "./image-catalog.js";
 import type { BootResolver, BootSpec, ImageBoot, MenuBoot, UnavailableBoot } from "./spec.js";
 
@@ -23,11 +23,12 @@ export function createConfigResolver(images: ImageCatalog): BootResolver {
       const node = Object.hasOwn(config.nodes, machine.mac)
         ? config.nodes[machine.mac]
         : Object.values(config.nodes).find((n) => n.macs?.includes(machine.mac));
+      const buildarch = machine.buildarch;
       if (node?.profile !== undefined)
-        return imageBootFor({ config, images, baseUrl, profileName: node.profile, hostname: node.hostname });
+        return imageBootFor({ config, images, baseUrl, profileName: node.profile, hostname: node.hostname, buildarch });
       const picked = machine.requestedProfile;
       if (picked !== undefined && Object.hasOwn(config.profiles, picked)) {
-        return imageBootFor({ config, images, baseUrl, profileName: picked });
+        return imageBootFor({ config, images, baseUrl, profileName: picked, buildarch });
       }
       return menuFor(config);
     },
@@ -64,6 +65,30 @@ export interface ImageBootRequest {
   hostname?: string;
   /** More kernel arguments, e.g. the lifecycle's `centra.api=` and `centra.token=`. */
   extraArguments?: string[];
+  /** The machine's `${buildarch}`: picks the profile's `arches` entry (its image, version, console). */
+  buildarch?: string;
+}
+
+/**
+ * The profile as it applies to one architecture: its `arches[buildarch]` entry over its defaults.
+ * An entry's image without a version boots that image's current, not the default's pinned version.
+ */
+export function profileForArch(
+  profile: ProfileConfig,
+  buildarch: string | undefined,
+): ProfileConfig & { console?: string[] } {
+  const entry =
+    buildarch !== undefined ? profile.arches?.[buildarch as keyof NonNullable<ProfileConfig["arches"]>] : undefined;
+  if (!entry) return profile;
+  const image = entry.image ?? profile.image;
+  const version = entry.version ?? (entry.image !== undefined ? undefined : profile.version);
+  const { version: _dropped, ...rest } = profile;
+  return {
+    ...rest,
+    image,
+    ...(version !== undefined ? { version } : {}),
+    ...(entry.console ? { console: entry.console } : {}),
+  };
 }
 
 /**
@@ -73,8 +98,9 @@ export interface ImageBootRequest {
  */
 export async function imageBootFor(request: ImageBootRequest): Promise<ImageBoot | UnavailableBoot> {
   const { config, images, baseUrl, profileName, hostname } = request;
-  const profile = Object.hasOwn(config.profiles, profileName) ? config.profiles[profileName] : undefined;
-  if (!profile) return { kind: "unavailable", reason: `profile ${profileName} is not in the config` };
+  const configured = Object.hasOwn(config.profiles, profileName) ? config.profiles[profileName] : undefined;
+  if (!configured) return { kind: "unavailable", reason: `profile ${profileName} is not in the config` };
+  const profile = profileForArch(configured, request.buildarch);
   let version = profile.version;
   if (version === undefined) {
     version = await images.currentVersion(profile.image);
@@ -95,7 +121,7 @@ export async function imageBootFor(request: ImageBootRequest): Promise<ImageBoot
     imageArguments,
     profileName,
     hostname,
-    console: config.boot.console,
+    console: profile.console ?? config.boot.console,
     profileArguments: profile.cmdline,
     extraArguments: request.extraArguments ?? [],
   });

@@ -1,4 +1,5 @@
 import type { Config } from "../config/schema.js";
+import type { LocalBootMethod } from "./boot-chain.js";
 
 /**
  * The boot decision's vocabulary: what iPXE tells us about a machine, and what we answer. Plain
@@ -51,6 +52,8 @@ export interface MenuBoot {
 /** An installed machine goes to its own disk (the lifecycle's `provisioned` state). */
 export interface LocalDiskBoot {
   kind: "localdisk";
+  /** The node's or profile's `localBoot` (boot-chain.ts); undefined: per platform. */
+  method?: LocalBootMethod;
 }
 
 /** Do not boot this machine from the network (the lifecycle's `retired` state). */

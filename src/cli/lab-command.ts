@@ -1,6 +1,11 @@
 import type { Command } from "commander";
 import { installMissingPackages, requireRoot } from "../lab/host.js";
-import { HTTP_BOOT_LAB_MACHINE, SEED_LAB_MACHINES } from "../lab/lab-config.js";
+import {
+  ARM64_LAB_MACHINE,
+  HTTP_BOOT_LAB_MACHINE,
+  SECURE_BOOT_LAB_MACHINES,
+  SEED_LAB_MACHINES,
+} from "../lab/lab-config.js";
 import {
   DEFAULT_LAB_NAMESPACE,
   DEFAULT_LAB_STATE_DIR,
@@ -62,6 +67,14 @@ export function registerLabCommand(program: Command): void {
     )
     .option("--http-boot", "also boot node04 by UEFI HTTP boot (no TFTP)")
     .option(
+      "--arm64",
+      "also boot node07, an ARM64 server (AAVMF, DHCP arch 11): builds ipxe-arm64.efi from $CENTRA_PXE_IPXE_SOURCE first",
+    )
+    .option(
+      "--secure-boot",
+      "also boot node05 and node06 on OVMF with Secure Boot on: node05 (secureBoot) through shim and grub, node06 (iPXE) refused",
+    )
+    .option(
       "--dhcp <mode>",
       "server: ours hands out addresses; proxy: a foreign DHCP server (dnsmasq) does, ours only boot information",
       "server",
@@ -76,6 +89,8 @@ export function registerLabCommand(program: Command): void {
       async (
         options: Partial<LabCommandOptions> & {
           httpBoot?: boolean;
+          secureBoot?: boolean;
+          arm64?: boolean;
           ipv6Ra?: boolean;
           dhcp: string;
           wait: string;
@@ -87,7 +102,12 @@ export function registerLabCommand(program: Command): void {
         if (options.dhcp !== "server" && options.dhcp !== "proxy")
           throw new Error(`--dhcp must be server or proxy, got ${JSON.stringify(options.dhcp)}`);
         if (options.install) installMissingPackages(say);
-        const machines = options.httpBoot ? [...SEED_LAB_MACHINES, HTTP_BOOT_LAB_MACHINE] : [...SEED_LAB_MACHINES];
+        const machines = [
+          ...SEED_LAB_MACHINES,
+          ...(options.httpBoot ? [HTTP_BOOT_LAB_MACHINE] : []),
+          ...(options.secureBoot ? SECURE_BOOT_LAB_MACHINES : []),
+          ...(options.arm64 ? [ARM64_LAB_MACHINE] : []),
+        ];
         let running: Lab;
         try {
           running = await labUp({
@@ -96,6 +116,8 @@ export function registerLabCommand(program: Command): void {
             machines,
             dhcpMode: options.dhcp,
             ipv6RouterAdvertisements: options.ipv6Ra === true,
+            // ipxe-arm64.efi for --arm64: a cache that outlives the lab, so only the first `lab up` compiles.
+            ipxeCacheDir: "/var/cache/centra-pxe/ipxe-build",
             say,
           });
         } catch (error) {

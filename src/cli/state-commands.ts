@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { mkdir, rm, stat } from "node:fs/promises";
-import { DEFAULT_BOOTLOADER_SOURCE, readBootloaders, writeBootloaders } from "../files/bootloaders.js";
+import { join } from "node:path";
+import { DEFAULT_BOOTLOADER_SOURCE, readBootloaders, SIGNED_LOADERS, writeBootloaders } from "../files/bootloaders.js";
 import { bootloaderDir, databaseFile, imagesDir } from "../files/state-dir.js";
 import { addImage, listImages, removeImage, useImage } from "../images/images.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
@@ -22,7 +23,13 @@ import { auditedLocally } from "./local-audit.js";
  * fails, so a failed `init` leaves no half-made state directory for the next command to trust.
  */
 async function initStateDir(stateDir: string, bootloaderSource: string) {
-  const bootloaders = await readBootloaders(bootloaderSource);
+  // Debian's signed Secure Boot chain comes from its packages' paths with the default source; a
+  // `--bootloaders DIR` means everything from DIR, the signed loaders under their installed names.
+  const signed =
+    bootloaderSource === DEFAULT_BOOTLOADER_SOURCE
+      ? SIGNED_LOADERS
+      : SIGNED_LOADERS.map((l) => ({ name: l.name, from: join(bootloaderSource, l.name) }));
+  const bootloaders = await readBootloaders(bootloaderSource, signed);
   const undo: string[] = [];
   const exists = (path: string) =>
     stat(path).then(

@@ -107,12 +107,50 @@ const dhcp = z
   })
   .strict();
 
+/**
+ * How a machine's firmware is answered (src/boot/boot-chain.ts), on a profile or on a node (a
+ * node's own keys win over its profile's).
+ */
+const bootChainKeys = {
+  /**
+   * UEFI machines get Debian's signed chain (shim → grub → the signed kernel) instead of iPXE,
+   * which no Secure Boot firmware with Microsoft's keys will run.
+   */
+  secureBoot: z.boolean().optional(),
+  /**
+   * The iPXE flavour for UEFI x86-64: `ipxe.efi`, `snponly.efi` or `http` (UEFI HTTP boot only). A
+   * machine whose attempt stalls before its boot script arrives tries the next on its next attempt.
+   */
+  ipxe: z.enum(["ipxe.efi", "snponly.efi", "http"]).optional(),
+  /** How an installed machine leaves iPXE for its disk: `exit` (UEFI default) or `sanboot` (BIOS default). */
+  localBoot: z.enum(["exit", "sanboot"]).optional(),
+};
+
+/**
+ * What a profile boots on one CPU architecture when it differs from its default: an ARM64 machine
+ * cannot run an x86 kernel ("Exec format error"), and its serial console is `ttyAMA0`, not `ttyS0`.
+ */
+const profileArch = z
+  .object({
+    image: z.string().min(1).optional(),
+    version: z.string().optional(),
+    /** Instead of `boot.console` on this architecture. */
+    console: z.array(z.string()).optional(),
+  })
+  .strict();
+
+/** iPXE's `${buildarch}` (grub's `$grub_cpu`): the architectures a profile can tell apart. */
+export const PROFILE_ARCHES = ["x86_64", "i386", "arm64", "arm32"] as const;
+
 const profile = z
   .object({
     image: z.string().min(1).default("nixos"),
     /** Pin an image version; default is the image's `current`. */
     version: z.string().optional(),
     cmdline: z.string().default(""),
+    /** Per architecture (the machine's `${buildarch}`): another image, version or console. */
+    arches: z.record(z.enum(PROFILE_ARCHES), profileArch).optional(),
+    ...bootChainKeys,
   })
   .strict();
 
@@ -175,6 +213,7 @@ const node = z
     serial: z.string().min(1).max(128).optional(),
     labels: labels.optional(),
     bmc: nodeBmc.optional(),
+    ...bootChainKeys,
   })
   .strict();
 
@@ -380,6 +419,12 @@ const configObject = z
       .object({
         menuTimeout: duration.default("10s"),
         console: z.array(z.string()).default(["tty0", "ttyS0,115200n8"]),
+        /**
+         * A machine's firmware DHCP requests within this long of the first are one boot attempt; a
+         * later one whose previous attempt never fetched its boot script falls back to the next
+         * iPXE flavour (src/boot/boot-chain.ts `decideFlavour`).
+         */
+        attemptWindow: duration.default("60s"),
       })
       .strict()
       .default({}),
@@ -546,6 +591,10 @@ export interface NodeConfig {
   serial?: string;
   labels?: Record<string, string>;
   bmc?: NodeBmcConfig;
+  /** The boot chain (`bootChainKeys`): over the profile's own. */
+  secureBoot?: boolean;
+  ipxe?: "ipxe.efi" | "snponly.efi" | "http";
+  localBoot?: "exit" | "sanboot";
 }
 
 export type NodeBmcConfig = z.output<typeof nodeBmc>;
@@ -698,6 +747,12 @@ function checkCrossFields(
   });
 
   for (const [name, p] of Object.entries(config.profiles)) {
+    for (const [arch, a] of Object.entries(p.arches ?? {}))
+      if (a.image !== undefined && !isImageName(a.image))
+        issue(
+          ["profiles", name, "arches", arch, "image"],
+          `image name ${JSON.stringify(a.image)} may hold only ${NAME_RULE}`,
+        );
     if (!isImageName(p.image))
       issue(["profiles", name, "image"], `image name ${JSON.stringify(p.image)} may hold only ${NAME_RULE}`);
   }

@@ -651,3 +651,26 @@ describe("trust boundaries (issue 10): what a stranger on the link can no longer
     assert.equal(claims.addressOf(UNKNOWN_MAC, context.now + 3600_000), undefined, "kept for the lease time");
   });
 });
+
+describe("boot chain per machine (chainFor)", () => {
+  it("answers the machine's chain, told which firmware asks (iPXE's own DHCP is no firmware attempt)", () => {
+    const asked: string[] = [];
+    const context = makeContext(
+      {},
+      new Set(["undionly.kpxe", "ipxe.efi", "snponly.efi", "shimx64.efi", "grubx64.efi"]),
+    );
+    context.boot = {
+      ...context.boot,
+      chainFor: (mac, firmware) => {
+        asked.push(`${mac} ${firmware}`);
+        return mac === KNOWN_MAC ? { secureBoot: true } : { secureBoot: false, flavour: "snponly.efi" };
+      },
+    };
+    const pxe = { arch: 7, vendor: "PXEClient:Arch:00007:UNDI:003016" };
+    assert.equal(replyOf(handle(request({ mac: KNOWN_MAC, ...pxe }), context)).reply.file, "shimx64.efi");
+    assert.equal(replyOf(handle(request({ mac: UNKNOWN_MAC, ...pxe }), context)).reply.file, "snponly.efi");
+    const ipxe = replyOf(handle(request({ mac: UNKNOWN_MAC, ...pxe, userClass: "iPXE" }), context));
+    assert.equal(ipxe.reply.file, "http://10.0.100.10/boot/ipxe/boot.ipxe");
+    assert.deepEqual(asked, [`${KNOWN_MAC} efi-x64`, `${UNKNOWN_MAC} efi-x64`, `${UNKNOWN_MAC} ipxe`]);
+  });
+});

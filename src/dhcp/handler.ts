@@ -2,10 +2,12 @@ import { formatIpv4 } from "../config/primitives.js";
 import {
   decideBoot,
   detectFirmware,
+  type Firmware,
   isNetworkBootClient,
   type ClientHints,
   type FirmwareTable,
 } from "../boot/firmware.js";
+import type { BootChain } from "../boot/boot-chain.js";
 import type { Sighting } from "../contracts/sighting.js";
 import type { AddressBook } from "./address-book.js";
 import { replyDestination, type Destination } from "./destination.js";
@@ -63,6 +65,8 @@ export interface BootAnswers {
   installed(): ReadonlySet<string>;
   /** Where HTTP serves bootloaders and the entry script, `http://host[:port]/boot/ipxe`. */
   httpBase: string;
+  /** The boot chain the machine's profile or node asks for (src/boot `bootChainOf`); iPXE without it. */
+  chainFor?(mac: string, firmware: Firmware): BootChain;
   /** Where UEFI HTTP boot firmware gets its bootloader (https:// when it trusts our CA); default httpBase. */
   firmwareHttpBase?: string;
 }
@@ -497,6 +501,7 @@ function addBoot(
     context.boot.httpBase,
     context.boot.firmware,
     context.boot.firmwareHttpBase,
+    context.boot.chainFor?.(hardwareAddress(request), detectFirmware(hints, context.boot.firmware)),
   );
   if (decision.kind === "none") {
     warnings.push(`no boot answer for ${hardwareAddress(request)}: ${decision.reason}`);

@@ -1,4 +1,5 @@
-import { FIRMWARE_TABLE } from "../boot/firmware.js";
+import type { BootChain } from "../boot/boot-chain.js";
+import { FIRMWARE_TABLE, type Firmware } from "../boot/firmware.js";
 import { formatIpv4, normalizeMac, parseIpv4 } from "../config/primitives.js";
 import type { Config, DhcpSubnetConfig } from "../config/schema.js";
 import { LogThrottle, type Logger } from "../log.js";
@@ -41,6 +42,11 @@ export interface DhcpServiceOptions {
    * `http://10.0.100.10/boot/ipxe` (src/boot `httpBootBase`); asked on start and on each reload.
    */
   bootBaseUrl: (config: Config) => string;
+  /**
+   * The boot chain of a MAC under the config in force (src/boot `bootChainOf` over the inventory's
+   * profile); without it, every machine gets iPXE.
+   */
+  bootChain?: (mac: string, config: Config, firmware: Firmware) => BootChain;
   /** Where UEFI HTTP boot firmware gets its bootloader (https:// with http.tls.uefiHttpBoot); default bootBaseUrl. */
   firmwareBootBaseUrl?: (config: Config) => string;
   /** The clock; tests may pin it. */
@@ -154,7 +160,14 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     subnets: [],
     relays: new Set(),
     lookupNode,
-    boot: { firmware: FIRMWARE_TABLE, installed: options.bootloaders, httpBase: "" },
+    boot: {
+      firmware: FIRMWARE_TABLE,
+      installed: options.bootloaders,
+      httpBase: "",
+      ...(options.bootChain
+        ? { chainFor: (mac: string, firmware: Firmware) => options.bootChain!(mac, config, firmware) }
+        : {}),
+    },
     rateLimit,
     now: 0,
   };

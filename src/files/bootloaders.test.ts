@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { checkBootloader, readBootloaders, writeBootloaders } from "./bootloaders.js";
+import { SIGNED_LOADERS, checkBootloader, readBootloaders, writeBootloaders } from "./bootloaders.js";
 
 /** What `init` does: nothing is written unless every file checks out. */
 const installBootloaders = async (source: string, target: string) =>
@@ -51,4 +51,29 @@ test("the system's iPXE package installs cleanly when present", {
   const target = join(mkdtempSync(join(tmpdir(), "loaders-")), "ipxe");
   const report = await installBootloaders("/usr/lib/ipxe", target);
   assert.ok(report.installed.includes("undionly.kpxe") && report.installed.includes("ipxe.efi"));
+});
+
+test("Secure Boot's signed loaders are installed under the names shim and the DHCP table use, when present", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "loaders-"));
+  const source = join(dir, "src");
+  mkdirSync(source);
+  writeFileSync(join(source, "undionly.kpxe"), Buffer.alloc(2048, 1));
+  writeFileSync(join(source, "ipxe.efi"), fakeEfi());
+  writeFileSync(join(dir, "shimx64.efi.signed"), fakeEfi());
+  writeFileSync(join(dir, "grubnetx64.efi.signed"), fakeEfi());
+  const signed = [
+    { name: "shimx64.efi", from: join(dir, "shimx64.efi.signed") },
+    { name: "grubx64.efi", from: join(dir, "grubnetx64.efi.signed") },
+    { name: "shimaa64.efi", from: join(dir, "not-installed.efi.signed") },
+  ];
+  const report = await writeBootloaders(await readBootloaders(source, signed), join(dir, "out"));
+  assert.deepEqual(report.installed.sort(), ["grubx64.efi", "ipxe.efi", "shimx64.efi", "undionly.kpxe"]);
+  // A file that is there but is no EFI image fails init, as for iPXE.
+  writeFileSync(join(dir, "grubnetx64.efi.signed"), "<!DOCTYPE html>".padEnd(4096));
+  await assert.rejects(readBootloaders(source, signed), /grubnetx64\.efi\.signed: is not a PE\/EFI image/);
+  // Debian's paths, as `init` reads them.
+  assert.deepEqual(SIGNED_LOADERS.map((l) => `${l.name} ${l.from}`).slice(0, 2), [
+    "shimx64.efi /usr/lib/shim/shimx64.efi.signed",
+    "grubx64.efi /usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
+  ]);
 });

@@ -21,6 +21,34 @@ export const BOOTLOADERS: readonly { name: string; kind: "pxe" | "efi"; required
 export const DEFAULT_BOOTLOADER_SOURCE = "/usr/lib/ipxe";
 
 /**
+ * Debian's signed Secure Boot chain (README "Secure Boot"), installed beside iPXE when the packages
+ * are there and never required. shim loads `grub<arch>.efi` from its own directory, so Debian's
+ * netboot grub (built with its config prefix `/grub` on the TFTP server) goes in under that name.
+ */
+export const SIGNED_LOADERS: readonly { name: string; from: string; why: string }[] = [
+  {
+    name: "shimx64.efi",
+    from: "/usr/lib/shim/shimx64.efi.signed",
+    why: "Secure Boot UEFI x86-64: shim signed by Microsoft's UEFI CA (Debian shim-signed)",
+  },
+  {
+    name: "grubx64.efi",
+    from: "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
+    why: "Secure Boot UEFI x86-64: netboot grub signed by Debian (grub-efi-amd64-signed)",
+  },
+  {
+    name: "shimaa64.efi",
+    from: "/usr/lib/shim/shimaa64.efi.signed",
+    why: "Secure Boot UEFI ARM64: shim (Debian shim-signed:arm64)",
+  },
+  {
+    name: "grubaa64.efi",
+    from: "/usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed",
+    why: "Secure Boot UEFI ARM64: netboot grub (Debian grub-efi-arm64-signed)",
+  },
+];
+
+/**
  * Is `bytes` plausibly the bootloader its name says? An EFI application is a PE image: "MZ", then
  * at the offset stored at 0x3c the "PE\0\0" signature. A PXE NBP has no magic, only a size: an
  * empty or tiny file is a failed copy or an HTML error page saved under the wrong name.
@@ -56,7 +84,10 @@ export interface CheckedBootloaders {
  * every problem at once and leaves nothing behind. Fails when a required one is missing or any is
  * malformed (the source is not a directory: every required one is missing).
  */
-export async function readBootloaders(source: string): Promise<CheckedBootloaders> {
+export async function readBootloaders(
+  source: string,
+  signed: readonly { name: string; from: string }[] = [],
+): Promise<CheckedBootloaders> {
   const checked: CheckedBootloaders = { source, found: [], missing: [] };
   const problems: string[] = [];
   for (const loader of BOOTLOADERS) {
@@ -72,6 +103,13 @@ export async function readBootloaders(source: string): Promise<CheckedBootloader
     }
     const problem = checkBootloader(loader.kind, bytes);
     if (problem) problems.push(`${from}: ${problem}`);
+    else checked.found.push({ name: loader.name, bytes });
+  }
+  for (const loader of signed) {
+    const bytes = await readFile(loader.from).catch(() => undefined);
+    if (!bytes) continue; // optional: the Secure Boot packages are not installed
+    const problem = checkBootloader("efi", bytes);
+    if (problem) problems.push(`${loader.from}: ${problem}`);
     else checked.found.push({ name: loader.name, bytes });
   }
   if (problems.length) throw new CentraError("BOOTLOADERS", problems.join("\n"));

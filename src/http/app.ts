@@ -6,6 +6,7 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from "fastify";
+import { createGrubConfigs } from "../boot/grub.js";
 import { renderEntryScript, renderMachineScript, ENTRY_SCRIPT_PATH, MACHINE_SCRIPT_PATH } from "../boot/ipxe.js";
 import { bootloaderDir, imagesDir, isImageName as isPlainName } from "../files/state-dir.js";
 import type { BootResolver, BootSpec, MachineIdentity } from "../boot/spec.js";
@@ -201,6 +202,20 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
       if (observer && typeof parsed !== "string")
         decisions.set(request, { mac: parsed.mac, decision: decisionOf(spec) });
       return sendScript(reply, renderMachineScript(spec, machine, baseUrl));
+    },
+  });
+
+  // grub's configs for the Secure Boot chain (boot/grub.ts), as over TFTP, for a grub whose prefix
+  // is `(http,server)/boot/grub` (a signed grub built with the http module; Debian's has none). The
+  // same decision and trust rules: the install token only to the machine's own address.
+  const grubConfigs = createGrubConfigs({ resolver: currentResolver, logger });
+  app.route<{ Params: { "*": string } }>({
+    method: ["GET"],
+    url: "/boot/grub/*",
+    handler: async (request, reply) => {
+      const text = await grubConfigs(`grub/${request.params["*"]}`, request.ip, currentConfig());
+      if (!text) return reply.code(404).type("text/plain; charset=utf-8").send("not found\n");
+      return sendScript(reply, text.toString());
     },
   });
 

@@ -22,6 +22,12 @@ export const LAB_MARKER = "centra-lab:";
  */
 export const LAB_NIC_MODULES = ["virtio_pci", "virtio_net", "e1000", "e1000e"] as const;
 
+/** efivarfs (a module in Debian): the init reads the firmware's `SecureBoot` variable through it. */
+const LAB_EXTRA_MODULES = ["efivarfs"] as const;
+
+/** The EFI global variable GUID (UEFI 2.x §3.3): `SecureBoot` is 1 when the firmware enforces it. */
+const SECURE_BOOT_VARIABLE = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
+
 export interface LabImageSources {
   /** /boot/vmlinuz-<version> */
   kernel: string;
@@ -40,6 +46,32 @@ export class LabImageError extends CentraError {
 
 /** The newest installed Debian kernel that has its modules installed beside it. */
 export function findHostKernel(bootDir = "/boot", modulesRoot = "/lib/modules"): LabImageSources {
+  return findKernel(bootDir, modulesRoot, findHostBusybox(), "install linux-image-amd64");
+}
+
+/** The host's static busybox: the x86 initrd's userland, and what decompresses modules for any image. */
+export function findHostBusybox(): string {
+  const busybox = ["/bin/busybox", "/usr/bin/busybox"].find((p) => existsSync(p));
+  if (!busybox) throw new LabImageError("no static busybox: install busybox-static");
+  return busybox;
+}
+
+/**
+ * Where scripts/bootstrap unpacks Debian's arm64 kernel and busybox (`apt-get download`, never
+ * installed: `dpkg-deb -x`, then `depmod -b` for modules.dep, which the package leaves to its
+ * postinst). `CENTRA_PXE_ARM64_ROOT` points elsewhere.
+ */
+export const DEFAULT_ARM64_ROOT = "/var/cache/centra-pxe/arm64/root";
+
+/** The ARM64 lab image's parts, from an unpacked root of Debian's arm64 packages. */
+export function findArm64Image(root = process.env.CENTRA_PXE_ARM64_ROOT || DEFAULT_ARM64_ROOT): LabImageSources {
+  const busybox = join(root, "bin", "busybox");
+  const hint = `run scripts/bootstrap (it fetches Debian's arm64 linux-image and busybox-static into ${DEFAULT_ARM64_ROOT}), or set CENTRA_PXE_ARM64_ROOT`;
+  if (!existsSync(busybox)) throw new LabImageError(`no arm64 busybox at ${busybox}: ${hint}`);
+  return findKernel(join(root, "boot"), join(root, "lib", "modules"), busybox, hint);
+}
+
+function findKernel(bootDir: string, modulesRoot: string, busybox: string, hint: string): LabImageSources {
   const versions = existsSync(bootDir)
     ? readdirSync(bootDir)
         .filter((n) => n.startsWith("vmlinuz-"))
@@ -48,10 +80,7 @@ export function findHostKernel(bootDir = "/boot", modulesRoot = "/lib/modules"):
         .sort(compareKernelVersions)
     : [];
   const kernelVersion = versions.at(-1);
-  if (!kernelVersion)
-    throw new LabImageError(`no kernel with modules under ${bootDir} and ${modulesRoot}: install linux-image-amd64`);
-  const busybox = ["/bin/busybox", "/usr/bin/busybox"].find((p) => existsSync(p));
-  if (!busybox) throw new LabImageError("no static busybox: install busybox-static");
+  if (!kernelVersion) throw new LabImageError(`no kernel with modules under ${bootDir} and ${modulesRoot}: ${hint}`);
   return {
     kernel: join(bootDir, `vmlinuz-${kernelVersion}`),
     kernelVersion,
@@ -111,7 +140,7 @@ function moduleName(path: string): string {
     .replace(/-/g, "_");
 }
 
-/** A module's bytes, uncompressed: busybox insmod loads plain .ko files only. */
+/** A module's bytes, uncompressed: busybox insmod loads plain .ko files only. `busybox` is the host's. */
 function readModule(modulesDir: string, relative: string, busybox: string): Buffer {
   const full = join(modulesDir, relative);
   if (relative.endsWith(".ko")) return readFileSync(full);
@@ -140,6 +169,17 @@ if grep -q centra.lab.probe /proc/cmdline; then say "probe ok"; poweroff -f; fi
 for m in ${options.modules.map((m) => basename(m).replace(/\.(xz|zst|gz)$/, "")).join(" ")}; do
   insmod /lib/modules/$m 2>/dev/null
 done
+
+# What Secure Boot the firmware ran us under: efivarfs files are 4 bytes of attributes, then the
+# value. The kernel's lockdown (Debian locks down under Secure Boot) says the same from its side.
+if [ -d /sys/firmware/efi ]; then
+  mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
+  # Read whole: efivarfs files cannot be seeked into (od -j reads the attributes instead).
+  set -- $(od -An -tu1 /sys/firmware/efi/efivars/${SECURE_BOOT_VARIABLE} 2>/dev/null)
+  say "efi secureboot \${5:-unknown}"
+  mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+  [ -r /sys/kernel/security/lockdown ] && say "lockdown $(cat /sys/kernel/security/lockdown)"
+fi
 
 # The NIC appears once its driver probed; wait for it rather than racing the PCI scan.
 nic=""
@@ -213,7 +253,7 @@ exit 0
 /** Build the gzip-compressed newc initramfs for `sources`. */
 export function buildLabInitrd(sources: LabImageSources, serverAddress: string): Buffer {
   const dep = readFileSync(join(sources.modulesDir, "modules.dep"), "utf8");
-  const modules = resolveModuleLoadOrder(dep, LAB_NIC_MODULES);
+  const modules = resolveModuleLoadOrder(dep, [...LAB_NIC_MODULES, ...LAB_EXTRA_MODULES]);
   if (modules.length === 0)
     throw new LabImageError(`none of ${LAB_NIC_MODULES.join(", ")} in ${sources.modulesDir}/modules.dep`);
   const entries: CpioEntry[] = [
@@ -231,7 +271,7 @@ export function buildLabInitrd(sources: LabImageSources, serverAddress: string):
     entries.push({
       kind: "file",
       path: `lib/modules/${basename(m).replace(/\.(xz|zst|gz)$/, "")}`,
-      data: readModule(sources.modulesDir, m, sources.busybox),
+      data: readModule(sources.modulesDir, m, findHostBusybox()),
     });
   }
   return gzipSync(encodeCpioNewc(entries), { level: 6 });

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseConfig } from "../config/load.js";
-import { HTTP_BOOT_LAB_MACHINE, SEED_LAB_MACHINES, foreignDhcpArguments, labConfigYaml } from "./lab-config.js";
+import {
+  ARM64_LAB_IMAGE,
+  ARM64_LAB_MACHINE,
+  HTTP_BOOT_LAB_MACHINE,
+  SECURE_BOOT_LAB_MACHINES,
+  SEED_LAB_MACHINES,
+  foreignDhcpArguments,
+  labConfigYaml,
+} from "./lab-config.js";
 
 test("the lab's generated config is valid for the real parser, with the seed's network, profiles and nodes", () => {
   const config = parseConfig(
@@ -35,4 +43,16 @@ test("proxy mode: no fixed addresses (the foreign server owns them), and dnsmasq
   const args = foreignDhcpArguments({ interface: "fdhcp0", leaseFile: "/l", pidFile: "/p" }).join(" ");
   assert.match(args, /--dhcp-range=10\.0\.100\.100,10\.0\.100\.200/);
   assert.doesNotMatch(args, /dhcp-boot|pxe-service|enable-tftp/);
+});
+
+test("Secure Boot and ARM64 machines: the node is marked secureBoot; profiles get the arm64 image on ttyAMA0", () => {
+  const config = parseConfig(
+    labConfigYaml({ stateDir: "/s", machines: [...SECURE_BOOT_LAB_MACHINES, ARM64_LAB_MACHINE], dhcpMode: "server" }),
+    "lab.yaml",
+  );
+  assert.equal(config.nodes["52:54:00:12:34:62"]?.secureBoot, true);
+  assert.equal(config.nodes["52:54:00:12:34:63"], undefined, "node06 stays unknown: iPXE, refused");
+  assert.deepEqual(config.profiles.worker?.arches?.arm64, { image: ARM64_LAB_IMAGE, console: ["ttyAMA0,115200n8"] });
+  const plain = parseConfig(labConfigYaml({ stateDir: "/s", machines: SEED_LAB_MACHINES, dhcpMode: "server" }));
+  assert.equal(plain.profiles.worker?.arches, undefined);
 });

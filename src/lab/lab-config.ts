@@ -49,11 +49,64 @@ export const HTTP_BOOT_LAB_MACHINE: LabMachine = {
   expect: { profile: "all-in-one", hostname: "all-in-one-01" },
 };
 
+/**
+ * The Secure Boot pair (`lab up --secure-boot`), both on OVMF with Secure Boot enforced and
+ * Microsoft's keys: node05's node is marked `secureBoot` and boots shim → grub → the signed kernel;
+ * node06's is not, gets iPXE, and its firmware refuses it ("Access Denied"): the negative case.
+ */
+export const SECURE_BOOT_LAB_MACHINES: readonly LabMachine[] = [
+  {
+    name: "node05",
+    mac: "52:54:00:12:34:62",
+    firmware: LabFirmware.UefiSecureBoot,
+    tap: "tap-node05",
+    expect: { profile: "worker", hostname: "secure-worker-01" },
+    secureBoot: true,
+  },
+  {
+    name: "node06",
+    mac: "52:54:00:12:34:63",
+    firmware: LabFirmware.UefiSecureBoot,
+    tap: "tap-node06",
+    expect: { refused: true },
+  },
+];
+
+/** The image ARM64 lab machines boot (Debian's arm64 kernel and the lab initrd built for it). */
+export const ARM64_LAB_IMAGE = "nixos-arm64";
+
+/**
+ * node07 (`lab up --arm64`): an ARM64 server (AAVMF on QEMU's `virt` board) registered as a worker;
+ * DHCP arch 11 → ipxe-arm64.efi (built by `ipxe build`) → its profile's arm64 image.
+ */
+export const ARM64_LAB_MACHINE: LabMachine = {
+  name: "node07",
+  mac: "52:54:00:12:34:64",
+  firmware: LabFirmware.Arm64Pxe,
+  tap: "tap-node07",
+  expect: { profile: "worker", hostname: "arm-worker-01" },
+};
+
+/**
+ * node08: OVMF PXE like node02, for the boot-chain fallback: its first attempt is cut off after the
+ * bootloader arrived and before any script (a stall), so its next attempt gets `snponly.efi`.
+ */
+export const FALLBACK_LAB_MACHINE: LabMachine = {
+  name: "node08",
+  mac: "52:54:00:12:34:65",
+  firmware: LabFirmware.UefiPxe,
+  tap: "tap-node08",
+  expect: { profile: "worker", hostname: "fallback-worker-01" },
+};
+
 /** Fixed addresses of registered machines, outside the dynamic pool (.100-.200). */
 const FIXED_ADDRESSES: Record<string, string> = {
   "control-plane-01": "10.0.100.50",
   "worker-04": "10.0.100.64",
   "all-in-one-01": "10.0.100.70",
+  "secure-worker-01": "10.0.100.71",
+  "arm-worker-01": "10.0.100.72",
+  "fallback-worker-01": "10.0.100.73",
 };
 
 export interface LabConfigOptions {
@@ -65,6 +118,8 @@ export interface LabConfigOptions {
   menuTimeout?: string;
   /** `provisioning:` of the server's config (tests: a short timeout, a callback URL nobody answers). */
   provisioning?: { timeout?: string; apiUrl?: string };
+  /** `boot.attemptWindow`: short, so a lab machine's next attempt can come seconds after a stalled one. */
+  attemptWindow?: string;
 }
 
 /** The config the lab's server runs with, as the YAML text written to the lab's state directory. */
@@ -77,8 +132,13 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
       profile: m.expect.profile,
       hostname: m.expect.hostname,
       ...(fixed && options.dhcpMode === "server" ? { ipAddress: fixed } : {}),
+      ...(m.secureBoot ? { secureBoot: true } : {}),
     };
   }
+  // With an ARM64 machine, every profile boots the arm64 image there, on ARM's serial console.
+  const arm64 = options.machines.some((m) => m.firmware === LabFirmware.Arm64Pxe)
+    ? { arches: { arm64: { image: ARM64_LAB_IMAGE, console: ["ttyAMA0,115200n8"] } } }
+    : {};
   return {
     interface: LAB_BRIDGE,
     serverAddress: LAB_SERVER_ADDRESS,
@@ -93,12 +153,16 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
       dns: [LAB_FOREIGN_DHCP_ADDRESS],
       leaseTime: "1h",
     },
-    boot: { menuTimeout: options.menuTimeout ?? "5s", console: ["tty0", "ttyS0,115200n8"] },
+    boot: {
+      menuTimeout: options.menuTimeout ?? "5s",
+      console: ["tty0", "ttyS0,115200n8"],
+      ...(options.attemptWindow !== undefined ? { attemptWindow: options.attemptWindow } : {}),
+    },
     ...(options.provisioning ? { provisioning: options.provisioning } : {}),
     profiles: {
-      "control-plane": { image: "nixos", cmdline: "" },
-      worker: { image: "nixos", cmdline: "" },
-      "all-in-one": { image: "nixos", cmdline: "" },
+      "control-plane": { image: "nixos", cmdline: "", ...arm64 },
+      worker: { image: "nixos", cmdline: "", ...arm64 },
+      "all-in-one": { image: "nixos", cmdline: "", ...arm64 },
     },
     nodes,
   };

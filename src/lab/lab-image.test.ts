@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { encodeCpioNewc } from "./cpio.js";
 import { labInitScript, resolveModuleLoadOrder } from "./initrd.js";
-import { LabFirmware, qemuArguments, type FirmwarePaths, type LabMachine } from "./machines.js";
+import {
+  LabFirmware,
+  qemuArguments,
+  qemuBinaryOf,
+  varsTemplateOf,
+  type FirmwarePaths,
+  type LabMachine,
+} from "./machines.js";
 
 /** Read back a newc archive: enough of a decoder to check what the kernel will see. */
 function decodeNewc(bytes: Buffer): { name: string; mode: number; data: Buffer }[] {
@@ -70,7 +77,15 @@ test("the init script calls back to the baked-in server and powers off", () => {
   assert.match(script, /poweroff -f\n$/);
 });
 
-const firmware: FirmwarePaths = { ipxeVirtioRom: "/rom", ovmfCode: "/code.fd", ovmfVarsTemplate: "/vars.fd" };
+const firmware: FirmwarePaths = {
+  ipxeVirtioRom: "/rom",
+  ovmfCode: "/code.fd",
+  ovmfVarsTemplate: "/vars.fd",
+  ovmfSecureBootCode: "/secboot.fd",
+  ovmfSecureBootVarsTemplate: "/ms-vars.fd",
+  aavmfCode: "/aavmf-code.fd",
+  aavmfVarsTemplate: "/aavmf-vars.fd",
+};
 const paths = {
   serialLog: "/run/n.log",
   pidFile: "/run/n.pid",
@@ -110,4 +125,40 @@ test("UEFI machines use OVMF's own network stack; HTTP boot turns PXE off", () =
   const http = qemuArguments({ ...pxe, firmware: LabFirmware.UefiHttp }, firmware, paths, "tcg").join(" ");
   assert.match(http, /opt\/org\.tianocore\/IPv4PXESupport,string=n/);
   assert.match(http, /opt\/org\.tianocore\/IPv6PXESupport,string=n/);
+});
+
+test("Secure Boot machines get OVMF's Secure Boot build with SMM, locked flash and Microsoft's keys", () => {
+  const machine: LabMachine = {
+    name: "node05",
+    mac: "52:54:00:12:34:62",
+    firmware: LabFirmware.UefiSecureBoot,
+    tap: "t",
+    expect: { refused: true },
+  };
+  const args = qemuArguments(machine, firmware, paths, "tcg").join(" ");
+  assert.match(args, /-machine q35,smm=on /);
+  assert.match(args, /-global driver=cfi\.pflash01,property=secure,value=on/);
+  assert.match(args, /readonly=on,file=\/secboot\.fd/);
+  assert.equal(varsTemplateOf(machine, firmware), "/ms-vars.fd");
+  assert.equal(varsTemplateOf({ ...machine, firmware: LabFirmware.UefiPxe }, firmware), "/vars.fd");
+  const plain = qemuArguments({ ...machine, firmware: LabFirmware.UefiPxe }, firmware, paths, "tcg").join(" ");
+  assert.doesNotMatch(plain, /smm=on|property=secure/);
+});
+
+test("ARM64 machines: qemu-system-aarch64, the virt board under TCG, AAVMF's flash, IPv4 PXE only", () => {
+  const machine: LabMachine = {
+    name: "node07",
+    mac: "52:54:00:12:34:64",
+    firmware: LabFirmware.Arm64Pxe,
+    tap: "t",
+    expect: { menu: true },
+  };
+  assert.equal(qemuBinaryOf(machine), "qemu-system-aarch64");
+  const args = qemuArguments(machine, firmware, paths, "kvm").join(" ");
+  assert.match(args, /-accel tcg -machine virt -cpu cortex-a57/, "no KVM for another architecture");
+  assert.match(args, /unit=0,readonly=on,file=\/aavmf-code\.fd/);
+  assert.match(args, /unit=1,file=\/run\/n\.vars/);
+  assert.match(args, /IPv6PXESupport,string=n/);
+  assert.equal(varsTemplateOf(machine, firmware), "/aavmf-vars.fd");
+  assert.equal(qemuBinaryOf({ ...machine, firmware: LabFirmware.UefiPxe }), "qemu-system-x86_64");
 });

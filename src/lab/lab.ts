@@ -4,8 +4,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CentraError } from "../errors.js";
 import { chooseAccelerator } from "./host.js";
-import { buildLabInitrd, findHostKernel } from "./initrd.js";
+import { buildLabInitrd, findArm64Image, findHostKernel } from "./initrd.js";
 import {
+  ARM64_LAB_IMAGE,
   LAB_BRIDGE,
   LAB_FOREIGN_DHCP_ADDRESS,
   LAB_IPV6_PREFIX,
@@ -22,6 +23,8 @@ import {
   type Accelerator,
   type LabMachine,
   type MachineRunPaths,
+  qemuBinaryOf,
+  varsTemplateOf,
 } from "./machines.js";
 import { createForeignDhcpNamespace, createLabNetwork, destroyLabNetwork, namespaceExists } from "./network.js";
 import { Milestone, MILESTONE_ORDER, readBoot, serialTail, type BootReport } from "./progress.js";
@@ -63,6 +66,14 @@ export interface LabOptions {
   ipv6RouterAdvertisements?: boolean;
   /** Forced accelerator; by default KVM when it really works, else TCG. */
   accelerator?: Accelerator;
+  /**
+   * ARM64 machines: the iPXE source `ipxe build` compiles ipxe-arm64.efi from (default
+   * `$CENTRA_PXE_IPXE_SOURCE`), and its cache (default: in the lab's state directory, so gone with it).
+   */
+  ipxeSource?: string;
+  ipxeCacheDir?: string;
+  /** The server's `boot.attemptWindow` (default: the config's own). */
+  attemptWindow?: string;
   say?: (line: string) => void;
 }
 
@@ -217,6 +228,7 @@ export async function labUp(options: LabOptions): Promise<Lab> {
       machines: options.machines,
       dhcpMode: options.dhcpMode,
       ...(options.provisioning ? { provisioning: options.provisioning } : {}),
+      ...(options.attemptWindow !== undefined ? { attemptWindow: options.attemptWindow } : {}),
     }),
   );
   runCli(["init", "--config", state.configFile], "installing the bootloaders");
@@ -242,6 +254,8 @@ export async function labUp(options: LabOptions): Promise<Lab> {
     ],
     "adding the lab image",
   );
+
+  if (options.machines.some((m) => m.firmware === LabFirmware.Arm64Pxe)) addArm64(options, state, dirs.image, say);
 
   const accelerator = options.accelerator ?? (await chooseAccelerator(image, join(stateDir, "kvm-probe.log")));
   state.accelerator = accelerator;
@@ -347,6 +361,56 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   return lab;
 }
 
+/**
+ * What ARM64 machines boot: Debian's arm64 kernel with the lab initrd built from its modules and
+ * busybox (findArm64Image), as image ARM64_LAB_IMAGE, and our ipxe-arm64.efi (Debian ships no ARM
+ * iPXE), cross-built from source by `ipxe build` with its embedded script chaining to this server.
+ */
+function addArm64(options: LabOptions, state: LabState, imageDir: string, say: (line: string) => void): void {
+  const sources = findArm64Image();
+  const image = { kernel: join(imageDir, "arm64-kernel"), initrd: join(imageDir, "arm64-initrd") };
+  copyFileSync(sources.kernel, image.kernel);
+  writeFileSync(image.initrd, buildLabInitrd(sources, LAB_SERVER_ADDRESS));
+  runCli(
+    [
+      "images",
+      "add",
+      ARM64_LAB_IMAGE,
+      "--config",
+      state.configFile,
+      "--kernel",
+      image.kernel,
+      "--initrd",
+      image.initrd,
+      "--version",
+      `lab-${sources.kernelVersion}`,
+    ],
+    "adding the arm64 lab image",
+  );
+  const source = options.ipxeSource ?? process.env.CENTRA_PXE_IPXE_SOURCE;
+  if (!source)
+    throw new LabError("ARM64 machines need ipxe-arm64.efi built from iPXE's source: set CENTRA_PXE_IPXE_SOURCE");
+  say(`building ipxe-arm64.efi from ${source} (a cross-compile: minutes, once per cache)`);
+  const started = Date.now();
+  runCli(
+    [
+      "ipxe",
+      "build",
+      "--config",
+      state.configFile,
+      "--source",
+      source,
+      "--targets",
+      "ipxe-arm64.efi",
+      "--cache-dir",
+      options.ipxeCacheDir ?? join(state.stateDir, "ipxe-cache"),
+      "--json",
+    ],
+    "building ipxe-arm64.efi",
+  );
+  say(`ipxe-arm64.efi ready in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+}
+
 /** Start one machine's QEMU in the lab namespace and record it; its exit lands in `lab.exits`. */
 function startMachine(
   lab: Lab,
@@ -358,11 +422,11 @@ function startMachine(
   const firmware = findFirmware();
   writeFileSync(paths.serconPortFile, SERCON_PORT_COM1);
   if (machine.firmware !== LabFirmware.BiosIpxeRom && (options.freshVars || !existsSync(paths.ovmfVars)))
-    copyFileSync(firmware.ovmfVarsTemplate, paths.ovmfVars);
+    copyFileSync(varsTemplateOf(machine, firmware), paths.ovmfVars);
   const log = join(dirname(paths.serialLog), `${machine.name}.qemu.log`);
   const child = spawnInNamespace(
     state.namespace,
-    ["qemu-system-x86_64", ...qemuArguments(machine, firmware, paths, state.accelerator ?? "tcg")],
+    [qemuBinaryOf(machine), ...qemuArguments(machine, firmware, paths, state.accelerator ?? "tcg")],
     log,
   );
   // Only the machine's current QEMU counts: a previous boot's process ending late must not mark a new one as ended.

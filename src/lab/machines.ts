@@ -13,6 +13,22 @@ export enum LabFirmware {
   UefiPxe = "uefi-pxe",
   /** OVMF "HTTP Boot over IPv4" only: DHCP arch 16 → `HTTPClient` + URL of ipxe.efi, no TFTP at all. */
   UefiHttp = "uefi-http",
+  /**
+   * OVMF with Secure Boot enforced and Microsoft's keys enrolled (Debian's `OVMF_VARS_4M.ms.fd`), as
+   * a real server ships: PXE over IPv4 → shim → grub → the signed kernel when the node is marked
+   * `secureBoot`, and "Access Denied" for iPXE when it is not.
+   */
+  UefiSecureBoot = "uefi-secure-boot",
+  /**
+   * An ARM64 server: `qemu-system-aarch64 -M virt` with AAVMF (EDK2 for ARM) PXE over IPv4 → DHCP
+   * arch 11 → ipxe-arm64.efi over TFTP → iPXE → the arm64 image. Always emulated (TCG) on an x86 host.
+   */
+  Arm64Pxe = "arm64-uefi-pxe",
+}
+
+/** The QEMU that runs `machine`. */
+export function qemuBinaryOf(machine: LabMachine): string {
+  return machine.firmware === LabFirmware.Arm64Pxe ? "qemu-system-aarch64" : "qemu-system-x86_64";
 }
 
 export interface LabMachine {
@@ -23,7 +39,13 @@ export interface LabMachine {
   /** The tap device in the lab namespace this machine's NIC is plugged into. */
   tap: string;
   /** What the server should make of it: a profile and hostname, or the menu for an unknown MAC. */
-  expect: { profile: string; hostname: string } | { menu: true };
+  expect:
+    | { profile: string; hostname: string }
+    | { menu: true }
+    /** Its firmware refuses the bootloader it is given (Secure Boot with iPXE). */
+    | { refused: true };
+  /** Its node is marked `secureBoot` in the lab's config (shim → grub instead of iPXE). */
+  secureBoot?: boolean;
 }
 
 /** Host files the machines boot from (Debian package paths; see `findFirmware`). */
@@ -34,6 +56,13 @@ export interface FirmwarePaths {
   ovmfCode: string;
   /** ovmf: the template of the writable variable store; each machine gets its own copy. */
   ovmfVarsTemplate: string;
+  /** ovmf: the code built with Secure Boot (and SMM, which guards the variable store). */
+  ovmfSecureBootCode: string;
+  /** ovmf: variables with Microsoft's KEK and db (the UEFI CA that signs shim) and Secure Boot on. */
+  ovmfSecureBootVarsTemplate: string;
+  /** qemu-efi-aarch64: EDK2 for ARM `virt` machines, code and variable template. */
+  aavmfCode: string;
+  aavmfVarsTemplate: string;
 }
 
 export function findFirmware(): FirmwarePaths {
@@ -42,7 +71,19 @@ export function findFirmware(): FirmwarePaths {
     ipxeVirtioRom: first("/usr/lib/ipxe/qemu/pxe-virtio.rom", "/usr/share/qemu/pxe-virtio.rom"),
     ovmfCode: first("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"),
     ovmfVarsTemplate: first("/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+    ovmfSecureBootCode: first("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_CODE_4M.ms.fd"),
+    ovmfSecureBootVarsTemplate: first("/usr/share/OVMF/OVMF_VARS_4M.ms.fd"),
+    aavmfCode: first("/usr/share/AAVMF/AAVMF_CODE.fd"),
+    aavmfVarsTemplate: first("/usr/share/AAVMF/AAVMF_VARS.fd"),
   };
+}
+
+/** The template a machine's own UEFI variable store is copied from. */
+export function varsTemplateOf(machine: LabMachine, firmware: FirmwarePaths): string {
+  if (machine.firmware === LabFirmware.Arm64Pxe) return firmware.aavmfVarsTemplate;
+  return machine.firmware === LabFirmware.UefiSecureBoot
+    ? firmware.ovmfSecureBootVarsTemplate
+    : firmware.ovmfVarsTemplate;
 }
 
 /** The content of `serconPortFile`: COM1's I/O port as a little-endian integer. */
@@ -79,7 +120,9 @@ export function qemuArguments(
   accel: Accelerator,
   memoryMiB = 512,
 ): string[] {
+  if (machine.firmware === LabFirmware.Arm64Pxe) return arm64Arguments(machine, firmware, paths, memoryMiB);
   const uefi = machine.firmware !== LabFirmware.BiosIpxeRom;
+  const secureBoot = machine.firmware === LabFirmware.UefiSecureBoot;
   const args = [
     "-name",
     machine.name,
@@ -87,7 +130,8 @@ export function qemuArguments(
     accel,
     // q35 for OVMF (its default target); the i440fx `pc` machine for SeaBIOS, as the seed's scripts used.
     "-machine",
-    uefi ? "q35" : "pc",
+    // smm=on: the Secure Boot build keeps its variables in SMM-protected flash; without SMM it does not start.
+    secureBoot ? "q35,smm=on" : uefi ? "q35" : "pc",
     "-m",
     String(memoryMiB),
     "-smp",
@@ -112,10 +156,14 @@ export function qemuArguments(
     `tap,id=net0,ifname=${machine.tap},script=no,downscript=no`,
   ];
   if (accel === "kvm") args.push("-cpu", "host");
+  if (secureBoot) {
+    // Only SMM code may write the variable flash, so the guest OS cannot turn Secure Boot off.
+    args.push("-global", "driver=cfi.pflash01,property=secure,value=on");
+  }
   if (uefi) {
     args.push(
       "-drive",
-      `if=pflash,format=raw,unit=0,readonly=on,file=${firmware.ovmfCode}`,
+      `if=pflash,format=raw,unit=0,readonly=on,file=${secureBoot ? firmware.ovmfSecureBootCode : firmware.ovmfCode}`,
       "-drive",
       `if=pflash,format=raw,unit=1,file=${paths.ovmfVars}`,
       // romfile= (empty): no iPXE option ROM, so OVMF's own VirtioNetDxe + PXE/HTTP boot stack runs —
@@ -123,6 +171,10 @@ export function qemuArguments(
       "-device",
       `virtio-net-pci,netdev=net0,mac=${machine.mac},romfile=,bootindex=1`,
     );
+    if (secureBoot) {
+      // IPv6 PXE after a refused IPv4 one only costs minutes under TCG; the test needs IPv4 PXE alone.
+      args.push("-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n");
+    }
     if (machine.firmware === LabFirmware.UefiHttp) {
       // OVMF tries PXE over IPv4, then IPv6, before HTTP boot (minutes under TCG). Turning both PXE
       // stacks off makes it go straight to "UEFI HTTPv4".
@@ -148,4 +200,54 @@ export function qemuArguments(
     );
   }
   return args;
+}
+
+/**
+ * `qemu-system-aarch64` for an ARM64 lab machine: the `virt` board (what SBSA-like ARM servers
+ * look like to EDK2: PL011 serial `ttyAMA0`, PCIe), a Cortex-A57 under TCG (no KVM for another
+ * architecture), AAVMF's code and this machine's copy of its variables as the two flash banks.
+ */
+function arm64Arguments(
+  machine: LabMachine,
+  firmware: FirmwarePaths,
+  paths: MachineRunPaths,
+  memoryMiB: number,
+): string[] {
+  return [
+    "-name",
+    machine.name,
+    "-accel",
+    "tcg",
+    "-machine",
+    "virt",
+    "-cpu",
+    "cortex-a57",
+    "-m",
+    String(memoryMiB),
+    "-smp",
+    "1",
+    "-display",
+    "none",
+    "-serial",
+    `file:${paths.serialLog}`,
+    "-monitor",
+    "none",
+    "-parallel",
+    "none",
+    "-pidfile",
+    paths.pidFile,
+    "-no-reboot",
+    "-drive",
+    `if=pflash,format=raw,unit=0,readonly=on,file=${firmware.aavmfCode}`,
+    "-drive",
+    `if=pflash,format=raw,unit=1,file=${paths.ovmfVars}`,
+    "-netdev",
+    `tap,id=net0,ifname=${machine.tap},script=no,downscript=no`,
+    // romfile= (empty): EDK2's own VirtioNetDxe and PXE, as on the x86 UEFI machines.
+    "-device",
+    `virtio-net-pci,netdev=net0,mac=${machine.mac},romfile=,bootindex=1`,
+    // IPv6 PXE and HTTP boot after IPv4 PXE cost minutes under emulation; this machine needs IPv4 PXE alone.
+    "-fw_cfg",
+    "name=opt/org.tianocore/IPv6PXESupport,string=n",
+  ];
 }

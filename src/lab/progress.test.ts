@@ -67,3 +67,14 @@ test("plain text: terminal escapes gone, iPXE's backspace countdown applied", ()
   assert.equal(plainText("\x1b[0;1miPXE\x1b[0m ok\r\n"), "iPXE ok\n");
   assert.equal(plainText("line...\x08 \x08\x08 \x08net0: up"), "line.net0: up");
 });
+
+test("Secure Boot: the initrd's SecureBoot reading, and a firmware refusing its bootloader", () => {
+  const on = readBoot("centra-lab: initrd started, kernel 6.1\ncentra-lab: efi secureboot 1\n");
+  assert.equal(on.secureBoot, 1);
+  const refused = readBoot(
+    'NBP filename is ipxe.efi\r\nBdsDxe: failed to load Boot0001 "UEFI PXEv4 (MAC:525400123463)" from PciRoot(0x0): Access Denied\r\n',
+  );
+  assert.ok(refused.reached.has(Milestone.Failed));
+  assert.match(refused.failure ?? "", /Access Denied/);
+  assert.ok(readBoot("echo\nCentra PXE: loading the kernel and initrd over TFTP\n").reached.has(Milestone.Script));
+});

@@ -42,6 +42,8 @@ export interface BootReport {
   params: Record<string, string>;
   /** The HTTP status the server answered the callback with. */
   callbackStatus?: number;
+  /** What the initrd read from the firmware's `SecureBoot` variable: 1 on, 0 off (UEFI only). */
+  secureBoot?: number;
   /** A line that explains a failure (a final one when `reached` has Failed, else a hint). */
   failure?: string;
 }
@@ -70,6 +72,8 @@ const FAILURES: readonly { pattern: RegExp; final: boolean }[] = [
   // OVMF ends in its shell when every boot option failed.
   { pattern: /^Shell> ?$/m, final: true },
   { pattern: /Kernel panic - not syncing.*/, final: true },
+  // OVMF with Secure Boot refusing an unsigned (or untrusted) bootloader.
+  { pattern: /BdsDxe: failed to load .*: Access Denied/, final: true },
   // iPXE errors end with their ipxe.org explanation URL, e.g. "Connection timed out (http://ipxe.org/4c0a6035)".
   { pattern: /^.*\(https?:\/\/ipxe\.org\/[0-9a-f]{8}\).*$/m, final: false },
   { pattern: /PXE-E\d\d.*/, final: false },
@@ -93,7 +97,9 @@ export function readBoot(serial: string): BootReport {
     /NBP file downloaded successfully|iPXE initialising devices|iPXE \(PCI [0-9a-f:.]+\) starting execution/.test(text)
   )
     reached.add(Milestone.Bootloader);
-  if (/boot\.ipxe\.\.\. ok|\[script\]/.test(text)) reached.add(Milestone.Script);
+  // iPXE's entry script, or the grub config of a Secure Boot machine (boot/grub.ts).
+  if (/boot\.ipxe\.\.\. ok|\[script\]|Centra PXE: loading the kernel and initrd over TFTP/.test(text))
+    reached.add(Milestone.Script);
   if (/Centra Cloud - Bare-Metal Provisioning/.test(text)) reached.add(Milestone.Menu);
   // The echo of the local-disk script (boot/ipxe.ts), just before its sanboot (BIOS) or exit (UEFI).
   if (/Centra PXE: booting from the local disk/.test(text)) reached.add(Milestone.LocalDisk);
@@ -102,6 +108,8 @@ export function readBoot(serial: string): BootReport {
   if (text.includes(`${LAB_MARKER} initrd started`)) reached.add(Milestone.Initrd);
   for (const m of text.matchAll(new RegExp(`${LAB_MARKER} param (centra\\.[a-z0-9_.-]+)=(\\S*)`, "g")))
     report.params[m[1]!] = m[2]!;
+  const secureBoot = new RegExp(`${LAB_MARKER} efi secureboot (\\d+)`).exec(text);
+  if (secureBoot) report.secureBoot = Number(secureBoot[1]);
   const callback = new RegExp(`${LAB_MARKER} callback answered HTTP (\\d{3})`).exec(text);
   if (callback) {
     reached.add(Milestone.CalledBack);

@@ -1,4 +1,5 @@
 import type { ImageCatalog } from "../boot/image-catalog.js";
+import { bootChainOf } from "../boot/boot-chain.js";
 import { imageBootFor } from "../boot/resolver.js";
 import type {
   BootResolver,
@@ -55,7 +56,7 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
         node !== undefined &&
         node.profile !== undefined &&
         (BOOT_PLAN[node.state] === "image" || BOOT_PLAN[node.state] === "install");
-      const image = bootsImage ? await imageFor(node, context) : undefined;
+      const image = bootsImage ? await imageFor(node, machine, context) : undefined;
       const selected =
         node === undefined || BOOT_PLAN[node.state] === "menu"
           ? selectProfile(context.config.selectors, {
@@ -87,9 +88,12 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
             images: images(context.config),
             baseUrl: context.baseUrl,
             profileName: plan.profile,
+            buildarch: machine.buildarch,
           });
-        case "localdisk":
-          return { kind: "localdisk" };
+        case "localdisk": {
+          const method = bootChainOf(context.config, machine.mac, node?.profile).localBoot;
+          return { kind: "localdisk", ...(method !== undefined ? { method } : {}) };
+        }
         case "none":
           return {
             kind: "none",
@@ -161,7 +165,11 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
     return remote !== undefined && unmappedAddress(remote) === unmappedAddress(expected) ? "machine" : "other";
   }
 
-  function imageFor(node: NodeRecord, context: ResolveContext): Promise<ImageBoot | UnavailableBoot> {
+  function imageFor(
+    node: NodeRecord,
+    machine: MachineIdentity,
+    context: ResolveContext,
+  ): Promise<ImageBoot | UnavailableBoot> {
     const { config } = context;
     const profileName = node.profile!;
     const profile = Object.hasOwn(config.profiles, profileName) ? config.profiles[profileName] : undefined;
@@ -175,6 +183,7 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
       images: images(config),
       baseUrl: context.baseUrl,
       profileName,
+      buildarch: machine.buildarch,
       ...(node.hostname !== undefined ? { hostname: node.hostname } : {}),
     });
   }

@@ -35,6 +35,8 @@ export class InventoryCore {
   private readonly emitter = new EventEmitter();
   /** Every MAC of every node with an address or hostname: DHCP asks synchronously, per packet. */
   private reservations = new Map<string, Reservation>();
+  /** Every MAC of every node with a profile: DHCP picks the boot chain by it, per packet. */
+  private profiles = new Map<string, string>();
 
   constructor(options: InventoryCoreOptions) {
     this.store = options.store;
@@ -54,6 +56,11 @@ export class InventoryCore {
   /** DHCP's reservation for a MAC of a node in the inventory (`lookupNode`). */
   reservationFor(mac: string): Reservation | undefined {
     return this.reservations.get(normalizeMac(mac) ?? mac);
+  }
+
+  /** The profile of the node that holds `mac` (for its boot chain, src/boot/boot-chain.ts). */
+  profileFor(mac: string): string | undefined {
+    return this.profiles.get(normalizeMac(mac) ?? mac);
   }
 
   /** A node by id, any of its MACs (any notation), or its hostname. */
@@ -84,12 +91,15 @@ export class InventoryCore {
 
   async rebuildReservations(): Promise<void> {
     const next = new Map<string, Reservation>();
+    const profiles = new Map<string, string>();
     for (const node of await this.store.nodes.list()) {
+      if (node.profile !== undefined) for (const mac of node.macs) profiles.set(mac, node.profile);
       if (node.ipAddress === undefined && node.hostname === undefined) continue;
       const reservation = defined({ ipAddress: node.ipAddress, hostname: node.hostname });
       for (const mac of node.macs) next.set(mac, reservation);
     }
     this.reservations = next;
+    this.profiles = profiles;
   }
 
   timestamp(): string {

@@ -1,3 +1,5 @@
+import type { BootChain } from "../boot/boot-chain.js";
+import type { Firmware } from "../boot/firmware.js";
 import { createFileImageCatalog, type ImageCatalog } from "../boot/image-catalog.js";
 import { createDefaultResolver } from "../boot/resolver.js";
 import type { BootResolver } from "../boot/spec.js";
@@ -5,6 +7,7 @@ import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { Service } from "../contracts/service.js";
 import type { Store } from "../store/store.js";
+import { BootAttempts } from "./boot-attempts.js";
 import { createLifecycleResolver } from "./boot-resolver.js";
 import { InventoryCore, type Reservation } from "./core.js";
 import { Inventory } from "./inventory.js";
@@ -64,6 +67,11 @@ export interface ProvisioningPart {
   dhcpObserver(seen: Sighting): void;
   /** DHCP `lookupNode`: reservations of nodes created through the API, live. */
   lookupNode(mac: string): Reservation | undefined;
+  /**
+   * DHCP `bootChain`: what the machine's node or profile asks its firmware to be answered with, the
+   * iPXE flavour adapted to what worked for it (boot-attempts.ts).
+   */
+  bootChain(mac: string, config: Config, firmware: Firmware): BootChain;
   /** Sightings recorded and dropped, for /metrics. */
   sightingStats(): SightingStats;
 }
@@ -87,7 +95,8 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
   const recordedCmdline = async (image: string, version: string) =>
     (await options.store.images.get(image, version))?.cmdline;
   const images = options.images ?? ((config: Config) => createFileImageCatalog(config.stateDir, recordedCmdline));
-  const resolver = createLifecycleResolver({
+  const attempts = new BootAttempts(core);
+  const lifecycleResolver = createLifecycleResolver({
     core,
     lifecycle,
     sightings,
@@ -95,6 +104,13 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     images,
     ...(options.addressOf ? { addressOf: options.addressOf } : {}),
   });
+  // A script asked for (not a HEAD probe) ends the machine's boot attempt as one that worked.
+  const resolver: BootResolver = {
+    resolve(machine, context) {
+      if (context.probe !== true) attempts.scriptFetched(machine.mac);
+      return lifecycleResolver.resolve(machine, context);
+    },
+  };
 
   let sweeper: NodeJS.Timeout | undefined;
   let sweeping = false;
@@ -153,6 +169,7 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
       void sightings.report(seen);
     },
     lookupNode: (mac) => core.reservationFor(mac),
+    bootChain: (mac, config, firmware) => attempts.chainFor(mac, config, firmware),
     sightingStats: () => sightings.stats(),
   };
 }

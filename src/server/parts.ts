@@ -5,6 +5,7 @@ import { httpBootBase } from "../boot/firmware.js";
 import { bootloaderDir, timelineFile } from "../files/state-dir.js";
 import { createTimeline } from "../timeline/service.js";
 import { createAlerts } from "../alerts/service.js";
+import { createGrubConfigs } from "../boot/grub.js";
 import { createDhcpService } from "../dhcp/index.js";
 import { createHttpService } from "../http/server.js";
 import { createMetricsPlugin } from "../metrics/metrics.js";
@@ -37,6 +38,12 @@ export function createServices(
   // provisioning part asks through this late binding.
   let addressOf: ((mac: string) => string | undefined) | undefined;
   const provisioning = createProvisioning({ config, store, logger, addressOf: (mac) => addressOf?.(mac) });
+  // Secure Boot machines' grub fetches its per-machine config by TFTP (src/boot/grub.ts), decided
+  // by the same resolver (and trust rules) as machine.ipxe.
+  const grubConfigs = createGrubConfigs({
+    resolver: () => provisioning.resolver,
+    logger: logger.child({ part: "tftp" }),
+  });
   // Every part reports what it saw of a boot here; the API shows the joined attempts.
   const timeline = createTimeline({
     config,
@@ -46,7 +53,9 @@ export function createServices(
     isKnown: (mac) => provisioning.lookupNode(mac) !== undefined,
     file: timelineFile(config.stateDir),
   });
-  const tftp = config.tftp.enabled ? createTftpService({ config, logger, observer: timeline.observer }) : undefined;
+  const tftp = config.tftp.enabled
+    ? createTftpService({ config, logger, observer: timeline.observer, generated: grubConfigs })
+    : undefined;
   const leases = config.dhcp.mode !== "off" ? createSqliteLeaseStore(store.db) : undefined;
   const dhcp = leases
     ? createDhcpService({
@@ -56,6 +65,7 @@ export function createServices(
         observer: provisioning.dhcpObserver,
         bootObserver: timeline.observer,
         lookupNode: provisioning.lookupNode,
+        bootChain: provisioning.bootChain,
         // DHCP answers with these but owns neither: the bootloaders are files, the URL is HTTP's.
         bootloaders: cachedBootloaders(() => bootloaderDir(config.stateDir)),
         bootBaseUrl: (c) => httpBootBase(c.serverAddress, c.http.port),

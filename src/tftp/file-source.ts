@@ -129,6 +129,16 @@ function inMemory(size: number, framedFor: (blockSize: number) => Buffer): FileC
   };
 }
 
+/**
+ * Bytes made for one request (a per-machine config), never cached. A `Uint8Array` because a job
+ * crosses to a worker thread by structured clone, which turns a Buffer into one.
+ */
+export function generatedContent(bytes: Uint8Array, netascii: boolean): FileContent {
+  const plain = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const data = netascii ? toNetascii(plain) : plain;
+  return inMemory(data.length, (blockSize) => frameBlocks(data, blockSize));
+}
+
 interface FramedChunk {
   first: number;
   count: number;

@@ -4,8 +4,8 @@ import type { Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
 import { availableParallelism } from "node:os";
 import type { FileCacheOptions } from "./file-source.js";
-import { bootloaderDir } from "../files/state-dir.js";
-import { TftpServer, type TftpLimits, type TftpStats } from "./server.js";
+import { bootloaderDir, imagesDir } from "../files/state-dir.js";
+import { TftpServer, type TftpLimits, type TftpSource, type TftpStats } from "./server.js";
 
 export type { TftpStats, TftpLimits } from "./server.js";
 export { TftpServer, DEFAULT_TFTP_LIMITS, refusalFor } from "./server.js";
@@ -21,7 +21,18 @@ export interface TftpServiceOptions {
   workers?: number;
   /** Told of every read that ended or was refused (the boot timeline). */
   observer?: BootObserver;
+  /**
+   * Files made per request, asked before the directories (the composition's per-machine grub
+   * configs, src/boot/grub.ts): bytes for `filename` asked by `client` under `config`, or undefined.
+   */
+  generated?: (filename: string, client: string, config: Config) => Promise<Buffer | undefined>;
 }
+
+/**
+ * Images over TFTP, at the same paths as over HTTP: Debian's signed netboot grub can fetch only by
+ * TFTP (it has no http module), so a Secure Boot machine's kernel and initrd come this way.
+ */
+const IMAGES_PREFIX = /^\/?boot\/images\/(.+)$/;
 
 export interface TftpService extends Service {
   /** Counters since start: transfers started/completed/failed, junk dropped, bytes sent, … */
@@ -46,6 +57,12 @@ export function createTftpService(options: TftpServiceOptions): TftpService {
     limits: { ...config.tftp.limits, ...options.limits },
     workers: options.workers ?? Math.min(availableParallelism(), 4),
     ...(options.observer ? { observer: options.observer } : {}),
+    sources: async (filename, client): Promise<TftpSource | undefined> => {
+      const bytes = await options.generated?.(filename, client, config);
+      if (bytes) return { kind: "bytes", bytes };
+      const image = IMAGES_PREFIX.exec(filename);
+      return image ? { kind: "file", root: imagesDir(config.stateDir), name: image[1]! } : undefined;
+    },
   });
   return {
     name: "tftp",

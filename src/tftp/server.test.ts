@@ -2,7 +2,7 @@ import { createSocket } from "node:dgram";
 import { once } from "node:events";
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../config/load.js";
@@ -80,5 +80,71 @@ test("a flood of refused requests is one log line per kind per interval, with th
     client.close();
     await server.stop();
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+/** Read `name` with plain RFC 1350 lockstep (512-byte blocks, no options): its bytes, or the ERROR message. */
+async function readOverTftp(port: number, name: string): Promise<Buffer | string> {
+  const client = createSocket("udp4");
+  client.bind(0, "127.0.0.1");
+  await once(client, "listening");
+  const chunks: Buffer[] = [];
+  try {
+    return await new Promise<Buffer | string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer for ${name}`)), 10_000);
+      client.on("message", (msg, rinfo) => {
+        const opcode = msg.readUInt16BE(0);
+        if (opcode === 5) {
+          clearTimeout(timer);
+          resolve(msg.subarray(4, msg.length - 1).toString());
+          return;
+        }
+        const block = msg.readUInt16BE(2);
+        chunks.push(msg.subarray(4));
+        client.send(Buffer.from([0, 4, block >> 8, block & 0xff]), rinfo.port, rinfo.address);
+        if (msg.length - 4 < 512) {
+          clearTimeout(timer);
+          resolve(Buffer.concat(chunks));
+        }
+      });
+      client.send(Buffer.concat([Buffer.from([0, 1]), Buffer.from(`${name}\0octet\0`)]), port, "127.0.0.1");
+    });
+  } finally {
+    client.close();
+  }
+}
+
+test("sources: bytes made for the requesting client, and files from another root, before the served directory", async () => {
+  const root = mkdtempSync(join(tmpdir(), "cpxe-tftp-server-"));
+  const other = mkdtempSync(join(tmpdir(), "cpxe-tftp-other-"));
+  writeFileSync(join(root, "plain.efi"), "from the root");
+  writeFileSync(join(other, "kernel"), Buffer.alloc(1300, 7));
+  const asked: string[] = [];
+  const server = new TftpServer({
+    root,
+    bindAddress: "127.0.0.1",
+    port: 0,
+    logger: silentLogger,
+    workers: 0,
+    sources: async (filename, client) => {
+      asked.push(`${client} ${filename}`);
+      if (filename === "/grub/grub.cfg") return { kind: "bytes", bytes: Buffer.from(`config for ${client}\n`) };
+      if (filename.startsWith("images/")) return { kind: "file", root: other, name: filename.slice(7) };
+      return undefined;
+    },
+  });
+  await server.start();
+  try {
+    const port = server.address().port;
+    assert.equal(String(await readOverTftp(port, "/grub/grub.cfg")), "config for 127.0.0.1\n");
+    assert.deepEqual(await readOverTftp(port, "images/kernel"), Buffer.alloc(1300, 7));
+    assert.equal(String(await readOverTftp(port, "plain.efi")), "from the root");
+    // Another root is no way out of it: the same path checks apply.
+    assert.equal(typeof (await readOverTftp(port, "images/../plain.efi")), "string");
+    assert.ok(asked.includes("127.0.0.1 /grub/grub.cfg"));
+  } finally {
+    await server.stop();
+    rmSync(root, { recursive: true, force: true });
+    rmSync(other, { recursive: true, force: true });
   }
 });

@@ -40,7 +40,16 @@ export interface TftpServerOptions {
   workers?: number;
   /** Told of every read that ended or was refused (the boot timeline); called on this thread. */
   observer?: BootObserver;
+  /** Names answered from elsewhere than `root` (asked first, for every read request). */
+  sources?: TftpSourceLookup;
 }
+
+/**
+ * Where a name the root does not hold comes from: bytes made for this one request (a per-machine
+ * boot config), or a file resolved inside another root (the images directory).
+ */
+export type TftpSource = { kind: "bytes"; bytes: Buffer } | { kind: "file"; root: string; name: string };
+export type TftpSourceLookup = (filename: string, client: string) => Promise<TftpSource | undefined>;
 
 /** Counters for metrics; plain numbers, read with `stats()`. */
 export interface TftpStats {
@@ -445,14 +454,26 @@ export class TftpServer {
       // RFC 1350 names are relative to the server's directory. A leading `/` is taken as the root,
       // as `tftpd-hpa --secure` does: firmware and dhcpd.conf files migrated from it ask for
       // `/undionly.kpxe`. Nothing outside the root is reachable either way (resolveInside).
-      const { path, stats } = await resolveInside(this.root, request.filename, { allowLeadingSlash: true });
-      job = {
+      const source = await this.options.sources?.(request.filename, rinfo.address);
+      const common = {
         clientAddress: rinfo.address,
         clientPort: rinfo.port,
         bindAddress: this.bound?.address ?? this.options.bindAddress,
         request,
-        file: { path, size: stats.size, dev: stats.dev, ino: stats.ino, mtimeMs: stats.mtimeMs },
       };
+      if (source?.kind === "bytes") {
+        // Made for this client alone: never cached, so the file identity only has to be unique.
+        const size = source.bytes.length;
+        job = {
+          ...common,
+          file: { path: request.filename, size, dev: 0, ino: 0, mtimeMs: 0 },
+          generated: source.bytes,
+        };
+      } else {
+        const [root, name] = source ? [source.root, source.name] : [this.root, request.filename];
+        const { path, stats } = await resolveInside(root, name, { allowLeadingSlash: true });
+        job = { ...common, file: { path, size: stats.size, dev: stats.dev, ino: stats.ino, mtimeMs: stats.mtimeMs } };
+      }
     } catch (err) {
       this.release(slot);
       const refusal = refusalFor(err);

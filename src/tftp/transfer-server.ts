@@ -1,5 +1,5 @@
 import type { RequestRateLimits, TransferBudgetLimits } from "./admission.js";
-import type { DatagramRun, FileCache, FileContent } from "./file-source.js";
+import { type DatagramRun, type FileCache, type FileContent, generatedContent } from "./file-source.js";
 import { negotiate, type NegotiationLimits } from "./options.js";
 import { decodePacket, encodePacket, ErrorCode, Opcode, type RequestPacket } from "./packet.js";
 import {
@@ -81,6 +81,8 @@ export interface TransferJob {
   request: RequestPacket;
   /** The resolved real path and the identity of the file version that was checked. */
   file: { path: string; size: number; dev: number; ino: number; mtimeMs: number };
+  /** The content itself, made for this request (server.ts `TftpSource` bytes): `file` is not read. */
+  generated?: Uint8Array;
 }
 
 export interface TransferEnd {
@@ -137,7 +139,9 @@ export function runTransfer(
   void (async () => {
     let content: FileContent;
     try {
-      content = await cache.open(job.file.path, job.file, job.request.mode === "netascii");
+      content = job.generated
+        ? generatedContent(job.generated, job.request.mode === "netascii")
+        : await cache.open(job.file.path, job.file, job.request.mode === "netascii");
     } catch (err) {
       const message = err instanceof RangeError ? err.message : "cannot read file";
       try {

@@ -4,7 +4,14 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
-import { HTTP_BOOT_LAB_MACHINE, LAB_SERVER_ADDRESS, SEED_LAB_MACHINES } from "../../src/lab/lab-config.js";
+import {
+  ARM64_LAB_MACHINE,
+  FALLBACK_LAB_MACHINE,
+  HTTP_BOOT_LAB_MACHINE,
+  LAB_SERVER_ADDRESS,
+  SECURE_BOOT_LAB_MACHINES,
+  SEED_LAB_MACHINES,
+} from "../../src/lab/lab-config.js";
 import {
   bootMachineAgain,
   describeProgress,
@@ -21,8 +28,10 @@ import {
   type MachineProgress,
 } from "../../src/lab/lab.js";
 import { LabFirmware, findFirmware, type Accelerator, type LabMachine } from "../../src/lab/machines.js";
+import { findArm64Image } from "../../src/lab/initrd.js";
 import { namespaceExists } from "../../src/lab/network.js";
 import { Milestone, plainText } from "../../src/lab/progress.js";
+import { repo } from "../support/daemon.js";
 import { isCI, requireBinaries } from "../support/netns.js";
 import type { BootAttemptView } from "../../src/timeline/attempt.js";
 
@@ -68,7 +77,7 @@ async function bootLab(
   t: TestContext,
   machines: readonly LabMachine[],
   dhcpMode: "server" | "proxy",
-  extra: Pick<LabOptions, "provisioning"> = {},
+  extra: Partial<LabOptions> = {},
 ): Promise<LabRun | undefined> {
   if (
     !requireBinaries(t, "ip", "qemu-system-x86_64", "busybox", ...(dhcpMode === "proxy" ? ["dnsmasq"] : [])) ||
@@ -321,7 +330,11 @@ async function assertNextBootIsLocalDisk(t: TestContext, run: LabRun, names: rea
     assert.equal(nodes.find((n) => n.macs.includes(m.mac))?.state, "provisioned", `${m.name} after its second boot`);
 }
 
-const FIXED_ADDRESS_OF: Record<string, string> = { node01: "10.0.100.50", node02: "10.0.100.64" };
+const FIXED_ADDRESS_OF: Record<string, string> = {
+  node01: "10.0.100.50",
+  node02: "10.0.100.64",
+  node05: "10.0.100.71",
+};
 
 test("BIOS (SeaBIOS + iPXE ROM) and UEFI (OVMF PXE, ipxe.efi over TFTP) boot to the lab initrd; an unknown MAC meets the menu", {
   timeout: 10 * 60_000,
@@ -445,3 +458,179 @@ test("proxyDHCP: a foreign DHCP server (dnsmasq, addresses only) beside ours in 
     );
   }
 });
+
+/** Debian's signed chain and OVMF's Secure Boot build: scripts/bootstrap installs shim-signed, grub-efi-amd64-signed, ovmf. */
+function secureBootPresent(t: TestContext): boolean {
+  const fw = findFirmware();
+  const missing = [
+    fw.ovmfSecureBootCode,
+    fw.ovmfSecureBootVarsTemplate,
+    "/usr/lib/shim/shimx64.efi.signed",
+    "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
+  ].filter((p) => !existsSync(p));
+  if (missing.length === 0) return true;
+  const why = `missing ${missing.join(", ")} (scripts/bootstrap installs shim-signed, grub-efi-amd64-signed, ovmf)`;
+  if (isCI) throw new Error(why);
+  t.skip(why);
+  return false;
+}
+
+test("Secure Boot: OVMF with Microsoft's keys boots shim → grub → Debian's signed kernel for a secureBoot node, and refuses iPXE", {
+  timeout: 10 * 60_000,
+}, async (t) => {
+  if (!secureBootPresent(t)) return;
+  const run = await bootLab(t, SECURE_BOOT_LAB_MACHINES, "server");
+  if (!run) return;
+  const [signed, unsigned] = SECURE_BOOT_LAB_MACHINES.map((m) => run.progress.get(m.name)!);
+  assertBootedAsRegistered(run, signed!.machine.name);
+  const serial = plainText(readFileSync(signed!.machine.serialLog, "latin1"));
+  // DHCP answered shim, shim fetched grub, grub our per-machine config, and no iPXE ran at all.
+  assert.match(serial, /NBP filename is shimx64\.efi/, failureReport(signed!, "was not given shim"));
+  assert.match(serial, /Welcome to GRUB!/, failureReport(signed!, "grub did not start"));
+  assert.doesNotMatch(serial, /iPXE/, failureReport(signed!, "iPXE ran on a Secure Boot machine"));
+  // Secure Boot really was on: the kernel says so, and the initrd read the firmware's variable.
+  assert.match(serial, /secureboot: Secure boot enabled/, failureReport(signed!, "kernel: Secure Boot not enabled"));
+  assert.equal(signed!.report.secureBoot, 1, failureReport(signed!, "initrd: SecureBoot variable is not 1"));
+  assert.match(serial, /centra-lab: lockdown .*\[integrity\]/, failureReport(signed!, "kernel not locked down"));
+  // The grub config was decided by the lifecycle for the machine's own address, over TFTP.
+  const decisions = run.serverLog
+    .split("\n")
+    .filter((l) => l.includes('"msg":"boot script"') && l.includes('"loader":"grub"'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.ok(
+    decisions.some(
+      (d) => d.mac === signed!.machine.mac && d.boot === "image" && String(d.remote).endsWith(FIXED_ADDRESS_OF.node05!),
+    ),
+    `no grub decision for ${signed!.machine.mac} from its own address:\n${JSON.stringify(decisions)}`,
+  );
+
+  // Everything after shim came by TFTP (grub has no http): the image's transfers, for the record.
+  const imageTransfers = run.serverLog
+    .split("\n")
+    .filter((l) => l.includes('"msg":"tftp transfer completed"') && l.includes("/boot/images/"));
+  assert.equal(imageTransfers.length, 2, `kernel and initrd over TFTP:\n${imageTransfers.join("\n")}`);
+  for (const line of imageTransfers) {
+    const { file, bytes, blksize, windowsize, ms } = JSON.parse(line) as Record<string, unknown>;
+    t.diagnostic(
+      `tftp ${String(file)}: ${String(bytes)} bytes, blksize ${String(blksize)}, windowsize ${String(windowsize)}, ${String(ms)} ms`,
+    );
+  }
+
+  // The negative case: the same firmware given iPXE (its node is not marked secureBoot) refuses it.
+  const refused = plainText(readFileSync(unsigned!.machine.serialLog, "latin1"));
+  assert.match(refused, /NBP filename is ipxe\.efi/, failureReport(unsigned!, "was not given iPXE"));
+  assert.match(refused, /failed to load .*: Access Denied/, failureReport(unsigned!, "firmware did not refuse iPXE"));
+  assert.ok(!unsigned!.report.reached.has(Milestone.Kernel), failureReport(unsigned!, "a kernel started"));
+});
+
+/** The vendored iPXE source (CI clones the repository next to `shared`). */
+const IPXE_SOURCE = process.env.CENTRA_PXE_IPXE_SOURCE || join(repo, "../shared/vendor/ipxe-src.tar.xz");
+
+test("ARM64: AAVMF PXE-boots through DHCP arch 11 → our ipxe-arm64.efi → its profile's arm64 kernel and initrd, and calls back", {
+  timeout: 20 * 60_000,
+}, async (t) => {
+  if (!requireBinaries(t, "qemu-system-aarch64", "aarch64-linux-gnu-gcc", "make", "perl")) return;
+  const missing = [findFirmware().aavmfCode, findFirmware().aavmfVarsTemplate, IPXE_SOURCE].filter(
+    (p) => !existsSync(p),
+  );
+  let image = "";
+  try {
+    image = findArm64Image().kernel;
+  } catch (error) {
+    missing.push((error as Error).message);
+  }
+  if (missing.length > 0) {
+    const why = `missing ${missing.join(", ")} (scripts/bootstrap installs qemu-efi-aarch64 and fetches the arm64 image)`;
+    if (isCI) throw new Error(why);
+    t.skip(why);
+    return;
+  }
+  t.diagnostic(`arm64 kernel ${image}`);
+  const run = await bootLab(t, [ARM64_LAB_MACHINE], "server", {
+    ipxeSource: IPXE_SOURCE,
+    // A cache that outlives the run (e.g. in /var/tmp) saves the cross-compile on the next one.
+    ...(process.env.CENTRA_PXE_IPXE_CACHE ? { ipxeCacheDir: process.env.CENTRA_PXE_IPXE_CACHE } : {}),
+  });
+  if (!run) return;
+  assertBootedAsRegistered(run, ARM64_LAB_MACHINE.name);
+  const p = run.progress.get(ARM64_LAB_MACHINE.name)!;
+  const serial = plainText(readFileSync(p.machine.serialLog, "latin1"));
+  assert.match(
+    serial,
+    /NBP filename is ipxe-arm64\.efi/,
+    failureReport(p, "DHCP did not answer arch 11 with ipxe-arm64.efi"),
+  );
+  // The machine script handed it the arm64 image, on ARM's console; the kernel that ran is arm64.
+  const decision = run.serverLog
+    .split("\n")
+    .filter((l) => l.includes('"msg":"boot script"') && l.includes(ARM64_LAB_MACHINE.mac))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .find((d) => d.boot === "image");
+  assert.equal(decision?.buildarch, "arm64", JSON.stringify(decision));
+  assert.match(String(decision?.image), /^nixos-arm64\//, JSON.stringify(decision));
+  assert.match(serial, /centra-lab: initrd started, kernel \S+-arm64/, failureReport(p, "not the arm64 kernel"));
+  assert.match(serial, /console \[ttyAMA0\] enabled/, failureReport(p, "no ttyAMA0 console"));
+});
+
+test("Boot chain fallback: a UEFI machine whose attempt stalls before its script gets snponly.efi next time, on its timeline", {
+  timeout: 10 * 60_000,
+}, async (t) => {
+  if (!requireBinaries(t, "ip", "qemu-system-x86_64", "busybox") || !firmwarePresent(t)) return;
+  const stateDir = mkdtempSync(join(tmpdir(), "centra-e2e-lab-"));
+  const namespace = `ce2e-${process.pid}-${labCounter++}`;
+  t.after(() => labDown({ stateDir, namespace }));
+  const lab = await labUp({
+    stateDir,
+    namespace,
+    machines: [FALLBACK_LAB_MACHINE],
+    dhcpMode: "server",
+    // Seconds, not the default minute: the cut-off attempt and the next one are a few seconds apart here.
+    attemptWindow: "5s",
+    ...(accelerator ? { accelerator } : {}),
+    say: (line) => t.diagnostic(line),
+  });
+  accelerator = lab.state.accelerator;
+  const machine = lab.state.machines[0]!;
+  // The stall: the firmware got ipxe.efi, and the machine goes dark before iPXE asks for any script
+  // (as one whose NIC hangs iPXE at "initialising devices" until someone power-cycles it).
+  const first = (await watchUntil(machine.serialLog, /NBP file downloaded successfully/, 180_000)) ?? "";
+  await stopMachine(lab, machine.name);
+  assert.match(first, /NBP filename is ipxe\.efi/, `first attempt:\n${first.slice(-2000)}`);
+  assert.doesNotMatch(plainText(readFileSync(machine.serialLog, "latin1")), /boot\.ipxe/, "no script before the cut");
+
+  const again = await bootMachineAgain(lab, machine.name);
+  const [progress] = await watchLab(
+    { state: { ...lab.state, machines: [again] }, exits: lab.exits },
+    {
+      timeoutMs: 5 * 60_000,
+      onMilestone: (q, m) => t.diagnostic(`${q.machine.name} second attempt: ${m} at ${q.times[m]?.toFixed(1)} s`),
+    },
+  );
+  assert.ok(progress, "no progress for the second attempt");
+  const p = progress;
+  assert.ok(p.report.reached.has(Milestone.CalledBack), failureReport(p, "second attempt did not call back"));
+  assert.equal(p.report.callbackStatus, 200, failureReport(p, "callback refused"));
+  const serial = plainText(readFileSync(again.serialLog, "latin1"));
+  assert.match(serial, /NBP filename is snponly\.efi/, failureReport(p, "second attempt did not get snponly.efi"));
+  // The reason, with the node, in the server's log; the same goes on the node's timeline (boot-fallback).
+  const log = readFileSync(join(stateDir, "server.log"), "utf8")
+    .split("\n")
+    .filter((l) => l.includes("boot attempt stalled"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(log.length, 1, JSON.stringify(log));
+  assert.deepEqual(
+    { from: log[0]!.from, to: log[0]!.to, mac: log[0]!.mac },
+    { from: "ipxe.efi", to: "snponly.efi", mac: FALLBACK_LAB_MACHINE.mac },
+  );
+  assert.match(String(log[0]!.nodeId), /^n-/);
+  assert.equal(labNodes(lab.state).find((n) => n.macs.includes(FALLBACK_LAB_MACHINE.mac))?.state, "provisioned");
+});
+
+/** The serial log's text once `pattern` shows in it, or undefined after `timeoutMs`. */
+async function watchUntil(serialLog: string, pattern: RegExp, timeoutMs: number): Promise<string | undefined> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+    const text = existsSync(serialLog) ? plainText(readFileSync(serialLog, "latin1")) : "";
+    if (pattern.test(text)) return text;
+  }
+  return undefined;
+}

@@ -248,3 +248,75 @@ test("many downloads at once each get exactly the file's bytes (pooled buffers a
     }
   });
 });
+
+/**
+ * Responses read off one raw connection, in order: EDK2's HTTP boot sends HEAD then GET for its
+ * bootloader on one connection and fails when the server closes between them, and it fails on any
+ * redirect (it follows none: a 301 is "boot failed").
+ */
+async function oneConnection(requests: string[]): Promise<{ status: number; headers: string; open: boolean }[]> {
+  const socket = connect(Number(new URL(base).port), "127.0.0.1");
+  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  let buffer = Buffer.alloc(0);
+  let closed = false;
+  socket.on("data", (chunk: Buffer) => (buffer = Buffer.concat([buffer, chunk])));
+  socket.on("close", () => (closed = true));
+  const results: { status: number; headers: string; open: boolean }[] = [];
+  try {
+    for (const request of requests) {
+      socket.write(`${request}\r\nHost: 127.0.0.1\r\nUser-Agent: UefiHttpBoot/1.0\r\n\r\n`);
+      const head = request.startsWith("HEAD ");
+      for (const deadline = Date.now() + 10_000; ; await new Promise((r) => setTimeout(r, 10))) {
+        assert.ok(Date.now() < deadline, `no whole answer to ${request}: ${buffer.toString("latin1").slice(0, 300)}`);
+        const end = buffer.indexOf("\r\n\r\n");
+        if (end < 0) continue;
+        const headers = buffer.subarray(0, end).toString("latin1");
+        const length = head ? 0 : Number(/^content-length: *(\d+)/im.exec(headers)?.[1] ?? 0);
+        if (buffer.length < end + 4 + length) continue;
+        buffer = buffer.subarray(end + 4 + length);
+        await new Promise((r) => setTimeout(r, 50)); // a server that closes after answering shows it by now
+        results.push({ status: Number(headers.split(" ")[1]), headers, open: !closed });
+        break;
+      }
+    }
+  } finally {
+    socket.destroy();
+  }
+  return results;
+}
+
+test("boot paths: HEAD then GET of a bootloader on one kept-alive connection, and never a redirect", async () => {
+  const answers = await oneConnection([
+    "HEAD /boot/ipxe/ipxe.efi HTTP/1.1",
+    "GET /boot/ipxe/ipxe.efi HTTP/1.1",
+    "GET /boot/images/nixos/current/initrd HTTP/1.1",
+    "GET /boot/ipxe/boot.ipxe HTTP/1.1",
+  ]);
+  for (const a of answers) {
+    assert.equal(a.status, 200, a.headers);
+    assert.doesNotMatch(a.headers, /^connection: *close/im, a.headers);
+    assert.ok(a.open, `the server closed the connection after:\n${a.headers}`);
+  }
+  // Paths a web framework would "fix" with a redirect (a trailing slash, a directory) get an answer
+  // of their own, never 3xx.
+  for (const path of ["/boot/ipxe", "/boot/ipxe/", "/boot/images/nixos/current/", "/boot/nixos/latest/", "/boot"]) {
+    const [answer] = await oneConnection([`GET ${path} HTTP/1.1`]);
+    assert.ok(answer!.status < 300 || answer!.status >= 400, `${path}: ${answer!.headers}`);
+    assert.doesNotMatch(answer!.headers, /^location:/im, `${path}: ${answer!.headers}`);
+  }
+});
+
+test("grub's configs over HTTP too: the entry, a machine's own (same decision as over TFTP), nothing else", async () => {
+  const entry = await fetch(`${base}/boot/grub/grub.cfg`);
+  assert.equal(entry.status, 200);
+  assert.match(await entry.text(), /source "\$prefix\/machine\/\$grub_cpu\/\$net_default_mac\.cfg"/);
+  const machine = await fetch(`${base}/boot/grub/machine/x86_64/52:54:00:12:34:56.cfg`);
+  assert.equal(machine.status, 200);
+  assert.equal(machine.headers.get("cache-control"), "no-store");
+  assert.match(
+    await machine.text(),
+    /^linux \/boot\/images\/nixos\/24\.11\/kernel .*'centra\.profile=control-plane' 'centra\.hostname=control-plane-01'/m,
+  );
+  for (const path of ["/boot/grub/x86_64-efi/grub.cfg", "/boot/grub/machine/x86_64/nope.cfg", "/boot/grub/"])
+    assert.equal((await fetch(`${base}${path}`)).status, 404, path);
+});

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { Firmware } from "../../src/boot/firmware.js";
 import { parseConfig } from "../../src/config/load.js";
 import type { Config } from "../../src/config/schema.js";
 import { silentLogger } from "../../src/log.js";
@@ -422,3 +423,30 @@ withFixture("a flood of new MACs is budgeted (drops counted) and written in one 
   assert.equal(stats.dropped, 100);
   assert.equal((await f.part.inventory.listNodes({ state: "discovered" })).length, 200);
 });
+
+withFixture(
+  "boot chain: a UEFI machine whose attempt stalls before its script falls back to snponly.efi, on its timeline",
+  async (f) => {
+    const mac = "52:54:00:12:34:56";
+    const machine = { mac, buildarch: "x86_64", platform: "efi" as const, uuid: "", serial: "" };
+    const base = { baseUrl: "http://10.0.100.10", config: f.config, remote: "10.0.100.50" };
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64).flavour, "ipxe.efi");
+    // iPXE's own DHCP is not a firmware attempt, and a HEAD probe is no script fetched.
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.Ipxe).flavour, undefined);
+    await f.part.resolver.resolve(machine, { ...base, probe: true });
+    f.clock.now = new Date(f.clock.now.getTime() + 5 * 60_000);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64).flavour, "snponly.efi");
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the event is written after the answer
+    const fallback = f.events.find((e) => e.kind === "boot-fallback");
+    assert.deepEqual(
+      { from: fallback?.details.from, to: fallback?.details.to },
+      { from: "ipxe.efi", to: "snponly.efi" },
+      JSON.stringify(f.events.map((e) => e.kind)),
+    );
+    // This time the script arrives: the next attempt keeps snponly.efi.
+    await f.part.resolver.resolve(machine, base);
+    f.clock.now = new Date(f.clock.now.getTime() + 5 * 60_000);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64).flavour, "snponly.efi");
+    assert.equal(f.events.filter((e) => e.kind === "boot-fallback").length, 1);
+  },
+);

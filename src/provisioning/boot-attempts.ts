@@ -1,0 +1,60 @@
+import { type BootAttempt, type BootChain, bootChainOf, decideFlavour } from "../boot/boot-chain.js";
+import { Firmware } from "../boot/firmware.js";
+import type { Config } from "../config/schema.js";
+import type { InventoryCore } from "./core.js";
+
+/** Firmware that has a choice of iPXE flavours (UEFI x86-64, PXE and HTTP boot). */
+const FLAVOURED_FIRMWARE: ReadonlySet<Firmware> = new Set([Firmware.EfiX64, Firmware.EfiX64Http]);
+
+/** Machines remembered at most; DHCP's new-client budget bounds how fast strangers arrive. */
+const MAX_REMEMBERED = 10_000;
+
+/**
+ * The boot chain DHCP answers a machine with, adapting its iPXE flavour to what worked
+ * (boot-chain.ts `decideFlavour`): each firmware attempt is remembered per MAC, a boot script
+ * (machine.ipxe or grub's config) marks it as having worked, and a new attempt after one that
+ * stalled gets the next flavour, with the reason on the machine's timeline (`boot-fallback`).
+ * In memory: a restarted server starts every machine at its chain's own flavour again.
+ */
+export class BootAttempts {
+  private readonly attempts = new Map<string, BootAttempt>();
+
+  constructor(private readonly core: InventoryCore) {}
+
+  /** DHCP's `bootChain`, for a request of `firmware` (iPXE's own DHCP is no attempt of the firmware). */
+  chainFor(mac: string, config: Config, firmware: Firmware): BootChain {
+    const chain = bootChainOf(config, mac, this.core.profileFor(mac));
+    if (chain.secureBoot || !FLAVOURED_FIRMWARE.has(firmware)) return chain;
+    const decision = decideFlavour(
+      this.attempts.get(mac),
+      chain.flavour ?? "ipxe.efi",
+      this.core.now().getTime(),
+      config.boot.attemptWindow,
+    );
+    this.remember(mac, decision.attempt);
+    if (decision.fallback) void this.recordFallback(mac, decision.fallback);
+    return { ...chain, flavour: decision.flavour };
+  }
+
+  /** A boot script reached the machine: its current attempt's flavour works. */
+  scriptFetched(mac: string): void {
+    const attempt = this.attempts.get(mac);
+    if (attempt && !attempt.scriptSeen) this.attempts.set(mac, { ...attempt, scriptSeen: true });
+  }
+
+  private remember(mac: string, attempt: BootAttempt): void {
+    this.attempts.delete(mac); // re-inserted: Map order is least recently answered first
+    this.attempts.set(mac, attempt);
+    if (this.attempts.size > MAX_REMEMBERED) this.attempts.delete(this.attempts.keys().next().value!);
+  }
+
+  private async recordFallback(mac: string, fallback: { from: string; to: string; reason: string }): Promise<void> {
+    try {
+      const node = await this.core.store.nodes.findByMac(mac);
+      this.core.logger.warn({ mac, nodeId: node?.id, ...fallback }, "boot attempt stalled: next iPXE flavour");
+      if (node) await this.core.record({ nodeId: node.id, kind: "boot-fallback", details: { mac, ...fallback } });
+    } catch (error) {
+      this.core.logger.error({ err: error, mac }, "recording a boot fallback failed");
+    }
+  }
+}
