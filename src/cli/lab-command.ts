@@ -1,9 +1,12 @@
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { installMissingPackages, requireRoot } from "../lab/host.js";
-import { HTTP_BOOT_LAB_MACHINE, SEED_LAB_MACHINES } from "../lab/lab-config.js";
+import { LAB_BMC_TYPES, type LabBmcType } from "../lab/lab-bmc.js";
+import { HTTP_BOOT_LAB_MACHINE, LAB_SERVER_ADDRESS, SEED_LAB_MACHINES } from "../lab/lab-config.js";
 import {
   DEFAULT_LAB_NAMESPACE,
   DEFAULT_LAB_STATE_DIR,
+  describeBmc,
   describeProgress,
   labDown,
   labNodes,
@@ -15,6 +18,7 @@ import {
   type LabState,
 } from "../lab/lab.js";
 import { Milestone } from "../lab/progress.js";
+import { serveRedfishBmc, type RedfishBmcSpec } from "../lab/redfish-bmc.js";
 
 interface LabCommandOptions {
   stateDir: string;
@@ -72,9 +76,14 @@ export function registerLabCommand(program: Command): void {
       "advertise an IPv6 prefix on the lab network: iPXE then stops waiting ~17 s for an IPv6 router",
     )
     .option("--no-install", "do not apt-get install missing Debian packages")
+    .option(
+      "--bmc [type]",
+      "give every machine a BMC and leave it powered off: ipmi (ipmi_sim, the default) or redfish (the lab's Redfish server); provision with `nodes provision NODE --power`",
+    )
     .action(
       async (
         options: Partial<LabCommandOptions> & {
+          bmc?: string | true;
           httpBoot?: boolean;
           ipv6Ra?: boolean;
           dhcp: string;
@@ -86,6 +95,9 @@ export function registerLabCommand(program: Command): void {
         requireRoot();
         if (options.dhcp !== "server" && options.dhcp !== "proxy")
           throw new Error(`--dhcp must be server or proxy, got ${JSON.stringify(options.dhcp)}`);
+        const bmc = options.bmc === true ? "ipmi" : options.bmc;
+        if (bmc !== undefined && !LAB_BMC_TYPES.includes(bmc as LabBmcType))
+          throw new Error(`--bmc must be ${LAB_BMC_TYPES.join(" or ")}, got ${JSON.stringify(bmc)}`);
         if (options.install) installMissingPackages(say);
         const machines = options.httpBoot ? [...SEED_LAB_MACHINES, HTTP_BOOT_LAB_MACHINE] : [...SEED_LAB_MACHINES];
         let running: Lab;
@@ -96,12 +108,22 @@ export function registerLabCommand(program: Command): void {
             machines,
             dhcpMode: options.dhcp,
             ipv6RouterAdvertisements: options.ipv6Ra === true,
+            ...(bmc ? { bmc: bmc as LabBmcType } : {}),
             say,
           });
         } catch (error) {
           say(`lab up failed; cleaning up what it made`);
           await labDown({ stateDir: common.stateDir, namespace: common.namespace });
           throw error;
+        }
+        if (bmc) {
+          for (const m of running.state.machines) say(describeBmc(m.bmc!));
+          say(`\nthe machines are powered off; provision one by power from inside the lab, e.g.:`);
+          say(
+            `  ip netns exec ${common.namespace} centra-pxe nodes provision ${running.state.machines[0]?.mac} --power --url http://${LAB_SERVER_ADDRESS} --token "$(cat ${common.stateDir}/admin-token)"`,
+          );
+          say("`centra-pxe lab status` to follow them, `centra-pxe lab down` to remove everything");
+          return;
         }
         const t0 = Date.now();
         const progress = await watchLab(running, {
@@ -148,6 +170,15 @@ export function registerLabCommand(program: Command): void {
       );
       for (const p of status.machines) say(describeProgress(p));
       if (status.serverRunning) printInventory(status.state, say);
+    });
+
+  // Run by `lab up --bmc redfish` inside the lab namespace; not for operators.
+  lab
+    .command("redfish-bmc <spec>", { hidden: true })
+    .description("serve the lab's Redfish BMCs described by <spec> (written by `lab up --bmc redfish`)")
+    .action(async (spec: string) => {
+      const parsed = JSON.parse(readFileSync(spec, "utf8")) as RedfishBmcSpec;
+      await serveRedfishBmc(parsed, (line) => process.stdout.write(`${new Date().toISOString()} ${line}\n`));
     });
 
   withLabOptions(lab.command("down"))
