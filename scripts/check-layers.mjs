@@ -16,7 +16,7 @@ export const LAYERS = [
   ["server", "doctor", "lab", "migrate"],
   ["api", "metrics"],
   ["provisioning"],
-  ["http", "dhcp", "tftp"],
+  ["http", "dhcp", "tftp", "bmc"],
   ["boot"],
   ["images"],
   ["store"],
