@@ -1,5 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import { readFile } from "node:fs/promises";
 import { HttpError } from "../errors.js";
+import { consoleLogFile } from "../files/state-dir.js";
 import { listImages } from "../images/images.js";
 import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 import type { Logger } from "../log.js";
@@ -164,6 +166,19 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
         api.get("/nodes/:ref/events", async (request) => {
           const node = await inventory.getNode(param(request));
           return eventPage({ ...(await eventFilter(request.query as Query)), nodeId: node.id });
+        });
+
+        // The serial console the server recorded while the node provisioned (SOL): a failed install, read afterwards.
+        api.get("/nodes/:ref/console", async (request, reply) => {
+          const node = await inventory.getNode(param(request));
+          const file = consoleLogFile(inventory.config.stateDir, node.id);
+          const text = file ? await readFile(file).catch(() => undefined) : undefined;
+          if (text === undefined)
+            return reply.code(404).send({
+              error: "NO_CONSOLE",
+              message: `no console recorded for node ${node.id}: it is recorded over IPMI SOL while a node with an IPMI BMC provisions`,
+            });
+          return reply.type("text/plain; charset=utf-8").send(text);
         });
 
         api.get("/events", async (request) => eventPage(await eventFilter(request.query as Query)));
