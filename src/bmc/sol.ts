@@ -76,7 +76,7 @@ function passwordFileFor(endpoint: BmcEndpoint): { path: string; remove: () => v
  * Attach this terminal to the node's console until the operator types `~.` (ipmitool's escape)
  * or the BMC ends the session; resolves with ipmitool's exit status.
  */
-export function attachConsole(endpoint: BmcEndpoint, options: SolOptions = {}): Promise<number> {
+export async function attachConsole(endpoint: BmcEndpoint, options: SolOptions = {}): Promise<number> {
   requireIpmi(endpoint);
   const password = passwordFileFor(endpoint);
   return new Promise((resolve, reject) => {
