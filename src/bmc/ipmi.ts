@@ -142,6 +142,8 @@ export function classifyIpmitoolFailure(stderr: string, what: string): BmcError 
     )
   )
     return new BmcError("credentials", `${what}: the BMC refused the username or password (${detail})`);
+  if (/invalid (authentication|integrity|confidentiality) algorithm/i.test(stderr))
+    return new BmcError("unsupported", `${what}: the BMC does not offer the RMCP+ cipher suite asked for (${detail})`);
   const code = /rsp=0x([0-9a-f]{2})/i.exec(stderr);
   if (code && UNSUPPORTED_CODES.has(Number.parseInt(code[1]!, 16)))
     return new BmcError("unsupported", `${what}: the BMC does not support it (${detail})`);
