@@ -92,7 +92,8 @@ export const LAB_DISK_BANNER = "Centra PXE lab: booted from the local disk";
 export function labDiskImage(): Buffer {
   const message = Buffer.from(`\r\n${LAB_DISK_BANNER}\r\n\0`, "latin1");
   const messageAddress = 0x7c00 + 25;
-  // 16-bit real mode at 0x7c00: DS=0, SI=message; print each byte with INT 10h AH=0Eh; then halt.
+  // 16-bit real mode at 0x7c00: DS=0, SI=message; print each byte with INT 10h AH=0Eh; then idle with
+  // interrupts on: with them off the last characters would stay in SeaBIOS's sercon buffer.
   // biome-ignore format: one instruction a line
   const code = Buffer.from([
     0x31, 0xc0, //                   xor ax, ax
@@ -106,7 +107,7 @@ export function labDiskImage(): Buffer {
     0xb4, 0x0e, //                   mov ah, 0Eh     (teletype output)
     0xcd, 0x10, //                   int 10h
     0xeb, 0xf5, //                   jmp next
-    0xfa, //                         halt: cli
+    0xfb, //                         halt: sti     (SeaBIOS's sercon flushes COM1 from its timer IRQ)
     0xf4, //                         hlt
     0xeb, 0xfc, //                   jmp halt
   ]);
