@@ -1,3 +1,4 @@
+import { BmcError } from "../bmc/index.js";
 import { HttpError, NotFoundError } from "../errors.js";
 import {
   CallbackRejectedError,
@@ -29,5 +30,7 @@ export function httpStatusOf(error: unknown): number | undefined {
   if (error instanceof ConflictError || error instanceof TransitionRefusedError) return 409;
   if (error instanceof CallbackRejectedError) return CALLBACK_STATUS[error.reason];
   if (error instanceof HttpError) return error.status;
+  // The BMC, not the API, failed: 502 for every kind, told apart by the code (BMC_UNREACHABLE, …).
+  if (error instanceof BmcError) return 502;
   return undefined;
 }

@@ -9,7 +9,10 @@ import { CallbackRejectedError, ValidationError, type FieldProblem } from "../pr
 import type { Actor, Inventory, Lifecycle } from "../provisioning/index.js";
 import { parseNodeChanges } from "../provisioning/node-input.js";
 import { authenticateApiToken, bearerToken } from "../provisioning/tokens.js";
-import type { EventFilter, NodeEvent, NodeFilter, Store } from "../store/store.js";
+import type { EventFilter, NodeBmc, NodeEvent, NodeFilter, NodeRecord, Store } from "../store/store.js";
+import { BOOT_DEVICES, type BootDevice, type BootOptions, POWER_ACTIONS, type PowerAction } from "../bmc/index.js";
+import { publicBmc } from "../provisioning/bmc-settings.js";
+import type { PowerControl, PowerView } from "../provisioning/power.js";
 import { httpStatusOf } from "./http-status.js";
 import { openApiDocument } from "./openapi.js";
 
@@ -30,6 +33,8 @@ export interface ApiPluginOptions {
   logger: Logger;
   /** How often an idle SSE stream gets a comment line, so proxies and clients keep it open. */
   heartbeatMs?: number;
+  /** BMC power and boot control (issue 13); without it the power routes answer 501. */
+  power?: PowerControl;
 }
 
 type Query = Record<string, string | string[] | undefined>;
@@ -80,18 +85,31 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           actors.set(request, await authenticate(request));
         });
 
+        // A node's BMC leaves the server only as publicBmc shows it (no password, no password file),
+        // whatever route answers with a node: one hook instead of a rule each route must remember.
+        api.addHook("preSerialization", async (_request, _reply, payload: unknown) => redactNodes(payload));
+
         api.get("/openapi.json", async () => openApiDocument());
 
         api.get("/nodes", async (request) => ({
-          nodes: await inventory.listNodes(nodeFilter(request.query as Query)),
+          nodes: (await inventory.listNodes(nodeFilter(request.query as Query))).map(withPower),
         }));
 
         api.post("/nodes", async (request, reply) => {
           const actor = await admin(request);
-          const { adopted, ...node } = await inventory.createNode(
-            parseNodeChanges(request.body, "create", inventory.config),
-            actor,
-          );
+          const changes = parseNodeChanges(request.body, "create", inventory.config);
+          if (changes.macs === undefined && changes.bmc) {
+            // Discovery through the BMC (Redfish EthernetInterfaces): the node is known before its first boot.
+            const found = await powerControl().discover(changes.bmc);
+            if (found.macs.length === 0)
+              throw new ValidationError([
+                { field: "macs", message: `the BMC reports no NIC MAC (${changes.bmc.type}); give the node's MACs` },
+              ]);
+            changes.macs = found.macs;
+            if (changes.uuid === undefined && found.uuid !== undefined) changes.uuid = found.uuid;
+            if (found.serial !== undefined) changes.serial = found.serial;
+          }
+          const { adopted, ...node } = await inventory.createNode(changes, actor);
           // 200 when the machine was already discovered and is now registered, 201 when it is new.
           return reply
             .code(adopted ? 200 : 201)
@@ -130,7 +148,7 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
         api.post("/nodes/callback", callback);
         api.get("/nodes/callback", callback);
 
-        api.get("/nodes/:ref", async (request) => inventory.getNode(param(request)));
+        api.get("/nodes/:ref", async (request) => withPower(await inventory.getNode(param(request))));
 
         api.patch("/nodes/:ref", async (request) => {
           const actor = await admin(request);
@@ -146,10 +164,62 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           return inventory.removeNode(param(request), actor);
         });
 
-        api.post("/nodes/:ref/provision", async (request) => lifecycle.provision(param(request), await admin(request)));
-        api.post("/nodes/:ref/reprovision", async (request) =>
-          lifecycle.provision(param(request), await admin(request), { reprovision: true }),
+        // `{"power": true}`: the server sets a one-time network boot and power-cycles the machine (issue 13).
+        api.post("/nodes/:ref/provision", async (request) =>
+          wantsPower(request.body)
+            ? powerControl().provisionByPower(param(request), await admin(request))
+            : lifecycle.provision(param(request), await admin(request)),
         );
+        api.post("/nodes/:ref/reprovision", async (request) =>
+          wantsPower(request.body)
+            ? powerControl().provisionByPower(param(request), await admin(request), { reprovision: true })
+            : lifecycle.provision(param(request), await admin(request), { reprovision: true }),
+        );
+        // Bulk, by power only: every node the filter (?label=rack=a1&state=ready) selects, bmc.concurrency at a time.
+        api.post("/nodes/provision", async (request) => {
+          const filter = nodeFilter(request.query as Query);
+          if (Object.keys(filter).length === 0)
+            throw new ValidationError([
+              {
+                field: "label",
+                message: "give a filter (label, state or profile): bulk provisioning of every node is refused",
+              },
+            ]);
+          if (!wantsPower(request.body))
+            throw new ValidationError([
+              { field: "power", message: 'bulk provisioning is by power: send {"power": true}' },
+            ]);
+          const reprovision = (request.body as Record<string, unknown>).reprovision === true;
+          return powerControl().provisionMany(filter, await admin(request), { reprovision });
+        });
+
+        api.get("/nodes/:ref/power", async (request) => {
+          const node = await inventory.getNode(param(request));
+          return { node: node.id, ...(await powerControl().status(node.id)) };
+        });
+        api.post("/nodes/:ref/power", async (request) => {
+          const body = objectBody(request.body);
+          const action = body.action;
+          if (typeof action !== "string" || !(POWER_ACTIONS as readonly string[]).includes(action))
+            throw new ValidationError([{ field: "action", message: `must be one of ${POWER_ACTIONS.join(", ")}` }]);
+          return powerControl().power(param(request), action as PowerAction, await admin(request));
+        });
+        api.get("/nodes/:ref/bootdev", async (request) => powerControl().getBootDevice(param(request)));
+        api.put("/nodes/:ref/bootdev", async (request) => {
+          const body = objectBody(request.body);
+          const problems: FieldProblem[] = [];
+          const device = body.device;
+          if (typeof device !== "string" || !(BOOT_DEVICES as readonly string[]).includes(device))
+            problems.push({ field: "device", message: `must be one of ${BOOT_DEVICES.join(", ")}` });
+          for (const flag of ["persistent", "efi"] as const)
+            if (body[flag] !== undefined && typeof body[flag] !== "boolean")
+              problems.push({ field: flag, message: "must be true or false" });
+          if (problems.length) throw new ValidationError(problems);
+          const options: BootOptions = {};
+          if (body.persistent !== undefined) options.persistent = body.persistent as boolean;
+          if (body.efi !== undefined) options.efi = body.efi as boolean;
+          return powerControl().bootDevice(param(request), device as BootDevice, options, await admin(request));
+        });
         api.post("/nodes/:ref/retire", async (request) => lifecycle.retire(param(request), await admin(request)));
         api.post("/nodes/:ref/reactivate", async (request) =>
           lifecycle.reactivate(param(request), await admin(request)),
@@ -205,6 +275,18 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           const name = first((request.query as Query).name);
           return { images: await listImages(inventory.config.stateDir, store, name) };
         });
+
+        function powerControl(): PowerControl {
+          if (!options.power)
+            throw new HttpError(501, "BMC power control is not part of this server", "NOT_IMPLEMENTED");
+          return options.power;
+        }
+
+        /** A node with its power state as last polled (`power`), when it has a BMC. */
+        function withPower(node: NodeRecord): NodeRecord & { power?: PowerView } {
+          const power = node.bmc !== undefined ? options.power?.cached(node.id) : undefined;
+          return power ? { ...node, power } : node;
+        }
 
         /** One page of events and the cursor for the next (`?after=<next>`); `more` when the page was full. */
         async function eventPage(filter: EventFilter): Promise<{ events: NodeEvent[]; next: number; more: boolean }> {
@@ -308,6 +390,28 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
       { prefix: API_PREFIX },
     );
   };
+}
+
+function objectBody(body: unknown): Record<string, unknown> {
+  return typeof body === "object" && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
+}
+
+function wantsPower(body: unknown): boolean {
+  return objectBody(body).power === true;
+}
+
+/** Replace each node's `bmc` in an answer by its public view (nodes, `{ nodes }`, `{ node }`). */
+export function redactNodes(payload: unknown): unknown {
+  if (Array.isArray(payload)) return payload.map(redactNodes);
+  if (typeof payload !== "object" || payload === null) return payload;
+  const record = payload as Record<string, unknown>;
+  let out = record;
+  const bmc = record.bmc;
+  if (typeof bmc === "object" && bmc !== null && "type" in bmc && "address" in bmc)
+    out = { ...out, bmc: publicBmc(bmc as NodeBmc) };
+  for (const key of ["nodes", "node"])
+    if (key in record && typeof record[key] === "object") out = { ...out, [key]: redactNodes(record[key]) };
+  return out;
 }
 
 function first(value: string | string[] | undefined): string | undefined {

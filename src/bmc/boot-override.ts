@@ -2,7 +2,9 @@ import type { BootDevice, BootDeviceResult, BootOptions, BootOverride } from "./
 
 /** The request as the BMC should keep it, defaults filled in. */
 export function bootRequest(device: BootDevice, options: BootOptions = {}): BootDeviceResult["requested"] {
-  return { device, persistent: options.persistent ?? false, efi: options.efi ?? false };
+  const requested: BootDeviceResult["requested"] = { device, persistent: options.persistent ?? false };
+  if (options.efi !== undefined) requested.efi = options.efi;
+  return requested;
 }
 
 /**
@@ -17,7 +19,7 @@ export function bootMismatch(requested: BootDeviceResult["requested"], readBack:
     problems.push(`device ${readBack.device} where ${requested.device} was set`);
   if (readBack.device !== "none" && readBack.persistent !== requested.persistent)
     problems.push(readBack.persistent ? "persistent where one-time was set" : "one-time where persistent was set");
-  if (readBack.efi !== undefined && readBack.efi !== requested.efi)
+  if (requested.efi !== undefined && readBack.efi !== undefined && readBack.efi !== requested.efi)
     problems.push(readBack.efi ? "UEFI mode where legacy was set" : "legacy mode where UEFI (efiboot) was set");
   return problems.length === 0 ? undefined : `the BMC reports ${problems.join(", ")} (${readBack.raw})`;
 }

@@ -43,7 +43,11 @@ export type BootDevice = (typeof BOOT_DEVICES)[number];
 export interface BootOptions {
   /** Every boot (IPMI "persistent", Redfish `Continuous`), not only the next one (default false). */
   persistent?: boolean;
-  /** Boot in UEFI mode (IPMI `efiboot`, Redfish `BootSourceOverrideMode: UEFI`); default legacy BIOS. */
+  /**
+   * Boot in UEFI mode (IPMI `efiboot`, Redfish `BootSourceOverrideMode: UEFI`) or legacy BIOS
+   * (false). Undefined: the firmware's mode is not known; Redfish then leaves the mode as it is, IPMI
+   * sends legacy (its flags have no "unchanged"), and the read-back does not compare the mode.
+   */
   efi?: boolean;
 }
 
@@ -60,7 +64,7 @@ export interface BootOverride {
 }
 
 export interface BootDeviceResult {
-  requested: { device: BootDevice; persistent: boolean; efi: boolean };
+  requested: { device: BootDevice; persistent: boolean; efi?: boolean };
   readBack: BootOverride;
   /** Set when the read-back differs from the request; says what differs. */
   mismatch?: string;
@@ -93,6 +97,8 @@ export interface BmcEndpoint {
   fingerprint?: string;
   /** Redfish: `https` (default) or `http` (labs and mockups only). */
   scheme?: "https" | "http";
+  /** IPMI: the RMCP+ cipher suite (`ipmitool -C`); default ipmitool's choice. */
+  cipherSuite?: number;
 }
 
 export interface BmcTimeouts {

@@ -25,3 +25,4 @@ export function createBmcClient(endpoint: BmcEndpoint, options: BmcClientOptions
     ? new IpmitoolClient(endpoint, { ...timeouts, ...options.ipmi })
     : new RedfishClient(endpoint, timeouts);
 }
+export * from "./secret.js";

@@ -215,7 +215,7 @@ export class IpmitoolClient implements BmcClient {
       NETFN_CHASSIS,
       CMD_SET_BOOT_OPTIONS,
       byte(PARAM_BOOT_FLAGS),
-      ...encodeBootFlags(device, requested.persistent, requested.efi).map(byte),
+      ...encodeBootFlags(device, requested.persistent, requested.efi === true).map(byte),
     ]);
     return bootResult(requested, await this.getBootDevice());
   }
@@ -296,7 +296,8 @@ export class IpmitoolClient implements BmcClient {
       "-R",
       "1",
     ];
-    if (this.options.cipherSuite !== undefined) args.push("-C", String(this.options.cipherSuite));
+    const cipherSuite = this.endpoint.cipherSuite ?? this.options.cipherSuite;
+    if (cipherSuite !== undefined) args.push("-C", String(cipherSuite));
     return [...args, ...command];
   }
 }

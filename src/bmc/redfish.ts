@@ -151,8 +151,10 @@ export class RedfishClient implements BmcClient {
       BootSourceOverrideTarget: target,
       BootSourceOverrideEnabled: requested.persistent ? "Continuous" : "Once",
     };
-    // Only a BMC that has the property gets it: older ones refuse an unknown property outright.
-    if ("BootSourceOverrideMode" in boot) patch.BootSourceOverrideMode = requested.efi ? "UEFI" : "Legacy";
+    // Only a BMC that has the property gets it (older ones refuse an unknown property outright), and
+    // only when the firmware is known: a UEFI-only machine told "Legacy" would not boot at all.
+    if ("BootSourceOverrideMode" in boot && requested.efi !== undefined)
+      patch.BootSourceOverrideMode = requested.efi ? "UEFI" : "Legacy";
     await this.call("PATCH", this.systemPath!, `boot device ${device}`, { Boot: patch });
     return bootResult(requested, await this.getBootDevice());
   }

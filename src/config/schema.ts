@@ -132,6 +132,34 @@ const labels = z.record(
 );
 
 /**
+ * A node's BMC (issue 13, src/bmc). The password is never written in the config: `passwordFile`
+ * names a file on the server (mode 0600, read at each use), so `config show` and the file itself
+ * can be shared.
+ */
+const nodeBmc = z
+  .object({
+    type: z.enum(["ipmi", "redfish"]),
+    /** Host name or IPv4 address of the BMC. */
+    address: z.string().min(1).max(253),
+    /** Default 623 (IPMI) or 443 (Redfish; 80 with scheme http). */
+    port: port.optional(),
+    username: z.string().min(1).max(64),
+    passwordFile: z.string().min(1),
+    /** Redfish: the sha256 of the BMC's (self-signed) certificate; it is accepted only when it matches. */
+    fingerprint: z
+      .string()
+      .regex(/^([0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2}$/, {
+        message: "is not a sha256 fingerprint (64 hex digits, ':' allowed)",
+      })
+      .optional(),
+    /** Redfish: `http` only for lab BMCs. */
+    scheme: z.enum(["https", "http"]).optional(),
+    /** IPMI: RMCP+ cipher suite (ipmitool -C), for BMCs that need one named (e.g. 3). */
+    cipherSuite: z.number().int().min(0).max(17).optional(),
+  })
+  .strict();
+
+/**
  * A machine listed one by one. The key is its MAC (the one DHCP reserves `ipAddress` for); `macs`
  * lists its other NICs. The seed's `{ profile, hostname, ipAddress }` is the whole of it still;
  * a node without a profile gets its reservation and boots the menu (a dhcpd.conf `host` block).
@@ -145,6 +173,7 @@ const node = z
     uuid: uuid.optional(),
     serial: z.string().min(1).max(128).optional(),
     labels: labels.optional(),
+    bmc: nodeBmc.optional(),
   })
   .strict();
 
@@ -318,6 +347,22 @@ const configObject = z
       })
       .strict()
       .default({}),
+    /** BMC power control (issue 13): timeouts, the power poller, bulk provisioning. */
+    bmc: z
+      .object({
+        /** One BMC request (an ipmitool run, an HTTP request) gives up after this. */
+        timeout: positiveDuration.default("10s"),
+        /** Tries of a request that found nothing or timed out (never of a refused password). */
+        attempts: z.number().int().min(1).max(5).default(2),
+        /** How often each node's power state is read; 0 turns the poller off. */
+        pollInterval: duration.default("60s"),
+        /** BMCs asked at once, by the poller and by bulk provisioning each. */
+        concurrency: z.number().int().min(1).max(256).default(8),
+        /** ipmitool binary. */
+        ipmitool: z.string().min(1).default("ipmitool"),
+      })
+      .strict()
+      .default({}),
     metrics: z
       .object({
         /** `/metrics` needs an admin bearer token (it is open by default, as Prometheus scrapers expect). */
@@ -366,7 +411,10 @@ export interface NodeConfig {
   uuid?: string;
   serial?: string;
   labels?: Record<string, string>;
+  bmc?: NodeBmcConfig;
 }
+
+export type NodeBmcConfig = z.output<typeof nodeBmc>;
 
 export type SelectorConfig = z.output<typeof selector>;
 

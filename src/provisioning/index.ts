@@ -9,6 +9,7 @@ import { createLifecycleResolver } from "./boot-resolver.js";
 import { InventoryCore, type Reservation } from "./core.js";
 import { Inventory } from "./inventory.js";
 import { Lifecycle } from "./lifecycle-service.js";
+import { PowerControl, type PowerControlOptions } from "./power.js";
 import { type Sighting, Sightings, type SightingStats } from "./sightings.js";
 
 export type { Actor, Reservation } from "./core.js";
@@ -16,6 +17,7 @@ export { Inventory } from "./inventory.js";
 export { Lifecycle } from "./lifecycle-service.js";
 export { type Sighting, Sightings, type SightingStats } from "./sightings.js";
 export { createLifecycleResolver } from "./boot-resolver.js";
+export { PowerControl, type PowerView, type PowerStep } from "./power.js";
 
 export interface ProvisioningOptions {
   config: Config;
@@ -34,6 +36,8 @@ export interface ProvisioningOptions {
   addressOf?: (mac: string) => string | undefined;
   /** How long sightings gather before their one commit; default 25 ms. */
   sightingBatchMs?: number;
+  /** BMC clients (issue 13); default the real IPMI and Redfish clients. */
+  power?: PowerControlOptions;
 }
 
 /**
@@ -45,6 +49,8 @@ export interface ProvisioningPart {
   inventory: Inventory;
   lifecycle: Lifecycle;
   sightings: Sightings;
+  /** BMC power and boot control, and the power poller (issue 13). */
+  power: PowerControl;
   /** Live events, for the API's SSE stream. Returns the unsubscribe function. */
   onEvent: InventoryCore["onEvent"];
   /**
@@ -73,6 +79,7 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
   const logger = core.logger;
   const inventory = new Inventory(core);
   const lifecycle = new Lifecycle(core);
+  const power = new PowerControl(core, lifecycle, options.power ?? {});
   const sightings = new Sightings(
     core,
     options.sightingBatchMs !== undefined ? { batchMs: options.sightingBatchMs } : {},
@@ -116,8 +123,10 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     async start() {
       await inventory.applyConfig(options.config);
       startSweeper(options.config);
+      power.startPolling();
     },
     async stop() {
+      power.stop();
       if (sweeper) clearInterval(sweeper);
       sweeper = undefined;
       await sightings.flush();
@@ -125,6 +134,7 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     async reload(config) {
       await inventory.applyConfig(config);
       startSweeper(config);
+      power.startPolling();
     },
     health() {
       return sweeper ? { ok: true } : { ok: false, detail: "not started" };
@@ -135,6 +145,7 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     inventory,
     lifecycle,
     sightings,
+    power,
     onEvent: (listener) => core.onEvent(listener),
     service,
     resolver,

@@ -2,9 +2,10 @@ import { normalizeMac } from "../config/primitives.js";
 import type { Config } from "../config/schema.js";
 import { NotFoundError } from "../errors.js";
 import type { NodeState } from "../lifecycle/lifecycle.js";
-import { NodeConflict, type NodeFilter, type NodeRecord, type NodeSource } from "../store/store.js";
+import { NodeConflict, type NodeBmc, type NodeFilter, type NodeRecord, type NodeSource } from "../store/store.js";
 import { type Actor, defined, type InventoryCore } from "./core.js";
-import { ConflictError, TransitionRefusedError } from "./errors.js";
+import { missingPassword, publicBmc, storedBmc } from "./bmc-settings.js";
+import { ConflictError, TransitionRefusedError, ValidationError } from "./errors.js";
 import { decideTransition, type LifecycleAction } from "../lifecycle/lifecycle.js";
 import type { NodeChanges } from "./node-input.js";
 import { randomId } from "./tokens.js";
@@ -12,7 +13,7 @@ import { randomId } from "./tokens.js";
 /** Config-owned fields: a node declared in the config file gets these from the file only. */
 const CONFIG_OWNED = ["macs", "profile", "hostname", "ipAddress"] as const;
 /** What a config sync compares and reports: the owned fields and the richer keys a node may declare. */
-const CONFIG_SYNCED = [...CONFIG_OWNED, "uuid", "serial", "labels"] as const;
+const CONFIG_SYNCED = [...CONFIG_OWNED, "uuid", "serial", "labels", "bmc"] as const;
 
 /**
  * The inventory: what machines there are and what they are to be, changed only by an admin (the
@@ -85,6 +86,8 @@ export class Inventory {
           ...(declaration.uuid !== undefined ? { uuid: declaration.uuid } : {}),
           ...(declaration.serial !== undefined ? { serial: declaration.serial } : {}),
           ...(declaration.labels !== undefined ? { labels: declaration.labels } : {}),
+          // A BMC in the file is the file's (its password always a file reference there).
+          ...(declaration.bmc !== undefined ? { bmc: { ...declaration.bmc } } : {}),
         };
         let node: NodeRecord;
         if (!existing) {
@@ -126,7 +129,7 @@ export class Inventory {
               await this.core.record({
                 nodeId: node.id,
                 kind: "updated",
-                details: { by: "config", ...pick(node, CONFIG_SYNCED) },
+                details: { by: "config", ...redactBmc(pick(node, CONFIG_SYNCED)) },
               });
             if (transitioned)
               await this.core.record({
@@ -253,8 +256,13 @@ export class Inventory {
       }
       const at = this.core.timestamp();
       const state: NodeState = changes.profile ? "ready" : "discovered";
+      const id = randomId("n");
+      if (changes.bmc) {
+        const missing = missingPassword(changes.bmc, undefined);
+        if (missing) throw new ValidationError([missing]);
+      }
       const node: NodeRecord = {
-        id: randomId("n"),
+        id,
         macs: changes.macs ?? [],
         labels: changes.labels ?? {},
         state,
@@ -268,6 +276,8 @@ export class Inventory {
           ipAddress: changes.ipAddress ?? undefined,
           uuid: changes.uuid ?? undefined,
           imageVersion: changes.imageVersion ?? undefined,
+          serial: changes.serial ?? undefined,
+          bmc: changes.bmc ? await storedBmc(this.core.store, id, changes.bmc) : undefined,
         }),
       };
       await this.write(node, "create");
@@ -275,7 +285,7 @@ export class Inventory {
         nodeId: node.id,
         kind: "created",
         toState: state,
-        details: { by: actor, ...defined(changes) },
+        details: { by: actor, ...redactBmc(defined(changes)) },
       });
       return node;
     });
@@ -308,8 +318,15 @@ export class Inventory {
   ): Promise<NodeRecord> {
     const after: NodeRecord = { ...before, source };
     for (const [key, value] of Object.entries(changes) as [keyof NodeChanges, unknown][]) {
+      if (key === "bmc") continue;
       if (value === null) delete after[key];
       else (after as unknown as Record<string, unknown>)[key] = value;
+    }
+    if (changes.bmc === null) delete after.bmc;
+    else if (changes.bmc !== undefined) {
+      const missing = missingPassword(changes.bmc, before.bmc);
+      if (missing) throw new ValidationError([missing]);
+      after.bmc = await storedBmc(this.core.store, before.id, changes.bmc, before.bmc);
     }
     let action: LifecycleAction | undefined;
     if (before.profile === undefined && after.profile !== undefined) action = "assign-profile";
@@ -324,7 +341,7 @@ export class Inventory {
     }
     await this.write(after, "replace");
     const kind = before.source === "discovered" && after.source === "api" ? "registered" : "updated";
-    await this.core.record({ nodeId: after.id, kind, details: { by: actor, ...defined(changes) } });
+    await this.core.record({ nodeId: after.id, kind, details: { by: actor, ...redactBmc(defined(changes)) } });
     if (after.state !== before.state) {
       await this.core.record({
         nodeId: after.id,
@@ -371,6 +388,17 @@ export class Inventory {
     }
     await this.core.rebuildReservations();
   }
+}
+
+/**
+ * Event details with a BMC shown as every read shows it: an event is kept forever and streamed to
+ * every admin, so neither the password nor where it is held goes in.
+ */
+function redactBmc<T extends { bmc?: unknown }>(details: T): Omit<T, "bmc"> & { bmc?: unknown } {
+  const bmc = details.bmc;
+  if (bmc === undefined || bmc === null) return details;
+  const { password: _password, ...kept } = bmc as NodeBmc & { password?: string };
+  return { ...details, bmc: publicBmc(kept) };
 }
 
 function pick<T extends object, K extends keyof T>(value: T, keys: readonly K[]): Record<string, unknown> {

@@ -1,6 +1,7 @@
 import { inSubnet, normalizeMac, parseIpv4 } from "../config/primitives.js";
 import type { Config } from "../config/schema.js";
 import { isVersionName as isPlainName } from "../files/state-dir.js";
+import { type BmcInput, parseBmcInput } from "./bmc-settings.js";
 import { ValidationError, type FieldProblem } from "./errors.js";
 
 /**
@@ -15,9 +16,13 @@ export interface NodeChanges {
   uuid?: string | null;
   imageVersion?: string | null;
   labels?: Record<string, string>;
+  /** Set only by discovery through the BMC (the API takes no serial: firmware reports it). */
+  serial?: string | null;
+  /** The node's BMC (issue 13); `null` removes it. Its password is sealed before it is stored. */
+  bmc?: BmcInput | null;
 }
 
-const FIELDS = ["macs", "mac", "profile", "hostname", "ipAddress", "uuid", "imageVersion", "labels"] as const;
+const FIELDS = ["macs", "mac", "profile", "hostname", "ipAddress", "uuid", "imageVersion", "labels", "bmc"] as const;
 
 /** RFC 1123 host names, dotted or not, as the config schema accepts them. */
 const HOSTNAME =
@@ -63,8 +68,9 @@ export function parseNodeChanges(body: unknown, mode: "create" | "update", confi
       });
       changes.macs = macs;
     }
-  } else if (mode === "create") {
-    problem("macs", "is required: at least one MAC address of the machine");
+  } else if (mode === "create" && input.bmc === undefined) {
+    // Without MACs a node needs a BMC to discover them through (Redfish EthernetInterfaces).
+    problem("macs", "is required: at least one MAC address of the machine (or a Redfish bmc to read them from)");
   }
 
   const text = (
@@ -126,6 +132,14 @@ export function parseNodeChanges(body: unknown, mode: "create" | "update", confi
       }
       changes.labels = clean;
     }
+  }
+
+  if (input.bmc === null) {
+    if (mode === "create") problem("bmc", "must not be null when creating a node (leave it out)");
+    else changes.bmc = null;
+  } else if (input.bmc !== undefined) {
+    const bmc = parseBmcInput(input.bmc, problem);
+    if (bmc !== undefined) changes.bmc = bmc;
   }
 
   if (problems.length) throw new ValidationError(problems);

@@ -73,6 +73,7 @@ export function createServices(
   const api = createApiPlugin({
     inventory: provisioning.inventory,
     lifecycle: provisioning.lifecycle,
+    power: provisioning.power,
     onEvent: provisioning.onEvent,
     store,
     logger,

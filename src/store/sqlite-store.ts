@@ -1,6 +1,7 @@
 import Database from "better-sqlite3";
 import {
   NodeConflict,
+  type NodeBmc,
   type ApiTokenRecord,
   type ApiTokenRepository,
   type CallbackTokenRecord,
@@ -107,6 +108,8 @@ const MIGRATIONS: readonly ((db: Db) => void)[] = [
       );
       CREATE INDEX nodes_by_state ON nodes (state, last_seen_at);
     `),
+  // Issue 13: the node's BMC as JSON (NodeBmc: address, user, the password as a file path or sealed).
+  (db) => db.exec(`ALTER TABLE nodes ADD COLUMN bmc TEXT;`),
 ];
 
 export interface SqliteStore extends Store {
@@ -281,6 +284,7 @@ interface NodeRow {
   state_changed_at: string;
   created_at: string;
   last_seen_at: string | null;
+  bmc: string | null;
 }
 
 /** Copy the columns that are set; an absent optional field stays absent (deepEqual-friendly). */
@@ -320,6 +324,7 @@ class SqliteNodeRepository implements NodeRepository {
       stateChangedAt: row.state_changed_at,
       createdAt: row.created_at,
       ...optional("lastSeenAt", row.last_seen_at),
+      ...(row.bmc === null ? {} : { bmc: JSON.parse(row.bmc) as NodeBmc }),
     };
   }
 
@@ -363,6 +368,7 @@ class SqliteNodeRepository implements NodeRepository {
       state_changed_at: record.stateChangedAt,
       created_at: record.createdAt,
       last_seen_at: record.lastSeenAt ?? null,
+      bmc: record.bmc === undefined ? null : JSON.stringify(record.bmc),
     };
   }
 
@@ -385,9 +391,9 @@ class SqliteNodeRepository implements NodeRepository {
         this.checkUnique(record);
         this.sql(
           `INSERT INTO nodes (id, uuid, serial, hostname, profile, ip_address, image_version, labels, firmware, state, source,
-                              provisioning_id, provision_deadline, state_changed_at, created_at, last_seen_at, seq)
+                              provisioning_id, provision_deadline, state_changed_at, created_at, last_seen_at, bmc, seq)
            VALUES (@id, @uuid, @serial, @hostname, @profile, @ip_address, @image_version, @labels, @firmware, @state, @source,
-                   @provisioning_id, @provision_deadline, @state_changed_at, @created_at, @last_seen_at,
+                   @provisioning_id, @provision_deadline, @state_changed_at, @created_at, @last_seen_at, @bmc,
                    (SELECT COALESCE(MAX(seq), 0) + 1 FROM nodes))`,
         ).run(this.params(record));
         this.writeMacs(record);
@@ -420,7 +426,7 @@ class SqliteNodeRepository implements NodeRepository {
           `UPDATE nodes SET uuid = @uuid, serial = @serial, hostname = @hostname, profile = @profile, ip_address = @ip_address,
              image_version = @image_version, labels = @labels, firmware = @firmware, state = @state, source = @source,
              provisioning_id = @provisioning_id, provision_deadline = @provision_deadline, state_changed_at = @state_changed_at,
-             created_at = @created_at, last_seen_at = @last_seen_at
+             created_at = @created_at, last_seen_at = @last_seen_at, bmc = @bmc
            WHERE id = @id`,
         ).run(this.params(record));
         this.writeMacs(record);

@@ -86,6 +86,28 @@ export interface NodeRecord {
   stateChangedAt: string;
   createdAt: string;
   lastSeenAt?: string;
+  /** The machine's BMC (issue 13): how to reach it; its password only as a file path or sealed. */
+  bmc?: NodeBmc;
+}
+
+/**
+ * Where a node's BMC is and how to log in (src/bmc). The password is never kept in the clear:
+ * either `passwordFile`, a file on the server read at each use (config nodes), or `sealedPassword`,
+ * AES-256-GCM under a key the server holds in `secrets`. Neither is ever returned by the API.
+ */
+export interface NodeBmc {
+  type: "ipmi" | "redfish";
+  address: string;
+  port?: number;
+  username: string;
+  passwordFile?: string;
+  sealedPassword?: string;
+  /** Redfish over HTTPS: the certificate's pinned sha256. */
+  fingerprint?: string;
+  /** Redfish: `http` for a lab BMC (default `https`). */
+  scheme?: "http" | "https";
+  /** IPMI: the RMCP+ cipher suite (`ipmitool -C`). */
+  cipherSuite?: number;
 }
 
 export interface NodeFilter {

@@ -29,6 +29,7 @@ dhcp: { mode: off }
   const api = createApiPlugin({
     inventory: part.inventory,
     lifecycle: part.lifecycle,
+    power: part.power,
     onEvent: part.onEvent,
     store,
     logger: silentLogger,

@@ -81,6 +81,14 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
       ipAddress: "10.0.100.51",
       labels: { rack: "a1" },
       state: "ready",
+      bmc: {
+        type: "redfish",
+        address: "10.0.200.51",
+        port: 8443,
+        username: "root",
+        sealedPassword: "v1.abc",
+        fingerprint: "ab".repeat(32),
+      },
     });
     await store.nodes.create(record);
     assert.deepEqual(await store.nodes.get("n-1"), record);
