@@ -50,10 +50,14 @@ export function solArguments(
     endpoint.username,
     "-f",
     passwordFile,
-    ...(options.cipherSuite !== undefined ? ["-C", String(options.cipherSuite)] : []),
+    ...cipherSuiteArguments(options.cipherSuite ?? endpoint.cipherSuite),
     "sol",
     command,
   ];
+}
+
+function cipherSuiteArguments(suite: number | undefined): string[] {
+  return suite !== undefined ? ["-C", String(suite)] : [];
 }
 
 function requireIpmi(endpoint: BmcEndpoint): void {

@@ -63,7 +63,12 @@ export interface LabConfigOptions {
   dhcpMode: "server" | "proxy";
   /** Short, so an unknown machine leaves the menu quickly in a lab. */
   menuTimeout?: string;
+  /** `lab up --bmc`: each registered machine's BMC (by machine name), so the server can power it. */
+  bmcs?: Record<string, LabNodeBmc>;
 }
+
+/** A node's `bmc:` in the lab's config. */
+export type LabNodeBmc = NonNullable<NonNullable<ConfigInput["nodes"]>[string]["bmc"]>;
 
 /** The config the lab's server runs with, as the YAML text written to the lab's state directory. */
 export function labConfig(options: LabConfigOptions): ConfigInput {
@@ -75,6 +80,7 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
       profile: m.expect.profile,
       hostname: m.expect.hostname,
       ...(fixed && options.dhcpMode === "server" ? { ipAddress: fixed } : {}),
+      ...(options.bmcs?.[m.name] ? { bmc: options.bmcs[m.name] } : {}),
     };
   }
   return {

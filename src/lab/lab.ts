@@ -12,6 +12,7 @@ import {
   LAB_SERVER_ADDRESS,
   foreignDhcpArguments,
   labConfigYaml,
+  type LabNodeBmc,
 } from "./lab-config.js";
 import {
   LabFirmware,
@@ -231,9 +232,15 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   copyFileSync(sources.kernel, image.kernel);
   writeFileSync(image.initrd, buildLabInitrd(sources, LAB_SERVER_ADDRESS));
 
+  const bmcs = options.bmc ? labBmcPlans(state, options.bmc) : undefined;
   writeFileSync(
     state.configFile,
-    labConfigYaml({ stateDir: dirs.server, machines: options.machines, dhcpMode: options.dhcpMode }),
+    labConfigYaml({
+      stateDir: dirs.server,
+      machines: options.machines,
+      dhcpMode: options.dhcpMode,
+      ...(bmcs ? { bmcs: Object.fromEntries(bmcs.map((b, i) => [state.machines[i]!.name, nodeBmcConfig(b)])) } : {}),
+    }),
   );
   runCli(["init", "--config", state.configFile], "installing the bootloaders");
   // The admin token for the API (nodes provision); kept in the lab's state directory, removed with it.
@@ -376,8 +383,9 @@ async function startLabBmcs(lab: Lab, type: LabBmcType, say: (line: string) => v
   const { state } = lab;
   const firmware = findFirmware();
   const machinesDir = join(state.stateDir, "machines");
+  const plans = labBmcPlans(state, type);
   for (const [index, machine] of state.machines.entries()) {
-    const bmc = labBmcPlan(machine, index, type, join(state.stateDir, "bmc"), LAB_SERVER_ADDRESS);
+    const bmc = plans[index]!;
     mkdirSync(bmc.dir, { recursive: true, mode: 0o700 });
     const password = newLabBmcPassword();
     writeFileSync(bmc.passwordFile, `${password}\n`, { mode: 0o600 });
@@ -431,6 +439,26 @@ async function startLabBmcs(lab: Lab, type: LabBmcType, say: (line: string) => v
     say(
       `${m.name} ${m.mac} powered off behind ${type} BMC ${m.bmc!.address}:${m.bmc!.port} (user ${m.bmc!.username}, password in ${m.bmc!.passwordFile})`,
     );
+}
+
+function labBmcPlans(state: LabState, type: LabBmcType): LabBmc[] {
+  return state.machines.map((m, i) => labBmcPlan(m, i, type, join(state.stateDir, "bmc"), LAB_SERVER_ADDRESS));
+}
+
+/**
+ * The server's view of a lab BMC (its config's `nodes.<mac>.bmc`): ipmi_sim needs cipher suite 3
+ * named (it has no "Get Channel Cipher Suites", ipmitool would wait ~10 s), the Redfish lab BMC
+ * speaks plain HTTP.
+ */
+function nodeBmcConfig(bmc: LabBmc): LabNodeBmc {
+  return {
+    type: bmc.type,
+    address: bmc.address,
+    port: bmc.port,
+    username: bmc.username,
+    passwordFile: bmc.passwordFile,
+    ...(bmc.type === "ipmi" ? { cipherSuite: 3 } : { scheme: "http" as const }),
+  };
 }
 
 function redfishBmcSpec(state: LabState): RedfishBmcSpec {

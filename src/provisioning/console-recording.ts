@@ -19,7 +19,7 @@ export interface ConsoleRecordingOptions {
   logger: Logger;
   stateDir: () => string;
   /** The node's BMC with its password resolved, or undefined (no BMC, or its password unreadable). */
-  endpointOf: (node: NodeRecord) => BmcEndpoint | undefined;
+  endpointOf: (node: NodeRecord) => Promise<BmcEndpoint | undefined>;
   onEvent: (listener: (event: NodeEvent) => void) => () => void;
   sol?: SolOptions;
   maxBytes?: number;
@@ -42,7 +42,7 @@ export function createConsoleRecordingService(options: ConsoleRecordingOptions):
       const nodes = await options.store.nodes.list({ state: "provisioning" });
       const wanted = new Map<string, BmcEndpoint>();
       for (const node of nodes) {
-        const endpoint = options.endpointOf(node);
+        const endpoint = await options.endpointOf(node);
         if (endpoint?.protocol === "ipmi") wanted.set(node.id, endpoint);
       }
       await recordings.reconcile(wanted);

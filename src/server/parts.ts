@@ -5,6 +5,8 @@ import { bootloaderDir } from "../files/state-dir.js";
 import { createDhcpService } from "../dhcp/index.js";
 import { createHttpService } from "../http/server.js";
 import { createMetricsPlugin } from "../metrics/metrics.js";
+import { bmcEndpoint } from "../provisioning/bmc-settings.js";
+import { createConsoleRecordingService } from "../provisioning/console-recording.js";
 import { createProvisioning } from "../provisioning/index.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
@@ -85,8 +87,17 @@ export function createServices(
     health,
     extraPlugins: [metrics, api],
   });
+  // SOL of every provisioning node with an IPMI BMC, to stateDir/consoles (issue 13).
+  const consoles = createConsoleRecordingService({
+    store,
+    logger,
+    stateDir: () => provisioning.inventory.config.stateDir,
+    endpointOf: async (node) => (node.bmc ? bmcEndpoint(store, node.id, node.bmc).catch(() => undefined) : undefined),
+    onEvent: provisioning.onEvent,
+    sol: { ipmitool: config.bmc.ipmitool },
+  });
   return {
-    services: [provisioning.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])],
+    services: [provisioning.service, consoles, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])],
     // After the parts stopped: the lease writer thread has nothing left to commit.
     close: async () => leases?.close?.(),
   };

@@ -1,13 +1,11 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type TestContext, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { BmcEndpoint } from "../../src/bmc/client.js";
-import { ConsoleRecorder } from "../../src/bmc/sol.js";
-import { consoleLogFile } from "../../src/files/state-dir.js";
 import { LAB_DISK_BANNER, type LabBmcType } from "../../src/lab/lab-bmc.js";
 import { LAB_SERVER_ADDRESS, SEED_LAB_MACHINES } from "../../src/lab/lab-config.js";
 import {
@@ -26,11 +24,13 @@ import { isCI, requireBinaries } from "../support/netns.js";
 
 /**
  * Provisioning by power, end to end: a lab machine that is powered off behind its BMC (OpenIPMI's
- * ipmi_sim, or the lab's Redfish BMC) is told to boot from the network and powered on through the
- * BmcClient (src/bmc, as `nodes provision --power` drives it), PXE-boots the lab initrd from the
- * real server, calls back, powers itself off; told to boot from its disk and powered on again, it
- * boots the disk and not the network. The IPMI machine's console is recorded over SOL meanwhile and
- * read back through the API. One BIOS machine per BMC type (~60-90 s each under TCG).
+ * ipmi_sim, or the lab's Redfish BMC) is provisioned by the server through it (`POST
+ * /nodes/{id}/provision {"power": true}`, what `nodes provision --power` sends): a one-time network
+ * boot and a power cycle; it PXE-boots the lab initrd, calls back and powers itself off, and the
+ * server sets its boot device back to disk; powered on again (through the BmcClient, in the
+ * namespace) it boots its disk and not the network. The server recorded the IPMI machine's console
+ * over SOL meanwhile; it is read back through the API. One BIOS machine per BMC type (~2 min each
+ * under TCG).
  */
 
 const BOOT_TIMEOUT_MS = 6 * 60_000;
@@ -81,6 +81,19 @@ function cli(lab: Lab, ...args: string[]): string {
   return result.stdout;
 }
 
+/** One call of the lab server's API, from inside the lab namespace (where it listens). */
+function api<T>(lab: Lab, method: string, path: string, body?: unknown): T {
+  const token = readFileSync(join(lab.state.stateDir, "admin-token"), "utf8").trim();
+  const request = `fetch(${JSON.stringify(`http://${LAB_SERVER_ADDRESS}/api/v1${path}`)}, { method: ${JSON.stringify(method)}, headers: { authorization: "Bearer " + process.env.TOKEN, "content-type": "application/json" }, body: process.env.BODY || undefined }).then(async (r) => { const t = await r.text(); if (!r.ok) { console.error(r.status + " " + t); process.exit(1); } process.stdout.write(t); }, (e) => { console.error(String(e)); process.exit(1); })`;
+  const result = spawnSync("ip", ["netns", "exec", lab.state.namespace, process.execPath, "-e", request], {
+    encoding: "utf8",
+    timeout: 120_000,
+    env: { ...process.env, TOKEN: token, BODY: body === undefined ? "" : JSON.stringify(body) },
+  });
+  assert.equal(result.status, 0, `${method} ${path} failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as T;
+}
+
 async function waitFor(what: string, check: () => boolean, timeoutMs: number, lab: Lab): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
@@ -119,23 +132,17 @@ async function provisionByPower(t: TestContext, type: LabBmcType): Promise<{ lab
   assert.equal(bmc<string>(lab, endpoint, "power-status"), "off", "lab up --bmc leaves the machine powered off");
 
   const node = labNodes(lab.state).find((n) => n.macs.includes(machine.mac))!;
-  cli(lab, "nodes", "provision", node.id);
-  // What `nodes provision --power` does: a one-time network boot, read back, then a power cycle.
-  const boot = bmc<{ readBack: { device: string }; mismatch?: string }>(lab, endpoint, "set-boot", "pxe");
-  assert.equal(boot.readBack.device, "pxe", JSON.stringify(boot));
-
-  let recorder: ConsoleRecorder | undefined;
-  const consoleFile = consoleLogFile(join(stateDir, "server"), node.id)!;
-  if (type === "ipmi") {
-    // The server's console recording, played by the test: SOL with no terminal into stateDir/consoles.
-    const wrapper = join(stateDir, "ipmitool-in-lab");
-    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${namespace} ipmitool "$@"\n`, { mode: 0o755 });
-    recorder = new ConsoleRecorder(endpoint, { file: consoleFile, ipmitool: wrapper, cipherSuite: 3 });
-    t.after(() => recorder?.stop());
-  }
+  // `nodes provision NODE --power` as the API takes it: provisioning, a one-time network boot read
+  // back, a power cycle; the server then follows the node to its callback and sets the disk back.
   const started = Date.now();
   m.startedAt = started;
-  bmc(lab, endpoint, "power", "cycle");
+  const provisioned = api<{ steps: { step: string; outcome: string }[] }>(lab, "POST", `/nodes/${node.id}/provision`, {
+    power: true,
+  });
+  assert.deepEqual(
+    provisioned.steps.map((s) => `${s.step} ${s.outcome}`),
+    ["provision ok", "boot-pxe ok", "power-cycle ok"],
+  );
   const [progress] = await watchLab(lab, {
     timeoutMs: BOOT_TIMEOUT_MS,
     onMilestone: (p, milestone) =>
@@ -151,15 +158,17 @@ async function provisionByPower(t: TestContext, type: LabBmcType): Promise<{ lab
   await waitFor("the BMC to report power off", () => bmc<string>(lab, endpoint, "power-status") === "off", 60_000, lab);
   assert.equal(labNodes(lab.state).find((n) => n.id === node.id)?.state, "provisioned");
 
-  let console: string | undefined;
-  if (recorder) {
-    await recorder.stop();
-    recorder = undefined;
-    console = cli(lab, "nodes", "console", node.id, "--recorded");
-  }
+  // The server set the disk back once the callback came (its `boot-disk` step).
+  await waitFor(
+    "the server to set the boot device back to disk",
+    () => bmc<{ device: string }>(lab, endpoint, "get-boot").device === "disk",
+    60_000,
+    lab,
+  );
+  // The server recorded the IPMI machine's console while it provisioned; read it through the API.
+  const console = type === "ipmi" ? cli(lab, "nodes", "console", node.id, "--recorded") : undefined;
 
-  // Back to the disk, as `--power` leaves it, and a power-on boots the disk, not the network.
-  assert.equal(bmc<{ readBack: { device: string } }>(lab, endpoint, "set-boot", "disk").readBack.device, "disk");
+  // A power-on now boots the disk, not the network.
   bmc(lab, endpoint, "power", "on");
   await waitFor(
     "the disk's boot sector on the console",
@@ -171,7 +180,6 @@ async function provisionByPower(t: TestContext, type: LabBmcType): Promise<{ lab
   assert.doesNotMatch(secondBoot, /Configuring \(net0/, "the second power-on did not touch the network");
   bmc(lab, endpoint, "power", "off");
   assert.equal(bmc<string>(lab, endpoint, "power-status"), "off");
-  rmSync(consoleFile, { force: true });
   return { lab, ...(console !== undefined ? { console } : {}) };
 }
 
