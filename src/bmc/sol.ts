@@ -224,28 +224,49 @@ export class ConsoleRecorder {
  * nothing of the inventory; the server's provisioning part says who.
  */
 export class ConsoleRecordings {
-  private readonly recorders = new Map<string, { recorder: ConsoleRecorder; key: string }>();
+  private readonly recorders = new Map<string, { recorder: ConsoleRecorder; key: string; linger?: NodeJS.Timeout }>();
 
+  /**
+   * `lingerMs` (default 15 s): how long a node's recording goes on after it left the set. An
+   * installer's last words (its callback's answer, a final error) come after the callback that
+   * ended `provisioning`.
+   */
   constructor(
     private readonly fileFor: (nodeId: string) => string | undefined,
     private readonly options: Omit<ConsoleRecorderOptions, "file" | "onProblem"> & {
       onProblem?: (nodeId: string, message: string) => void;
+      lingerMs?: number;
     } = {},
   ) {}
 
-  /** Node ids being recorded. */
+  /** Node ids being recorded (lingering ones included). */
   get recording(): string[] {
     return [...this.recorders.keys()];
   }
 
   async reconcile(wanted: ReadonlyMap<string, BmcEndpoint>): Promise<void> {
     const stopping: Promise<void>[] = [];
+    const linger = this.options.lingerMs ?? 15_000;
     for (const [nodeId, entry] of this.recorders) {
       const endpoint = wanted.get(nodeId);
-      // A changed BMC (address, user, password) gets a new session.
-      if (!endpoint || endpointKey(endpoint) !== entry.key) {
+      if (endpoint && endpointKey(endpoint) === entry.key) {
+        // Wanted again before its linger ran out: it goes on.
+        clearTimeout(entry.linger);
+        entry.linger = undefined;
+        continue;
+      }
+      // A changed BMC (address, user, password) gets a new session at once; a node that left lingers.
+      if (endpoint || linger === 0) {
+        clearTimeout(entry.linger);
         this.recorders.delete(nodeId);
         stopping.push(entry.recorder.stop());
+      } else if (!entry.linger) {
+        entry.linger = setTimeout(() => {
+          if (this.recorders.get(nodeId) !== entry) return;
+          this.recorders.delete(nodeId);
+          void entry.recorder.stop();
+        }, linger);
+        entry.linger.unref();
       }
     }
     await Promise.all(stopping);
@@ -266,8 +287,12 @@ export class ConsoleRecordings {
     }
   }
 
+  /** Stop every recording now, lingering ones too (the server stops). */
   async stopAll(): Promise<void> {
-    await this.reconcile(new Map());
+    const entries = [...this.recorders.values()];
+    this.recorders.clear();
+    for (const entry of entries) clearTimeout(entry.linger);
+    await Promise.all(entries.map((entry) => entry.recorder.stop()));
   }
 }
 

@@ -7,7 +7,7 @@ import type { NodeEvent, NodeRecord, Store } from "../store/store.js";
 
 /**
  * The server records the serial console (IPMI SOL) of every node that is `provisioning` and has an
- * IPMI BMC, to `stateDir/consoles/<node id>.log`, and stops when the node leaves `provisioning`:
+ * IPMI BMC, to `stateDir/consoles/<node id>.log`, and stops 15 s after it leaves `provisioning`:
  * a failed install can be read afterwards (`GET /api/v1/nodes/{id}/console`, `nodes console
  * --recorded`). A new attempt appends to the same file, so the previous one stays above it.
  *

@@ -118,6 +118,7 @@ test("the recordings of a set of nodes follow reconcile: started for new nodes, 
   const recordings = new ConsoleRecordings((id) => (id.includes("/") ? undefined : join(rig.dir, `${id}.log`)), {
     ipmitool: rig.ipmitool,
     cipherSuite: 3,
+    lingerMs: 1_000,
   });
   t.after(() => recordings.stopAll());
   await recordings.reconcile(
@@ -133,7 +134,13 @@ test("the recordings of a set of nodes follow reconcile: started for new nodes, 
     30_000,
   );
   await recordings.reconcile(new Map());
-  assert.deepEqual(recordings.recording, []);
+  assert.deepEqual(
+    recordings.recording,
+    ["n-a"],
+    "it lingers a moment: an installer's last lines come after its callback",
+  );
+  await waitFor("the linger to end", () => recordings.recording.length === 0, 10_000);
+  await new Promise((resolve) => setTimeout(resolve, 500));
   const size = statSync(join(rig.dir, "n-a.log")).size;
   await new Promise((resolve) => setTimeout(resolve, 500));
   assert.equal(statSync(join(rig.dir, "n-a.log")).size, size, "stopped when the node left the set");
