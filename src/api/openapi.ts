@@ -36,6 +36,21 @@ export function openApiDocument(): Record<string, unknown> {
       },
     },
   });
+  /** A lifecycle action that also takes `{"power": true}` (issue 13). */
+  const withPower = (operation: { post: Record<string, unknown> }) => ({
+    post: {
+      ...operation.post,
+      requestBody: { required: false, content: powerBody },
+      responses: {
+        ...(operation.post.responses as Record<string, unknown>),
+        "200": {
+          description: "the node after the transition; with power: { node, steps }",
+          content: json(ref("Node")),
+        },
+        "502": bmcFailure,
+      },
+    },
+  });
   const eventQuery = [
     { name: "node", in: "query", schema: { type: "string" }, description: "node id, MAC or hostname" },
     {
@@ -79,7 +94,41 @@ export function openApiDocument(): Record<string, unknown> {
     uuid: { type: ["string", "null"], description: "SMBIOS system UUID" },
     imageVersion: { type: ["string", "null"], description: "pin the profile's image to this version" },
     labels: { type: "object", additionalProperties: { type: "string" } },
+    bmc: {
+      type: ["object", "null"],
+      description:
+        "the node's BMC (issue 13); the password is sealed with the server's key (or read from passwordFile on the server) and never returned. POST /nodes with a Redfish bmc and no macs reads the MACs, UUID and serial from the BMC",
+      required: ["type", "address", "username"],
+      properties: {
+        type: { type: "string", enum: ["ipmi", "redfish"] },
+        address: { type: "string" },
+        port: { type: "integer" },
+        username: { type: "string" },
+        password: { type: "string", writeOnly: true },
+        passwordFile: { type: "string", writeOnly: true, description: "an absolute path on the server" },
+        fingerprint: { type: "string", description: "Redfish: the certificate's sha256, pinned" },
+        scheme: { type: "string", enum: ["https", "http"] },
+        cipherSuite: { type: "integer", description: "IPMI: RMCP+ cipher suite (ipmitool -C)" },
+      },
+    },
   };
+  const bmcFailure = error(
+    "the BMC failed: `error` is BMC_UNREACHABLE, BMC_CREDENTIALS, BMC_UNSUPPORTED, BMC_TIMEOUT, BMC_CERTIFICATE or BMC_FAILED",
+  );
+  const powerStep = {
+    type: "object",
+    properties: {
+      step: { type: "string", enum: ["boot-pxe", "provision", "power-cycle", "await-callback", "boot-disk"] },
+      outcome: { type: "string", enum: ["ok", "failed"] },
+      error: { type: "string" },
+      message: { type: "string" },
+      mismatch: { type: "string", description: "what the BMC did not keep of a boot-device request" },
+    },
+  };
+  const powerBody = json({
+    type: "object",
+    properties: { power: { type: "boolean", description: "boot it now through its BMC (issue 13)" } },
+  });
   return {
     openapi: "3.1.0",
     info: {
@@ -128,6 +177,20 @@ export function openApiDocument(): Record<string, unknown> {
             stateChangedAt: { type: "string", format: "date-time" },
             createdAt: { type: "string", format: "date-time" },
             lastSeenAt: { type: "string", format: "date-time" },
+            bmc: {
+              type: "object",
+              description: "as set, without the password; `password` says how it is held",
+              properties: { password: { type: "string", enum: ["file", "stored"] } },
+            },
+            power: {
+              type: "object",
+              description: "the power state as last polled (bmc.pollInterval)",
+              properties: {
+                state: { type: "string", enum: ["on", "off", "unknown"] },
+                checkedAt: { type: "string", format: "date-time" },
+                error: { type: "string" },
+              },
+            },
           },
         },
         NodeChanges: { type: "object", additionalProperties: false, properties: nodeFields },
@@ -202,8 +265,122 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { "200": { description: "the removed node", content: json(ref("Node")) }, ...changeResponses },
         },
       },
-      "/nodes/{ref}/provision": action("install the node on its next PXE boot (ready or failed nodes)"),
-      "/nodes/{ref}/reprovision": action("install again (also a provisioned node, or restart a stuck attempt)"),
+      "/nodes/{ref}/provision": withPower(
+        action(
+          'install the node on its next PXE boot (ready or failed nodes); with {"power": true}: one-time network boot, power cycle, the disk after the callback, through its BMC',
+        ),
+      ),
+      "/nodes/{ref}/reprovision": withPower(
+        action('install again (also a provisioned node, or restart a stuck attempt); {"power": true} as for provision'),
+      ),
+      "/nodes/provision": {
+        post: {
+          summary: "provision by power every node the filter selects, bmc.concurrency at a time; each node's outcome",
+          security: admin,
+          parameters: [
+            {
+              name: "label",
+              in: "query",
+              schema: { type: "array", items: { type: "string" } },
+              description: "key=value",
+            },
+            { name: "state", in: "query", schema: { type: "string", enum: [...NODE_STATES] } },
+            { name: "profile", in: "query", schema: { type: "string" } },
+          ],
+          requestBody: {
+            required: true,
+            content: json({
+              type: "object",
+              required: ["power"],
+              properties: { power: { const: true }, reprovision: { type: "boolean" } },
+            }),
+          },
+          responses: {
+            "200": {
+              description: "one result per node; a dead BMC fails its own node only",
+              content: json({
+                type: "object",
+                properties: {
+                  results: {
+                    type: "array",
+                    items: {
+                      type: "object",
+                      properties: {
+                        node: { type: "string" },
+                        ok: { type: "boolean" },
+                        steps: { type: "array", items: powerStep },
+                        error: { type: "string" },
+                        message: { type: "string" },
+                      },
+                    },
+                  },
+                },
+              }),
+            },
+            "400": error("no filter, or not by power"),
+          },
+        },
+      },
+      "/nodes/{ref}/power": {
+        get: {
+          summary: "read the node's power state from its BMC now",
+          parameters: [nodeRef],
+          responses: {
+            "200": {
+              description: "power state",
+              content: json({
+                type: "object",
+                properties: { node: { type: "string" }, state: { type: "string", enum: ["on", "off"] } },
+              }),
+            },
+            "409": error("the node has no BMC"),
+            "502": bmcFailure,
+          },
+        },
+        post: {
+          summary: "power the node on, off, cycle or reset it (hard, through its BMC); an event either way",
+          security: admin,
+          parameters: [nodeRef],
+          requestBody: {
+            required: true,
+            content: json({
+              type: "object",
+              required: ["action"],
+              properties: { action: { type: "string", enum: ["on", "off", "cycle", "reset"] } },
+            }),
+          },
+          responses: { "200": { description: "done" }, ...changeResponses, "502": bmcFailure },
+        },
+      },
+      "/nodes/{ref}/bootdev": {
+        get: {
+          summary: "the boot override the node's BMC holds",
+          parameters: [nodeRef],
+          responses: { "200": { description: "device, persistent, efi, raw" }, "502": bmcFailure },
+        },
+        put: {
+          summary: "set the next boot device and read it back; `mismatch` says what the BMC did not keep",
+          security: admin,
+          parameters: [nodeRef],
+          requestBody: {
+            required: true,
+            content: json({
+              type: "object",
+              required: ["device"],
+              properties: {
+                device: { type: "string", enum: ["pxe", "disk", "http"] },
+                persistent: { type: "boolean" },
+                efi: { type: "boolean", description: "UEFI (true) or legacy (false); left out: the BMC's mode" },
+              },
+            }),
+          },
+          responses: {
+            "200": { description: "requested, readBack, mismatch?" },
+            ...changeResponses,
+            "502": bmcFailure,
+          },
+        },
+      },
       "/nodes/{ref}/retire": action("never boot this node from the network again"),
       "/nodes/{ref}/reactivate": action("bring a retired node back (ready, or discovered without a profile)"),
       "/nodes/{ref}/macs": {

@@ -104,7 +104,10 @@ export interface BmcEndpoint {
 export interface BmcTimeouts {
   /** One attempt (one ipmitool run, one HTTP request). */
   attemptMs: number;
-  /** Attempts for an operation that failed unreachable or timed out (never for bad credentials). */
+  /**
+   * Attempts of a request that found nothing there (`unreachable`); never of a refused password, and
+   * never of a request that may have been carried out (an unanswered command, a Redfish POST or PATCH).
+   */
   attempts: number;
 }
 

@@ -144,6 +144,10 @@ export function classifyIpmitoolFailure(stderr: string, what: string): BmcError 
     return new BmcError("credentials", `${what}: the BMC refused the username or password (${detail})`);
   if (/invalid (authentication|integrity|confidentiality) algorithm/i.test(stderr))
     return new BmcError("unsupported", `${what}: the BMC does not offer the RMCP+ cipher suite asked for (${detail})`);
+  // A command sent inside an open session that got no answer at all (no completion code): the BMC
+  // took the session and then went quiet, a hang rather than an absence.
+  if (/Unable to send RAW command/i.test(stderr) && !/rsp=0x/i.test(stderr))
+    return new BmcError("timeout", `${what}: the BMC opened a session, then stopped answering (${detail})`);
   const code = /rsp=0x([0-9a-f]{2})/i.exec(stderr);
   if (code && UNSUPPORTED_CODES.has(Number.parseInt(code[1]!, 16)))
     return new BmcError("unsupported", `${what}: the BMC does not support it (${detail})`);
@@ -252,8 +256,10 @@ export class IpmitoolClient implements BmcClient {
       } catch (error) {
         if (!(error instanceof BmcError)) throw error;
         last = error;
-        // A wrong password stays wrong, and retrying it can lock the account on real BMCs.
-        if (error.failure !== "unreachable" && error.failure !== "timeout") throw error;
+        // Only a run that never opened a session is tried again: a wrong password stays wrong (and
+        // retrying can lock the account), and a command that went unanswered may have been carried
+        // out (a second power cycle is worse than an error).
+        if (error.failure !== "unreachable") throw error;
       }
     }
     throw last!;
@@ -347,7 +353,7 @@ function spawnIpmitool(binary: string, args: string[], timeoutMs: number, what: 
       if (timedOut) {
         // Killed by our clock: a session that opened (RAKP went through) and then hung is a BMC
         // that stopped mid-answer; no session at all is one that never answered.
-        const opened = /RAKP 4|Opened session|IPMI v2 \/ RMCP\+ SESSION OPENED/i.test(stderr) || stdout !== "";
+        const opened = /Running Get VSO|RAW REQ|Discovered IPMB/i.test(stderr) || stdout !== "";
         reject(new BmcError(opened ? "timeout" : "unreachable", `${what}: no answer within ${timeoutMs} ms`));
         return;
       }

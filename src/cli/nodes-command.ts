@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { CentraError } from "../errors.js";
 import type { NodeEvent, NodeRecord } from "../store/store.js";
@@ -164,6 +165,63 @@ function labelsOf(pairs: string[] | undefined): Record<string, string> | undefin
   return labels;
 }
 
+/** The `--bmc-…` flags of `nodes add` and `nodes set`. */
+interface BmcFlags {
+  bmcType?: string;
+  bmcAddress?: string;
+  bmcPort?: string;
+  bmcUser?: string;
+  bmcPasswordFile?: string;
+  bmcServerPasswordFile?: string;
+  bmcFingerprint?: string;
+  bmcScheme?: string;
+  bmcCipherSuite?: string;
+}
+
+function bmcOptions(command: Command): Command {
+  return command
+    .option("--bmc-type <type>", "the node's BMC: ipmi (IPMI over LAN) or redfish")
+    .option("--bmc-address <host>", "BMC host name or address")
+    .option("--bmc-port <port>", "BMC port (default 623 ipmi, 443 redfish)")
+    .option("--bmc-user <name>", "BMC username")
+    .option(
+      "--bmc-password-file <file>",
+      "a local file whose first line is the BMC password; sent once to the server, which keeps it sealed (never on the command line)",
+    )
+    .option("--bmc-server-password-file <path>", "instead: a file ON THE SERVER holding the password, read at each use")
+    .option(
+      "--bmc-fingerprint <sha256>",
+      "Redfish: the BMC certificate's sha256 fingerprint (self-signed certificates)",
+    )
+    .option("--bmc-scheme <scheme>", "Redfish: https (default) or http (lab BMCs)")
+    .option("--bmc-cipher-suite <n>", "IPMI: the RMCP+ cipher suite (ipmitool -C)");
+}
+
+/** The `bmc` object of a node body from the flags, or undefined when none was given. */
+export function bmcBody(flags: BmcFlags): Record<string, unknown> | undefined {
+  if (Object.entries(flags).every(([key, value]) => !key.startsWith("bmc") || value === undefined)) return undefined;
+  const bmc: Record<string, unknown> = {};
+  if (flags.bmcType !== undefined) bmc.type = flags.bmcType;
+  if (flags.bmcAddress !== undefined) bmc.address = flags.bmcAddress;
+  if (flags.bmcPort !== undefined) bmc.port = Number(flags.bmcPort);
+  if (flags.bmcUser !== undefined) bmc.username = flags.bmcUser;
+  if (flags.bmcPasswordFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(flags.bmcPasswordFile, "utf8");
+    } catch (error) {
+      throw new ApiCallError(`--bmc-password-file ${flags.bmcPasswordFile}: cannot read: ${(error as Error).message}`);
+    }
+    // The first line, as ipmitool reads a password file (an editor's trailing newline is not part of it).
+    bmc.password = text.split(/\r?\n/)[0] ?? "";
+  }
+  if (flags.bmcServerPasswordFile !== undefined) bmc.passwordFile = flags.bmcServerPasswordFile;
+  if (flags.bmcFingerprint !== undefined) bmc.fingerprint = flags.bmcFingerprint;
+  if (flags.bmcScheme !== undefined) bmc.scheme = flags.bmcScheme;
+  if (flags.bmcCipherSuite !== undefined) bmc.cipherSuite = Number(flags.bmcCipherSuite);
+  return bmc;
+}
+
 function print(value: unknown, json: boolean | undefined, human: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : human());
 }
@@ -191,7 +249,22 @@ export function formatEvent(e: NodeEvent): string {
   return `${e.at}  ${e.nodeId}  ${e.kind}${move}${action}${by}\n`;
 }
 
-export function formatNode(node: NodeRecord, events: NodeEvent[]): string {
+/** A node as the API shows it: its BMC without secrets, its power as last polled. */
+type NodeView = NodeRecord & { power?: { state: string; checkedAt: string; error?: string }; bmc?: unknown };
+
+function bmcLine(node: NodeView): string | undefined {
+  const bmc = node.bmc as { type?: string; address?: string; port?: number; username?: string } | undefined;
+  if (!bmc) return undefined;
+  return `${bmc.type} ${bmc.username}@${bmc.address}${bmc.port ? `:${bmc.port}` : ""}`;
+}
+
+function powerLine(node: NodeView): string | undefined {
+  const power = node.power;
+  if (!power) return undefined;
+  return `${power.state} (checked ${power.checkedAt}${power.error ? `, ${power.error}` : ""})`;
+}
+
+export function formatNode(node: NodeView, events: NodeEvent[]): string {
   const field = (label: string, value: string | undefined) =>
     value === undefined ? "" : `${label.padEnd(15)} ${value}\n`;
   const labels = Object.entries(node.labels)
@@ -209,6 +282,8 @@ export function formatNode(node: NodeRecord, events: NodeEvent[]): string {
     field("uuid", node.uuid) +
     field("serial", node.serial) +
     field("firmware", node.firmware) +
+    field("bmc", bmcLine(node)) +
+    field("power", powerLine(node)) +
     field("source", node.source) +
     field("deadline", node.provisionDeadline) +
     field("last seen", node.lastSeenAt) +
@@ -258,7 +333,12 @@ export function registerNodesCommands(program: Command): void {
       },
     );
 
-  sub("add <mac...>", "add a machine by its MAC(s); with --profile it is ready to provision")
+  bmcOptions(
+    sub(
+      "add [mac...]",
+      "add a machine by its MAC(s); with --profile it is ready to provision; with a Redfish --bmc-… and no MAC, its MACs, UUID and serial are read from the BMC",
+    ),
+  )
     .option("--profile <profile>", "a profile of the config")
     .option("--hostname <name>", "hostname (DHCP option 12, centra.hostname=)")
     .option("--ip <address>", "fixed address, outside the dynamic pool")
@@ -276,11 +356,17 @@ export function registerNodesCommands(program: Command): void {
           imageVersion?: string;
           label?: string[];
           json?: boolean;
-        },
+        } & BmcFlags,
         command: Command,
       ) => {
+        const bmc = bmcBody(options);
+        if (macs.length === 0 && bmc === undefined)
+          throw new ApiCallError(
+            "give the machine's MAC(s), or its BMC (--bmc-type redfish --bmc-address …) to read them from",
+          );
         const body = {
-          macs,
+          ...(macs.length ? { macs } : {}),
+          ...(bmc !== undefined ? { bmc } : {}),
           ...(options.profile !== undefined ? { profile: options.profile } : {}),
           ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
           ...(options.ip !== undefined ? { ipAddress: options.ip } : {}),
@@ -293,14 +379,14 @@ export function registerNodesCommands(program: Command): void {
       },
     );
 
-  sub("set <node>", "change a node (id, MAC or hostname); use --clear to remove a field")
+  bmcOptions(sub("set <node>", "change a node (id, MAC or hostname); use --clear to remove a field"))
     .option("--profile <profile>", "a profile of the config (a discovered node becomes ready)")
     .option("--hostname <name>", "hostname")
     .option("--ip <address>", "fixed address")
     .option("--uuid <uuid>", "SMBIOS system UUID")
     .option("--image-version <version>", "pin the profile's image version")
     .option("--label <key=value>", "replace the labels with these (repeatable)", collect)
-    .option("--clear <field>", "clear profile, hostname, ipAddress, uuid or imageVersion (repeatable)", collect)
+    .option("--clear <field>", "clear profile, hostname, ipAddress, uuid, imageVersion or bmc (repeatable)", collect)
     .action(
       async (
         ref: string,
@@ -313,10 +399,12 @@ export function registerNodesCommands(program: Command): void {
           label?: string[];
           clear?: string[];
           json?: boolean;
-        },
+        } & BmcFlags,
         command: Command,
       ) => {
         const body: Record<string, unknown> = {};
+        const bmc = bmcBody(options);
+        if (bmc !== undefined) body.bmc = bmc;
         for (const field of options.clear ?? []) body[field] = null;
         if (options.profile !== undefined) body.profile = options.profile;
         if (options.hostname !== undefined) body.hostname = options.hostname;
@@ -332,7 +420,7 @@ export function registerNodesCommands(program: Command): void {
   sub("show <node>", "one node (id, MAC or hostname) and its recent events").action(
     async (ref: string, options: { json?: boolean }, command: Command) => {
       const api = client(command);
-      const node = await api.call<NodeRecord>("GET", `/nodes/${enc(ref)}`);
+      const node = await api.call<NodeView>("GET", `/nodes/${enc(ref)}`);
       const { events } = await api.call<{ events: NodeEvent[] }>("GET", `/nodes/${enc(node.id)}/events?limit=20`);
       print({ ...node, events }, options.json, () => formatNode(node, events));
     },
@@ -397,10 +485,109 @@ export function registerNodesCommands(program: Command): void {
       },
     );
 
-  lifecycle("provision", "provision", "install the node on its next PXE boot").option(
-    "--reprovision",
-    "install again even if it is provisioned",
+  sub(
+    "provision [node]",
+    "install the node on its next PXE boot; --power: set a one-time network boot and power-cycle it through its BMC; --label with --power: every node so labelled",
+  )
+    .option("--reprovision", "install again even if it is provisioned")
+    .option("--power", "boot it now through its BMC (one-time PXE, power cycle; the disk again after the callback)")
+    .option("--label <key=value>", "with --power and no node: every node with this label (repeatable)", collect)
+    .option("--state <state>", "with --power and no node: only nodes in this state")
+    .action(
+      async (
+        ref: string | undefined,
+        options: { reprovision?: boolean; power?: boolean; label?: string[]; state?: string; json?: boolean },
+        command: Command,
+      ) => {
+        const api = client(command);
+        const action = options.reprovision ? "reprovision" : "provision";
+        if (ref === undefined) {
+          if (!options.power || (!options.label?.length && !options.state))
+            throw new ApiCallError("give a node, or --power with --label key=value (and/or --state) for many");
+          const query = new URLSearchParams();
+          for (const label of options.label ?? []) query.append("label", label);
+          if (options.state) query.set("state", options.state);
+          const bulk = await api.call<{ results: { node: string; ok: boolean; error?: string; message?: string }[] }>(
+            "POST",
+            `/nodes/provision?${query}`,
+            { power: true, reprovision: options.reprovision === true },
+          );
+          print(bulk, options.json, () =>
+            bulk.results.length === 0
+              ? "no node matches\n"
+              : bulk.results
+                  .map(
+                    (r) =>
+                      `${r.node}  ${r.ok ? "power-cycled into its network boot" : `FAILED ${r.error}: ${r.message}`}\n`,
+                  )
+                  .join(""),
+          );
+          if (bulk.results.some((r) => !r.ok)) process.exitCode = 1;
+          return;
+        }
+        if (options.power) {
+          const result = await api.call<{
+            node: NodeRecord;
+            steps: { step: string; outcome: string; mismatch?: string }[];
+          }>("POST", `/nodes/${enc(ref)}/${action}`, { power: true });
+          print(result, options.json, () =>
+            [
+              ...result.steps.map((s) => `${s.step}: ${s.outcome}${s.mismatch ? ` (warning: ${s.mismatch})` : ""}\n`),
+              `${result.node.id} is ${result.node.state}; the disk becomes its boot device after the callback (nodes events ${result.node.id} -f)\n`,
+            ].join(""),
+          );
+          return;
+        }
+        const node = await api.call<NodeRecord>("POST", `/nodes/${enc(ref)}/${action}`);
+        print(
+          node,
+          options.json,
+          () =>
+            `${node.id} is ${node.state}${node.provisionDeadline ? ` (callback expected by ${node.provisionDeadline})` : ""}\n`,
+        );
+      },
+    );
+
+  sub("power <node> <action>", "BMC power: status, on, off, cycle or reset").action(
+    async (ref: string, action: string, options: { json?: boolean }, command: Command) => {
+      const api = client(command);
+      if (action === "status") {
+        const status = await api.call<{ node: string; state: string }>("GET", `/nodes/${enc(ref)}/power`);
+        print(status, options.json, () => `${status.node} power ${status.state}\n`);
+        return;
+      }
+      if (!["on", "off", "cycle", "reset"].includes(action))
+        throw new ApiCallError(`power ${action}: expected status, on, off, cycle or reset`);
+      const result = await api.call<{ node: string }>("POST", `/nodes/${enc(ref)}/power`, { action });
+      print(result, options.json, () => `${result.node} power ${action}: done\n`);
+    },
   );
+
+  sub("bootdev <node> <device>", "BMC boot device for the next boot: pxe, disk or http (UEFI HTTP, Redfish)")
+    .option("--persistent", "every boot, not only the next")
+    .option("--efi", "UEFI mode (IPMI efiboot, Redfish UEFI)")
+    .option("--legacy", "legacy BIOS mode")
+    .action(
+      async (
+        ref: string,
+        device: string,
+        options: { persistent?: boolean; efi?: boolean; legacy?: boolean; json?: boolean },
+        command: Command,
+      ) => {
+        if (options.efi && options.legacy) throw new ApiCallError("--efi and --legacy exclude each other");
+        const body: Record<string, unknown> = { device, persistent: options.persistent === true };
+        if (options.efi) body.efi = true;
+        if (options.legacy) body.efi = false;
+        const result = await client(command).call<{ readBack: { raw: string }; mismatch?: string }>(
+          "PUT",
+          `/nodes/${enc(ref)}/bootdev`,
+          body,
+        );
+        // A mismatch is a warning, not a failure: the BMC took the request and kept part of it.
+        if (result.mismatch) process.stderr.write(`warning: ${result.mismatch}\n`);
+        print(result, options.json, () => `boot device ${device} set (${result.readBack.raw})\n`);
+      },
+    );
   lifecycle("reprovision", "reprovision", "install a provisioned or failed node again on its next PXE boot");
   lifecycle("retire", "retire", "never boot the node from the network again");
   lifecycle("reactivate", "reactivate", "bring a retired node back");

@@ -187,8 +187,8 @@ export class PowerControl {
   }
 
   /**
-   * Provision by power: the lifecycle's `provision` (or `reprovision`), a one-time network boot in
-   * the firmware's mode set RIGHT before the power cycle (IPMI BMCs forget a boot flag 60 s after
+   * Provision by power: a one-time network boot in the firmware's mode, the lifecycle's `provision`
+   * (or `reprovision`), and the power cycle, the boot flag set RIGHT before the cycle (IPMI BMCs forget a boot flag 60 s after
    * it is set unless told not to, which the client does too), the cycle, and then, in the
    * background, the wait for the installer's callback and the boot device back to disk. Returns
    * after the cycle; each step is an event (`power-provision`) with its outcome.
@@ -203,6 +203,7 @@ export class PowerControl {
     const steps: PowerStep[] = [];
     const record = async (node: NodeRecord, step: PowerStep) => {
       steps.push(step);
+      this.log(node, "power-provision", { ...step });
       await this.core.record({ nodeId: node.id, kind: "power-provision", details: { ...step, by: actor } });
     };
     const attempt = async <T>(node: NodeRecord, name: PowerStep["step"], body: () => Promise<T>): Promise<T> => {
@@ -222,9 +223,11 @@ export class PowerControl {
         throw error;
       }
     };
+    // The boot flag first: a BMC that cannot be reached leaves the node as it was, not in an attempt
+    // no machine is booting into. Then the transition (a local write), then at once the cycle.
+    const efi = efiFromFirmware(before.firmware);
+    await attempt(before, "boot-pxe", () => client.setBootDevice("pxe", efi === undefined ? {} : { efi }));
     const node = await attempt(before, "provision", () => this.lifecycle.provision(before.id, actor, options));
-    const efi = efiFromFirmware(node.firmware);
-    await attempt(node, "boot-pxe", () => client.setBootDevice("pxe", efi === undefined ? {} : { efi }));
     await attempt(node, "power-cycle", () => client.power("cycle"));
     this.states.delete(node.id);
     void this.follow(node, client, efi, record).catch((error: unknown) =>
@@ -325,26 +328,34 @@ export class PowerControl {
     try {
       const value = await body();
       const mismatch = (value as { mismatch?: string } | undefined)?.mismatch;
-      await this.core.record({
-        nodeId: node.id,
-        kind,
-        details: { ...details, outcome: "ok", ...(mismatch ? { mismatch } : {}) },
-      });
+      const outcome = { ...details, outcome: "ok", ...(mismatch ? { mismatch } : {}) };
+      this.log(node, kind, outcome);
+      await this.core.record({ nodeId: node.id, kind, details: outcome });
       return value;
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
-      await this.core.record({
-        nodeId: node.id,
-        kind,
-        details: {
-          ...details,
-          outcome: "failed",
-          error: (failure as { code?: string }).code ?? "ERROR",
-          message: failure.message,
-        },
-      });
+      const outcome = {
+        ...details,
+        outcome: "failed",
+        error: (failure as { code?: string }).code ?? "ERROR",
+        message: failure.message,
+      };
+      this.log(node, kind, outcome);
+      await this.core.record({ nodeId: node.id, kind, details: outcome });
       throw error;
     }
+  }
+
+  /** One line per BMC operation: what, on which node and BMC address, and how it went (never a password). */
+  private log(node: NodeRecord, kind: string, details: Record<string, unknown>): void {
+    const line = {
+      node: node.id,
+      bmc: node.bmc ? `${node.bmc.type}:${node.bmc.address}` : undefined,
+      kind,
+      ...details,
+    };
+    if (details.outcome === "failed") this.core.logger.warn(line, `BMC ${kind} failed`);
+    else this.core.logger.info(line, `BMC ${kind}`);
   }
 
   /** Poll the power of every node with a BMC every `bmc.pollInterval`, `bmc.concurrency` at a time. */

@@ -141,3 +141,44 @@ test("the password never shows in a process listing while ipmitool runs, and its
   const left = readdirSync(tmpdir()).filter((n) => n.startsWith("centra-pxe-ipmi-") && !before.includes(n));
   assert.deepEqual(left, [], "the password file outlived the run");
 });
+
+test("a BMC that opens the session and then hangs is BMC_TIMEOUT, bounded, not tried twice as a dead one", async (t) => {
+  if (!ready) return t.skip("no ipmi_sim");
+  // A relay in front of ipmi_sim that passes the session's set-up and ipmitool's first in-session
+  // requests (privilege level, its PICMG/VSO probes: five with ipmitool 1.8.19), then drops the rest:
+  // the command itself gets no answer, as from a BMC stuck behind its own lock.
+  const front: Socket = createSocket("udp4");
+  const back: Socket = createSocket("udp4");
+  let client: { address: string; port: number } | undefined;
+  let inSession = 0;
+  back.on("message", (message) => client && front.send(message, client.port, client.address));
+  front.on("message", (message, from) => {
+    client = from;
+    // RMCP+ (auth type 0x06), IPMI payload (type 0), a session id: a request inside the session.
+    if (message[4] === 0x06 && (message[5]! & 0x3f) === 0 && message.readUInt32LE(6) !== 0 && ++inSession > 5) return;
+    back.send(message, sim.port, sim.address);
+  });
+  await new Promise<void>((r) => front.bind(0, "127.0.0.1", r));
+  t.after(() => {
+    front.close();
+    back.close();
+  });
+  const bmc = new IpmitoolClient(
+    {
+      protocol: "ipmi",
+      address: "127.0.0.1",
+      port: front.address().port,
+      username: sim.username,
+      password: sim.password,
+    },
+    { attemptMs: 4000, attempts: 2, cipherSuite: 3 },
+  );
+  const started = Date.now();
+  await assert.rejects(bmc.powerStatus(), (e: unknown) => {
+    assert.ok(e instanceof BmcError);
+    assert.equal(e.code, "BMC_TIMEOUT", e.message);
+    return true;
+  });
+  const took = Date.now() - started;
+  assert.ok(took < 2 * 4000 + 2000, `took ${took} ms`);
+});
