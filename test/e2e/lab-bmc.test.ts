@@ -24,9 +24,8 @@ import { isCI, requireBinaries } from "../support/netns.js";
 
 /**
  * Provisioning by power, end to end: a lab machine that is powered off behind its BMC (OpenIPMI's
- * ipmi_sim, or the lab's Redfish BMC) is provisioned by the server through it (`POST
- * /nodes/{id}/provision {"power": true}`, what `nodes provision --power` sends): a one-time network
- * boot and a power cycle; it PXE-boots the lab initrd, calls back and powers itself off, and the
+ * ipmi_sim, or the lab's Redfish BMC) is provisioned by the server through it (`nodes provision
+ * NODE --power`): a one-time network boot and a power cycle; it PXE-boots the lab initrd, calls back and powers itself off, and the
  * server sets its boot device back to disk; powered on again (through the BmcClient, in the
  * namespace) it boots its disk and not the network. The server recorded the IPMI machine's console
  * over SOL meanwhile; it is read back through the API. One BIOS machine per BMC type (~2 min each
@@ -81,19 +80,6 @@ function cli(lab: Lab, ...args: string[]): string {
   return result.stdout;
 }
 
-/** One call of the lab server's API, from inside the lab namespace (where it listens). */
-function api<T>(lab: Lab, method: string, path: string, body?: unknown): T {
-  const token = readFileSync(join(lab.state.stateDir, "admin-token"), "utf8").trim();
-  const request = `fetch(${JSON.stringify(`http://${LAB_SERVER_ADDRESS}/api/v1${path}`)}, { method: ${JSON.stringify(method)}, headers: { authorization: "Bearer " + process.env.TOKEN, "content-type": "application/json" }, body: process.env.BODY || undefined }).then(async (r) => { const t = await r.text(); if (!r.ok) { console.error(r.status + " " + t); process.exit(1); } process.stdout.write(t); }, (e) => { console.error(String(e)); process.exit(1); })`;
-  const result = spawnSync("ip", ["netns", "exec", lab.state.namespace, process.execPath, "-e", request], {
-    encoding: "utf8",
-    timeout: 120_000,
-    env: { ...process.env, TOKEN: token, BODY: body === undefined ? "" : JSON.stringify(body) },
-  });
-  assert.equal(result.status, 0, `${method} ${path} failed: ${result.stderr}`);
-  return JSON.parse(result.stdout) as T;
-}
-
 async function waitFor(what: string, check: () => boolean, timeoutMs: number, lab: Lab): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
@@ -132,13 +118,13 @@ async function provisionByPower(t: TestContext, type: LabBmcType): Promise<{ lab
   assert.equal(bmc<string>(lab, endpoint, "power-status"), "off", "lab up --bmc leaves the machine powered off");
 
   const node = labNodes(lab.state).find((n) => n.macs.includes(machine.mac))!;
-  // `nodes provision NODE --power` as the API takes it: provisioning, a one-time network boot read
-  // back, a power cycle; the server then follows the node to its callback and sets the disk back.
+  // `nodes provision NODE --power`: provisioning, a one-time network boot read back, a power cycle;
+  // the server then follows the node to its callback and sets the disk back.
   const started = Date.now();
   m.startedAt = started;
-  const provisioned = api<{ steps: { step: string; outcome: string }[] }>(lab, "POST", `/nodes/${node.id}/provision`, {
-    power: true,
-  });
+  const provisioned = JSON.parse(cli(lab, "nodes", "provision", node.id, "--power", "--json")) as {
+    steps: { step: string; outcome: string }[];
+  };
   assert.deepEqual(
     provisioned.steps.map((s) => `${s.step} ${s.outcome}`),
     ["provision ok", "boot-pxe ok", "power-cycle ok"],
