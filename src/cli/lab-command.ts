@@ -6,7 +6,6 @@ import { HTTP_BOOT_LAB_MACHINE, LAB_SERVER_ADDRESS, SEED_LAB_MACHINES } from "..
 import {
   DEFAULT_LAB_NAMESPACE,
   DEFAULT_LAB_STATE_DIR,
-  describeBmc,
   describeProgress,
   labDown,
   labNodes,
@@ -117,7 +116,6 @@ export function registerLabCommand(program: Command): void {
           throw error;
         }
         if (bmc) {
-          for (const m of running.state.machines) say(describeBmc(m.bmc!));
           say(`\nthe machines are powered off; provision one by power from inside the lab, e.g.:`);
           say(
             `  ip netns exec ${common.namespace} centra-pxe nodes provision ${running.state.machines[0]?.mac} --power --url http://${LAB_SERVER_ADDRESS} --token "$(cat ${common.stateDir}/admin-token)"`,
