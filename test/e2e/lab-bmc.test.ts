@@ -19,6 +19,7 @@ import {
   watchLab,
 } from "../../src/lab/lab.js";
 import { findFirmware } from "../../src/lab/machines.js";
+import { namespaceExists } from "../../src/lab/network.js";
 import { Milestone, plainText } from "../../src/lab/progress.js";
 import { isCI, requireBinaries } from "../support/netns.js";
 
@@ -125,10 +126,11 @@ async function provisionByPower(t: TestContext, type: LabBmcType): Promise<{ lab
   const provisioned = JSON.parse(cli(lab, "nodes", "provision", node.id, "--power", "--json")) as {
     steps: { step: string; outcome: string }[];
   };
-  assert.deepEqual(
-    provisioned.steps.map((s) => `${s.step} ${s.outcome}`).sort(),
-    ["boot-pxe ok", "power-cycle ok", "provision ok"],
-  );
+  assert.deepEqual(provisioned.steps.map((s) => `${s.step} ${s.outcome}`).sort(), [
+    "boot-pxe ok",
+    "power-cycle ok",
+    "provision ok",
+  ]);
   const [progress] = await watchLab(lab, {
     timeoutMs: BOOT_TIMEOUT_MS,
     onMilestone: (p, milestone) =>
@@ -166,6 +168,20 @@ async function provisionByPower(t: TestContext, type: LabBmcType): Promise<{ lab
   assert.doesNotMatch(secondBoot, /Configuring \(net0/, "the second power-on did not touch the network");
   bmc(lab, endpoint, "power", "off");
   assert.equal(bmc<string>(lab, endpoint, "power-status"), "off");
+  // `lab down` ends the BMCs and their machines with the rest.
+  const bmcProcesses = [m.bmcProcess, lab.state.redfishBmc].filter((p) => p !== undefined);
+  assert.equal(bmcProcesses.length, 1, "one BMC process for the machine");
+  await labDown({ stateDir, namespace });
+  assert.ok(!namespaceExists(namespace), "namespace removed");
+  for (const proc of bmcProcesses) {
+    let cmdline = "";
+    try {
+      cmdline = readFileSync(`/proc/${proc.pid}/cmdline`, "utf8");
+    } catch {
+      /* gone */
+    }
+    assert.ok(!cmdline.includes(proc.marker), `BMC process ${proc.pid} (${proc.marker}) still running`);
+  }
   return { lab, ...(console !== undefined ? { console } : {}) };
 }
 
