@@ -97,7 +97,7 @@ export function openApiDocument(): Record<string, unknown> {
     bmc: {
       type: ["object", "null"],
       description:
-        "the node's BMC (issue 13); the password is sealed with the server's key (or read from passwordFile on the server) and never returned. POST /nodes with a Redfish bmc and no macs reads the MACs, UUID and serial from the BMC",
+        "the node's BMC (issue 13); the password is sealed with the server's key (a config node's is read from its passwordFile) and never returned. POST /nodes with a Redfish bmc and no macs reads the MACs, UUID and serial from the BMC",
       required: ["type", "address", "username"],
       properties: {
         type: { type: "string", enum: ["ipmi", "redfish"] },
@@ -105,7 +105,6 @@ export function openApiDocument(): Record<string, unknown> {
         port: { type: "integer" },
         username: { type: "string" },
         password: { type: "string", writeOnly: true },
-        passwordFile: { type: "string", writeOnly: true, description: "an absolute path on the server" },
         fingerprint: { type: "string", description: "Redfish: the certificate's sha256, pinned" },
         scheme: { type: "string", enum: ["https", "http"] },
         cipherSuite: { type: "integer", description: "IPMI: RMCP+ cipher suite (ipmitool -C)" },

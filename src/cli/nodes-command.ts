@@ -172,7 +172,6 @@ interface BmcFlags {
   bmcPort?: string;
   bmcUser?: string;
   bmcPasswordFile?: string;
-  bmcServerPasswordFile?: string;
   bmcFingerprint?: string;
   bmcScheme?: string;
   bmcCipherSuite?: string;
@@ -188,7 +187,6 @@ function bmcOptions(command: Command): Command {
       "--bmc-password-file <file>",
       "a local file whose first line is the BMC password; sent once to the server, which keeps it sealed (never on the command line)",
     )
-    .option("--bmc-server-password-file <path>", "instead: a file ON THE SERVER holding the password, read at each use")
     .option(
       "--bmc-fingerprint <sha256>",
       "Redfish: the BMC certificate's sha256 fingerprint (self-signed certificates)",
@@ -215,7 +213,6 @@ export function bmcBody(flags: BmcFlags): Record<string, unknown> | undefined {
     // The first line, as ipmitool reads a password file (an editor's trailing newline is not part of it).
     bmc.password = text.split(/\r?\n/)[0] ?? "";
   }
-  if (flags.bmcServerPasswordFile !== undefined) bmc.passwordFile = flags.bmcServerPasswordFile;
   if (flags.bmcFingerprint !== undefined) bmc.fingerprint = flags.bmcFingerprint;
   if (flags.bmcScheme !== undefined) bmc.scheme = flags.bmcScheme;
   if (flags.bmcCipherSuite !== undefined) bmc.cipherSuite = Number(flags.bmcCipherSuite);

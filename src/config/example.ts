@@ -49,4 +49,12 @@ profiles:
 # Machines can also be added at run time through the API or \`centra-pxe nodes add\`.
 nodes:
   "52:54:00:12:34:56": { profile: control-plane, hostname: control-plane-01, ipAddress: 10.0.100.50 }
+  # With its BMC the server powers it and sets its boot device (\`nodes provision NODE --power\`); the
+  # password only as a file on the server (first line). Redfish: type: redfish, and for a self-signed
+  # certificate fingerprint: <its sha256>.
+  #   bmc: { type: ipmi, address: 10.0.200.50, username: admin, passwordFile: /etc/centra-pxe/bmc-password }
+
+# BMC requests: each gives up after timeout, tried attempts times when nothing answered; the power
+# state of every node with a BMC is read every pollInterval, concurrency BMCs at a time.
+# bmc: { timeout: 10s, attempts: 2, pollInterval: 60s, concurrency: 8 }
 `;

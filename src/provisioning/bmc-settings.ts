@@ -12,7 +12,10 @@ import type { FieldProblem } from "./errors.js";
 /** The store's secret the BMC passwords are sealed with. */
 const SEAL_KEY = "bmc-password-key";
 
-/** A BMC as the API takes it; `password` exists only between the request and the seal. */
+/**
+ * A BMC as the API takes it (a config node's comes with `passwordFile` instead); `password` exists only
+ * between the request and the seal.
+ */
 export interface BmcInput extends Omit<NodeBmc, "sealedPassword"> {
   password?: string;
 }
@@ -43,7 +46,7 @@ const FINGERPRINT = /^([0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2}$/;
 
 /**
  * The `bmc` field of a node body; problems are named `bmc.<field>`. Without `password` and
- * `passwordFile` the node's current password is kept (an update that moves the BMC to a new address).
+ * a `passwordFile` (config nodes only) the node's current password is kept (an update that moves the BMC to a new address).
  */
 export function parseBmcInput(raw: unknown, problem: (field: string, message: string) => void): BmcInput | undefined {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
@@ -82,9 +85,13 @@ export function parseBmcInput(raw: unknown, problem: (field: string, message: st
   if (input.username === undefined) bad("username", "is required");
   // IPMI 2.0 passwords are at most 20 bytes; Redfish ones longer. ipmitool reads a line, so no newline.
   const password = text("password", 256, /^[^\n\r\0]+$/, "must be one line");
-  const passwordFile = text("passwordFile", 4096, /^\//, "must be an absolute path on the server");
-  if (password !== undefined && passwordFile !== undefined)
-    bad("password", "give either password or passwordFile, not both");
+  // A file on the server is the config file's to name, never the API's: a token holder could point
+  // it at any file the server reads (its first line sent as a password to a BMC address of their choosing).
+  if (input.passwordFile !== undefined)
+    bad(
+      "passwordFile",
+      "is for the config file only (nodes.<mac>.bmc.passwordFile); send the password, which the server keeps sealed",
+    );
   const fingerprint = text("fingerprint", 95, FINGERPRINT, "is not a sha256 fingerprint (64 hex digits, ':' allowed)");
   const scheme = input.scheme;
   if (scheme !== undefined && scheme !== "http" && scheme !== "https") bad("scheme", "must be https or http");
@@ -101,7 +108,6 @@ export function parseBmcInput(raw: unknown, problem: (field: string, message: st
   const bmc: BmcInput = { type: type as NodeBmc["type"], address, username };
   if (port !== undefined) bmc.port = port as number;
   if (password !== undefined) bmc.password = password;
-  if (passwordFile !== undefined) bmc.passwordFile = passwordFile;
   if (fingerprint !== undefined) bmc.fingerprint = fingerprint.toLowerCase();
   if (scheme !== undefined) bmc.scheme = scheme as "http" | "https";
   if (cipherSuite !== undefined) bmc.cipherSuite = cipherSuite as number;
@@ -112,7 +118,7 @@ export function parseBmcInput(raw: unknown, problem: (field: string, message: st
 export function missingPassword(input: BmcInput, previous: NodeBmc | undefined): FieldProblem | undefined {
   if (input.password !== undefined || input.passwordFile !== undefined) return undefined;
   if (previous?.sealedPassword !== undefined || previous?.passwordFile !== undefined) return undefined;
-  return { field: "bmc.password", message: "is required (or bmc.passwordFile, a file on the server)" };
+  return { field: "bmc.password", message: "is required: the server keeps it sealed" };
 }
 
 /** What the store keeps of an input: the password sealed for this node, or the file path, or the previous one. */

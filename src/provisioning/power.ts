@@ -145,11 +145,7 @@ export class PowerControl {
   }
 
   /** Power a node on, off, cycle or reset it; an event either way. */
-  async power(
-    ref: string,
-    action: PowerAction,
-    actor: Actor,
-  ): Promise<{ node: string; action: PowerAction; state?: PowerView }> {
+  async power(ref: string, action: PowerAction, actor: Actor): Promise<{ node: string; action: PowerAction }> {
     const node = await this.core.getNode(ref);
     const client = await this.clientOf(node);
     await this.step(node, "power", { action, by: actor }, () => client.power(action));
@@ -175,10 +171,7 @@ export class PowerControl {
   /** What a BMC not yet in the inventory says of its machine (UUID, serial, NIC MACs). */
   async discover(input: BmcInput): Promise<BmcIdentity> {
     if (input.password === undefined && input.passwordFile === undefined)
-      throw new BmcError(
-        "credentials",
-        "discovery through the BMC needs its password (bmc.password or bmc.passwordFile)",
-      );
+      throw new BmcError("credentials", "discovery through the BMC needs its password (bmc.password)");
     // The password in the clear for this one call; it is sealed once the node exists.
     const { password, ...stored } = input;
     const endpoint = await bmcEndpoint(this.core.store, "(discovery)", stored);
@@ -188,10 +181,10 @@ export class PowerControl {
 
   /**
    * Provision by power: a one-time network boot in the firmware's mode, the lifecycle's `provision`
-   * (or `reprovision`), and the power cycle, the boot flag set RIGHT before the cycle (IPMI BMCs forget a boot flag 60 s after
-   * it is set unless told not to, which the client does too), the cycle, and then, in the
-   * background, the wait for the installer's callback and the boot device back to disk. Returns
-   * after the cycle; each step is an event (`power-provision`) with its outcome.
+   * (or `reprovision`), the power cycle; the boot flag is set RIGHT before the cycle (IPMI BMCs
+   * forget one 60 s after it is set unless told not to, which the IPMI client also does). Then, in
+   * the background, the wait for the installer's callback and the disk as boot device again.
+   * Returns after the cycle; each step is a `power-provision` event with its outcome.
    */
   async provisionByPower(
     ref: string,

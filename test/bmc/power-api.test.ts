@@ -8,6 +8,7 @@ import { after, before, test } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { createApiPlugin } from "../../src/api/plugin.js";
+import { createMetricsPlugin } from "../../src/metrics/metrics.js";
 import { parseConfig } from "../../src/config/load.js";
 import { createHttpApp } from "../../src/http/app.js";
 import { createProvisioning, type ProvisioningPart } from "../../src/provisioning/index.js";
@@ -79,7 +80,14 @@ nodes:
     store,
     logger,
   });
-  app = await createHttpApp({ config, logger, resolver: part.resolver, health: () => ({}), extraPlugins: [api] });
+  const metrics = createMetricsPlugin({ store, health: () => ({}) });
+  app = await createHttpApp({
+    config,
+    logger,
+    resolver: part.resolver,
+    health: () => ({}),
+    extraPlugins: [api, metrics],
+  });
   admin = (await createApiToken(store, "ops")).token;
   ready = true;
 });
@@ -148,6 +156,21 @@ test("a node's BMC password is sealed in the store and never read back", async (
     !readFileSync(join(stateDir, "centra-pxe.db")).includes(sim.password),
     "the password is in the database in the clear",
   );
+});
+
+test("an API token cannot make the server read one of its files as a BMC password", async (t) => {
+  if (!ready) return t.skip("no ipmi_sim or mockup");
+  // As a token holder would try to exfiltrate the first line of /etc/shadow to a BMC address of theirs.
+  const refused = await call("POST", "/nodes", {
+    macs: ["52:54:00:b0:00:66"],
+    bmc: { type: "redfish", scheme: "http", address: "127.0.0.1", port: 9, username: "x", passwordFile: "/etc/shadow" },
+  });
+  assert.equal(refused.status, 400, refused.text);
+  assert.match(refused.text, /bmc\.passwordFile/);
+  const patched = await call("PATCH", `/nodes/${ipmiNode}`, {
+    bmc: { ...ipmiBmc(sim.password), passwordFile: "/etc/shadow" },
+  });
+  assert.equal(patched.status, 400, patched.text);
 });
 
 test("power on and status, boot device with its read-back, through the API", async (t) => {
@@ -257,6 +280,20 @@ test("a config node's BMC reads its password from the file on the server, and sh
   const status = await call("GET", "/nodes/from-config/power");
   assert.equal(status.status, 200, status.text);
   assert.match(String(status.body.state), /^(on|off)$/);
+});
+
+test("the poller reads every BMC's power, a dead one as unknown with its code; /metrics shows no password", async (t) => {
+  if (!ready) return t.skip("no ipmi_sim or mockup");
+  const started = Date.now();
+  await part.power.pollOnce();
+  assert.ok(Date.now() - started < 10_000, "a dead BMC held the poll round up");
+  const nodes = (await call("GET", "/nodes")).body.nodes as { id: string; power?: { state: string; error?: string } }[];
+  assert.equal(nodes.find((n) => n.id === ipmiNode)?.power?.state, "on");
+  const dead = nodes.find((n) => n.power?.error === "BMC_UNREACHABLE");
+  assert.equal(dead?.power?.state, "unknown");
+  const metrics = await app.inject({ method: "GET", url: "/metrics" });
+  assert.equal(metrics.statusCode, 200);
+  assert.ok(!metrics.body.includes(sim.password));
 });
 
 test("the password is in no log line, at trace level", async (t) => {

@@ -65,7 +65,8 @@ export async function startRedfishMockup(options: { tls?: boolean } = {}): Promi
     fingerprint = text.trim().split("=")[1];
     args.push("-s", "--cert", join(dir, "cert.pem"), "--key", join(dir, "key.pem"));
   }
-  const child: ChildProcess = spawn("python3", args, { stdio: ["ignore", "pipe", "pipe"], cwd: dir });
+  // -u: its request log unbuffered, so a test reads each line as the request is served.
+  const child: ChildProcess = spawn("python3", ["-u", ...args], { stdio: ["ignore", "pipe", "pipe"], cwd: dir });
   let output = "";
   child.stdout!.setEncoding("utf8").on("data", (d: string) => {
     output += d;
