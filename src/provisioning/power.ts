@@ -41,6 +41,8 @@ export interface PowerStep {
   outcome: "ok" | "failed";
   error?: string;
   message?: string;
+  /** The boot device set (`pxe`, or `http` for a UEFI HTTP boot machine behind Redfish). */
+  device?: BootDevice;
   /** What the BMC did not keep of a boot-device request. */
   mismatch?: string;
 }
@@ -202,8 +204,13 @@ export class PowerControl {
     const attempt = async <T>(node: NodeRecord, name: PowerStep["step"], body: () => Promise<T>): Promise<T> => {
       try {
         const value = await body();
-        const mismatch = (value as { mismatch?: string } | undefined)?.mismatch;
-        await record(node, { step: name, outcome: "ok", ...(mismatch ? { mismatch } : {}) });
+        const { mismatch, requested } = (value ?? {}) as Partial<BootDeviceResult>;
+        await record(node, {
+          step: name,
+          outcome: "ok",
+          ...(requested ? { device: requested.device } : {}),
+          ...(mismatch ? { mismatch } : {}),
+        });
         return value;
       } catch (error) {
         const failure = error instanceof Error ? error : new Error(String(error));
@@ -219,7 +226,19 @@ export class PowerControl {
     // The boot flag first: a BMC that cannot be reached leaves the node as it was, not in an attempt
     // no machine is booting into. Then the transition (a local write), then at once the cycle.
     const efi = efiFromFirmware(before.firmware);
-    await attempt(before, "boot-pxe", () => client.setBootDevice("pxe", efi === undefined ? {} : { efi }));
+    const bootOptions = efi === undefined ? {} : { efi };
+    await attempt(before, "boot-pxe", async () => {
+      // A machine last seen UEFI HTTP booting (DHCP option 93 = 16/19) is sent to UefiHttp where its
+      // Redfish BMC offers it; a BMC that does not is sent to PXE, which such firmware also does.
+      if (client.protocol === "redfish" && before.firmware?.endsWith("-http")) {
+        try {
+          return await client.setBootDevice("http", bootOptions);
+        } catch (error) {
+          if (!(error instanceof BmcError && error.failure === "unsupported")) throw error;
+        }
+      }
+      return client.setBootDevice("pxe", bootOptions);
+    });
     const node = await attempt(before, "provision", () => this.lifecycle.provision(before.id, actor, options));
     await attempt(node, "power-cycle", () => client.power("cycle"));
     this.states.delete(node.id);

@@ -124,6 +124,7 @@ const ipmiBmc = (password: string, port = 623, address = sim.address) => ({
 });
 
 let ipmiNode = "";
+let redfishNode = "";
 
 test("a node's BMC password is sealed in the store and never read back", async (t) => {
   if (!ready) return t.skip("no ipmi_sim or mockup");
@@ -205,6 +206,33 @@ test("nodes add with a Redfish BMC and no MAC reads MACs, UUID and serial from t
   assert.equal(created.body.uuid, "38947555-7742-3448-3784-823347823834");
   assert.equal(created.body.serial, "437XR1138R2");
   assert.equal((created.body.bmc as { password: string }).password, "stored");
+  redfishNode = created.body.id as string;
+});
+
+test("a UEFI HTTP boot machine behind Redfish is sent to UefiHttp where the BMC offers it, else to PXE", async (t) => {
+  if (!ready) return t.skip("no ipmi_sim or mockup");
+  const node = await store.nodes.get(redfishNode);
+  assert.ok(node);
+  // As DHCP records a machine that asked with option 93 = 16 (x64 UEFI HTTP boot).
+  await store.nodes.replace({ ...node, firmware: "efi-x64-http", profile: "worker", state: "ready" });
+  const first = await call("POST", `/nodes/${redfishNode}/provision`, { power: true });
+  assert.equal(first.status, 200, first.text);
+  assert.deepEqual((first.body.steps as { device?: string }[])[0], { step: "boot-pxe", outcome: "ok", device: "pxe" });
+
+  // The BMC now lists UefiHttp among its targets (a PATCH of the mockup's tree).
+  const system = "/redfish/v1/Systems/437XR1138R2";
+  const allowable = ["None", "Pxe", "Hdd", "UefiHttp"];
+  const res = await fetch(`http://${mockup.address}:${mockup.port}${system}`, {
+    method: "PATCH",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ Boot: { "BootSourceOverrideTarget@Redfish.AllowableValues": allowable } }),
+  });
+  assert.equal(res.status, 204);
+  const second = await call("POST", `/nodes/${redfishNode}/reprovision`, { power: true });
+  assert.equal(second.status, 200, second.text);
+  const step = (second.body.steps as { device?: string; mismatch?: string }[])[0];
+  assert.equal(step?.device, "http");
+  assert.equal(step?.mismatch, undefined);
 });
 
 test("provision --power: PXE once, cycle, and after the callback the disk; each step an event", async (t) => {
