@@ -668,6 +668,21 @@ export function openApiDocument(): Record<string, unknown> {
           },
         },
       },
+      "/nodes/{ref}/console": {
+        get: {
+          summary:
+            "the node's serial console over LAN (IPMI SOL) as the server recorded it while the node provisioned, kept under stateDir/consoles (bounded; the newest output kept)",
+          security: operator,
+          parameters: [nodeRef],
+          responses: {
+            "200": {
+              description: "the console bytes as the machine sent them",
+              content: { "text/plain": { schema: { type: "string" } } },
+            },
+            "404": error("no such node, or no console recorded for it (no IPMI BMC, or never provisioned since)"),
+          },
+        },
+      },
       "/nodes/callback": {
         post: {
           summary: "the installed system reports back; makes the node provisioned (or failed with status=failed)",

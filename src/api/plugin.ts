@@ -1,7 +1,9 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import { readFile } from "node:fs/promises";
 import { CentraError, HttpError, NotFoundError } from "../errors.js";
 import { type LeaseRecord, leaseStatus } from "../contracts/lease-store.js";
 import { listImages, useImage } from "../images/images.js";
+import { consoleLogFile } from "../files/state-dir.js";
 import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 import type { Logger } from "../log.js";
 import { CallbackRejectedError, ConflictError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
@@ -529,6 +531,19 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           return {
             boots: (verdict === undefined ? boots : boots.filter((b) => b.verdict === verdict)).slice(0, count),
           };
+        });
+
+        // The serial console the server recorded while the node provisioned (SOL): a failed install, read afterwards.
+        api.get("/nodes/:ref/console", async (request, reply) => {
+          const node = await inventory.getNode(param(request));
+          const file = consoleLogFile(inventory.config.stateDir, node.id);
+          const text = file ? await readFile(file).catch(() => undefined) : undefined;
+          if (text === undefined)
+            return reply.code(404).send({
+              error: "NO_CONSOLE",
+              message: `no console recorded for node ${node.id}: it is recorded over IPMI SOL while a node with an IPMI BMC provisions`,
+            });
+          return reply.type("text/plain; charset=utf-8").send(text);
         });
 
         api.get("/events/stream", async (request, reply) => {

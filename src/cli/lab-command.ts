@@ -1,8 +1,11 @@
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { installMissingPackages, requireRoot } from "../lab/host.js";
+import { LAB_BMC_TYPES, type LabBmcType } from "../lab/lab-bmc.js";
 import {
   ARM64_LAB_MACHINE,
   HTTP_BOOT_LAB_MACHINE,
+  LAB_SERVER_ADDRESS,
   SECURE_BOOT_LAB_MACHINES,
   SEED_LAB_MACHINES,
 } from "../lab/lab-config.js";
@@ -20,6 +23,7 @@ import {
   type LabState,
 } from "../lab/lab.js";
 import { Milestone } from "../lab/progress.js";
+import { serveRedfishBmc, type RedfishBmcSpec } from "../lab/redfish-bmc.js";
 
 interface LabCommandOptions {
   stateDir: string;
@@ -85,9 +89,14 @@ export function registerLabCommand(program: Command): void {
       "advertise an IPv6 prefix on the lab network: iPXE then stops waiting ~17 s for an IPv6 router",
     )
     .option("--no-install", "do not apt-get install missing Debian packages")
+    .option(
+      "--bmc [type]",
+      "give every machine a BMC and leave it powered off: ipmi (ipmi_sim, the default) or redfish (the lab's Redfish server); provision with `nodes provision NODE --power`",
+    )
     .action(
       async (
         options: Partial<LabCommandOptions> & {
+          bmc?: string | true;
           httpBoot?: boolean;
           secureBoot?: boolean;
           arm64?: boolean;
@@ -101,6 +110,9 @@ export function registerLabCommand(program: Command): void {
         requireRoot();
         if (options.dhcp !== "server" && options.dhcp !== "proxy")
           throw new Error(`--dhcp must be server or proxy, got ${JSON.stringify(options.dhcp)}`);
+        const bmc = options.bmc === true ? "ipmi" : options.bmc;
+        if (bmc !== undefined && !LAB_BMC_TYPES.includes(bmc as LabBmcType))
+          throw new Error(`--bmc must be ${LAB_BMC_TYPES.join(" or ")}, got ${JSON.stringify(bmc)}`);
         if (options.install) installMissingPackages(say);
         const machines = [
           ...SEED_LAB_MACHINES,
@@ -118,12 +130,21 @@ export function registerLabCommand(program: Command): void {
             ipv6RouterAdvertisements: options.ipv6Ra === true,
             // ipxe-arm64.efi for --arm64: a cache that outlives the lab, so only the first `lab up` compiles.
             ipxeCacheDir: "/var/cache/centra-pxe/ipxe-build",
+            ...(bmc ? { bmc: bmc as LabBmcType } : {}),
             say,
           });
         } catch (error) {
           say(`lab up failed; cleaning up what it made`);
           await labDown({ stateDir: common.stateDir, namespace: common.namespace });
           throw error;
+        }
+        if (bmc) {
+          say(`\nthe machines are powered off; provision one by power from inside the lab, e.g.:`);
+          say(
+            `  ip netns exec ${common.namespace} centra-pxe nodes provision ${running.state.machines[0]?.mac} --power --url http://${LAB_SERVER_ADDRESS} --token "$(cat ${common.stateDir}/admin-token)"`,
+          );
+          say("`centra-pxe lab status` to follow them, `centra-pxe lab down` to remove everything");
+          return;
         }
         const t0 = Date.now();
         const progress = await watchLab(running, {
@@ -170,6 +191,15 @@ export function registerLabCommand(program: Command): void {
       );
       for (const p of status.machines) say(describeProgress(p));
       if (status.serverRunning) printInventory(status.state, say);
+    });
+
+  // Run by `lab up --bmc redfish` inside the lab namespace; not for operators.
+  lab
+    .command("redfish-bmc <spec>", { hidden: true })
+    .description("serve the lab's Redfish BMCs described by <spec> (written by `lab up --bmc redfish`)")
+    .action(async (spec: string) => {
+      const parsed = JSON.parse(readFileSync(spec, "utf8")) as RedfishBmcSpec;
+      await serveRedfishBmc(parsed, (line) => process.stdout.write(`${new Date().toISOString()} ${line}\n`));
     });
 
   withLabOptions(lab.command("down"))

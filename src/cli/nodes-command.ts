@@ -5,6 +5,7 @@ import type { Command } from "commander";
 import { CentraError } from "../errors.js";
 import type { NodeEvent, NodeRecord } from "../store/store.js";
 import { explainFetchFailure, locateServer } from "./common.js";
+import { registerConsoleCommand } from "./console-command.js";
 import { table } from "./token-command.js";
 
 /** The order the server is looked for, said once for every client command. */
@@ -78,6 +79,31 @@ export class ApiClient {
       );
     }
     return parsed as T;
+  }
+
+  /** A text resource under `/api/v1` (a recorded console), as the server sent it. */
+  async text(path: string): Promise<string> {
+    this.requireToken();
+    let response: Response;
+    try {
+      response = await fetch(`${this.base}/api/v1${path}`, {
+        headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
+        signal: AbortSignal.timeout(30_000),
+      });
+    } catch (error) {
+      throw new ApiCallError(explainFetchFailure(error, this.base, this.from));
+    }
+    const text = await response.text();
+    if (!response.ok) {
+      let message = text.slice(0, 200);
+      try {
+        message = (JSON.parse(text) as { message?: string }).message ?? message;
+      } catch {
+        /* not JSON */
+      }
+      throw new ApiCallError(`GET ${path}: HTTP ${response.status}: ${message}`);
+    }
+    return text;
   }
 
   private requireToken(): void {
@@ -414,6 +440,8 @@ export function registerNodesCommands(program: Command): void {
     const node = await client(command).call<NodeRecord>("POST", `/nodes/${enc(ref)}/macs`, { mac });
     print(node, options.json, () => `${node.id} now has ${node.macs.join(", ")}\n`);
   });
+
+  registerConsoleCommand(sub, client);
 
   sub("events [node]", "lifecycle events, oldest first; --follow keeps printing new ones as they happen")
     .option("--kind <kind>", "only events of this kind (transition, discovered, install-boot, …)")

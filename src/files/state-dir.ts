@@ -10,6 +10,7 @@ import { basename, join } from "node:path";
  *   images/<name>/<version>/    kernel, initrd (and manifest.json for an image placed by hand)
  *   images/<name>/current       symlink → <version>, switched atomically by rename(2)
  *   centra-pxe.db               the embedded SQLite store
+ *   consoles/<node id>.log      a node's serial console over LAN, recorded while it provisions
  * ```
  *
  * Every other module builds these paths through the functions here, and checks image and version
@@ -24,6 +25,16 @@ export function databaseFile(stateDir: string): string {
 /** The boot timeline, saved on stop and every few seconds (src/timeline/service.ts). */
 export function timelineFile(stateDir: string): string {
   return join(stateDir, "timeline.json");
+}
+
+/** `stateDir/consoles`: the recorded serial consoles (SOL) of provisioning nodes. */
+export function consolesDir(stateDir: string): string {
+  return join(stateDir, "consoles");
+}
+
+/** A node's recorded console; undefined for an id that is not one plain file-name segment. */
+export function consoleLogFile(stateDir: string, nodeId: string): string | undefined {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(nodeId) ? join(consolesDir(stateDir), `${nodeId}.log`) : undefined;
 }
 
 /** `stateDir/ipxe`: the bootloaders, the TFTP root, `/boot/ipxe/<file>` over HTTP. */

@@ -120,7 +120,12 @@ export interface LabConfigOptions {
   provisioning?: { timeout?: string; apiUrl?: string };
   /** `boot.attemptWindow`: short, so a lab machine's next attempt can come seconds after a stalled one. */
   attemptWindow?: string;
+  /** `lab up --bmc`: each registered machine's BMC (by machine name), so the server can power it. */
+  bmcs?: Record<string, LabNodeBmc>;
 }
+
+/** A node's `bmc:` in the lab's config. */
+export type LabNodeBmc = NonNullable<NonNullable<ConfigInput["nodes"]>[string]["bmc"]>;
 
 /** The config the lab's server runs with, as the YAML text written to the lab's state directory. */
 export function labConfig(options: LabConfigOptions): ConfigInput {
@@ -133,6 +138,7 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
       hostname: m.expect.hostname,
       ...(fixed && options.dhcpMode === "server" ? { ipAddress: fixed } : {}),
       ...(m.secureBoot ? { secureBoot: true } : {}),
+      ...(options.bmcs?.[m.name] ? { bmc: options.bmcs[m.name] } : {}),
     };
   }
   // With an ARM64 machine, every profile boots the arm64 image there, on ARM's serial console.

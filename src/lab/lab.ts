@@ -13,6 +13,7 @@ import {
   LAB_SERVER_ADDRESS,
   foreignDhcpArguments,
   labConfigYaml,
+  type LabNodeBmc,
 } from "./lab-config.js";
 import {
   LabFirmware,
@@ -26,6 +27,17 @@ import {
   qemuBinaryOf,
   varsTemplateOf,
 } from "./machines.js";
+import {
+  IPMI_SIM_COMMANDS,
+  chassisControlScript,
+  ipmiSimLanConf,
+  labDiskImage,
+  labBmcPlan,
+  newLabBmcPassword,
+  type LabBmc,
+  type LabBmcType,
+} from "./lab-bmc.js";
+import { redfishSystemSpec, type RedfishBmcSpec } from "./redfish-bmc.js";
 import { createForeignDhcpNamespace, createLabNetwork, destroyLabNetwork, namespaceExists } from "./network.js";
 import { Milestone, MILESTONE_ORDER, readBoot, serialTail, type BootReport } from "./progress.js";
 
@@ -74,6 +86,12 @@ export interface LabOptions {
   ipxeCacheDir?: string;
   /** The server's `boot.attemptWindow` (default: the config's own). */
   attemptWindow?: string;
+  /**
+   * Give every machine a BMC of this kind (`lab up --bmc`): the machines stay powered off, and
+   * their BMC (ipmi_sim, or the lab's Redfish server) powers them on with the boot device it holds.
+   * Nodes are then not put in `provisioning` by the lab: `nodes provision NODE --power` does it.
+   */
+  bmc?: LabBmcType;
   say?: (line: string) => void;
 }
 
@@ -95,8 +113,14 @@ export interface LabState {
   server?: RecordedProcess;
   foreignDhcp?: RecordedProcess;
   routerAdvertiser?: RecordedProcess;
+  /** The lab's Redfish BMC server (one process, a listener per machine). */
+  redfishBmc?: RecordedProcess;
   machines: (LabMachine & {
     serialLog: string;
+    /** The machine's BMC; its QEMU is then the BMC's, found through `bmc.pidFile`. */
+    bmc?: LabBmc;
+    /** The machine's ipmi_sim. */
+    bmcProcess?: RecordedProcess;
     startedAt?: number;
     process?: RecordedProcess;
     times?: Partial<Record<Milestone, number>>;
@@ -221,6 +245,7 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   copyFileSync(sources.kernel, image.kernel);
   writeFileSync(image.initrd, buildLabInitrd(sources, LAB_SERVER_ADDRESS));
 
+  const bmcs = options.bmc ? labBmcPlans(state, options.bmc) : undefined;
   writeFileSync(
     state.configFile,
     labConfigYaml({
@@ -229,6 +254,7 @@ export async function labUp(options: LabOptions): Promise<Lab> {
       dhcpMode: options.dhcpMode,
       ...(options.provisioning ? { provisioning: options.provisioning } : {}),
       ...(options.attemptWindow !== undefined ? { attemptWindow: options.attemptWindow } : {}),
+      ...(bmcs ? { bmcs: Object.fromEntries(bmcs.map((b, i) => [state.machines[i]!.name, nodeBmcConfig(b)])) } : {}),
     }),
   );
   runCli(["init", "--config", state.configFile], "installing the bootloaders");
@@ -338,6 +364,11 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   writeLabState(state);
   await waitForServer(state.server, serverChild, 60_000);
   say(`server up (pid ${serverChild.pid}), JSON log ${serverLog}`);
+  const lab: Lab = { state, exits: new Map() };
+  if (options.bmc) {
+    await startLabBmcs(lab, options.bmc, say);
+    return lab;
+  }
   if (options.provision !== false) {
     for (const m of state.machines) {
       if (!("profile" in m.expect)) continue;
@@ -350,7 +381,6 @@ export async function labUp(options: LabOptions): Promise<Lab> {
     }
   }
 
-  const lab: Lab = { state, exits: new Map() };
   for (const machine of state.machines) {
     startMachine(lab, machine, machineRunPaths(dirs.machines, machine), { freshVars: true });
     say(
@@ -409,6 +439,128 @@ function addArm64(options: LabOptions, state: LabState, imageDir: string, say: (
     "building ipxe-arm64.efi",
   );
   say(`ipxe-arm64.efi ready in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+}
+
+/**
+ * Give every machine of the lab its BMC, powered off: the files each BMC runs its machine's QEMU
+ * from (its arguments per boot device, the UEFI variable store), then the BMC processes in the lab
+ * namespace. The boot device starts as `default` (disk), as a machine with an OS installed.
+ */
+async function startLabBmcs(lab: Lab, type: LabBmcType, say: (line: string) => void): Promise<void> {
+  const { state } = lab;
+  const firmware = findFirmware();
+  const machinesDir = join(state.stateDir, "machines");
+  const plans = labBmcPlans(state, type);
+  for (const [index, machine] of state.machines.entries()) {
+    const bmc = plans[index]!;
+    mkdirSync(bmc.dir, { recursive: true, mode: 0o700 });
+    const password = newLabBmcPassword();
+    writeFileSync(bmc.passwordFile, `${password}\n`, { mode: 0o600 });
+    writeFileSync(bmc.diskImage, labDiskImage());
+    const paths = { ...machineRunPaths(machinesDir, machine), pidFile: bmc.pidFile };
+    writeFileSync(paths.serconPortFile, SERCON_PORT_COM1);
+    if (machine.firmware !== LabFirmware.BiosIpxeRom) copyFileSync(firmware.ovmfVarsTemplate, paths.ovmfVars);
+    for (const bootDevice of ["pxe", "disk"] as const) {
+      const args = qemuArguments(machine, firmware, paths, state.accelerator ?? "tcg", undefined, {
+        bootDevice,
+        serialPort: bmc.serialPort,
+        ...(bmc.ipmiVmPort !== undefined ? { ipmiVmPort: bmc.ipmiVmPort } : {}),
+        qmpSocket: bmc.qmpSocket,
+        diskImage: bmc.diskImage,
+      });
+      writeFileSync(bmc.argsFiles[bootDevice], `${args.join("\n")}\n`);
+    }
+    writeFileSync(bmc.bootFile, "default\n");
+    machine.bmc = bmc;
+    machine.serialLog = paths.serialLog;
+    if (type === "ipmi") {
+      const chassis = join(bmc.dir, "chassis-control");
+      writeFileSync(chassis, chassisControlScript(machine, bmc), { mode: 0o700 });
+      const lanConf = join(bmc.dir, "lan.conf");
+      writeFileSync(lanConf, ipmiSimLanConf(machine, bmc, password, chassis), { mode: 0o600 });
+      const commands = join(bmc.dir, "ipmisim.emu");
+      writeFileSync(commands, IPMI_SIM_COMMANDS);
+      const simState = join(bmc.dir, "ipmi_sim");
+      mkdirSync(simState, { recursive: true });
+      const log = join(bmc.dir, "ipmi_sim.log");
+      // -n: no console on stdin/stdout (it runs detached); -s: its persistent state stays in the lab.
+      const child = spawnInNamespace(
+        state.namespace,
+        ["ipmi_sim", "-n", "-c", lanConf, "-f", commands, "-s", simState],
+        log,
+      );
+      machine.bmcProcess = { pid: child.pid!, marker: "ipmi_sim", log };
+    }
+    writeLabState(state);
+  }
+  if (type === "redfish") {
+    const spec = join(state.stateDir, "bmc", "redfish-bmc.json");
+    writeFileSync(spec, `${JSON.stringify(redfishBmcSpec(state), null, 2)}\n`, { mode: 0o600 });
+    const log = join(state.stateDir, "bmc", "redfish-bmc.log");
+    const child = spawnInNamespace(state.namespace, [...centraPxeCommand(), "lab", "redfish-bmc", spec], log);
+    state.redfishBmc = { pid: child.pid!, marker: "redfish-bmc", log };
+    writeLabState(state);
+  }
+  await waitForBmcs(state, 30_000);
+  for (const m of state.machines)
+    say(
+      `${m.name} ${m.mac} powered off behind ${type} BMC ${m.bmc!.address}:${m.bmc!.port} (user ${m.bmc!.username}, password in ${m.bmc!.passwordFile})`,
+    );
+}
+
+function labBmcPlans(state: LabState, type: LabBmcType): LabBmc[] {
+  return state.machines.map((m, i) => labBmcPlan(m, i, type, join(state.stateDir, "bmc"), LAB_SERVER_ADDRESS));
+}
+
+/**
+ * The server's view of a lab BMC (its config's `nodes.<mac>.bmc`): ipmi_sim needs cipher suite 3
+ * named (it has no "Get Channel Cipher Suites", ipmitool would wait ~10 s), the Redfish lab BMC
+ * speaks plain HTTP.
+ */
+function nodeBmcConfig(bmc: LabBmc): LabNodeBmc {
+  return {
+    type: bmc.type,
+    address: bmc.address,
+    port: bmc.port,
+    username: bmc.username,
+    passwordFile: bmc.passwordFile,
+    ...(bmc.type === "ipmi" ? { cipherSuite: 3 } : { scheme: "http" as const }),
+  };
+}
+
+function redfishBmcSpec(state: LabState): RedfishBmcSpec {
+  return { systems: state.machines.map(redfishSystemSpec) };
+}
+
+/** The QEMU a BMC powered on, from its pid file (the BMC, not the lab, started it). */
+export function bmcMachineProcess(bmc: LabBmc): RecordedProcess | undefined {
+  try {
+    const pid = Number(readFileSync(bmc.pidFile, "utf8").trim());
+    const proc = { pid, marker: "qemu-system", log: bmc.qemuLog };
+    return Number.isInteger(pid) && alive(proc) ? proc : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Wait until every BMC answers on its LAN port: ipmi_sim binds its UDP port, the Redfish server its TCP ones. */
+async function waitForBmcs(state: LabState, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const listening = spawnSync("ip", ["netns", "exec", state.namespace, "ss", "-Hlnut"], { encoding: "utf8" }).stdout;
+    const missing = state.machines.filter((m) => m.bmc && !listening.includes(`${m.bmc.address}:${m.bmc.port} `));
+    if (missing.length === 0) return;
+    const dead = state.machines.find((m) => m.bmcProcess && !alive(m.bmcProcess));
+    const deadProcess =
+      dead?.bmcProcess ?? (state.redfishBmc && !alive(state.redfishBmc) ? state.redfishBmc : undefined);
+    if (deadProcess || Date.now() > deadline) {
+      const log = deadProcess ?? missing[0]!.bmcProcess ?? state.redfishBmc;
+      throw new LabError(
+        `the BMC of ${missing.map((m) => m.name).join(", ")} ${deadProcess ? "exited" : `is not listening after ${timeoutMs / 1000} s`}; its log (${log?.log}):\n${log ? readSerial(log.log).trim().split("\n").slice(-15).join("\n") : ""}`,
+      );
+    }
+    await sleep(200);
+  }
 }
 
 /** Start one machine's QEMU in the lab namespace and record it; its exit lands in `lab.exits`. */
@@ -525,7 +677,11 @@ export async function watchLab(
   for (;;) {
     for (const p of progress) {
       if (p.done) continue;
-      p.running = exits ? !exits.has(p.machine.name) : alive(p.machine.process);
+      p.running = p.machine.bmc
+        ? bmcMachineProcess(p.machine.bmc) !== undefined
+        : exits
+          ? !exits.has(p.machine.name)
+          : alive(p.machine.process);
       p.report = readBoot(readSerial(p.machine.serialLog));
       for (const m of MILESTONE_ORDER) {
         if (p.report.reached.has(m) && p.times[m] === undefined && options.stampNew !== false) {
@@ -566,7 +722,19 @@ export function describeProgress(p: MachineProgress): string {
           : p.running
             ? "booting"
             : `stopped${r.failure ? ` (${r.failure})` : ""}`;
-  return `${p.machine.name} ${p.machine.mac} ${p.machine.firmware.padEnd(13)} ${outcome}${r.address ? ` addr ${r.address}` : ""}${params ? ` [${params}]` : ""}\n    ${steps.join(" → ") || "no output yet"}`;
+  return `${p.machine.name} ${p.machine.mac} ${p.machine.firmware.padEnd(13)} ${outcome}${r.address ? ` addr ${r.address}` : ""}${params ? ` [${params}]` : ""}\n    ${steps.join(" → ") || "no output yet"}${p.machine.bmc ? `\n    ${describeBmc(p.machine.bmc)}` : ""}`;
+}
+
+/** A machine's BMC as `lab status` shows it: where it listens, whose credentials, its power and boot device. */
+export function describeBmc(bmc: LabBmc): string {
+  let bootDevice = "?";
+  try {
+    bootDevice = readFileSync(bmc.bootFile, "utf8").trim();
+  } catch {
+    /* not written yet */
+  }
+  const power = bmcMachineProcess(bmc) ? "on" : "off";
+  return `BMC ${bmc.type} ${bmc.address}:${bmc.port} user ${bmc.username} password file ${bmc.passwordFile}; power ${power}, boot device ${bootDevice}`;
 }
 
 /**
@@ -646,7 +814,13 @@ export async function labDown(options: {
   if (state) {
     namespaces.add(state.namespace);
     if (state.foreignNamespace) namespaces.add(state.foreignNamespace);
-    for (const m of state.machines) await stopProcess(m.process);
+    for (const m of state.machines) {
+      await stopProcess(m.process);
+      // A BMC's machine first: ipmi_sim would otherwise be asked nothing, but its QEMU outlives it.
+      if (m.bmc) await stopProcess(bmcMachineProcess(m.bmc));
+      await stopProcess(m.bmcProcess);
+    }
+    await stopProcess(state.redfishBmc);
     // The server gets SIGTERM and time to stop cleanly (its store is in the state directory).
     await stopProcess(state.server);
     await stopProcess(state.foreignDhcp);

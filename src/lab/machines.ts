@@ -91,6 +91,23 @@ export const SERCON_PORT_COM1 = Buffer.from([0xf8, 0x03]);
 
 export type Accelerator = "kvm" | "tcg";
 
+/**
+ * A machine behind a lab BMC: the BMC, not the lab, starts and stops its QEMU, so the boot order
+ * is the BMC's boot device and the serial console is served on a socket the BMC's SOL can reach.
+ */
+export interface BmcWiring {
+  /** The boot device the BMC was told (IPMI `chassis bootdev`, Redfish `BootSourceOverrideTarget`). */
+  bootDevice: "pxe" | "disk";
+  /** TCP port on the namespace's loopback where QEMU serves COM1 (ipmi_sim's `sol` connects to it). */
+  serialPort: number;
+  /** ipmi_sim's VM interface (`serial 15 … codec VM`): QEMU's `ipmi-bmc-extern` connects to it. */
+  ipmiVmPort?: number;
+  /** QMP socket of this QEMU (the Redfish lab BMC's reset and power off). */
+  qmpSocket: string;
+  /** The machine's "installed" disk (`labDiskImage`): what a boot from the disk finds. */
+  diskImage: string;
+}
+
 export interface MachineRunPaths {
   serialLog: string;
   pidFile: string;
@@ -119,10 +136,15 @@ export function qemuArguments(
   paths: MachineRunPaths,
   accel: Accelerator,
   memoryMiB = 512,
+  bmc?: BmcWiring,
 ): string[] {
   if (machine.firmware === LabFirmware.Arm64Pxe) return arm64Arguments(machine, firmware, paths, memoryMiB);
   const uefi = machine.firmware !== LabFirmware.BiosIpxeRom;
   const secureBoot = machine.firmware === LabFirmware.UefiSecureBoot;
+  // Without a BMC the lab only ever netboots; with one, the NIC leads the boot order only when the
+  // BMC's boot device is PXE (bootindex overrides `-boot order` in both SeaBIOS and OVMF).
+  const netFirst = bmc === undefined || bmc.bootDevice === "pxe";
+  const nicBootIndex = netFirst ? ",bootindex=1" : "";
   const args = [
     "-name",
     machine.name,
@@ -142,8 +164,7 @@ export function qemuArguments(
     "none",
     // No VGA: SeaBIOS then redirects option-ROM text (the iPXE banner and menu) to the serial port
     // ("sercon"), so the menu of an unknown machine is visible in the serial log.
-    "-serial",
-    `file:${paths.serialLog}`,
+    ...serialConsole(paths, bmc),
     "-monitor",
     "none",
     "-parallel",
@@ -169,7 +190,7 @@ export function qemuArguments(
       // romfile= (empty): no iPXE option ROM, so OVMF's own VirtioNetDxe + PXE/HTTP boot stack runs —
       // the firmware path real UEFI servers take.
       "-device",
-      `virtio-net-pci,netdev=net0,mac=${machine.mac},romfile=,bootindex=1`,
+      `virtio-net-pci,netdev=net0,mac=${machine.mac},romfile=${nicBootIndex}`,
     );
     if (secureBoot) {
       // IPv6 PXE after a refused IPv4 one only costs minutes under TCG; the test needs IPv4 PXE alone.
@@ -190,15 +211,55 @@ export function qemuArguments(
       // disable-legacy=on: the ipxe-qemu ROM's PCI header names the modern virtio-net device (1af4:1041);
       // SeaBIOS only runs a ROM whose IDs match the device, and the transitional default is 1af4:1000.
       "-device",
-      `virtio-net-pci,disable-legacy=on,netdev=net0,mac=${machine.mac},romfile=${firmware.ipxeVirtioRom},bootindex=1`,
+      `virtio-net-pci,disable-legacy=on,netdev=net0,mac=${machine.mac},romfile=${firmware.ipxeVirtioRom}${nicBootIndex}`,
       "-boot",
-      "order=n",
+      netFirst ? "order=n" : "order=c",
       // SeaBIOS "sercon": with this fw_cfg file (the I/O port, little-endian) it mirrors option-ROM text
       // output — the iPXE banner and menu — to COM1, the only console a headless lab machine has.
       "-fw_cfg",
       `name=etc/sercon-port,file=${paths.serconPortFile}`,
     );
   }
+  if (bmc) args.push(...bmcDevices(bmc));
+  return args;
+}
+
+/** COM1: a plain file without a BMC; with one, a socket for SOL that still logs every byte to the file. */
+function serialConsole(paths: MachineRunPaths, bmc: BmcWiring | undefined): string[] {
+  if (!bmc) return ["-serial", `file:${paths.serialLog}`];
+  // server=on,wait=off: the machine boots whether or not SOL listens; logappend=off: the file holds
+  // this power-on's boot, as the plain file does for one QEMU run.
+  return [
+    "-chardev",
+    `socket,id=com1,host=127.0.0.1,port=${bmc.serialPort},server=on,wait=off,logfile=${paths.serialLog},logappend=off`,
+    "-serial",
+    "chardev:com1",
+  ];
+}
+
+/**
+ * QMP for the Redfish lab BMC and, behind ipmi_sim, the BMC as the guest sees it: a KCS system
+ * interface (isa-ipmi-kcs) whose BMC is the external ipmi_sim (ipmi-bmc-extern) on its VM port.
+ * reconnect=2: ipmi_sim may start after QEMU, or restart; QEMU dials again.
+ */
+function bmcDevices(bmc: BmcWiring): string[] {
+  // -daemonize: the BMC's power-on returns once QEMU runs (ipmi_sim waits for its chassis program).
+  const args = [
+    "-daemonize",
+    "-qmp",
+    `unix:${bmc.qmpSocket},server=on,wait=off`,
+    "-drive",
+    `file=${bmc.diskImage},format=raw,if=virtio,readonly=on`,
+  ];
+  if (bmc.ipmiVmPort !== undefined)
+    args.push(
+      "-chardev",
+      `socket,id=ipmi0,host=127.0.0.1,port=${bmc.ipmiVmPort},reconnect=2`,
+      "-device",
+      "ipmi-bmc-extern,chardev=ipmi0,id=bmc0",
+      "-device",
+      "isa-ipmi-kcs,bmc=bmc0",
+    );
   return args;
 }
 

@@ -9,6 +9,8 @@ import { createGrubConfigs } from "../boot/grub.js";
 import { createDhcpService } from "../dhcp/index.js";
 import { createHttpService } from "../http/server.js";
 import { createMetricsPlugin } from "../metrics/metrics.js";
+import { bmcEndpoint } from "../provisioning/bmc-settings.js";
+import { createConsoleRecordingService } from "../provisioning/console-recording.js";
 import { createProvisioning } from "../provisioning/index.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
@@ -123,9 +125,19 @@ export function createServices(
     extraPlugins: [metrics, api, createDashboardPlugin({ logger })],
     observer: timeline.observer,
   });
+  // SOL of every provisioning node with an IPMI BMC, to stateDir/consoles (issue 13).
+  const consoles = createConsoleRecordingService({
+    store,
+    logger,
+    stateDir: () => provisioning.inventory.config.stateDir,
+    endpointOf: async (node) => (node.bmc ? bmcEndpoint(store, node.id, node.bmc).catch(() => undefined) : undefined),
+    onEvent: provisioning.onEvent,
+    sol: { ipmitool: config.bmc.ipmitool },
+  });
   return {
     services: [
       provisioning.service,
+      consoles,
       timeline.service,
       http,
       ...(tftp ? [tftp] : []),

@@ -510,3 +510,28 @@ test("nodes adopt: POST /nodes/:ref/macs adds a MAC, with a token", async () => 
     409,
   );
 });
+
+test("a node's recorded console: text/plain from stateDir/consoles, 404 when none was recorded, a token needed", async () => {
+  const created = await call("POST", "/api/v1/nodes", {
+    token: admin,
+    body: { macs: ["52:54:00:c0:50:1e"], profile: "worker" },
+  });
+  assert.equal(created.status, 201, created.text);
+  const id = created.json().id as string;
+  const none = await call("GET", `/api/v1/nodes/${id}/console`);
+  assert.equal(none.status, 404);
+  assert.equal(none.json().error, "NO_CONSOLE");
+  mkdirSync(join(stateDir, "consoles"), { recursive: true });
+  writeFileSync(
+    join(stateDir, "consoles", `${id}.log`),
+    "Linux version 6.1\r\ncentra-lab: callback answered HTTP 500\r\n",
+  );
+  const recorded = await call("GET", `/api/v1/nodes/${id}/console`);
+  assert.equal(recorded.status, 200);
+  assert.match(String(recorded.headers["content-type"]), /^text\/plain/);
+  assert.match(recorded.text, /callback answered HTTP 500/);
+  assert.equal((await call("GET", `/api/v1/nodes/${id}/console`, { anonymous: true })).status, 401);
+  assert.equal((await call("GET", "/api/v1/nodes/52:54:00:c0:50:ff/console")).status, 404);
+  const doc = (await call("GET", "/api/v1/openapi.json")).json();
+  assert.ok(Object.keys(doc.paths as object).includes("/nodes/{ref}/console"));
+});
