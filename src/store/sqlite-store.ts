@@ -523,6 +523,15 @@ class SqliteNodeRepository implements NodeRepository {
     })();
   }
 
+  async countBy(field: "state" | "profile"): Promise<Record<string, number>> {
+    const column = field === "state" ? "state" : "profile";
+    const rows = this.sql(`SELECT COALESCE(${column}, '') AS value, COUNT(*) AS n FROM nodes GROUP BY 1`).all() as {
+      value: string;
+      n: number;
+    }[];
+    return Object.fromEntries(rows.map((row) => [row.value, row.n]));
+  }
+
   async remove(id: string): Promise<boolean> {
     return this.sql(`DELETE FROM nodes WHERE id = ?`).run(id).changes > 0;
   }
