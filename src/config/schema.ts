@@ -404,7 +404,7 @@ const configObject = z
           .object({ url: z.string().url({ message: "is not a URL (expected e.g. http://127.0.0.1:9093)" }) })
           .strict()
           .optional(),
-        /** A machine that starts this many boot attempts within `window` without an install is looping. */
+        /** A machine that starts this many boot attempts within `window` that got nowhere (not installed, booted nor sent to its disk) is looping. */
         bootLoop: z
           .object({ attempts: z.number().int().min(2).default(5), window: duration.default("10m") })
           .strict()

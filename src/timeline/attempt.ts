@@ -105,7 +105,7 @@ export const BOOT_VERDICTS = [
  * - `download-failed`: a kernel, initrd or script download was cut short or refused, and nothing followed.
  * - `tftp-aborted` / `tftp-failed`: the bootloader never arrived over TFTP (client ERROR / our timeout or a refusal).
  * - `no-bootloader`: DHCP acknowledged, then nothing fetched; `dhcp-incomplete`: no ACK at all.
- * - `boot-loop`: this attempt is one of `bootLoop.attempts` within `bootLoop.window` without an install.
+ * - `boot-loop`: this attempt is one of `bootLoop.attempts` within `bootLoop.window` that got nowhere (not installed, booted nor sent to its disk).
  */
 export type BootVerdict = (typeof BOOT_VERDICTS)[number];
 
