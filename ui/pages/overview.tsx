@@ -42,6 +42,8 @@ export function Overview() {
       attempts.reload();
       alerts.reload();
     },
+    // At most every 2 s: in a boot storm every second brings events, and each reload is 3 reads.
+    2000,
   );
   const summary = fleet.data;
   useEffect(() => {
