@@ -59,6 +59,27 @@ export function createClient(token: string, onUnauthorized: () => void): ApiClie
   };
 }
 
+const prefetched = new Map<string, Promise<unknown>>();
+
+/**
+ * Start GETs now, before the token is confirmed (`whoami`): the first page's reads then run beside
+ * that check instead of after it. A prefetch is used once; a failed one is simply asked again.
+ */
+export function prefetch(client: ApiClient, paths: readonly string[]): void {
+  for (const path of paths) {
+    const request = client.get(path);
+    request.catch(() => prefetched.delete(path));
+    prefetched.set(path, request);
+  }
+}
+
+/** `client.get(path)`, answered by a pending prefetch of the same path when there is one. */
+export function getOnce<T>(client: ApiClient, path: string): Promise<T> {
+  const early = prefetched.get(path);
+  prefetched.delete(path);
+  return (early as Promise<T> | undefined) ?? client.get<T>(path);
+}
+
 /** GET that answers `undefined` for a route this server does not have (a part not merged or not configured). */
 export async function optional<T>(client: ApiClient, path: string): Promise<T | undefined> {
   try {

@@ -1,7 +1,7 @@
 import "./style.css";
 import { render } from "preact";
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { ApiError, createClient, type NodeEvent, type StreamStatus, subscribeEvents } from "./api.js";
+import { ApiError, createClient, type NodeEvent, prefetch, type StreamStatus, subscribeEvents } from "./api.js";
 import { ErrorNote } from "./common.js";
 import { type Session, SessionContext } from "./hooks.js";
 import { HealthPage } from "./pages/health.js";
@@ -10,7 +10,7 @@ import { LeasesPage } from "./pages/leases.js";
 import { NodePage } from "./pages/node.js";
 import { NodesPage } from "./pages/nodes.js";
 import { Overview } from "./pages/overview.js";
-import { href, type Route, useRoute } from "./router.js";
+import { currentRoute, href, type Route, useRoute } from "./router.js";
 import { forgetToken, type Identity, storedToken, storeToken, whoami } from "./session.js";
 
 function App() {
@@ -25,10 +25,12 @@ function App() {
     setProblem(why ? new Error(why) : undefined);
   }, []);
 
-  // A token kept from earlier in this tab is checked again before anything is shown.
+  // A token kept from earlier in this tab is checked again before anything is shown; the overview's
+  // counts are asked for meanwhile (shown only once the token is confirmed).
   useEffect(() => {
     if (!token || identity) return;
     const client = createClient(token, () => undefined);
+    if (currentRoute().path === "/") prefetch(client, ["/fleet"]);
     whoami(client).then(setIdentity, (error: unknown) =>
       signOut(error instanceof ApiError ? `Signed out: ${error.message}` : String(error)),
     );

@@ -35,7 +35,14 @@ import { BOOT_DEVICES, type BootDevice, type BootOptions, POWER_ACTIONS, type Po
 import { publicBmc } from "../provisioning/bmc-settings.js";
 import type { PowerControl, PowerView } from "../provisioning/power.js";
 import { httpStatusOf } from "./http-status.js";
-import { type FleetSummary, MAX_NODE_PAGE, pageNodes, summarizeFleet, type NodePageQuery } from "./node-page.js";
+import {
+  type FleetSummary,
+  fleetSummaryOf,
+  MAX_NODE_PAGE,
+  pageNodes,
+  summarizeFleet,
+  type NodePageQuery,
+} from "./node-page.js";
 import { openApiDocument } from "./openapi.js";
 
 export const API_PREFIX = "/api/v1";
@@ -100,7 +107,7 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
   let openStreams = 0;
 
   return async (app: FastifyInstance) => {
-    const fleet = createFleetSummaries(inventory, options.onEvent);
+    const fleet = createFleetSummaries(inventory, store, options.onEvent);
     app.addHook("onClose", async () => fleet.close());
     await app.register(
       async (api) => {
@@ -799,15 +806,16 @@ class AccessError extends HttpError {
 }
 
 /**
- * Listing 10,000 nodes takes the store a few hundred milliseconds on a busy host; every open
- * overview asks for the summary after each burst of events. So the whole fleet's summary is kept
+ * Listing 10,000 nodes takes the store a few hundred milliseconds on a busy host, so the store counts
+ * (`countBy`, where it has it) and only the nodes in provisioning are read; every open overview asks
+ * for the summary after each burst of events. So the whole fleet's summary is kept
  * until an event (every change to a node is one) and then recomputed at most once per
  * FLEET_SUMMARY_INTERVAL_MS however many dashboards ask, one listing at a time. `asOfSeq` says
  * which events it includes: a dashboard that saw a later one asks again.
  */
 const FLEET_SUMMARY_INTERVAL_MS = 1000;
 
-function createFleetSummaries(inventory: Inventory, onEvent: ApiPluginOptions["onEvent"]) {
+function createFleetSummaries(inventory: Inventory, store: Store, onEvent: ApiPluginOptions["onEvent"]) {
   let lastSeq = 0;
   let dirty = true;
   let kept: { summary: FleetSummary; computedAt: number } | undefined;
@@ -825,7 +833,14 @@ function createFleetSummaries(inventory: Inventory, onEvent: ApiPluginOptions["o
       computing ??= (async () => {
         dirty = false;
         const asOfSeq = lastSeq;
-        const summary = { ...summarizeFleet(await inventory.listNodes()), asOfSeq };
+        const counted = store.nodes.countBy
+          ? fleetSummaryOf(
+              await store.nodes.countBy("state"),
+              await store.nodes.countBy("profile"),
+              await inventory.listNodes({ state: "provisioning" }),
+            )
+          : summarizeFleet(await inventory.listNodes());
+        const summary = { ...counted, asOfSeq };
         kept = { summary, computedAt: Date.now() };
         return summary;
       })().finally(() => {

@@ -518,15 +518,26 @@ class SqliteNodeRepository implements NodeRepository {
     return this.db.transaction(() => {
       const rows = this.sql(sql).all(...params) as NodeRow[];
       const macs = new Map<string, string[]>();
-      for (const { node_id, mac } of this.sql(
-        `SELECT node_id, mac FROM node_macs ORDER BY node_id, position`,
-      ).all() as { node_id: string; mac: string }[]) {
+      // A filtered list (the nodes in provisioning, a rack) reads only its own nodes' MACs.
+      const macSql = where.length
+        ? `SELECT node_id, mac FROM node_macs WHERE node_id IN (SELECT id FROM nodes WHERE ${where.join(" AND ")}) ORDER BY node_id, position`
+        : `SELECT node_id, mac FROM node_macs ORDER BY node_id, position`;
+      for (const { node_id, mac } of this.sql(macSql).all(...params) as { node_id: string; mac: string }[]) {
         const list = macs.get(node_id);
         if (list) list.push(mac);
         else macs.set(node_id, [mac]);
       }
       return rows.map((row) => this.fromRow(row, macs.get(row.id) ?? []));
     })();
+  }
+
+  async countBy(field: "state" | "profile"): Promise<Record<string, number>> {
+    const column = field === "state" ? "state" : "profile";
+    const rows = this.sql(`SELECT COALESCE(${column}, '') AS value, COUNT(*) AS n FROM nodes GROUP BY 1`).all() as {
+      value: string;
+      n: number;
+    }[];
+    return Object.fromEntries(rows.map((row) => [row.value, row.n]));
   }
 
   async remove(id: string): Promise<boolean> {

@@ -1,7 +1,7 @@
 import { NODE_STATES } from "../../src/lifecycle/lifecycle.js";
 import { useEffect, useRef } from "preact/hooks";
 import type { BootAttemptView } from "../../src/timeline/attempt.js";
-import { type FleetSummary, optional } from "../api.js";
+import { type FleetSummary, getOnce, optional } from "../api.js";
 import { ErrorNote, Loading, nodeName, PageTitle, StateBadge, since } from "../common.js";
 import { useLiveRefresh, useResource, useSession } from "../hooks.js";
 import { href } from "../router.js";
@@ -21,7 +21,7 @@ interface Alert {
 
 export function Overview() {
   const { client } = useSession();
-  const fleet = useResource(() => client.get<FleetSummary>("/fleet"), [client]);
+  const fleet = useResource(() => getOnce<FleetSummary>(client, "/fleet"), [client]);
   // The boot timeline's attempts under way (every machine, registered or not), where the server has one.
   const attempts = useResource(
     () => optional<{ boots: BootAttemptView[] }>(client, "/boots?verdict=in-progress&limit=100"),
@@ -42,6 +42,8 @@ export function Overview() {
       attempts.reload();
       alerts.reload();
     },
+    // At most every 2 s: in a boot storm every second brings events, and each reload is 3 reads.
+    2000,
   );
   const summary = fleet.data;
   useEffect(() => {
