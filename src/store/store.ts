@@ -20,6 +20,17 @@ export interface Store {
   /** The schema version the store has migrated to. */
   schemaVersion(): Promise<number>;
   close(): Promise<void>;
+  /**
+   * What other servers on the same database changed (PostgreSQL: LISTEN/NOTIFY); absent for the
+   * embedded store, which one process owns.
+   */
+  readonly changes?: StoreChangeFeed;
+}
+
+/** Changes committed by other servers sharing this store. */
+export interface StoreChangeFeed {
+  /** Events another server appended, once committed (each delivered once). Returns the unsubscribe function. */
+  onEvents(listener: (events: NodeEvent[]) => void): () => void;
 }
 
 /** One file of an image version, as recorded when it was added. */

@@ -18,7 +18,7 @@ export interface PostgresCluster {
   port: number;
   /** The superuser, trusted on the socket. */
   user: string;
-  /** A fresh, empty database; its URL (`postgres://user@/name?host=socketDir&port=…`). */
+  /** A fresh, empty database; its URL (`postgres://postgres@localhost:port/name?host=socketDir`). */
   createDatabase(): Promise<string>;
   /** A URL of the maintenance database `postgres`. */
   url(database?: string): string;
@@ -93,7 +93,7 @@ export async function startPostgres(skip?: (why: string) => void): Promise<Postg
     throw new Error(`could not start a test PostgreSQL cluster: ${(error as { stderr?: string }).stderr ?? error}`);
   }
   const url = (database = "postgres") =>
-    `postgres://postgres@/${database}?host=${encodeURIComponent(dir)}&port=${port}`;
+    `postgres://postgres@localhost:${port}/${database}?host=${encodeURIComponent(dir)}`;
   let databases = 0;
   return {
     socketDir: dir,

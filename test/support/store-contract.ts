@@ -300,6 +300,38 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     assert.equal(pick(await store.callbackTokens.consume("c2", "2026-11-25T00:10:00.000Z")), "unknown");
     assert.equal(pick(await store.callbackTokens.consume("c1", "2026-11-25T00:10:00.000Z")), "used");
   });
+
+  // What a second server on the same database would do at the same moment (PostgreSQL); the
+  // embedded store serialises these, and must give the same answers.
+  withStore("of two consumers of one callback token at once, exactly one wins", async (store) => {
+    await store.callbackTokens.issue({
+      hash: "c1",
+      nodeId: "n-1",
+      provisioningId: "p-1",
+      createdAt: "2026-11-25T00:00:00.000Z",
+      expiresAt: "2026-11-25T00:30:00.000Z",
+    });
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () => store.callbackTokens.consume("c1", "2026-11-25T00:10:00.000Z")),
+    );
+    assert.deepEqual(results.map(pick).sort(), ["ok", "used", "used", "used"]);
+  });
+
+  withStore("secrets created at once agree on one value", async (store) => {
+    const values = await Promise.all(["a", "b", "c"].map((v) => store.secrets.getOrCreate("k", () => v)));
+    assert.equal(new Set(values).size, 1);
+  });
+
+  withStore("two nodes created at once with one MAC: one is kept, the other is a NodeConflict", async (store) => {
+    const results = await Promise.allSettled([
+      store.nodes.create(node("n-1", ["52:54:00:00:00:01"])),
+      store.nodes.create(node("n-2", ["52:54:00:00:00:01"])),
+    ]);
+    assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+    const refused = results.find((r) => r.status === "rejected");
+    assert.ok(refused && refused.reason instanceof NodeConflict && refused.reason.field === "macs", String(refused));
+    assert.equal((await store.nodes.list()).length, 1);
+  });
 }
 
 function pick(result: { ok: boolean; reason?: string }): string {
