@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { printJson } from "./common.js";
 import { registerConfigCommands } from "./config-commands.js";
+import { registerDbCommands } from "./db-command.js";
 import { bashCompletion, manPage, zshCompletion } from "./generated-docs.js";
 import { registerLabCommand } from "./lab-command.js";
 import { registerLeasesCommand } from "./leases-command.js";
@@ -59,6 +60,7 @@ export function buildProgram(): Command {
   registerNodesCommands(program);
   registerTokenCommands(program);
   registerMigrateCommands(program);
+  registerDbCommands(program);
 
   program
     .command("version")

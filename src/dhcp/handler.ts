@@ -112,6 +112,11 @@ export type HandleResult =
       notable?: boolean;
       /** a drop with a counter of its own in `DhcpCounters` */
       count?: IgnoreCounter;
+      /**
+       * The MAC of a client we have no record of, silent as RFC 2131 §4.3.2 says; a server sharing
+       * its leases may look it up in the shared store and handle the request again (§4.4.5).
+       */
+      missed?: string;
     };
 
 /** Deliberate drops that `/metrics` counts apart: floods and forgeries. */
@@ -330,9 +335,7 @@ function requestMessage(
       if (recorded === undefined) {
         return ignore(
           `${state} REQUEST from ${mac} for ${formatIpv4(wanted)}: no record of this client, so no answer (RFC 2131 §4.3.2); it will DISCOVER`,
-          {
-            notable: true,
-          },
+          { notable: true, missed: mac },
         );
       }
       if (recorded !== wanted) return nak(`${mac} was given ${formatIpv4(recorded)}, not ${formatIpv4(wanted)}`);

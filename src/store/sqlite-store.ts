@@ -110,6 +110,7 @@ const MIGRATIONS: readonly ((db: Db) => void)[] = [
 ];
 
 export interface SqliteStore extends Store {
+  readonly kind: "sqlite";
   /** The open database, for parts that keep their own tables in the same file (DHCP leases). */
   readonly db: Db;
 }
@@ -149,6 +150,7 @@ export function openSqliteStore(file: string, options: OpenStoreOptions = {}): S
     return batch.events.map((event) => events.insert(event));
   });
   return {
+    kind: "sqlite",
     db,
     images: new SqliteImageRepository(db),
     nodes,
