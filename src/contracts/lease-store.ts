@@ -34,13 +34,15 @@ export interface LeaseSaveResult {
 
 export interface LeaseStore {
   loadLeases(): Promise<LeaseRecord[]>;
+  /** Upsert by address, all or nothing; resolves once the batch is durable. */
+  saveLeases(batch: readonly LeaseRecord[]): Promise<void>;
   /**
-   * Upsert by address, all or nothing; resolves once the batch is durable. A store shared by several
-   * servers (PostgreSQL) saves a pool lease only over a row of the same MAC, a released or an
-   * expired one (a DECLINE always), and names the rest in `refused`: that is what keeps two servers
-   * from leasing one address to two machines. One server's own store (SQLite) refuses nothing.
+   * A store shared by several servers (PostgreSQL): `saveLeases`, but a pool lease is saved only
+   * over a row of the same MAC, a released or an expired one (a DECLINE and a `fixed` address
+   * always), and the rest are named in `refused`. That is what keeps two servers from leasing one
+   * address to two machines; the DHCP part uses it instead of `saveLeases` when present.
    */
-  saveLeases(batch: readonly LeaseRecord[]): Promise<LeaseSaveResult | void>;
+  claimLeases?(batch: readonly LeaseRecord[]): Promise<LeaseSaveResult>;
   /** A shared store: leases other servers committed, as they commit. Returns the unsubscribe function. */
   watch?(listener: (records: LeaseRecord[]) => void): () => void;
   /** A shared store: the records of one MAC, for a client this server has no record of (RFC 2131 §4.4.5). */

@@ -304,10 +304,15 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
         },
         persist: async (changes: PoolLease[]) => {
           const t = now();
-          const saved = await leases.saveLeases(
-            changes.map((l) => (inAnyPool(l.address) ? toRecord(l, t) : { ...toRecord(l, t), fixed: true })),
+          const records = changes.map((l) =>
+            inAnyPool(l.address) ? toRecord(l, t) : { ...toRecord(l, t), fixed: true },
           );
-          return saved?.refused.flatMap((record) => fromRecord(record) ?? []);
+          if (!leases.claimLeases) {
+            await leases.saveLeases(records);
+            return [];
+          }
+          const { refused } = await leases.claimLeases(records);
+          return refused.flatMap((record) => fromRecord(record) ?? []);
         },
         committed: recordDurable,
         refused: (holders) => learn(holders.map((l) => toRecord(l, now()))),

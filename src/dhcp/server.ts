@@ -54,7 +54,7 @@ export interface DhcpSocketServerOptions {
    * Make a batch of lease changes durable; replies wait for it. A store shared with other servers
    * may refuse some (another client holds the address): it returns the holders' leases.
    */
-  persist(leases: PoolLease[]): Promise<readonly PoolLease[] | void>;
+  persist(leases: PoolLease[]): Promise<readonly PoolLease[]>;
   /** A batch is durable (its ACKs are about to leave); `leases` are those saved. */
   committed?(leases: PoolLease[]): void;
   /** Another server's leases the store refused ours for: learn them before the refused requests are handled again. */
@@ -202,7 +202,7 @@ export class DhcpSocketServer {
     this.batchReplies = [];
     this.commitInFlight = true;
     try {
-      const holders = (await this.options.persist(leases)) ?? [];
+      const holders = await this.options.persist(leases);
       this.counters.commits++;
       this.counters.committedLeases += leases.length - holders.length;
       if (holders.length) {

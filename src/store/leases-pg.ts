@@ -49,15 +49,19 @@ const CLAIM = `
  * claims each address conditionally (see `CLAIM`) and NOTIFYs the addresses in the same
  * transaction, so the other servers' pools learn of a lease when, and only when, it is committed.
  */
-export function createPgLeaseStore(store: PgStore): LeaseStore {
+export function createPgLeaseStore(store: PgStore): LeaseStore & Required<Pick<LeaseStore, "claimLeases">> {
   return {
     async loadLeases() {
       const { rows } = await store.pool.query<LeaseRow>(`SELECT * FROM leases`);
       return rows.map(fromRow);
     },
 
-    async saveLeases(batch): Promise<LeaseSaveResult | void> {
-      if (!batch.length) return;
+    async saveLeases(batch) {
+      await this.claimLeases(batch);
+    },
+
+    async claimLeases(batch): Promise<LeaseSaveResult> {
+      if (!batch.length) return { refused: [] };
       // One row per address per statement (ON CONFLICT cannot touch a row twice): the last change wins,
       // as it would have in order.
       const last = new Map<string, LeaseRecord>();
