@@ -8,6 +8,7 @@ import { type StateOptions, jsonOption, printJson, stateOptions, withStateStore 
 function describeState(lease: LeaseRecord, now: number): string {
   if (lease.state === "bound") return lease.expiresAt > now ? "active" : "expired";
   if (lease.state === "declined") return lease.expiresAt > now ? "declined (conflict)" : "expired";
+  if (lease.state === "offered") return lease.expiresAt > now ? "offered" : "expired";
   return lease.state;
 }
 

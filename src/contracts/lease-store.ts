@@ -3,7 +3,11 @@
  * (`src/store/leases-sqlite.ts`) for one server, PostgreSQL (`src/store/leases-pg.ts`) for several. The DHCP server sends an ACK only after
  * `saveLeases` for its batch resolved: a lease a client holds is always on disk.
  */
-export type LeaseState = "bound" | "released" | "declined";
+/**
+ * `offered`: an address held for a client between OFFER and REQUEST, written only to a store shared
+ * by several servers (so the others offer it to no one else); it lapses with its short expiry.
+ */
+export type LeaseState = "bound" | "released" | "declined" | "offered";
 
 export interface LeaseRecord {
   /** Dotted quad; at most one record per address, so one address never belongs to two machines. */

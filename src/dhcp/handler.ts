@@ -88,6 +88,12 @@ export interface DhcpContext {
   now: number;
   /** How long a DECLINEd address stays out of the pool. */
   declineQuarantineMs?: number;
+  /**
+   * Several servers share the leases (PostgreSQL): an OFFER from the pool is claimed in the store
+   * (an `offered` row) before it leaves, so no other server offers that address to another client
+   * meanwhile, and a clash costs an OFFER of another address rather than a NAK.
+   */
+  claimOffers?: boolean;
 }
 
 export type HandleResult =
@@ -285,6 +291,17 @@ function discover(
       );
     }
     subnet.pool.hold(mac, address, context.now);
+    if (context.claimOffers) {
+      const offered: PoolLease = {
+        address,
+        mac,
+        clientId: request.options.get(Option.ClientIdentifier)?.toString("hex"),
+        hostname: node?.hostname ?? optionString(request, Option.HostName),
+        expiresAt: context.now + subnet.pool.offerHold,
+        state: "offered",
+      };
+      return reply(request, MessageType.Offer, address, hints, subnet, context, node, [offered]);
+    }
   }
   return reply(request, MessageType.Offer, address, hints, subnet, context, node, []);
 }

@@ -163,6 +163,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     context.boot = { ...context.boot, httpBase: options.bootBaseUrl(next) };
     context.newClients = budgetFor(budgetLimits(next.dhcp.budgets.newClients), context.newClients);
     context.claims = context.mode === "proxy" ? claims : undefined;
+    context.claimOffers = context.mode === "server" && leases.claimLeases !== undefined;
     sightings = budgetFor(budgetLimits(next.dhcp.budgets.sightings), sightings);
     config = next;
   };
@@ -171,7 +172,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
   const recordDurable = (changes: readonly PoolLease[]) => {
     for (const lease of changes) {
       if (lease.state === "bound" && lease.mac) bound.bind(lease.mac, lease.address, lease.expiresAt);
-      else bound.unbindAddress(lease.address);
+      else if (lease.state !== "offered") bound.unbindAddress(lease.address);
     }
   };
 

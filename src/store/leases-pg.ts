@@ -30,6 +30,7 @@ function fromRow(row: LeaseRow): LeaseRecord {
  * It returns the addresses written; the caller reads the holders of the others in a new statement
  * (a row another server committed while this one waited on its lock is not in this one's snapshot).
  */
+const KEEPS_LEASE = `(excluded.state = 'offered' AND leases.mac = excluded.mac AND leases.state = 'bound' AND leases.expires_at > excluded.updated_at)`;
 const CLAIM = `
   WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::boolean[])
@@ -38,7 +39,10 @@ const CLAIM = `
   INSERT INTO leases (address, mac, client_id, hostname, expires_at, state, updated_at)
     SELECT address, mac, client_id, hostname, expires_at, state, updated_at FROM input
   ON CONFLICT (address) DO UPDATE SET mac = excluded.mac, client_id = excluded.client_id, hostname = excluded.hostname,
-    expires_at = excluded.expires_at, state = excluded.state, updated_at = excluded.updated_at
+    -- An OFFER of the address a client already holds keeps its lease: the offer row is only a hold.
+    expires_at = CASE WHEN ${KEEPS_LEASE} THEN leases.expires_at ELSE excluded.expires_at END,
+    state = CASE WHEN ${KEEPS_LEASE} THEN leases.state ELSE excluded.state END,
+    updated_at = excluded.updated_at
   WHERE excluded.state = 'declined' OR leases.mac = excluded.mac OR leases.state = 'released'
      OR leases.expires_at <= excluded.updated_at
      OR (SELECT fixed FROM input WHERE input.address = excluded.address)

@@ -158,12 +158,17 @@ after(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-test("two servers answering from one pool lease every client an address of its own", { timeout: 120_000 }, async (t) => {
+test("two servers answering from one pool lease every client an address of its own", {
+  timeout: 120_000,
+}, async (t) => {
   if (!requireBinaries(t, "udhcpc", "curl", "ip")) return;
+  const t0 = Date.now();
   const got = await Promise.all(clients.slice(0, CLIENTS).map((c) => lease(c)));
   const addresses = got.map((g) => g.ip);
   assert.equal(new Set(addresses).size, CLIENTS, `distinct addresses: ${addresses.join(" ")}`);
+  t.diagnostic(`${CLIENTS} clients bound in ${Date.now() - t0} ms`);
   const recorded = await boundLeases();
+  t.diagnostic(`read in ${Date.now() - t0} ms`);
   for (const [i, g] of got.entries())
     assert.equal(recorded.get(mac(i)), g.ip, `${mac(i)} holds in the database what it was ACKed`);
   // Both servers heard every DISCOVER; the database is the only place they could have agreed.

@@ -96,6 +96,24 @@ export function leaseStoreContract(
     },
   );
 
+  withStores(
+    "an offer holds its address against other MACs, and never shortens its own client's lease",
+    async (store) => {
+      await store.claimLeases!([lease("10.0.0.1", "aa:00:00:00:00:01", { state: "offered", expiresAt: 1_030_000 })]);
+      const clash = await store.claimLeases!([lease("10.0.0.1", "aa:00:00:00:00:02", { state: "offered" })]);
+      assert.deepEqual(
+        clash.refused.map((l) => [l.mac, l.state]),
+        [["aa:00:00:00:00:01", "offered"]],
+      );
+      // The offered client takes it: the REQUEST's lease replaces the offer.
+      assert.deepEqual((await store.claimLeases!([lease("10.0.0.1", "aa:00:00:00:00:01")])).refused, []);
+      // Offered again what it holds (a DISCOVER while bound): the lease stays as it was.
+      await store.claimLeases!([lease("10.0.0.1", "aa:00:00:00:00:01", { state: "offered", expiresAt: 1_030_000 })]);
+      const [row] = await store.loadLeases();
+      assert.deepEqual([row!.state, row!.expiresAt], ["bound", 2_000_000]);
+    },
+  );
+
   withStores("of two servers claiming one address for two MACs at once, exactly one gets it", async (store, other) => {
     const second = await other!();
     try {
