@@ -175,6 +175,37 @@ test("two servers answering from one pool lease every client an address of its o
   for (const s of servers) assert.doesNotMatch(s.log(), /"level":(50|60)/, `no errors on ${s.member.ip}`);
 });
 
+test("two servers asked at the same instant by two new clients never ACK one address to both", {
+  timeout: 120_000,
+}, async (t) => {
+  if (!requireBinaries(t, "ip")) return;
+  const [a, b] = servers as [Server, Server];
+  const racer = segment!.addMember({ ip: `${segment!.base}.253` });
+  const child = racer.spawn(
+    process.execPath,
+    ["--import", "tsx", join(repo, "test/server/race-client.ts"), a.member.ip!, b.member.ip!, "12"],
+    { cwd: repo },
+  );
+  const { code, output } = await runToEnd(child, 100_000);
+  assert.equal(code, 0, output);
+  const rounds = output
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as { round: number; a: { mac: string; ack?: string }; b: { mac: string; ack?: string } });
+  assert.equal(rounds.length, 12, output);
+  const acked = new Map<string, string>();
+  for (const { a: first, b: second } of rounds)
+    for (const side of [first, second]) {
+      assert.ok(side.ack !== undefined, `every client got an answer: ${output}`);
+      if (side.ack === "NAK") continue;
+      assert.equal(acked.get(side.ack), undefined, `${side.ack} ACKed to ${acked.get(side.ack)} and ${side.mac}`);
+      acked.set(side.ack, side.mac);
+    }
+  const recorded = await boundLeases();
+  for (const [address, holder] of acked) assert.equal(recorded.get(holder), address, `${holder} holds ${address}`);
+  t.diagnostic(`${acked.size} of 24 raced clients ACKed, ${24 - acked.size} NAKed`);
+});
+
 test("a change through one server's API is in the other's SSE stream, boot script and DHCP reservation", {
   timeout: 120_000,
 }, async (t) => {
