@@ -46,9 +46,18 @@ for (let round = 0; round < Number(roundsText); round++) {
   const hex = round.toString(16).padStart(2, "0");
   const macs = [`02:7a:ce:00:${hex}:0a`, `02:7a:ce:00:${hex}:0b`];
   const targets = [serverA, serverB];
-  const offers = macs.map((mac) => reply(mac, "offer"));
-  await Promise.all(macs.map((mac, i) => send({ mac, type: "Discover" }, targets[i]!)));
-  const offered = await Promise.all(offers);
+  // Like a real client, DISCOVER again when no OFFER came (a refused claim, a lost packet).
+  const offered = await Promise.all(
+    macs.map(async (mac, i) => {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const offer = reply(mac, "offer");
+        await send({ mac, type: "Discover" }, targets[i]!);
+        const got = await offer;
+        if (got) return got;
+      }
+      return undefined;
+    }),
+  );
   const answers = macs.map((mac) => reply(mac, "answer"));
   await Promise.all(
     macs.map((mac, i) =>

@@ -98,6 +98,15 @@ function http(method: string, url: string, body?: unknown): { status: number; bo
   return { status: Number(out.slice(cut + 1)), body: out.slice(0, cut) };
 }
 
+/** The server's warnings and errors, for a failure's message. */
+const warnings = (server: Server) =>
+  server
+    .log()
+    .split("\n")
+    .filter((l) => /"level":(40|50|60)/.test(l))
+    .slice(-20)
+    .join("\n");
+
 const api = (server: Server, path: string) => `http://${server.member.ip}:${HTTP_PORT}${path}`;
 
 async function boundLeases(): Promise<Map<string, string>> {
@@ -196,7 +205,10 @@ test("two servers asked at the same instant by two new clients never ACK one add
   const acked = new Map<string, string>();
   for (const { a: first, b: second } of rounds)
     for (const side of [first, second]) {
-      assert.ok(side.ack !== undefined, `every client got an answer: ${output}`);
+      assert.ok(
+        side.ack !== undefined,
+        `every client got an answer: ${output}\n${servers.map((s) => warnings(s)).join("\n")}`,
+      );
       if (side.ack === "NAK") continue;
       assert.equal(acked.get(side.ack), undefined, `${side.ack} ACKed to ${acked.get(side.ack)} and ${side.mac}`);
       acked.set(side.ack, side.mac);
