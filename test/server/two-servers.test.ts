@@ -296,3 +296,42 @@ test("with one server killed, the other keeps every client's address and boots a
   assert.match(machine.body, /^#!ipxe/);
   assert.equal((await boundLeases()).get(mac(CLIENTS)), fresh.ip, "its lease is committed in the database");
 });
+
+test("a client whose lease this server never heard of is found in the database (RFC 2131 §4.4.5)", {
+  timeout: 60_000,
+}, async (t) => {
+  if (!requireBinaries(t, "ip")) return;
+  const b = servers[1]!;
+  // A lease committed by a server whose NOTIFY never arrived (written here without one).
+  const address = `${segment!.base}.150`;
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query(
+      `INSERT INTO leases (address, mac, expires_at, state, updated_at) VALUES ($1, '02:7a:ce:ff:00:01', $2, 'bound', $3)`,
+      [address, Date.now() + 3_600_000, Date.now()],
+    );
+  } finally {
+    await client.end();
+  }
+  const dir = mkdtempSync(join(tmpdir(), "centra-reboot-"));
+  dirs.push(dir);
+  const steps = join(dir, "steps.json");
+  // INIT-REBOOT: a REQUEST naming its address (option 50), no server identifier, broadcast.
+  writeFileSync(
+    steps,
+    JSON.stringify([{ send: [{ mac: "02:7a:ce:ff:00:01", type: "Request", requested: address }], waitMs: 3_000 }]),
+  );
+  const racer = segment!.addMember({ ip: `${segment!.base}.252` });
+  // A broadcast to 255.255.255.255 needs a route out of the namespace.
+  racer.run("ip", ["route", "add", "default", "dev", racer.ifname]);
+  const { output } = await runToEnd(
+    racer.spawn(process.execPath, ["--import", "tsx", join(repo, "test/dhcp/raw-client.ts"), steps], { cwd: repo }),
+    30_000,
+  );
+  assert.match(
+    output,
+    new RegExp(`"type":"ACK","mac":"02:7a:ce:ff:00:01","yiaddr":"${address.replace(/\./g, "\\.")}"`),
+    `${output}\n${warnings(b)}`,
+  );
+});
