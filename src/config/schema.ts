@@ -292,6 +292,11 @@ const configObject = z
     stateDir: z.string().min(1).default("/var/lib/pxe-boot"),
     /** `sqlite` (a file in stateDir) or a `postgres://` URL, or `{ url, passwordFile, sslMode, caFile }`. */
     storage: storage.default("sqlite"),
+    /**
+     * Other servers of this fleet (`http://host:port`, PostgreSQL storage): a registered image version
+     * whose files this server lacks is copied from the first that has it, verified by its sha256.
+     */
+    peers: z.array(z.string().regex(/^https?:\/\/[^/\s]+\/?$/, "must be http://host[:port]")).default([]),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     dhcp: dhcp.default({}),
     /** `bindAddress`: default serverAddress (normalizeConfig), `0.0.0.0` for every address. */

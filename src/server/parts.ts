@@ -4,6 +4,7 @@ import { httpBootBase } from "../boot/firmware.js";
 import { bootloaderDir } from "../files/state-dir.js";
 import { createDhcpService } from "../dhcp/index.js";
 import { createHttpService } from "../http/server.js";
+import { createImageReplicaService } from "../images/peers.js";
 import { createMetricsPlugin } from "../metrics/metrics.js";
 import { createProvisioning } from "../provisioning/index.js";
 import type { Config } from "../config/schema.js";
@@ -86,8 +87,17 @@ export function createServices(
     health,
     extraPlugins: [metrics, api],
   });
+  // Several servers on one database: each serves image files from its own stateDir, so one that
+  // lacks a registered version says so in /health and copies it from a peer (images/peers.ts).
+  const replicas = store.kind === "postgres" ? createImageReplicaService({ store, config, logger }) : undefined;
   return {
-    services: [provisioning.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])],
+    services: [
+      provisioning.service,
+      ...(replicas ? [replicas] : []),
+      http,
+      ...(tftp ? [tftp] : []),
+      ...(dhcp ? [dhcp] : []),
+    ],
     // After the parts stopped: the lease writer thread has nothing left to commit.
     close: async () => {
       stopFeed?.();
