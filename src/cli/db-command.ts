@@ -1,10 +1,16 @@
 import type { Command } from "commander";
 import pg from "pg";
-import type { PostgresStorageConfig } from "../config/schema.js";
 import { databaseFile } from "../files/state-dir.js";
 import { copySqliteToPg } from "../store/copy.js";
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from "../store/pg-migrations.js";
-import { appliedPgMigrations, migratePg, openPgStore, pgConnectionConfig, redactedUrl } from "../store/pg-store.js";
+import {
+  appliedPgMigrations,
+  migratePg,
+  openPgStore,
+  type PgConnectionSettings,
+  pgConnectionConfig,
+  redactedUrl,
+} from "../store/pg-store.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 import { CliError, findConfig, jsonOption, printJson, resolveStateDir, type StateOptions } from "./common.js";
 
@@ -15,7 +21,7 @@ interface DbOptions extends StateOptions {
 }
 
 /** The PostgreSQL database a `db` command works on: --url, else the config's `storage`. */
-function postgresTarget(options: DbOptions): PostgresStorageConfig | undefined {
+function postgresTarget(options: DbOptions): PgConnectionSettings | undefined {
   if (options.url !== undefined) {
     if (!/^postgres(ql)?:\/\//.test(options.url))
       throw new CliError("USAGE", `--url ${options.url} is not a postgres:// URL`);
@@ -38,7 +44,7 @@ function dbOptions(command: Command): Command {
     .option("--state-dir <dir>", "state directory (SQLite storage)");
 }
 
-async function withPg<T>(storage: PostgresStorageConfig, body: (pool: pg.Pool) => Promise<T>): Promise<T> {
+async function withPg<T>(storage: PgConnectionSettings, body: (pool: pg.Pool) => Promise<T>): Promise<T> {
   const pool = new pg.Pool({ ...pgConnectionConfig(storage), max: 1 });
   pool.on("error", () => undefined);
   try {

@@ -263,6 +263,11 @@ const postgresStorage = z
     caFile: z.string().min(1).optional(),
     /** Connections this server opens at most (its pool); LISTEN takes one more. */
     poolSize: z.number().int().min(1).max(1000).default(10),
+    /**
+     * The other servers on this database (`http://host:port`): a registered image version whose
+     * files this server lacks is copied from the first that has it, verified by its sha256.
+     */
+    peers: z.array(z.string().regex(/^https?:\/\/[^/\s]+\/?$/, "must be http://host[:port]")).default([]),
   })
   .strict();
 /** The store: the embedded SQLite file in stateDir, or a shared PostgreSQL database (PRODUCT.md §6). */
@@ -274,7 +279,7 @@ const storage = z
   ])
   .transform((value): StorageConfig => {
     if (value === "sqlite") return { kind: "sqlite" };
-    if (typeof value === "string") return { kind: "postgres", url: value, poolSize: 10 };
+    if (typeof value === "string") return { kind: "postgres", url: value, poolSize: 10, peers: [] };
     return { kind: "postgres", ...value };
   });
 function storageFileForm(value: StorageConfig): z.input<typeof storage> {
@@ -292,11 +297,6 @@ const configObject = z
     stateDir: z.string().min(1).default("/var/lib/pxe-boot"),
     /** `sqlite` (a file in stateDir) or a `postgres://` URL, or `{ url, passwordFile, sslMode, caFile }`. */
     storage: storage.default("sqlite"),
-    /**
-     * Other servers of this fleet (`http://host:port`, PostgreSQL storage): a registered image version
-     * whose files this server lacks is copied from the first that has it, verified by its sha256.
-     */
-    peers: z.array(z.string().regex(/^https?:\/\/[^/\s]+\/?$/, "must be http://host[:port]")).default([]),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     dhcp: dhcp.default({}),
     /** `bindAddress`: default serverAddress (normalizeConfig), `0.0.0.0` for every address. */

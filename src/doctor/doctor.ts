@@ -67,7 +67,7 @@ async function checkHttpHealth(base: string): Promise<CheckResult> {
         name,
         ok: false,
         detail: `${response.status} ${images}`,
-        fix: "run `centra-pxe images add` on this host too, or list a server that has the files in peers: (they are copied and checked by sha256)",
+        fix: "run `centra-pxe images add` on this host too, or list a server that has the files in storage.peers (they are copied and checked by sha256)",
       };
     return {
       name,

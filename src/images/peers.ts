@@ -63,6 +63,9 @@ export async function fetchVersionFromPeer(
     await useImage(stateDir, record.name, record.version);
 }
 
+/** `storage.peers`: the other servers on the shared database. */
+const peersOf = (config: Config): readonly string[] => (config.storage.kind === "postgres" ? config.storage.peers : []);
+
 export interface ImageReplicaOptions {
   store: Store;
   config: Config;
@@ -82,7 +85,7 @@ export function createImageReplicaService(options: ImageReplicaOptions): Service
 
   const pass = async (fetchFromPeers: boolean) => {
     const { stateDir } = config;
-    const peers = fetchFromPeers ? config.peers : [];
+    const peers = fetchFromPeers ? peersOf(config) : [];
     const lacking: string[] = [];
     for (const record of await options.store.images.list()) {
       const roles = await missingFiles(stateDir, record);
@@ -145,9 +148,9 @@ export function createImageReplicaService(options: ImageReplicaOptions): Service
     },
     health(): ServiceHealth {
       if (!missing.length) return { ok: true };
-      const how = config.peers.length
+      const how = peersOf(config).length
         ? `copying from peers failed${lastError ? `: ${lastError}` : ""}`
-        : "add them here with `centra-pxe images add`, or name a server that has them in peers:";
+        : "add them here with `centra-pxe images add`, or name a server that has them in storage.peers";
       return {
         ok: false,
         detail: `registered image versions without their files on this server: ${missing.join("; ")}; ${how}`,

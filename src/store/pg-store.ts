@@ -47,9 +47,13 @@ export interface PgStore extends Store {
   readonly changes: StoreChangeFeed;
 }
 
+/** What a connection needs of `storage:` (tests and `db` commands give only a URL). */
+export type PgConnectionSettings = Pick<PostgresStorageConfig, "url"> &
+  Partial<Pick<PostgresStorageConfig, "passwordFile" | "sslMode" | "caFile" | "poolSize" | "kind">>;
+
 /** `pg` connection settings from the config: the URL, the password from its file or PGPASSWORD, TLS. */
-export function pgConnectionConfig(storage: PostgresStorageConfig): pg.PoolConfig {
-  const config: pg.PoolConfig = { connectionString: storage.url, max: storage.poolSize };
+export function pgConnectionConfig(storage: PgConnectionSettings): pg.PoolConfig {
+  const config: pg.PoolConfig = { connectionString: storage.url, max: storage.poolSize ?? 10 };
   const url = new URL(storage.url);
   if (url.password === "") {
     const password = storage.passwordFile
@@ -91,7 +95,7 @@ export interface OpenPgStoreOptions {
 }
 
 /** Open the shared store; migrates (under an advisory lock, so servers starting together take turns) unless told not to. */
-export async function openPgStore(storage: PostgresStorageConfig, options: OpenPgStoreOptions = {}): Promise<PgStore> {
+export async function openPgStore(storage: PgConnectionSettings, options: OpenPgStoreOptions = {}): Promise<PgStore> {
   const instance = `centra-pxe-${process.pid}-${randomBytes(3).toString("hex")}`;
   const connection = { ...pgConnectionConfig(storage), application_name: instance };
   const pool = new pg.Pool(connection);
