@@ -267,10 +267,30 @@ function createPgStore(pool: pg.Pool, connection: pg.ClientConfig, instance: str
     secrets: new PgSecretRepository(pool),
     recordSightings: (batch) =>
       transaction(async (client) => {
-        for (const node of batch.created) await nodes.insertIn(client, node);
+        const skipped = new Set<string>();
+        for (const node of batch.created) {
+          // Another server on the same segment sees the same DISCOVER and may record the machine
+          // first: a savepoint per node, so that clash skips this creation, not the batch.
+          await client.query("SAVEPOINT sighting");
+          try {
+            await nodes.insertIn(client, node);
+            await client.query("RELEASE SAVEPOINT sighting");
+          } catch (error) {
+            if (!(error instanceof NodeConflict) && !isUniqueViolation(error)) throw error;
+            await client.query("ROLLBACK TO SAVEPOINT sighting");
+            const holder = await client.query<{ node_id: string }>(
+              `SELECT node_id FROM node_macs WHERE mac = ANY($1::text[]) LIMIT 1`,
+              [node.macs],
+            );
+            if (!holder.rows[0]) throw error;
+            skipped.add(node.id);
+            await nodes.touchIn(client, { id: holder.rows[0].node_id, lastSeenAt: node.lastSeenAt ?? node.createdAt });
+          }
+        }
         for (const seen of batch.seen) await nodes.touchIn(client, seen);
         const stored: NodeEvent[] = [];
-        for (const event of batch.events) stored.push(await events.insertIn(client, event));
+        for (const event of batch.events)
+          if (!skipped.has(event.nodeId)) stored.push(await events.insertIn(client, event));
         await notifyIn(
           client,
           EVENTS_CHANNEL,

@@ -14,7 +14,9 @@ export interface Store {
   readonly secrets: SecretRepository;
   /**
    * Write a batch of sightings (new discovered nodes, last-seen updates, their events) in one
-   * transaction: one commit for a burst of machines instead of one fsync each.
+   * transaction: one commit for a burst of machines instead of one fsync each. A new node whose MAC
+   * another writer recorded meanwhile (another server saw the same DISCOVER) is not created: that
+   * node is touched instead and the new one's events are dropped; the returned events say what was stored.
    */
   recordSightings(batch: SightingBatch): Promise<NodeEvent[]>;
   /** The schema version the store has migrated to. */

@@ -225,6 +225,46 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     assert.equal((await store.nodes.findByUuid("u-1"))?.id, "n-1");
   });
 
+  withStore(
+    "a sighting of a MAC recorded meanwhile by another writer touches that node, creates none",
+    async (store) => {
+      await store.nodes.create(node("n-1", ["52:54:00:00:00:01"]));
+      const at = "2026-11-26T00:00:00.000Z";
+      const events = await store.recordSightings({
+        created: [
+          node("n-2", ["52:54:00:00:00:01"], { lastSeenAt: at }),
+          node("n-3", ["52:54:00:00:00:03"], { lastSeenAt: at }),
+        ],
+        seen: [],
+        events: [
+          { nodeId: "n-2", kind: "discovered", toState: "discovered", at, details: {} },
+          { nodeId: "n-3", kind: "discovered", toState: "discovered", at, details: {} },
+        ],
+      });
+      assert.deepEqual(
+        events.map((e) => e.nodeId),
+        ["n-3"],
+      );
+      assert.deepEqual(
+        (await store.nodes.list()).map((n) => n.id),
+        ["n-1", "n-3"],
+      );
+      assert.equal((await store.nodes.get("n-1"))?.lastSeenAt, at);
+    },
+  );
+
+  withStore("two sighting batches of one new MAC at once (two servers, one DISCOVER) make one node", async (store) => {
+    const at = "2026-11-26T00:00:00.000Z";
+    const batch = (id: string) => ({
+      created: [node(id, ["52:54:00:00:00:07"], { lastSeenAt: at })],
+      seen: [],
+      events: [{ nodeId: id, kind: "discovered", toState: "discovered" as const, at, details: {} }],
+    });
+    const [a, b] = await Promise.all([store.recordSightings(batch("n-a")), store.recordSightings(batch("n-b"))]);
+    assert.equal(a.length + b.length, 1, "one discovered event");
+    assert.equal((await store.nodes.list()).length, 1);
+  });
+
   withStore("a secret is created once and then read back", async (store) => {
     const first = await store.secrets.getOrCreate("k", () => "one");
     assert.equal(first, "one");
