@@ -56,6 +56,9 @@ const CLAIM = `
 export function createPgLeaseStore(store: PgStore): LeaseStore & Required<Pick<LeaseStore, "claimLeases">> {
   return {
     async loadLeases() {
+      // A `watch` opened just before must be listening before this snapshot, or a lease committed
+      // between the two would be in neither.
+      await store.listening();
       const { rows } = await store.pool.query<LeaseRow>(`SELECT * FROM leases`);
       return rows.map(fromRow);
     },

@@ -44,6 +44,8 @@ export interface PgStore extends Store {
   transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T>;
   /** Subscribe to a NOTIFY channel on the store's listening connection (opened on first use). */
   listen(channel: string, onPayload: (payload: string) => void, onReconnect?: () => void): () => void;
+  /** Resolves once the listening connection (if one is being opened) has run its LISTENs. */
+  listening(): Promise<void>;
   readonly changes: StoreChangeFeed;
 }
 
@@ -222,6 +224,7 @@ function createPgStore(pool: pg.Pool, connection: pg.ClientConfig, instance: str
     instance,
     transaction,
     listen: (channel, onPayload, onReconnect) => listener.listen(channel, onPayload, onReconnect),
+    listening: () => listener.ready(),
     changes: {
       onEvents: (listenerFn) => {
         // Another server's events: fetched by the seqs its NOTIFY named (a sequence is not
@@ -342,6 +345,11 @@ class PgListener {
     if (this.client && fresh) this.client.query(`LISTEN ${channel}`).catch(() => undefined);
     else if (!this.client) void this.connect(false);
     return () => set.delete(subscriber);
+  }
+
+  /** The connection being opened, if any: what was committed after this resolves is heard. */
+  async ready(): Promise<void> {
+    await this.connecting;
   }
 
   private connect(reconnect: boolean): Promise<void> {
