@@ -52,25 +52,16 @@ async function startServer(member: SegmentMember, config: string): Promise<Serve
 }
 
 /** One udhcpc run to a bound address (or a failure with its output), asking for `requested` if given. */
-async function lease(client: SegmentMember, requested?: string): Promise<{ ip: string; hostname: string }> {
+async function lease(
+  client: SegmentMember,
+  requested?: string,
+  tries = ["-t", "8", "-T", "2"],
+): Promise<{ ip: string; hostname: string }> {
   const result = join(dirs[0]!, `udhcpc-${client.ns}.txt`);
   writeFileSync(result, "");
   const child = client.spawn(
     "udhcpc",
-    [
-      "-f",
-      "-q",
-      "-n",
-      "-t",
-      "8",
-      "-T",
-      "2",
-      "-i",
-      client.ifname,
-      "-s",
-      CLIENT_SCRIPT,
-      ...(requested ? ["-r", requested] : []),
-    ],
+    ["-f", "-q", "-n", ...tries, "-i", client.ifname, "-s", CLIENT_SCRIPT, ...(requested ? ["-r", requested] : [])],
     { env: { ...process.env, CLIENT_RESULT: result } },
   );
   const { code, output } = await runToEnd(child, 60_000);
@@ -108,6 +99,18 @@ const warnings = (server: Server) =>
     .join("\n");
 
 const api = (server: Server, path: string) => `http://${server.member.ip}:${HTTP_PORT}${path}`;
+
+/** Every lease row, for a failure's message. */
+async function allLeases(): Promise<string> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query(`SELECT address, mac, state, expires_at, updated_at FROM leases ORDER BY mac`);
+    return rows.map((r) => JSON.stringify(r)).join("\n");
+  } finally {
+    await client.end();
+  }
+}
 
 async function boundLeases(): Promise<Map<string, string>> {
   const client = new pg.Client({ connectionString: databaseUrl });
@@ -179,7 +182,11 @@ test("two servers answering from one pool lease every client an address of its o
   const recorded = await boundLeases();
   t.diagnostic(`read in ${Date.now() - t0} ms`);
   for (const [i, g] of got.entries())
-    assert.equal(recorded.get(mac(i)), g.ip, `${mac(i)} holds in the database what it was ACKed`);
+    assert.equal(
+      recorded.get(mac(i)),
+      g.ip,
+      `${mac(i)} holds in the database what it was ACKed:\n${await allLeases()}`,
+    );
   // Both servers heard every DISCOVER; the database is the only place they could have agreed.
   for (const s of servers) assert.doesNotMatch(s.log(), /"level":(50|60)/, `no errors on ${s.member.ip}`);
 });
@@ -334,4 +341,22 @@ test("a client whose lease this server never heard of is found in the database (
     new RegExp(`"type":"ACK","mac":"02:7a:ce:ff:00:01","yiaddr":"${address.replace(/\./g, "\\.")}"`),
     `${output}\n${warnings(b)}`,
   );
+});
+
+test("an ACK leaves only once its lease is committed: with the database down no client is answered", {
+  timeout: 120_000,
+}, async (t) => {
+  if (!requireBinaries(t, "udhcpc", "ip")) return;
+  const b = servers[1]!;
+  const client = segment!.addMember({ mac: "52:54:00:c1:01:01" });
+  cluster!.pause();
+  try {
+    await assert.rejects(lease(client, undefined, ["-t", "3", "-T", "1"]), /got no lease/);
+    assert.match(b.log(), /could not save leases; their ACKs were not sent/);
+  } finally {
+    cluster!.resume();
+  }
+  // The database back: the same server answers again, from what is committed.
+  const after = await lease(client);
+  assert.equal((await boundLeases()).get("52:54:00:c1:01:01"), after.ip);
 });

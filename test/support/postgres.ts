@@ -22,6 +22,9 @@ export interface PostgresCluster {
   createDatabase(): Promise<string>;
   /** A URL of the maintenance database `postgres`. */
   url(database?: string): string;
+  /** Stop the server, keeping its data (a database outage); `resume` starts it again. */
+  pause(): void;
+  resume(): void;
   stop(): void;
 }
 
@@ -74,20 +77,21 @@ export async function startPostgres(skip?: (why: string) => void): Promise<Postg
     });
   // A port number still matters with a unix socket: it names the socket file (.s.PGSQL.<port>).
   const port = 20_000 + (randomBytes(2).readUInt16BE(0) % 40_000);
+  // fsync off: a test never survives a power cut, and the box is shared. Durability of leases is
+  // the server's promise (it waits for COMMIT), not the test cluster's.
+  const options = [
+    `-c listen_addresses=''`,
+    `-c unix_socket_directories=${dir}`,
+    `-p ${port}`,
+    "-c fsync=off",
+    "-c full_page_writes=off",
+    "-c max_connections=100",
+    "-c shared_buffers=16MB",
+  ].join(" ");
+  const start = () => asUser("pg_ctl", ["-D", data, "-o", options, "-l", join(dir, "log"), "-w", "-t", "60", "start"]);
   try {
     asUser("initdb", ["-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]);
-    // fsync off: a test never survives a power cut, and the box is shared. Durability of leases is
-    // the server's promise (it waits for COMMIT), not the test cluster's.
-    const options = [
-      `-c listen_addresses=''`,
-      `-c unix_socket_directories=${dir}`,
-      `-p ${port}`,
-      "-c fsync=off",
-      "-c full_page_writes=off",
-      "-c max_connections=100",
-      "-c shared_buffers=16MB",
-    ].join(" ");
-    asUser("pg_ctl", ["-D", data, "-o", options, "-l", join(dir, "log"), "-w", "-t", "60", "start"]);
+    start();
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`could not start a test PostgreSQL cluster: ${(error as { stderr?: string }).stderr ?? error}`);
@@ -110,6 +114,12 @@ export async function startPostgres(skip?: (why: string) => void): Promise<Postg
         await client.end();
       }
       return url(name);
+    },
+    pause() {
+      asUser("pg_ctl", ["-D", data, "-m", "fast", "-w", "stop"]);
+    },
+    resume() {
+      start();
     },
     stop() {
       try {
