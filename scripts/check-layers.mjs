@@ -15,6 +15,7 @@ export const LAYERS = [
   ["cli"],
   ["server", "doctor", "lab", "migrate"],
   ["api", "metrics"],
+  ["identity"],
   ["provisioning"],
   ["http", "dhcp", "tftp"],
   ["boot"],

@@ -1,3 +1,5 @@
+import type { Role } from "../config/roles.js";
+import { BEARER_SCHEME } from "../identity/access.js";
 import { NODE_STATES } from "../lifecycle/lifecycle.js";
 
 /**
@@ -15,11 +17,16 @@ export function openApiDocument(): Record<string, unknown> {
     description: "node id, any of its MACs, or its hostname",
     schema: { type: "string" },
   };
-  const admin = [{ bearer: [] }];
+  // Each operation's role (OpenAPI 3.1 lets a bearer requirement list role names): the API enforces
+  // exactly this (src/identity/access.ts), and an operation without one is refused for everyone.
+  const needs = (role: Role) => [{ [BEARER_SCHEME]: [role] }];
+  const viewer = needs("viewer");
+  const operator = needs("operator");
+  const admin = needs("admin");
   const changeResponses = {
     "400": error("bad input; `problems` names each field and why"),
-    "401": error("no admin token, or not a valid one"),
-    "403": error("the admin token was revoked"),
+    "401": error("no credential, or not a valid one (expired, unknown); WWW-Authenticate says which"),
+    "403": error("the credential's role is not enough (`requiredRole` names the one needed), or the token was revoked"),
     "404": error("no such node"),
     "409": error(
       "the node's state does not allow it, a value belongs to another node, or the field is owned by the config file",
@@ -28,7 +35,7 @@ export function openApiDocument(): Record<string, unknown> {
   const action = (summary: string) => ({
     post: {
       summary,
-      security: admin,
+      security: operator,
       parameters: [nodeRef],
       responses: {
         "200": { description: "the node after the transition", content: json(ref("Node")) },
@@ -86,13 +93,17 @@ export function openApiDocument(): Record<string, unknown> {
       title: "Centra PXE provisioning API",
       version: "1",
       description:
-        "The node inventory and its lifecycle (discovered → ready → provisioning → provisioned; failed; retired). Every route, reads included, needs `Authorization: Bearer <token>` from `centra-pxe token create` (401 without, 403 revoked); the installer callback is authorised by its own token.",
+        "The node inventory and its lifecycle (discovered → ready → provisioning → provisioned; failed; retired). Every route, reads included, needs `Authorization: Bearer <token>`: a token from `centra-pxe token create`, or a JWT from the identity provider of `auth.oidc`. Each operation's `security` names the role it needs (viewer < operator < admin); 401 without a valid credential, 403 naming the role needed. A token with a label scope sees and changes only the nodes carrying those labels (others answer 404 as if absent). The installer callback is authorised by its own token.",
     },
     servers: [{ url: "/api/v1" }],
-    security: admin,
     components: {
       securitySchemes: {
-        bearer: { type: "http", scheme: "bearer", description: "admin token from `centra-pxe token create`" },
+        bearer: {
+          type: "http",
+          scheme: "bearer",
+          description:
+            "a token from `centra-pxe token create`, or a JWT of the `auth.oidc` issuer; roles: viewer, operator, admin",
+        },
         callbackToken: {
           type: "apiKey",
           in: "query",
@@ -130,6 +141,45 @@ export function openApiDocument(): Record<string, unknown> {
             lastSeenAt: { type: "string", format: "date-time" },
           },
         },
+        ApiToken: {
+          type: "object",
+          required: ["id", "name", "role", "createdAt"],
+          properties: {
+            id: { type: "string" },
+            name: { type: "string" },
+            role: { type: "string", enum: ["viewer", "operator", "admin"] },
+            scope: { type: "object", additionalProperties: { type: "string" } },
+            createdAt: { type: "string", format: "date-time" },
+            expiresAt: { type: "string", format: "date-time" },
+            lastUsedAt: { type: "string", format: "date-time" },
+            revokedAt: { type: "string", format: "date-time" },
+          },
+        },
+        Actor: {
+          type: "object",
+          required: ["kind", "id"],
+          properties: {
+            kind: { type: "string", enum: ["token", "oidc", "local"] },
+            id: { type: "string", description: "token id, JWT sub, local user" },
+            name: { type: "string" },
+            issuer: { type: "string", description: "the JWT's iss" },
+          },
+        },
+        AuditRecord: {
+          type: "object",
+          required: ["seq", "at", "actor", "action", "summary", "address", "outcome", "status"],
+          properties: {
+            seq: { type: "integer" },
+            at: { type: "string", format: "date-time" },
+            actor: ref("Actor"),
+            action: { type: "string", description: "the route as this document writes it, or the CLI command" },
+            target: { type: "string" },
+            summary: { type: "object", description: "the request's fields; secrets redacted" },
+            address: { type: "string", description: "the caller's IP address, or `local`" },
+            outcome: { type: "string", enum: ["success", "denied", "failed"] },
+            status: { type: "integer" },
+          },
+        },
         NodeChanges: { type: "object", additionalProperties: false, properties: nodeFields },
         Event: {
           type: "object",
@@ -148,7 +198,8 @@ export function openApiDocument(): Record<string, unknown> {
     paths: {
       "/nodes": {
         get: {
-          summary: "list nodes",
+          summary: "list nodes (a scoped caller: only those in its scope)",
+          security: viewer,
           parameters: [
             { name: "state", in: "query", schema: { type: "string", enum: [...NODE_STATES] } },
             { name: "profile", in: "query", schema: { type: "string" } },
@@ -185,6 +236,7 @@ export function openApiDocument(): Record<string, unknown> {
       "/nodes/{ref}": {
         get: {
           summary: "one node",
+          security: viewer,
           parameters: [nodeRef],
           responses: { "200": { description: "the node", content: json(ref("Node")) }, "404": error("no such node") },
         },
@@ -228,6 +280,7 @@ export function openApiDocument(): Record<string, unknown> {
       "/nodes/{ref}/events": {
         get: {
           summary: "a node's events, one page",
+          security: viewer,
           parameters: [nodeRef, ...eventQuery.slice(1)],
           responses: { "200": { description: "events, oldest first", content: eventPage } },
         },
@@ -262,7 +315,8 @@ export function openApiDocument(): Record<string, unknown> {
       },
       "/events": {
         get: {
-          summary: "lifecycle events, oldest first, one page",
+          summary: "lifecycle events, oldest first, one page (a scoped caller: its nodes' only)",
+          security: viewer,
           parameters: eventQuery,
           responses: { "200": { description: "a page of events and its cursor", content: eventPage } },
         },
@@ -270,6 +324,7 @@ export function openApiDocument(): Record<string, unknown> {
       "/events/stream": {
         get: {
           summary: "live events as server-sent events; resume with Last-Event-ID or ?after=",
+          security: viewer,
           parameters: eventQuery.slice(0, 4),
           responses: {
             "200": {
@@ -284,11 +339,146 @@ export function openApiDocument(): Record<string, unknown> {
       "/images": {
         get: {
           summary: "installed netboot images and versions",
+          security: viewer,
           parameters: [{ name: "name", in: "query", schema: { type: "string" } }],
           responses: { "200": { description: "images with a current flag" } },
         },
       },
-      "/openapi.json": { get: { summary: "this document", responses: { "200": { description: "OpenAPI 3.1" } } } },
+      "/openapi.json": {
+        get: { summary: "this document", security: viewer, responses: { "200": { description: "OpenAPI 3.1" } } },
+      },
+      "/whoami": {
+        get: {
+          summary: "the caller: its role, label scope and identity (what a dashboard may offer it)",
+          security: viewer,
+          responses: {
+            "200": {
+              description: "the caller",
+              content: json({
+                type: "object",
+                required: ["role", "actor"],
+                properties: {
+                  role: { type: "string", enum: ["viewer", "operator", "admin"] },
+                  scope: { type: "object", additionalProperties: { type: "string" } },
+                  actor: ref("Actor"),
+                },
+              }),
+            },
+          },
+        },
+      },
+      "/tokens": {
+        get: {
+          summary: "API tokens (never their secrets or hashes)",
+          security: admin,
+          responses: {
+            "200": {
+              description: "every token, revoked and expired ones included",
+              content: json({ type: "object", properties: { tokens: { type: "array", items: ref("ApiToken") } } }),
+            },
+          },
+        },
+        post: {
+          summary: "create a token; the response is the only time its secret is shown",
+          security: admin,
+          requestBody: {
+            required: true,
+            content: json({
+              type: "object",
+              required: ["name"],
+              additionalProperties: false,
+              properties: {
+                name: { type: "string", maxLength: 100 },
+                role: { type: "string", enum: ["viewer", "operator", "admin"], default: "admin" },
+                scope: {
+                  description: "labels every reachable node must carry (viewer and operator tokens only)",
+                  oneOf: [
+                    { type: "string", example: "rack=a1,site=fra" },
+                    { type: "array", items: { type: "string" } },
+                    { type: "object", additionalProperties: { type: "string" } },
+                  ],
+                },
+                expires: { type: "string", description: "a duration from now, e.g. 12h or 30d" },
+              },
+            }),
+          },
+          responses: {
+            "201": {
+              description: "the token and its secret",
+              content: json({
+                allOf: [ref("ApiToken"), { type: "object", properties: { token: { type: "string" } } }],
+              }),
+            },
+            "400": error("bad name, role, scope or expiry; `problems` names each"),
+          },
+        },
+      },
+      "/tokens/{id}": {
+        delete: {
+          summary: "revoke a token at once",
+          security: admin,
+          parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+          responses: {
+            "200": {
+              description: "revoked",
+              content: json({ type: "object", properties: { id: { type: "string" }, revokedAt: { type: "string" } } }),
+            },
+            "404": error("no such token"),
+            "409": error("already revoked"),
+          },
+        },
+      },
+      "/audit": {
+        get: {
+          summary: "the audit trail: every change through the API or the CLI, newest first, one page",
+          security: admin,
+          parameters: [
+            {
+              name: "actor",
+              in: "query",
+              schema: { type: "string" },
+              description: "token id or name, JWT sub or name, local user",
+            },
+            {
+              name: "action",
+              in: "query",
+              schema: { type: "string" },
+              description: "`POST /nodes/{ref}/provision`, `token create`; a trailing * matches a prefix",
+            },
+            { name: "target", in: "query", schema: { type: "string" }, description: "node ref, token id" },
+            { name: "outcome", in: "query", schema: { type: "string", enum: ["success", "denied", "failed"] } },
+            { name: "since", in: "query", schema: { type: "string", format: "date-time" } },
+            { name: "until", in: "query", schema: { type: "string", format: "date-time" } },
+            {
+              name: "before",
+              in: "query",
+              schema: { type: "integer", minimum: 1 },
+              description: "a cursor: records older than this seq (pass the previous page's `next`)",
+            },
+            {
+              name: "limit",
+              in: "query",
+              schema: { type: "integer", minimum: 1, maximum: 500 },
+              description: "default 100",
+            },
+          ],
+          responses: {
+            "200": {
+              description: "a page of records and, when it was full, the cursor of the next",
+              content: json({
+                type: "object",
+                required: ["records", "more"],
+                properties: {
+                  records: { type: "array", items: ref("AuditRecord") },
+                  next: { type: "integer" },
+                  more: { type: "boolean" },
+                },
+              }),
+            },
+            "400": error("bad filter"),
+          },
+        },
+      },
     },
   };
 }

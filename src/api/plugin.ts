@@ -1,13 +1,28 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { HttpError } from "../errors.js";
+import { HttpError, NotFoundError } from "../errors.js";
 import { listImages } from "../images/images.js";
 import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 import type { Logger } from "../log.js";
-import { CallbackRejectedError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
+import { CallbackRejectedError, ConflictError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
 import type { Actor, Inventory, Lifecycle } from "../provisioning/index.js";
 import { parseNodeChanges } from "../provisioning/node-input.js";
-import { authenticateApiToken, bearerToken } from "../provisioning/tokens.js";
-import type { EventFilter, NodeEvent, NodeFilter, Store } from "../store/store.js";
+import { bearerToken, createApiToken } from "../provisioning/tokens.js";
+import {
+  AUDIT_OUTCOMES,
+  type AuditFilter,
+  type AuditOutcome,
+  type AuditRecord,
+  type EventFilter,
+  type NodeEvent,
+  type NodeFilter,
+  type Store,
+} from "../store/store.js";
+import { unmappedAddress } from "../config/primitives.js";
+import { inScope, narrowLabels, refusal, routeAccessTable, routeKeyOf, type RouteAccess } from "../identity/access.js";
+import { outcomeOf, summarizeChange } from "../identity/audit.js";
+import { type Authenticator, createAuthenticator } from "../identity/authenticate.js";
+import { parseTokenGrant } from "../identity/grant.js";
+import { actorLabel, type Principal } from "../identity/principal.js";
 import { httpStatusOf } from "./http-status.js";
 import { openApiDocument } from "./openapi.js";
 
@@ -28,18 +43,36 @@ export interface ApiPluginOptions {
   logger: Logger;
   /** How often an idle SSE stream gets a comment line, so proxies and clients keep it open. */
   heartbeatMs?: number;
+  /** Who a bearer credential is (local tokens, and `auth.oidc` JWTs); default: one over `store` and the inventory's config. */
+  authenticator?: Authenticator;
+}
+
+/** Audit records in one read of `GET /audit`. */
+export const MAX_AUDIT_PAGE = 500;
+
+/** What the API knows of one request once it is authenticated: for the handlers, the scope checks and the audit trail. */
+interface RequestContext {
+  access: RouteAccess | undefined;
+  principal: Principal;
+  /** The route as the OpenAPI document writes it (`POST /nodes/{ref}`). */
+  key: string;
+  /** Refused because the node it names lies outside the caller's scope (answered 404, recorded as denied). */
+  outOfScope?: boolean;
 }
 
 type Query = Record<string, string | string[] | undefined>;
 
 /**
  * The REST API of PRODUCT.md §5 under /api/v1, as a Fastify plugin the HTTP app registers. Every
- * route needs an admin bearer token (`centra-pxe token create`), reads included: the inventory
- * tells a stranger which machines are about to install. The installer callback is authorised by
- * its own token instead.
+ * route needs a bearer credential (a local token or an `auth.oidc` JWT) with the role its OpenAPI
+ * operation declares (src/identity/access.ts), reads included: the inventory tells a stranger which
+ * machines are about to install. The installer callback is authorised by its own token instead.
+ * Every change is recorded in the audit trail before its answer leaves.
  */
 export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
   const { inventory, lifecycle, store } = options;
+  const authenticator = options.authenticator ?? createAuthenticator({ store, oidc: () => inventory.config.auth.oidc });
+  const accessTable = routeAccessTable(openApiDocument());
   const heartbeatMs = options.heartbeatMs ?? 15_000;
   let openStreams = 0;
 
@@ -61,28 +94,117 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           }),
         );
 
-        /** Who each authenticated request is, checked once in the hook below. */
-        const actors = new WeakMap<FastifyRequest, Actor>();
-        const authenticate = async (request: FastifyRequest): Promise<Actor> => {
-          const result = await authenticateApiToken(store, request.headers.authorization);
+        // A route the OpenAPI document does not give a role is refused for everyone (below); say so
+        // when it is registered, not first when someone calls it.
+        api.addHook("onRoute", (route) => {
+          for (const method of [route.method].flat()) {
+            if (method === "HEAD" || method === "OPTIONS") continue;
+            const key = routeKeyOf(method, route.url, API_PREFIX);
+            const access = accessTable.get(key);
+            if (access === undefined || access.kind === "undeclared")
+              options.logger.error(
+                { route: key },
+                `API route ${key} declares no role in the OpenAPI document; it is refused for everyone`,
+              );
+          }
+        });
+
+        /** Who each authenticated request is and what it asks, settled once in the hook below. */
+        const contexts = new WeakMap<FastifyRequest, RequestContext>();
+        const authenticate = async (request: FastifyRequest): Promise<Principal> => {
+          const result = await authenticator.authenticate(request.headers.authorization);
           if (!result.ok)
-            throw new HttpError(result.status, result.message, result.status === 401 ? "UNAUTHENTICATED" : "FORBIDDEN");
-          return `token:${result.token.id} ${result.token.name}`;
+            throw new AccessError(
+              result.status,
+              result.message,
+              result.status === 401 ? "UNAUTHENTICATED" : result.status === 403 ? "FORBIDDEN" : "UNAVAILABLE",
+              result.challenge,
+            );
+          return result.principal;
         };
-        /** The admin behind a request (for its events), or a 401/403. */
-        const admin = async (request: FastifyRequest): Promise<Actor> => actors.get(request) ?? authenticate(request);
-        const callbackPath = `${API_PREFIX}/nodes/callback`;
-        // Every route, unknown ones included, before anything is read; the callback has its own token.
+        /** The caller behind a request, as node events name it (every handler behind the hook has one). */
+        const principal = (request: FastifyRequest): Principal => {
+          const context = contexts.get(request);
+          if (!context) throw new HttpError(401, "this request carries no credential", "UNAUTHENTICATED");
+          return context.principal;
+        };
+        // Named when every caller was an admin; the handlers (and other parts' routes) call it for the actor of their events.
+        const admin = async (request: FastifyRequest): Promise<Actor> => actorLabel(principal(request));
+        // Every route, unknown ones included, before anything is read: authenticate, then the role the
+        // route's OpenAPI operation declares (none declared: refused), then the caller's label scope
+        // on the node the route names. The callback has its own token.
         api.addHook("onRequest", async (request) => {
-          if (request.routeOptions.url === callbackPath) return;
-          actors.set(request, await authenticate(request));
+          const url = request.routeOptions.url;
+          const key = url === undefined ? "" : routeKeyOf(request.method, url, API_PREFIX);
+          const access = url === undefined ? undefined : accessTable.get(key);
+          if (access?.kind === "own-credential") return;
+          const caller = await authenticate(request);
+          const context: RequestContext = { access, principal: caller, key };
+          contexts.set(request, context);
+          if (url === undefined) return; // no such route: the 404 follows, to callers only
+          const refused = refusal(caller, access, key);
+          if (refused) {
+            throw new AccessError(
+              403,
+              refused.message,
+              refused.code,
+              'Bearer realm="centra-pxe", error="insufficient_scope"',
+              {
+                ...(refused.requiredRole ? { requiredRole: refused.requiredRole } : {}),
+              },
+            );
+          }
+          // A node outside the caller's scope is answered like one that does not exist: a scoped
+          // token learns nothing of the rest of the fleet, not even which MACs or names are taken.
+          const ref = nodeRefOf(request);
+          if (caller.scope !== undefined && ref !== undefined) {
+            const node = await inventory.findNode(ref);
+            if (node && !inScope(node.labels, caller.scope)) {
+              context.outOfScope = true;
+              throw new NotFoundError(`node ${ref}`);
+            }
+          }
+        });
+
+        // The audit trail: every change (whatever its outcome) by an authenticated caller, written
+        // before the answer leaves, so a client that saw its answer finds the record.
+        api.addHook("onSend", async (request, reply, payload) => {
+          const context = contexts.get(request);
+          if (!context || request.routeOptions.url === undefined) return payload;
+          if (request.method === "GET" || request.method === "HEAD" || request.method === "OPTIONS") return payload;
+          const ref = Object.values((request.params ?? {}) as Record<string, string>)[0];
+          try {
+            await store.audit.append({
+              at: new Date().toISOString(),
+              actor: context.principal.actor,
+              action: context.key,
+              ...(ref !== undefined ? { target: ref } : {}),
+              summary: summarizeChange(request.body),
+              address: unmappedAddress(request.ip),
+              outcome: outcomeOf(reply.statusCode, context.outOfScope),
+              status: reply.statusCode,
+            });
+          } catch (error) {
+            options.logger.error({ err: error, action: context.key }, "audit record could not be written");
+          }
+          return payload;
         });
 
         api.get("/openapi.json", async () => openApiDocument());
 
-        api.get("/nodes", async (request) => ({
-          nodes: await inventory.listNodes(nodeFilter(request.query as Query)),
-        }));
+        // Who the caller is and what it may do: a dashboard shows only the buttons that would work.
+        api.get("/whoami", async (request) => {
+          const { role, scope, actor } = principal(request);
+          return { role, ...(scope ? { scope } : {}), actor };
+        });
+
+        api.get("/nodes", async (request) => {
+          const filter = nodeFilter(request.query as Query);
+          const { scope } = principal(request);
+          if (scope === undefined) return { nodes: await inventory.listNodes(filter) };
+          const labels = narrowLabels(filter.labels, scope);
+          return { nodes: labels === undefined ? [] : await inventory.listNodes({ ...filter, labels }) };
+        });
 
         api.post("/nodes", async (request, reply) => {
           const actor = await admin(request);
@@ -166,7 +288,56 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           return eventPage({ ...(await eventFilter(request.query as Query)), nodeId: node.id });
         });
 
-        api.get("/events", async (request) => eventPage(await eventFilter(request.query as Query)));
+        api.get("/events", async (request) => {
+          const page = await eventPage(await eventFilter(request.query as Query));
+          const visible = scopeFilter(request);
+          if (!visible) return page;
+          const events: NodeEvent[] = [];
+          for (const event of page.events) if (await visible(event)) events.push(event);
+          return { ...page, events };
+        });
+
+        // Tokens, for admins who are not on the server host (an OIDC admin, the dashboard): the
+        // same as `centra-pxe token`, each change on the audit trail with who made it.
+        api.get("/tokens", async () => ({
+          tokens: (await store.apiTokens.list()).map(({ hash: _hash, ...token }) => token),
+        }));
+
+        api.post("/tokens", async (request, reply) => {
+          const body = (typeof request.body === "object" && request.body !== null ? request.body : {}) as Record<
+            string,
+            unknown
+          >;
+          const problems: FieldProblem[] = [];
+          const name = body.name;
+          if (typeof name !== "string" || name.trim() === "" || name.length > 100)
+            problems.push({ field: "name", message: "is required: what the token is for, at most 100 characters" });
+          const parsed = parseTokenGrant(body);
+          if ("problems" in parsed) problems.push(...parsed.problems);
+          const unknown = Object.keys(body).filter((key) => !["name", "role", "scope", "expires"].includes(key));
+          for (const key of unknown)
+            problems.push({ field: key, message: "unknown field (name, role, scope, expires)" });
+          if (problems.length || !("grant" in parsed)) throw new ValidationError(problems);
+          const { record, token } = await createApiToken(store, name as string, parsed.grant);
+          const { hash: _hash, ...shown } = record;
+          return reply.code(201).send({ ...shown, token });
+        });
+
+        api.delete("/tokens/:id", async (request) => {
+          const { id } = request.params as { id: string };
+          const at = new Date().toISOString();
+          if (await store.apiTokens.revoke(id, at)) return { id, revokedAt: at };
+          const known = (await store.apiTokens.list()).find((token) => token.id === id);
+          if (!known) throw new NotFoundError(`token ${id}`);
+          throw new ConflictError("id", `token ${id} was already revoked at ${known.revokedAt}`);
+        });
+
+        api.get("/audit", async (request) => {
+          const filter = auditFilter(request.query as Query);
+          const records: AuditRecord[] = await store.audit.list(filter);
+          const more = records.length === filter.limit;
+          return { records, ...(more ? { next: records.at(-1)!.seq } : {}), more };
+        });
 
         api.get("/events/stream", async (request, reply) => {
           const filter = await eventFilter(request.query as Query);
@@ -183,8 +354,26 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
                 message: `${openStreams} event streams are open, the most api.maxEventStreams allows (${max}); close one or raise the limit`,
               });
           }
-          streamEvents(request, reply, filter);
+          streamEvents(request, reply, filter, scopeFilter(request));
         });
+
+        /**
+         * For a scoped caller, whether an event is about a node in its scope now (a node's labels can
+         * change; a removed node's events are out of every scope); undefined for an unscoped one.
+         */
+        function scopeFilter(request: FastifyRequest): ((event: NodeEvent) => Promise<boolean>) | undefined {
+          const { scope } = principal(request);
+          if (scope === undefined) return undefined;
+          const known = new Map<string, Promise<boolean>>();
+          return (event) => {
+            let answer = known.get(event.nodeId);
+            if (!answer) {
+              answer = store.nodes.get(event.nodeId).then((node) => node !== undefined && inScope(node.labels, scope));
+              known.set(event.nodeId, answer);
+            }
+            return answer;
+          };
+        }
 
         api.get("/images", async (request) => {
           const name = first((request.query as Query).name);
@@ -199,7 +388,12 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
         }
 
         /** Server-sent events: the replay after `afterSeq`, then live events, without gaps or repeats. */
-        function streamEvents(request: FastifyRequest, reply: FastifyReply, filter: EventFilter): void {
+        function streamEvents(
+          request: FastifyRequest,
+          reply: FastifyReply,
+          filter: EventFilter,
+          visible?: (event: NodeEvent) => Promise<boolean>,
+        ): void {
           reply.hijack();
           const out = reply.raw;
           out.writeHead(200, {
@@ -212,13 +406,22 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           let lastSeq = filter.afterSeq ?? 0;
           let replaying = true;
           const held: NodeEvent[] = [];
-          const send = (event: NodeEvent) => {
+          const write = (event: NodeEvent) => {
             if (event.seq <= lastSeq) return;
             if (filter.nodeId !== undefined && event.nodeId !== filter.nodeId) return;
             if (filter.kind !== undefined && event.kind !== filter.kind) return;
             lastSeq = event.seq;
             out.write(`id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`);
           };
+          // A scoped caller's events pass its scope check one after another, so they keep their order.
+          let queue = Promise.resolve();
+          const send = visible
+            ? (event: NodeEvent) => {
+                queue = queue.then(async () => {
+                  if (!closed && (await visible(event))) write(event);
+                });
+              }
+            : write;
           // Subscribe before reading the replay, and hold live events until it is written.
           openStreams++;
           const unsubscribe = options.onEvent((event) => (replaying ? held.push(event) : send(event)));
@@ -237,9 +440,13 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
           /** The history after `afterSeq`, one page at a time, each written (and drained) before the next is read. */
           const replay = async () => {
             if (filter.afterSeq === undefined) return;
+            // Its own cursor: events a scope hides are read past, though never written.
+            let cursor = filter.afterSeq;
             for (;;) {
-              const page = await store.events.list({ ...filter, afterSeq: lastSeq, limit: MAX_EVENT_PAGE });
+              const page = await store.events.list({ ...filter, afterSeq: cursor, limit: MAX_EVENT_PAGE });
               for (const event of page) send(event);
+              cursor = page.at(-1)?.seq ?? cursor;
+              await queue;
               if (page.length < MAX_EVENT_PAGE || closed) return;
               if (out.writableNeedDrain)
                 await new Promise((resolve) => out.once("drain", resolve).once("close", resolve));
@@ -255,6 +462,43 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
               out.end();
             },
           );
+        }
+
+        function auditFilter(query: Query): AuditFilter & { limit: number } {
+          const problems: FieldProblem[] = [];
+          const filter: AuditFilter = {};
+          for (const field of ["actor", "action", "target"] as const) {
+            const value = first(query[field]);
+            if (value !== undefined && value !== "") filter[field] = value;
+          }
+          const outcome = first(query.outcome);
+          if (outcome !== undefined) {
+            if ((AUDIT_OUTCOMES as readonly string[]).includes(outcome)) filter.outcome = outcome as AuditOutcome;
+            else problems.push({ field: "outcome", message: `must be one of ${AUDIT_OUTCOMES.join(", ")}` });
+          }
+          for (const field of ["since", "until"] as const) {
+            const text = first(query[field]);
+            if (text === undefined) continue;
+            const at = new Date(text);
+            if (Number.isNaN(at.getTime()))
+              problems.push({
+                field,
+                message: `${JSON.stringify(text)} is not a date and time (ISO 8601, e.g. 2026-11-25T20:00:00Z)`,
+              });
+            else filter[field] = at.toISOString();
+          }
+          let limit = 100;
+          try {
+            const before = first(query.before);
+            if (before !== undefined) filter.beforeSeq = integer("before", before, 1);
+            const asked = first(query.limit);
+            if (asked !== undefined) limit = integer("limit", asked, 1, MAX_AUDIT_PAGE);
+          } catch (error) {
+            if (error instanceof ValidationError) problems.push(...error.problems);
+            else throw error;
+          }
+          if (problems.length) throw new ValidationError(problems);
+          return { ...filter, limit };
         }
 
         async function eventFilter(query: Query): Promise<EventFilter> {
@@ -293,6 +537,30 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
       { prefix: API_PREFIX },
     );
   };
+}
+
+/** A refused credential or role: the status, and the `WWW-Authenticate` challenge of RFC 6750 §3. */
+class AccessError extends HttpError {
+  constructor(
+    status: number,
+    message: string,
+    code: string,
+    readonly challenge: string,
+    readonly details: Record<string, string> = {},
+  ) {
+    super(status, message, code);
+  }
+}
+
+const NODE_ROUTE = new RegExp(`^${API_PREFIX}/nodes/:([A-Za-z0-9_]+)`);
+
+/**
+ * The node a route names: the parameter right after `/nodes/` (`/nodes/:ref/power`), whatever it is
+ * called, so a node route added later gets the scope check without asking for it.
+ */
+function nodeRefOf(request: FastifyRequest): string | undefined {
+  const name = NODE_ROUTE.exec(request.routeOptions.url ?? "")?.[1];
+  return name === undefined ? undefined : (request.params as Record<string, string>)[name];
 }
 
 function first(value: string | string[] | undefined): string | undefined {
@@ -343,7 +611,8 @@ function sendError(reply: FastifyReply, error: unknown, request: FastifyRequest,
   const status = httpStatusOf(error);
   if (status !== undefined) {
     const coded = error as { code: string; message: string };
-    if (status === 401)
+    if (error instanceof AccessError) reply.header("www-authenticate", error.challenge);
+    else if (status === 401)
       reply.header(
         "www-authenticate",
         error instanceof CallbackRejectedError ? 'Bearer realm="centra-pxe-callback"' : 'Bearer realm="centra-pxe"',
@@ -353,6 +622,7 @@ function sendError(reply: FastifyReply, error: unknown, request: FastifyRequest,
       message: coded.message,
       ...(error instanceof ValidationError ? { problems: error.problems } : {}),
       ...(error instanceof CallbackRejectedError ? { reason: error.reason } : {}),
+      ...(error instanceof AccessError ? error.details : {}),
       ...(typeof error === "object" && error !== null && "field" in error ? { field: error.field } : {}),
     });
   }

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { printJson } from "./common.js";
+import { registerAuditCommand } from "./audit-command.js";
 import { registerConfigCommands } from "./config-commands.js";
 import { registerDbCommands } from "./db-command.js";
 import { bashCompletion, manPage, zshCompletion } from "./generated-docs.js";
@@ -59,6 +60,7 @@ export function buildProgram(): Command {
   registerLeasesCommand(program);
   registerNodesCommands(program);
   registerTokenCommands(program);
+  registerAuditCommand(program);
   registerMigrateCommands(program);
   registerDbCommands(program);
 

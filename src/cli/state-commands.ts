@@ -14,6 +14,7 @@ import {
   stateOptions,
   withStateStore,
 } from "./common.js";
+import { auditedLocally } from "./local-audit.js";
 
 /**
  * Make (or complete) the state directory, all or nothing: the bootloaders are read and checked
@@ -101,15 +102,20 @@ export function registerStateCommands(program: Command): void {
       ) => {
         await withStateStore(options, "write", async (store, stateDir) => {
           const bar = process.stderr.isTTY ? progressBar(`adding ${name}`) : undefined;
-          const record = await addImage({
-            stateDir,
+          const record = await auditedLocally(
             store,
-            name,
-            files: { kernel: options.kernel, initrd: options.initrd },
-            version: options.version,
-            cmdline: options.cmdline,
-            onProgress: bar,
-          });
+            { action: "images add", target: name, summary: { version: options.version, cmdline: options.cmdline } },
+            () =>
+              addImage({
+                stateDir,
+                store,
+                name,
+                files: { kernel: options.kernel, initrd: options.initrd },
+                version: options.version,
+                cmdline: options.cmdline,
+                onProgress: bar,
+              }),
+          );
           if (bar) process.stderr.write("\n");
           if (options.json) {
             printJson(record);
@@ -145,8 +151,10 @@ export function registerStateCommands(program: Command): void {
   stateOptions(
     images.command("use <name> <version>").description("switch an image's current version (the rollback)"),
   ).action(async (name: string, version: string, options: StateOptions) => {
-    await withStateStore(options, "write", async (_store, stateDir) => {
-      await useImage(stateDir, name, version);
+    await withStateStore(options, "write", async (store, stateDir) => {
+      await auditedLocally(store, { action: "images use", target: name, summary: { version } }, () =>
+        useImage(stateDir, name, version),
+      );
       process.stdout.write(`${name} current is now ${version}\n`);
     });
   });
@@ -155,7 +163,9 @@ export function registerStateCommands(program: Command): void {
     images.command("remove <name> <version>").description("remove an image version (not the current one)"),
   ).action(async (name: string, version: string, options: StateOptions) => {
     await withStateStore(options, "write", async (store, stateDir) => {
-      await removeImage(stateDir, store, name, version);
+      await auditedLocally(store, { action: "images remove", target: name, summary: { version } }, () =>
+        removeImage(stateDir, store, name, version),
+      );
       process.stdout.write(`removed ${name} ${version}\n`);
     });
   });

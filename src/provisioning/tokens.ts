@@ -1,5 +1,5 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import type { ApiTokenRecord, Store } from "../store/store.js";
+import type { ApiTokenRecord, Role, Store } from "../store/store.js";
 
 /** How fresh an API token's `lastUsedAt` is kept. */
 const LAST_USED_RESOLUTION_MS = 60_000;
@@ -44,17 +44,38 @@ export interface CreatedApiToken {
   token: string;
 }
 
-export async function createApiToken(store: Store, name: string, now: Date = new Date()): Promise<CreatedApiToken> {
+export interface ApiTokenGrant {
+  /** Default `admin`, as every token was before roles. */
+  role?: Role;
+  scope?: Record<string, string>;
+  expiresAt?: Date;
+  now?: Date;
+}
+
+export async function createApiToken(store: Store, name: string, grant: ApiTokenGrant = {}): Promise<CreatedApiToken> {
   const id = randomBytes(4).toString("hex");
   const token = formatApiToken(id, randomSecret());
-  const record: ApiTokenRecord = { id, name, hash: hashToken(token), createdAt: now.toISOString() };
+  const record: ApiTokenRecord = {
+    id,
+    name,
+    hash: hashToken(token),
+    role: grant.role ?? "admin",
+    ...(grant.scope !== undefined ? { scope: grant.scope } : {}),
+    createdAt: (grant.now ?? new Date()).toISOString(),
+    ...(grant.expiresAt !== undefined ? { expiresAt: grant.expiresAt.toISOString() } : {}),
+  };
   await store.apiTokens.create(record);
   return { record, token };
 }
 
 export type ApiAuthResult =
   | { ok: true; token: ApiTokenRecord }
-  | { ok: false; status: 401 | 403; reason: "missing" | "malformed" | "unknown" | "revoked"; message: string };
+  | {
+      ok: false;
+      status: 401 | 403;
+      reason: "missing" | "malformed" | "unknown" | "revoked" | "expired";
+      message: string;
+    };
 
 /** Parse `Authorization: Bearer <token>`; undefined when absent, null when present but not a bearer token. */
 export function bearerToken(header: string | undefined): string | undefined | null {
@@ -97,6 +118,9 @@ export async function authenticateApiToken(
       reason: "revoked",
       message: `token ${record.id} (${record.name}) was revoked at ${record.revokedAt}`,
     };
+  // RFC 6750 §3.1: an expired token is invalid_token (401), the holder fetches a new one.
+  if (record.expiresAt !== undefined && Date.parse(record.expiresAt) <= now.getTime())
+    return { ok: false, status: 401, reason: "expired", message: `token ${record.id} expired at ${record.expiresAt}` };
   // Every API read authenticates now, and each touch is a durable write (synchronous=FULL): record
   // "last used" at most once a minute per token, which is all `token list` needs to show.
   const lastUsed = record.lastUsedAt === undefined ? Number.NEGATIVE_INFINITY : Date.parse(record.lastUsedAt);

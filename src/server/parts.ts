@@ -9,7 +9,7 @@ import { createMetricsPlugin } from "../metrics/metrics.js";
 import { createProvisioning } from "../provisioning/index.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
-import { authenticateApiToken } from "../provisioning/tokens.js";
+import { createAuthenticator } from "../identity/authenticate.js";
 import { type ConfiguredStore, leaseStoreFor } from "../store/open.js";
 import { createTftpService } from "../tftp/index.js";
 import type { Daemon } from "./daemon.js";
@@ -58,6 +58,8 @@ export function createServices(
         dhcp.addressOf(mac) ?? (config.dhcp.mode === "server" ? provisioning.lookupNode(mac)?.ipAddress : undefined)
     : undefined;
   const health = () => daemon.health();
+  // Local tokens and `auth.oidc` JWTs, for the API and /metrics alike; the OIDC settings as in force now.
+  const authenticator = createAuthenticator({ store, oidc: () => provisioning.inventory.config.auth.oidc });
   // `http` is created below; the metrics read it only at scrape time.
   const metrics = createMetricsPlugin({
     dhcp: () => dhcp?.counters,
@@ -69,7 +71,7 @@ export function createServices(
     // `metrics.requireToken` as in force now (a reload may close or open /metrics).
     authorize: async (request) => {
       if (!provisioning.inventory.config.metrics.requireToken) return undefined;
-      const result = await authenticateApiToken(store, request.headers.authorization);
+      const result = await authenticator.authenticate(request.headers.authorization);
       return result.ok ? undefined : { status: result.status, message: result.message };
     },
   });
@@ -79,6 +81,7 @@ export function createServices(
     onEvent: provisioning.onEvent,
     store,
     logger,
+    authenticator,
   });
   const http = createHttpService({
     config,

@@ -7,6 +7,10 @@ import {
   NodeConflict,
   type ApiTokenRecord,
   type ApiTokenRepository,
+  type AuditFilter,
+  type AuditOutcome,
+  type AuditRecord,
+  type AuditRepository,
   type CallbackTokenRecord,
   type CallbackTokenRepository,
   type ConsumeResult,
@@ -20,6 +24,7 @@ import {
   type NodeRepository,
   type NodeSource,
   type NodeState,
+  type Role,
   type SecretRepository,
   type SightingBatch,
   type Store,
@@ -268,6 +273,7 @@ function createPgStore(pool: pg.Pool, connection: pg.ClientConfig, instance: str
     apiTokens: new PgApiTokenRepository(pool),
     callbackTokens: new PgCallbackTokenRepository(pool),
     secrets: new PgSecretRepository(pool),
+    audit: new PgAuditRepository(pool),
     recordSightings: (batch) =>
       transaction(async (client) => {
         const skipped = new Set<string>();
@@ -794,7 +800,10 @@ interface ApiTokenRow {
   id: string;
   name: string;
   hash: string;
+  role: string;
+  scope: string | null;
   created_at: string;
+  expires_at: string | null;
   last_used_at: string | null;
   revoked_at: string | null;
 }
@@ -804,7 +813,10 @@ function apiTokenFromRow(row: ApiTokenRow): ApiTokenRecord {
     id: row.id,
     name: row.name,
     hash: row.hash,
+    role: row.role as Role,
+    ...(row.scope === null ? {} : { scope: JSON.parse(row.scope) as Record<string, string> }),
     createdAt: row.created_at,
+    ...optional("expiresAt", row.expires_at),
     ...optional("lastUsedAt", row.last_used_at),
     ...optional("revokedAt", row.revoked_at),
   };
@@ -815,8 +827,19 @@ class PgApiTokenRepository implements ApiTokenRepository {
 
   async create(record: ApiTokenRecord): Promise<void> {
     await this.db.query(
-      `INSERT INTO api_tokens (id, name, hash, created_at, last_used_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-      [record.id, record.name, record.hash, record.createdAt, record.lastUsedAt ?? null, record.revokedAt ?? null],
+      `INSERT INTO api_tokens (id, name, hash, role, scope, created_at, expires_at, last_used_at, revoked_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        record.id,
+        record.name,
+        record.hash,
+        record.role,
+        record.scope === undefined ? null : JSON.stringify(record.scope),
+        record.createdAt,
+        record.expiresAt ?? null,
+        record.lastUsedAt ?? null,
+        record.revokedAt ?? null,
+      ],
     );
   }
 
@@ -910,5 +933,96 @@ class PgSecretRepository implements SecretRepository {
     ]);
     const { rows } = await this.db.query<{ value: string }>(`SELECT value FROM secrets WHERE name = $1`, [name]);
     return rows[0]!.value;
+  }
+}
+
+interface AuditRow {
+  seq: string;
+  at: string;
+  actor_kind: string;
+  actor_id: string;
+  actor_name: string | null;
+  actor_issuer: string | null;
+  action: string;
+  target: string | null;
+  summary: string;
+  address: string;
+  outcome: string;
+  status: number;
+}
+
+function auditFromRow(row: AuditRow): AuditRecord {
+  return {
+    seq: Number(row.seq),
+    at: row.at,
+    actor: {
+      kind: row.actor_kind as AuditRecord["actor"]["kind"],
+      id: row.actor_id,
+      ...optional("name", row.actor_name),
+      ...optional("issuer", row.actor_issuer),
+    },
+    action: row.action,
+    ...optional("target", row.target),
+    summary: JSON.parse(row.summary) as Record<string, unknown>,
+    address: row.address,
+    outcome: row.outcome as AuditOutcome,
+    status: row.status,
+  };
+}
+
+class PgAuditRepository implements AuditRepository {
+  constructor(private readonly db: pg.Pool) {}
+
+  async append(record: Omit<AuditRecord, "seq">): Promise<AuditRecord> {
+    const { rows } = await this.db.query<{ seq: string }>(
+      `INSERT INTO audit_log (at, actor_kind, actor_id, actor_name, actor_issuer, action, target, summary, address, outcome, status)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq`,
+      [
+        record.at,
+        record.actor.kind,
+        record.actor.id,
+        record.actor.name ?? null,
+        record.actor.issuer ?? null,
+        record.action,
+        record.target ?? null,
+        JSON.stringify(record.summary),
+        record.address,
+        record.outcome,
+        record.status,
+      ],
+    );
+    return { ...record, seq: Number(rows[0]!.seq) };
+  }
+
+  async list(filter: AuditFilter = {}): Promise<AuditRecord[]> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    const param = (value: string | number) => {
+      params.push(value);
+      return `$${params.length}`;
+    };
+    if (filter.actor !== undefined) {
+      const actor = param(filter.actor);
+      where.push(`(actor_id = ${actor} OR actor_name = ${actor})`);
+    }
+    if (filter.action !== undefined) {
+      // A prefix, compared as text: LIKE would read the action's own `%` and `_` as wildcards.
+      if (filter.action.endsWith("*")) {
+        const prefix = filter.action.slice(0, -1);
+        where.push(`substr(action, 1, ${param(prefix.length)}) = ${param(prefix)}`);
+      } else where.push(`action = ${param(filter.action)}`);
+    }
+    if (filter.target !== undefined) where.push(`target = ${param(filter.target)}`);
+    if (filter.outcome !== undefined) where.push(`outcome = ${param(filter.outcome)}`);
+    if (filter.since !== undefined) where.push(`at >= ${param(filter.since)}`);
+    if (filter.until !== undefined) where.push(`at < ${param(filter.until)}`);
+    if (filter.beforeSeq !== undefined) where.push(`seq < ${param(filter.beforeSeq)}`);
+    const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
+    const limit = filter.limit === undefined ? "" : `LIMIT ${param(filter.limit)}`;
+    const { rows } = await this.db.query<AuditRow>(
+      `SELECT * FROM audit_log ${clause} ORDER BY seq DESC ${limit}`,
+      params,
+    );
+    return rows.map(auditFromRow);
   }
 }

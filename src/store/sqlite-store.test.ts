@@ -31,6 +31,28 @@ test("sqlite: a file from the first release is migrated in place, its images kep
   await store.close();
 });
 
+test("sqlite: tokens made before roles existed become admin tokens, unscoped and without expiry", async () => {
+  const file = join(mkdtempSync(join(tmpdir(), "store-")), "centra-pxe.db");
+  const first = openSqliteStore(file);
+  first.db.exec(`PRAGMA user_version = 3;
+    DROP TABLE audit_log;
+    ALTER TABLE api_tokens DROP COLUMN role;
+    ALTER TABLE api_tokens DROP COLUMN scope;
+    ALTER TABLE api_tokens DROP COLUMN expires_at;
+    INSERT INTO api_tokens (id, name, hash, created_at) VALUES ('t1', 'ops', 'h1', '2026-11-25T00:00:00.000Z');`);
+  await first.close();
+  const store = openSqliteStore(file);
+  assert.deepEqual(await store.apiTokens.findByHash("h1"), {
+    id: "t1",
+    name: "ops",
+    hash: "h1",
+    role: "admin",
+    createdAt: "2026-11-25T00:00:00.000Z",
+  });
+  assert.deepEqual(await store.audit.list(), []);
+  await store.close();
+});
+
 test("sqlite read-only: a missing file is refused and not created; the open file refuses writes", async () => {
   const dir = mkdtempSync(join(tmpdir(), "store-"));
   const file = join(dir, "centra-pxe.db");

@@ -3,6 +3,10 @@ import {
   NodeConflict,
   type ApiTokenRecord,
   type ApiTokenRepository,
+  type AuditFilter,
+  type AuditOutcome,
+  type AuditRecord,
+  type AuditRepository,
   type CallbackTokenRecord,
   type CallbackTokenRepository,
   type ConsumeResult,
@@ -16,6 +20,7 @@ import {
   type NodeRepository,
   type NodeSource,
   type NodeState,
+  type Role,
   type SecretRepository,
   type SightingBatch,
   type Store,
@@ -107,6 +112,29 @@ const MIGRATIONS: readonly ((db: Db) => void)[] = [
       );
       CREATE INDEX nodes_by_state ON nodes (state, last_seen_at);
     `),
+  // Roles, label scopes and expiry for API tokens (every token made before could do everything, so
+  // it stays `admin`), and the audit trail of changes (PRODUCT.md §5).
+  (db) =>
+    db.exec(`
+      ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+      ALTER TABLE api_tokens ADD COLUMN scope TEXT;  -- JSON: label key → value
+      ALTER TABLE api_tokens ADD COLUMN expires_at TEXT;
+      CREATE TABLE audit_log (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at           TEXT NOT NULL,
+        actor_kind   TEXT NOT NULL,
+        actor_id     TEXT NOT NULL,
+        actor_name   TEXT,
+        actor_issuer TEXT,
+        action       TEXT NOT NULL,
+        target       TEXT,
+        summary      TEXT NOT NULL DEFAULT '{}',
+        address      TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        status       INTEGER NOT NULL
+      );
+      CREATE INDEX audit_log_by_time ON audit_log (at);
+    `),
 ];
 
 export interface SqliteStore extends Store {
@@ -168,6 +196,7 @@ export function openSqliteStore(file: string, options: OpenStoreOptions = {}): S
     apiTokens: new SqliteApiTokenRepository(db),
     callbackTokens: new SqliteCallbackTokenRepository(db),
     secrets: new SqliteSecretRepository(db),
+    audit: new SqliteAuditRepository(db),
     recordSightings: async (batch) => recordSightings.immediate(batch),
     schemaVersion: async () => db.pragma("user_version", { simple: true }) as number,
     close: async () => {
@@ -595,7 +624,10 @@ interface ApiTokenRow {
   id: string;
   name: string;
   hash: string;
+  role: string;
+  scope: string | null;
   created_at: string;
+  expires_at: string | null;
   last_used_at: string | null;
   revoked_at: string | null;
 }
@@ -605,7 +637,10 @@ function apiTokenFromRow(row: ApiTokenRow): ApiTokenRecord {
     id: row.id,
     name: row.name,
     hash: row.hash,
+    role: row.role as Role,
+    ...(row.scope === null ? {} : { scope: JSON.parse(row.scope) as Record<string, string> }),
     createdAt: row.created_at,
+    ...optional("expiresAt", row.expires_at),
     ...optional("lastUsedAt", row.last_used_at),
     ...optional("revokedAt", row.revoked_at),
   };
@@ -620,8 +655,19 @@ class SqliteApiTokenRepository implements ApiTokenRepository {
 
   async create(record: ApiTokenRecord): Promise<void> {
     this.sql(
-      `INSERT INTO api_tokens (id, name, hash, created_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)`,
-    ).run(record.id, record.name, record.hash, record.createdAt, record.lastUsedAt ?? null, record.revokedAt ?? null);
+      `INSERT INTO api_tokens (id, name, hash, role, scope, created_at, expires_at, last_used_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      record.id,
+      record.name,
+      record.hash,
+      record.role,
+      record.scope === undefined ? null : JSON.stringify(record.scope),
+      record.createdAt,
+      record.expiresAt ?? null,
+      record.lastUsedAt ?? null,
+      record.revokedAt ?? null,
+    );
   }
 
   async findByHash(hash: string): Promise<ApiTokenRecord | undefined> {
@@ -724,5 +770,113 @@ class SqliteSecretRepository implements SecretRepository {
     // INSERT OR IGNORE then read: of two processes creating it at once, the first write wins for both.
     this.sql(`INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)`).run(name, create());
     return (this.sql(`SELECT value FROM secrets WHERE name = ?`).get(name) as { value: string }).value;
+  }
+}
+
+interface AuditRow {
+  seq: number;
+  at: string;
+  actor_kind: string;
+  actor_id: string;
+  actor_name: string | null;
+  actor_issuer: string | null;
+  action: string;
+  target: string | null;
+  summary: string;
+  address: string;
+  outcome: string;
+  status: number;
+}
+
+function auditFromRow(row: AuditRow): AuditRecord {
+  return {
+    seq: row.seq,
+    at: row.at,
+    actor: {
+      kind: row.actor_kind as AuditRecord["actor"]["kind"],
+      id: row.actor_id,
+      ...optional("name", row.actor_name),
+      ...optional("issuer", row.actor_issuer),
+    },
+    action: row.action,
+    ...optional("target", row.target),
+    summary: JSON.parse(row.summary) as Record<string, unknown>,
+    address: row.address,
+    outcome: row.outcome as AuditOutcome,
+    status: row.status,
+  };
+}
+
+class SqliteAuditRepository implements AuditRepository {
+  constructor(private readonly db: Db) {}
+
+  private sql(text: string): Database.Statement {
+    return prepared(this.db, text);
+  }
+
+  async append(record: Omit<AuditRecord, "seq">): Promise<AuditRecord> {
+    const result = this.sql(
+      `INSERT INTO audit_log (at, actor_kind, actor_id, actor_name, actor_issuer, action, target, summary, address, outcome, status)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      record.at,
+      record.actor.kind,
+      record.actor.id,
+      record.actor.name ?? null,
+      record.actor.issuer ?? null,
+      record.action,
+      record.target ?? null,
+      JSON.stringify(record.summary),
+      record.address,
+      record.outcome,
+      record.status,
+    );
+    return { ...record, seq: Number(result.lastInsertRowid) };
+  }
+
+  async list(filter: AuditFilter = {}): Promise<AuditRecord[]> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (filter.actor !== undefined) {
+      where.push("(actor_id = ? OR actor_name = ?)");
+      params.push(filter.actor, filter.actor);
+    }
+    if (filter.action !== undefined) {
+      if (filter.action.endsWith("*")) {
+        // A prefix, compared as text: LIKE would read the action's own `%` and `_` as wildcards.
+        const prefix = filter.action.slice(0, -1);
+        where.push("substr(action, 1, ?) = ?");
+        params.push(prefix.length, prefix);
+      } else {
+        where.push("action = ?");
+        params.push(filter.action);
+      }
+    }
+    if (filter.target !== undefined) {
+      where.push("target = ?");
+      params.push(filter.target);
+    }
+    if (filter.outcome !== undefined) {
+      where.push("outcome = ?");
+      params.push(filter.outcome);
+    }
+    if (filter.since !== undefined) {
+      where.push("at >= ?");
+      params.push(filter.since);
+    }
+    if (filter.until !== undefined) {
+      where.push("at < ?");
+      params.push(filter.until);
+    }
+    if (filter.beforeSeq !== undefined) {
+      where.push("seq < ?");
+      params.push(filter.beforeSeq);
+    }
+    const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
+    const limit = filter.limit === undefined ? "" : "LIMIT ?";
+    if (filter.limit !== undefined) params.push(filter.limit);
+    return (this.sql(`SELECT * FROM audit_log ${clause} ORDER BY seq DESC ${limit}`).all(...params) as AuditRow[]).map(
+      auditFromRow,
+    );
   }
 }

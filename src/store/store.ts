@@ -1,3 +1,4 @@
+import type { Role } from "../config/roles.js";
 import type { NodeState } from "../lifecycle/lifecycle.js";
 
 /**
@@ -12,6 +13,7 @@ export interface Store {
   readonly apiTokens: ApiTokenRepository;
   readonly callbackTokens: CallbackTokenRepository;
   readonly secrets: SecretRepository;
+  readonly audit: AuditRepository;
   /**
    * Write a batch of sightings (new discovered nodes, last-seen updates, their events) in one
    * transaction: one commit for a burst of machines instead of one fsync each. A new node whose MAC
@@ -168,13 +170,22 @@ export interface EventRepository {
   list(filter?: EventFilter): Promise<NodeEvent[]>;
 }
 
-/** An admin bearer token; only the sha256 of the secret is kept. */
+// The roles belong to the config (auth.oidc.roleMap names them); re-exported for the store's readers.
+export { ROLES, type Role } from "../config/roles.js";
+
+/** An API bearer token; only the sha256 of the secret is kept. */
 export interface ApiTokenRecord {
   id: string;
   name: string;
   /** Hex sha256 of the whole token string. */
   hash: string;
+  /** What it may do; tokens made before roles existed are `admin` (they could do everything). */
+  role: Role;
+  /** Only nodes carrying every one of these labels (`rack=a1`); absent: the whole fleet. */
+  scope?: Record<string, string>;
   createdAt: string;
+  /** Refused from this ISO time on; absent: until revoked. */
+  expiresAt?: string;
   lastUsedAt?: string;
   revokedAt?: string;
 }
@@ -217,6 +228,67 @@ export interface CallbackTokenRepository {
 export interface SecretRepository {
   /** The secret called `name`; `create` makes it the first time (atomically: one value wins). */
   getOrCreate(name: string, create: () => string): Promise<string>;
+}
+
+/**
+ * Who made a change: a local API token, a subject of the configured identity provider (OIDC), or
+ * a user of the CLI working on the store file itself.
+ */
+export interface AuditActor {
+  kind: "token" | "oidc" | "local";
+  /** The token id, the JWT's `sub`, or the local user name. */
+  id: string;
+  /** The token's name, or the JWT's `name`/`preferred_username` when it has one. */
+  name?: string;
+  /** The JWT's `iss` (kind `oidc` only): a `sub` is unique per issuer only. */
+  issuer?: string;
+}
+
+/** How a change ended: done, refused for the caller's role or scope, or failed (bad input, conflict, error). */
+export type AuditOutcome = "success" | "denied" | "failed";
+export const AUDIT_OUTCOMES: readonly AuditOutcome[] = ["success", "denied", "failed"];
+
+/** One change (or attempted change) through the API or the CLI. Kept forever, like node events. */
+export interface AuditRecord {
+  /** Increasing; the cursor of `AuditFilter.beforeSeq`. */
+  seq: number;
+  at: string;
+  actor: AuditActor;
+  /** The route as declared (`POST /nodes/{ref}/provision`) or the CLI command (`token create`). */
+  action: string;
+  /** What it was done to, as the caller named it: a node ref, a token id, an image. */
+  target?: string;
+  /** The change, never a secret: the fields of the request body, redacted and shortened. */
+  summary: Record<string, unknown>;
+  /** The caller's IP address, or `local` for the CLI. */
+  address: string;
+  outcome: AuditOutcome;
+  /** The HTTP status answered (the CLI: 200 done, 400 refused input, 404 not found, 500 failed). */
+  status: number;
+}
+
+export interface AuditFilter {
+  /** Matches the actor's id or name exactly. */
+  actor?: string;
+  /** Matches `action` exactly, or every action starting with it when it ends in `*`. */
+  action?: string;
+  target?: string;
+  outcome?: AuditOutcome;
+  /** At or after this ISO time. */
+  since?: string;
+  /** Before this ISO time. */
+  until?: string;
+  /** Only records with a smaller seq (the previous page's last). */
+  beforeSeq?: number;
+  /** At most this many, newest first. */
+  limit?: number;
+}
+
+export interface AuditRepository {
+  /** Append a record; returns it with its seq. */
+  append(record: Omit<AuditRecord, "seq">): Promise<AuditRecord>;
+  /** Newest first. */
+  list(filter?: AuditFilter): Promise<AuditRecord[]>;
 }
 
 /** What `Store.recordSightings` writes at once. */

@@ -35,6 +35,7 @@ async function everything(store: Store) {
     apiTokens: await store.apiTokens.list(),
     callback: await store.callbackTokens.find("cb-1"),
     secret: await store.secrets.getOrCreate("callback-key", () => "not this one"),
+    audit: await store.audit.list(),
   };
 }
 
@@ -76,8 +77,24 @@ test("db copy moves a site from SQLite to PostgreSQL without losing a row, ids a
       at: at(i),
       details: { i },
     });
-  await sqlite.apiTokens.create({ id: "t1", name: "ops", hash: "h1", createdAt: at(0), lastUsedAt: at(3) });
-  await sqlite.apiTokens.create({ id: "t2", name: "old", hash: "h2", createdAt: at(1), revokedAt: at(2) });
+  await sqlite.apiTokens.create({
+    id: "t1",
+    name: "ops",
+    hash: "h1",
+    role: "operator",
+    scope: { rack: "a1" },
+    createdAt: at(0),
+    expiresAt: at(59),
+    lastUsedAt: at(3),
+  });
+  await sqlite.apiTokens.create({
+    id: "t2",
+    name: "old",
+    hash: "h2",
+    role: "admin",
+    createdAt: at(1),
+    revokedAt: at(2),
+  });
   await sqlite.callbackTokens.issue({
     hash: "cb-1",
     nodeId: node(9).id,
@@ -86,6 +103,16 @@ test("db copy moves a site from SQLite to PostgreSQL without losing a row, ids a
     expiresAt: at(50),
   });
   await sqlite.secrets.getOrCreate("callback-key", () => "s3cret");
+  await sqlite.audit.append({
+    at: at(4),
+    actor: { kind: "token", id: "t1", name: "ops" },
+    action: "POST /nodes/{ref}/provision",
+    target: "web-9",
+    summary: {},
+    address: "10.0.0.1",
+    outcome: "success",
+    status: 200,
+  });
   const leases = createSqliteLeaseStore(sqlite.db, { writerThread: false });
   await leases.saveLeases([
     {
@@ -116,6 +143,7 @@ test("db copy moves a site from SQLite to PostgreSQL without losing a row, ids a
     callback_tokens: 1,
     secrets: 1,
     leases: 2,
+    audit_log: 1,
   });
 
   const pg = await openPgStore({ kind: "postgres", url, poolSize: 2 });

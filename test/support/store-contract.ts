@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { NodeConflict, type NodeRecord, type Store } from "../../src/store/store.js";
+import {
+  type AuditFilter,
+  type AuditRecord,
+  NodeConflict,
+  type NodeRecord,
+  type Store,
+} from "../../src/store/store.js";
 
 /**
  * The behaviour every Store implementation owes its callers. Each implementation's test calls this
@@ -272,7 +278,13 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
   });
 
   withStore("API tokens are found by hash, revoked once, and touched", async (store) => {
-    await store.apiTokens.create({ id: "t1", name: "ops", hash: "h1", createdAt: "2026-11-25T00:00:00.000Z" });
+    await store.apiTokens.create({
+      id: "t1",
+      name: "ops",
+      hash: "h1",
+      role: "admin",
+      createdAt: "2026-11-25T00:00:00.000Z",
+    });
     assert.equal((await store.apiTokens.findByHash("h1"))?.id, "t1");
     assert.equal(await store.apiTokens.findByHash("nope"), undefined);
     await store.apiTokens.touch("t1", "2026-11-25T01:00:00.000Z");
@@ -284,12 +296,96 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
         id: "t1",
         name: "ops",
         hash: "h1",
+        role: "admin",
         createdAt: "2026-11-25T00:00:00.000Z",
         lastUsedAt: "2026-11-25T01:00:00.000Z",
         revokedAt: "2026-11-25T02:00:00.000Z",
       },
     ]);
   });
+
+  withStore("an API token keeps its role, label scope and expiry; absent ones stay absent", async (store) => {
+    const scoped = {
+      id: "t2",
+      name: "rack a1 on-call",
+      hash: "h2",
+      role: "operator" as const,
+      scope: { rack: "a1", site: "fra" },
+      createdAt: "2026-11-25T00:00:00.000Z",
+      expiresAt: "2026-12-25T00:00:00.000Z",
+    };
+    const reader = { id: "t3", name: "grafana", hash: "h3", role: "viewer" as const, createdAt: scoped.createdAt };
+    await store.apiTokens.create(scoped);
+    await store.apiTokens.create(reader);
+    assert.deepEqual(await store.apiTokens.findByHash("h2"), scoped);
+    assert.deepEqual(await store.apiTokens.findByHash("h3"), reader);
+    assert.deepEqual(await store.apiTokens.list(), [scoped, reader]);
+  });
+
+  const audit = (at: string, extra: Partial<Omit<AuditRecord, "seq">> = {}): Omit<AuditRecord, "seq"> => ({
+    at,
+    actor: { kind: "token", id: "t1", name: "ops" },
+    action: "POST /nodes/{ref}/provision",
+    target: "worker-01",
+    summary: {},
+    address: "10.0.100.7",
+    outcome: "success",
+    status: 200,
+    ...extra,
+  });
+
+  withStore("audit records are appended with increasing seq and read back whole, newest first", async (store) => {
+    const first = await store.audit.append(audit("2026-11-25T00:00:00.000Z", { summary: { labels: { rack: "a1" } } }));
+    const oidc = audit("2026-11-25T00:01:00.000Z", {
+      actor: { kind: "oidc", id: "3f1c", name: "alice", issuer: "https://idp.example.com/realms/ops" },
+      action: "PATCH /nodes/{ref}",
+      outcome: "denied",
+      status: 403,
+    });
+    const { target: _target, ...untargeted } = audit("2026-11-25T00:02:00.000Z", {
+      actor: { kind: "local", id: "root" },
+      action: "token create",
+      address: "local",
+    });
+    const second = await store.audit.append(oidc);
+    const third = await store.audit.append(untargeted);
+    assert.ok(first.seq < second.seq && second.seq < third.seq);
+    assert.deepEqual(await store.audit.list(), [third, second, first]);
+    assert.deepEqual(third, { ...untargeted, seq: third.seq });
+    assert.deepEqual(second, { ...oidc, seq: second.seq });
+  });
+
+  withStore(
+    "audit filters: actor id or name, action exact or prefix*, target, outcome, time; paging by seq",
+    async (store) => {
+      const minute = (m: number) => `2026-11-25T00:0${m}:00.000Z`;
+      await store.audit.append(audit(minute(0)));
+      await store.audit.append(
+        audit(minute(1), { action: "POST /nodes/{ref}/retire", outcome: "failed", status: 409 }),
+      );
+      await store.audit.append(
+        audit(minute(2), { actor: { kind: "token", id: "t2", name: "ci" }, target: "worker-02" }),
+      );
+      await store.audit.append(audit(minute(3), { action: "DELETE /nodes/{ref}", outcome: "denied", status: 403 }));
+      await store.audit.append(audit(minute(4), { action: "POST /nodes_%" }));
+      const at = async (filter: AuditFilter) => (await store.audit.list(filter)).map((r) => r.at.slice(15, 16));
+      assert.deepEqual(await at({ actor: "t2" }), ["2"]);
+      assert.deepEqual(await at({ actor: "ci" }), ["2"]);
+      assert.deepEqual(await at({ action: "POST /nodes/{ref}/retire" }), ["1"]);
+      assert.deepEqual(await at({ action: "POST /nodes/*" }), ["2", "1", "0"]);
+      assert.deepEqual(await at({ action: "POST /nodes_*" }), ["4"], "a prefix's _ and % are not wildcards");
+      assert.deepEqual(await at({ target: "worker-02" }), ["2"]);
+      assert.deepEqual(await at({ outcome: "denied" }), ["3"]);
+      assert.deepEqual(await at({ outcome: "success", since: minute(1), until: minute(4) }), ["2"]);
+      const page = await store.audit.list({ limit: 2 });
+      assert.deepEqual(
+        page.map((r) => r.at.slice(15, 16)),
+        ["4", "3"],
+      );
+      assert.deepEqual(await at({ limit: 2, beforeSeq: page.at(-1)!.seq }), ["2", "1"]);
+      assert.deepEqual(await at({ limit: 2, beforeSeq: (await store.audit.list({ limit: 4 })).at(-1)!.seq }), ["0"]);
+    },
+  );
 
   withStore("a callback token is consumed once, and not after it expired", async (store) => {
     const base = {
