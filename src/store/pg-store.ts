@@ -66,7 +66,11 @@ export function pgConnectionConfig(storage: PgConnectionSettings): pg.PoolConfig
     const password = storage.passwordFile
       ? readFileSync(storage.passwordFile, "utf8").replace(/\r?\n$/, "")
       : process.env.PGPASSWORD;
-    if (password !== undefined) config.password = password;
+    // Into the URL: pg lays the parsed URL over the other settings, its empty password included.
+    if (password !== undefined) {
+      url.password = encodeURIComponent(password);
+      config.connectionString = url.toString();
+    }
   }
   const mode = storage.sslMode ?? url.searchParams.get("sslmode") ?? undefined;
   if (mode !== undefined && mode !== "disable" && mode !== "prefer") {
