@@ -312,6 +312,19 @@ function createPgStore(pool: pg.Pool, connection: pg.ClientConfig, instance: str
         );
         return stored;
       }),
+    serialized: async (name, body) => {
+      const client = await pool.connect();
+      try {
+        await client.query(`SELECT pg_advisory_lock(hashtext($1))`, [`centra-pxe ${name}`]);
+        try {
+          return await body();
+        } finally {
+          await client.query(`SELECT pg_advisory_unlock(hashtext($1))`, [`centra-pxe ${name}`]);
+        }
+      } finally {
+        client.release();
+      }
+    },
     schemaVersion: async () => Math.max(0, ...(await appliedPgMigrations(pool)).map((m) => m.version)),
     close: async () => {
       await listener.close();

@@ -168,6 +168,10 @@ before(async () => {
         },
         http: { port: HTTP_PORT },
         tftp: { enabled: false },
+        // The same config nodes on both: each server syncs them into the one inventory at start.
+        nodes: Object.fromEntries(
+          Array.from({ length: 5 }, (_, i) => [`52:54:00:c2:00:0${i}`, { hostname: `cfg-${i}` }]),
+        ),
       }),
     );
     runCli(["init", "--config", config]);
