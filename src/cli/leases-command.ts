@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { type LeaseRecord, leaseStatus as describeState } from "../contracts/lease-store.js";
+import { listPgLeases } from "../store/leases-pg.js";
 import { databaseFile } from "../files/state-dir.js";
 import { listLeases } from "../store/leases-sqlite.js";
 import { type StateOptions, jsonOption, printJson, stateOptions, withStateStore } from "./common.js";
@@ -29,6 +30,7 @@ export function registerLeasesCommand(program: Command): void {
     let file = "";
     const leases = await withStateStore(options, "read", async (store, stateDir) => {
       file = databaseFile(stateDir);
+      if (store.kind === "postgres") return listPgLeases(store);
       // The DHCP part makes its table on first start; before that there are simply no leases
       // (and a read-only connection could not create the table anyway).
       const hasTable = store.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'").get();

@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { printJson } from "./common.js";
 import { registerAuditCommand } from "./audit-command.js";
 import { registerConfigCommands } from "./config-commands.js";
+import { registerDbCommands } from "./db-command.js";
 import { bashCompletion, manPage, zshCompletion } from "./generated-docs.js";
 import { registerIpxeCommands } from "./ipxe-command.js";
 import { registerLabCommand } from "./lab-command.js";
@@ -66,6 +67,7 @@ export function buildProgram(): Command {
   registerMigrateCommands(program);
   registerIpxeCommands(program);
   registerTlsCommands(program);
+  registerDbCommands(program);
 
   program
     .command("version")

@@ -6,7 +6,7 @@ import type { BootResolver } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { Service } from "../contracts/service.js";
-import type { Store } from "../store/store.js";
+import type { NodeEvent, Store } from "../store/store.js";
 import { BootAttempts } from "./boot-attempts.js";
 import { createLifecycleResolver } from "./boot-resolver.js";
 import { InventoryCore, type Reservation } from "./core.js";
@@ -74,6 +74,11 @@ export interface ProvisioningPart {
   bootChain(mac: string, config: Config, firmware: Firmware): BootChain;
   /** Sightings recorded and dropped, for /metrics. */
   sightingStats(): SightingStats;
+  /**
+   * Events another server on the same database committed: to the live listeners (SSE), and the
+   * reservations read again, as the change they describe may be a node's address or hostname.
+   */
+  remoteEvents(events: readonly NodeEvent[]): void;
 }
 
 /** Build the provisioning orchestrator and the pieces the HTTP and DHCP parts plug in. */
@@ -112,6 +117,21 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     },
   };
 
+  // One reread for a burst of remote events (a rack discovered at once), queued behind local changes.
+  let reservationsQueued = false;
+  const scheduleReservations = () => {
+    if (reservationsQueued) return;
+    reservationsQueued = true;
+    void core
+      .exclusive(async () => {
+        reservationsQueued = false;
+        await core.rebuildReservations();
+      })
+      .catch((error: unknown) =>
+        logger.error({ err: error }, "could not reread reservations after another server's change"),
+      );
+  };
+
   let sweeper: NodeJS.Timeout | undefined;
   let sweeping = false;
   const sweepEvery = (config: Config) =>
@@ -134,10 +154,16 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     sweeper.unref();
   };
 
+  // Servers sharing a database sync the same config nodes: one at a time, or two starting together
+  // would both create a node and one would fail on the other's MAC.
+  const applyConfig = (config: Config) =>
+    options.store.serialized
+      ? options.store.serialized("config-sync", () => inventory.applyConfig(config))
+      : inventory.applyConfig(config);
   const service: Service = {
     name: "provisioning",
     async start() {
-      await inventory.applyConfig(options.config);
+      await applyConfig(options.config);
       startSweeper(options.config);
       power.startPolling();
     },
@@ -148,7 +174,7 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
       await sightings.flush();
     },
     async reload(config) {
-      await inventory.applyConfig(config);
+      await applyConfig(config);
       startSweeper(config);
       power.startPolling();
     },
@@ -171,5 +197,9 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     lookupNode: (mac) => core.reservationFor(mac),
     bootChain: (mac, config, firmware) => attempts.chainFor(mac, config, firmware),
     sightingStats: () => sightings.stats(),
+    remoteEvents(events) {
+      core.publish(events);
+      scheduleReservations();
+    },
   };
 }
