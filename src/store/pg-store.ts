@@ -25,12 +25,20 @@ import {
   type NodeRepository,
   type NodeSource,
   type NodeState,
-  type Role,
   type SecretRepository,
   type SightingBatch,
   type Store,
   type StoreChangeFeed,
 } from "./store.js";
+import {
+  type ApiTokenRow,
+  type CallbackTokenRow,
+  type ImageRow,
+  apiTokenFromRow,
+  callbackTokenFromRow,
+  imageFromRow,
+  optional,
+} from "./rows.js";
 
 /** Anything that runs a query: the pool, or one client inside a transaction. */
 type Queryable = Pick<pg.Pool, "query"> | pg.PoolClient;
@@ -433,28 +441,6 @@ class PgListener {
 type Transaction = <T>(body: (client: pg.PoolClient) => Promise<T>) => Promise<T>;
 
 /** Copy the columns that are set; an absent optional field stays absent (deepEqual-friendly). */
-function optional<K extends string>(key: K, value: string | null): { [P in K]?: string } {
-  return (value === null ? {} : { [key]: value }) as { [P in K]?: string };
-}
-
-interface ImageRow {
-  name: string;
-  version: string;
-  files: string;
-  cmdline: string;
-  added_at: string;
-}
-
-function imageFromRow(row: ImageRow): ImageVersionRecord {
-  return {
-    name: row.name,
-    version: row.version,
-    files: JSON.parse(row.files) as ImageVersionRecord["files"],
-    cmdline: row.cmdline,
-    addedAt: row.added_at,
-  };
-}
-
 class PgImageRepository implements ImageRepository {
   constructor(private readonly db: pg.Pool) {}
 
@@ -817,32 +803,6 @@ class PgEventRepository implements EventRepository {
   }
 }
 
-interface ApiTokenRow {
-  id: string;
-  name: string;
-  hash: string;
-  role: string;
-  scope: string | null;
-  created_at: string;
-  expires_at: string | null;
-  last_used_at: string | null;
-  revoked_at: string | null;
-}
-
-function apiTokenFromRow(row: ApiTokenRow): ApiTokenRecord {
-  return {
-    id: row.id,
-    name: row.name,
-    hash: row.hash,
-    role: row.role as Role,
-    ...(row.scope === null ? {} : { scope: JSON.parse(row.scope) as Record<string, string> }),
-    createdAt: row.created_at,
-    ...optional("expiresAt", row.expires_at),
-    ...optional("lastUsedAt", row.last_used_at),
-    ...optional("revokedAt", row.revoked_at),
-  };
-}
-
 class PgApiTokenRepository implements ApiTokenRepository {
   constructor(private readonly db: pg.Pool) {}
 
@@ -885,26 +845,6 @@ class PgApiTokenRepository implements ApiTokenRepository {
   async touch(id: string, at: string): Promise<void> {
     await this.db.query(`UPDATE api_tokens SET last_used_at = $1 WHERE id = $2`, [at, id]);
   }
-}
-
-interface CallbackTokenRow {
-  hash: string;
-  node_id: string;
-  provisioning_id: string;
-  created_at: string;
-  expires_at: string;
-  used_at: string | null;
-}
-
-function callbackTokenFromRow(row: CallbackTokenRow): CallbackTokenRecord {
-  return {
-    hash: row.hash,
-    nodeId: row.node_id,
-    provisioningId: row.provisioning_id,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-    ...optional("usedAt", row.used_at),
-  };
 }
 
 class PgCallbackTokenRepository implements CallbackTokenRepository {
