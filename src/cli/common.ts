@@ -8,6 +8,8 @@ import type { Config } from "../config/schema.js";
 import { serverHttpUrl } from "../config/server-url.js";
 import { CentraError } from "../errors.js";
 import { databaseFile, stateDirProblem } from "../files/state-dir.js";
+import { type ConfiguredStore, openConfiguredStore } from "../store/open.js";
+import { redactedUrl } from "../store/pg-store.js";
 import { openSqliteStore, type SqliteStore } from "../store/sqlite-store.js";
 
 /**
@@ -70,10 +72,23 @@ export function resolveStateDir(options: StateOptions, env = process.env): strin
 export async function openStateStore(
   options: StateOptions,
   mode: "read" | "write",
-): Promise<{ stateDir: string; store: SqliteStore }> {
+): Promise<{ stateDir: string; store: ConfiguredStore }> {
   const stateDir = resolveStateDir(options);
   const problem = await stateDirProblem(stateDir);
   if (problem) throw new CliError("STATE_DIR", problem);
+  // `storage: postgres://…`: the inventory is the shared database's, the files stay this host's.
+  const configured = findConfig(options.config)?.config;
+  if (configured?.storage.kind === "postgres") {
+    try {
+      return { stateDir, store: await openConfiguredStore(configured, { readonly: mode === "read" }) };
+    } catch (error) {
+      throw new CliError(
+        "STORE",
+        `cannot open the database ${redactedUrl(configured.storage.url)}: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
   const file = databaseFile(stateDir);
   try {
     return { stateDir, store: openSqliteStore(file, { readonly: mode === "read", mustExist: true }) };
@@ -149,7 +164,7 @@ async function openSnapshot(file: string): Promise<SqliteStore> {
 export async function withStateStore<T>(
   options: StateOptions,
   mode: "read" | "write",
-  body: (store: SqliteStore, stateDir: string) => Promise<T>,
+  body: (store: ConfiguredStore, stateDir: string) => Promise<T>,
 ): Promise<T> {
   const { stateDir, store } = await openStateStore(options, mode);
   try {

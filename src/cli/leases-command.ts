@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import type { LeaseRecord } from "../contracts/lease-store.js";
+import { listPgLeases } from "../store/leases-pg.js";
 import { databaseFile } from "../files/state-dir.js";
 import { listLeases } from "../store/leases-sqlite.js";
 import { type StateOptions, jsonOption, printJson, stateOptions, withStateStore } from "./common.js";
@@ -7,6 +8,7 @@ import { type StateOptions, jsonOption, printJson, stateOptions, withStateStore 
 function describeState(lease: LeaseRecord, now: number): string {
   if (lease.state === "bound") return lease.expiresAt > now ? "active" : "expired";
   if (lease.state === "declined") return lease.expiresAt > now ? "declined (conflict)" : "expired";
+  if (lease.state === "offered") return lease.expiresAt > now ? "offered" : "expired";
   return lease.state;
 }
 
@@ -35,6 +37,7 @@ export function registerLeasesCommand(program: Command): void {
     let file = "";
     const leases = await withStateStore(options, "read", async (store, stateDir) => {
       file = databaseFile(stateDir);
+      if (store.kind === "postgres") return listPgLeases(store);
       // The DHCP part makes its table on first start; before that there are simply no leases
       // (and a read-only connection could not create the table anyway).
       const hasTable = store.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'").get();

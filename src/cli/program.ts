@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { printJson } from "./common.js";
 import { registerAuditCommand } from "./audit-command.js";
 import { registerConfigCommands } from "./config-commands.js";
+import { registerDbCommands } from "./db-command.js";
 import { bashCompletion, manPage, zshCompletion } from "./generated-docs.js";
 import { registerLabCommand } from "./lab-command.js";
 import { registerLeasesCommand } from "./leases-command.js";
@@ -61,6 +62,7 @@ export function buildProgram(): Command {
   registerTokenCommands(program);
   registerAuditCommand(program);
   registerMigrateCommands(program);
+  registerDbCommands(program);
 
   program
     .command("version")

@@ -287,21 +287,54 @@ const oidc = z
   })
   .strict();
 
+/** Where the password of a `postgres://` URL comes from when the URL has none: a file, else PGPASSWORD. */
+const POSTGRES_URL = /^postgres(ql)?:\/\//;
+const postgresStorage = z
+  .object({
+    /** `postgres://user@host:port/db` (`?host=/run/postgresql` for a unix socket). */
+    url: z.string().regex(POSTGRES_URL, "must be a postgres://user@host:port/database URL"),
+    /** A file holding the password alone (trailing newline ignored); read at start, never logged. */
+    passwordFile: z.string().min(1).optional(),
+    /** libpq's sslmode: `disable`, `require` (encrypt, trust any certificate), `verify-ca`, `verify-full`. */
+    sslMode: z.enum(["disable", "prefer", "require", "verify-ca", "verify-full"]).optional(),
+    /** PEM file of the CA that signed the server's certificate (verify-ca / verify-full). */
+    caFile: z.string().min(1).optional(),
+    /** Connections this server opens at most (its pool); LISTEN takes one more. */
+    poolSize: z.number().int().min(1).max(1000).default(10),
+    /**
+     * The other servers on this database (`http://host:port`): a registered image version whose
+     * files this server lacks is copied from the first that has it, verified by its sha256.
+     */
+    peers: z.array(z.string().regex(/^https?:\/\/[^/\s]+\/?$/, "must be http://host[:port]")).default([]),
+  })
+  .strict();
+/** The store: the embedded SQLite file in stateDir, or a shared PostgreSQL database (PRODUCT.md §6). */
+const storage = z
+  .union([
+    z.literal("sqlite"),
+    z.string().regex(POSTGRES_URL, 'must be "sqlite" or a postgres://user@host:port/database URL'),
+    postgresStorage,
+  ])
+  .transform((value): StorageConfig => {
+    if (value === "sqlite") return { kind: "sqlite" };
+    if (typeof value === "string") return { kind: "postgres", url: value, poolSize: 10, peers: [] };
+    return { kind: "postgres", ...value };
+  });
+function storageFileForm(value: StorageConfig): z.input<typeof storage> {
+  if (value.kind === "sqlite") return "sqlite";
+  const { kind: _kind, ...written } = value;
+  return written;
+}
+export type PostgresStorageConfig = z.output<typeof postgresStorage> & { kind: "postgres" };
+export type StorageConfig = { kind: "sqlite" } | PostgresStorageConfig;
+
 const configObject = z
   .object({
     interface: z.string().min(1).default("eth0"),
     serverAddress: ipv4.default("10.0.100.10"),
     stateDir: z.string().min(1).default("/var/lib/pxe-boot"),
-    /** `sqlite` (a file in stateDir) or a `postgres://` URL. */
-    // PRODUCT.md §6 names PostgreSQL for a shared inventory; until that store exists, saying so
-    // here beats silently running on a local file the operator did not ask for.
-    storage: z
-      .string()
-      .refine((s) => s === "sqlite", {
-        message:
-          'only "sqlite" (the embedded store in stateDir) is implemented; PostgreSQL storage is not available yet',
-      })
-      .default("sqlite"),
+    /** `sqlite` (a file in stateDir) or a `postgres://` URL, or `{ url, passwordFile, sslMode, caFile }`. */
+    storage: storage.default("sqlite"),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     dhcp: dhcp.default({}),
     /** `bindAddress`: default serverAddress (normalizeConfig), `0.0.0.0` for every address. */
@@ -703,6 +736,7 @@ function toFileForm(schema: ZodTypeAny, value: unknown): unknown {
     if (schema instanceof ZodDefault || schema instanceof ZodOptional) schema = schema._def.innerType as ZodTypeAny;
     else if (schema instanceof ZodEffects) {
       if (schema._def.schema === durationText) return typeof value === "number" ? formatDuration(value) : value;
+      if (schema === storage) return storageFileForm(value as StorageConfig);
       schema = schema._def.schema as ZodTypeAny;
     } else break;
   }

@@ -88,6 +88,12 @@ export interface DhcpContext {
   now: number;
   /** How long a DECLINEd address stays out of the pool. */
   declineQuarantineMs?: number;
+  /**
+   * Several servers share the leases (PostgreSQL): an OFFER from the pool is claimed in the store
+   * (an `offered` row) before it leaves, so no other server offers that address to another client
+   * meanwhile, and a clash costs an OFFER of another address rather than a NAK.
+   */
+  claimOffers?: boolean;
 }
 
 export type HandleResult =
@@ -112,6 +118,11 @@ export type HandleResult =
       notable?: boolean;
       /** a drop with a counter of its own in `DhcpCounters` */
       count?: IgnoreCounter;
+      /**
+       * The MAC of a client we have no record of, silent as RFC 2131 §4.3.2 says; a server sharing
+       * its leases may look it up in the shared store and handle the request again (§4.4.5).
+       */
+      missed?: string;
     };
 
 /** Deliberate drops that `/metrics` counts apart: floods and forgeries. */
@@ -280,6 +291,17 @@ function discover(
       );
     }
     subnet.pool.hold(mac, address, context.now);
+    if (context.claimOffers) {
+      const offered: PoolLease = {
+        address,
+        mac,
+        clientId: request.options.get(Option.ClientIdentifier)?.toString("hex"),
+        hostname: node?.hostname ?? optionString(request, Option.HostName),
+        expiresAt: context.now + subnet.pool.offerHold,
+        state: "offered",
+      };
+      return reply(request, MessageType.Offer, address, hints, subnet, context, node, [offered]);
+    }
   }
   return reply(request, MessageType.Offer, address, hints, subnet, context, node, []);
 }
@@ -330,9 +352,7 @@ function requestMessage(
       if (recorded === undefined) {
         return ignore(
           `${state} REQUEST from ${mac} for ${formatIpv4(wanted)}: no record of this client, so no answer (RFC 2131 §4.3.2); it will DISCOVER`,
-          {
-            notable: true,
-          },
+          { notable: true, missed: mac },
         );
       }
       if (recorded !== wanted) return nak(`${mac} was given ${formatIpv4(recorded)}, not ${formatIpv4(wanted)}`);

@@ -6,7 +6,7 @@ import type { Service, ServiceHealth } from "../contracts/service.js";
 import { AddressBook } from "./address-book.js";
 import { PXE_PORT } from "./destination.js";
 import { handle, type DhcpContext, type HandleResult, type NodeReservation, type SubnetPlan } from "./handler.js";
-import type { LeaseStore } from "../contracts/lease-store.js";
+import type { LeaseRecord, LeaseStore } from "../contracts/lease-store.js";
 import { messageTypeName } from "./options.js";
 import { type InterfaceAddress, interfaceRefusal } from "./interface-check.js";
 import { readInterfaceAddresses } from "./interface-addresses.js";
@@ -163,6 +163,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     context.boot = { ...context.boot, httpBase: options.bootBaseUrl(next) };
     context.newClients = budgetFor(budgetLimits(next.dhcp.budgets.newClients), context.newClients);
     context.claims = context.mode === "proxy" ? claims : undefined;
+    context.claimOffers = context.mode === "server" && leases.claimLeases !== undefined;
     sightings = budgetFor(budgetLimits(next.dhcp.budgets.sightings), sightings);
     config = next;
   };
@@ -171,24 +172,37 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
   const recordDurable = (changes: readonly PoolLease[]) => {
     for (const lease of changes) {
       if (lease.state === "bound" && lease.mac) bound.bind(lease.mac, lease.address, lease.expiresAt);
-      else bound.unbindAddress(lease.address);
+      else if (lease.state !== "offered") bound.unbindAddress(lease.address);
     }
   };
 
-  const loadPools = async () => {
+  /** Take leases the store holds (at start, or another server's as it commits them) into the pools. */
+  const learn = (records: readonly LeaseRecord[]) => {
     const t = now();
     let loaded = 0;
-    for (const record of await leases.loadLeases()) {
+    for (const record of records) {
       const lease = fromRecord(record);
       if (!lease) continue;
       if (lease.expiresAt > t) recordDurable([lease]);
+      else bound.unbindAddress(lease.address);
       const plan = subnets.find((s) => s.pool.contains(lease.address));
       if (!plan) continue; // a fixed address, or a range that was since narrowed
       plan.pool.put(lease);
+      // Another server's lease: whatever this one offered that client or that address is void.
+      if (
+        lease.mac &&
+        plan.pool.offerOf(lease.mac, t) !== undefined &&
+        plan.pool.offerOf(lease.mac, t) !== lease.address
+      )
+        plan.pool.dropOffer(lease.mac);
       if (lease.expiresAt > t) loaded++;
     }
     return loaded;
   };
+  const loadPools = async () => learn(await leases.loadLeases());
+  /** A lease of ours outside every pool is a reservation's: a shared store saves it without a claim. */
+  const inAnyPool = (address: number) => subnets.some((s) => s.pool.contains(address));
+  let stopWatching: (() => void) | undefined;
 
   const logResult = (request: Parameters<typeof handle>[0], result: HandleResult) => {
     if (result.seen && observer) {
@@ -274,6 +288,9 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       }
       // Before any socket exists: nothing is received or sent on an interface we refuse.
       refuseForeignNetwork(config);
+      // Several servers on one database: learn the others' leases as they commit them, from before
+      // the first load so none falls between the two.
+      if (context.mode === "server" && leases.watch) stopWatching = leases.watch((records) => learn(records));
       const active = context.mode === "server" ? await loadPools() : 0;
       const proxy = context.mode === "proxy";
       const ports = proxy ? [config.dhcp.port, PXE_PORT] : [config.dhcp.port];
@@ -286,11 +303,29 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
           context.now = now();
           return handle(request, context, source);
         },
-        persist: (changes: PoolLease[]) => {
+        persist: async (changes: PoolLease[]) => {
           const t = now();
-          return leases.saveLeases(changes.map((l) => toRecord(l, t)));
+          const records = changes.map((l) =>
+            inAnyPool(l.address) ? toRecord(l, t) : { ...toRecord(l, t), fixed: true },
+          );
+          if (!leases.claimLeases) {
+            await leases.saveLeases(records);
+            return [];
+          }
+          const { refused } = await leases.claimLeases(records);
+          return refused.flatMap((record) => fromRecord(record) ?? []);
         },
         committed: recordDurable,
+        refused: (holders) => learn(holders.map((l) => toRecord(l, now()))),
+        ...(leases.findByMac
+          ? {
+              lookup: async (mac: string) => {
+                const found = (await leases.findByMac!(mac)).filter((r) => r.state === "bound" && r.expiresAt > now());
+                learn(found);
+                return found.length > 0;
+              },
+            }
+          : {}),
         onResult: logResult,
       });
       try {
@@ -320,6 +355,8 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     },
 
     async stop() {
+      stopWatching?.();
+      stopWatching = undefined;
       if (sweepTimer) clearInterval(sweepTimer);
       sweepTimer = undefined;
       await server?.stop();

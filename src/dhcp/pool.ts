@@ -133,6 +133,11 @@ export class AddressPool {
     return this.end - this.start + 1;
   }
 
+  /** How long an offer is held (RFC 2131 §4.3.1); a shared store's offer row lasts as long. */
+  get offerHold(): number {
+    return this.offerHoldMs;
+  }
+
   contains(address: number): boolean {
     return address >= this.start && address <= this.end;
   }

@@ -50,10 +50,21 @@ export interface DhcpSocketServerOptions {
   pxePorts?: ReadonlySet<number>;
   logger: Logger;
   handle(request: DhcpPacket, source: RequestSource): HandleResult;
-  /** Make a batch of lease changes durable; replies wait for it. */
-  persist(leases: PoolLease[]): Promise<void>;
-  /** A batch is durable (its ACKs are about to leave). */
+  /**
+   * Make a batch of lease changes durable; replies wait for it. A store shared with other servers
+   * may refuse some (another client holds the address): it returns the holders' leases.
+   */
+  persist(leases: PoolLease[]): Promise<readonly PoolLease[]>;
+  /** A batch is durable (its ACKs are about to leave); `leases` are those saved. */
   committed?(leases: PoolLease[]): void;
+  /** Another server's leases the store refused ours for: learn them before the refused requests are handled again. */
+  refused?(holders: readonly PoolLease[]): void;
+  /**
+   * A client this server has no record of (`result.missed`): look for one where the other servers
+   * keep theirs (RFC 2131 §4.4.5); resolves true when something was found and the request is worth
+   * handling again.
+   */
+  lookup?(mac: string): Promise<boolean>;
   onResult?(request: DhcpPacket, result: HandleResult): void;
 }
 
@@ -72,6 +83,11 @@ function adoptSocket(fd: number): Promise<dgram.Socket> {
 interface PendingReply {
   socket: dgram.Socket;
   result: Extract<HandleResult, { kind: "reply" }>;
+  /** Kept to handle it again when its lease was refused (a shared store). */
+  request: DhcpPacket;
+  source: RequestSource;
+  /** Handled again once already: a second refusal drops it (the client retries). */
+  retried: boolean;
 }
 
 /**
@@ -129,12 +145,33 @@ export class DhcpSocketServer {
       else this.options.logger.error({ err: error }, "unexpected error decoding a DHCP packet");
       return;
     }
+    this.dispatch(socket, request, { address: parseIpv4(rinfo.address) ?? 0, port: rinfo.port, pxePort }, false);
+  }
+
+  /** Handle one decoded request: answer now, queue behind the next commit, or (a miss) look it up first. */
+  private dispatch(socket: dgram.Socket, request: DhcpPacket, source: RequestSource, retried: boolean): void {
     let result: HandleResult;
     try {
-      result = this.options.handle(request, { address: parseIpv4(rinfo.address) ?? 0, port: rinfo.port, pxePort });
+      result = this.options.handle(request, source);
     } catch (error) {
       this.counters.dropped++;
       this.options.logger.error({ err: error, mac: hardwareAddress(request) }, "DHCP handler failed; packet dropped");
+      return;
+    }
+    if (result.kind === "ignore" && result.missed !== undefined && this.options.lookup && !retried) {
+      // Another server may hold this client's lease: ask the shared store before staying silent.
+      const lookup = this.options.lookup;
+      const mac = result.missed;
+      lookup(mac).then(
+        (found) => {
+          if (found && this.sockets.includes(socket)) this.dispatch(socket, request, source, true);
+          else this.options.onResult?.(request, result);
+        },
+        (error: unknown) => {
+          this.options.logger.warn({ err: error, mac }, "could not look up a client in the shared lease store");
+          this.options.onResult?.(request, result);
+        },
+      );
       return;
     }
     this.options.onResult?.(request, result);
@@ -146,7 +183,7 @@ export class DhcpSocketServer {
       // OFFERs and NAKs change nothing durable; they go out at once.
       this.send(socket, result);
     } else {
-      this.batchReplies.push({ socket, result });
+      this.batchReplies.push({ socket, result, request, source, retried });
     }
     if (this.batchLeases.length) this.scheduleFlush();
   }
@@ -165,11 +202,25 @@ export class DhcpSocketServer {
     this.batchReplies = [];
     this.commitInFlight = true;
     try {
-      await this.options.persist(leases);
+      const holders = await this.options.persist(leases);
       this.counters.commits++;
-      this.counters.committedLeases += leases.length;
-      this.options.committed?.(leases);
-      for (const { socket, result } of replies) this.send(socket, result);
+      this.counters.committedLeases += leases.length - holders.length;
+      if (holders.length) {
+        // Another server's client holds these addresses: nothing of ours for them was saved, so
+        // learn the holders and handle those requests again (a NAK, or another address).
+        const taken = new Set(holders.map((l) => l.address));
+        this.options.committed?.(leases.filter((l) => !taken.has(l.address)));
+        this.options.refused?.(holders);
+        for (const pending of replies) {
+          if (pending.result.persist.some((l) => taken.has(l.address))) {
+            if (pending.retried) this.counters.dropped++;
+            else this.dispatch(pending.socket, pending.request, pending.source, true);
+          } else this.send(pending.socket, pending.result);
+        }
+      } else {
+        this.options.committed?.(leases);
+        for (const { socket, result } of replies) this.send(socket, result);
+      }
     } catch (error) {
       // Not durable, so not acknowledged: the clients retry and get the same address.
       this.counters.dropped += replies.length;

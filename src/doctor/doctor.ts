@@ -60,6 +60,15 @@ async function checkHttpHealth(base: string): Promise<CheckResult> {
     const response = await fetch(`${base}/health`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
     const body = await response.text();
     if (response.ok) return { name, ok: true, detail: `200 ${body.slice(0, 200)}` };
+    // Several servers on one database: this one lacks the files of an image version another added.
+    const images = /"images":\{"ok":false,"detail":"([^"]*)"/.exec(body)?.[1];
+    if (images)
+      return {
+        name,
+        ok: false,
+        detail: `${response.status} ${images}`,
+        fix: "run `centra-pxe images add` on this host too, or list a server that has the files in storage.peers (they are copied and checked by sha256)",
+      };
     return {
       name,
       ok: false,

@@ -159,6 +159,15 @@ export async function removeImage(stateDir: string, store: Store, name: string, 
 }
 
 async function copyWithDigest(source: string, target: string, onBytes: (n: number) => void): Promise<string> {
+  return writeWithDigest(createReadStream(source, { highWaterMark: 1 << 20 }), target, onBytes);
+}
+
+/** Write `source` to a new file `target`, flushed to disk; returns its hex sha256. */
+export async function writeWithDigest(
+  source: NodeJS.ReadableStream,
+  target: string,
+  onBytes: (n: number) => void = () => undefined,
+): Promise<string> {
   const hash = createHash("sha256");
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -167,12 +176,12 @@ async function copyWithDigest(source: string, target: string, onBytes: (n: numbe
       callback(null, chunk);
     },
   });
-  await pipeline(createReadStream(source, { highWaterMark: 1 << 20 }), tap, createWriteStream(target, { flags: "wx" }));
+  await pipeline(source, tap, createWriteStream(target, { flags: "wx" }));
   await fsyncPath(target);
   return hash.digest("hex");
 }
 
-async function fsyncPath(path: string): Promise<void> {
+export async function fsyncPath(path: string): Promise<void> {
   const handle = await open(path, "r");
   try {
     await handle.sync();

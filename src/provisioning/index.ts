@@ -4,7 +4,7 @@ import type { BootResolver } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { Service } from "../contracts/service.js";
-import type { Store } from "../store/store.js";
+import type { NodeEvent, Store } from "../store/store.js";
 import { createLifecycleResolver } from "./boot-resolver.js";
 import { InventoryCore, type Reservation } from "./core.js";
 import { Inventory } from "./inventory.js";
@@ -60,6 +60,11 @@ export interface ProvisioningPart {
   lookupNode(mac: string): Reservation | undefined;
   /** Sightings recorded and dropped, for /metrics. */
   sightingStats(): SightingStats;
+  /**
+   * Events another server on the same database committed: to the live listeners (SSE), and the
+   * reservations read again, as the change they describe may be a node's address or hostname.
+   */
+  remoteEvents(events: readonly NodeEvent[]): void;
 }
 
 /** Build the provisioning orchestrator and the pieces the HTTP and DHCP parts plug in. */
@@ -88,6 +93,21 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     images,
     ...(options.addressOf ? { addressOf: options.addressOf } : {}),
   });
+
+  // One reread for a burst of remote events (a rack discovered at once), queued behind local changes.
+  let reservationsQueued = false;
+  const scheduleReservations = () => {
+    if (reservationsQueued) return;
+    reservationsQueued = true;
+    void core
+      .exclusive(async () => {
+        reservationsQueued = false;
+        await core.rebuildReservations();
+      })
+      .catch((error: unknown) =>
+        logger.error({ err: error }, "could not reread reservations after another server's change"),
+      );
+  };
 
   let sweeper: NodeJS.Timeout | undefined;
   let sweeping = false;
@@ -143,5 +163,9 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     },
     lookupNode: (mac) => core.reservationFor(mac),
     sightingStats: () => sightings.stats(),
+    remoteEvents(events) {
+      core.publish(events);
+      scheduleReservations();
+    },
   };
 }

@@ -4,20 +4,20 @@ import { httpBootBase } from "../boot/firmware.js";
 import { bootloaderDir } from "../files/state-dir.js";
 import { createDhcpService } from "../dhcp/index.js";
 import { createHttpService } from "../http/server.js";
+import { createImageReplicaService } from "../images/peers.js";
 import { createMetricsPlugin } from "../metrics/metrics.js";
 import { createProvisioning } from "../provisioning/index.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { createAuthenticator } from "../identity/authenticate.js";
-import { createSqliteLeaseStore } from "../store/leases-sqlite.js";
-import type { SqliteStore } from "../store/sqlite-store.js";
+import { type ConfiguredStore, leaseStoreFor } from "../store/open.js";
 import { createTftpService } from "../tftp/index.js";
 import type { Daemon } from "./daemon.js";
 import type { Service } from "../contracts/service.js";
 
 export interface PartContext {
   logger: Logger;
-  store: SqliteStore;
+  store: ConfiguredStore;
   daemon: Daemon;
 }
 
@@ -35,7 +35,10 @@ export function createServices(
   let addressOf: ((mac: string) => string | undefined) | undefined;
   const provisioning = createProvisioning({ config, store, logger, addressOf: (mac) => addressOf?.(mac) });
   const tftp = config.tftp.enabled ? createTftpService({ config, logger }) : undefined;
-  const leases = config.dhcp.mode !== "off" ? createSqliteLeaseStore(store.db) : undefined;
+  const leases = config.dhcp.mode !== "off" ? leaseStoreFor(store) : undefined;
+  // Several servers on one database: what another one changed reaches this one's SSE stream and
+  // DHCP reservations within a NOTIFY's latency (PostgreSQL; the embedded store has no others).
+  const stopFeed = store.changes?.onEvents((events) => provisioning.remoteEvents(events));
   const dhcp = leases
     ? createDhcpService({
         config,
@@ -87,9 +90,21 @@ export function createServices(
     health,
     extraPlugins: [metrics, api],
   });
+  // Several servers on one database: each serves image files from its own stateDir, so one that
+  // lacks a registered version says so in /health and copies it from a peer (images/peers.ts).
+  const replicas = store.kind === "postgres" ? createImageReplicaService({ store, config, logger }) : undefined;
   return {
-    services: [provisioning.service, http, ...(tftp ? [tftp] : []), ...(dhcp ? [dhcp] : [])],
+    services: [
+      provisioning.service,
+      ...(replicas ? [replicas] : []),
+      http,
+      ...(tftp ? [tftp] : []),
+      ...(dhcp ? [dhcp] : []),
+    ],
     // After the parts stopped: the lease writer thread has nothing left to commit.
-    close: async () => leases?.close?.(),
+    close: async () => {
+      stopFeed?.();
+      await leases?.close?.();
+    },
   };
 }

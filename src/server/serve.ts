@@ -2,9 +2,8 @@ import { mkdir } from "node:fs/promises";
 import { loadConfigFile } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError, ReloadFailedError, ReloadRefusedError, formatConfigProblem } from "../errors.js";
-import { databaseFile } from "../files/state-dir.js";
 import { createLogger, type Logger } from "../log.js";
-import { openSqliteStore, type SqliteStore } from "../store/sqlite-store.js";
+import { type ConfiguredStore, openConfiguredStore } from "../store/open.js";
 import { Daemon } from "./daemon.js";
 import { createServices } from "./parts.js";
 import { createReadiness, type Readiness } from "./readiness.js";
@@ -12,7 +11,7 @@ import { takeDaemonSignals, type DaemonSignal, type SignalInbox } from "./signal
 
 export interface RunningServer {
   daemon: Daemon;
-  store: SqliteStore;
+  store: ConfiguredStore;
   logger: Logger;
   stop(): Promise<void>;
 }
@@ -35,7 +34,7 @@ export async function startServer(
   signal?: AbortSignal,
 ): Promise<RunningServer> {
   await mkdir(config.stateDir, { recursive: true });
-  const store = openSqliteStore(databaseFile(config.stateDir));
+  const store = await openConfiguredStore(config);
   const daemon = new Daemon(config, logger);
   const parts = createServices(config, { logger, store, daemon });
   for (const service of parts.services) daemon.register(service);

@@ -138,6 +138,7 @@ const MIGRATIONS: readonly ((db: Db) => void)[] = [
 ];
 
 export interface SqliteStore extends Store {
+  readonly kind: "sqlite";
   /** The open database, for parts that keep their own tables in the same file (DHCP leases). */
   readonly db: Db;
 }
@@ -172,11 +173,22 @@ export function openSqliteStore(file: string, options: OpenStoreOptions = {}): S
   const nodes = new SqliteNodeRepository(db);
   const events = new SqliteEventRepository(db);
   const recordSightings = db.transaction((batch: SightingBatch): NodeEvent[] => {
-    for (const node of batch.created) nodes.insert(node);
+    const skipped = new Set<string>();
+    for (const node of batch.created) {
+      try {
+        nodes.insert(node);
+      } catch (error) {
+        if (!(error instanceof NodeConflict) || error.holder === undefined || error.field === "id") throw error;
+        // Recorded meanwhile by another writer: this sighting is one of that node (see the contract).
+        skipped.add(node.id);
+        nodes.touch({ id: error.holder, lastSeenAt: node.lastSeenAt ?? node.createdAt });
+      }
+    }
     for (const seen of batch.seen) nodes.touch(seen);
-    return batch.events.map((event) => events.insert(event));
+    return batch.events.filter((event) => !skipped.has(event.nodeId)).map((event) => events.insert(event));
   });
   return {
+    kind: "sqlite",
     db,
     images: new SqliteImageRepository(db),
     nodes,

@@ -16,12 +16,25 @@ export interface Store {
   readonly audit: AuditRepository;
   /**
    * Write a batch of sightings (new discovered nodes, last-seen updates, their events) in one
-   * transaction: one commit for a burst of machines instead of one fsync each.
+   * transaction: one commit for a burst of machines instead of one fsync each. A new node whose MAC
+   * another writer recorded meanwhile (another server saw the same DISCOVER) is not created: that
+   * node is touched instead and the new one's events are dropped; the returned events say what was stored.
    */
   recordSightings(batch: SightingBatch): Promise<NodeEvent[]>;
   /** The schema version the store has migrated to. */
   schemaVersion(): Promise<number>;
   close(): Promise<void>;
+  /**
+   * What other servers on the same database changed (PostgreSQL: LISTEN/NOTIFY); absent for the
+   * embedded store, which one process owns.
+   */
+  readonly changes?: StoreChangeFeed;
+}
+
+/** Changes committed by other servers sharing this store. */
+export interface StoreChangeFeed {
+  /** Events another server appended, once committed (each delivered once). Returns the unsubscribe function. */
+  onEvents(listener: (events: NodeEvent[]) => void): () => void;
 }
 
 /** One file of an image version, as recorded when it was added. */

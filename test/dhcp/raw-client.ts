@@ -7,6 +7,7 @@
  */
 import dgram from "node:dgram";
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { formatIpv4, parseIpv4 } from "../../src/config/primitives.js";
 import { MessageType, messageTypeName, Option } from "../../src/dhcp/options.js";
 import {
@@ -94,4 +95,5 @@ async function main(stepsFile: string): Promise<void> {
   process.stdout.write("done\n");
 }
 
-if (process.argv[2]) await main(process.argv[2]);
+// Run as a script only (test/server/race-client.ts imports buildRequest).
+if (process.argv[2] && process.argv[1] === fileURLToPath(import.meta.url)) await main(process.argv[2]);

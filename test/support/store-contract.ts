@@ -231,6 +231,46 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     assert.equal((await store.nodes.findByUuid("u-1"))?.id, "n-1");
   });
 
+  withStore(
+    "a sighting of a MAC recorded meanwhile by another writer touches that node, creates none",
+    async (store) => {
+      await store.nodes.create(node("n-1", ["52:54:00:00:00:01"]));
+      const at = "2026-11-26T00:00:00.000Z";
+      const events = await store.recordSightings({
+        created: [
+          node("n-2", ["52:54:00:00:00:01"], { lastSeenAt: at }),
+          node("n-3", ["52:54:00:00:00:03"], { lastSeenAt: at }),
+        ],
+        seen: [],
+        events: [
+          { nodeId: "n-2", kind: "discovered", toState: "discovered", at, details: {} },
+          { nodeId: "n-3", kind: "discovered", toState: "discovered", at, details: {} },
+        ],
+      });
+      assert.deepEqual(
+        events.map((e) => e.nodeId),
+        ["n-3"],
+      );
+      assert.deepEqual(
+        (await store.nodes.list()).map((n) => n.id),
+        ["n-1", "n-3"],
+      );
+      assert.equal((await store.nodes.get("n-1"))?.lastSeenAt, at);
+    },
+  );
+
+  withStore("two sighting batches of one new MAC at once (two servers, one DISCOVER) make one node", async (store) => {
+    const at = "2026-11-26T00:00:00.000Z";
+    const batch = (id: string) => ({
+      created: [node(id, ["52:54:00:00:00:07"], { lastSeenAt: at })],
+      seen: [],
+      events: [{ nodeId: id, kind: "discovered", toState: "discovered" as const, at, details: {} }],
+    });
+    const [a, b] = await Promise.all([store.recordSightings(batch("n-a")), store.recordSightings(batch("n-b"))]);
+    assert.equal(a.length + b.length, 1, "one discovered event");
+    assert.equal((await store.nodes.list()).length, 1);
+  });
+
   withStore("a secret is created once and then read back", async (store) => {
     const first = await store.secrets.getOrCreate("k", () => "one");
     assert.equal(first, "one");
@@ -395,6 +435,38 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     await store.callbackTokens.revokeForNode("n-1");
     assert.equal(pick(await store.callbackTokens.consume("c2", "2026-11-25T00:10:00.000Z")), "unknown");
     assert.equal(pick(await store.callbackTokens.consume("c1", "2026-11-25T00:10:00.000Z")), "used");
+  });
+
+  // What a second server on the same database would do at the same moment (PostgreSQL); the
+  // embedded store serialises these, and must give the same answers.
+  withStore("of two consumers of one callback token at once, exactly one wins", async (store) => {
+    await store.callbackTokens.issue({
+      hash: "c1",
+      nodeId: "n-1",
+      provisioningId: "p-1",
+      createdAt: "2026-11-25T00:00:00.000Z",
+      expiresAt: "2026-11-25T00:30:00.000Z",
+    });
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () => store.callbackTokens.consume("c1", "2026-11-25T00:10:00.000Z")),
+    );
+    assert.deepEqual(results.map(pick).sort(), ["ok", "used", "used", "used"]);
+  });
+
+  withStore("secrets created at once agree on one value", async (store) => {
+    const values = await Promise.all(["a", "b", "c"].map((v) => store.secrets.getOrCreate("k", () => v)));
+    assert.equal(new Set(values).size, 1);
+  });
+
+  withStore("two nodes created at once with one MAC: one is kept, the other is a NodeConflict", async (store) => {
+    const results = await Promise.allSettled([
+      store.nodes.create(node("n-1", ["52:54:00:00:00:01"])),
+      store.nodes.create(node("n-2", ["52:54:00:00:00:01"])),
+    ]);
+    assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+    const refused = results.find((r) => r.status === "rejected");
+    assert.ok(refused && refused.reason instanceof NodeConflict && refused.reason.field === "macs", String(refused));
+    assert.equal((await store.nodes.list()).length, 1);
   });
 }
 
