@@ -149,6 +149,7 @@ function tftpGet(server: string, filename: string): Promise<number> {
     let bytes = 0;
     let lastBlock = 0;
     let peerPort = 69;
+    let locked = false;
     let blksize = 512;
     let timer: NodeJS.Timeout | undefined;
     let tries = 0;
@@ -179,7 +180,12 @@ function tftpGet(server: string, filename: string): Promise<number> {
       } catch {
         return;
       }
-      peerPort = rinfo.port;
+      // RFC 1350 §4: the first answer fixes the server's transfer port (TID); another port's packets
+      // (a second transfer started by a retransmitted RRQ) are not this transfer's, as PXE ROMs treat them.
+      if (!locked) {
+        locked = true;
+        peerPort = rinfo.port;
+      } else if (rinfo.port !== peerPort) return;
       tries = 0;
       if (packet.opcode === Opcode.Error) return finish(new Error(`tftp error ${packet.message}`));
       if (packet.opcode === Opcode.OptionAck) {

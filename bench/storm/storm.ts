@@ -13,7 +13,7 @@
  *     [--initrd-mb 60] [--setups sqlite,postgres,seed] [--deadline 600]
  * As root (namespaces). Exits 1 when a setup of ours had a failure.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -260,9 +260,11 @@ async function ourServers(count: number, storage?: string): Promise<SegmentMembe
     }
     spawnIn(member, process.execPath, cliArgs(["serve", "--config", config]));
     members.push(member);
+    // One after the other: two servers syncing the same `nodes:` into one empty database at the
+    // same instant can collide (NodeConflict on a MAC the other just inserted; see the README).
+    await waitUntil(`DHCP on ${member.ip}`, () => listening(member, 67, "u"));
+    await waitUntil(`HTTP on ${member.ip}`, () => listening(member, HTTP_PORT, "t"));
   }
-  for (const m of members) await waitUntil(`DHCP on ${m.ip}`, () => listening(m, 67, "u"));
-  for (const m of members) await waitUntil(`HTTP on ${m.ip}`, () => listening(m, HTTP_PORT, "t"));
   return members;
 }
 

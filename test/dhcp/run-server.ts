@@ -1,6 +1,6 @@
 /**
  * Runs the DHCP part alone, for integration tests and the benchmark: `node --import tsx
- * test/dhcp/run-server.ts CONFIG.json DB_FILE`, usually inside a network namespace. Prints
+ * test/dhcp/run-server.ts CONFIG.json DB_FILE|postgres://…`, usually inside a network namespace. Prints
  * `ready` on stdout once listening; SIGTERM stops it cleanly (SIGKILL is what the crash test sends).
  */
 import { readFileSync } from "node:fs";
@@ -11,7 +11,9 @@ import { cachedBootloaders } from "../../src/boot/bootloaders.js";
 import { httpBootBase } from "../../src/boot/firmware.js";
 import { createDhcpService } from "../../src/dhcp/index.js";
 import { createLogger } from "../../src/log.js";
+import { createPgLeaseStore } from "../../src/store/leases-pg.js";
 import { createSqliteLeaseStore } from "../../src/store/leases-sqlite.js";
+import { openPgStore } from "../../src/store/pg-store.js";
 
 const [configFile, dbFile] = process.argv.slice(2);
 if (!configFile || !dbFile) {
@@ -21,10 +23,12 @@ if (!configFile || !dbFile) {
 const input = JSON.parse(readFileSync(configFile, "utf8")) as ConfigInput;
 const config = normalizeConfig(configSchema.parse(input) as Parameters<typeof normalizeConfig>[0]);
 const logger = createLogger(process.env.DHCP_LOG_LEVEL ?? "warn");
-const db = new Database(dbFile);
-db.pragma("journal_mode = WAL");
-db.pragma("synchronous = FULL");
-const leases = createSqliteLeaseStore(db);
+// A postgres:// URL: the shared lease table several servers claim from (bench/dhcp's PostgreSQL row).
+const pgStore = dbFile.startsWith("postgres") ? await openPgStore({ url: dbFile }, { migrate: true }) : undefined;
+const db = pgStore ? undefined : new Database(dbFile);
+db?.pragma("journal_mode = WAL");
+db?.pragma("synchronous = FULL");
+const leases = pgStore ? createPgLeaseStore(pgStore) : createSqliteLeaseStore(db!);
 const service = createDhcpService({
   config,
   logger,
@@ -43,7 +47,8 @@ const shutdown = async () => {
   const c = service.counters;
   process.stdout.write(`counters ${JSON.stringify(c)}\n`);
   await leases.close?.();
-  db.close();
+  db?.close();
+  await pgStore?.close();
   process.exit(0);
 };
 process.on("SIGTERM", () => void shutdown());
