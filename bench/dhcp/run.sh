@@ -62,7 +62,7 @@ ip -n $SNS addr add 10.231.0.1/16 dev $SIF; ip -n $SNS link set $SIF up; ip -n $
 ip -n $CNS addr add 10.231.0.2/16 dev $CIF; ip -n $CNS link set $CIF up; ip -n $CNS link set lo up
 
 # One PostgreSQL cluster for both PostgreSQL rows (bench/dhcp/postgres.ts), a fresh database per run.
-PG_SOCKET=""; PG_PORT=""; PG_RUN=0
+PG_SOCKET=""; PG_PORT=""
 case " $SERVERS " in *" kea-pg "*|*" centra-pg "*)
   node --import tsx bench/dhcp/postgres.ts > "$WORK/pg.out" 2> "$WORK/pg.err" &
   PG_PID=$!
@@ -70,10 +70,11 @@ case " $SERVERS " in *" kea-pg "*|*" centra-pg "*)
   read -r PG_SOCKET PG_PORT < "$WORK/pg.out" || { cat "$WORK/pg.err" >&2; exit 1; }
   ;;
 esac
+# Called in $(…), a subshell: the name is unique by the clock, not by a counter.
 new_database() {
-  PG_RUN=$((PG_RUN + 1))
-  psql -q -h "$PG_SOCKET" -p "$PG_PORT" -U postgres -d postgres -c "CREATE DATABASE $1_$PG_RUN" >/dev/null
-  echo "$1_$PG_RUN"
+  local name; name="$1_$(date +%s%N)"
+  psql -q -h "$PG_SOCKET" -p "$PG_PORT" -U postgres -d postgres -c "CREATE DATABASE $name" >/dev/null
+  echo "$name"
 }
 
 probe() {
@@ -109,7 +110,7 @@ start_kea-pg() {
   mkdir -p /run/kea "$WORK/kea"
   local db; db=$(new_database kea)
   # Kea's own schema, as its documentation says to create it.
-  kea-admin db-init pgsql -u postgres -n "$db" -h "$PG_SOCKET" -P "$PG_PORT" >/dev/null
+  kea-admin db-init pgsql -u postgres -n "$db" -h "$PG_SOCKET" -P "$PG_PORT" >/dev/null 2>&1
   cat > "$WORK/kea/kea.json" <<JSON
 { "Dhcp4": {
   "interfaces-config": { "interfaces": [ "$SIF" ], "dhcp-socket-type": "udp" },
