@@ -9,6 +9,7 @@
  */
 import dgram from "node:dgram";
 import { readFileSync } from "node:fs";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { formatIpv4 } from "../../src/config/primitives.js";
 import { MessageType, Option } from "../../src/dhcp/options.js";
 import {
@@ -291,6 +292,10 @@ const plan = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as StormPlan;
 await new Promise<void>((resolve) => socket.bind(68, resolve));
 socket.setBroadcast(true);
 const started = performance.now();
+// One process plays every machine: how late its event loop ran says whether a slow step was the
+// server's or the simulator's own (a PXE ROM has a CPU to itself).
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 const runs = plan.macs.map(async (mac, i) => {
   await sleep((plan.windowMs * i) / plan.macs.length);
   const deadline = sleep(plan.deadlineMs).then(
@@ -300,5 +305,7 @@ const runs = plan.macs.map(async (mac, i) => {
 });
 const results = await Promise.all(runs);
 socket.close();
-process.stdout.write(`${JSON.stringify({ wallMs: performance.now() - started, results })}\n`);
+loopDelay.disable();
+const loop = { p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 };
+process.stdout.write(`${JSON.stringify({ wallMs: performance.now() - started, loop, results })}\n`);
 process.exit(0);

@@ -155,11 +155,26 @@ interface Sample {
   cpu: number;
   hwmKb: number;
 }
+/**
+ * CPU: the sum over every process. Peak RSS: per program (its `comm`), its largest process's VmHWM,
+ * summed over programs: forked workers (tftpd-hpa's per transfer, PostgreSQL's backends, nginx's)
+ * share most of their pages with their parent, so adding them up would count those many times.
+ */
 function sample(pids: number[]): Sample {
-  return pids.map(processFigures).reduce((a, b) => ({ cpu: a.cpu + b.cpu, hwmKb: a.hwmKb + b.hwmKb }), {
-    cpu: 0,
-    hwmKb: 0,
-  });
+  let cpu = 0;
+  const peakByProgram = new Map<string, number>();
+  for (const pid of pids) {
+    const figures = processFigures(pid);
+    cpu += figures.cpu;
+    let comm = "?";
+    try {
+      comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+    } catch {
+      /* gone */
+    }
+    peakByProgram.set(comm, Math.max(peakByProgram.get(comm) ?? 0, figures.hwmKb));
+  }
+  return { cpu, hwmKb: [...peakByProgram.values()].reduce((a, b) => a + b, 0) };
 }
 
 interface SetupResult {
@@ -173,6 +188,8 @@ interface SetupResult {
   rssMb: number;
   dbCpuS?: number;
   dbRssMb?: number;
+  /** The simulator's event-loop delay: high means the client, not the server, was late. */
+  loop: { p99Ms: number; maxMs: number };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -191,8 +208,13 @@ async function storm(
   const plan: StormPlan = { macs, windowMs: windowS * 1000, deadlineMs: deadlineS * 1000 };
   const planFile = join(work, `plan-${name}.json`);
   writeFileSync(planFile, JSON.stringify(plan));
-  const serverPids = () => servers.flatMap((s) => nsPids(s.ns));
-  const before = sample(serverPids());
+  const serverPids = () => servers.map((s) => nsPids(s.ns));
+  // Per server (namespace), so two servers running the same program count twice.
+  const sampleServers = (): Sample =>
+    serverPids()
+      .map(sample)
+      .reduce((a, b) => ({ cpu: a.cpu + b.cpu, hwmKb: a.hwmKb + b.hwmKb }), { cpu: 0, hwmKb: 0 });
+  const before = sampleServers();
   const dbBefore = withDb ? sample(postgresPids()) : undefined;
   process.stderr.write(`${name}: ${machines} machines within ${windowS} s…\n`);
   const child = client.spawn(process.execPath, ["--import", "tsx", join(repo, "bench/storm/client.ts"), planFile], {
@@ -205,10 +227,14 @@ async function storm(
   child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
   await new Promise((resolve) => child.on("exit", resolve));
   if (!out.trim()) throw new Error(`the storm client printed nothing:\n${err}`);
-  const after = sample(serverPids());
+  const after = sampleServers();
   const dbAfter = withDb ? sample(postgresPids()) : undefined;
-  const parsed = JSON.parse(out) as { wallMs: number; results: MachineResult[] };
-  const { wallMs } = parsed;
+  const parsed = JSON.parse(out) as {
+    wallMs: number;
+    loop: { p99Ms: number; maxMs: number };
+    results: MachineResult[];
+  };
+  const { wallMs, loop } = parsed;
   // A machine that got short files did not boot, whatever the server answered.
   const results = parsed.results.map((r) =>
     r.ok && r.bytes < kernel.length + initrd.length ? { ...r, ok: false, failedAt: `short: ${r.bytes} bytes` } : r,
@@ -229,6 +255,7 @@ async function storm(
     p50: percentile(times, 50) / 1000,
     p99: percentile(times, 99) / 1000,
     wallS: wallMs / 1000,
+    loop,
     cpuS: after.cpu - before.cpu,
     rssMb: after.hwmKb / 1024,
     ...(dbBefore && dbAfter ? { dbCpuS: dbAfter.cpu - dbBefore.cpu, dbRssMb: dbAfter.hwmKb / 1024 } : {}),
@@ -356,6 +383,7 @@ async function main(): Promise<number> {
     console.log(
       `${r.name.padEnd(30)} ${String(r.failures).padStart(6)} ${fmt(r.p50, 2).padStart(7)} ${fmt(r.p99, 2).padStart(7)} ${fmt(r.wallS).padStart(7)} ${fmt(r.cpuS, 2).padStart(7)} ${fmt(r.rssMb).padStart(7)}  ${r.dbCpuS === undefined ? "" : `${fmt(r.dbCpuS, 2)} / ${fmt(r.dbRssMb)}`}`,
     );
+    console.log(`    simulator event-loop delay p99 ${fmt(r.loop.p99Ms, 0)} ms, max ${fmt(r.loop.maxMs, 0)} ms`);
     for (const [why, count] of r.failedAt) console.log(`    ${count} × ${why}`);
   }
   const seed = results.find((r) => r.name.startsWith("seed"));
