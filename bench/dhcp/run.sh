@@ -143,7 +143,7 @@ start_centra() {
             "relays": ["10.231.0.2"], "budgets": { "newClients": { "rate": 100000, "burst": 100000 } } } }
 JSON
   # Leases in SQLite, WAL, synchronous=FULL: every ACK waits for its batch's fsync.
-  ip netns exec $SNS $(probe centra) env DHCP_LOG_LEVEL=error node --import tsx "$REPO/test/dhcp/run-server.ts" "$WORK/centra/config.json" "${1:-$WORK/centra/centra-pxe.db}" > "$WORK/centra/stdout" 2>&1 &
+  ip netns exec $SNS $(probe centra) env DHCP_LOG_LEVEL=error node --import tsx "$REPO/test/dhcp/run-server.ts" "$WORK/centra/config.json" "${1:-${CENTRA_DATABASE:-$WORK/centra/centra-pxe.db}}" > "$WORK/centra/stdout" 2>&1 &
   SERVER_PID=$!
 }
 

@@ -287,8 +287,7 @@ async function ourServers(count: number, storage?: string): Promise<SegmentMembe
     }
     spawnIn(member, process.execPath, cliArgs(["serve", "--config", config]));
     members.push(member);
-    // One after the other: two servers syncing the same `nodes:` into one empty database at the
-    // same instant can collide (NodeConflict on a MAC the other just inserted; see the README).
+    // One after the other, as an operator brings them up: the storm measures serving, not start-up.
     await waitUntil(`DHCP on ${member.ip}`, () => listening(member, 67, "u"));
     await waitUntil(`HTTP on ${member.ip}`, () => listening(member, HTTP_PORT, "t"));
   }

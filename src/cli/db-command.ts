@@ -1,3 +1,4 @@
+import Database from "better-sqlite3";
 import type { Command } from "commander";
 import pg from "pg";
 import { databaseFile } from "../files/state-dir.js";
@@ -69,16 +70,17 @@ export function registerDbCommands(program: Command): void {
     const storage = postgresTarget(options);
     if (!storage) {
       const file = databaseFile(resolveStateDir(options));
-      let store: ReturnType<typeof openSqliteStore>;
+      // Read only: a status never migrates (the server or `init` does, on open).
+      let version: number;
       try {
-        store = openSqliteStore(file, { mustExist: true });
+        const db = new Database(file, { readonly: true, fileMustExist: true });
+        version = db.pragma("user_version", { simple: true }) as number;
+        db.close();
       } catch (error) {
         throw new CliError("STORE", `${file}: ${(error as Error).message}`, { cause: error });
       }
-      const version = await store.schemaVersion();
-      await store.close();
       if (options.json) printJson({ storage: "sqlite", file, schemaVersion: version });
-      else process.stdout.write(`storage  sqlite ${file}\nschema   ${version} (migrated on open)\n`);
+      else process.stdout.write(`storage  sqlite ${file}\nschema   ${version} (migrated when the server opens it)\n`);
       return;
     }
     const applied = await withPg(storage, (pool) => appliedPgMigrations(pool));

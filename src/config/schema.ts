@@ -250,43 +250,6 @@ const tftpLimits = z
   .strict()
   .default({});
 
-/**
- * An issuer's keys decide who is admin: fetched over plain HTTP, anyone on the path could swap
- * them. Loopback is allowed (an identity provider beside the server, and the tests' own).
- */
-const keyUrl = z
-  .string()
-  .url({ message: "is not a URL (expected e.g. https://idp.example.com/realms/ops)" })
-  .refine(
-    (text) => {
-      const url = new URL(text);
-      return url.protocol === "https:" || ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname);
-    },
-    { message: "must be https:// (plain http only on loopback): the keys it leads to decide who is admin" },
-  );
-
-/** `auth.oidc`: bearer JWTs from an OpenID Connect provider (Keycloak, Dex, …), verified with its JWKS. */
-const oidc = z
-  .object({
-    /** The `iss` every token must carry; `${issuer}/.well-known/openid-configuration` names the JWKS when jwksUrl is absent. */
-    issuer: keyUrl,
-    /** The `aud` a token must carry (one of them, when a list): the client id the provider issues tokens for. */
-    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-    /** The issuer's JSON Web Key Set, when it has no discovery document. */
-    jwksUrl: keyUrl.optional(),
-    /** The claim holding the role(s), a dotted path for nested ones (Keycloak: `realm_access.roles`; Dex: `groups`). */
-    roleClaim: z.string().min(1),
-    /** The claim holding a label scope (`rack=a1`, a list of them, or an object); absent: the whole fleet. */
-    scopeClaim: z.string().min(1).optional(),
-    /** Claim value → role (`pxe-oncall: operator`); without it the claim's values must be role names. */
-    roleMap: z
-      .record(z.enum(ROLES, { errorMap: () => ({ message: `must be one of ${ROLES.join(", ")}` }) }))
-      .optional(),
-    /** How far `exp` and `nbf` may be off: the provider's clock and ours differ a little. */
-    clockTolerance: duration.default("30s"),
-  })
-  .strict();
-
 /** Where the password of a `postgres://` URL comes from when the URL has none: a file, else PGPASSWORD. */
 const POSTGRES_URL = /^postgres(ql)?:\/\//;
 const postgresStorage = z
@@ -327,6 +290,42 @@ function storageFileForm(value: StorageConfig): z.input<typeof storage> {
 }
 export type PostgresStorageConfig = z.output<typeof postgresStorage> & { kind: "postgres" };
 export type StorageConfig = { kind: "sqlite" } | PostgresStorageConfig;
+/**
+ * An issuer's keys decide who is admin: fetched over plain HTTP, anyone on the path could swap
+ * them. Loopback is allowed (an identity provider beside the server, and the tests' own).
+ */
+const keyUrl = z
+  .string()
+  .url({ message: "is not a URL (expected e.g. https://idp.example.com/realms/ops)" })
+  .refine(
+    (text) => {
+      const url = new URL(text);
+      return url.protocol === "https:" || ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname);
+    },
+    { message: "must be https:// (plain http only on loopback): the keys it leads to decide who is admin" },
+  );
+
+/** `auth.oidc`: bearer JWTs from an OpenID Connect provider (Keycloak, Dex, …), verified with its JWKS. */
+const oidc = z
+  .object({
+    /** The `iss` every token must carry; `${issuer}/.well-known/openid-configuration` names the JWKS when jwksUrl is absent. */
+    issuer: keyUrl,
+    /** The `aud` a token must carry (one of them, when a list): the client id the provider issues tokens for. */
+    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    /** The issuer's JSON Web Key Set, when it has no discovery document. */
+    jwksUrl: keyUrl.optional(),
+    /** The claim holding the role(s), a dotted path for nested ones (Keycloak: `realm_access.roles`; Dex: `groups`). */
+    roleClaim: z.string().min(1),
+    /** The claim holding a label scope (`rack=a1`, a list of them, or an object); absent: the whole fleet. */
+    scopeClaim: z.string().min(1).optional(),
+    /** Claim value → role (`pxe-oncall: operator`); without it the claim's values must be role names. */
+    roleMap: z
+      .record(z.enum(ROLES, { errorMap: () => ({ message: `must be one of ${ROLES.join(", ")}` }) }))
+      .optional(),
+    /** How far `exp` and `nbf` may be off: the provider's clock and ours differ a little. */
+    clockTolerance: duration.default("30s"),
+  })
+  .strict();
 
 const configObject = z
   .object({

@@ -62,4 +62,19 @@ describe("AddressPool allocation without walking the range (issue 10)", () => {
     const heapSize = (pool as unknown as { reclaimable: { size: number } }).reclaimable.size;
     assert.ok(heapSize <= 2 * 100 + 1024 + 1, `heap has ${heapSize} entries`);
   });
+
+  it("another server's offer to a client holding a lease here leaves the lease and its object alone", () => {
+    const pool = new AddressPool(START, START + 9);
+    const bound = { address: START, mac: "a", expiresAt: NOW + HOUR, state: "bound" as const };
+    pool.put(bound);
+    pool.put({ address: START + 5, mac: "a", expiresAt: NOW + 30_000, state: "offered" });
+    assert.equal(bound.state, "bound", "the object may be in a batch on its way to the store");
+    assert.equal(pool.leaseOf("a")?.address, START);
+    assert.equal(pool.isAvailableTo(START + 5, "b", NOW), false, "the offer holds its address");
+    // A lease bound elsewhere does move the MAC: the old record becomes released (a copy).
+    pool.put({ address: START + 6, mac: "a", expiresAt: NOW + HOUR, state: "bound" });
+    assert.equal(bound.state, "bound");
+    assert.equal(pool.leaseAt(START)?.state, "released");
+    assert.equal(pool.leaseOf("a")?.address, START + 6);
+  });
 });

@@ -149,9 +149,17 @@ export class AddressPool {
     this.byAddress.set(lease.address, lease);
     if (lease.mac) {
       const old = this.byMac.get(lease.mac);
-      // A MAC holds one address; its old record stays (history) but no longer points at it.
-      if (old && old.address !== lease.address && old.state === "bound") old.state = "released";
-      this.byMac.set(lease.mac, lease);
+      // Another server's offer to a client that holds a lease here is no binding: the lease stands.
+      const heldElsewhere = old && old.address !== lease.address && old.state === "bound";
+      const offerOnly =
+        lease.state === "offered" && heldElsewhere && old.expiresAt > lease.expiresAt - this.offerHoldMs;
+      if (!offerOnly) {
+        // A MAC holds one address; its old record stays (history) but no longer points at it. A copy,
+        // not a change in place: the old object may be in a batch still on its way to the store.
+        if (heldElsewhere && this.byAddress.get(old.address) === old)
+          this.byAddress.set(old.address, { ...old, state: "released" });
+        this.byMac.set(lease.mac, lease);
+      }
     }
     this.reclaimable.push({ address: lease.address, key: lease.expiresAt });
     if (this.reclaimable.size > 2 * this.byAddress.size + 1024) this.rebuildHeap();

@@ -131,10 +131,16 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     sweeper.unref();
   };
 
+  // Servers sharing a database sync the same config nodes: one at a time, or two starting together
+  // would both create a node and one would fail on the other's MAC.
+  const applyConfig = (config: Config) =>
+    options.store.serialized
+      ? options.store.serialized("config-sync", () => inventory.applyConfig(config))
+      : inventory.applyConfig(config);
   const service: Service = {
     name: "provisioning",
     async start() {
-      await inventory.applyConfig(options.config);
+      await applyConfig(options.config);
       startSweeper(options.config);
     },
     async stop() {
@@ -143,7 +149,7 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
       await sightings.flush();
     },
     async reload(config) {
-      await inventory.applyConfig(config);
+      await applyConfig(config);
       startSweeper(config);
     },
     health() {

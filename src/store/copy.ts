@@ -14,6 +14,7 @@ const ORDER = [
   "callback_tokens",
   "secrets",
   "leases",
+  "audit_log",
 ];
 /** Rows per INSERT: bounded memory and statement size on a large site. */
 const CHUNK = 2_000;

@@ -86,6 +86,21 @@ export function createPgLeaseStore(store: PgStore): LeaseStore & Required<Pick<L
           rows.map((l) => l.fixed === true),
         ]);
         const saved = new Set(result.rows.map((r) => r.address));
+        // A MAC holds one address (as the pool says): a lease bound here releases what the same
+        // MAC held elsewhere before it, e.g. an ACK another server sent it a moment earlier. Never a
+        // newer one: a late commit of an old ACK must not free the address the client moved to.
+        const bound = rows.filter((l) => l.state === "bound" && l.mac !== "" && saved.has(l.address));
+        const released = bound.length
+          ? await client.query<{ address: string }>(
+              `UPDATE leases l SET state = 'released', updated_at = s.updated_at
+                 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS s(mac, address, updated_at)
+                WHERE l.mac = s.mac AND l.address <> s.address AND l.state IN ('bound', 'offered')
+                  AND l.updated_at <= s.updated_at
+                RETURNING l.address`,
+              [bound.map((l) => l.mac), bound.map((l) => l.address), bound.map((l) => l.updatedAt)],
+            )
+          : { rows: [] };
+        for (const r of released.rows) saved.add(r.address);
         await notifyIn(client, LEASES_CHANNEL, store.instance, [...saved]);
         const others = rows.filter((l) => !saved.has(l.address)).map((l) => l.address);
         if (!others.length) return [];

@@ -99,10 +99,9 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
     `,
   },
   {
-    // SQLite's version 4 (sqlite-store.ts): roles, label scopes and expiry of API tokens (a token made
-    // before could do everything, so it stays `admin`), and the audit trail (PRODUCT.md §5).
     version: 2,
-    name: "token roles, scopes and expiry; the audit trail",
+    name: "roles, label scopes and expiry of API tokens; the audit trail",
+    // As SQLite's migration 4: every token made before could do everything, so it stays `admin`.
     sql: `
       ALTER TABLE api_tokens ADD COLUMN role text NOT NULL DEFAULT 'admin';
       ALTER TABLE api_tokens ADD COLUMN scope text;  -- JSON: label key → value

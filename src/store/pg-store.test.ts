@@ -12,16 +12,12 @@ test("the password comes from the URL, else storage.passwordFile, else PGPASSWOR
   const saved = process.env.PGPASSWORD;
   process.env.PGPASSWORD = "from-env";
   try {
-    assert.equal(
-      pgConnectionConfig({ url: "postgres://pxe:inline@db/pxe" }).password,
-      undefined,
-      "pg reads the URL's own",
-    );
-    assert.equal(
-      pgConnectionConfig({ url: "postgres://pxe@db/pxe", passwordFile: join(dir, "pw") }).password,
-      "from-file",
-    );
-    assert.equal(pgConnectionConfig({ url: "postgres://pxe@db/pxe" }).password, "from-env");
+    const password = (settings: Parameters<typeof pgConnectionConfig>[0]) =>
+      decodeURIComponent(new URL(String(pgConnectionConfig(settings).connectionString)).password);
+    assert.equal(password({ url: "postgres://pxe:inline@db/pxe" }), "inline", "the URL's own wins");
+    assert.equal(password({ url: "postgres://pxe@db/pxe", passwordFile: join(dir, "pw") }), "from-file");
+    assert.equal(password({ url: "postgres://pxe@db/pxe" }), "from-env");
+    assert.throws(() => password({ url: "postgres://pxe@db/pxe", passwordFile: join(dir, "pwx") }), /ENOENT.*pwx/);
   } finally {
     if (saved === undefined) delete process.env.PGPASSWORD;
     else process.env.PGPASSWORD = saved;

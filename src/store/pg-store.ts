@@ -66,7 +66,11 @@ export function pgConnectionConfig(storage: PgConnectionSettings): pg.PoolConfig
     const password = storage.passwordFile
       ? readFileSync(storage.passwordFile, "utf8").replace(/\r?\n$/, "")
       : process.env.PGPASSWORD;
-    if (password !== undefined) config.password = password;
+    // Into the URL: pg lays the parsed URL over the other settings, its empty password included.
+    if (password !== undefined) {
+      url.password = encodeURIComponent(password);
+      config.connectionString = url.toString();
+    }
   }
   const mode = storage.sslMode ?? url.searchParams.get("sslmode") ?? undefined;
   if (mode !== undefined && mode !== "disable" && mode !== "prefer") {
@@ -271,9 +275,9 @@ function createPgStore(pool: pg.Pool, connection: pg.ClientConfig, instance: str
     nodes,
     events,
     apiTokens: new PgApiTokenRepository(pool),
-    audit: new PgAuditRepository(pool),
     callbackTokens: new PgCallbackTokenRepository(pool),
     secrets: new PgSecretRepository(pool),
+    audit: new PgAuditRepository(pool),
     recordSightings: (batch) =>
       transaction(async (client) => {
         const skipped = new Set<string>();
@@ -308,6 +312,19 @@ function createPgStore(pool: pg.Pool, connection: pg.ClientConfig, instance: str
         );
         return stored;
       }),
+    serialized: async (name, body) => {
+      const client = await pool.connect();
+      try {
+        await client.query(`SELECT pg_advisory_lock(hashtext($1))`, [`centra-pxe ${name}`]);
+        try {
+          return await body();
+        } finally {
+          await client.query(`SELECT pg_advisory_unlock(hashtext($1))`, [`centra-pxe ${name}`]);
+        }
+      } finally {
+        client.release();
+      }
+    },
     schemaVersion: async () => Math.max(0, ...(await appliedPgMigrations(pool)).map((m) => m.version)),
     close: async () => {
       await listener.close();
@@ -828,7 +845,7 @@ class PgApiTokenRepository implements ApiTokenRepository {
   async create(record: ApiTokenRecord): Promise<void> {
     await this.db.query(
       `INSERT INTO api_tokens (id, name, hash, role, scope, created_at, expires_at, last_used_at, revoked_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
       [
         record.id,
         record.name,
@@ -953,7 +970,6 @@ interface AuditRow {
 
 function auditFromRow(row: AuditRow): AuditRecord {
   return {
-    // bigint arrives as text from pg; seqs stay far below 2^53.
     seq: Number(row.seq),
     at: row.at,
     actor: {
@@ -971,14 +987,13 @@ function auditFromRow(row: AuditRow): AuditRecord {
   };
 }
 
-/** The audit trail as SQLite keeps it (sqlite-store.ts), the same filters. */
 class PgAuditRepository implements AuditRepository {
   constructor(private readonly db: pg.Pool) {}
 
   async append(record: Omit<AuditRecord, "seq">): Promise<AuditRecord> {
     const { rows } = await this.db.query<{ seq: string }>(
       `INSERT INTO audit_log (at, actor_kind, actor_id, actor_name, actor_issuer, action, target, summary, address, outcome, status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq`,
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq`,
       [
         record.at,
         record.actor.kind,
@@ -999,20 +1014,20 @@ class PgAuditRepository implements AuditRepository {
   async list(filter: AuditFilter = {}): Promise<AuditRecord[]> {
     const where: string[] = [];
     const params: (string | number)[] = [];
-    const param = (value: string | number): string => {
+    const param = (value: string | number) => {
       params.push(value);
       return `$${params.length}`;
     };
-    if (filter.actor !== undefined)
-      where.push(`(actor_id = ${param(filter.actor)} OR actor_name = ${param(filter.actor)})`);
+    if (filter.actor !== undefined) {
+      const actor = param(filter.actor);
+      where.push(`(actor_id = ${actor} OR actor_name = ${actor})`);
+    }
     if (filter.action !== undefined) {
+      // A prefix, compared as text: LIKE would read the action's own `%` and `_` as wildcards.
       if (filter.action.endsWith("*")) {
-        // A prefix, compared as text: LIKE would read the action's own `%` and `_` as wildcards.
         const prefix = filter.action.slice(0, -1);
         where.push(`substr(action, 1, ${param(prefix.length)}) = ${param(prefix)}`);
-      } else {
-        where.push(`action = ${param(filter.action)}`);
-      }
+      } else where.push(`action = ${param(filter.action)}`);
     }
     if (filter.target !== undefined) where.push(`target = ${param(filter.target)}`);
     if (filter.outcome !== undefined) where.push(`outcome = ${param(filter.outcome)}`);

@@ -29,6 +29,12 @@ export interface Store {
    * embedded store, which one process owns.
    */
   readonly changes?: StoreChangeFeed;
+  /**
+   * Run `body` while no other server on this store runs one of the same `name` (PostgreSQL: an
+   * advisory lock), e.g. the config's nodes synced by servers starting together; absent for the
+   * embedded store, which one process owns.
+   */
+  serialized?<T>(name: string, body: () => Promise<T>): Promise<T>;
 }
 
 /** Changes committed by other servers sharing this store. */

@@ -1,6 +1,7 @@
 /**
  * Runs the DHCP part alone, for integration tests and the benchmark: `node --import tsx
- * test/dhcp/run-server.ts CONFIG.json DB_FILE|postgres://…`, usually inside a network namespace. Prints
+ * test/dhcp/run-server.ts CONFIG.json DB_FILE`, usually inside a network namespace. A
+ * `postgres://…` URL instead of DB_FILE keeps the leases in PostgreSQL (the shared lease store). Prints
  * `ready` on stdout once listening; SIGTERM stops it cleanly (SIGKILL is what the crash test sends).
  */
 import { readFileSync } from "node:fs";
@@ -23,12 +24,11 @@ if (!configFile || !dbFile) {
 const input = JSON.parse(readFileSync(configFile, "utf8")) as ConfigInput;
 const config = normalizeConfig(configSchema.parse(input) as Parameters<typeof normalizeConfig>[0]);
 const logger = createLogger(process.env.DHCP_LOG_LEVEL ?? "warn");
-// A postgres:// URL: the shared lease table several servers claim from (bench/dhcp's PostgreSQL row).
-const pgStore = dbFile.startsWith("postgres") ? await openPgStore({ url: dbFile }, { migrate: true }) : undefined;
-const db = pgStore ? undefined : new Database(dbFile);
+const shared = /^postgres(ql)?:\/\//.test(dbFile) ? await openPgStore({ url: dbFile, poolSize: 4 }) : undefined;
+const db = shared ? undefined : new Database(dbFile);
 db?.pragma("journal_mode = WAL");
 db?.pragma("synchronous = FULL");
-const leases = pgStore ? createPgLeaseStore(pgStore) : createSqliteLeaseStore(db!);
+const leases = shared ? createPgLeaseStore(shared) : createSqliteLeaseStore(db!);
 const service = createDhcpService({
   config,
   logger,
@@ -48,7 +48,7 @@ const shutdown = async () => {
   process.stdout.write(`counters ${JSON.stringify(c)}\n`);
   await leases.close?.();
   db?.close();
-  await pgStore?.close();
+  await shared?.close();
   process.exit(0);
 };
 process.on("SIGTERM", () => void shutdown());

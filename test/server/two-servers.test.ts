@@ -34,6 +34,8 @@ interface Server {
 const servers: Server[] = [];
 const clients: SegmentMember[] = [];
 let token = "";
+/** What each client was ACKed in the first test, by client index. */
+const firstLeases: string[] = [];
 
 const mac = (i: number) => `52:54:00:c1:00:${i.toString(16).padStart(2, "0")}`;
 
@@ -52,25 +54,16 @@ async function startServer(member: SegmentMember, config: string): Promise<Serve
 }
 
 /** One udhcpc run to a bound address (or a failure with its output), asking for `requested` if given. */
-async function lease(client: SegmentMember, requested?: string): Promise<{ ip: string; hostname: string }> {
+async function lease(
+  client: SegmentMember,
+  requested?: string,
+  tries = ["-t", "8", "-T", "2"],
+): Promise<{ ip: string; hostname: string }> {
   const result = join(dirs[0]!, `udhcpc-${client.ns}.txt`);
   writeFileSync(result, "");
   const child = client.spawn(
     "udhcpc",
-    [
-      "-f",
-      "-q",
-      "-n",
-      "-t",
-      "8",
-      "-T",
-      "2",
-      "-i",
-      client.ifname,
-      "-s",
-      CLIENT_SCRIPT,
-      ...(requested ? ["-r", requested] : []),
-    ],
+    ["-f", "-q", "-n", ...tries, "-i", client.ifname, "-s", CLIENT_SCRIPT, ...(requested ? ["-r", requested] : [])],
     { env: { ...process.env, CLIENT_RESULT: result } },
   );
   const { code, output } = await runToEnd(child, 60_000);
@@ -108,6 +101,33 @@ const warnings = (server: Server) =>
     .join("\n");
 
 const api = (server: Server, path: string) => `http://${server.member.ip}:${HTTP_PORT}${path}`;
+
+/** Every lease row, for a failure's message. */
+async function allLeases(): Promise<string> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query(`SELECT address, mac, state, expires_at, updated_at FROM leases ORDER BY mac`);
+    return rows.map((r) => JSON.stringify(r)).join("\n");
+  } finally {
+    await client.end();
+  }
+}
+
+/** `mac@address` of every live bound lease. */
+async function boundPairs(): Promise<Set<string>> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ address: string; mac: string }>(
+      `SELECT address, mac FROM leases WHERE state = 'bound' AND expires_at > $1`,
+      [Date.now()],
+    );
+    return new Set(rows.map((r) => `${r.mac}@${r.address}`));
+  } finally {
+    await client.end();
+  }
+}
 
 async function boundLeases(): Promise<Map<string, string>> {
   const client = new pg.Client({ connectionString: databaseUrl });
@@ -148,6 +168,10 @@ before(async () => {
         },
         http: { port: HTTP_PORT },
         tftp: { enabled: false },
+        // The same config nodes on both: each server syncs them into the one inventory at start.
+        nodes: Object.fromEntries(
+          Array.from({ length: 5 }, (_, i) => [`52:54:00:c2:00:0${i}`, { hostname: `cfg-${i}` }]),
+        ),
       }),
     );
     runCli(["init", "--config", config]);
@@ -176,10 +200,10 @@ test("two servers answering from one pool lease every client an address of its o
   const addresses = got.map((g) => g.ip);
   assert.equal(new Set(addresses).size, CLIENTS, `distinct addresses: ${addresses.join(" ")}`);
   t.diagnostic(`${CLIENTS} clients bound in ${Date.now() - t0} ms`);
-  const recorded = await boundLeases();
-  t.diagnostic(`read in ${Date.now() - t0} ms`);
+  const recorded = await boundPairs();
   for (const [i, g] of got.entries())
-    assert.equal(recorded.get(mac(i)), g.ip, `${mac(i)} holds in the database what it was ACKed`);
+    assert.ok(recorded.has(`${mac(i)}@${g.ip}`), `${mac(i)} holds ${g.ip} in the database:\n${await allLeases()}`);
+  firstLeases.splice(0, firstLeases.length, ...addresses);
   // Both servers heard every DISCOVER; the database is the only place they could have agreed.
   for (const s of servers) assert.doesNotMatch(s.log(), /"level":(50|60)/, `no errors on ${s.member.ip}`);
 });
@@ -281,10 +305,10 @@ test("with one server killed, the other keeps every client's address and boots a
     await new Promise((resolve) => a.process.once("exit", resolve));
   }
   const before = await boundLeases();
-  // Each client asks for the address it holds (INIT-REBOOT-like, option 50): only B is there to answer.
-  const again = await Promise.all(clients.slice(2, CLIENTS).map((c, k) => lease(c, before.get(mac(k + 2)))));
+  // Each client asks for the address it was given (option 50): only B is there to answer.
+  const again = await Promise.all(clients.slice(2, CLIENTS).map((c, k) => lease(c, firstLeases[k + 2])));
   for (const [k, g] of again.entries())
-    assert.equal(g.ip, before.get(mac(k + 2)), `${mac(k + 2)} keeps its address through the other server`);
+    assert.equal(g.ip, firstLeases[k + 2], `${mac(k + 2)} keeps its address through the other server`);
   // A machine that boots during the outage: an address, then its boot script, from B.
   const fresh = await lease(clients[CLIENTS]!);
   assert.ok(![...before.values()].includes(fresh.ip), `a free address for the new machine: ${fresh.ip}`);
@@ -334,4 +358,22 @@ test("a client whose lease this server never heard of is found in the database (
     new RegExp(`"type":"ACK","mac":"02:7a:ce:ff:00:01","yiaddr":"${address.replace(/\./g, "\\.")}"`),
     `${output}\n${warnings(b)}`,
   );
+});
+
+test("an ACK leaves only once its lease is committed: with the database down no client is answered", {
+  timeout: 120_000,
+}, async (t) => {
+  if (!requireBinaries(t, "udhcpc", "ip")) return;
+  const b = servers[1]!;
+  const client = segment!.addMember({ mac: "52:54:00:c1:01:01" });
+  cluster!.pause();
+  try {
+    await assert.rejects(lease(client, undefined, ["-t", "3", "-T", "1"]), /got no lease/);
+    assert.match(b.log(), /could not save leases; their ACKs were not sent/);
+  } finally {
+    cluster!.resume();
+  }
+  // The database back: the same server answers again, from what is committed.
+  const after = await lease(client);
+  assert.equal((await boundLeases()).get("52:54:00:c1:01:01"), after.ip);
 });

@@ -81,16 +81,17 @@ test("db copy moves a site from SQLite to PostgreSQL without losing a row, ids a
     id: "t1",
     name: "ops",
     hash: "h1",
-    role: "admin",
+    role: "operator",
+    scope: { rack: "a1" },
     createdAt: at(0),
+    expiresAt: at(59),
     lastUsedAt: at(3),
   });
   await sqlite.apiTokens.create({
     id: "t2",
     name: "old",
     hash: "h2",
-    role: "viewer",
-    scope: { rack: "a1" },
+    role: "admin",
     createdAt: at(1),
     revokedAt: at(2),
   });
@@ -108,9 +109,9 @@ test("db copy moves a site from SQLite to PostgreSQL without losing a row, ids a
     action: "POST /nodes/{ref}/provision",
     target: "web-9",
     summary: {},
-    address: "10.0.0.2",
+    address: "10.0.0.1",
     outcome: "success",
-    status: 202,
+    status: 200,
   });
   const leases = createSqliteLeaseStore(sqlite.db, { writerThread: false });
   await leases.saveLeases([

@@ -114,6 +114,19 @@ export function leaseStoreContract(
     },
   );
 
+  withStores("a MAC holds one address: binding another releases the first", async (store) => {
+    await store.claimLeases!([lease("10.0.0.1", "aa:00:00:00:00:01")]);
+    await store.claimLeases!([lease("10.0.0.2", "aa:00:00:00:00:01", { updatedAt: 1_100_000 })]);
+    const rows = (await store.loadLeases()).sort((a, b) => a.address.localeCompare(b.address));
+    assert.deepEqual(
+      rows.map((l) => [l.address, l.state]),
+      [
+        ["10.0.0.1", "released"],
+        ["10.0.0.2", "bound"],
+      ],
+    );
+  });
+
   withStores("of two servers claiming one address for two MACs at once, exactly one gets it", async (store, other) => {
     const second = await other!();
     try {

@@ -18,10 +18,16 @@ export interface PostgresCluster {
   port: number;
   /** The superuser, trusted on the socket. */
   user: string;
+  /** With `tls`: TCP on 127.0.0.1:`tcpPort`, TLS required, passwords checked (scram), and the CA's PEM file. */
+  tcpPort?: number;
+  caFile?: string;
   /** A fresh, empty database; its URL (`postgres://postgres@localhost:port/name?host=socketDir`). */
   createDatabase(): Promise<string>;
   /** A URL of the maintenance database `postgres`. */
   url(database?: string): string;
+  /** Stop the server, keeping its data (a database outage); `resume` starts it again. */
+  pause(): void;
+  resume(): void;
   stop(): void;
 }
 
@@ -46,7 +52,10 @@ function uidGid(user: string): { uid: number; gid: number } {
  * Start a cluster, or say why not: undefined (with the reason in `skip`) on a developer machine
  * without the binaries or root; under CI=true a missing PostgreSQL is a failure, never a skip.
  */
-export async function startPostgres(skip?: (why: string) => void): Promise<PostgresCluster | undefined> {
+export async function startPostgres(
+  skip?: (why: string) => void,
+  options: { tls?: boolean } = {},
+): Promise<PostgresCluster | undefined> {
   const bin = postgresBinDir();
   const why = !bin
     ? "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin; scripts/bootstrap installs postgresql)"
@@ -74,20 +83,63 @@ export async function startPostgres(skip?: (why: string) => void): Promise<Postg
     });
   // A port number still matters with a unix socket: it names the socket file (.s.PGSQL.<port>).
   const port = 20_000 + (randomBytes(2).readUInt16BE(0) % 40_000);
+  // fsync off: a test never survives a power cut, and the box is shared. Durability of leases is
+  // the server's promise (it waits for COMMIT), not the test cluster's.
+  // TLS: a self-signed certificate for 127.0.0.1, TCP on loopback only, and every TCP login by password.
+  const tcpPort = options.tls ? port : undefined;
+  if (options.tls) {
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        "-keyout",
+        join(dir, "server.key"),
+        "-out",
+        join(dir, "server.crt"),
+      ],
+      { stdio: "ignore" },
+    );
+    chmodSync(join(dir, "server.key"), 0o600);
+    chownSync(join(dir, "server.key"), uid, gid);
+    chownSync(join(dir, "server.crt"), uid, gid);
+  }
+  const serverOptions = [
+    options.tls
+      ? `-c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=${dir}/server.crt -c ssl_key_file=${dir}/server.key`
+      : `-c listen_addresses=''`,
+    `-c unix_socket_directories=${dir}`,
+    `-p ${port}`,
+    "-c fsync=off",
+    "-c full_page_writes=off",
+    "-c max_connections=100",
+    "-c shared_buffers=16MB",
+  ].join(" ");
+  const start = () =>
+    asUser("pg_ctl", ["-D", data, "-o", serverOptions, "-l", join(dir, "log"), "-w", "-t", "60", "start"]);
   try {
-    asUser("initdb", ["-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]);
-    // fsync off: a test never survives a power cut, and the box is shared. Durability of leases is
-    // the server's promise (it waits for COMMIT), not the test cluster's.
-    const options = [
-      `-c listen_addresses=''`,
-      `-c unix_socket_directories=${dir}`,
-      `-p ${port}`,
-      "-c fsync=off",
-      "-c full_page_writes=off",
-      "-c max_connections=100",
-      "-c shared_buffers=16MB",
-    ].join(" ");
-    asUser("pg_ctl", ["-D", data, "-o", options, "-l", join(dir, "log"), "-w", "-t", "60", "start"]);
+    asUser("initdb", [
+      "-D",
+      data,
+      "-U",
+      "postgres",
+      "--auth-local=trust",
+      "--auth-host=scram-sha-256",
+      "--no-sync",
+      "-E",
+      "UTF8",
+      "--locale=C",
+    ]);
+    start();
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`could not start a test PostgreSQL cluster: ${(error as { stderr?: string }).stderr ?? error}`);
@@ -98,6 +150,7 @@ export async function startPostgres(skip?: (why: string) => void): Promise<Postg
   return {
     socketDir: dir,
     port,
+    ...(tcpPort !== undefined ? { tcpPort, caFile: join(dir, "server.crt") } : {}),
     user: "postgres",
     url,
     async createDatabase() {
@@ -110,6 +163,12 @@ export async function startPostgres(skip?: (why: string) => void): Promise<Postg
         await client.end();
       }
       return url(name);
+    },
+    pause() {
+      asUser("pg_ctl", ["-D", data, "-m", "fast", "-w", "stop"]);
+    },
+    resume() {
+      start();
     },
     stop() {
       try {
