@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +6,7 @@ import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { AuditRecord } from "../../src/store/store.js";
 import { type ApiServer, startApiServer } from "../support/api-server.js";
+import { cliProcess } from "../support/daemon.js";
 
 /**
  * `centra-pxe token create --role --scope --expires`, `token list`, and `centra-pxe audit`, each
@@ -14,7 +14,7 @@ import { type ApiServer, startApiServer } from "../support/api-server.js";
  * store file (tokens) are on the trail under the local user.
  */
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
+const _root = fileURLToPath(new URL("../..", import.meta.url));
 const stateDir = mkdtempSync(join(tmpdir(), "cli-identity-"));
 let server: ApiServer | undefined;
 let url: string;
@@ -29,20 +29,7 @@ after(async () => {
   rmSync(stateDir, { recursive: true, force: true });
 });
 
-function cli(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", join(root, "src/cli/main.ts"), ...args],
-      { cwd: root, env: { ...process.env, CENTRA_PXE_URL: url, CENTRA_PXE_TOKEN: "", ...env }, timeout: 60_000 },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const cli = (args: string[], env: Record<string, string> = {}) => cliProcess(args, { CENTRA_PXE_URL: url, ...env });
 
 test("token create with a role, a scope and an expiry; list shows them; bad grants are refused at once", {
   timeout: 120_000,

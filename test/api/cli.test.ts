@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type ApiServer, startApiServer } from "../support/api-server.js";
-import { waitFor } from "../support/daemon.js";
+import { waitFor, cliProcess } from "../support/daemon.js";
 
 /**
  * `centra-pxe token …` on the store file and `centra-pxe nodes …` against a real server on a
@@ -28,20 +28,7 @@ after(async () => {
   rmSync(stateDir, { recursive: true, force: true });
 });
 
-function cli(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", join(root, "src/cli/main.ts"), ...args],
-      { cwd: root, env: { ...process.env, CENTRA_PXE_URL: "", CENTRA_PXE_TOKEN: "", ...env }, timeout: 60_000 },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const cli = (args: string[], env: Record<string, string> = {}) => cliProcess(args, env);
 
 test("token create/list/revoke on the store file, and nodes add/list/show/provision/remove through the API", {
   timeout: 5 * 60_000,

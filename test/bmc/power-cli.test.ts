@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { execFile, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { type ApiServer, startApiServer } from "../support/api-server.js";
 import { startIpmiSim, type IpmiSim } from "../support/ipmi-sim.js";
 import { findBinary, isCI } from "../support/netns.js";
+import { cliProcess } from "../support/daemon.js";
 
 /**
  * `centra-pxe nodes … --bmc-…`, `nodes power`, `nodes bootdev`, `nodes provision --power` as an
@@ -16,7 +17,7 @@ import { findBinary, isCI } from "../support/netns.js";
  * from a file by the CLI and by ipmitool, so no command line ever carries it.
  */
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
+const _root = fileURLToPath(new URL("../..", import.meta.url));
 const stateDir = mkdtempSync(join(tmpdir(), "power-cli-"));
 let server: ApiServer | undefined;
 let sim: IpmiSim | undefined;
@@ -39,20 +40,7 @@ after(async () => {
   rmSync(stateDir, { recursive: true, force: true });
 });
 
-function cli(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", join(root, "src/cli/main.ts"), ...args],
-      { cwd: root, env: { ...process.env, CENTRA_PXE_URL: "", CENTRA_PXE_TOKEN: "", ...env }, timeout: 60_000 },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const cli = (args: string[], env: Record<string, string> = {}) => cliProcess(args, env);
 
 test("nodes add --bmc-…, power, bootdev, show and provision --power; the password in no process listing", {
   timeout: 5 * 60_000,

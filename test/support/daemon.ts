@@ -1,4 +1,4 @@
-import type { ChildProcess } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,6 +12,30 @@ export const cliArgs = (args: string[]): string[] => ["--import", "tsx", join(re
 
 /** Run the CLI in the test's own namespace and return its stdout. */
 export const runCli = (args: string[]): string => sh(process.execPath, cliArgs(args));
+
+/** What a CLI run ended with. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Run `centra-pxe ARGS` as its own process, the way an operator runs it, and resolve with its exit
+ * status and output (never rejects). The server URL and token come only from `env`, never from the
+ * environment the suite runs in.
+ */
+export function cliProcess(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      cliArgs(args),
+      { cwd: repo, env: { ...process.env, CENTRA_PXE_URL: "", CENTRA_PXE_TOKEN: "", ...env }, timeout: 60_000 },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
 
 /**
  * `centra-pxe init` for `config`, then image `nixos` at `version` from the given kernel and initrd
