@@ -137,8 +137,12 @@ function progressPrinter(): {
 } {
   const tty = process.stderr.isTTY;
   let lastDraw = 0;
-  let lastKey = "";
   let drawn = false;
+  // Without a terminal: a line the first time each phase shows and per 250 objects compiled. A
+  // parallel make interleaves its phases line by line, so a line per phase *change* would be hundreds.
+  let phasesShown = new Set<string>();
+  let bucketShown = -1;
+  let lastCompiled = 0;
   return {
     update(line, p) {
       if (tty) {
@@ -150,9 +154,16 @@ function progressPrinter(): {
         drawn = true;
         return;
       }
-      const key = `${p.phase}:${p.phase === "compiling" ? Math.floor(p.compiled / 250) : ""}`;
-      if (key === lastKey) return;
-      lastKey = key;
+      if (p.compiled < lastCompiled) {
+        // The next make run (another target directory) counts from zero again.
+        phasesShown = new Set();
+        bucketShown = -1;
+      }
+      lastCompiled = p.compiled;
+      const bucket = p.phase === "compiling" ? Math.floor(p.compiled / 250) : bucketShown;
+      if (phasesShown.has(p.phase) && bucket <= bucketShown) return;
+      phasesShown.add(p.phase);
+      bucketShown = Math.max(bucketShown, bucket);
       process.stderr.write(`${line}\n`);
     },
     done() {
