@@ -114,6 +114,12 @@ test("(b) only the machine gets its callback token: one per attempt, a fixed dea
   assert.match(stolen, /kernel http:\/\/\S+\/boot\/images\/nixos\/24\.11\/kernel /);
   assert.doesNotMatch(stolen, /centra\.token=/);
   assert.match(stolen, /centra\.token-withheld=not-the-machine-address/);
+  // The same plan through the Secure Boot chain's per-machine grub config (also served over TFTP):
+  // the same decision, so no token for the stranger there either.
+  const stolenGrub = curlFrom(strangerIp, `/boot/grub/machine/x86_64/${MACHINE}.cfg`);
+  assert.match(stolenGrub, /linux\s+\S*\/boot\/images\/nixos\/24\.11\/kernel /);
+  assert.doesNotMatch(stolenGrub, /centra\.token=/);
+  assert.match(stolenGrub, /centra\.token-withheld=not-the-machine-address/);
   assert.equal(events("kind=install-boot").events.length, 0, "no token was issued");
   assert.ok(
     events("kind=token-withheld").events.some((e) => e.details.remote === strangerIp),
