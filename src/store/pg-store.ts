@@ -8,7 +8,6 @@ import {
   type ApiTokenRecord,
   type ApiTokenRepository,
   type AuditFilter,
-  type AuditOutcome,
   type AuditRecord,
   type AuditRepository,
   type CallbackTokenRecord,
@@ -32,9 +31,11 @@ import {
 } from "./store.js";
 import {
   type ApiTokenRow,
+  type AuditRow,
   type CallbackTokenRow,
   type ImageRow,
   apiTokenFromRow,
+  auditFromRow,
   callbackTokenFromRow,
   imageFromRow,
   optional,
@@ -895,40 +896,6 @@ class PgSecretRepository implements SecretRepository {
     const { rows } = await this.db.query<{ value: string }>(`SELECT value FROM secrets WHERE name = $1`, [name]);
     return rows[0]!.value;
   }
-}
-
-interface AuditRow {
-  seq: string;
-  at: string;
-  actor_kind: string;
-  actor_id: string;
-  actor_name: string | null;
-  actor_issuer: string | null;
-  action: string;
-  target: string | null;
-  summary: string;
-  address: string;
-  outcome: string;
-  status: number;
-}
-
-function auditFromRow(row: AuditRow): AuditRecord {
-  return {
-    seq: Number(row.seq),
-    at: row.at,
-    actor: {
-      kind: row.actor_kind as AuditRecord["actor"]["kind"],
-      id: row.actor_id,
-      ...optional("name", row.actor_name),
-      ...optional("issuer", row.actor_issuer),
-    },
-    action: row.action,
-    ...optional("target", row.target),
-    summary: JSON.parse(row.summary) as Record<string, unknown>,
-    address: row.address,
-    outcome: row.outcome as AuditOutcome,
-    status: row.status,
-  };
 }
 
 class PgAuditRepository implements AuditRepository {

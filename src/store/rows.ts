@@ -1,5 +1,5 @@
 import type { Role } from "../config/roles.js";
-import type { ApiTokenRecord, CallbackTokenRecord, ImageVersionRecord } from "./store.js";
+import type { ApiTokenRecord, AuditOutcome, AuditRecord, CallbackTokenRecord, ImageVersionRecord } from "./store.js";
 
 /**
  * Rows both stores read the same way (SQLite and PostgreSQL keep these columns as the same text),
@@ -72,4 +72,39 @@ export function callbackTokenFromRow(row: CallbackTokenRow): CallbackTokenRecord
 
 export function optional<K extends string>(key: K, value: string | null): { [P in K]?: string } {
   return (value === null ? {} : { [key]: value }) as { [P in K]?: string };
+}
+
+export interface AuditRow {
+  /** PostgreSQL returns a bigint as a string; SQLite an integer as a number. */
+  seq: number | string;
+  at: string;
+  actor_kind: string;
+  actor_id: string;
+  actor_name: string | null;
+  actor_issuer: string | null;
+  action: string;
+  target: string | null;
+  summary: string;
+  address: string;
+  outcome: string;
+  status: number;
+}
+
+export function auditFromRow(row: AuditRow): AuditRecord {
+  return {
+    seq: Number(row.seq),
+    at: row.at,
+    actor: {
+      kind: row.actor_kind as AuditRecord["actor"]["kind"],
+      id: row.actor_id,
+      ...optional("name", row.actor_name),
+      ...optional("issuer", row.actor_issuer),
+    },
+    action: row.action,
+    ...optional("target", row.target),
+    summary: JSON.parse(row.summary) as Record<string, unknown>,
+    address: row.address,
+    outcome: row.outcome as AuditOutcome,
+    status: row.status,
+  };
 }

@@ -5,7 +5,6 @@ import {
   type ApiTokenRecord,
   type ApiTokenRepository,
   type AuditFilter,
-  type AuditOutcome,
   type AuditRecord,
   type AuditRepository,
   type CallbackTokenRecord,
@@ -27,9 +26,11 @@ import {
 } from "./store.js";
 import {
   type ApiTokenRow,
+  type AuditRow,
   type CallbackTokenRow,
   type ImageRow,
   apiTokenFromRow,
+  auditFromRow,
   callbackTokenFromRow,
   imageFromRow,
   optional,
@@ -728,40 +729,6 @@ class SqliteSecretRepository implements SecretRepository {
     this.sql(`INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)`).run(name, create());
     return (this.sql(`SELECT value FROM secrets WHERE name = ?`).get(name) as { value: string }).value;
   }
-}
-
-interface AuditRow {
-  seq: number;
-  at: string;
-  actor_kind: string;
-  actor_id: string;
-  actor_name: string | null;
-  actor_issuer: string | null;
-  action: string;
-  target: string | null;
-  summary: string;
-  address: string;
-  outcome: string;
-  status: number;
-}
-
-function auditFromRow(row: AuditRow): AuditRecord {
-  return {
-    seq: row.seq,
-    at: row.at,
-    actor: {
-      kind: row.actor_kind as AuditRecord["actor"]["kind"],
-      id: row.actor_id,
-      ...optional("name", row.actor_name),
-      ...optional("issuer", row.actor_issuer),
-    },
-    action: row.action,
-    ...optional("target", row.target),
-    summary: JSON.parse(row.summary) as Record<string, unknown>,
-    address: row.address,
-    outcome: row.outcome as AuditOutcome,
-    status: row.status,
-  };
 }
 
 class SqliteAuditRepository implements AuditRepository {
