@@ -14,9 +14,9 @@ import { formatIpv4 } from "../../src/config/primitives.js";
 import { MessageType, Option } from "../../src/dhcp/options.js";
 import {
   BootOp,
-  BROADCAST_FLAG,
   type DhcpPacket,
   addressBytes,
+  clientRequest,
   decode,
   encode,
   hardwareAddress,
@@ -59,8 +59,6 @@ socket.on("message", (data) => {
 let nextXid = (Math.random() * 0x7fffffff) >>> 0;
 
 function request(mac: string, xid: number, type: number, ipxe: boolean, extra: [number, Buffer][]): Buffer {
-  const chaddr = Buffer.alloc(16);
-  Buffer.from(mac.split(":").map((h) => parseInt(h, 16))).copy(chaddr);
   const options = new Map<number, Buffer>([
     [Option.MessageType, Buffer.from([type])],
     // RFC 4578 §2.1: x86 BIOS; the vendor class as PXE ROMs send it.
@@ -72,24 +70,7 @@ function request(mac: string, xid: number, type: number, ipxe: boolean, extra: [
   // iPXE's user class (RFC 3004 as iPXE sends it: one length-prefixed string would be RFC form; iPXE
   // sends the bare text, and both ISC and we match that).
   if (ipxe) options.set(77, Buffer.from("iPXE", "latin1"));
-  const packet: DhcpPacket = {
-    op: BootOp.Request,
-    htype: 1,
-    hlen: 6,
-    hops: 0,
-    xid,
-    secs: 0,
-    flags: BROADCAST_FLAG,
-    ciaddr: 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: 0,
-    chaddr,
-    sname: "",
-    file: "",
-    options,
-  };
-  return encode(packet);
+  return encode(clientRequest(mac, xid, options));
 }
 
 /** One exchange: send, retransmit as PXE ROMs do (4 s, 8 s, 16 s, RFC 2131 §4.1), until `accept`. */

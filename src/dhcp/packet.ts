@@ -41,6 +41,40 @@ const MIN_PACKET_LENGTH = 300;
 /** A request longer than an Ethernet jumbo frame is not a real client. */
 export const MAX_REQUEST_LENGTH = 9000;
 
+/**
+ * A client's request as firmware sends it before it holds an address: broadcast flag set (RFC 2131
+ * §4.1), `chaddr` from the hardware address (`aa:bb:…` or its bytes; `hlen` as many bytes as given,
+ * 1 to 16), the options as given.
+ * What `doctor`, the test clients and the storm benchmark send.
+ */
+export function clientRequest(
+  mac: string | Buffer,
+  xid: number,
+  options: Map<number, Buffer>,
+  addresses: { ciaddr?: number; giaddr?: number } = {},
+): DhcpPacket {
+  const bytes = typeof mac === "string" ? Buffer.from(mac.split(":").map((h) => parseInt(h, 16))) : mac;
+  const chaddr = Buffer.alloc(16);
+  bytes.copy(chaddr);
+  return {
+    op: BootOp.Request,
+    htype: 1,
+    hlen: bytes.length,
+    hops: 0,
+    xid,
+    secs: 0,
+    flags: BROADCAST_FLAG,
+    ciaddr: addresses.ciaddr ?? 0,
+    yiaddr: 0,
+    siaddr: 0,
+    giaddr: addresses.giaddr ?? 0,
+    chaddr,
+    sname: "",
+    file: "",
+    options,
+  };
+}
+
 function cString(buffer: Buffer, start: number, length: number): string {
   const end = buffer.indexOf(0, start);
   return buffer.toString("latin1", start, end === -1 || end > start + length ? start + length : end);

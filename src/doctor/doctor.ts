@@ -7,7 +7,7 @@ import { serverHttpUrl } from "../config/server-url.js";
 import { parseIpv4 } from "../config/primitives.js";
 import { openDeviceSocketFd } from "../dhcp/device-socket.js";
 import { MessageType, Option } from "../dhcp/options.js";
-import { BootOp, BROADCAST_FLAG, decode, encode, messageType, optionAddress } from "../dhcp/packet.js";
+import { BootOp, clientRequest, decode, encode, messageType, optionAddress } from "../dhcp/packet.js";
 import { installedBootloaders } from "../files/bootloaders.js";
 import { bootloaderDir } from "../files/state-dir.js";
 import { decodePacket, encodePacket, Opcode, type Packet } from "../tftp/packet.js";
@@ -212,28 +212,16 @@ async function checkDhcpOffer(config: Config): Promise<CheckResult> {
           /* not ours */
         }
       });
-      const chaddr = Buffer.alloc(16);
-      mac.copy(chaddr);
-      const discover = encode({
-        op: BootOp.Request,
-        htype: 1,
-        hlen: 6,
-        hops: 0,
-        xid,
-        secs: 0,
-        flags: BROADCAST_FLAG,
-        ciaddr: 0,
-        yiaddr: 0,
-        siaddr: 0,
-        giaddr: 0,
-        chaddr,
-        sname: "",
-        file: "",
-        options: new Map([
-          [Option.MessageType, Buffer.from([MessageType.Discover])],
-          [Option.ParameterRequestList, Buffer.from([Option.SubnetMask, Option.Router, Option.DomainNameServer])],
-        ]),
-      });
+      const discover = encode(
+        clientRequest(
+          mac,
+          xid,
+          new Map([
+            [Option.MessageType, Buffer.from([MessageType.Discover])],
+            [Option.ParameterRequestList, Buffer.from([Option.SubnetMask, Option.Router, Option.DomainNameServer])],
+          ]),
+        ),
+      );
       socket.send(discover, 67, "255.255.255.255");
     });
     const serverId = optionAddress(offer, Option.ServerIdentifier);

@@ -12,13 +12,12 @@ import { formatIpv4, parseIpv4 } from "../../src/config/primitives.js";
 import { MessageType, messageTypeName, Option } from "../../src/dhcp/options.js";
 import {
   addressBytes,
+  clientRequest,
   BootOp,
-  BROADCAST_FLAG,
   decode,
   encode,
   hardwareAddress,
   messageType,
-  type DhcpPacket,
 } from "../../src/dhcp/packet.js";
 
 export interface RawRequest {
@@ -37,31 +36,17 @@ export interface RawStep {
 }
 
 export function buildRequest(spec: RawRequest, xid: number): Buffer {
-  const chaddr = Buffer.alloc(16);
-  Buffer.from(spec.mac.split(":").map((h) => parseInt(h, 16))).copy(chaddr);
   const options = new Map<number, Buffer>([[Option.MessageType, Buffer.from([MessageType[spec.type]])]]);
   if (spec.requested) options.set(Option.RequestedIpAddress, addressBytes(parseIpv4(spec.requested)!));
   if (spec.serverId) options.set(Option.ServerIdentifier, addressBytes(parseIpv4(spec.serverId)!));
   if (spec.vendor) options.set(Option.VendorClassIdentifier, Buffer.from(spec.vendor, "latin1"));
-  const packet: DhcpPacket = {
-    op: BootOp.Request,
-    htype: 1,
-    // As many bytes as the MAC given: a forger picks hlen too (1 to 16 bytes of chaddr).
-    hlen: spec.mac.split(":").length,
-    hops: 0,
-    xid,
-    secs: 0,
-    flags: BROADCAST_FLAG,
-    ciaddr: spec.ciaddr ? parseIpv4(spec.ciaddr)! : 0,
-    yiaddr: 0,
-    siaddr: 0,
-    giaddr: spec.giaddr ? parseIpv4(spec.giaddr)! : 0,
-    chaddr,
-    sname: "",
-    file: "",
-    options,
-  };
-  return encode(packet);
+  // hlen: as many bytes as the MAC given: a forger picks hlen too (1 to 16 bytes of chaddr).
+  return encode(
+    clientRequest(spec.mac, xid, options, {
+      ...(spec.ciaddr ? { ciaddr: parseIpv4(spec.ciaddr)! } : {}),
+      ...(spec.giaddr ? { giaddr: parseIpv4(spec.giaddr)! } : {}),
+    }),
+  );
 }
 
 async function main(stepsFile: string): Promise<void> {
