@@ -81,7 +81,9 @@ test("a reader that stops reading holds one chunk, then is closed after sendTime
     assert.equal(service.stats().downloadBuffers.spares, 0, "stalled downloads gave their read-ahead chunks back");
     // Default sendTimeout is 60 s; 2 s here, and generous slack for a loaded machine.
     await until("the server to close the stalled connections", () => service.stats().openConnections === 0, 20_000);
-    assert.equal(service.stats().downloadBuffers.inUse, 0, "their chunks are given back");
+    // A download gives its chunk back once its pending disk read or write settles, which on a busy
+    // machine can come a little after its socket closed.
+    await until("their chunks to be given back", () => service.stats().downloadBuffers.inUse === 0, 5_000);
     for (const s of readers) s.destroy();
 
     await service.reload!({ ...config, http: { ...config.http, maxConnectionsPerAddress: 1 } });
