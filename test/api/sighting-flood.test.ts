@@ -20,9 +20,18 @@ const MACS = 300;
 const macOf = (i: number) =>
   `52:54:02:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
 
-async function flood(burst: number): Promise<{ maxMs: number; recorded: number; dropped: number; nodes: number }> {
+async function flood(
+  burst: number,
+): Promise<{ maxMs: number; recorded: number; dropped: number; nodes: number; commits: number }> {
   const dir = mkdtempSync(join(tmpdir(), "flood-"));
   const store = openSqliteStore(join(dir, "centra-pxe.db"));
+  // Count the store's sighting commits (each one transaction, one fsync) on the real store.
+  let commits = 0;
+  const recordSightings = store.recordSightings.bind(store);
+  store.recordSightings = (batch) => {
+    commits++;
+    return recordSightings(batch);
+  };
   const config = parseConfig(
     `serverAddress: 10.0.100.10\nstateDir: ${dir}\nprovisioning: { sightingBurst: ${burst} }\n`,
   );
@@ -45,6 +54,7 @@ async function flood(burst: number): Promise<{ maxMs: number; recorded: number; 
       maxMs: delay.max / 1e6,
       recorded,
       dropped,
+      commits,
       nodes: (await part.inventory.listNodes({ state: "discovered" })).length,
     };
   } finally {
@@ -57,12 +67,14 @@ async function flood(burst: number): Promise<{ maxMs: number; recorded: number; 
 test(`${MACS} new MACs do not hold the event loop: one commit per batch`, async () => {
   const result = await flood(1_000);
   console.log(
-    `# ${MACS} sightings, file store, synchronous=FULL: event loop max delay ${result.maxMs.toFixed(1)} ms; recorded ${result.recorded}`,
+    `# ${MACS} sightings, file store, synchronous=FULL: ${result.commits} commits, event loop max delay ${result.maxMs.toFixed(1)} ms; recorded ${result.recorded}`,
   );
   assert.equal(result.recorded, MACS);
   assert.equal(result.nodes, MACS);
-  // Generous for a loaded 2-core CI box; one fsync per sighting took 368 ms here.
-  assert.ok(result.maxMs < 150, `the event loop was held ${result.maxMs.toFixed(1)} ms`);
+  // The behaviour behind the figure: sightings are committed in batches, not one fsync each (one
+  // commit per sighting held the loop 368 ms here). The delay itself is printed, not asserted: on
+  // a loaded CI box any process can be descheduled that long.
+  assert.ok(result.commits <= MACS / 10, `${result.commits} commits for ${MACS} sightings`);
 });
 
 test("beyond the budget, sightings are dropped and counted, never queued without bound", async () => {

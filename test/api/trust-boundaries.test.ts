@@ -57,6 +57,8 @@ before(async () => {
   link.inClient("ip", ["addr", "add", `${strangerIp}/24`, "dev", link.clientIf]);
   dir = mkdtempSync(join(tmpdir(), "trust-"));
   const config = join(dir, "config.yaml");
+  // A sighting budget small enough that (d)'s flood overflows it however slowly a loaded machine
+  // sends it (the defaults, 200 then 50/s, were outrun by a flood that took 12 s).
   writeFileSync(
     config,
     `interface: ${link.serverIf}
@@ -68,7 +70,7 @@ dhcp:
   range: { start: ${net()}.100, end: ${net()}.150 }
   leaseTime: 10m
 tftp: { enabled: false }
-provisioning: { timeout: 10m }
+provisioning: { timeout: 10m, sightingsPerSecond: 2, sightingBurst: 50 }
 `,
   );
   prepareState(config, { kernel: Buffer.alloc(64 * 1024, 7), initrd: Buffer.alloc(32 * 1024, 9) });

@@ -80,7 +80,8 @@ describe("proxy mode with real firmware", { timeout: 240_000 }, () => {
         await waitFor(
           () => `iPXE to show its boot file (console so far:\n${clean().slice(-1500)})`,
           () => {
-            if (/Filename: \S+/.test(clean())) return true;
+            // The whole line: the console arrives in pieces, and half a file name fails the match below.
+            if (/Filename: \S+\r?\n/.test(clean())) return true;
             if (qemu.exitCode !== null) throw new Error(`QEMU exited (${qemu.exitCode}):\n${clean().slice(-1500)}`);
             return undefined;
           },
