@@ -65,7 +65,13 @@ test("a window larger than the send buffer, on a slow link, leaves whole and in 
     assert.equal(readSha(file), sha256(bytes));
     const stats = service.stats();
     t.diagnostic(`${ms} ms, ${JSON.stringify(stats)}`);
-    assert.equal(stats.retransmissions, 0, "no part of a window was dropped and resent after a timeout");
+    // Dropping what the send buffer cannot take loses about half of every window: some 250 blocks
+    // resent over the file's 256. A client descheduled past the timer on a loaded box makes the
+    // server resend one window now and then (64 blocks): that much is allowed, the bug's share not.
+    assert.ok(
+      stats.retransmissions <= 64,
+      `no part of a window was dropped and resent after a timeout (${stats.retransmissions} blocks resent)`,
+    );
   } finally {
     await service.stop();
     link.destroy();
