@@ -1,4 +1,4 @@
-import type { FileHandle } from "node:fs/promises";
+import { closeSync, read } from "node:fs";
 import type { ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
@@ -195,19 +195,36 @@ function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> 
 }
 
 /**
- * Stream bytes `start..end` (inclusive) of `handle` to `response`, then end it. Rejects when the
+ * Stream bytes `start..end` (inclusive) of the open file `fd` to `response`, then end it. Rejects when the
  * client goes away or the file shrinks under us; the response is destroyed then, so the client
  * sees a short body against its Content-Length rather than a silently truncated file. Always
- * closes `handle`.
+ * closes `fd` (synchronously, once no read of it is in flight: see openFile in static-file.ts).
  */
-export async function streamFileRange(
-  handle: FileHandle,
-  response: ServerResponse,
-  start: number,
-  end: number,
-): Promise<void> {
-  if (sendfileFd(response) !== undefined) return streamBySendfile(handle, response, start, end);
-  return streamByCopying(handle, response, start, end);
+export async function streamFileRange(fd: number, response: ServerResponse, start: number, end: number): Promise<void> {
+  try {
+    // A request that arrived before the previous response on its connection ended (HTTP/1.1
+    // pipelining, or simply the client's next request overtaking our end() of the last one, which
+    // follows the final sendfile round by a thread-pool wake-up) gets its socket when that one is
+    // done. Waiting for it keeps such a download on sendfile.
+    if (!response.socket && !response.destroyed) await assigned(response);
+    if (sendfileFd(response) !== undefined) await streamBySendfile(fd, response, start, end);
+    else await streamByCopying(fd, response, start, end);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Resolves once `response` has a socket of its own, or is closed (then the stream finds it gone). */
+function assigned(response: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      response.off("socket", done);
+      response.off("close", done);
+      resolve();
+    };
+    response.once("socket", done);
+    response.once("close", done);
+  });
 }
 
 /** A promise rejected when the response closes, and how to stop listening. */
@@ -223,12 +240,7 @@ function closeOf(response: ServerResponse): { gone: Promise<never>; stop: () => 
 }
 
 /** streamFileRange over plain TCP: sendfile rounds, and a piece through Node when the socket is full. */
-async function streamBySendfile(
-  handle: FileHandle,
-  response: ServerResponse,
-  start: number,
-  end: number,
-): Promise<void> {
+async function streamBySendfile(fd: number, response: ServerResponse, start: number, end: number): Promise<void> {
   const owned = takeChunk();
   const piece = owned.buffer.length > PIECE_BYTES ? owned.buffer.subarray(0, PIECE_BYTES) : owned.buffer;
   const socket = response.socket!;
@@ -237,15 +249,17 @@ async function streamBySendfile(
   const closing = closeOf(response);
   try {
     let position = start;
-    // Node sends the headers with the first write: until its callback, nothing may go to the fd
-    // directly (the body would overtake them), so the first round only reads the first piece.
-    let headersSent = false;
+    // The headers go first, through Node: written now, they usually reach the kernel at once
+    // (nothing is queued on a connection between responses), and then sendfile may follow right
+    // away. Still queued, they would be overtaken: then the first round only reads a piece, whose
+    // write through Node comes after them.
+    response.flushHeaders();
     while (position <= end) {
       const socketFd = sendfileFd(response);
       if (socketFd === undefined) throw new Error("client went away");
       // Anything of Node's still queued would be overtaken too; then this round only reads a piece.
-      const maySend = headersSent && socket.writableLength === 0 && response.writableLength === 0;
-      round = sendRound(socketFd, handle.fd, position, end - position + 1, maySend ? SENDFILE_ROUND_BYTES : 0, piece);
+      const maySend = socket.writableLength === 0 && response.writableLength === 0;
+      round = sendRound(socketFd, fd, position, end - position + 1, maySend ? SENDFILE_ROUND_BYTES : 0, piece);
       round.catch(() => undefined);
       const { sent, pieceBytes } = await Promise.race([round, closing.gone]);
       round = undefined;
@@ -262,7 +276,6 @@ async function streamBySendfile(
         await Promise.race([writing, closing.gone]);
         writing = undefined;
         position += pieceBytes;
-        headersSent = true;
       }
     }
     response.end();
@@ -276,17 +289,11 @@ async function streamBySendfile(
   } finally {
     if (owned.counted) chunksInUse--;
     closing.stop();
-    await handle.close().catch(() => undefined);
   }
 }
 
 /** streamFileRange through our memory: pread into pooled chunks, written through Node (TLS, or no socket yet). */
-async function streamByCopying(
-  handle: FileHandle,
-  response: ServerResponse,
-  start: number,
-  end: number,
-): Promise<void> {
+async function streamByCopying(fd: number, response: ServerResponse, start: number, end: number): Promise<void> {
   const owned = takeChunk();
   // The two buffers trade places after each read-ahead: budgets are counted per download, not per buffer.
   let current = owned.buffer;
@@ -298,7 +305,11 @@ async function streamByCopying(
   const gone = closing.gone;
 
   const readInto = async (buffer: Buffer, position: number): Promise<number> => {
-    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, end - position + 1), position);
+    const bytesRead = await new Promise<number>((resolve, reject) =>
+      read(fd, buffer, 0, Math.min(buffer.length, end - position + 1), position, (error, n) =>
+        error ? reject(error) : resolve(n),
+      ),
+    );
     if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before ${end + 1}`);
     return bytesRead;
   };
@@ -360,10 +371,11 @@ async function streamByCopying(
     recycle(current, writing === undefined);
     giveBackSpare(reading === undefined);
     response.destroy();
+    // The fd is closed next: no read of it may still be in flight (its number could be reused).
+    if (reading) await reading.catch(() => undefined);
     throw error;
   } finally {
     if (owned.counted) chunksInUse--;
     closing.stop();
-    await handle.close().catch(() => undefined);
   }
 }
