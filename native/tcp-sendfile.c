@@ -24,24 +24,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/sendfile.h>
-#include <sys/syscall.h>
-
-/* cachestat(2), Linux 6.5: how much of a file range is in the page cache. Older headers lack it;
- * the number is the same on every architecture (the generic syscall table). */
-#ifndef SYS_cachestat
-#define SYS_cachestat 451
-#endif
-struct cachestat_range {
-  uint64_t off;
-  uint64_t len;
-};
-struct cachestat_result {
-  uint64_t nr_cache;
-  uint64_t nr_dirty;
-  uint64_t nr_writeback;
-  uint64_t nr_evicted;
-  uint64_t nr_recently_evicted;
-};
 
 typedef struct {
   napi_async_work work;
@@ -183,59 +165,9 @@ static napi_value send_round_call(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/*
- * sendNow(socketFd, fileFd, position, length): number, on the calling (event-loop) thread, as nginx
- * does: sendfile until `length` bytes went out or the socket buffer is full, and the bytes sent.
- * Only when the whole range is in the page cache (cachestat), so that no call waits on the disk;
- * else, and where cachestat is missing, -1 before anything is sent: the caller uses sendRound.
- * A lone download then goes out with no thread hop at all, and each hop costs a wake-up, which on
- * a loaded machine is milliseconds. No dup here: nothing else runs on this thread meanwhile, so
- * the fd cannot be closed under us. Throws with the errno's text (code ESOCKET) on a send error.
- */
-static napi_value send_now(napi_env env, napi_callback_info info) {
-  GET_ARGS(env, info, 4, argc, argv);
-  static const char usage[] = "sendNow(socketFd, fileFd, position, length)";
-  if (argc < 4) return throw_usage(env, usage);
-  int32_t socket_fd, file_fd;
-  int64_t position, length;
-  if (napi_get_value_int32(env, argv[0], &socket_fd) != napi_ok || napi_get_value_int32(env, argv[1], &file_fd) != napi_ok ||
-      napi_get_value_int64(env, argv[2], &position) != napi_ok || napi_get_value_int64(env, argv[3], &length) != napi_ok ||
-      socket_fd < 0 || file_fd < 0 || position < 0 || length < 0)
-    return throw_usage(env, usage);
-  const int64_t page = 4096;
-  int64_t first = position / page, last = (position + length + page - 1) / page;
-  struct cachestat_range range = {.off = (uint64_t)position, .len = (uint64_t)length};
-  struct cachestat_result cached;
-  if (syscall(SYS_cachestat, file_fd, &range, &cached, 0) != 0 || (int64_t)cached.nr_cache < last - first) {
-    napi_value result;
-    napi_create_int64(env, -1, &result);
-    return result;
-  }
-  off_t offset = (off_t)position;
-  int64_t sent = 0;
-  while (sent < length) {
-    int64_t want = length - sent;
-    if (want > 0x7ffff000) want = 0x7ffff000;
-    ssize_t n = sendfile(socket_fd, file_fd, &offset, (size_t)want);
-    if (n > 0) {
-      sent += n;
-      continue;
-    }
-    if (n == 0) break; /* the file shrank: the caller's next round says so */
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-    if (sent > 0) break; /* report what went out; the error comes again on the next call */
-    return throw_errno(env, "sendfile", errno);
-  }
-  napi_value result;
-  napi_create_int64(env, sent, &result);
-  return result;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       EXPORTED_FUNCTION("sendRound", send_round_call),
-      EXPORTED_FUNCTION("sendNow", send_now),
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;

@@ -1,4 +1,4 @@
-import { closeSync, read, readSync } from "node:fs";
+import { closeSync, read } from "node:fs";
 import type { ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
@@ -94,16 +94,7 @@ export const SENDFILE_POLL_MS = 5;
 /** The piece written through Node when the socket buffer is full: small, since it is copied. */
 export const PIECE_BYTES = 64 * 1024;
 
-/**
- * At most this many downloads at once send from the event loop (sendNow); more go through the
- * thread pool, whose threads spread the kernel's send work over the cores.
- */
-export const EVENT_LOOP_SENDERS = 2;
-/** What one sendNow call sends at most before the event loop serves others. */
-export const EVENT_LOOP_SEND_BYTES = 4 * 1024 * 1024;
-
 interface TcpSendfileAddon {
-  sendNow(socketFd: number, fileFd: number, position: number, length: number): number;
   sendRound(
     socketFd: number,
     fileFd: number,
@@ -126,7 +117,6 @@ export function requireSendfile(): void {
 /** Bytes sent by sendfile, per connection: Node's socket.bytesWritten does not see them. */
 const sentBySendfile = new WeakMap<Socket, number>();
 let sendfileBytesTotal = 0;
-let sendfileDownloads = 0;
 
 /** What `socket` sent by sendfile, to add to its bytesWritten. */
 export function bytesSentBySendfile(socket: Socket): number {
@@ -257,20 +247,6 @@ async function streamBySendfile(fd: number, response: ServerResponse, start: num
   let round: Promise<RoundResult> | undefined;
   let writing: Promise<void> | undefined;
   const closing = closeOf(response);
-  sendfileDownloads++;
-  const sent = (bytes: number) => {
-    sendfileBytesTotal += bytes;
-    sentBySendfile.set(socket, bytesSentBySendfile(socket) + bytes);
-    // Node re-arms the inactivity timeout (sendTimeout) on its own writes only.
-    if (socket.timeout) socket.setTimeout(socket.timeout);
-  };
-  /** Writes `bytes` of the piece through Node and waits for the kernel to take them: the wait for a full socket buffer. */
-  const writePiece = async (bytes: number) => {
-    writing = writeChunk(response, piece.subarray(0, bytes));
-    writing.catch(() => undefined);
-    await Promise.race([writing, closing.gone]);
-    writing = undefined;
-  };
   try {
     let position = start;
     // The headers go first, through Node: written now, they usually reach the kernel at once
@@ -283,37 +259,23 @@ async function streamBySendfile(fd: number, response: ServerResponse, start: num
       if (socketFd === undefined) throw new Error("client went away");
       // Anything of Node's still queued would be overtaken too; then this round only reads a piece.
       const maySend = socket.writableLength === 0 && response.writableLength === 0;
-      if (maySend && sendfileDownloads <= EVENT_LOOP_SENDERS) {
-        const want = Math.min(end - position + 1, EVENT_LOOP_SEND_BYTES);
-        const now = sendfileAddon().sendNow(socketFd, fd, position, want);
-        if (now >= 0) {
-          position += now;
-          if (now > 0) sent(now);
-          if (position > end) break;
-          if (now === want) {
-            // More to send at once: let the event loop serve the others first.
-            await new Promise<void>((resolve) => setImmediate(resolve));
-            continue;
-          }
-          // The socket buffer is full (the range is in the page cache: sendNow checked).
-          const bytes = readSync(fd, piece, 0, Math.min(piece.length, end - position + 1), position);
-          if (bytes === 0) throw new Error(`file ended at byte ${position}, before ${end + 1}`);
-          await writePiece(bytes);
-          position += bytes;
-          continue;
-        }
-      }
       round = sendRound(socketFd, fd, position, end - position + 1, maySend ? SENDFILE_ROUND_BYTES : 0, piece);
       round.catch(() => undefined);
-      const result = await Promise.race([round, closing.gone]);
+      const { sent, pieceBytes } = await Promise.race([round, closing.gone]);
       round = undefined;
-      if (result.sent > 0) {
-        position += result.sent;
-        sent(result.sent);
+      if (sent > 0) {
+        position += sent;
+        sendfileBytesTotal += sent;
+        sentBySendfile.set(socket, bytesSentBySendfile(socket) + sent);
+        // Node re-arms the inactivity timeout (sendTimeout) on its own writes only.
+        if (socket.timeout) socket.setTimeout(socket.timeout);
       }
-      if (result.pieceBytes > 0) {
-        await writePiece(result.pieceBytes);
-        position += result.pieceBytes;
+      if (pieceBytes > 0) {
+        writing = writeChunk(response, piece.subarray(0, pieceBytes));
+        writing.catch(() => undefined);
+        await Promise.race([writing, closing.gone]);
+        writing = undefined;
+        position += pieceBytes;
       }
     }
     response.end();
@@ -325,7 +287,6 @@ async function streamBySendfile(fd: number, response: ServerResponse, start: num
     response.destroy();
     throw error;
   } finally {
-    sendfileDownloads--;
     if (owned.counted) chunksInUse--;
     closing.stop();
   }
