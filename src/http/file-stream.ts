@@ -207,6 +207,10 @@ export async function streamFileRange(fd: number, response: ServerResponse, star
     // follows the final sendfile round by a thread-pool wake-up) gets its socket when that one is
     // done. Waiting for it keeps such a download on sendfile.
     if (!response.socket && !response.destroyed) await assigned(response);
+    if (!response.socket && response.req.destroyed) {
+      response.destroy();
+      throw new Error("client went away before this response's turn");
+    }
     if (sendfileFd(response) !== undefined) await streamBySendfile(fd, response, start, end);
     else await streamByCopying(fd, response, start, end);
   } finally {
@@ -214,16 +218,22 @@ export async function streamFileRange(fd: number, response: ServerResponse, star
   }
 }
 
-/** Resolves once `response` has a socket of its own, or is closed (then the stream finds it gone). */
+/**
+ * Resolves once `response` has a socket of its own, or can never get one: a queued response is
+ * not closed when its connection dies, its request is (Node 20), and then the caller finds no
+ * socket and gives up.
+ */
 function assigned(response: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       response.off("socket", done);
       response.off("close", done);
+      response.req.off("close", done);
       resolve();
     };
     response.once("socket", done);
     response.once("close", done);
+    response.req.once("close", done);
   });
 }
 
