@@ -29,14 +29,14 @@ import { loadAddon } from "../native/load-addon.js";
  * the spares run out, and the other downloads keep the disk and the sockets busy instead.
  *
  * Over plain HTTP the bytes do not pass through our memory at all: sendfile(2) (native/tcp-sendfile.c)
- * hands page-cache pages to the socket, as nginx does. A lone 8 MB download spent its time in the
- * two copies and the per-chunk thread hops of the copy path (perf: a third of its CPU in
- * copy_to/from_iter, a tenth in task switches), which on a loaded 2-core machine is what made it
- * 0.54x nginx. The chunk is kept all the same (it counts the download in the budget above): a
- * round of sendfile ends on a full socket buffer by reading a piece of it, and writing that piece
- * through Node is how we wait for a slow reader, so memory, timeouts and teardown stay Node's.
- * TLS (the bytes must be encrypted in user space) and a response without its own socket yet (an
- * HTTP/1.1 pipelined one, queued behind another) take the copy path.
+ * hands page-cache pages to the socket, as nginx does. A lone 8 MB download spent its CPU in the
+ * two copies and the per-chunk thread hops of the copy path (perf: a third in copy_to/from_iter,
+ * a tenth in task switches; 5-7 ms of server CPU per download against nginx's 1-2), and on a
+ * shared 2-core machine CPU is what a download waits for. The chunk is kept all the same (it
+ * counts the download in the budget above): a round of sendfile that finds the socket buffer full
+ * for SENDFILE_POLL_MS reads a 64 KiB piece into it, and writing that piece through Node is how we
+ * wait for a slow reader, so memory, timeouts and teardown stay Node's. TLS (the bytes are
+ * encrypted in user space) takes the copy path.
  */
 
 /** Big enough that per-chunk costs (a pread through the thread pool, a write, a promise) stay small. */
