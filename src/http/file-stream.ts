@@ -107,7 +107,8 @@ interface TcpSendfileAddon {
   ): void;
 }
 
-const sendfileAddon = () => loadAddon<TcpSendfileAddon>("tcp_sendfile", "the HTTP boot service (its sendfile downloads)");
+const sendfileAddon = () =>
+  loadAddon<TcpSendfileAddon>("tcp_sendfile", "the HTTP boot service (its sendfile downloads)");
 
 /** Loads the sendfile addon now, so a missing build fails the start, not every download later. */
 export function requireSendfile(): void {
