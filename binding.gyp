@@ -14,6 +14,11 @@
       "target_name": "sd_notify",
       "sources": ["native/sd-notify.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "tcp_sendfile",
+      "sources": ["native/tcp-sendfile.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
     }
   ]
 }

@@ -16,6 +16,7 @@ import type { TlsOptions } from "node:tls";
 import { LogThrottle, type Logger } from "../log.js";
 import type { ServiceHealth } from "../contracts/service.js";
 import type { BootDecision, BootObserver, HttpFileKind } from "../contracts/boot-observation.js";
+import { bytesSentBySendfile } from "./file-stream.js";
 import { fastifyLimitOptions } from "./limits.js";
 import { refusedRawPath } from "./raw-path.js";
 import { sendFile, type RefusedPathLogger } from "./static-file.js";
@@ -117,7 +118,9 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
       if (kind === undefined) return;
       const started = performance.now();
       const socket = request.raw.socket;
-      const bytesBefore = socket.bytesWritten;
+      // sendfile's bytes never pass through Node's socket: counted beside it (file-stream.ts).
+      const sentSoFar = () => socket.bytesWritten + bytesSentBySendfile(socket);
+      const bytesBefore = sentSoFar();
       // 'close' comes for a response that ended and for one cut short (a hijacked file stream
       // included, which Fastify's own onResponse does not always see).
       reply.raw.once("close", () => {
@@ -139,7 +142,7 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
             bytes:
               complete && (body !== undefined || reply.raw.statusCode === 304)
                 ? (body ?? 0)
-                : Math.max(0, socket.bytesWritten - bytesBefore),
+                : Math.max(0, sentSoFar() - bytesBefore),
             ...(size !== undefined ? { size } : {}),
             ms: Math.round(performance.now() - started),
             complete,

@@ -11,7 +11,7 @@ import type { Service, ServiceHealth } from "../contracts/service.js";
 import type { BootObserver } from "../contracts/boot-observation.js";
 import { createHttpApp } from "./app.js";
 import { guardConnections, type RefusedConnections } from "./connection-limits.js";
-import { bufferPoolStats } from "./file-stream.js";
+import { bufferPoolStats, requireSendfile } from "./file-stream.js";
 import { applyLimits } from "./limits.js";
 import { bootTlsOptions } from "./tls.js";
 
@@ -90,6 +90,7 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
   const service: HttpService = {
     name: "http",
     async start() {
+      requireSendfile();
       const started = await listen(config);
       app = started.app;
       listening = started.address;

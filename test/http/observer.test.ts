@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +16,16 @@ import { silentLogger } from "../../src/log.js";
  */
 
 const dir = mkdtempSync(join(tmpdir(), "http-observer-"));
-const kernel = Buffer.alloc(4 * 1024 * 1024, 3);
+/** The most a TCP socket buffer may grow to (the third field of net.ipv4.tcp_wmem / tcp_rmem). */
+const socketBufferMax = (name: string) =>
+  Number(readFileSync(`/proc/sys/net/ipv4/${name}`, "utf8").trim().split(/\s+/)[2] ?? 0);
+// Larger than both loopback socket buffers can hold at once: sendfile hands the kernel all it can
+// take in one go, and a smaller file would be all in flight (the response complete) before the
+// client below hangs up.
+const kernel = Buffer.alloc(
+  Math.max(4 * 1024 * 1024, socketBufferMax("tcp_wmem") + socketBufferMax("tcp_rmem") + 4 * 1024 * 1024),
+  3,
+);
 const seen: BootObservation[] = [];
 let service: HttpService;
 let port: number;
