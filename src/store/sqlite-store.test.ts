@@ -8,7 +8,14 @@ import { openSqliteStore } from "./sqlite-store.js";
 test("sqlite: data survives closing and reopening the file", async () => {
   const file = join(mkdtempSync(join(tmpdir(), "store-")), "centra-pxe.db");
   const first = openSqliteStore(file);
-  await first.images.put({ name: "nixos", version: "1", files: {}, cmdline: "", addedAt: "2026-11-25T00:00:00.000Z" });
+  await first.images.put({
+    name: "nixos",
+    arch: "x86_64",
+    version: "1",
+    files: {},
+    cmdline: "",
+    addedAt: "2026-11-25T00:00:00.000Z",
+  });
   await first.close();
   const second = openSqliteStore(file);
   assert.equal((await second.images.list()).length, 1);
@@ -64,7 +71,14 @@ test("sqlite read-only: a missing file is refused and not created; the open file
   const reader = openSqliteStore(file, { readonly: true });
   assert.deepEqual(await reader.nodes.list(), []);
   await assert.rejects(
-    reader.images.put({ name: "nixos", version: "1", files: {}, cmdline: "", addedAt: "2026-11-25T00:00:00.000Z" }),
+    reader.images.put({
+      name: "nixos",
+      arch: "x86_64",
+      version: "1",
+      files: {},
+      cmdline: "",
+      addedAt: "2026-11-25T00:00:00.000Z",
+    }),
     /readonly database/,
   );
   await reader.close();
