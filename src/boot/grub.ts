@@ -225,7 +225,8 @@ export function createGrubConfigs(options: {
           ? {
               profile: spec.profile,
               hostname: spec.hostname,
-              image: `${imageTree(spec.image, spec.arch)}/${spec.version}`,
+              image: `${spec.image}/${spec.version}`,
+              arch: spec.arch,
             }
           : {}),
         ...(spec.kind === "unavailable" || spec.kind === "none" ? { reason: spec.reason } : {}),

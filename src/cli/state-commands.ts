@@ -1,4 +1,5 @@
 import { type Command, Option } from "commander";
+import { existsSync } from "node:fs";
 import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DEFAULT_BOOTLOADER_SOURCE, readBootloaders, SIGNED_LOADERS, writeBootloaders } from "../files/bootloaders.js";
@@ -29,13 +30,18 @@ import { auditedLocally } from "./local-audit.js";
  * before anything is created, and whatever this run created is removed again if a later step
  * fails, so a failed `init` leaves no half-made state directory for the next command to trust.
  */
-async function initStateDir(stateDir: string, bootloaderSource: string) {
+async function initStateDir(stateDir: string, bootloaderSource: string, foreignRoots: readonly string[] = []) {
   // Debian's signed Secure Boot chain comes from its packages' paths with the default source; a
   // `--bootloaders DIR` means everything from DIR, the signed loaders under their installed names.
-  const signed =
-    bootloaderSource === DEFAULT_BOOTLOADER_SOURCE
-      ? SIGNED_LOADERS
-      : SIGNED_LOADERS.map((l) => ({ name: l.name, from: join(bootloaderSource, l.name) }));
+  // Another architecture's signed loaders (shimaa64 on an x86 server) cannot be installed with apt
+  // on this host, only unpacked from their .debs: `--foreign-root DIR` is where, at the same paths.
+  const signed = SIGNED_LOADERS.map((l) => {
+    const candidates = [
+      bootloaderSource === DEFAULT_BOOTLOADER_SOURCE ? l.from : join(bootloaderSource, l.name),
+      ...foreignRoots.map((root) => join(root, l.from)),
+    ];
+    return { name: l.name, from: candidates.find((path) => existsSync(path)) ?? candidates[0]! };
+  });
   const bootloaders = await readBootloaders(bootloaderSource, signed);
   const undo: string[] = [];
   const exists = (path: string) =>
@@ -73,10 +79,17 @@ export function registerStateCommands(program: Command): void {
         .description(
           "create the state directory layout and install the iPXE bootloaders (never downloads); all or nothing",
         ),
-    ).option("--bootloaders <dir>", "where to take the bootloaders from", DEFAULT_BOOTLOADER_SOURCE),
-  ).action(async (options: StateOptions & { bootloaders: string; json?: boolean }) => {
+    )
+      .option("--bootloaders <dir>", "where to take the bootloaders from", DEFAULT_BOOTLOADER_SOURCE)
+      .option(
+        "--foreign-root <dir>",
+        "also take Debian's signed Secure Boot loaders from this unpacked root of another architecture's packages (e.g. shim-signed:arm64 and grub-efi-arm64-signed, `apt-get download` + `dpkg-deb -x`); repeatable",
+        (value: string, previous: string[]) => [...previous, value],
+        [] as string[],
+      ),
+  ).action(async (options: StateOptions & { bootloaders: string; foreignRoot: string[]; json?: boolean }) => {
     const stateDir = resolveStateDir(options);
-    const report = await initStateDir(stateDir, options.bootloaders);
+    const report = await initStateDir(stateDir, options.bootloaders, options.foreignRoot);
     if (options.json) {
       printJson({ stateDir, ...report });
       return;

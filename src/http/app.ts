@@ -196,7 +196,8 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
             ? {
                 profile: spec.profile,
                 hostname: spec.hostname,
-                image: `${imageTree(spec.image, spec.arch)}/${spec.version}`,
+                image: `${spec.image}/${spec.version}`,
+                arch: spec.arch,
               }
             : {}),
           ...(spec.kind === "unavailable" || spec.kind === "none" ? { reason: spec.reason } : {}),
