@@ -1,5 +1,5 @@
 import type { Role } from "../config/roles.js";
-import { DEFAULT_IMAGE_ARCH, isImageArch } from "../files/state-dir.js";
+import { DEFAULT_IMAGE_ARCH, isImageArch } from "../files/image-arch.js";
 import type { ApiTokenRecord, AuditOutcome, AuditRecord, CallbackTokenRecord, ImageVersionRecord } from "./store.js";
 
 /**

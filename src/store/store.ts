@@ -1,5 +1,5 @@
 import type { Role } from "../config/roles.js";
-import type { ImageArch } from "../files/state-dir.js";
+import type { ImageArch } from "../files/image-arch.js";
 import type { NodeState } from "../lifecycle/lifecycle.js";
 
 /**
