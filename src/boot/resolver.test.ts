@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseConfig } from "../config/load.js";
 import type { ImageCatalog } from "./image-catalog.js";
-import { createConfigResolver, wantedBuild } from "./resolver.js";
+import { consolesFor, createConfigResolver, wantedBuild } from "./resolver.js";
 import type { MachineIdentity } from "./spec.js";
 
 const config = parseConfig(`
@@ -163,4 +163,18 @@ test("an arches entry's own image: its arm64 build when it has one, else its pre
   );
   const now = await both.resolve(on("52:54:00:00:00:03", "arm64"), { baseUrl: "http://s", config: perArch });
   assert.equal(now.kind === "image" && now.kernelUrl, "http://s/boot/images/legacy-arm@arm64/k2/kernel");
+});
+
+test("boot.console on ARM: the seed's ttyS0 is ARM's PL011 ttyAMA0 there; x86 keeps it", async () => {
+  assert.deepEqual(consolesFor(["tty0", "ttyS1,115200n8"], "arm64"), ["tty0", "ttyAMA1,115200n8"]);
+  assert.deepEqual(consolesFor(["tty0", "ttyS0,115200n8"], "x86_64"), ["tty0", "ttyS0,115200n8"]);
+  const config = parseConfig(`
+boot: { console: ["ttyS0,115200n8"] }
+profiles: { worker: { image: debian } }
+nodes: { "52:54:00:00:00:01": { profile: worker } }
+`);
+  const resolver = createConfigResolver(catalog({ "debian@arm64": { current: "a1", versions: ["a1"] } }));
+  const arm = await resolver.resolve(machine("arm64"), { baseUrl: "http://s", config });
+  assert.match(arm.kind === "image" ? arm.cmdline : "", /console=ttyAMA0,115200n8/);
+  assert.doesNotMatch(arm.kind === "image" ? arm.cmdline : "", /ttyS0/);
 });

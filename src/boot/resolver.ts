@@ -184,7 +184,7 @@ export async function imageBootFor(request: ImageBootRequest): Promise<ImageBoot
     imageArguments,
     profileName,
     hostname,
-    console: profile.console ?? config.boot.console,
+    console: profile.console ?? consolesFor(config.boot.console, wanted.arch),
     profileArguments: profile.cmdline,
     extraArguments: request.extraArguments ?? [],
   });
@@ -200,6 +200,17 @@ export async function imageBootFor(request: ImageBootRequest): Promise<ImageBoot
     initrdUrl: `${imageBase}/initrd`,
     cmdline,
   };
+}
+
+/**
+ * `boot.console` as it applies on `arch`. The seed's `ttyS0` is the x86 8250 UART; ARM servers
+ * (SBSA) and QEMU's `virt` board have a PL011, which Linux names `ttyAMA0`, and no `ttyS0` at all,
+ * so an ARM kernel told `console=ttyS0` is silent on the serial line. `ttyS<N>` becomes
+ * `ttyAMA<N>` there, its options kept; a profile's `arches.<arch>.console` still says otherwise.
+ */
+export function consolesFor(consoles: readonly string[], arch: ImageArch): readonly string[] {
+  if (arch === DEFAULT_IMAGE_ARCH) return consoles;
+  return consoles.map((c) => c.replace(/^ttyS(\d+)/, "ttyAMA$1"));
 }
 
 /**
