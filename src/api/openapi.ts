@@ -1,4 +1,5 @@
 import type { Role } from "../config/roles.js";
+import { IMAGE_ARCHES } from "../files/state-dir.js";
 import { BEARER_SCHEME } from "../identity/access.js";
 import { NODE_STATES } from "../lifecycle/lifecycle.js";
 import { BOOT_VERDICTS } from "../timeline/attempt.js";
@@ -736,10 +737,10 @@ export function openApiDocument(): Record<string, unknown> {
       },
       "/images": {
         get: {
-          summary: "installed netboot images and versions",
+          summary: "installed netboot images and versions, each with its architecture (`arch`: x86_64, arm64, arm32)",
           security: viewer,
           parameters: [{ name: "name", in: "query", schema: { type: "string" } }],
-          responses: { "200": { description: "images with a current flag" } },
+          responses: { "200": { description: "images with their arch and a current flag (current is per arch)" } },
         },
       },
       "/images/{name}/current": {
@@ -749,11 +750,22 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: [{ name: "name", in: "path", required: true, schema: { type: "string" } }],
           requestBody: {
             required: true,
-            content: json({ type: "object", required: ["version"], properties: { version: { type: "string" } } }),
+            content: json({
+              type: "object",
+              required: ["version"],
+              properties: {
+                version: { type: "string" },
+                arch: {
+                  type: "string",
+                  enum: [...IMAGE_ARCHES],
+                  description: "the build line to switch (default x86_64); each architecture has its own current",
+                },
+              },
+            }),
           },
           responses: {
             "200": { description: "the image's versions with the current flag" },
-            "400": error("no version, or not a valid version name"),
+            "400": error("no version, or not a valid version name or arch"),
             "401": error("no credential, or not a valid one"),
             "403": error("not an admin"),
             "404": error("no such image version on disk"),

@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { CentraError, HttpError, NotFoundError } from "../errors.js";
 import { type LeaseRecord, leaseStatus } from "../contracts/lease-store.js";
 import { listImages, useImage } from "../images/images.js";
-import { consoleLogFile } from "../files/state-dir.js";
+import { DEFAULT_IMAGE_ARCH, IMAGE_ARCHES, consoleLogFile, isImageArch } from "../files/state-dir.js";
 import { NODE_STATES, type NodeState } from "../lifecycle/lifecycle.js";
 import type { Logger } from "../log.js";
 import { CallbackRejectedError, ConflictError, ValidationError, type FieldProblem } from "../provisioning/errors.js";
@@ -602,14 +602,17 @@ export function createApiPlugin(options: ApiPluginOptions): FastifyPluginAsync {
             typeof request.body === "object" && request.body !== null ? (request.body as Record<string, unknown>) : {};
           if (typeof body.version !== "string")
             throw new ValidationError([{ field: "version", message: "is required: the version to make current" }]);
+          const arch = body.arch ?? DEFAULT_IMAGE_ARCH;
+          if (typeof arch !== "string" || !isImageArch(arch))
+            throw new ValidationError([{ field: "arch", message: `is one of ${IMAGE_ARCHES.join(", ")}` }]);
           try {
-            await useImage(inventory.config.stateDir, name, body.version);
+            await useImage(inventory.config.stateDir, name, body.version, arch);
           } catch (error) {
             if (error instanceof CentraError && error.code === "IMAGE_NAME")
               throw new ValidationError([{ field: "version", message: error.message }]);
             throw error;
           }
-          options.logger.info({ image: name, version: body.version, actor }, "image current version switched");
+          options.logger.info({ image: name, arch, version: body.version, actor }, "image current version switched");
           return { images: await listImages(inventory.config.stateDir, store, name) };
         });
 

@@ -160,6 +160,12 @@ describe("Secure Boot (boot-chain secureBoot): Debian's signed shim instead of i
     const ok = decideBoot(pxe(11), new Set(["shimaa64.efi", "grubaa64.efi"]), BASE, FIRMWARE_TABLE, BASE, secure);
     assert.deepEqual(ok, { kind: "tftp", firmware: Firmware.EfiArm64, filename: "shimaa64.efi" });
   });
+  it("ARM64 UEFI HTTP boot (arch 19) with secureBoot: never ipxe-arm64.efi, told to PXE boot", () => {
+    const installed = new Set(["ipxe-arm64.efi", "shimaa64.efi", "grubaa64.efi"]);
+    const d = decideBoot(httpClient(19), installed, BASE, FIRMWARE_TABLE, BASE, secure);
+    assert.equal(d.kind, "none");
+    assert.match(d.kind === "none" ? d.reason : "", /efi-arm64-http has no signed boot chain.*PXE boot.*11/);
+  });
 });
 
 describe("iPXE flavour (boot-chain ipxe)", () => {

@@ -1,5 +1,6 @@
 import { httpOrigin, normalizeMac } from "../config/primitives.js";
 import type { Config } from "../config/schema.js";
+import { imageTree } from "../files/state-dir.js";
 import type { Logger } from "../log.js";
 import type {
   BootResolver,
@@ -87,15 +88,15 @@ export function renderGrubConfig(spec: BootSpec, machine: MachineIdentity): stri
 
 /** The TFTP path of an image file: the same as its HTTP path (src/tftp serves images there too). */
 function imagePath(spec: ImageBoot, file: "kernel" | "initrd"): string {
-  return `/boot/images/${spec.image}/${spec.version}/${file}`;
+  return `/boot/images/${imageTree(spec.image, spec.arch)}/${spec.version}/${file}`;
 }
 
 function renderImage(spec: ImageBoot, machine: MachineIdentity): string {
   const who = spec.hostname !== undefined ? `${spec.hostname} (${machine.mac})` : machine.mac;
   return lines([
-    `# Centra PXE: ${who} boots profile ${spec.profile}, image ${spec.image} ${spec.version}, through shim and grub.`,
+    `# Centra PXE: ${who} boots profile ${spec.profile}, image ${imageTree(spec.image, spec.arch)} ${spec.version}, through shim and grub.`,
     ...failedFunction(),
-    `echo ${quote(`Centra PXE: ${who}: profile ${spec.profile}, image ${spec.image} ${spec.version}`)}`,
+    `echo ${quote(`Centra PXE: ${who}: profile ${spec.profile}, image ${imageTree(spec.image, spec.arch)} ${spec.version}`)}`,
     // grub's `linux` under shim verifies the kernel's signature (shim_lock) and refuses an unsigned
     // one. grub's script has no `||`: a failed step prints its error and the next ones fail too,
     // down to the last line, which says so and starts over.
@@ -221,7 +222,12 @@ export function createGrubConfigs(options: {
         boot: spec.kind,
         loader: "grub",
         ...(spec.kind === "image"
-          ? { profile: spec.profile, hostname: spec.hostname, image: `${spec.image}/${spec.version}` }
+          ? {
+              profile: spec.profile,
+              hostname: spec.hostname,
+              image: `${spec.image}/${spec.version}`,
+              arch: spec.arch,
+            }
           : {}),
         ...(spec.kind === "unavailable" || spec.kind === "none" ? { reason: spec.reason } : {}),
       },

@@ -1,3 +1,4 @@
+import { imageTree } from "../files/state-dir.js";
 import type { LocalBootMethod } from "./boot-chain.js";
 import type {
   BootSpec,
@@ -111,9 +112,9 @@ function renderImageBoot(spec: ImageBoot, machine: MachineIdentity, baseUrl: str
   const who = spec.hostname !== undefined ? `${spec.hostname} (${machine.mac})` : machine.mac;
   return script([
     "#!ipxe",
-    `# Centra PXE: ${who} boots profile ${spec.profile}, image ${spec.image} ${spec.version}, on ${machine.platform}.`,
+    `# Centra PXE: ${who} boots profile ${spec.profile}, image ${imageTree(spec.image, spec.arch)} ${spec.version}, on ${machine.platform}.`,
     "",
-    `echo Centra PXE: ${who}: profile ${spec.profile}, image ${spec.image} ${spec.version}`,
+    `echo Centra PXE: ${who}: profile ${spec.profile}, image ${imageTree(spec.image, spec.arch)} ${spec.version}`,
     ...retryingFetch({
       label: "kernel",
       what: "the kernel",

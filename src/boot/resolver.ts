@@ -1,4 +1,5 @@
 import type { Config, ProfileConfig } from "../config/schema.js";
+import { DEFAULT_IMAGE_ARCH, type ImageArch, imageArchOf, imageTree } from "../files/state-dir.js";
 import type { ImageCatalog } from "./image-catalog.js";
 import type { BootResolver, BootSpec, ImageBoot, MenuBoot, UnavailableBoot } from "./spec.js";
 
@@ -92,50 +93,124 @@ export function profileForArch(
 }
 
 /**
+ * Which build a machine boots (pure): the profile's image (its `arches` entry's when one is set) for
+ * the machine's own architecture. `fallbackToDefault`: the arches entry named its image itself, so
+ * an image added before builds had an architecture (its x86_64 line, where `images add` without
+ * `--arch` put it) is what the operator meant for these machines; a profile's plain `image:` never
+ * falls back, so an ARM machine is never handed the x86 kernel.
+ */
+export type WantedBuild =
+  | { kind: "build"; image: string; arch: ImageArch; version?: string; fallbackToDefault: boolean }
+  /** `${buildarch}` no image can have a build for (state-dir.ts IMAGE_ARCHES). */
+  | { kind: "unknown-arch"; image: string; buildarch: string };
+
+export function wantedBuild(configured: ProfileConfig, buildarch: string | undefined): WantedBuild {
+  const profile = profileForArch(configured, buildarch);
+  const arch = imageArchOf(buildarch);
+  if (arch === undefined) return { kind: "unknown-arch", image: profile.image, buildarch: buildarch ?? "" };
+  const entry =
+    buildarch !== undefined ? configured.arches?.[buildarch as keyof NonNullable<ProfileConfig["arches"]>] : undefined;
+  return {
+    kind: "build",
+    image: profile.image,
+    arch,
+    ...(profile.version !== undefined ? { version: profile.version } : {}),
+    fallbackToDefault: arch !== DEFAULT_IMAGE_ARCH && entry?.image !== undefined,
+  };
+}
+
+/** The version of `wanted` to boot and the build line it is in; undefined when it has none. */
+async function findBuild(
+  images: ImageCatalog,
+  wanted: Extract<WantedBuild, { kind: "build" }>,
+): Promise<{ arch: ImageArch; version: string } | undefined> {
+  const lines = wanted.fallbackToDefault ? [wanted.arch, DEFAULT_IMAGE_ARCH] : [wanted.arch];
+  for (const arch of lines) {
+    if (wanted.version === undefined) {
+      const version = await images.currentVersion(wanted.image, arch);
+      if (version !== undefined) return { arch, version };
+    } else if (await images.hasVersion(wanted.image, wanted.version, arch)) {
+      return { arch, version: wanted.version };
+    }
+  }
+  return undefined;
+}
+
+/**
  * Boot a profile's image. The version (`current` unless the profile pins one) is resolved here,
  * once, and written into both URLs: if an operator switches `current` between the kernel and the
- * initrd download, the machine still gets a matching pair.
+ * initrd download, the machine still gets a matching pair. The build is the machine's own
+ * architecture's (`${buildarch}`); without one the machine is told what is missing, never given
+ * another architecture's kernel.
  */
 export async function imageBootFor(request: ImageBootRequest): Promise<ImageBoot | UnavailableBoot> {
   const { config, images, baseUrl, profileName, hostname } = request;
   const configured = Object.hasOwn(config.profiles, profileName) ? config.profiles[profileName] : undefined;
   if (!configured) return { kind: "unavailable", reason: `profile ${profileName} is not in the config` };
   const profile = profileForArch(configured, request.buildarch);
-  let version = profile.version;
-  if (version === undefined) {
-    version = await images.currentVersion(profile.image);
-    if (version === undefined) {
-      return {
-        kind: "unavailable",
-        reason: `image ${profile.image} has no current version (add one with: centra-pxe images add ${profile.image} --kernel F --initrd F)`,
-      };
-    }
-  } else if (!(await images.hasVersion(profile.image, version))) {
+  const wanted = wantedBuild(configured, request.buildarch);
+  const buildarch = request.buildarch ?? "";
+  if (wanted.kind === "unknown-arch") {
     return {
       kind: "unavailable",
-      reason: `image ${profile.image} version ${version} (pinned by profile ${profileName}) is not installed`,
+      reason: `this machine's architecture ${JSON.stringify(buildarch)} has no image builds (images can be x86_64, arm64 or arm32)`,
+      missingBuild: { image: wanted.image, arch: undefined, buildarch },
     };
   }
-  const imageArguments = await images.cmdline(profile.image, version);
+  const found = await findBuild(images, wanted);
+  if (!found) {
+    const archFlag = wanted.arch === DEFAULT_IMAGE_ARCH ? "" : ` --arch ${wanted.arch}`;
+    const add = `centra-pxe images add ${wanted.image}${archFlag} --kernel F --initrd F`;
+    if (wanted.arch !== DEFAULT_IMAGE_ARCH)
+      return {
+        kind: "unavailable",
+        reason:
+          wanted.version === undefined
+            ? `image ${wanted.image} has no ${wanted.arch} build, and an ${wanted.arch} machine is never given another architecture's kernel (add one with: ${add})`
+            : `image ${wanted.image} has no ${wanted.arch} build of version ${wanted.version} (pinned for profile ${profileName}); an ${wanted.arch} machine is never given another architecture's kernel (add it with: ${add} --version ${wanted.version})`,
+        missingBuild: { image: wanted.image, arch: wanted.arch, buildarch },
+      };
+    return {
+      kind: "unavailable",
+      reason:
+        wanted.version === undefined
+          ? `image ${wanted.image} has no current version (add one with: ${add})`
+          : `image ${wanted.image} version ${wanted.version} (pinned by profile ${profileName}) is not installed`,
+    };
+  }
+  const { arch, version } = found;
+  const imageArguments = await images.cmdline(wanted.image, version, arch);
   const cmdline = kernelArguments({
     imageArguments,
     profileName,
     hostname,
-    console: profile.console ?? config.boot.console,
+    console: profile.console ?? consolesFor(config.boot.console, wanted.arch),
     profileArguments: profile.cmdline,
     extraArguments: request.extraArguments ?? [],
   });
-  const imageBase = `${baseUrl}/boot/images/${profile.image}/${version}`;
+  const imageBase = `${baseUrl}/boot/images/${imageTree(wanted.image, arch)}/${version}`;
   return {
     kind: "image",
     profile: profileName,
     ...(hostname !== undefined ? { hostname } : {}),
-    image: profile.image,
+    image: wanted.image,
+    arch,
     version,
     kernelUrl: `${imageBase}/kernel`,
     initrdUrl: `${imageBase}/initrd`,
     cmdline,
   };
+}
+
+/**
+ * `boot.console` as it applies on `arch`. The seed's `ttyS0` is the x86 8250 UART; ARM servers
+ * (SBSA) and QEMU's `virt` board have a PL011, which Linux names `ttyAMA0`, and no `ttyS0` at all,
+ * so an ARM kernel told `console=ttyS0` is silent on the serial line. `ttyS<N>` becomes
+ * `ttyAMA<N>` there, its options kept; a profile's `arches.<arch>.console` still says otherwise.
+ */
+export function consolesFor(consoles: readonly string[], arch: ImageArch): readonly string[] {
+  if (arch === DEFAULT_IMAGE_ARCH) return consoles;
+  return consoles.map((c) => c.replace(/^ttyS(\d+)/, "ttyAMA$1"));
 }
 
 /**

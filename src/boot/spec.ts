@@ -1,4 +1,5 @@
 import type { Config } from "../config/schema.js";
+import type { ImageArch } from "../files/state-dir.js";
 import type { LocalBootMethod } from "./boot-chain.js";
 
 /**
@@ -31,6 +32,8 @@ export interface ImageBoot {
   /** Undefined for an unknown machine that picked a profile from the menu. */
   hostname?: string;
   image: string;
+  /** The image's build line the version is of: the machine's own architecture. */
+  arch: ImageArch;
   /** A concrete version, resolved when the script is rendered so kernel and initrd always match. */
   version: string;
   kernelUrl: string;
@@ -66,6 +69,11 @@ export interface NoBoot {
 export interface UnavailableBoot {
   kind: "unavailable";
   reason: string;
+  /**
+   * Set when the image has no build for the machine's architecture: it is never given another
+   * architecture's kernel (iPXE would stop with "Exec format error"). For the node's event.
+   */
+  missingBuild?: { image: string; arch: ImageArch | undefined; buildarch: string };
 }
 
 export type BootSpec = ImageBoot | MenuBoot | LocalDiskBoot | NoBoot | UnavailableBoot;

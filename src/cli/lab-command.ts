@@ -4,6 +4,7 @@ import { installMissingPackages, requireRoot } from "../lab/host.js";
 import { LAB_BMC_TYPES, type LabBmcType } from "../lab/lab-bmc.js";
 import {
   ARM64_LAB_MACHINE,
+  ARM64_SECURE_BOOT_LAB_MACHINE,
   HTTP_BOOT_LAB_MACHINE,
   LAB_SERVER_ADDRESS,
   SECURE_BOOT_LAB_MACHINES,
@@ -76,7 +77,7 @@ export function registerLabCommand(program: Command): void {
     )
     .option(
       "--secure-boot",
-      "also boot node05 and node06 on OVMF with Secure Boot on: node05 (secureBoot) through shim and grub, node06 (iPXE) refused",
+      "also boot node05 and node06 on OVMF with Secure Boot on: node05 (secureBoot) through shim and grub, node06 (iPXE) refused; with --arm64 also node11, an ARM64 server with Secure Boot on (AAVMF with Microsoft's keys) through Debian's signed arm64 shim and grub",
     )
     .option(
       "--dhcp <mode>",
@@ -119,6 +120,8 @@ export function registerLabCommand(program: Command): void {
           ...(options.httpBoot ? [HTTP_BOOT_LAB_MACHINE] : []),
           ...(options.secureBoot ? SECURE_BOOT_LAB_MACHINES : []),
           ...(options.arm64 ? [ARM64_LAB_MACHINE] : []),
+          // Both: an ARM64 server with Secure Boot on, through Debian's signed arm64 shim and grub.
+          ...(options.arm64 && options.secureBoot ? [ARM64_SECURE_BOOT_LAB_MACHINE] : []),
         ];
         let running: Lab;
         try {

@@ -1,9 +1,17 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
+import { existsSync } from "node:fs";
 import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DEFAULT_BOOTLOADER_SOURCE, readBootloaders, SIGNED_LOADERS, writeBootloaders } from "../files/bootloaders.js";
-import { bootloaderDir, databaseFile, imagesDir } from "../files/state-dir.js";
-import { addImage, listImages, removeImage, useImage } from "../images/images.js";
+import {
+  DEFAULT_IMAGE_ARCH,
+  IMAGE_ARCHES,
+  type ImageArch,
+  bootloaderDir,
+  databaseFile,
+  imagesDir,
+} from "../files/state-dir.js";
+import { addImage, describeBuild, listImages, removeImage, useImage } from "../images/images.js";
 import { openSqliteStore } from "../store/sqlite-store.js";
 import {
   type StateOptions,
@@ -22,13 +30,18 @@ import { auditedLocally } from "./local-audit.js";
  * before anything is created, and whatever this run created is removed again if a later step
  * fails, so a failed `init` leaves no half-made state directory for the next command to trust.
  */
-async function initStateDir(stateDir: string, bootloaderSource: string) {
+async function initStateDir(stateDir: string, bootloaderSource: string, foreignRoots: readonly string[] = []) {
   // Debian's signed Secure Boot chain comes from its packages' paths with the default source; a
   // `--bootloaders DIR` means everything from DIR, the signed loaders under their installed names.
-  const signed =
-    bootloaderSource === DEFAULT_BOOTLOADER_SOURCE
-      ? SIGNED_LOADERS
-      : SIGNED_LOADERS.map((l) => ({ name: l.name, from: join(bootloaderSource, l.name) }));
+  // Another architecture's signed loaders (shimaa64 on an x86 server) cannot be installed with apt
+  // on this host, only unpacked from their .debs: `--foreign-root DIR` is where, at the same paths.
+  const signed = SIGNED_LOADERS.map((l) => {
+    const candidates = [
+      bootloaderSource === DEFAULT_BOOTLOADER_SOURCE ? l.from : join(bootloaderSource, l.name),
+      ...foreignRoots.map((root) => join(root, l.from)),
+    ];
+    return { name: l.name, from: candidates.find((path) => existsSync(path)) ?? candidates[0]! };
+  });
   const bootloaders = await readBootloaders(bootloaderSource, signed);
   const undo: string[] = [];
   const exists = (path: string) =>
@@ -66,10 +79,17 @@ export function registerStateCommands(program: Command): void {
         .description(
           "create the state directory layout and install the iPXE bootloaders (never downloads); all or nothing",
         ),
-    ).option("--bootloaders <dir>", "where to take the bootloaders from", DEFAULT_BOOTLOADER_SOURCE),
-  ).action(async (options: StateOptions & { bootloaders: string; json?: boolean }) => {
+    )
+      .option("--bootloaders <dir>", "where to take the bootloaders from", DEFAULT_BOOTLOADER_SOURCE)
+      .option(
+        "--foreign-root <dir>",
+        "also take Debian's signed Secure Boot loaders from this unpacked root of another architecture's packages (e.g. shim-signed:arm64 and grub-efi-arm64-signed, `apt-get download` + `dpkg-deb -x`); repeatable",
+        (value: string, previous: string[]) => [...previous, value],
+        [] as string[],
+      ),
+  ).action(async (options: StateOptions & { bootloaders: string; foreignRoot: string[]; json?: boolean }) => {
     const stateDir = resolveStateDir(options);
-    const report = await initStateDir(stateDir, options.bootloaders);
+    const report = await initStateDir(stateDir, options.bootloaders, options.foreignRoot);
     if (options.json) {
       printJson({ stateDir, ...report });
       return;
@@ -83,6 +103,11 @@ export function registerStateCommands(program: Command): void {
   });
 
   const images = program.command("images").description("netboot images: add, list, use (switch current), remove");
+  /** Which build line of an image a command works on: machines of that `${buildarch}` boot it. */
+  const archOption = () =>
+    new Option("--arch <arch>", "the architecture of the build (ARM servers boot the arm64 one)")
+      .choices(IMAGE_ARCHES)
+      .default(DEFAULT_IMAGE_ARCH);
 
   images
     .command("add <name>")
@@ -91,6 +116,7 @@ export function registerStateCommands(program: Command): void {
     .requiredOption("--initrd <file>", "the initial ramdisk")
     .option("--version <version>", "version name (default: a UTC timestamp)")
     .option("--cmdline <args>", "kernel arguments the image itself needs", "")
+    .addOption(archOption())
     .option("-c, --config <file>", "config file (for stateDir; default: $CENTRA_PXE_CONFIG, ./centra-pxe.yaml, …)")
     .option("--state-dir <dir>", "state directory (default: $CENTRA_PXE_STATE_DIR, else the config's stateDir)")
     .option("--json", "print the added version as JSON")
@@ -102,6 +128,7 @@ export function registerStateCommands(program: Command): void {
           initrd: string;
           version?: string;
           cmdline: string;
+          arch: ImageArch;
           config?: string;
           stateDir?: string;
           json?: boolean;
@@ -111,12 +138,17 @@ export function registerStateCommands(program: Command): void {
           const bar = process.stderr.isTTY ? progressBar(`adding ${name}`) : undefined;
           const record = await auditedLocally(
             store,
-            { action: "images add", target: name, summary: { version: options.version, cmdline: options.cmdline } },
+            {
+              action: "images add",
+              target: name,
+              summary: { version: options.version, cmdline: options.cmdline, arch: options.arch },
+            },
             () =>
               addImage({
                 stateDir,
                 store,
                 name,
+                arch: options.arch,
                 files: { kernel: options.kernel, initrd: options.initrd },
                 version: options.version,
                 cmdline: options.cmdline,
@@ -128,7 +160,7 @@ export function registerStateCommands(program: Command): void {
             printJson(record);
             return;
           }
-          process.stdout.write(`added ${record.name} ${record.version}\n`);
+          process.stdout.write(`added ${describeBuild(record.name, record.arch)} ${record.version}\n`);
           for (const [role, f] of Object.entries(record.files))
             process.stdout.write(`  ${role.padEnd(6)} ${f.size} bytes sha256 ${f.sha256}\n`);
         });
@@ -145,10 +177,11 @@ export function registerStateCommands(program: Command): void {
         }
         if (list.length === 0)
           process.stdout.write("no images; add one with `centra-pxe images add NAME --kernel F --initrd F`\n");
+        // `current` is per architecture: an image's arm64 build has its own star.
         for (const i of list) {
           const size = Object.values(i.files).reduce((a, f) => a + f.size, 0);
           process.stdout.write(
-            `${i.current ? "*" : " "} ${i.name.padEnd(16)} ${i.version.padEnd(20)} ${formatBytes(size).padStart(9)}  ${i.addedAt}\n`,
+            `${i.current ? "*" : " "} ${i.name.padEnd(16)} ${i.arch.padEnd(7)} ${i.version.padEnd(20)} ${formatBytes(size).padStart(9)}  ${i.addedAt}\n`,
           );
         }
       });
@@ -156,24 +189,34 @@ export function registerStateCommands(program: Command): void {
   );
 
   stateOptions(
-    images.command("use <name> <version>").description("switch an image's current version (the rollback)"),
-  ).action(async (name: string, version: string, options: StateOptions) => {
+    images
+      .command("use <name> <version>")
+      .description("switch an image's current version (the rollback), of one architecture's build")
+      .addOption(archOption()),
+  ).action(async (name: string, version: string, options: StateOptions & { arch: ImageArch }) => {
     await withStateStore(options, "write", async (store, stateDir) => {
-      await auditedLocally(store, { action: "images use", target: name, summary: { version } }, () =>
-        useImage(stateDir, name, version),
+      await auditedLocally(
+        store,
+        { action: "images use", target: name, summary: { version, arch: options.arch } },
+        () => useImage(stateDir, name, version, options.arch),
       );
-      process.stdout.write(`${name} current is now ${version}\n`);
+      process.stdout.write(`${describeBuild(name, options.arch)} current is now ${version}\n`);
     });
   });
 
   stateOptions(
-    images.command("remove <name> <version>").description("remove an image version (not the current one)"),
-  ).action(async (name: string, version: string, options: StateOptions) => {
+    images
+      .command("remove <name> <version>")
+      .description("remove an image version (not the current one) of one architecture's build")
+      .addOption(archOption()),
+  ).action(async (name: string, version: string, options: StateOptions & { arch: ImageArch }) => {
     await withStateStore(options, "write", async (store, stateDir) => {
-      await auditedLocally(store, { action: "images remove", target: name, summary: { version } }, () =>
-        removeImage(stateDir, store, name, version),
+      await auditedLocally(
+        store,
+        { action: "images remove", target: name, summary: { version, arch: options.arch } },
+        () => removeImage(stateDir, store, name, version, options.arch),
       );
-      process.stdout.write(`removed ${name} ${version}\n`);
+      process.stdout.write(`removed ${describeBuild(name, options.arch)} ${version}\n`);
     });
   });
 }

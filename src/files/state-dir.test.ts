@@ -8,6 +8,9 @@ import {
   currentVersion,
   databaseFile,
   hasImageVersion,
+  imageArchOf,
+  imageTree,
+  parseImageTree,
   imageVersionDir,
   isImageName,
   isVersionName,
@@ -72,4 +75,19 @@ test("stateDirProblem names the path: missing, a file, no database; undefined fo
   assert.match((await stateDirProblem(root))!, /^no database at .*centra-pxe\.db/);
   writeFileSync(databaseFile(root), "");
   assert.equal(await stateDirProblem(root), undefined);
+});
+
+test("image architectures: the machine's buildarch picks the build line; x86_64 keeps the old layout", () => {
+  assert.equal(imageArchOf("arm64"), "arm64");
+  assert.equal(imageArchOf("x86_64"), "x86_64");
+  assert.equal(imageArchOf("i386"), "x86_64", "BIOS iPXE (undionly.kpxe) is i386 on any x86 CPU");
+  assert.equal(imageArchOf(undefined), "x86_64");
+  assert.equal(imageArchOf("riscv64"), undefined);
+  assert.equal(imageTree("debian", "x86_64"), "debian");
+  assert.equal(imageTree("debian", "arm64"), "debian@arm64");
+  assert.deepEqual(parseImageTree("debian@arm64"), { name: "debian", arch: "arm64" });
+  assert.deepEqual(parseImageTree("debian"), { name: "debian", arch: "x86_64" });
+  for (const bad of ["debian@x86_64", "debian@riscv64", "@arm64", "../x@arm64", "debian@arm64@arm64"])
+    assert.equal(parseImageTree(bad), undefined, bad);
+  assert.equal(imageVersionDir("/s", "debian", "1", "arm64"), "/s/images/debian@arm64/1");
 });

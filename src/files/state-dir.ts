@@ -1,5 +1,8 @@
 import { readlink, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { DEFAULT_IMAGE_ARCH, type ImageArch, isImageArch } from "./image-arch.js";
+
+export { DEFAULT_IMAGE_ARCH, IMAGE_ARCHES, type ImageArch, imageArchOf, isImageArch } from "./image-arch.js";
 
 /**
  * The state directory (PRODUCT.md §4), the one place that knows its layout:
@@ -9,6 +12,7 @@ import { basename, join } from "node:path";
  *   ipxe/                       bootloaders, served over TFTP and HTTP as they are
  *   images/<name>/<version>/    kernel, initrd (and manifest.json for an image placed by hand)
  *   images/<name>/current       symlink → <version>, switched atomically by rename(2)
+ *   images/<name>@<arch>/…      the same for the image's builds of another architecture (arm64)
  *   centra-pxe.db               the embedded SQLite store
  *   consoles/<node id>.log      a node's serial console over LAN, recorded while it provisions
  * ```
@@ -57,14 +61,38 @@ export function imagesDir(stateDir: string): string {
   return join(stateDir, "images");
 }
 
-/** `stateDir/images/<name>`: the image's versions and its `current` link. */
-export function imageDir(stateDir: string, name: string): string {
-  return join(imagesDir(stateDir), name);
+/**
+ * The one path and URL segment of an image's build for `arch`: `<name>` for x86_64 (the layout of
+ * old state directories), `<name>@<arch>` otherwise. `@` is in no image or version name, so the
+ * segment never collides with another image, and the HTTP and TFTP image paths keep their shape:
+ * `/boot/images/debian@arm64/12.5/kernel`.
+ */
+export function imageTree(name: string, arch: ImageArch = DEFAULT_IMAGE_ARCH): string {
+  return arch === DEFAULT_IMAGE_ARCH ? name : `${name}@${arch}`;
 }
 
-/** `stateDir/images/<name>/<version>`: one version's files. */
-export function imageVersionDir(stateDir: string, name: string, version: string): string {
-  return join(imageDir(stateDir, name), version);
+/** The image and architecture an `imageTree` segment names; undefined for anything else. */
+export function parseImageTree(segment: string): { name: string; arch: ImageArch } | undefined {
+  const at = segment.indexOf("@");
+  const name = at < 0 ? segment : segment.slice(0, at);
+  const arch = at < 0 ? DEFAULT_IMAGE_ARCH : segment.slice(at + 1);
+  if (!isImageName(name) || !isImageArch(arch) || (at >= 0 && arch === DEFAULT_IMAGE_ARCH)) return undefined;
+  return { name, arch };
+}
+
+/** `stateDir/images/<name>` (`<name>@<arch>` for another architecture): the build's versions and its `current` link. */
+export function imageDir(stateDir: string, name: string, arch: ImageArch = DEFAULT_IMAGE_ARCH): string {
+  return join(imagesDir(stateDir), imageTree(name, arch));
+}
+
+/** `stateDir/images/<name>/<version>`: one version's files (`<name>@<arch>/<version>` for another architecture). */
+export function imageVersionDir(
+  stateDir: string,
+  name: string,
+  version: string,
+  arch: ImageArch = DEFAULT_IMAGE_ARCH,
+): string {
+  return join(imageDir(stateDir, name, arch), version);
 }
 
 /** The name of the link to an image's current version; never a version name. */
@@ -107,23 +135,32 @@ export function isVersionName(name: string): boolean {
  * an absolute or nested target is tolerated only when its last segment names a version directory
  * of this same image.
  */
-export async function currentVersion(stateDir: string, name: string): Promise<string | undefined> {
+export async function currentVersion(
+  stateDir: string,
+  name: string,
+  arch: ImageArch = DEFAULT_IMAGE_ARCH,
+): Promise<string | undefined> {
   if (!isImageName(name)) return undefined;
   let target: string;
   try {
-    target = await readlink(join(imageDir(stateDir, name), CURRENT_LINK));
+    target = await readlink(join(imageDir(stateDir, name, arch), CURRENT_LINK));
   } catch {
     return undefined;
   }
   const version = basename(target);
-  return (await hasImageVersion(stateDir, name, version)) ? version : undefined;
+  return (await hasImageVersion(stateDir, name, version, arch)) ? version : undefined;
 }
 
 /** Whether `images/<name>/<version>/` exists as a directory (names that break the rule never do). */
-export async function hasImageVersion(stateDir: string, name: string, version: string): Promise<boolean> {
+export async function hasImageVersion(
+  stateDir: string,
+  name: string,
+  version: string,
+  arch: ImageArch = DEFAULT_IMAGE_ARCH,
+): Promise<boolean> {
   if (!isImageName(name) || !isVersionName(version)) return false;
   try {
-    return (await stat(imageVersionDir(stateDir, name, version))).isDirectory();
+    return (await stat(imageVersionDir(stateDir, name, version, arch))).isDirectory();
   } catch {
     return false;
   }

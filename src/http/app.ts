@@ -8,7 +8,7 @@ import Fastify, {
 } from "fastify";
 import { createGrubConfigs } from "../boot/grub.js";
 import { renderEntryScript, renderMachineScript, ENTRY_SCRIPT_PATH, MACHINE_SCRIPT_PATH } from "../boot/ipxe.js";
-import { bootloaderDir, imagesDir, isImageName as isPlainName } from "../files/state-dir.js";
+import { bootloaderDir, imageTree, imagesDir, isImageName as isPlainName, parseImageTree } from "../files/state-dir.js";
 import type { BootResolver, BootSpec, MachineIdentity } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
 import { httpOrigin, normalizeMac, unmappedAddress } from "../config/primitives.js";
@@ -196,7 +196,12 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
           remote: request.ip,
           boot: spec.kind,
           ...(spec.kind === "image"
-            ? { profile: spec.profile, hostname: spec.hostname, image: `${spec.image}/${spec.version}` }
+            ? {
+                profile: spec.profile,
+                hostname: spec.hostname,
+                image: `${spec.image}/${spec.version}`,
+                arch: spec.arch,
+              }
             : {}),
           ...(spec.kind === "unavailable" || spec.kind === "none" ? { reason: spec.reason } : {}),
         },
@@ -281,8 +286,9 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
     file: string,
   ): Promise<void> {
     // `current` is a symlink inside images/<name>/; resolving it here, per request, is what makes
-    // `images use` take effect for the next download without a restart.
-    if (!isPlainName(image) || !(version === "current" || isPlainName(version))) {
+    // `images use` take effect for the next download without a restart. `image` is the build's
+    // tree: `debian`, or `debian@arm64` for its arm64 build (state-dir.ts imageTree).
+    if (parseImageTree(image) === undefined || !(version === "current" || isPlainName(version))) {
       await reply.code(404).type("text/plain; charset=utf-8").send("not found\n");
       return;
     }
@@ -320,7 +326,7 @@ function decisionOf(spec: BootSpec): BootDecision {
       return {
         boot: "image",
         profile: spec.profile,
-        image: `${spec.image}/${spec.version}`,
+        image: `${imageTree(spec.image, spec.arch)}/${spec.version}`,
         install: /(^|\s)centra\.api=/.test(spec.cmdline),
       };
     case "none":

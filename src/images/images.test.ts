@@ -67,3 +67,23 @@ test("bad names, an existing version and a missing source are refused with a rea
     /not a readable file/,
   );
 });
+
+test("an image's arm64 build has its own versions and current beside the x86_64 one, whose layout is unchanged", async () => {
+  const { stateDir, store, files } = setup();
+  await addImage({ stateDir, store, name: "debian", version: "12.5", files });
+  await addImage({ stateDir, store, name: "debian", version: "12.5", files, arch: "arm64" });
+  await addImage({ stateDir, store, name: "debian", version: "12.6", files, arch: "arm64" });
+  assert.equal(readlinkSync(join(stateDir, "images/debian/current")), "12.5");
+  assert.equal(readlinkSync(join(stateDir, "images/debian@arm64/current")), "12.5");
+  await useImage(stateDir, "debian", "12.6", "arm64");
+  assert.equal(readlinkSync(join(stateDir, "images/debian@arm64/current")), "12.6");
+  await assert.rejects(useImage(stateDir, "debian", "12.6"), /image debian version 12\.6/);
+  assert.deepEqual(
+    (await listImages(stateDir, store, "debian")).map((i) => `${i.arch} ${i.version} ${i.current}`),
+    ["x86_64 12.5 true", "arm64 12.5 false", "arm64 12.6 true"],
+  );
+  await removeImage(stateDir, store, "debian", "12.5", "arm64");
+  assert.deepEqual(readdirSync(join(stateDir, "images/debian@arm64")).sort(), ["12.6", "current"]);
+  assert.deepEqual(readdirSync(join(stateDir, "images/debian")).sort(), ["12.5", "current"]);
+  await assert.rejects(removeImage(stateDir, store, "debian", "12.6", "arm64"), /--arch arm64/);
+});

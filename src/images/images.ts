@@ -7,10 +7,13 @@ import { pipeline } from "node:stream/promises";
 import { CentraError, NotFoundError } from "../errors.js";
 import {
   CURRENT_LINK,
+  DEFAULT_IMAGE_ARCH,
+  type ImageArch,
   NAME_RULE,
   VERSION_RULE,
   currentVersion,
   imageDir as imageDirOf,
+  imageTree,
   imageVersionDir,
   isImageName,
   isVersionName,
@@ -21,6 +24,8 @@ import type { ImageFileRecord, ImageVersionRecord, Store } from "../store/store.
  * Netboot images on disk (PRODUCT.md §4): `stateDir/images/<name>/<version>/{kernel,initrd}` and a
  * `current` symlink per image, the seed's `nixos/24.05`, `nixos/24.11`, `latest` scheme. The files
  * are the truth for serving; the store keeps what was recorded when they were added (digests).
+ * An image has a build line per architecture (`images/<name>@arm64/…`, state-dir.ts), each with its
+ * own versions and `current`; every operation here takes the arch, x86_64 when not given.
  */
 
 export const IMAGE_FILE_ROLES = ["kernel", "initrd"] as const;
@@ -30,6 +35,8 @@ export interface AddImageOptions {
   stateDir: string;
   store: Store;
   name: string;
+  /** The build's architecture (default x86_64): the machines of that `${buildarch}` boot it. */
+  arch?: ImageArch;
   files: Record<ImageFileRole, string>;
   version?: string;
   cmdline?: string;
@@ -65,12 +72,13 @@ export async function addImage(options: AddImageOptions): Promise<ImageVersionRe
   const version = options.version ?? versionFromClock(options.now?.() ?? new Date());
   checkName("image name", options.name);
   checkName("version", version);
-  const imageDir = imageDirOf(options.stateDir, options.name);
-  const finalDir = imageVersionDir(options.stateDir, options.name, version);
+  const arch = options.arch ?? DEFAULT_IMAGE_ARCH;
+  const imageDir = imageDirOf(options.stateDir, options.name, arch);
+  const finalDir = imageVersionDir(options.stateDir, options.name, version, arch);
   if (await exists(finalDir)) {
     throw new CentraError(
       "IMAGE_EXISTS",
-      `image ${options.name} version ${version} already exists; add it under a new --version, or remove it first`,
+      `image ${describeBuild(options.name, arch)} version ${version} already exists; add it under a new --version, or remove it first`,
     );
   }
   const sizes: Record<string, number> = {};
@@ -104,55 +112,77 @@ export async function addImage(options: AddImageOptions): Promise<ImageVersionRe
   }
   const record: ImageVersionRecord = {
     name: options.name,
+    arch,
     version,
     files,
     cmdline: options.cmdline ?? "",
     addedAt: (options.now?.() ?? new Date()).toISOString(),
   };
   await options.store.images.put(record);
-  if ((await currentVersion(options.stateDir, options.name)) === undefined) {
-    await useImage(options.stateDir, options.name, version);
+  if ((await currentVersion(options.stateDir, options.name, arch)) === undefined) {
+    await useImage(options.stateDir, options.name, version, arch);
   }
   return record;
 }
 
+/** `debian` for the x86_64 build, `debian (arm64)` for another: how messages name a build line. */
+export function describeBuild(name: string, arch: ImageArch): string {
+  return arch === DEFAULT_IMAGE_ARCH ? name : `${name} (${arch})`;
+}
+
 /** Switch `current` atomically: a new symlink renamed over the old one (rename(2) is atomic). */
-export async function useImage(stateDir: string, name: string, version: string): Promise<void> {
+export async function useImage(
+  stateDir: string,
+  name: string,
+  version: string,
+  arch: ImageArch = DEFAULT_IMAGE_ARCH,
+): Promise<void> {
   checkName("image name", name);
   checkName("version", version);
-  const imageDir = imageDirOf(stateDir, name);
-  if (!(await exists(imageVersionDir(stateDir, name, version))))
-    throw new NotFoundError(`image ${name} version ${version}`);
+  const imageDir = imageDirOf(stateDir, name, arch);
+  if (!(await exists(imageVersionDir(stateDir, name, version, arch))))
+    throw new NotFoundError(`image ${describeBuild(name, arch)} version ${version}`);
   const temp = join(imageDir, `.current-${randomBytes(6).toString("hex")}`);
   await symlink(version, temp);
   await rename(temp, join(imageDir, CURRENT_LINK));
   await fsyncPath(imageDir);
 }
 
+/** Every version of every architecture (or of one image), each with whether it is its build line's `current`. */
 export async function listImages(stateDir: string, store: Store, name?: string): Promise<ImageSummary[]> {
   const records = await store.images.list(name);
   const currents = new Map<string, string | undefined>();
-  for (const r of records) if (!currents.has(r.name)) currents.set(r.name, await currentVersion(stateDir, r.name));
-  return records.map((r) => ({ ...r, current: currents.get(r.name) === r.version }));
+  for (const r of records) {
+    const key = imageTree(r.name, r.arch);
+    if (!currents.has(key)) currents.set(key, await currentVersion(stateDir, r.name, r.arch));
+  }
+  return records.map((r) => ({ ...r, current: currents.get(imageTree(r.name, r.arch)) === r.version }));
 }
 
 /** Remove a version; the current one is refused, so a serving image never disappears under a boot. */
-export async function removeImage(stateDir: string, store: Store, name: string, version: string): Promise<void> {
+export async function removeImage(
+  stateDir: string,
+  store: Store,
+  name: string,
+  version: string,
+  arch: ImageArch = DEFAULT_IMAGE_ARCH,
+): Promise<void> {
   checkName("image name", name);
   checkName("version", version);
-  if ((await currentVersion(stateDir, name)) === version) {
+  const archFlag = arch === DEFAULT_IMAGE_ARCH ? "" : ` --arch ${arch}`;
+  if ((await currentVersion(stateDir, name, arch)) === version) {
     throw new CentraError(
       "IMAGE_CURRENT",
-      `image ${name} version ${version} is current; switch with \`images use ${name} <other-version>\` before removing it`,
+      `image ${describeBuild(name, arch)} version ${version} is current; switch with \`images use ${name} <other-version>${archFlag}\` before removing it`,
     );
   }
-  const dir = imageVersionDir(stateDir, name, version);
+  const dir = imageVersionDir(stateDir, name, version, arch);
   const onDisk = await exists(dir);
-  const recorded = await store.images.remove(name, version);
-  if (!onDisk && !recorded) throw new NotFoundError(`image ${name} version ${version}`);
+  const recorded = await store.images.remove(name, version, arch);
+  if (!onDisk && !recorded) throw new NotFoundError(`image ${describeBuild(name, arch)} version ${version}`);
   // Rename first so the version vanishes at once, then delete at leisure.
   if (onDisk) {
-    const doomed = join(imageDirOf(stateDir, name), `.removing-${randomBytes(6).toString("hex")}`);
+    const doomed = join(imageDirOf(stateDir, name, arch), `.removing-${randomBytes(6).toString("hex")}`);
     await rename(dir, doomed);
     await rm(doomed, { recursive: true, force: true });
   }

@@ -5,7 +5,7 @@ import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import type { Config } from "../config/schema.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
-import { currentVersion, imageDir, imageVersionDir } from "../files/state-dir.js";
+import { currentVersion, imageDir, imageTree, imageVersionDir } from "../files/state-dir.js";
 import type { Logger } from "../log.js";
 import type { ImageVersionRecord, Store } from "../store/store.js";
 import { fsyncPath, useImage, writeWithDigest } from "./images.js";
@@ -21,7 +21,9 @@ import { fsyncPath, useImage, writeWithDigest } from "./images.js";
 export async function missingFiles(stateDir: string, record: ImageVersionRecord): Promise<string[]> {
   const missing: string[] = [];
   for (const [role, file] of Object.entries(record.files)) {
-    const found = await stat(join(imageVersionDir(stateDir, record.name, record.version), role)).catch(() => undefined);
+    const found = await stat(join(imageVersionDir(stateDir, record.name, record.version, record.arch), role)).catch(
+      () => undefined,
+    );
     if (!found?.isFile() || found.size !== file.size) missing.push(role);
   }
   return missing;
@@ -37,13 +39,13 @@ export async function fetchVersionFromPeer(
   peer: string,
   timeoutMs = 600_000,
 ): Promise<void> {
-  const parent = imageDir(stateDir, record.name);
+  const parent = imageDir(stateDir, record.name, record.arch);
   await mkdir(parent, { recursive: true });
   const temp = join(parent, `.incoming-${randomBytes(6).toString("hex")}`);
   await mkdir(temp);
   try {
     for (const [role, file] of Object.entries(record.files)) {
-      const url = `${peer.replace(/\/+$/, "")}/boot/images/${encodeURIComponent(record.name)}/${encodeURIComponent(record.version)}/${encodeURIComponent(role)}`;
+      const url = `${peer.replace(/\/+$/, "")}/boot/images/${encodeURIComponent(imageTree(record.name, record.arch))}/${encodeURIComponent(record.version)}/${encodeURIComponent(role)}`;
       const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
       if (!response.ok || !response.body) throw new Error(`${url}: HTTP ${response.status}`);
       const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
@@ -52,15 +54,15 @@ export async function fetchVersionFromPeer(
         throw new Error(`${url}: sha256 ${sha256} is not the recorded ${file.sha256}; not taken`);
     }
     await fsyncPath(temp);
-    await rename(temp, imageVersionDir(stateDir, record.name, record.version));
+    await rename(temp, imageVersionDir(stateDir, record.name, record.version, record.arch));
     await fsyncPath(parent);
   } catch (error) {
     await rm(temp, { recursive: true, force: true });
     throw error;
   }
   // The first version of an image on this host becomes current, as `images add` does.
-  if ((await currentVersion(stateDir, record.name)) === undefined)
-    await useImage(stateDir, record.name, record.version);
+  if ((await currentVersion(stateDir, record.name, record.arch)) === undefined)
+    await useImage(stateDir, record.name, record.version, record.arch);
 }
 
 /** `storage.peers`: the other servers on the shared database. */
@@ -94,10 +96,13 @@ export function createImageReplicaService(options: ImageReplicaOptions): Service
       for (const peer of peers) {
         try {
           // A partial version on disk (a file deleted by hand) is not overwritten; it stays reported.
-          const dir = imageVersionDir(stateDir, record.name, record.version);
+          const dir = imageVersionDir(stateDir, record.name, record.version, record.arch);
           if (await stat(dir).catch(() => undefined)) break;
           await fetchVersionFromPeer(stateDir, record, peer);
-          log.info({ image: record.name, version: record.version, peer }, "image version copied from a peer");
+          log.info(
+            { image: record.name, arch: record.arch, version: record.version, peer },
+            "image version copied from a peer",
+          );
           fetched = true;
           lastError = undefined;
           break;
@@ -109,7 +114,7 @@ export function createImageReplicaService(options: ImageReplicaOptions): Service
           );
         }
       }
-      if (!fetched) lacking.push(`${record.name}/${record.version} (${roles.join(", ")})`);
+      if (!fetched) lacking.push(`${imageTree(record.name, record.arch)}/${record.version} (${roles.join(", ")})`);
     }
     missing = lacking;
   };

@@ -63,8 +63,13 @@ export function findHostBusybox(): string {
  */
 export const DEFAULT_ARM64_ROOT = "/var/cache/centra-pxe/arm64/root";
 
+/** The unpacked root of Debian's arm64 packages in use: `CENTRA_PXE_ARM64_ROOT`, else the default. */
+export function arm64Root(): string {
+  return process.env.CENTRA_PXE_ARM64_ROOT || DEFAULT_ARM64_ROOT;
+}
+
 /** The ARM64 lab image's parts, from an unpacked root of Debian's arm64 packages. */
-export function findArm64Image(root = process.env.CENTRA_PXE_ARM64_ROOT || DEFAULT_ARM64_ROOT): LabImageSources {
+export function findArm64Image(root = arm64Root()): LabImageSources {
   const busybox = join(root, "bin", "busybox");
   const hint = `run scripts/bootstrap (it fetches Debian's arm64 linux-image and busybox-static into ${DEFAULT_ARM64_ROOT}), or set CENTRA_PXE_ARM64_ROOT`;
   if (!existsSync(busybox)) throw new LabImageError(`no arm64 busybox at ${busybox}: ${hint}`);

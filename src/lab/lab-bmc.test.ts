@@ -25,6 +25,8 @@ const firmware: FirmwarePaths = {
   ovmfSecureBootVarsTemplate: "/secboot-vars.fd",
   aavmfCode: "/aavmf-code.fd",
   aavmfVarsTemplate: "/aavmf-vars.fd",
+  aavmfSecureBootCode: "/aavmf-code.ms.fd",
+  aavmfSecureBootVarsTemplate: "/aavmf-vars.ms.fd",
 };
 
 test("each lab machine's BMC has its own LAN port and machine-side sockets", () => {

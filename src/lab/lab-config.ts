@@ -1,6 +1,6 @@
 import { stringify } from "yaml";
 import type { ConfigInput } from "../config/schema.js";
-import { LabFirmware, type LabMachine } from "./machines.js";
+import { isArm64, LabFirmware, type LabMachine } from "./machines.js";
 
 /**
  * The lab's network, machines and server config: the seed's network (10.0.100.0/24, server
@@ -88,6 +88,20 @@ export const ARM64_LAB_MACHINE: LabMachine = {
 };
 
 /**
+ * node11 (`lab up --arm64 --secure-boot`): an ARM64 server with Secure Boot enforced (AAVMF with
+ * Microsoft's keys), its node marked `secureBoot`: DHCP arch 11 → Debian's signed shimaa64.efi →
+ * grubnetaa64 → its profile's arm64 image (Debian's signed arm64 kernel), all over TFTP.
+ */
+export const ARM64_SECURE_BOOT_LAB_MACHINE: LabMachine = {
+  name: "node11",
+  mac: "52:54:00:12:34:70",
+  firmware: LabFirmware.Arm64SecureBoot,
+  tap: "tap-node11",
+  expect: { profile: "worker", hostname: "arm-secure-01" },
+  secureBoot: true,
+};
+
+/**
  * node08: OVMF PXE like node02, for the boot-chain fallback: its first attempt is cut off after the
  * bootloader arrived and before any script (a stall), so its next attempt gets `snponly.efi`.
  */
@@ -107,6 +121,7 @@ const FIXED_ADDRESSES: Record<string, string> = {
   "secure-worker-01": "10.0.100.71",
   "arm-worker-01": "10.0.100.72",
   "fallback-worker-01": "10.0.100.73",
+  "arm-secure-01": "10.0.100.81",
 };
 
 export interface LabConfigOptions {
@@ -142,7 +157,7 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
     };
   }
   // With an ARM64 machine, every profile boots the arm64 image there, on ARM's serial console.
-  const arm64 = options.machines.some((m) => m.firmware === LabFirmware.Arm64Pxe)
+  const arm64 = options.machines.some(isArm64)
     ? { arches: { arm64: { image: ARM64_LAB_IMAGE, console: ["ttyAMA0,115200n8"] } } }
     : {};
   return {

@@ -85,6 +85,8 @@ const firmware: FirmwarePaths = {
   ovmfSecureBootVarsTemplate: "/ms-vars.fd",
   aavmfCode: "/aavmf-code.fd",
   aavmfVarsTemplate: "/aavmf-vars.fd",
+  aavmfSecureBootCode: "/aavmf-code.ms.fd",
+  aavmfSecureBootVarsTemplate: "/aavmf-vars.ms.fd",
 };
 const paths = {
   serialLog: "/run/n.log",

@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CentraError } from "../errors.js";
 import { chooseAccelerator } from "./host.js";
-import { buildLabInitrd, findArm64Image, findHostKernel } from "./initrd.js";
+import { arm64Root, buildLabInitrd, findArm64Image, findHostKernel } from "./initrd.js";
 import {
   ARM64_LAB_IMAGE,
   LAB_BRIDGE,
@@ -19,6 +19,7 @@ import {
   LabFirmware,
   SERCON_PORT_COM1,
   findFirmware,
+  isArm64,
   machineRunPaths,
   qemuArguments,
   type Accelerator,
@@ -257,7 +258,12 @@ export async function labUp(options: LabOptions): Promise<Lab> {
       ...(bmcs ? { bmcs: Object.fromEntries(bmcs.map((b, i) => [state.machines[i]!.name, nodeBmcConfig(b)])) } : {}),
     }),
   );
-  runCli(["init", "--config", state.configFile], "installing the bootloaders");
+  // An ARM64 Secure Boot machine needs Debian's signed arm64 shim and grub, which an x86 host has
+  // only unpacked from their .debs (scripts/bootstrap), never installed.
+  const foreignRoot = options.machines.some((m) => m.firmware === LabFirmware.Arm64SecureBoot)
+    ? ["--foreign-root", arm64Root()]
+    : [];
+  runCli(["init", "--config", state.configFile, ...foreignRoot], "installing the bootloaders");
   // The admin token for the API (nodes provision); kept in the lab's state directory, removed with it.
   const adminToken = runCli(
     ["token", "create", "--name", "lab", "--config", state.configFile],
@@ -281,7 +287,7 @@ export async function labUp(options: LabOptions): Promise<Lab> {
     "adding the lab image",
   );
 
-  if (options.machines.some((m) => m.firmware === LabFirmware.Arm64Pxe)) addArm64(options, state, dirs.image, say);
+  if (options.machines.some(isArm64)) addArm64(options, state, dirs.image, say);
 
   const accelerator = options.accelerator ?? (await chooseAccelerator(image, join(stateDir, "kvm-probe.log")));
   state.accelerator = accelerator;
@@ -392,9 +398,10 @@ export async function labUp(options: LabOptions): Promise<Lab> {
 }
 
 /**
- * What ARM64 machines boot: Debian's arm64 kernel with the lab initrd built from its modules and
- * busybox (findArm64Image), as image ARM64_LAB_IMAGE, and our ipxe-arm64.efi (Debian ships no ARM
- * iPXE), cross-built from source by `ipxe build` with its embedded script chaining to this server.
+ * What ARM64 machines boot: Debian's arm64 kernel (signed, so Secure Boot machines run it too) with
+ * the lab initrd built from its modules and busybox (findArm64Image), as the arm64 build of image
+ * ARM64_LAB_IMAGE, and, for those that PXE boot iPXE, our ipxe-arm64.efi (Debian ships no ARM iPXE),
+ * cross-built from source by `ipxe build` with its embedded script chaining to this server.
  */
 function addArm64(options: LabOptions, state: LabState, imageDir: string, say: (line: string) => void): void {
   const sources = findArm64Image();
@@ -414,9 +421,12 @@ function addArm64(options: LabOptions, state: LabState, imageDir: string, say: (
       image.initrd,
       "--version",
       `lab-${sources.kernelVersion}`,
+      "--arch",
+      "arm64",
     ],
     "adding the arm64 lab image",
   );
+  if (!options.machines.some((m) => m.firmware === LabFirmware.Arm64Pxe)) return;
   const source = options.ipxeSource ?? process.env.CENTRA_PXE_IPXE_SOURCE;
   if (!source)
     throw new LabError("ARM64 machines need ipxe-arm64.efi built from iPXE's source: set CENTRA_PXE_IPXE_SOURCE");

@@ -24,11 +24,22 @@ export enum LabFirmware {
    * arch 11 → ipxe-arm64.efi over TFTP → iPXE → the arm64 image. Always emulated (TCG) on an x86 host.
    */
   Arm64Pxe = "arm64-uefi-pxe",
+  /**
+   * An ARM64 server with Secure Boot enforced and Microsoft's keys enrolled (Debian's
+   * `AAVMF_VARS.ms.fd`): DHCP arch 11 → Debian's signed shimaa64 → grubnetaa64 → the signed arm64
+   * kernel, all over TFTP, for a node marked `secureBoot`.
+   */
+  Arm64SecureBoot = "arm64-uefi-secure-boot",
+}
+
+/** An ARM64 machine (`qemu-system-aarch64 -M virt`, AAVMF), with or without Secure Boot. */
+export function isArm64(machine: Pick<LabMachine, "firmware">): boolean {
+  return machine.firmware === LabFirmware.Arm64Pxe || machine.firmware === LabFirmware.Arm64SecureBoot;
 }
 
 /** The QEMU that runs `machine`. */
 export function qemuBinaryOf(machine: LabMachine): string {
-  return machine.firmware === LabFirmware.Arm64Pxe ? "qemu-system-aarch64" : "qemu-system-x86_64";
+  return isArm64(machine) ? "qemu-system-aarch64" : "qemu-system-x86_64";
 }
 
 export interface LabMachine {
@@ -63,6 +74,12 @@ export interface FirmwarePaths {
   /** qemu-efi-aarch64: EDK2 for ARM `virt` machines, code and variable template. */
   aavmfCode: string;
   aavmfVarsTemplate: string;
+  /**
+   * qemu-efi-aarch64: the code for Secure Boot (Debian's `AAVMF_CODE.ms.fd`, the same build: ARM's
+   * `virt` has no SMM to guard the variables) and variables with Microsoft's keys and Secure Boot on.
+   */
+  aavmfSecureBootCode: string;
+  aavmfSecureBootVarsTemplate: string;
 }
 
 export function findFirmware(): FirmwarePaths {
@@ -75,12 +92,15 @@ export function findFirmware(): FirmwarePaths {
     ovmfSecureBootVarsTemplate: first("/usr/share/OVMF/OVMF_VARS_4M.ms.fd"),
     aavmfCode: first("/usr/share/AAVMF/AAVMF_CODE.fd"),
     aavmfVarsTemplate: first("/usr/share/AAVMF/AAVMF_VARS.fd"),
+    aavmfSecureBootCode: first("/usr/share/AAVMF/AAVMF_CODE.ms.fd"),
+    aavmfSecureBootVarsTemplate: first("/usr/share/AAVMF/AAVMF_VARS.ms.fd"),
   };
 }
 
 /** The template a machine's own UEFI variable store is copied from. */
 export function varsTemplateOf(machine: LabMachine, firmware: FirmwarePaths): string {
   if (machine.firmware === LabFirmware.Arm64Pxe) return firmware.aavmfVarsTemplate;
+  if (machine.firmware === LabFirmware.Arm64SecureBoot) return firmware.aavmfSecureBootVarsTemplate;
   return machine.firmware === LabFirmware.UefiSecureBoot
     ? firmware.ovmfSecureBootVarsTemplate
     : firmware.ovmfVarsTemplate;
@@ -138,7 +158,7 @@ export function qemuArguments(
   memoryMiB = 512,
   bmc?: BmcWiring,
 ): string[] {
-  if (machine.firmware === LabFirmware.Arm64Pxe) return arm64Arguments(machine, firmware, paths, memoryMiB);
+  if (isArm64(machine)) return arm64Arguments(machine, firmware, paths, memoryMiB);
   const uefi = machine.firmware !== LabFirmware.BiosIpxeRom;
   const secureBoot = machine.firmware === LabFirmware.UefiSecureBoot;
   // Without a BMC the lab only ever netboots; with one, the NIC leads the boot order only when the
@@ -299,7 +319,7 @@ function arm64Arguments(
     paths.pidFile,
     "-no-reboot",
     "-drive",
-    `if=pflash,format=raw,unit=0,readonly=on,file=${firmware.aavmfCode}`,
+    `if=pflash,format=raw,unit=0,readonly=on,file=${machine.firmware === LabFirmware.Arm64SecureBoot ? firmware.aavmfSecureBootCode : firmware.aavmfCode}`,
     "-drive",
     `if=pflash,format=raw,unit=1,file=${paths.ovmfVars}`,
     "-netdev",

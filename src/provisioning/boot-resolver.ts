@@ -46,6 +46,7 @@ const WITHHELD_ARGUMENT = "centra.token-withheld";
 export function createLifecycleResolver(options: LifecycleResolverOptions): BootResolver {
   const { core, lifecycle, sightings, base, images } = options;
   const withheldNoticeAt = new Map<string, number>();
+  const missingBuildNoticeAt = new Map<string, number>();
 
   const resolver: BootResolver = {
     async resolve(machine: MachineIdentity, context: ResolveContext): Promise<BootSpec> {
@@ -77,6 +78,8 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
       const { plan, effects } = decideBoot(facts);
 
       const token = await apply(effects, machine, node, context);
+      if (node && image?.kind === "unavailable" && image.missingBuild && !probe)
+        await noticeMissingBuild(node, image.missingBuild, image.reason);
       if (effects.token && token === undefined) return resolver.resolve(machine, context); // the state moved meanwhile: decide again
 
       switch (plan.boot) {
@@ -156,6 +159,30 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
       nodeId: node.id,
       kind: "token-withheld",
       details: { reason: why, remote: context.remote ?? null, expected },
+    });
+  }
+
+  /**
+   * A node whose image has no build for its architecture: the script tells the machine, and the
+   * node's events (its timeline) tell the operator, at most once a minute while it keeps asking.
+   */
+  async function noticeMissingBuild(
+    node: NodeRecord,
+    missing: NonNullable<UnavailableBoot["missingBuild"]>,
+    reason: string,
+  ): Promise<void> {
+    const now = core.now().getTime();
+    const last = missingBuildNoticeAt.get(node.id);
+    if (last !== undefined && now - last < WITHHELD_NOTICE_INTERVAL_MS) return;
+    missingBuildNoticeAt.set(node.id, now);
+    core.logger.warn(
+      { nodeId: node.id, image: missing.image, arch: missing.arch, buildarch: missing.buildarch },
+      reason,
+    );
+    await core.record({
+      nodeId: node.id,
+      kind: "image-build-missing",
+      details: { image: missing.image, arch: missing.arch ?? null, buildarch: missing.buildarch, reason },
     });
   }
 

@@ -4,6 +4,7 @@ import { createFileImageCatalog, type ImageCatalog } from "../boot/image-catalog
 import { createDefaultResolver } from "../boot/resolver.js";
 import type { BootResolver } from "../boot/spec.js";
 import type { Config } from "../config/schema.js";
+import type { ImageArch } from "../files/state-dir.js";
 import type { Logger } from "../log.js";
 import type { Service } from "../contracts/service.js";
 import type { NodeEvent, Store } from "../store/store.js";
@@ -97,8 +98,8 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     core,
     options.sightingBatchMs !== undefined ? { batchMs: options.sightingBatchMs } : {},
   );
-  const recordedCmdline = async (image: string, version: string) =>
-    (await options.store.images.get(image, version))?.cmdline;
+  const recordedCmdline = async (image: string, version: string, arch: ImageArch) =>
+    (await options.store.images.get(image, version, arch))?.cmdline;
   const images = options.images ?? ((config: Config) => createFileImageCatalog(config.stateDir, recordedCmdline));
   const attempts = new BootAttempts(core);
   const lifecycleResolver = createLifecycleResolver({

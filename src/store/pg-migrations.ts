@@ -129,6 +129,16 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
     // As SQLite's migration 5: NodeBmc as JSON (address, user, the password as a file path or sealed).
     sql: `ALTER TABLE nodes ADD COLUMN bmc jsonb;`,
   },
+  {
+    version: 4,
+    name: "images per architecture",
+    // As SQLite's migration 6: every version made before is x86_64's, where its files already are.
+    sql: `
+      ALTER TABLE image_versions ADD COLUMN arch text NOT NULL DEFAULT 'x86_64';
+      ALTER TABLE image_versions DROP CONSTRAINT image_versions_pkey;
+      ALTER TABLE image_versions ADD PRIMARY KEY (name, arch, version);
+    `,
+  },
 ];
 
 /** The newest schema version this program knows. */

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import pg from "pg";
 import type { PostgresStorageConfig } from "../config/schema.js";
+import { DEFAULT_IMAGE_ARCH, type ImageArch } from "../files/state-dir.js";
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from "./pg-migrations.js";
 import {
   NodeConflict,
@@ -447,17 +448,21 @@ class PgImageRepository implements ImageRepository {
 
   async put(record: ImageVersionRecord): Promise<void> {
     await this.db.query(
-      `INSERT INTO image_versions (name, version, files, cmdline, added_at) VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (name, version) DO UPDATE SET files = excluded.files, cmdline = excluded.cmdline, added_at = excluded.added_at`,
-      [record.name, record.version, JSON.stringify(record.files), record.cmdline, record.addedAt],
+      `INSERT INTO image_versions (name, version, files, cmdline, added_at, arch) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (name, arch, version) DO UPDATE SET files = excluded.files, cmdline = excluded.cmdline, added_at = excluded.added_at`,
+      [record.name, record.version, JSON.stringify(record.files), record.cmdline, record.addedAt, record.arch],
     );
   }
 
-  async get(name: string, version: string): Promise<ImageVersionRecord | undefined> {
-    const { rows } = await this.db.query<ImageRow>(`SELECT * FROM image_versions WHERE name = $1 AND version = $2`, [
-      name,
-      version,
-    ]);
+  async get(
+    name: string,
+    version: string,
+    arch: ImageArch = DEFAULT_IMAGE_ARCH,
+  ): Promise<ImageVersionRecord | undefined> {
+    const { rows } = await this.db.query<ImageRow>(
+      `SELECT * FROM image_versions WHERE name = $1 AND version = $2 AND arch = $3`,
+      [name, version, arch],
+    );
     return rows[0] && imageFromRow(rows[0]);
   }
 
@@ -469,8 +474,12 @@ class PgImageRepository implements ImageRepository {
     return rows.map(imageFromRow);
   }
 
-  async remove(name: string, version: string): Promise<boolean> {
-    const result = await this.db.query(`DELETE FROM image_versions WHERE name = $1 AND version = $2`, [name, version]);
+  async remove(name: string, version: string, arch: ImageArch = DEFAULT_IMAGE_ARCH): Promise<boolean> {
+    const result = await this.db.query(`DELETE FROM image_versions WHERE name = $1 AND version = $2 AND arch = $3`, [
+      name,
+      version,
+      arch,
+    ]);
     return (result.rowCount ?? 0) > 0;
   }
 }

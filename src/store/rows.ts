@@ -1,4 +1,5 @@
 import type { Role } from "../config/roles.js";
+import { DEFAULT_IMAGE_ARCH, isImageArch } from "../files/image-arch.js";
 import type { ApiTokenRecord, AuditOutcome, AuditRecord, CallbackTokenRecord, ImageVersionRecord } from "./store.js";
 
 /**
@@ -8,6 +9,7 @@ import type { ApiTokenRecord, AuditOutcome, AuditRecord, CallbackTokenRecord, Im
 
 export interface ImageRow {
   name: string;
+  arch: string;
   version: string;
   files: string;
   cmdline: string;
@@ -17,6 +19,7 @@ export interface ImageRow {
 export function imageFromRow(row: ImageRow): ImageVersionRecord {
   return {
     name: row.name,
+    arch: isImageArch(row.arch) ? row.arch : DEFAULT_IMAGE_ARCH,
     version: row.version,
     files: JSON.parse(row.files) as ImageVersionRecord["files"],
     cmdline: row.cmdline,

@@ -8,7 +8,14 @@ import { openSqliteStore } from "./sqlite-store.js";
 test("sqlite: data survives closing and reopening the file", async () => {
   const file = join(mkdtempSync(join(tmpdir(), "store-")), "centra-pxe.db");
   const first = openSqliteStore(file);
-  await first.images.put({ name: "nixos", version: "1", files: {}, cmdline: "", addedAt: "2026-11-25T00:00:00.000Z" });
+  await first.images.put({
+    name: "nixos",
+    arch: "x86_64",
+    version: "1",
+    files: {},
+    cmdline: "",
+    addedAt: "2026-11-25T00:00:00.000Z",
+  });
   await first.close();
   const second = openSqliteStore(file);
   assert.equal((await second.images.list()).length, 1);
@@ -64,7 +71,14 @@ test("sqlite read-only: a missing file is refused and not created; the open file
   const reader = openSqliteStore(file, { readonly: true });
   assert.deepEqual(await reader.nodes.list(), []);
   await assert.rejects(
-    reader.images.put({ name: "nixos", version: "1", files: {}, cmdline: "", addedAt: "2026-11-25T00:00:00.000Z" }),
+    reader.images.put({
+      name: "nixos",
+      arch: "x86_64",
+      version: "1",
+      files: {},
+      cmdline: "",
+      addedAt: "2026-11-25T00:00:00.000Z",
+    }),
     /readonly database/,
   );
   await reader.close();
@@ -79,4 +93,36 @@ test("sqlite read-only: a file older than this program is refused with what to d
   const check = new Database(file, { readonly: true });
   assert.equal(check.pragma("user_version", { simple: true }), 1);
   check.close();
+});
+
+test("sqlite: image versions recorded before images had an architecture become x86_64's, where their files are", async () => {
+  const file = join(mkdtempSync(join(tmpdir(), "store-")), "centra-pxe.db");
+  // The image_versions table as schema 5 left it (the migration before arches touches nothing else).
+  const old = new Database(file);
+  old.exec(`
+    CREATE TABLE image_versions (
+      name TEXT NOT NULL, version TEXT NOT NULL, files TEXT NOT NULL, cmdline TEXT NOT NULL DEFAULT '',
+      added_at TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (name, version)
+    );
+    INSERT INTO image_versions VALUES ('nixos', '24.05', '{}', 'quiet', '2026-11-25T00:00:00.000Z', 1);
+    PRAGMA user_version = 5;
+  `);
+  old.close();
+  const store = openSqliteStore(file);
+  try {
+    assert.deepEqual(await store.images.list(), [
+      {
+        name: "nixos",
+        arch: "x86_64",
+        version: "24.05",
+        files: {},
+        cmdline: "quiet",
+        addedAt: "2026-11-25T00:00:00.000Z",
+      },
+    ]);
+    await store.images.put({ name: "nixos", arch: "arm64", version: "24.05", files: {}, cmdline: "", addedAt: "x" });
+    assert.equal((await store.images.list("nixos")).length, 2, "the same version on another arch is another record");
+  } finally {
+    await store.close();
+  }
 });

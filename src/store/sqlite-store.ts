@@ -1,4 +1,5 @@
 import Database from "better-sqlite3";
+import { DEFAULT_IMAGE_ARCH, type ImageArch } from "../files/state-dir.js";
 import {
   NodeConflict,
   type NodeBmc,
@@ -147,6 +148,26 @@ const MIGRATIONS: readonly ((db: Db) => void)[] = [
     `),
   // Issue 13: the node's BMC as JSON (NodeBmc: address, user, the password as a file path or sealed).
   (db) => db.exec(`ALTER TABLE nodes ADD COLUMN bmc TEXT;`),
+  // Images per architecture (PRODUCT.md §4): one name holds a build line per arch, each with its
+  // own versions, so the key gains `arch`. SQLite cannot change a primary key in place: the table
+  // is rebuilt, every version made before becoming x86_64's (where its files already are).
+  (db) =>
+    db.exec(`
+      CREATE TABLE image_versions_by_arch (
+        name     TEXT NOT NULL,
+        arch     TEXT NOT NULL DEFAULT 'x86_64',
+        version  TEXT NOT NULL,
+        files    TEXT NOT NULL,  -- JSON: role → { size, sha256 }
+        cmdline  TEXT NOT NULL DEFAULT '',
+        added_at TEXT NOT NULL,
+        seq      INTEGER NOT NULL,
+        PRIMARY KEY (name, arch, version)
+      );
+      INSERT INTO image_versions_by_arch (name, version, files, cmdline, added_at, seq)
+        SELECT name, version, files, cmdline, added_at, seq FROM image_versions;
+      DROP TABLE image_versions;
+      ALTER TABLE image_versions_by_arch RENAME TO image_versions;
+    `),
 ];
 
 export interface SqliteStore extends Store {
@@ -272,16 +293,22 @@ class SqliteImageRepository implements ImageRepository {
 
   async put(record: ImageVersionRecord): Promise<void> {
     this.sql(
-      `INSERT INTO image_versions (name, version, files, cmdline, added_at, seq)
-         VALUES (@name, @version, @files, @cmdline, @addedAt, (SELECT COALESCE(MAX(seq), 0) + 1 FROM image_versions))
-         ON CONFLICT (name, version) DO UPDATE SET files = excluded.files, cmdline = excluded.cmdline, added_at = excluded.added_at`,
+      `INSERT INTO image_versions (name, arch, version, files, cmdline, added_at, seq)
+         VALUES (@name, @arch, @version, @files, @cmdline, @addedAt, (SELECT COALESCE(MAX(seq), 0) + 1 FROM image_versions))
+         ON CONFLICT (name, arch, version) DO UPDATE SET files = excluded.files, cmdline = excluded.cmdline, added_at = excluded.added_at`,
     ).run({ ...record, files: JSON.stringify(record.files) });
   }
 
-  async get(name: string, version: string): Promise<ImageVersionRecord | undefined> {
-    const row = this.sql(`SELECT * FROM image_versions WHERE name = ? AND version = ?`).get(name, version) as
-      | ImageRow
-      | undefined;
+  async get(
+    name: string,
+    version: string,
+    arch: ImageArch = DEFAULT_IMAGE_ARCH,
+  ): Promise<ImageVersionRecord | undefined> {
+    const row = this.sql(`SELECT * FROM image_versions WHERE name = ? AND version = ? AND arch = ?`).get(
+      name,
+      version,
+      arch,
+    ) as ImageRow | undefined;
     return row && imageFromRow(row);
   }
 
@@ -294,8 +321,11 @@ class SqliteImageRepository implements ImageRepository {
     return rows.map(imageFromRow);
   }
 
-  async remove(name: string, version: string): Promise<boolean> {
-    return this.sql(`DELETE FROM image_versions WHERE name = ? AND version = ?`).run(name, version).changes > 0;
+  async remove(name: string, version: string, arch: ImageArch = DEFAULT_IMAGE_ARCH): Promise<boolean> {
+    return (
+      this.sql(`DELETE FROM image_versions WHERE name = ? AND version = ? AND arch = ?`).run(name, version, arch)
+        .changes > 0
+    );
   }
 }
 

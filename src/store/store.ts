@@ -1,4 +1,5 @@
 import type { Role } from "../config/roles.js";
+import type { ImageArch } from "../files/image-arch.js";
 import type { NodeState } from "../lifecycle/lifecycle.js";
 
 /**
@@ -51,6 +52,8 @@ export interface ImageFileRecord {
 
 export interface ImageVersionRecord {
   name: string;
+  /** The build line the version belongs to (src/files/state-dir.ts): its own versions and `current`. */
+  arch: ImageArch;
   version: string;
   /** Role (`kernel`, `initrd`) → the file's size and digest. */
   files: Record<string, ImageFileRecord>;
@@ -61,11 +64,12 @@ export interface ImageVersionRecord {
 
 export interface ImageRepository {
   put(record: ImageVersionRecord): Promise<void>;
-  get(name: string, version: string): Promise<ImageVersionRecord | undefined>;
-  /** All versions, by name then by the order they were added. */
+  /** `arch` defaults to x86_64 (DEFAULT_IMAGE_ARCH), the architecture of every image made before arches. */
+  get(name: string, version: string, arch?: ImageArch): Promise<ImageVersionRecord | undefined>;
+  /** All versions of every architecture, by name then by the order they were added. */
   list(name?: string): Promise<ImageVersionRecord[]>;
   /** Returns whether a record was removed. */
-  remove(name: string, version: string): Promise<boolean>;
+  remove(name: string, version: string, arch?: ImageArch): Promise<boolean>;
 }
 
 // The states belong to the lifecycle; re-exported so readers of the store's types find them here.

@@ -43,6 +43,7 @@ before(async () => {
   store = openSqliteStore(join(stateDir, "centra-pxe.db"));
   await store.images.put({
     name: "nixos",
+    arch: "x86_64",
     version: "24.11",
     files: {},
     cmdline: "init=/nix/store/x/init",

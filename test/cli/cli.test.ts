@@ -209,6 +209,47 @@ describe("--json on every command whose output is data", () => {
   });
 });
 
+describe("images per architecture", () => {
+  const stateDir = join(root, "state-arch");
+
+  test("images add --arch arm64 keeps its own versions and current; list shows the arch; use and remove take --arch", async () => {
+    const env = { CENTRA_PXE_STATE_DIR: stateDir };
+    assert.equal((await cli(["init", "--state-dir", stateDir, "--bootloaders", bootloaders])).code, 0);
+    const add = (version: string, ...arch: string[]) =>
+      cli(["images", "add", "debian", "--kernel", kernel, "--initrd", initrd, "--version", version, ...arch], env);
+    assert.equal((await add("12.5")).code, 0);
+    const arm = await add("12.5", "--arch", "arm64");
+    assert.equal(arm.code, 0, arm.stderr);
+    assert.match(arm.stdout, /^added debian \(arm64\) 12\.5$/m);
+    assert.equal((await add("12.6", "--arch", "arm64")).code, 0);
+    assert.ok(existsSync(join(stateDir, "images", "debian", "12.5", "kernel")), "x86_64 keeps images/NAME/");
+    assert.ok(existsSync(join(stateDir, "images", "debian@arm64", "12.6", "kernel")));
+
+    const used = await cli(["images", "use", "debian", "12.6", "--arch", "arm64"], env);
+    assert.equal(used.code, 0, used.stderr);
+    assert.equal(used.stdout, "debian (arm64) current is now 12.6\n");
+    const listed = await cli(["images", "list", "debian"], env);
+    assert.deepEqual(
+      listed.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split(/\s+/).slice(0, 4).join(" ")),
+      ["* debian x86_64 12.5", " debian arm64 12.5", "* debian arm64 12.6"],
+    );
+    // The x86_64 line has no 12.6: --arch is not guessed.
+    const wrongLine = await cli(["images", "use", "debian", "12.6"], env);
+    assert.equal(wrongLine.code, 1);
+    assert.match(wrongLine.stderr, /debian version 12\.6/);
+    const removed = await cli(["images", "remove", "debian", "12.5", "--arch", "arm64"], env);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.ok(!existsSync(join(stateDir, "images", "debian@arm64", "12.5")));
+    assert.ok(existsSync(join(stateDir, "images", "debian", "12.5")), "the x86_64 12.5 stays");
+    const bad = await add("1", "--arch", "riscv64");
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /x86_64, arm64, arm32/);
+  });
+});
+
 describe("against a running server, found from --config", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "cli-server-"));
   let server: ApiServer | undefined;

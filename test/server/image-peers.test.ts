@@ -98,6 +98,15 @@ test("a server without a registered version's files says so, then copies them fr
       version: "24.11",
       files: { kernel: join(source, "kernel"), initrd: join(source, "initrd") },
     });
+    // Its arm64 build (swapped files, so a mix-up shows): a build line of its own, copied the same way.
+    await addImage({
+      stateDir: a.stateDir,
+      store,
+      name: "nixos",
+      arch: "arm64",
+      version: "a1",
+      files: { kernel: join(source, "initrd"), initrd: join(source, "kernel") },
+    });
   } finally {
     await store.close();
   }
@@ -113,6 +122,7 @@ test("a server without a registered version's files says so, then copies them fr
     });
     assert.equal(refused.status, 503);
     assert.match(refused.body.parts.images!.detail!, /nixos\/24\.11 \(kernel, initrd\)/);
+    assert.match(refused.body.parts.images!.detail!, /nixos@arm64\/a1 \(kernel, initrd\)/);
     const notServed = await fetch(`http://127.0.0.1:${portB}/boot/images/nixos/24.11/kernel`);
     assert.equal(notServed.status, 404, "unverified bytes are never served");
   } finally {
@@ -130,4 +140,7 @@ test("a server without a registered version's files says so, then copies them fr
     assert.equal(response.status, 200);
     assert.ok(Buffer.from(await response.arrayBuffer()).equals(bytes), `${role} as added on server A`);
   }
+  const arm = await fetch(`http://127.0.0.1:${portC}/boot/images/nixos@arm64/current/kernel`);
+  assert.equal(arm.status, 200);
+  assert.ok(Buffer.from(await arm.arrayBuffer()).equals(initrd), "the arm64 build's kernel, as added on server A");
 });

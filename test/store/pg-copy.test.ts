@@ -45,6 +45,7 @@ test("db copy moves a site from SQLite to PostgreSQL without losing a row, ids a
   const at = (n: number) => `2026-11-25T00:00:${String(n).padStart(2, "0")}.000Z`;
   await sqlite.images.put({
     name: "nixos",
+    arch: "x86_64",
     version: "24.11",
     files: { kernel: { size: 3, sha256: "ab".repeat(32) } },
     cmdline: "quiet",

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import type { ImageArch } from "../../src/files/state-dir.js";
 import {
   type AuditFilter,
   type AuditRecord,
@@ -23,8 +24,9 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
       }
     });
 
-  const image = (version: string, sha = "ab".repeat(32)) => ({
+  const image = (version: string, sha = "ab".repeat(32), arch: ImageArch = "x86_64") => ({
     name: "nixos",
+    arch,
     version,
     files: { kernel: { size: 10, sha256: sha }, initrd: { size: 20, sha256: sha } },
     cmdline: "quiet",
@@ -60,6 +62,20 @@ export function storeContract(name: string, openEmpty: () => Promise<Store>): vo
     await store.images.put(image("24.05", "ff".repeat(32)));
     assert.equal((await store.images.get("nixos", "24.05"))?.files.kernel?.sha256, "ff".repeat(32));
     assert.equal((await store.images.list()).length, 1);
+  });
+
+  withStore("an image's builds of several architectures keep their own versions", async (store) => {
+    await store.images.put(image("24.05", "00".repeat(32)));
+    await store.images.put(image("24.05", "ff".repeat(32), "arm64"));
+    assert.equal((await store.images.get("nixos", "24.05"))?.files.kernel?.sha256, "00".repeat(32));
+    assert.deepEqual(await store.images.get("nixos", "24.05", "arm64"), image("24.05", "ff".repeat(32), "arm64"));
+    assert.deepEqual(
+      (await store.images.list("nixos")).map((r) => `${r.arch}/${r.version}`),
+      ["x86_64/24.05", "arm64/24.05"],
+    );
+    assert.equal(await store.images.remove("nixos", "24.05", "arm64"), true);
+    assert.equal(await store.images.get("nixos", "24.05", "arm64"), undefined);
+    assert.ok(await store.images.get("nixos", "24.05"));
   });
 
   withStore("remove says whether something was removed", async (store) => {

@@ -5,6 +5,8 @@ import { can } from "../session.js";
 
 interface ImageVersion {
   name: string;
+  /** The build line (x86_64, arm64, arm32): each has its own versions and current. */
+  arch: string;
   version: string;
   files: Record<string, { size: number; sha256: string }>;
   cmdline: string;
@@ -19,16 +21,22 @@ export function ImagesPage() {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Error | undefined>();
   const maySwitch = can(identity, "images");
+  // One table per image and architecture: `current` is per build line, so is the switch.
+  const buildOf = (image: ImageVersion) => (image.arch === "x86_64" ? image.name : `${image.name} (${image.arch})`);
   const byName = new Map<string, ImageVersion[]>();
-  for (const image of images.data?.images ?? []) byName.set(image.name, [...(byName.get(image.name) ?? []), image]);
+  for (const image of images.data?.images ?? [])
+    byName.set(buildOf(image), [...(byName.get(buildOf(image)) ?? []), image]);
 
   const confirm = async () => {
     if (!pending) return;
     setBusy(true);
     setError(undefined);
     try {
-      await client.send("PUT", `/images/${encodeURIComponent(pending.name)}/current`, { version: pending.version });
-      announce(`${pending.name} now boots version ${pending.version}`);
+      await client.send("PUT", `/images/${encodeURIComponent(pending.name)}/current`, {
+        version: pending.version,
+        arch: pending.arch,
+      });
+      announce(`${buildOf(pending)} now boots version ${pending.version}`);
       images.reload();
     } catch (e) {
       setError(e instanceof Error ? e : new Error(String(e)));
@@ -47,8 +55,8 @@ export function ImagesPage() {
         <p class="muted">No image installed (centra-pxe images add NAME --kernel F --initrd F).</p>
       )}
       {[...byName].map(([name, versions]) => (
-        <section key={name} aria-labelledby={`image-${name}`}>
-          <h2 id={`image-${name}`}>{name}</h2>
+        <section key={name} aria-labelledby={`image-${name.replace(/\W+/g, "-")}`}>
+          <h2 id={`image-${name.replace(/\W+/g, "-")}`}>{name}</h2>
           <div class="table-wrap">
             <table>
               <caption class="visually-hidden">Versions of {name}, oldest first</caption>
@@ -92,13 +100,16 @@ export function ImagesPage() {
       ))}
       <ConfirmDialog
         open={pending !== undefined}
-        title={pending ? `Boot ${pending.name} ${pending.version}?` : ""}
+        title={pending ? `Boot ${buildOf(pending)} ${pending.version}?` : ""}
         confirmLabel="Make current"
         busy={busy}
         onConfirm={confirm}
         onCancel={() => setPending(undefined)}
       >
-        <p>Every machine that boots {pending?.name} from now on gets this version, unless its node pins another.</p>
+        <p>
+          Every {pending?.arch} machine that boots {pending?.name} from now on gets this version, unless its node pins
+          another.
+        </p>
       </ConfirmDialog>
     </>
   );
