@@ -133,6 +133,7 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
             client: unmappedAddress(request.ip),
             path: (request.raw.url ?? "").split("?")[0]!,
             kind,
+            scheme: request.protocol === "https" ? "https" : "http",
             method: request.method,
             status: reply.raw.statusCode,
             // Cut short: what left the socket (headers included; close enough to say how far it got).
