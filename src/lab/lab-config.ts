@@ -1,4 +1,5 @@
 import { stringify } from "yaml";
+import type { LocalBootMethod } from "../boot/boot-chain.js";
 import type { ConfigInput } from "../config/schema.js";
 import { LabFirmware, type LabMachine } from "./machines.js";
 
@@ -124,6 +125,8 @@ export interface LabConfigOptions {
   bmcs?: Record<string, LabNodeBmc>;
   /** `lab up --https`: the files `centra-pxe tls init` made for the server (`http.tls`). */
   https?: LabTlsFiles;
+  /** Every profile's `localBoot` (the e2e test of `http-404`); default: the platform's. */
+  localBoot?: LocalBootMethod;
 }
 
 /** The lab's CA and server certificate, as `centra-pxe tls init` writes them. */
@@ -154,6 +157,7 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
   const arm64 = options.machines.some((m) => m.firmware === LabFirmware.Arm64Pxe)
     ? { arches: { arm64: { image: ARM64_LAB_IMAGE, console: ["ttyAMA0,115200n8"] } } }
     : {};
+  const localBoot = options.localBoot !== undefined ? { localBoot: options.localBoot } : {};
   return {
     interface: LAB_BRIDGE,
     serverAddress: LAB_SERVER_ADDRESS,
@@ -193,9 +197,9 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
         }
       : {}),
     profiles: {
-      "control-plane": { image: "nixos", cmdline: "", ...arm64 },
-      worker: { image: "nixos", cmdline: "", ...arm64 },
-      "all-in-one": { image: "nixos", cmdline: "", ...arm64 },
+      "control-plane": { image: "nixos", cmdline: "", ...arm64, ...localBoot },
+      worker: { image: "nixos", cmdline: "", ...arm64, ...localBoot },
+      "all-in-one": { image: "nixos", cmdline: "", ...arm64, ...localBoot },
     },
     nodes,
   };

@@ -2,6 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { LocalBootMethod } from "../boot/boot-chain.js";
 import { CentraError } from "../errors.js";
 import { bootloaderDir } from "../files/state-dir.js";
 import { chooseAccelerator } from "./host.js";
@@ -103,6 +104,8 @@ export interface LabOptions {
    * the CA handed to OVMF through fw_cfg). Needs the iPXE source, as ARM64 machines do.
    */
   https?: boolean;
+  /** Every profile's `localBoot` in the server's config (default: the platform's way). */
+  localBoot?: LocalBootMethod;
   say?: (line: string) => void;
 }
 
@@ -292,6 +295,7 @@ export async function labUp(options: LabOptions): Promise<Lab> {
       ...(options.attemptWindow !== undefined ? { attemptWindow: options.attemptWindow } : {}),
       ...(bmcs ? { bmcs: Object.fromEntries(bmcs.map((b, i) => [state.machines[i]!.name, nodeBmcConfig(b)])) } : {}),
       ...(state.https ? { https: state.https } : {}),
+      ...(options.localBoot !== undefined ? { localBoot: options.localBoot } : {}),
     }),
   );
   runCli(["init", "--config", state.configFile], "installing the bootloaders");

@@ -15,7 +15,9 @@ import {
   labApi,
   type LabRun,
   stepWords,
+  watchUntil,
 } from "./lab-harness.js";
+import { bootMachineAgain, labNodes, machineSerialTail, stopMachine } from "../../src/lab/lab.js";
 import type { BootAttemptView } from "../../src/timeline/attempt.js";
 
 /**
@@ -49,6 +51,8 @@ test("lab up --https: SeaBIOS with our iPXE ROM and OVMF HTTP boot with our CA b
     https: true,
     ipxeSource: IPXE_SOURCE,
     ipxeCacheDir: IPXE_CACHE,
+    // Their next boots, once installed, show `localBoot: http-404` on both firmware paths.
+    localBoot: "http-404",
   });
   if (!run) return;
   assert.ok(run.state.https, "the lab recorded its TLS files");
@@ -64,13 +68,40 @@ test("lab up --https: SeaBIOS with our iPXE ROM and OVMF HTTP boot with our CA b
   const uefiSerial = plainText(readFileSync(uefi.machine.serialLog, "latin1"));
   assert.match(
     uefiSerial,
-    new RegExp(`URI: https://${LAB_SERVER_ADDRESS.replace(/\./g, "\\.")}/boot/ipxe/ipxe\\.efi`),
+    // Its own URL (localBoot: http-404), which serves ipxe.efi while it is being installed.
+    new RegExp(
+      `URI: https://${LAB_SERVER_ADDRESS.replace(/\./g, "\\.")}/boot/ipxe/machine/52-54-00-12-34-61/ipxe\\.efi`,
+    ),
     failureReport(uefi, "the firmware was not given an https:// boot URL"),
   );
   assert.match(uefiSerial, /Centra PXE iPXE build [0-9a-f]{12} on efi\//, failureReport(uefi, "not our ipxe.efi"));
 
   assertOnlyHttps(t, run, BIOS.name, ["entry-script", "machine-script", "kernel", "initrd"]);
   assertOnlyHttps(t, run, UEFI_HTTP.name, ["bootloader", "entry-script", "machine-script", "kernel", "initrd"]);
+
+  // Installed now: the next boot of each is answered 404 and leaves the network boot at once.
+  for (const m of run.state.machines) await stopMachine(run.lab, m.name);
+  const [bios2, uefi2] = [await bootMachineAgain(run.lab, BIOS.name), await bootMachineAgain(run.lab, UEFI_HTTP.name)];
+  try {
+    const biosText = await watchUntil(bios2.serialLog, /no boot script for this machine \(HTTP 404\)/, 180_000);
+    assert.ok(biosText, `node01's iPXE did not leave on the 404:\n${machineSerialTail(bios2, 30)}`);
+    assert.doesNotMatch(biosText, /attempt \d of 3 failed/, "a 404 is not retried");
+    assert.doesNotMatch(biosText, /\/kernel|\/initrd/, "no image on the second boot");
+    const uefiText = await watchUntil(uefi2.serialLog, /404 Not Found/, 180_000);
+    assert.ok(uefiText, `node04's firmware did not get a 404:\n${machineSerialTail(uefi2, 30)}`);
+    assert.doesNotMatch(uefiText, /Centra PXE iPXE build/, "the firmware never loaded iPXE");
+  } finally {
+    for (const m of run.state.machines) await stopMachine(run.lab, m.name);
+  }
+  for (const name of [BIOS.name, UEFI_HTTP.name]) {
+    const { newest } = bootsOf(run, name);
+    const words = stepWords(newest);
+    t.diagnostic(`${name} second boot: ${words.join(" | ")}`);
+    const expected = name === BIOS.name ? "http machine-script 404" : "http bootloader 404";
+    assert.ok(words.includes(expected), `${name}: ${words.join(" | ")}`);
+    assert.ok(!words.some((w) => /^http (kernel|initrd)/.test(w)), `${name}: ${words.join(" | ")}`);
+  }
+  for (const n of labNodes(run.state)) assert.equal(n.state, "provisioned", JSON.stringify(n));
 });
 
 /**
