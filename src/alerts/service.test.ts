@@ -86,6 +86,7 @@ test("a boot loop: the Nth DISCOVER within the window fires; a quiet window reso
       });
       h.timeline.observer({
         source: "http",
+        scheme: "http",
         at: h.now(),
         client: "10.0.100.101",
         path: "/boot/images/nixos/1/kernel",
@@ -131,6 +132,7 @@ test("a machine that boots to its disk again and again is not looping", async ()
       });
       h.timeline.observer({
         source: "http",
+        scheme: "http",
         at: h.now(),
         client: "10.0.100.103",
         path: "/boot/ipxe/machine.ipxe",
@@ -190,6 +192,7 @@ test("transfers cut short: the count-th within the window fires; the tsize probe
     tftp(2048);
     h.timeline.observer({
       source: "http",
+      scheme: "http",
       at: h.now(),
       client,
       path: "/boot/images/nixos/1/initrd",

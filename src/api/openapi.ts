@@ -299,7 +299,7 @@ export function openApiDocument(): Record<string, unknown> {
           type: "object",
           required: ["source", "at"],
           description:
-            "source dhcp: message, reply, address, userClass, bootClient, repeats, ignored. tftp: file, outcome (completed, aborted, failed, refused), bytes, size, ms, retransmissions, reason. http: kind (entry-script, machine-script, bootloader, kernel, initrd, image-file), path, method, status, bytes, size, ms, complete, decision { boot, profile, image, install, reason }. lifecycle: kind (install-boot, callback-succeeded, callback-failed, callback-rejected, timeout), message.",
+            "source dhcp: message, reply, address, userClass, bootClient, repeats, ignored. tftp: file, outcome (completed, aborted, failed, refused), bytes, size, ms, retransmissions, reason. http: kind (entry-script, machine-script, bootloader, kernel, initrd, image-file), path, scheme (http, https), method, status, bytes, size, ms, complete, decision { boot, profile, image, install, reason }. lifecycle: kind (install-boot, callback-succeeded, callback-failed, callback-rejected, timeout), message.",
           properties: {
             source: { type: "string", enum: ["dhcp", "tftp", "http", "lifecycle"] },
             at: { type: "string", format: "date-time" },
@@ -319,6 +319,7 @@ export function openApiDocument(): Record<string, unknown> {
             reason: { type: "string" },
             kind: { type: "string" },
             path: { type: "string" },
+            scheme: { type: "string", enum: ["http", "https"] },
             method: { type: "string" },
             status: { type: "integer" },
             complete: { type: "boolean" },

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseConfig } from "../config/load.js";
-import { bootChainOf, decideFlavour } from "./boot-chain.js";
+import { bootChainOf, decideFlavour, machineBootloaderUrl } from "./boot-chain.js";
 
 const config = parseConfig(`
 profiles:
@@ -42,6 +42,23 @@ nodes:
   });
   assert.deepEqual(bootChainOf(c, "52:54:00:00:00:02"), { secureBoot: false, flavour: "http", localBoot: "exit" });
   assert.throws(() => parseConfig(`profiles: { p: { image: n, ipxe: undionly.kpxe } }`));
+});
+
+test("localBoot: http-404 is a method of its own; a UEFI HTTP boot URL can name the machine, its file name last", () => {
+  const c = parseConfig(`
+profiles:
+  p: { image: nixos, localBoot: http-404 }
+nodes:
+  "52:54:00:00:00:01": { profile: p }
+  "52:54:00:00:00:02": { profile: p, localBoot: exit }
+`);
+  assert.equal(bootChainOf(c, "52:54:00:00:00:01").localBoot, "http-404");
+  assert.equal(bootChainOf(c, "52:54:00:00:00:02").localBoot, "exit");
+  assert.throws(() => parseConfig(`profiles: { p: { image: n, localBoot: http-301 } }`));
+  assert.equal(
+    machineBootloaderUrl("https://10.0.100.10/boot/ipxe/ipxe.efi", "52:54:00:AB:00:01"),
+    "https://10.0.100.10/boot/ipxe/machine/52-54-00-ab-00-01/ipxe.efi",
+  );
 });
 
 test("decideFlavour: one attempt keeps its flavour; after a stalled one the next, round the list; what worked stays", () => {

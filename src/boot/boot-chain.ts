@@ -32,9 +32,27 @@ export type IpxeFlavour = (typeof IPXE_FLAVOURS)[number];
 /**
  * `exit` hands back to the firmware's boot manager (the UEFI default); `sanboot` boots the first
  * disk itself (the BIOS default), for firmware that answers iPXE's `exit` by PXE booting again.
+ * `http-404` answers the machine's boot script with 404 (iPXE's entry script then exits to the
+ * firmware), and a UEFI HTTP boot firmware's own bootloader download too: a network boot that
+ * failed is what every firmware moves on from to its next boot option, the disk, with no iPXE
+ * `exit` for it to misread. Never a redirect: EDK2's HTTP boot fails on a 301 as well, but as an error.
  */
-export const LOCAL_BOOT_METHODS = ["exit", "sanboot"] as const;
+export const LOCAL_BOOT_METHODS = ["exit", "sanboot", "http-404"] as const;
 export type LocalBootMethod = (typeof LOCAL_BOOT_METHODS)[number];
+
+/**
+ * The path segment before the bootloader's name in a UEFI HTTP boot URL that names the machine
+ * (`/boot/ipxe/machine/<mac>/ipxe.efi`): firmware asks for its bootloader before anything says
+ * who it is, so a machine whose answer depends on its state (`localBoot: http-404`) is told a URL
+ * of its own. The bootloader's name stays last: EDK2 goes by the URL's file name.
+ */
+export const MACHINE_BOOTLOADER_SEGMENT = "machine";
+
+/** `http://…/boot/ipxe/ipxe.efi` for the machine `mac`: `http://…/boot/ipxe/machine/52-54-00-12-34-56/ipxe.efi`. */
+export function machineBootloaderUrl(url: string, mac: string): string {
+  const cut = url.lastIndexOf("/");
+  return `${url.slice(0, cut)}/${MACHINE_BOOTLOADER_SEGMENT}/${mac.toLowerCase().replace(/:/g, "-")}${url.slice(cut)}`;
+}
 
 /** The config's node for `mac`: listed under it, or one of its other NICs (`macs`). */
 export function configNodeOf(config: Config, mac: string): NodeConfig | undefined {

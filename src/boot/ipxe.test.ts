@@ -71,6 +71,20 @@ test("entry script chains to the per-machine script with the machine's identity"
     text,
     /machine\.ipxe\?mac=\$\{netX\/mac:hexhyp\}&buildarch=\$\{buildarch:uristring\}&platform=\$\{platform:uristring\}&uuid=\$\{uuid\}&serial=\$\{serial:uristring\}/,
   );
+  // localBoot: http-404: a 404 for the machine's script (BIOS's and UEFI's error number) is not
+  // retried; iPXE exits with an error, and the firmware goes on to its next boot option.
+  const lines = text.split("\n");
+  const failed = lines.indexOf("set centra-error ${errno}");
+  assert.deepEqual(lines.slice(failed + 1, failed + 3), [
+    "iseq ${centra-error} 0x2d0c613b && goto not-served ||",
+    "iseq ${centra-error} 0x2d0c618e && goto not-served ||",
+  ]);
+  const notServed = lines.indexOf(":not-served");
+  assert.ok(notServed > failed);
+  assert.equal(
+    lines.slice(notServed + 1).find((l) => !l.startsWith("echo")),
+    "exit 1",
+  );
 });
 
 test("embedded script of our own build: DHCPv4 only, then straight to the entry script, both retried, else the shell", () => {
@@ -274,4 +288,11 @@ test("localBoot overrides the platform's way to the disk", () => {
     BASE_URL,
   );
   assert.match(bios, /^exit \|\|$/m);
+  // http-404 is answered without a script (src/http/app.ts); rendered anyway, the platform's way.
+  const served = renderMachineScript(
+    { kind: "localdisk", method: "http-404" },
+    machine("52:54:00:12:34:56", "pcbios"),
+    BASE_URL,
+  );
+  assert.match(served, /^sanboot --no-describe --drive 0x80 \|\|$/m);
 });

@@ -51,10 +51,25 @@ export function renderEntryScript(baseUrl: string): string {
       what: "the per-machine boot script",
       command: `chain --autofree --replace ${baseUrl}${MACHINE_SCRIPT_PATH}?${MACHINE_QUERY}`,
       next: "exit",
+      notFound: "not-served",
     }),
+    // `localBoot: http-404`: the server has no script for this machine, on purpose. Not retried:
+    // iPXE ends with an error, and the firmware goes on to its next boot option (the disk).
+    ":not-served",
+    "echo Centra PXE: no boot script for this machine (HTTP 404): leaving for the firmware's next boot option",
+    "exit 1",
+    "",
     ...failureBlock(`chain ${baseUrl}${ENTRY_SCRIPT_PATH}`),
   ]);
 }
+
+/**
+ * iPXE's error numbers for an HTTP 404 (`ENOENT_404` of net/tcp/httpcore.c: POSIX ENOENT 0x2d,
+ * file httpcore 0x0c60, "Not found" 0x01), whose last byte is the platform's own code for
+ * ENOENT: PXENV_STATUS_TFTP_FILE_NOT_FOUND (0x3b) on BIOS, EFI_NOT_FOUND folded to 0x8e on UEFI.
+ * iPXE scripts have no arithmetic, so each is compared whole.
+ */
+export const IPXE_HTTP_NOT_FOUND_ERRORS = ["0x2d0c613b", "0x2d0c618e"] as const;
 
 /**
  * The script embedded in our own iPXE builds (`centra-pxe ipxe build`, EMBED=). Debian's iPXE
@@ -219,7 +234,10 @@ function localDiskBlock(platform: Platform, method?: LocalBootMethod): string[] 
   ];
   // A node's `localBoot` overrides: some UEFI firmware answers `exit` by PXE booting again (sanboot
   // then boots the disk from iPXE), and some BIOS option ROMs boot the disk best from the firmware.
-  if ((method ?? (platform === "efi" ? "exit" : "sanboot")) === "exit") lines.push("exit ||");
+  // `http-404` is answered without a script (src/http/app.ts); where a script leaves anyway (the
+  // menu's local-disk item) it does so the platform's way.
+  const scripted = method === "http-404" ? undefined : method;
+  if ((scripted ?? (platform === "efi" ? "exit" : "sanboot")) === "exit") lines.push("exit ||");
   else lines.push("sanboot --no-describe --drive 0x80 ||");
   lines.push("set centra-error ${errno}", "goto failed");
   return lines;
@@ -267,6 +285,8 @@ function retryingFetch(step: {
   doing?: string;
   command: string;
   next: "exit" | `goto ${string}`;
+  /** The label to go to, without retrying, when the server answered 404 (IPXE_HTTP_NOT_FOUND_ERRORS). */
+  notFound?: string;
 }): string[] {
   return [
     `:${step.label}`,
@@ -275,6 +295,9 @@ function retryingFetch(step: {
     `:${step.label}-retry`,
     `${step.command} && ${step.next} ||`,
     "set centra-error ${errno}",
+    ...(step.notFound !== undefined
+      ? IPXE_HTTP_NOT_FOUND_ERRORS.map((e) => `iseq \${centra-error} ${e} && goto ${step.notFound} ||`)
+      : []),
     "inc centra-try",
     `iseq \${centra-try} ${DOWNLOAD_ATTEMPTS} && goto failed ||`,
     `echo Centra PXE: ${step.what}: attempt \${centra-try} of ${DOWNLOAD_ATTEMPTS} failed, retrying in ${RETRY_PAUSE_SECONDS} seconds`,

@@ -72,6 +72,10 @@ export function registerLabCommand(program: Command): void {
     )
     .option("--http-boot", "also boot node04 by UEFI HTTP boot (no TFTP)")
     .option(
+      "--https",
+      "serve HTTPS with a CA made by `tls init`; node04 (UEFI HTTP boot, the CA given to OVMF) and the other machines run our iPXE built from $CENTRA_PXE_IPXE_SOURCE with that CA: scripts, kernel and initrd over https://",
+    )
+    .option(
       "--arm64",
       "also boot node07, an ARM64 server (AAVMF, DHCP arch 11): builds ipxe-arm64.efi from $CENTRA_PXE_IPXE_SOURCE first",
     )
@@ -99,6 +103,7 @@ export function registerLabCommand(program: Command): void {
         options: Partial<LabCommandOptions> & {
           bmc?: string | true;
           httpBoot?: boolean;
+          https?: boolean;
           secureBoot?: boolean;
           arm64?: boolean;
           ipv6Ra?: boolean;
@@ -117,7 +122,8 @@ export function registerLabCommand(program: Command): void {
         if (options.install) installMissingPackages(say);
         const machines = [
           ...SEED_LAB_MACHINES,
-          ...(options.httpBoot ? [HTTP_BOOT_LAB_MACHINE] : []),
+          // --https shows UEFI HTTP boot over https://, so it brings node04 along.
+          ...(options.httpBoot || options.https ? [HTTP_BOOT_LAB_MACHINE] : []),
           ...(options.secureBoot ? SECURE_BOOT_LAB_MACHINES : []),
           ...(options.arm64 ? [ARM64_LAB_MACHINE] : []),
           // Both: an ARM64 server with Secure Boot on, through Debian's signed arm64 shim and grub.
@@ -131,8 +137,10 @@ export function registerLabCommand(program: Command): void {
             machines,
             dhcpMode: options.dhcp,
             ipv6RouterAdvertisements: options.ipv6Ra === true,
-            // ipxe-arm64.efi for --arm64: a cache that outlives the lab, so only the first `lab up` compiles.
+            // ipxe-arm64.efi for --arm64, the ROM and ipxe.efi for --https: a cache that outlives the
+            // lab, so only the first `lab up` compiles (a new lab's CA then relinks, in seconds).
             ipxeCacheDir: "/var/cache/centra-pxe/ipxe-build",
+            ...(options.https ? { https: true } : {}),
             ...(bmc ? { bmc: bmc as LabBmcType } : {}),
             say,
           });
@@ -172,6 +180,13 @@ export function registerLabCommand(program: Command): void {
             say(machineSerialTail(p.machine, 15).replace(/^/gm, "      | "));
         }
         printInventory(running.state, say);
+        if (running.state.https) {
+          const overHttps = running.state.machines.filter((m) => m.overHttps).map((m) => m.name);
+          say(`over HTTPS (our iPXE build, the lab's CA ${running.state.https.ca}): ${overHttps.join(", ")}`);
+          say(
+            `  ip netns exec ${common.namespace} curl --cacert ${running.state.https.ca} https://${LAB_SERVER_ADDRESS}/health`,
+          );
+        }
         say(`\nthe server keeps running in namespace ${common.namespace}; its API from inside the lab:`);
         say(
           `  ip netns exec ${common.namespace} centra-pxe nodes list --url http://10.0.100.10 --token "$(cat ${common.stateDir}/admin-token)"`,

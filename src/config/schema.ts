@@ -122,8 +122,12 @@ const bootChainKeys = {
    * machine whose attempt stalls before its boot script arrives tries the next on its next attempt.
    */
   ipxe: z.enum(["ipxe.efi", "snponly.efi", "http"]).optional(),
-  /** How an installed machine leaves iPXE for its disk: `exit` (UEFI default) or `sanboot` (BIOS default). */
-  localBoot: z.enum(["exit", "sanboot"]).optional(),
+  /**
+   * How an installed machine leaves the network boot for its disk: `exit` (UEFI default) or
+   * `sanboot` (BIOS default) from iPXE, or `http-404`: its boot script, and its UEFI HTTP boot
+   * bootloader, are answered 404, so the firmware goes on to its next boot option by itself.
+   */
+  localBoot: z.enum(["exit", "sanboot", "http-404"]).optional(),
 };
 
 /**
@@ -626,7 +630,7 @@ export interface NodeConfig {
   /** The boot chain (`bootChainKeys`): over the profile's own. */
   secureBoot?: boolean;
   ipxe?: "ipxe.efi" | "snponly.efi" | "http";
-  localBoot?: "exit" | "sanboot";
+  localBoot?: "exit" | "sanboot" | "http-404";
 }
 
 export type NodeBmcConfig = z.output<typeof nodeBmc>;

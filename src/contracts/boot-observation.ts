@@ -72,6 +72,8 @@ export interface HttpObservation {
   /** The path without its query. */
   path: string;
   kind: HttpFileKind;
+  /** The listener it came in on: `https` (http.tls) or plain `http`; what proves a boot stayed on TLS. */
+  scheme: "http" | "https";
   method: string;
   status: number;
   /** Body bytes sent: the whole Content-Length when complete, else what left before the connection closed. */

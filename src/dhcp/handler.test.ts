@@ -673,4 +673,22 @@ describe("boot chain per machine (chainFor)", () => {
     assert.equal(ipxe.reply.file, "http://10.0.100.10/boot/ipxe/boot.ipxe");
     assert.deepEqual(asked, [`${KNOWN_MAC} efi-x64`, `${UNKNOWN_MAC} efi-x64`, `${UNKNOWN_MAC} ipxe`]);
   });
+
+  it("localBoot: http-404: UEFI HTTP boot is told a bootloader URL naming the machine; PXE and iPXE as before", () => {
+    const context = makeContext({}, new Set(["undionly.kpxe", "ipxe.efi"]));
+    context.boot = {
+      ...context.boot,
+      chainFor: (mac) => (mac === KNOWN_MAC ? { secureBoot: false, localBoot: "http-404" } : { secureBoot: false }),
+    };
+    const http = { arch: 16, vendor: "HTTPClient:Arch:00016:UNDI:003001" };
+    const own = replyOf(handle(request({ mac: KNOWN_MAC, ...http }), context));
+    assert.equal(own.reply.file, `http://10.0.100.10/boot/ipxe/machine/${KNOWN_MAC.replace(/:/g, "-")}/ipxe.efi`);
+    assert.equal(own.reply.options.get(Option.VendorClassIdentifier)?.toString("latin1"), "HTTPClient");
+    const other = replyOf(handle(request({ mac: UNKNOWN_MAC, ...http }), context));
+    assert.equal(other.reply.file, "http://10.0.100.10/boot/ipxe/ipxe.efi");
+    const pxe = { arch: 7, vendor: "PXEClient:Arch:00007:UNDI:003016" };
+    assert.equal(replyOf(handle(request({ mac: KNOWN_MAC, ...pxe }), context)).reply.file, "ipxe.efi");
+    const ipxe = replyOf(handle(request({ mac: KNOWN_MAC, ...pxe, userClass: "iPXE" }), context));
+    assert.equal(ipxe.reply.file, "http://10.0.100.10/boot/ipxe/boot.ipxe");
+  });
 });

@@ -7,7 +7,7 @@ import {
   type ClientHints,
   type FirmwareTable,
 } from "../boot/firmware.js";
-import type { BootChain } from "../boot/boot-chain.js";
+import { type BootChain, machineBootloaderUrl } from "../boot/boot-chain.js";
 import type { Sighting } from "../contracts/sighting.js";
 import type { AddressBook } from "./address-book.js";
 import { replyDestination, type Destination } from "./destination.js";
@@ -515,13 +515,14 @@ function addBoot(
   warnings: string[],
 ): boolean {
   if (!isNetworkBootClient(hints)) return false;
+  const chain = context.boot.chainFor?.(hardwareAddress(request), detectFirmware(hints, context.boot.firmware));
   const decision = decideBoot(
     hints,
     context.boot.installed(),
     context.boot.httpBase,
     context.boot.firmware,
     context.boot.firmwareHttpBase,
-    context.boot.chainFor?.(hardwareAddress(request), detectFirmware(hints, context.boot.firmware)),
+    chain,
   );
   if (decision.kind === "none") {
     warnings.push(`no boot answer for ${hardwareAddress(request)}: ${decision.reason}`);
@@ -530,7 +531,14 @@ function addBoot(
   const server = formatIpv4(context.serverAddress);
   reply.siaddr = context.serverAddress;
   reply.options.set(Option.TftpServerName, Buffer.from(server, "latin1"));
-  const file = decision.kind === "tftp" ? decision.filename : decision.url;
+  // `localBoot: http-404` on UEFI HTTP boot: a URL naming the machine, so that once it is installed
+  // its firmware's own download can be answered 404 (src/http/app.ts).
+  const file =
+    decision.kind === "tftp"
+      ? decision.filename
+      : decision.httpClient && chain?.localBoot === "http-404"
+        ? machineBootloaderUrl(decision.url, hardwareAddress(request))
+        : decision.url;
   reply.file = file;
   reply.options.set(Option.BootfileName, Buffer.from(file, "latin1"));
   if (decision.kind === "http" && decision.httpClient) {

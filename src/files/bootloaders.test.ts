@@ -22,6 +22,9 @@ test("EFI images need MZ and a PE signature; PXE images need a real size", () =>
   assert.match(checkBootloader("efi", Buffer.alloc(4096))!, /MZ/);
   assert.match(checkBootloader("pxe", Buffer.alloc(10))!, /too small/);
   assert.match(checkBootloader("pxe", Buffer.from("<!DOCTYPE html>".padEnd(2000)))!, /HTML/);
+  // An option ROM starts with 55 AA.
+  assert.equal(checkBootloader("rom", Buffer.concat([Buffer.from([0x55, 0xaa]), Buffer.alloc(4094)])), undefined);
+  assert.match(checkBootloader("rom", fakeEfi())!, /55 AA/);
 });
 
 test("install copies what is present, is idempotent, and names a missing required loader", async () => {

@@ -53,8 +53,11 @@ export const SIGNED_LOADERS: readonly { name: string; from: string; why: string 
  * at the offset stored at 0x3c the "PE\0\0" signature. A PXE NBP has no magic, only a size: an
  * empty or tiny file is a failed copy or an HTML error page saved under the wrong name.
  */
-export function checkBootloader(kind: "pxe" | "efi", bytes: Buffer): string | undefined {
+export function checkBootloader(kind: "pxe" | "efi" | "rom", bytes: Buffer): string | undefined {
   if (bytes.length < 1024) return `only ${bytes.length} bytes, too small to be a bootloader`;
+  // A PCI expansion ROM image starts with the 0x55 0xAA signature (PCI Firmware Specification 3.0 §5.1).
+  if (kind === "rom")
+    return bytes[0] === 0x55 && bytes[1] === 0xaa ? undefined : "is not an option ROM (no 55 AA signature)";
   if (kind === "efi") {
     if (bytes.toString("latin1", 0, 2) !== "MZ") return "is not a PE/EFI image (no MZ header)";
     const peOffset = bytes.readUInt32LE(0x3c);

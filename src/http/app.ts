@@ -6,6 +6,7 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from "fastify";
+import { MACHINE_BOOTLOADER_SEGMENT } from "../boot/boot-chain.js";
 import { createGrubConfigs } from "../boot/grub.js";
 import { renderEntryScript, renderMachineScript, ENTRY_SCRIPT_PATH, MACHINE_SCRIPT_PATH } from "../boot/ipxe.js";
 import { bootloaderDir, imageTree, imagesDir, isImageName as isPlainName, parseImageTree } from "../files/state-dir.js";
@@ -136,6 +137,7 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
             client: unmappedAddress(request.ip),
             path: (request.raw.url ?? "").split("?")[0]!,
             kind,
+            scheme: request.protocol === "https" ? "https" : "http",
             method: request.method,
             status: reply.raw.statusCode,
             // Cut short: what left the socket (headers included; close enough to say how far it got).
@@ -204,11 +206,13 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
               }
             : {}),
           ...(spec.kind === "unavailable" || spec.kind === "none" ? { reason: spec.reason } : {}),
+          ...(spec.kind === "localdisk" && spec.method !== undefined ? { method: spec.method } : {}),
         },
         "boot script",
       );
       if (observer && typeof parsed !== "string")
         decisions.set(request, { mac: parsed.mac, decision: decisionOf(spec) });
+      if (leavesByNotFound(spec)) return sendLocalBootNotFound(reply, machine.mac);
       return sendScript(reply, renderMachineScript(spec, machine, baseUrl));
     },
   });
@@ -233,6 +237,35 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
     url: "/boot/ipxe/:file",
     handler: async (request, reply) =>
       sendFile(request, reply, bootloaderDir(stateDir()), request.params.file, logger, warnRefusedPath),
+  });
+
+  // The same bootloaders at a URL naming the machine (boot-chain.ts machineBootloaderUrl), which
+  // DHCP gives UEFI HTTP boot firmware of a `localBoot: http-404` machine: once it is installed,
+  // its firmware's download is answered 404, and the firmware goes on to its next boot option.
+  // Decided without effects (a probe): the machine's boot script, later, is where those happen.
+  app.route<{ Params: { mac: string; file: string } }>({
+    method: ["GET", "HEAD"],
+    url: `/boot/ipxe/${MACHINE_BOOTLOADER_SEGMENT}/:mac/:file`,
+    handler: async (request, reply) => {
+      const mac = normalizeMac(request.params.mac);
+      if (mac === undefined) return reply.code(404).type("text/plain; charset=utf-8").send("not found\n");
+      const machine: MachineIdentity = { mac, platform: "efi", buildarch: "", uuid: "", serial: "" };
+      const spec = await currentResolver().resolve(machine, {
+        baseUrl: baseUrlOf(request),
+        config: currentConfig(),
+        remote: request.ip,
+        probe: true,
+      });
+      if (observer) decisions.set(request, { mac, decision: decisionOf(spec) });
+      if (leavesByNotFound(spec)) {
+        logger.info(
+          { mac, remote: request.ip, file: request.params.file },
+          "bootloader withheld: local boot by HTTP 404",
+        );
+        return sendLocalBootNotFound(reply, mac);
+      }
+      return sendFile(request, reply, bootloaderDir(stateDir()), request.params.file, logger, warnRefusedPath);
+    },
   });
 
   app.route<{ Params: { image: string; version: string; file: string } }>({
@@ -307,6 +340,7 @@ export function bootFileKind(route: string | undefined, params: unknown): HttpFi
     case MACHINE_SCRIPT_PATH:
       return "machine-script";
     case "/boot/ipxe/:file":
+    case `/boot/ipxe/${MACHINE_BOOTLOADER_SEGMENT}/:mac/:file`:
       return "bootloader";
     case "/boot/images/:image/:version/:file":
     case "/boot/nixos/:file":
@@ -347,6 +381,20 @@ export function onlyOverHttps(rawUrl: string): boolean {
 /** The seed served `bzImage`; images store it as `kernel`. */
 function seedFileName(file: string): string {
   return file === "bzImage" ? "kernel" : file;
+}
+
+/** `localBoot: http-404` for an installed machine: no script, no bootloader, a 404 (never a redirect). */
+function leavesByNotFound(spec: BootSpec): boolean {
+  return spec.kind === "localdisk" && spec.method === "http-404";
+}
+
+async function sendLocalBootNotFound(reply: FastifyReply, mac: string): Promise<FastifyReply> {
+  // Not cached: the next boot after a reinstall is asked for must find the script again.
+  return reply
+    .code(404)
+    .header("cache-control", "no-store")
+    .type("text/plain; charset=utf-8")
+    .send(`not found: ${mac} boots its local disk (localBoot: http-404)\n`);
 }
 
 async function sendScript(reply: FastifyReply, text: string): Promise<FastifyReply> {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { formatProgress, startProgress, stepProgress } from "./make-progress.js";
-import { selectTargets } from "./targets.js";
+import { DEFAULT_TARGET_NAMES, selectTargets } from "./targets.js";
 
 test("make's tagged lines become one progress state: planned by [DEPS], counted by [BUILD], finished by [FINISH]", () => {
   const lines = [
@@ -34,4 +34,8 @@ test("--targets picks by installed name, in table order, and names every unknown
   assert.deepEqual(selectTargets(["ipxe.efi", "ipxe.pxe", "x"]), { unknown: ["ipxe.pxe", "x"] });
   const arm = selectTargets(["ipxe-arm64.efi"]);
   assert.ok("targets" in arm && arm.targets[0]!.cross === "aarch64-linux-gnu-");
+  // The virtio-net option ROM (`lab up --https`'s BIOS machines) only when named.
+  const rom = selectTargets(["ipxe-virtio.rom"]);
+  assert.ok("targets" in rom && rom.targets[0]!.goal === "bin/1af41041.rom" && rom.targets[0]!.kind === "rom");
+  assert.deepEqual(DEFAULT_TARGET_NAMES, ["undionly.kpxe", "ipxe.efi", "snponly.efi", "ipxe-arm64.efi"]);
 });

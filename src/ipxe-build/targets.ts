@@ -10,7 +10,8 @@ export interface IpxeTarget {
   goal: string;
   /** Cross-compiler prefix (make's CROSS=); one make run per distinct prefix. */
   cross?: string;
-  kind: "pxe" | "efi";
+  /** `rom`: a PCI option ROM for a NIC, not a network bootloader: built only when named (`--targets`). */
+  kind: "pxe" | "efi" | "rom";
 }
 
 export const IPXE_TARGETS: readonly IpxeTarget[] = [
@@ -22,9 +23,15 @@ export const IPXE_TARGETS: readonly IpxeTarget[] = [
   { name: "snponly.efi", goal: "bin-x86_64-efi/snponly.efi", kind: "efi" },
   // UEFI ARM64 (arch 11, HTTP boot 19), cross-built with Debian's gcc-aarch64-linux-gnu.
   { name: "ipxe-arm64.efi", goal: "bin-arm64-efi/ipxe.efi", cross: "aarch64-linux-gnu-", kind: "efi" },
+  // BIOS iPXE as the option ROM of QEMU's modern virtio-net (PCI 1af4:1041): SeaBIOS runs it in
+  // place of Debian's pxe-virtio.rom, so our script and CA are there from the first packet (the
+  // lab's BIOS machines with `lab up --https`). A stock iPXE ROM would answer DHCP as iPXE and be
+  // given the entry script over plain HTTP, trusting no CA of ours.
+  { name: "ipxe-virtio.rom", goal: "bin/1af41041.rom", kind: "rom" },
 ];
 
-export const DEFAULT_TARGET_NAMES: readonly string[] = IPXE_TARGETS.map((t) => t.name);
+/** What `ipxe build` makes unless `--targets` says otherwise: the bootloaders firmware is handed, no ROMs. */
+export const DEFAULT_TARGET_NAMES: readonly string[] = IPXE_TARGETS.filter((t) => t.kind !== "rom").map((t) => t.name);
 
 /** The targets named in `names` (`--targets a,b`), in table order, or every unknown name. */
 export function selectTargets(names: readonly string[]): { targets: IpxeTarget[] } | { unknown: string[] } {

@@ -56,3 +56,35 @@ test("Secure Boot and ARM64 machines: the node is marked secureBoot; profiles ge
   const plain = parseConfig(labConfigYaml({ stateDir: "/s", machines: SEED_LAB_MACHINES, dhcpMode: "server" }));
   assert.equal(plain.profiles.worker?.arches, undefined);
 });
+
+test("lab up --https: http.tls with the lab's files and UEFI HTTP boot over https://; the initrd still calls back over http://", () => {
+  const https = { cert: "/lab/tls/server.pem", key: "/lab/tls/server-key.pem", ca: "/lab/tls/ca.pem" };
+  const config = parseConfig(
+    labConfigYaml({
+      stateDir: "/s",
+      machines: [...SEED_LAB_MACHINES, HTTP_BOOT_LAB_MACHINE],
+      dhcpMode: "server",
+      https,
+    }),
+    "lab.yaml",
+  );
+  assert.equal(config.http.tls?.cert, https.cert);
+  assert.equal(config.http.tls?.key, https.key);
+  assert.equal(config.http.tls?.ca, https.ca);
+  assert.equal(config.http.tls?.port, 443);
+  assert.equal(config.http.tls?.uefiHttpBoot, true);
+  assert.equal(config.provisioning.apiUrl, "http://10.0.100.10/api/v1");
+  const mine = parseConfig(
+    labConfigYaml({
+      stateDir: "/s",
+      machines: SEED_LAB_MACHINES,
+      dhcpMode: "server",
+      https,
+      provisioning: { apiUrl: "http://192.0.2.1/api/v1" },
+    }),
+  );
+  assert.equal(mine.provisioning.apiUrl, "http://192.0.2.1/api/v1", "the caller's own wins");
+  const plain = parseConfig(labConfigYaml({ stateDir: "/s", machines: SEED_LAB_MACHINES, dhcpMode: "server" }));
+  assert.equal(plain.http.tls, undefined);
+  assert.equal(plain.provisioning.apiUrl, undefined);
+});

@@ -1,4 +1,5 @@
 import { stringify } from "yaml";
+import type { LocalBootMethod } from "../boot/boot-chain.js";
 import type { ConfigInput } from "../config/schema.js";
 import { isArm64, LabFirmware, type LabMachine } from "./machines.js";
 
@@ -137,6 +138,17 @@ export interface LabConfigOptions {
   attemptWindow?: string;
   /** `lab up --bmc`: each registered machine's BMC (by machine name), so the server can power it. */
   bmcs?: Record<string, LabNodeBmc>;
+  /** `lab up --https`: the files `centra-pxe tls init` made for the server (`http.tls`). */
+  https?: LabTlsFiles;
+  /** Every profile's `localBoot` (the e2e test of `http-404`); default: the platform's. */
+  localBoot?: LocalBootMethod;
+}
+
+/** The lab's CA and server certificate, as `centra-pxe tls init` writes them. */
+export interface LabTlsFiles {
+  cert: string;
+  key: string;
+  ca: string;
 }
 
 /** A node's `bmc:` in the lab's config. */
@@ -160,6 +172,7 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
   const arm64 = options.machines.some(isArm64)
     ? { arches: { arm64: { image: ARM64_LAB_IMAGE, console: ["ttyAMA0,115200n8"] } } }
     : {};
+  const localBoot = options.localBoot !== undefined ? { localBoot: options.localBoot } : {};
   return {
     interface: LAB_BRIDGE,
     serverAddress: LAB_SERVER_ADDRESS,
@@ -179,11 +192,29 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
       console: ["tty0", "ttyS0,115200n8"],
       ...(options.attemptWindow !== undefined ? { attemptWindow: options.attemptWindow } : {}),
     },
-    ...(options.provisioning ? { provisioning: options.provisioning } : {}),
+    ...(options.https
+      ? {
+          http: {
+            // uefiHttpBoot: the lab's UEFI machines get the CA through fw_cfg (machines.ts), so
+            // their DHCP answer names https://. Plain HTTP stays for clients without our CA.
+            tls: { cert: options.https.cert, key: options.https.key, ca: options.https.ca, uefiHttpBoot: true },
+          },
+        }
+      : {}),
+    ...(options.provisioning || options.https
+      ? {
+          provisioning: {
+            // The lab initrd calls back with busybox nc, plain HTTP/1.0 (no TLS client in it): its
+            // callback URL stays http:// when the scripts around it are https://.
+            ...(options.https ? { apiUrl: `http://${LAB_SERVER_ADDRESS}/api/v1` } : {}),
+            ...options.provisioning,
+          },
+        }
+      : {}),
     profiles: {
-      "control-plane": { image: "nixos", cmdline: "", ...arm64 },
-      worker: { image: "nixos", cmdline: "", ...arm64 },
-      "all-in-one": { image: "nixos", cmdline: "", ...arm64 },
+      "control-plane": { image: "nixos", cmdline: "", ...arm64, ...localBoot },
+      worker: { image: "nixos", cmdline: "", ...arm64, ...localBoot },
+      "all-in-one": { image: "nixos", cmdline: "", ...arm64, ...localBoot },
     },
     nodes,
   };

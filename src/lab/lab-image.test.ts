@@ -127,6 +127,15 @@ test("UEFI machines use OVMF's own network stack; HTTP boot turns PXE off", () =
   const http = qemuArguments({ ...pxe, firmware: LabFirmware.UefiHttp }, firmware, paths, "tcg").join(" ");
   assert.match(http, /opt\/org\.tianocore\/IPv4PXESupport,string=n/);
   assert.match(http, /opt\/org\.tianocore\/IPv6PXESupport,string=n/);
+  assert.doesNotMatch(http, /cacerts/, "no CA unless the lab has one");
+  // lab up --https: the lab's CA reaches OVMF's TLS CA store through fw_cfg.
+  const trusting = qemuArguments(
+    { ...pxe, firmware: LabFirmware.UefiHttp },
+    { ...firmware, httpsCaCerts: "/lab/tls/ca.esl" },
+    paths,
+    "tcg",
+  ).join(" ");
+  assert.match(trusting, /-fw_cfg name=etc\/edk2\/https\/cacerts,file=\/lab\/tls\/ca\.esl/);
 });
 
 test("Secure Boot machines get OVMF's Secure Boot build with SMM, locked flash and Microsoft's keys", () => {

@@ -2,7 +2,9 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { LocalBootMethod } from "../boot/boot-chain.js";
 import { CentraError } from "../errors.js";
+import { bootloaderDir } from "../files/state-dir.js";
 import { chooseAccelerator } from "./host.js";
 import { arm64Root, buildLabInitrd, findArm64Image, findHostKernel } from "./initrd.js";
 import {
@@ -14,6 +16,7 @@ import {
   foreignDhcpArguments,
   labConfigYaml,
   type LabNodeBmc,
+  type LabTlsFiles,
 } from "./lab-config.js";
 import {
   LabFirmware,
@@ -23,6 +26,7 @@ import {
   machineRunPaths,
   qemuArguments,
   type Accelerator,
+  type FirmwarePaths,
   type LabMachine,
   type MachineRunPaths,
   qemuBinaryOf,
@@ -93,7 +97,25 @@ export interface LabOptions {
    * Nodes are then not put in `provisioning` by the lab: `nodes provision NODE --power` does it.
    */
   bmc?: LabBmcType;
+  /**
+   * `lab up --https`: a CA and server certificate made by `centra-pxe tls init` in the lab's state
+   * directory, `http.tls` on, and every machine that can run our own iPXE build (with that CA
+   * embedded, from `ipxe build`) booting over https://: BIOS machines with it as their NIC's option
+   * ROM, x86 UEFI machines with it as ipxe.efi (UEFI HTTP boot fetches it over https://, trusting
+   * the CA handed to OVMF through fw_cfg). Needs the iPXE source, as ARM64 machines do.
+   */
+  https?: boolean;
+  /** Every profile's `localBoot` in the server's config (default: the platform's way). */
+  localBoot?: LocalBootMethod;
   say?: (line: string) => void;
+}
+
+/** What `lab up --https` made: the server's TLS files, and what the machines are given to trust it. */
+export interface LabHttps extends LabTlsFiles {
+  /** The CA as an EFI_SIGNATURE_LIST, for OVMF's fw_cfg `etc/edk2/https/cacerts`. */
+  caSignatureList: string;
+  /** Our iPXE build as the virtio-net option ROM of BIOS machines (instead of Debian's pxe-virtio.rom). */
+  ipxeRom?: string;
 }
 
 interface RecordedProcess {
@@ -116,7 +138,11 @@ export interface LabState {
   routerAdvertiser?: RecordedProcess;
   /** The lab's Redfish BMC server (one process, a listener per machine). */
   redfishBmc?: RecordedProcess;
+  /** `lab up --https`. */
+  https?: LabHttps;
   machines: (LabMachine & {
+    /** It runs our iPXE build with the lab's CA (`lab up --https`): scripts, kernel and initrd over https://. */
+    overHttps?: boolean;
     serialLog: string;
     /** The machine's BMC; its QEMU is then the BMC's, found through `bmc.pidFile`. */
     bmc?: LabBmc;
@@ -247,6 +273,19 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   writeFileSync(image.initrd, buildLabInitrd(sources, LAB_SERVER_ADDRESS));
 
   const bmcs = options.bmc ? labBmcPlans(state, options.bmc) : undefined;
+  if (options.https) {
+    // As an operator sets it up: `tls init` makes the CA and the server certificate for our address.
+    const tlsDir = join(stateDir, "tls");
+    runCli(["tls", "init", "--dir", tlsDir, "--address", LAB_SERVER_ADDRESS, "--json"], "making the lab's CA");
+    state.https = {
+      ca: join(tlsDir, "ca.pem"),
+      cert: join(tlsDir, "server.pem"),
+      key: join(tlsDir, "server-key.pem"),
+      caSignatureList: join(tlsDir, "ca.esl"),
+    };
+    writeLabState(state);
+    say(`HTTPS: the lab's CA ${state.https.ca} (for OVMF: ${state.https.caSignatureList}), http.tls on port 443`);
+  }
   writeFileSync(
     state.configFile,
     labConfigYaml({
@@ -256,6 +295,8 @@ export async function labUp(options: LabOptions): Promise<Lab> {
       ...(options.provisioning ? { provisioning: options.provisioning } : {}),
       ...(options.attemptWindow !== undefined ? { attemptWindow: options.attemptWindow } : {}),
       ...(bmcs ? { bmcs: Object.fromEntries(bmcs.map((b, i) => [state.machines[i]!.name, nodeBmcConfig(b)])) } : {}),
+      ...(state.https ? { https: state.https } : {}),
+      ...(options.localBoot !== undefined ? { localBoot: options.localBoot } : {}),
     }),
   );
   // An ARM64 Secure Boot machine needs Debian's signed arm64 shim and grub, which an x86 host has
@@ -287,6 +328,7 @@ export async function labUp(options: LabOptions): Promise<Lab> {
     "adding the lab image",
   );
 
+  if (state.https) buildHttpsIpxe(options, state, dirs.server, say);
   if (options.machines.some(isArm64)) addArm64(options, state, dirs.image, say);
 
   const accelerator = options.accelerator ?? (await chooseAccelerator(image, join(stateDir, "kvm-probe.log")));
@@ -427,10 +469,68 @@ function addArm64(options: LabOptions, state: LabState, imageDir: string, say: (
     "adding the arm64 lab image",
   );
   if (!options.machines.some((m) => m.firmware === LabFirmware.Arm64Pxe)) return;
+  buildOwnIpxe(
+    options,
+    state,
+    ["ipxe-arm64.efi"],
+    "ARM64 machines need",
+    "a cross-compile: minutes, once per cache",
+    say,
+  );
+}
+
+/**
+ * `lab up --https`: our iPXE, built with the lab's CA and an embedded script that chains to
+ * https://, for every machine that can run it: as the option ROM of BIOS machines, as ipxe.efi
+ * for x86 UEFI ones (PXE over TFTP, or UEFI HTTP boot over https://). Secure Boot machines run
+ * Debian's signed chain instead (an unsigned iPXE is refused there) and stay as they are.
+ */
+function buildHttpsIpxe(
+  options: LabOptions,
+  state: LabState,
+  serverStateDir: string,
+  say: (line: string) => void,
+): void {
+  const https = state.https!;
+  for (const m of state.machines) m.overHttps = runsOurIpxe(m);
+  const firmwares = new Set(state.machines.filter((m) => m.overHttps).map((m) => m.firmware));
+  const targets = [
+    ...(firmwares.has(LabFirmware.BiosIpxeRom) ? ["ipxe-virtio.rom"] : []),
+    ...(firmwares.has(LabFirmware.UefiPxe) || firmwares.has(LabFirmware.UefiHttp) ? ["ipxe.efi"] : []),
+  ];
+  if (targets.length > 0) {
+    buildOwnIpxe(
+      options,
+      state,
+      targets,
+      "`lab up --https` needs",
+      "the first compile takes minutes; then cached",
+      say,
+    );
+    if (targets.includes("ipxe-virtio.rom")) https.ipxeRom = join(bootloaderDir(serverStateDir), "ipxe-virtio.rom");
+  }
+  writeLabState(state);
+  const names = state.machines.filter((m) => m.overHttps).map((m) => m.name);
+  say(`over HTTPS (our iPXE build trusting the lab's CA): ${names.join(", ") || "no machine"}`);
+}
+
+/** Which lab machines run our own iPXE build under `--https` (the ARM64 one: ipxe-arm64.efi, built with http.tls on). */
+export function runsOurIpxe(machine: LabMachine): boolean {
+  return machine.firmware !== LabFirmware.UefiSecureBoot && machine.firmware !== LabFirmware.Arm64SecureBoot;
+}
+
+/** `ipxe build` of `targets` from the iPXE source into the lab server's stateDir/ipxe, with the lab's config (https:// and its CA with http.tls). */
+function buildOwnIpxe(
+  options: LabOptions,
+  state: LabState,
+  targets: readonly string[],
+  who: string,
+  cost: string,
+  say: (line: string) => void,
+): void {
   const source = options.ipxeSource ?? process.env.CENTRA_PXE_IPXE_SOURCE;
-  if (!source)
-    throw new LabError("ARM64 machines need ipxe-arm64.efi built from iPXE's source: set CENTRA_PXE_IPXE_SOURCE");
-  say(`building ipxe-arm64.efi from ${source} (a cross-compile: minutes, once per cache)`);
+  if (!source) throw new LabError(`${who} ${targets.join(", ")} built from iPXE's source: set CENTRA_PXE_IPXE_SOURCE`);
+  say(`building ${targets.join(", ")} from ${source} (${cost})`);
   const started = Date.now();
   runCli(
     [
@@ -441,14 +541,25 @@ function addArm64(options: LabOptions, state: LabState, imageDir: string, say: (
       "--source",
       source,
       "--targets",
-      "ipxe-arm64.efi",
+      targets.join(","),
       "--cache-dir",
       options.ipxeCacheDir ?? join(state.stateDir, "ipxe-cache"),
       "--json",
     ],
-    "building ipxe-arm64.efi",
+    `building ${targets.join(", ")}`,
   );
-  say(`ipxe-arm64.efi ready in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  say(`${targets.join(", ")} ready in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+}
+
+/** The firmware files a machine of this lab boots with: with `--https`, our ROM and the CA for OVMF. */
+function labFirmware(state: LabState): FirmwarePaths {
+  const found = findFirmware();
+  if (!state.https) return found;
+  return {
+    ...found,
+    httpsCaCerts: state.https.caSignatureList,
+    ...(state.https.ipxeRom ? { ipxeVirtioRom: state.https.ipxeRom } : {}),
+  };
 }
 
 /**
@@ -458,7 +569,7 @@ function addArm64(options: LabOptions, state: LabState, imageDir: string, say: (
  */
 async function startLabBmcs(lab: Lab, type: LabBmcType, say: (line: string) => void): Promise<void> {
   const { state } = lab;
-  const firmware = findFirmware();
+  const firmware = labFirmware(state);
   const machinesDir = join(state.stateDir, "machines");
   const plans = labBmcPlans(state, type);
   for (const [index, machine] of state.machines.entries()) {
@@ -581,7 +692,7 @@ function startMachine(
   options: { freshVars: boolean },
 ): void {
   const { state } = lab;
-  const firmware = findFirmware();
+  const firmware = labFirmware(state);
   writeFileSync(paths.serconPortFile, SERCON_PORT_COM1);
   if (machine.firmware !== LabFirmware.BiosIpxeRom && (options.freshVars || !existsSync(paths.ovmfVars)))
     copyFileSync(varsTemplateOf(machine, firmware), paths.ovmfVars);
@@ -732,7 +843,9 @@ export function describeProgress(p: MachineProgress): string {
           : p.running
             ? "booting"
             : `stopped${r.failure ? ` (${r.failure})` : ""}`;
-  return `${p.machine.name} ${p.machine.mac} ${p.machine.firmware.padEnd(13)} ${outcome}${r.address ? ` addr ${r.address}` : ""}${params ? ` [${params}]` : ""}\n    ${steps.join(" → ") || "no output yet"}${p.machine.bmc ? `\n    ${describeBmc(p.machine.bmc)}` : ""}`;
+  // `lab up --https`: say which machines stayed on TLS, the point of such a lab.
+  const transport = p.machine.overHttps ? "over HTTPS: " : "";
+  return `${p.machine.name} ${p.machine.mac} ${p.machine.firmware.padEnd(13)} ${transport}${outcome}${r.address ? ` addr ${r.address}` : ""}${params ? ` [${params}]` : ""}\n    ${steps.join(" → ") || "no output yet"}${p.machine.bmc ? `\n    ${describeBmc(p.machine.bmc)}` : ""}`;
 }
 
 /** A machine's BMC as `lab status` shows it: where it listens, whose credentials, its power and boot device. */

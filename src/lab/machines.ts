@@ -80,6 +80,11 @@ export interface FirmwarePaths {
    */
   aavmfSecureBootCode: string;
   aavmfSecureBootVarsTemplate: string;
+  /**
+   * The CAs x86 UEFI machines trust for HTTPS boot, as an EFI_SIGNATURE_LIST (`centra-pxe tls
+   * init` writes `ca.esl`); absent: the firmware trusts nothing and can HTTP boot over http:// only.
+   */
+  httpsCaCerts?: string;
 }
 
 export function findFirmware(): FirmwarePaths {
@@ -212,6 +217,11 @@ export function qemuArguments(
       "-device",
       `virtio-net-pci,netdev=net0,mac=${machine.mac},romfile=${nicBootIndex}`,
     );
+    if (firmware.httpsCaCerts !== undefined) {
+      // OvmfPkg's TlsAuthConfigLib copies this fw_cfg file into the TlsCaCertificate variable that
+      // HttpBootDxe's TLS connections trust: the way to enrol a CA without a setup menu.
+      args.push("-fw_cfg", `name=etc/edk2/https/cacerts,file=${firmware.httpsCaCerts}`);
+    }
     if (secureBoot) {
       // IPv6 PXE after a refused IPv4 one only costs minutes under TCG; the test needs IPv4 PXE alone.
       args.push("-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n");

@@ -41,6 +41,8 @@ export interface HttpStep {
   ms: number;
   kind: HttpFileKind;
   path: string;
+  /** Absent in timelines saved before it was recorded. */
+  scheme?: "http" | "https";
   method: string;
   status: number;
   bytes: number;

@@ -43,6 +43,7 @@ function tftp(at: number, client = ADDRESS): BootObservation {
 function http(at: number, kind: "entry-script" | "machine-script" | "kernel", mac?: string): BootObservation {
   return {
     source: "http",
+    scheme: "http",
     at,
     client: ADDRESS,
     path: `/${kind}`,

@@ -50,7 +50,7 @@ function describeStep(step: BootStepView): string {
       const said = decision
         ? ` → ${decision.boot}${decision.profile ? ` ${decision.profile}` : ""}${decision.install ? " (install)" : ""}`
         : "";
-      return `http  ${s.kind} ${s.path} ${s.complete ? s.status : "cut short"}: ${size(Number(s.bytes))} in ${seconds(Number(s.ms))}${rate(Number(s.bytes), Number(s.ms))}${said}`;
+      return `${s.scheme === "https" ? "https" : "http "} ${s.kind} ${s.path} ${s.complete ? s.status : "cut short"}: ${size(Number(s.bytes))} in ${seconds(Number(s.ms))}${rate(Number(s.bytes), Number(s.ms))}${said}`;
     }
     default:
       return `life  ${s.kind}${s.message ? `: ${s.message}` : ""}`;

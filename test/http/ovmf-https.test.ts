@@ -117,10 +117,8 @@ test("OVMF HTTP boot downloads our bootloader over HTTPS, trusting our CA from f
     "ip",
     [
       ...["netns", "exec", namespace, "qemu-system-x86_64"],
-      ...qemuArguments(machine, firmware, paths, "tcg"),
-      // OvmfPkg's TlsAuthConfigLib copies this file into the TlsCaCertificate variable that
-      // HttpBootDxe's TLS connections trust.
-      ...["-fw_cfg", `name=etc/edk2/https/cacerts,file=${join(tls, "ca.esl")}`],
+      // Our CA through fw_cfg etc/edk2/https/cacerts, as the lab's `lab up --https` gives it.
+      ...qemuArguments(machine, { ...firmware, httpsCaCerts: join(tls, "ca.esl") }, paths, "tcg"),
     ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
