@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { createInterface } from "node:readline";
 import { renderEmbeddedScript } from "../boot/ipxe.js";
@@ -104,7 +104,23 @@ export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildRes
   }
 
   let compileMs = 0;
-  if (toBuild.length) {
+  // Two builds in one cache share its source tree and make's objects: one at a time (the lab's
+  // ARM64 and HTTPS machines build into one cache, from test files that run side by side).
+  const release = toBuild.length ? await lockCache(options.cacheDir, options.onProgress) : undefined;
+  try {
+    // What another build finished while this one waited is not built again.
+    for (const target of [...toBuild]) {
+      const found = await readResult(resultsDir, target);
+      if (!found) continue;
+      cached.set(target.name, found);
+      toBuild.splice(toBuild.indexOf(target), 1);
+    }
+    if (toBuild.length) compileMs = await compile();
+  } finally {
+    await release?.();
+  }
+
+  async function compile(): Promise<number> {
     const tree = await unpackedTree(options.source, sourceSha256, options.cacheDir);
     const inputs = join(options.cacheDir, "inputs", buildKey);
     await mkdir(inputs, { recursive: true });
@@ -140,7 +156,7 @@ export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildRes
       ];
       await runMake(args, group.map((t) => t.name).join(", "), options.onProgress);
     }
-    compileMs = Date.now() - started;
+    const compiled = Date.now() - started;
 
     // Results appear whole or not at all: copied to a temporary directory, checked, then renamed
     // into place file by file (a crash leaves a temporary directory, never a half file).
@@ -161,6 +177,7 @@ export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildRes
         path: join(resultsDir, target.name),
       });
     }
+    return compiled;
   }
 
   return {
@@ -169,6 +186,52 @@ export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildRes
     files: options.targets.map((t) => cached.get(t.name)!),
     compileMs,
   };
+}
+
+/** How often a build waiting for the cache looks again. */
+const LOCK_POLL_MS = 1_000;
+
+/**
+ * Take `cacheDir`'s lock (a file holding the builder's PID), waiting while a live process holds
+ * it; a lock left by a process that died (a killed build) is taken over. Resolves to its release.
+ */
+export async function lockCache(
+  cacheDir: string,
+  onProgress: IpxeBuildOptions["onProgress"],
+): Promise<() => Promise<void>> {
+  await mkdir(cacheDir, { recursive: true });
+  const path = join(cacheDir, "build.lock");
+  let said = false;
+  for (;;) {
+    try {
+      const handle = await open(path, "wx");
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return () => rm(path, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    const holder = Number((await readFile(path, "utf8").catch(() => "")).trim());
+    if (Number.isInteger(holder) && holder > 0 && !processAlive(holder)) {
+      await rm(path, { force: true });
+      continue;
+    }
+    if (!said && onProgress) {
+      onProgress(`waiting for another iPXE build in ${cacheDir} (pid ${holder || "?"})`, startProgress());
+      said = true;
+    }
+    await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: alive, another user's.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 async function readResult(dir: string, target: IpxeTarget): Promise<BuiltBootloader | undefined> {
