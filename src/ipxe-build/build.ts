@@ -4,7 +4,7 @@ import { createReadStream } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { createInterface } from "node:readline";
-import { renderEmbeddedScript } from "../boot/ipxe.js";
+import { ENTRY_SCRIPT_PATH, renderEmbeddedScript } from "../boot/ipxe.js";
 import { CentraError } from "../errors.js";
 import {
   type CheckedBootloaders,
@@ -35,8 +35,11 @@ export interface IpxeBuildOptions {
   /** An iPXE source directory (the repository or its `src/`) or a tarball of one. */
   source: string;
   cacheDir: string;
-  /** The URL our embedded script chains to: `http(s)://serverAddress[:port]/boot/ipxe/boot.ipxe`. */
-  entryUrl: string;
+  /**
+   * Our server as the machine reaches it, `http(s)://serverAddress[:port]`: the embedded script
+   * chains to the machine's script there (`renderEmbeddedScript`).
+   */
+  origin: string;
   /** PEM of the CA iPXE trusts for https:// (TRUST= and CERT=); absent: iPXE's own default trust. */
   trustedCa?: string;
   targets: readonly IpxeTarget[];
@@ -58,7 +61,10 @@ export interface BuiltBootloader {
 
 export interface IpxeBuildResult {
   source: { path: string; sha256: string };
-  /** What went into the build besides the source, as the manifest records it. */
+  /**
+   * What went into the build besides the source, as the manifest records it. `entryUrl`: the entry
+   * script at `origin`, what a machine whose embedded script failed is told to chain to by hand.
+   */
   options: { entryUrl: string; trustedCaSha256: string | null; embeddedScriptSha256: string; localConfig: string };
   files: BuiltBootloader[];
   /** Wall time of the make runs; 0 when everything came from the cache. */
@@ -82,9 +88,9 @@ const BUILD_RECIPE = 2;
 
 export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildResult> {
   const sourceSha256 = await sourceDigest(options.source);
-  const embedded = renderEmbeddedScript({ entryUrl: options.entryUrl, build: sourceSha256.slice(0, 12) });
+  const embedded = renderEmbeddedScript({ origin: options.origin, build: sourceSha256.slice(0, 12) });
   const optionsRecord = {
-    entryUrl: options.entryUrl,
+    entryUrl: `${options.origin}${ENTRY_SCRIPT_PATH}`,
     trustedCaSha256: options.trustedCa === undefined ? null : sha256(options.trustedCa),
     embeddedScriptSha256: sha256(embedded),
     localConfig: sha256(LOCAL_GENERAL_H),
