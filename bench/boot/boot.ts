@@ -109,7 +109,10 @@ const namespace = `cbb-${process.pid}`;
 const children: ChildProcess[] = [];
 
 function spawnInNamespace(cmd: string, argv: string[], log: string): ChildProcess {
-  const child = spawn("ip", ["netns", "exec", namespace, cmd, ...argv], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn("ip", ["netns", "exec", namespace, cmd, ...argv], {
+    cwd: repo,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   children.push(child);
   child.stdout!.on("data", (d: Buffer) => writeFileSync(log, d, { flag: "a" }));
   child.stderr!.on("data", (d: Buffer) => writeFileSync(log, d, { flag: "a" }));
