@@ -90,15 +90,16 @@ const machines = firmwares.map((f) => MACHINES[f]!);
  * boot. Texts as OVMF, SeaBIOS's sercon, Debian's iPXE (1.0.0+git-20190125) and ours print them.
  */
 const MARKS: readonly { name: string; pattern: RegExp }[] = [
-  { name: "firmware PXE", pattern: /Start PXE over IPv4|iPXE \(PCI [0-9a-f:.]+\) starting execution/ },
-  { name: "firmware address", pattern: /Station IP address is/ },
-  { name: "iPXE loaded", pattern: /NBP file downloaded successfully/ },
-  { name: "iPXE running", pattern: /^iPXE initialising devices|^iPXE \d|^iPXE \(http/ },
-  { name: "network up", pattern: /^Configuring \(net\d.*ok|^Waiting for link-up on net\d.*ok|^net\d+: \d+\.\d+/ },
+  { name: "fw-pxe", pattern: /Start PXE over IPv4|iPXE \(PCI [0-9a-f:.]+\) starting execution/ },
+  { name: "fw-addr", pattern: /Station IP address is/ },
+  { name: "nbp-done", pattern: /NBP file downloaded successfully/ },
+  { name: "ipxe-init", pattern: /^iPXE initialising devices/m },
+  { name: "banner", pattern: /^iPXE \d\S* -- Open Source/m },
+  { name: "net-up", pattern: /^Configuring \(net\d.*ok|^Waiting for link-up on net\d.*ok/m },
   { name: "script", pattern: /\.ipxe\S*\.\.\. ok/ },
-  { name: "kernel fetched", pattern: /\/kernel\S*\.\.\. ok/ },
-  { name: "initrd fetched", pattern: /\/initrd\S*\.\.\. ok/ },
-  { name: "kernel started", pattern: /EFI stub: |Probing EDD|Linux version \d/ },
+  { name: "kernel-dl", pattern: /\/kernel\S*\.\.\. ok/ },
+  { name: "initrd-dl", pattern: /\/initrd\S*\.\.\. ok/ },
+  { name: "linux", pattern: /EFI stub: |Probing EDD|Linux version \d/ },
   { name: "initrd", pattern: new RegExp(`${LAB_MARKER} initrd started`) },
 ];
 
@@ -216,9 +217,12 @@ async function bootOnce(setup: Setup, machine: LabMachine, round: number): Promi
   if (machine.firmware !== LabFirmware.BiosIpxeRom) copyFileSync(varsTemplateOf(machine, firmware), paths.ovmfVars);
   writeFileSync(paths.serialLog, "");
   // TCG always: the issue's figures are under software emulation, and KVM would hide the waits.
-  const vm = spawn("qemu-system-x86_64", qemuArguments(machine, firmware, paths, "tcg"), {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  // In the namespace: its tap is opened by name there (`ip netns exec` execs, so the PID is QEMU's).
+  const vm = spawn(
+    "ip",
+    ["netns", "exec", namespace, "qemu-system-x86_64", ...qemuArguments(machine, firmware, paths, "tcg")],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
   const started = performance.now();
   children.push(vm);
   let stderr = "";
@@ -235,11 +239,10 @@ async function bootOnce(setup: Setup, machine: LabMachine, round: number): Promi
     const t = (performance.now() - started) / 1000;
     const text = plainText(readFileSync(paths.serialLog, "latin1"));
     const complete = text.split("\n").slice(0, -1);
-    for (let i = lines.length; i < complete.length; i++) {
-      const line = complete[i]!;
-      lines.push({ t, text: line });
-      for (const mark of MARKS) if (!marks.has(mark.name) && mark.pattern.test(line)) marks.set(mark.name, t);
-    }
+    for (let i = lines.length; i < complete.length; i++) lines.push({ t, text: complete[i]! });
+    // On the whole text, not per line: OVMF ends its lines late (cursor moves), iPXE prints a
+    // download's URL first and "... ok" when it is done.
+    for (const mark of MARKS) if (!marks.has(mark.name) && mark.pattern.test(text)) marks.set(mark.name, t);
     const report = readBoot(text);
     if (report.reached.has(Milestone.Initrd)) {
       initrdS = marks.get("initrd") ?? t;
@@ -317,7 +320,7 @@ async function main(): Promise<number> {
   );
   // Per boot: when each phase was reached, seconds from QEMU's start.
   console.log(
-    `${"firmware".padEnd(16)} ${"setup".padEnd(13)} ${"round".padStart(5)} ${MARKS.map((m) => m.name.padStart(9).slice(-9)).join(" ")}`,
+    `${"firmware".padEnd(16)} ${"setup".padEnd(13)} ${"round".padStart(5)} ${MARKS.map((m) => m.name.padStart(9)).join(" ")}`,
   );
   for (const r of results)
     console.log(

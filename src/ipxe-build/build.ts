@@ -83,6 +83,25 @@ export const LOCAL_GENERAL_H = [
   "",
 ].join("\n");
 
+/**
+ * config/local/entropy.h of a build. iPXE instantiates its DRBG (the random bits of TLS) eagerly at
+ * startup (crypto/rbg.c `rbg_startup_fn`), from RDRAND, else the firmware's EFI_RNG_PROTOCOL, else
+ * timer jitter: EFI timer ticks (`ENTROPY_EFITICK`) or the BIOS RTC (`ENTROPY_RTC`), sampled for
+ * seconds — ~6 s between "iPXE initialising devices" and the banner under OVMF on QEMU's default
+ * CPU, which has no RDRAND (bench/boot), and so on any server older than RDRAND. A build whose
+ * origin is plain `http://` never uses TLS (every URL our scripts hand it is `http://` too), so it
+ * leaves the timer sources out and starts at once; an `https://` build keeps iPXE's defaults.
+ */
+export function localEntropyH(origin: string): string {
+  if (origin.startsWith("https://")) return "/* Centra PXE (centra-pxe ipxe build): iPXE's entropy sources. */\n";
+  return [
+    "/* Centra PXE (centra-pxe ipxe build), plain-HTTP origin: no TLS, so no seconds of timer sampling at startup. */",
+    "#undef ENTROPY_EFITICK",
+    "#undef ENTROPY_RTC",
+    "",
+  ].join("\n");
+}
+
 /** Part of every build's cache key: raised when the way a build is made changes (make variables, local config). */
 const BUILD_RECIPE = 2;
 
@@ -93,7 +112,7 @@ export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildRes
     entryUrl: `${options.origin}${ENTRY_SCRIPT_PATH}`,
     trustedCaSha256: options.trustedCa === undefined ? null : sha256(options.trustedCa),
     embeddedScriptSha256: sha256(embedded),
-    localConfig: sha256(LOCAL_GENERAL_H),
+    localConfig: sha256(LOCAL_GENERAL_H + localEntropyH(options.origin)),
   };
   const buildKey = sha256(JSON.stringify({ recipe: BUILD_RECIPE, source: sourceSha256, ...optionsRecord })).slice(
     0,
@@ -118,6 +137,9 @@ export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildRes
     if (options.trustedCa !== undefined) await writeFile(join(inputs, "ca.pem"), options.trustedCa);
     await mkdir(join(tree, "config", "local"), { recursive: true });
     await writeIfChanged(join(tree, "config", "local", "general.h"), LOCAL_GENERAL_H);
+    // Only the entropy sources' few objects include it: a switch between http and https builds in
+    // one cache recompiles those alone.
+    await writeIfChanged(join(tree, "config", "local", "entropy.h"), localEntropyH(options.origin));
 
     const started = Date.now();
     // One make run per cross-compiler: CROSS= applies to the whole run. Cross builds first: the
