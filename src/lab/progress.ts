@@ -100,7 +100,7 @@ export function readBoot(serial: string): BootReport {
   // iPXE's entry script, the machine's script our own build chains to directly, or the grub config
   // of a Secure Boot machine (boot/grub.ts).
   if (
-    /boot\.ipxe\.\.\. ok|machine\.ipxe\?\S*\.\.\. ok|\[script\]|Centra PXE: loading the kernel and initrd over TFTP/.test(
+    /boot\.ipxe\.\.\. ok|machine\.ipxe\S*\.\.\. ok|\[script\]|Centra PXE: loading the kernel and initrd over TFTP/.test(
       text,
     )
   )
