@@ -175,7 +175,7 @@ function prepareSetup(setup: Setup, image: { kernel: Buffer; initrd: Buffer }): 
 }
 
 async function startSetup(setup: Setup, dir: string, config: string): Promise<void> {
-  // A previous setup's server had the same address and another MAC.
+  // Every setup starts from the same slate: no neighbour entries learnt in the previous one's boots.
   host.run("ip", ["neigh", "flush", "all"]);
   if (setup === "seed") {
     await startSeedStack({
