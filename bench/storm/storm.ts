@@ -15,12 +15,13 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cliArgs, prepareState, repo, runCli } from "../../test/support/daemon.js";
 import { sh } from "../../test/support/netns.js";
 import { type PostgresCluster, startPostgres } from "../../test/support/postgres.js";
 import { createSegment, type Segment, type SegmentMember } from "../../test/support/segment.js";
+import { listening, startSeedStack, waitUntil } from "../seed-stack.js";
 import type { MachineResult, StormPlan } from "./client.js";
 
 const args = process.argv.slice(2);
@@ -114,16 +115,6 @@ function spawnIn(member: SegmentMember, cmd: string, argv: string[]): ChildProce
   return child;
 }
 let stopping = false;
-
-async function waitUntil(what: string, check: () => boolean, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-const listening = (member: SegmentMember, port: number, proto: "u" | "t") =>
-  member.run("ss", [`-ln${proto}`]).includes(`:${port} `);
 
 /** CPU seconds (own and reaped children: tftpd-hpa forks a child per transfer) and VmHWM of one process. */
 function processFigures(pid: number): { cpu: number; hwmKb: number } {
@@ -294,53 +285,21 @@ async function ourServers(count: number, storage?: string): Promise<SegmentMembe
   return members;
 }
 
-/** The seed's stack from `centra-pxe export`: dhcpd, in.tftpd (tftpd-hpa), nginx. */
+/** The seed's stack from `centra-pxe export`: dhcpd, in.tftpd (tftpd-hpa), nginx (bench/seed-stack.ts). */
 async function seedStack(): Promise<SegmentMember[]> {
-  for (const binary of ["dhcpd", "in.tftpd", "nginx"])
-    if (!existsSync(`/usr/sbin/${binary}`)) throw new Error(`${binary} missing (scripts/bootstrap installs it)`);
   const member = withAddress(segment!.addMember(), SERVER_IPS[0]!);
   const dir = mkdtempSync(join(work, "seed-"));
-  // nginx's workers and tftpd-hpa drop to an unprivileged user: the tree must be readable to it.
+  // nginx's workers and tftpd-hpa drop to an unprivileged user: the tree must be reachable to it.
   for (const d of [work, dir]) chmodSync(d, 0o755);
   const config = ourConfig(dir, member);
   prepareState(config, { kernel, initrd, version: "storm" });
-  const exported = (what: string) => runCli(["export", what, "--config", config]);
-  writeFileSync(join(dir, "dhcpd.conf"), exported("dhcpd"));
-  writeFileSync(join(dir, "ipxe", "boot.ipxe"), exported("ipxe"));
-  writeFileSync(
-    join(dir, "nginx.conf"),
-    exported("nginx")
-      .replace(/^pid .*$/m, `pid ${dir}/nginx.pid;`)
-      // `export nginx` listens on http.port (HTTP_PORT), as its dhcpd.conf and boot.ipxe name it.
-      .replace(/^error_log .*$/m, "error_log stderr;"),
-  );
-  sh("chmod", ["-R", "a+rX", dir]);
-  writeFileSync(join(dir, "dhcpd.leases"), "");
-  spawnIn(member, "/usr/sbin/dhcpd", [
-    "-f",
-    "-q",
-    "-4",
-    "-cf",
-    join(dir, "dhcpd.conf"),
-    "-lf",
-    join(dir, "dhcpd.leases"),
-    "-pf",
-    join(dir, "dhcpd.pid"),
-    member.ifname,
-  ]);
-  spawnIn(member, "/usr/sbin/in.tftpd", ["-L", "-s", "-a", `${member.ip}:69`, join(dir, "ipxe")]);
-  mkdirSync(join(dir, "nginx-tmp"));
-  spawnIn(member, "/usr/sbin/nginx", [
-    "-p",
-    join(dir, "nginx-tmp"),
-    "-c",
-    join(dir, "nginx.conf"),
-    "-g",
-    "daemon off;",
-  ]);
-  await waitUntil("dhcpd", () => listening(member, 67, "u"));
-  await waitUntil("tftpd", () => listening(member, 69, "u"));
-  await waitUntil("nginx", () => listening(member, HTTP_PORT, "t"));
+  await startSeedStack({
+    host: { ...member, ip: member.ip! },
+    config,
+    dir,
+    httpPort: HTTP_PORT,
+    spawn: (cmd, argv) => spawnIn(member, cmd, argv),
+  });
   return [member];
 }
 

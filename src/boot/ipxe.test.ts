@@ -87,12 +87,22 @@ test("entry script chains to the per-machine script with the machine's identity"
   );
 });
 
-test("embedded script of our own build: DHCPv4 only, then straight to the entry script, both retried, else the shell", () => {
-  const text = renderEmbeddedScript({ entryUrl: "https://10.0.100.10/boot/ipxe/boot.ipxe", build: "0123abcd" });
+test("embedded script of our own build: the firmware's address or DHCPv4 only, then straight to the machine's script, each retried, else the shell", () => {
+  const text = renderEmbeddedScript({ origin: "https://10.0.100.10", build: "0123abcd" });
   golden("embedded.ipxe", text);
   const lines = text.split("\n");
-  assert.ok(lines.includes("ifconf --configurator dhcp && goto entry ||"), "DHCPv4 only: no IPv6 router wait");
-  assert.ok(lines.includes("chain --autofree --replace https://10.0.100.10/boot/ipxe/boot.ipxe && exit ||"));
+  // The DHCPACK iPXE kept from the firmware's PXE (cachedhcp) sets ${netX/ip}: no second DORA.
+  const reuse = lines.indexOf("isset ${netX/ip} && iflinkwait --timeout 15000 ${netX/ifname} && goto machine ||");
+  assert.ok(reuse > 0, "reuses the firmware's address when iPXE has it");
+  assert.ok(reuse < lines.indexOf(":network"), "before any DHCP");
+  assert.ok(lines.includes("ifconf --configurator dhcp && goto machine ||"), "else DHCPv4 only: no IPv6 router wait");
+  assert.ok(!lines.some((l) => /^(autoboot|dhcp|ifconf)\b(?!.*--configurator dhcp)/.test(l)), "no IPv6 configurator");
+  // The same identity the entry script sends (renderEntryScript), without fetching it first.
+  const entryChain = renderEntryScript("https://10.0.100.10")
+    .split("\n")
+    .find((l) => l.startsWith("chain "))!;
+  assert.ok(lines.includes(entryChain), `chains as the entry script would: ${entryChain}`);
+  assert.ok(!lines.some((l) => l.startsWith("chain ") && l.includes("boot.ipxe")), "no detour through boot.ipxe");
   assert.equal(
     lines.filter((l) => l.startsWith("iseq ${centra-try} 3 && goto failed")).length,
     2,

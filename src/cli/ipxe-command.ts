@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { ENTRY_SCRIPT_PATH } from "../boot/ipxe.js";
+import { MACHINE_SCRIPT_PATH } from "../boot/ipxe.js";
 import { parseConfig } from "../config/load.js";
 import { httpOrigin } from "../config/primitives.js";
 import type { Config } from "../config/schema.js";
@@ -103,7 +103,7 @@ export function registerIpxeCommands(program: Command): void {
     const result = await buildIpxe({
       source,
       cacheDir: options.cacheDir ?? ipxeBuildCacheDir(stateDir),
-      entryUrl: `${origin}${ENTRY_SCRIPT_PATH}`,
+      origin,
       ...(trustedCa !== undefined ? { trustedCa } : {}),
       targets: selected.targets,
       jobs,
@@ -120,7 +120,7 @@ export function registerIpxeCommands(program: Command): void {
         `${file.name.padEnd(16)} ${String(file.size).padStart(8)} bytes sha256 ${file.sha256}${file.cached ? " (cached)" : ""}\n`,
       );
     process.stdout.write(
-      `chains to ${result.options.entryUrl}${trustedCa !== undefined ? " trusting http.tls's CA" : ""}; ` +
+      `chains to ${origin}${MACHINE_SCRIPT_PATH}${trustedCa !== undefined ? " trusting http.tls's CA" : ""}; ` +
         `${result.compileMs ? `compiled in ${(result.compileMs / 1000).toFixed(1)} s` : "nothing compiled (all cached)"}; ` +
         `installed into ${bootloaderDir(stateDir)} (${installed.installed.length} new, ${installed.unchanged.length} unchanged)\n`,
     );

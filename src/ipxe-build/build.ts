@@ -4,7 +4,7 @@ import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { createInterface } from "node:readline";
-import { renderEmbeddedScript } from "../boot/ipxe.js";
+import { ENTRY_SCRIPT_PATH, renderEmbeddedScript } from "../boot/ipxe.js";
 import { CentraError } from "../errors.js";
 import {
   type CheckedBootloaders,
@@ -35,8 +35,11 @@ export interface IpxeBuildOptions {
   /** An iPXE source directory (the repository or its `src/`) or a tarball of one. */
   source: string;
   cacheDir: string;
-  /** The URL our embedded script chains to: `http(s)://serverAddress[:port]/boot/ipxe/boot.ipxe`. */
-  entryUrl: string;
+  /**
+   * Our server as the machine reaches it, `http(s)://serverAddress[:port]`: the embedded script
+   * chains to the machine's script there (`renderEmbeddedScript`).
+   */
+  origin: string;
   /** PEM of the CA iPXE trusts for https:// (TRUST= and CERT=); absent: iPXE's own default trust. */
   trustedCa?: string;
   targets: readonly IpxeTarget[];
@@ -58,7 +61,10 @@ export interface BuiltBootloader {
 
 export interface IpxeBuildResult {
   source: { path: string; sha256: string };
-  /** What went into the build besides the source, as the manifest records it. */
+  /**
+   * What went into the build besides the source, as the manifest records it. `entryUrl`: the entry
+   * script at `origin`, what a machine whose embedded script failed is told to chain to by hand.
+   */
   options: { entryUrl: string; trustedCaSha256: string | null; embeddedScriptSha256: string; localConfig: string };
   files: BuiltBootloader[];
   /** Wall time of the make runs; 0 when everything came from the cache. */
@@ -77,17 +83,36 @@ export const LOCAL_GENERAL_H = [
   "",
 ].join("\n");
 
+/**
+ * config/local/entropy.h of a build. iPXE instantiates its DRBG (the random bits of TLS) eagerly at
+ * startup (crypto/rbg.c `rbg_startup_fn`), from RDRAND, else the firmware's EFI_RNG_PROTOCOL, else
+ * timer jitter: EFI timer ticks (`ENTROPY_EFITICK`) or the BIOS RTC (`ENTROPY_RTC`), sampled for
+ * seconds — ~6 s between "iPXE initialising devices" and the banner under OVMF on QEMU's default
+ * CPU, which has no RDRAND (bench/boot), and so on any server older than RDRAND. A build whose
+ * origin is plain `http://` never uses TLS (every URL our scripts hand it is `http://` too), so it
+ * leaves the timer sources out and starts at once; an `https://` build keeps iPXE's defaults.
+ */
+export function localEntropyH(origin: string): string {
+  if (origin.startsWith("https://")) return "/* Centra PXE (centra-pxe ipxe build): iPXE's entropy sources. */\n";
+  return [
+    "/* Centra PXE (centra-pxe ipxe build), plain-HTTP origin: no TLS, so no seconds of timer sampling at startup. */",
+    "#undef ENTROPY_EFITICK",
+    "#undef ENTROPY_RTC",
+    "",
+  ].join("\n");
+}
+
 /** Part of every build's cache key: raised when the way a build is made changes (make variables, local config). */
 const BUILD_RECIPE = 2;
 
 export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildResult> {
   const sourceSha256 = await sourceDigest(options.source);
-  const embedded = renderEmbeddedScript({ entryUrl: options.entryUrl, build: sourceSha256.slice(0, 12) });
+  const embedded = renderEmbeddedScript({ origin: options.origin, build: sourceSha256.slice(0, 12) });
   const optionsRecord = {
-    entryUrl: options.entryUrl,
+    entryUrl: `${options.origin}${ENTRY_SCRIPT_PATH}`,
     trustedCaSha256: options.trustedCa === undefined ? null : sha256(options.trustedCa),
     embeddedScriptSha256: sha256(embedded),
-    localConfig: sha256(LOCAL_GENERAL_H),
+    localConfig: sha256(LOCAL_GENERAL_H + localEntropyH(options.origin)),
   };
   const buildKey = sha256(JSON.stringify({ recipe: BUILD_RECIPE, source: sourceSha256, ...optionsRecord })).slice(
     0,
@@ -128,6 +153,9 @@ export async function buildIpxe(options: IpxeBuildOptions): Promise<IpxeBuildRes
     if (options.trustedCa !== undefined) await writeFile(join(inputs, "ca.pem"), options.trustedCa);
     await mkdir(join(tree, "config", "local"), { recursive: true });
     await writeIfChanged(join(tree, "config", "local", "general.h"), LOCAL_GENERAL_H);
+    // Only the entropy sources' few objects include it: a switch between http and https builds in
+    // one cache recompiles those alone.
+    await writeIfChanged(join(tree, "config", "local", "entropy.h"), localEntropyH(options.origin));
 
     const started = Date.now();
     // One make run per cross-compiler: CROSS= applies to the whole run. Cross builds first: the

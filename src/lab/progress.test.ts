@@ -35,6 +35,17 @@ for (const [name, address, profile, hostname] of [
   });
 }
 
+test("our own iPXE build (OVMF PXE, bench/boot): it chains straight to machine.ipxe, which is the script milestone", () => {
+  const serial = fixture("uefi-pxe-built");
+  assert.doesNotMatch(serial, /boot\.ipxe\.\.\. ok/, "no entry script: the milestone must come from machine.ipxe");
+  const report = readBoot(serial);
+  assert.deepEqual(
+    [...report.reached].sort(),
+    [Milestone.Address, Milestone.Bootloader, Milestone.Script, Milestone.Kernel, Milestone.Initrd].sort(),
+  );
+  assert.equal(report.address, "10.0.100.100");
+});
+
 test("an unknown machine reaches the menu, not a kernel; iPXE errors after it are hints, not final", () => {
   const report = readBoot(fixture("bios-menu"));
   assert.ok(report.reached.has(Milestone.Menu));

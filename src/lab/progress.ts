@@ -97,8 +97,13 @@ export function readBoot(serial: string): BootReport {
     /NBP file downloaded successfully|iPXE initialising devices|iPXE \(PCI [0-9a-f:.]+\) starting execution/.test(text)
   )
     reached.add(Milestone.Bootloader);
-  // iPXE's entry script, or the grub config of a Secure Boot machine (boot/grub.ts).
-  if (/boot\.ipxe\.\.\. ok|\[script\]|Centra PXE: loading the kernel and initrd over TFTP/.test(text))
+  // iPXE's entry script, the machine's script our own build chains to directly, or the grub config
+  // of a Secure Boot machine (boot/grub.ts).
+  if (
+    /boot\.ipxe\.\.\. ok|machine\.ipxe\S*\.\.\. ok|\[script\]|Centra PXE: loading the kernel and initrd over TFTP/.test(
+      text,
+    )
+  )
     reached.add(Milestone.Script);
   if (/Centra Cloud - Bare-Metal Provisioning/.test(text)) reached.add(Milestone.Menu);
   // The echo of the local-disk script (boot/ipxe.ts), just before its sanboot (BIOS) or exit (UEFI).

@@ -160,7 +160,10 @@ test("ipxe build compiles the BIOS and UEFI targets with our script and CA, show
   // Progress: compact lines parsed from make's output, not make's thousands of lines.
   assert.match(stderr, /undionly\.kpxe, ipxe\.efi: compiling, \d+ objects done: bin/);
   assert.ok(stderr.split("\n").length < 60, `progress stays compact: ${stderr.split("\n").length} lines`);
-  assert.match(stdout, new RegExp(`chains to ${origin}/boot/ipxe/boot\\.ipxe trusting http\\.tls's CA; compiled in`));
+  assert.match(
+    stdout,
+    new RegExp(`chains to ${origin}/boot/ipxe/machine\\.ipxe trusting http\\.tls's CA; compiled in`),
+  );
   const manifest = JSON.parse(
     readFileSync(join(stateDir, "ipxe", "centra-build.json"), "utf8"),
   ) as BuildOutput["manifest"];
@@ -172,7 +175,8 @@ test("ipxe build compiles the BIOS and UEFI targets with our script and CA, show
     assert.equal(manifest.files[name]!.sha256, createHash("sha256").update(bytes).digest("hex"), name);
     // The embedded script is in the image as text (iPXE embeds it uncompressed before zbin packs
     // BIOS images, so look in the EFI one only).
-    if (name === "ipxe.efi") assert.ok(bytes.includes(`chain --autofree --replace ${origin}/boot/ipxe/boot.ipxe`));
+    if (name === "ipxe.efi")
+      assert.ok(bytes.includes(`chain --autofree --replace ${origin}/boot/ipxe/machine.ipxe?mac=\${netX/mac:hexhyp}`));
   }
 });
 
@@ -187,7 +191,7 @@ test("a second build with the same source and options compiles nothing", { timeo
   assert.ok(readFileSync(join(stateDir, "ipxe", "undionly.kpxe")).equals(before));
 });
 
-test("a BIOS machine boots our undionly.kpxe, whose embedded script chains over HTTPS to our entry script and the machine's kernel", {
+test("a BIOS machine boots our undionly.kpxe, whose embedded script keeps the PXE ROM's address and chains over HTTPS to the machine's script and kernel", {
   timeout: 300_000,
 }, async (t) => {
   if (!haveTools(t)) return;
@@ -195,6 +199,11 @@ test("a BIOS machine boots our undionly.kpxe, whose embedded script chains over 
   const output = await boot(/CENTRA-CMDLINE: [^\r\n]*\r?\n/);
   t.diagnostic(`boot to the initrd took ${((Date.now() - started) / 1000).toFixed(1)} s`);
   assert.match(output, /Centra PXE iPXE build [0-9a-f]{12} on pcbios\/i386/, "our build ran its embedded script");
+  // The DHCPACK the ROM got is our iPXE's cached DHCP: its script waits for the link, not for a
+  // DORA. (The ROM's own DHCP, "Configuring (net0 …)", comes before our build's first line.)
+  const ours = output.slice(output.search(/Centra PXE iPXE build/));
+  assert.match(ours, /Waiting for link-up on net0/, "kept the address the PXE ROM leased");
+  assert.doesNotMatch(ours, /Configuring \(net0/, "no second DHCP");
   assert.match(output, new RegExp(`${origin.replace(/\./g, "\\.")}/boot/images/nixos/1/kernel`), "kernel over https");
   assert.doesNotMatch(output, /http:\/\/10\.0\.2\.2/, "nothing over plain HTTP");
   assert.match(output, /centra\.hostname=built-01/);
