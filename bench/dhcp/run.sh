@@ -32,6 +32,8 @@ SERVERS=${SERVERS:-"kea kea-mt dnsmasq centra kea-pg kea-pg-mt centra-pg"}
 # SYNC_PROBE=1 runs each server under strace and counts its fsync/fdatasync calls: who makes a
 # lease durable before answering, and who does not (slows every server down; figures not comparable).
 SYNC_PROBE=${SYNC_PROBE:-0}
+# CPU_PROFILE_DIR=/some/dir writes a V8 CPU profile of each centra run there (node --cpu-prof).
+CPU_PROFILE_DIR=${CPU_PROFILE_DIR:-}
 
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
 
@@ -160,7 +162,19 @@ start_centra() {
             "relays": ["10.231.0.2"], "budgets": { "newClients": { "rate": 100000, "burst": 100000 } } } }
 JSON
   # Leases in SQLite, WAL, synchronous=FULL: every ACK waits for its batch's fsync.
-  ip netns exec $SNS $(probe centra) env DHCP_LOG_LEVEL=error node --import tsx "$REPO/test/dhcp/run-server.ts" "$WORK/centra/config.json" "${1:-${CENTRA_DATABASE:-$WORK/centra/centra-pxe.db}}" > "$WORK/centra/stdout" 2>&1 &
+  ip netns exec $SNS $(probe centra) env DHCP_LOG_LEVEL=error node ${CPU_PROFILE_DIR:+--cpu-prof --cpu-prof-dir="$CPU_PROFILE_DIR"} --import tsx "$REPO/test/dhcp/run-server.ts" "$WORK/centra/config.json" "${1:-${CENTRA_DATABASE:-$WORK/centra/centra-pxe.db}}" > "$WORK/centra/stdout" 2>&1 &
+  SERVER_PID=$!
+}
+
+start_centra-base() {
+  mkdir -p "$WORK/centra/ipxe"
+  cat > "$WORK/centra/config.json" <<JSON
+{ "interface": "$SIF", "serverAddress": "10.231.0.1", "stateDir": "$WORK/centra",
+  "dhcp": { "subnet": "10.231.0.0", "netmask": "255.255.0.0", "range": { "start": "10.231.1.0", "end": "10.231.250.255" },
+            "router": "10.231.0.1", "leaseTime": "1h",
+            "relays": ["10.231.0.2"], "budgets": { "newClients": { "rate": 100000, "burst": 100000 } } } }
+JSON
+  ip netns exec $SNS env DHCP_LOG_LEVEL=error node --import tsx "$BASE_REPO/test/dhcp/run-server.ts" "$WORK/centra/config.json" "$WORK/centra/centra-pxe.db" > "$WORK/centra/stdout" 2>&1 &
   SERVER_PID=$!
 }
 

@@ -7,6 +7,12 @@ import { loadAddon } from "../native/load-addon.js";
 interface DeviceSocketAddon {
   openDeviceSocket(interfaceName: string, port: number, receiveBufferBytes: number): number;
   setArpEntry(interfaceName: string, address: string, mac: Buffer): void;
+  sendBatch(
+    fd: number,
+    datagrams: Buffer[],
+    destinations: Uint32Array,
+    done: (failed: number, errno: number) => void,
+  ): void;
 }
 
 const addon = () => loadAddon<DeviceSocketAddon>("udp_device_socket", "the DHCP server");
@@ -27,4 +33,19 @@ export function openDeviceSocketFd(interfaceName: string, port: number, receiveB
  */
 export function setArpEntry(interfaceName: string, address: string, mac: Buffer): void {
   addon().setArpEntry(interfaceName, address, mac);
+}
+
+/**
+ * Send `datagrams` from the socket `fd`, each to its (address, port) pair in `destinations`, with
+ * sendmmsg on libuv's thread pool: the kernel's work for each reply runs off the event loop.
+ * `done` gets how many could not be sent (-1: not attempted) and the first errno. The fd must stay
+ * open until `done` is called.
+ */
+export function sendBatch(
+  fd: number,
+  datagrams: Buffer[],
+  destinations: Uint32Array,
+  done: (failed: number, errno: number) => void,
+): void {
+  addon().sendBatch(fd, datagrams, destinations, done);
 }

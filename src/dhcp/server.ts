@@ -3,11 +3,10 @@ import { formatIpv4, parseIpv4 } from "../config/primitives.js";
 import { DecodeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { BROADCAST_ADDRESS, type Destination } from "./destination.js";
-import { openDeviceSocketFd, setArpEntry } from "./device-socket.js";
+import { openDeviceSocketFd, sendBatch, setArpEntry } from "./device-socket.js";
 import type { HandleResult, RequestSource } from "./handler.js";
 import { DEFAULT_INTAKE_LIMITS, Intake, type IntakeLane, type IntakeLimits } from "./intake.js";
-import { messageTypeName } from "./options.js";
-import { decode, encode, messageType, hardwareAddress, type DhcpPacket } from "./packet.js";
+import { decode, encode, hardwareAddress, type DhcpPacket } from "./packet.js";
 import type { PoolLease } from "./pool.js";
 
 /** Counters for logs, `/metrics` and the benchmark. */
@@ -80,11 +79,23 @@ export interface DhcpSocketServerOptions {
 
 /**
  * How long one turn of the event loop may spend handling queued requests before it reads the
- * socket again. libuv reads at most 32 datagrams per socket per turn, so at ~25,000 packets/s
- * offered a turn must end within ~1.3 ms or the kernel's buffer fills and drops without regard to
- * who is mid-exchange; reading is cheap, handling is not, so the queue (not the kernel) chooses.
+ * socket again. libuv reads at most 32 datagrams per socket per turn: while the kernel holds more
+ * than that, the turn must be short or its buffer fills and drops without regard to who is
+ * mid-exchange. Reading (~10 µs a datagram) is cheap, handling is not, so the backlog is pulled
+ * into the intake, where in-progress clients go first, and the kernel never has to choose.
  */
 const HANDLE_BUDGET_MS = 1;
+/** The turn's budget when the last poll read a full 32 datagrams: the kernel probably has more. */
+const HANDLE_BUDGET_BACKLOGGED_MS = 0.25;
+/** What libuv reads per socket per turn at most (uv__udp_recvmsg). */
+const LIBUV_READS_PER_TURN = 32;
+
+/** Replies decided in one callback, sent together (`sendBatch`) once it returns. */
+interface Outbox {
+  datagrams: Buffer[];
+  /** (address, port) per datagram, host order. */
+  destinations: number[];
+}
 
 interface Received {
   socket: dgram.Socket;
@@ -128,6 +139,14 @@ export class DhcpSocketServer {
   private commitInFlight = false;
   private readonly intake: Intake<Received>;
   private drainScheduled = false;
+  /** Datagrams read since the last drain: a full libuv read says a backlog waits in the kernel. */
+  private readSinceDrain = 0;
+  /** The descriptor under each socket: replies are written to it from the thread pool. */
+  private readonly descriptors = new Map<dgram.Socket, number>();
+  private readonly outboxes = new Map<dgram.Socket, Outbox>();
+  private outboxScheduled = false;
+  /** Batches on the thread pool: a socket is closed only once none is left (its fd must not be reused meanwhile). */
+  private batchesInFlight = 0;
 
   constructor(private readonly options: DhcpSocketServerOptions) {
     this.intake = new Intake(options.intakeLimits ?? DEFAULT_INTAKE_LIMITS);
@@ -139,7 +158,9 @@ export class DhcpSocketServer {
 
   async start(): Promise<void> {
     for (const port of this.options.ports) {
-      const socket = await adoptSocket(openDeviceSocketFd(this.options.interfaceName, port));
+      const fd = openDeviceSocketFd(this.options.interfaceName, port);
+      const socket = await adoptSocket(fd);
+      this.descriptors.set(socket, fd);
       const pxePort = this.options.pxePorts?.has(port) ?? false;
       socket.on("message", (data, rinfo) => this.receive(socket, data, rinfo, pxePort));
       socket.on("error", (error) => this.options.logger.error({ err: error, port }, "DHCP socket error"));
@@ -156,12 +177,16 @@ export class DhcpSocketServer {
       if (!this.commitInFlight) await this.flushNow();
       else await new Promise((resolve) => setTimeout(resolve, 5));
     }
+    this.sendOutboxes();
+    while (this.batchesInFlight) await new Promise((resolve) => setTimeout(resolve, 5));
     for (const socket of this.sockets) socket.close();
     this.sockets = [];
+    this.descriptors.clear();
   }
 
   private receive(socket: dgram.Socket, data: Buffer, rinfo: dgram.RemoteInfo, pxePort: boolean): void {
     this.counters.received++;
+    this.readSinceDrain++;
     let request: DhcpPacket;
     try {
       request = decode(data);
@@ -198,7 +223,9 @@ export class DhcpSocketServer {
     // the intake sees everything that arrived, and orders it, before any of it is handled.
     setImmediate(() => {
       this.drainScheduled = false;
-      this.drain(HANDLE_BUDGET_MS);
+      const backlogged = this.readSinceDrain >= LIBUV_READS_PER_TURN;
+      this.readSinceDrain = 0;
+      this.drain(backlogged ? HANDLE_BUDGET_BACKLOGGED_MS : HANDLE_BUDGET_MS);
     });
   }
 
@@ -316,29 +343,59 @@ export class DhcpSocketServer {
     }
     const { address, port } = this.resolveDestination(result.destination);
     this.counters.replies++;
-    socket.send(bytes, port, address, (error) => {
-      if (error) {
-        this.counters.sendErrors++;
-        this.options.logger.warn(
-          { err: error, to: `${address}:${port}`, type: messageTypeName(messageType(result.reply)) },
-          "DHCP reply not sent",
-        );
-      }
-    });
+    const fd = this.descriptors.get(socket);
+    if (fd === undefined) return;
+    let outbox = this.outboxes.get(socket);
+    if (!outbox) {
+      outbox = { datagrams: [], destinations: [] };
+      this.outboxes.set(socket, outbox);
+    }
+    outbox.datagrams.push(bytes);
+    outbox.destinations.push(address, port);
+    if (!this.outboxScheduled) {
+      this.outboxScheduled = true;
+      // After the callback that decided them returns: one batch per drain or per commit.
+      queueMicrotask(() => this.sendOutboxes());
+    }
   }
 
-  private resolveDestination(destination: Destination): { address: string; port: number } {
-    if (destination.kind === "broadcast") return { address: formatIpv4(BROADCAST_ADDRESS), port: destination.port };
-    const address = formatIpv4(destination.address);
-    if (destination.kind === "hardware") {
+  private sendOutboxes(): void {
+    this.outboxScheduled = false;
+    for (const [socket, outbox] of this.outboxes) {
+      const fd = this.descriptors.get(socket);
+      if (fd === undefined || outbox.datagrams.length === 0) continue;
+      this.batchesInFlight++;
       try {
-        setArpEntry(this.options.interfaceName, address, destination.mac);
+        sendBatch(fd, outbox.datagrams, Uint32Array.from(outbox.destinations), (failed, errno) => {
+          this.batchesInFlight--;
+          if (failed === 0) return;
+          const lost = failed < 0 ? outbox.datagrams.length : failed;
+          this.counters.sendErrors += lost;
+          this.options.logger.warn({ errno, replies: lost }, "DHCP replies not sent");
+        });
       } catch (error) {
-        // Without the ARP entry the unicast would wait on an ARP reply that cannot come; broadcast instead.
-        this.options.logger.debug({ err: error, address }, "could not set an ARP entry; broadcasting the reply");
-        return { address: formatIpv4(BROADCAST_ADDRESS), port: destination.port };
+        this.batchesInFlight--;
+        this.counters.sendErrors += outbox.datagrams.length;
+        this.options.logger.error({ err: error }, "could not send DHCP replies");
       }
     }
-    return { address, port: destination.port };
+    this.outboxes.clear();
+  }
+
+  private resolveDestination(destination: Destination): { address: number; port: number } {
+    if (destination.kind === "broadcast") return { address: BROADCAST_ADDRESS, port: destination.port };
+    if (destination.kind === "hardware") {
+      try {
+        setArpEntry(this.options.interfaceName, formatIpv4(destination.address), destination.mac);
+      } catch (error) {
+        // Without the ARP entry the unicast would wait on an ARP reply that cannot come; broadcast instead.
+        this.options.logger.debug(
+          { err: error, address: formatIpv4(destination.address) },
+          "could not set an ARP entry; broadcasting the reply",
+        );
+        return { address: BROADCAST_ADDRESS, port: destination.port };
+      }
+    }
+    return { address: destination.address, port: destination.port };
   }
 }
