@@ -162,20 +162,15 @@ start_centra() {
             "relays": ["10.231.0.2"], "budgets": { "newClients": { "rate": 100000, "burst": 100000 } } } }
 JSON
   # Leases in SQLite, WAL, synchronous=FULL: every ACK waits for its batch's fsync.
-  ip netns exec $SNS $(probe centra) env DHCP_LOG_LEVEL=error node ${CPU_PROFILE_DIR:+--cpu-prof --cpu-prof-dir="$CPU_PROFILE_DIR"} --import tsx "$REPO/test/dhcp/run-server.ts" "$WORK/centra/config.json" "${1:-${CENTRA_DATABASE:-$WORK/centra/centra-pxe.db}}" > "$WORK/centra/stdout" 2>&1 &
+  ip netns exec $SNS $(probe centra) env DHCP_LOG_LEVEL=error node ${CPU_PROFILE_DIR:+--cpu-prof --cpu-prof-dir="$CPU_PROFILE_DIR"} --import tsx "${CENTRA_REPO:-$REPO}/test/dhcp/run-server.ts" "$WORK/centra/config.json" "${1:-${CENTRA_DATABASE:-$WORK/centra/centra-pxe.db}}" > "$WORK/centra/stdout" 2>&1 &
   SERVER_PID=$!
 }
 
+# Row centra-base (add it to SERVERS, with BASE_REPO=/another/checkout): the same server from that tree (the
+# commit before a change, its node_modules and build/ in place), for an A/B in one run.
 start_centra-base() {
-  mkdir -p "$WORK/centra/ipxe"
-  cat > "$WORK/centra/config.json" <<JSON
-{ "interface": "$SIF", "serverAddress": "10.231.0.1", "stateDir": "$WORK/centra",
-  "dhcp": { "subnet": "10.231.0.0", "netmask": "255.255.0.0", "range": { "start": "10.231.1.0", "end": "10.231.250.255" },
-            "router": "10.231.0.1", "leaseTime": "1h",
-            "relays": ["10.231.0.2"], "budgets": { "newClients": { "rate": 100000, "burst": 100000 } } } }
-JSON
-  ip netns exec $SNS env DHCP_LOG_LEVEL=error node --import tsx "$BASE_REPO/test/dhcp/run-server.ts" "$WORK/centra/config.json" "$WORK/centra/centra-pxe.db" > "$WORK/centra/stdout" 2>&1 &
-  SERVER_PID=$!
+  [ -n "${BASE_REPO:-}" ] || { echo "centra-base needs BASE_REPO" >&2; exit 2; }
+  CENTRA_REPO=$BASE_REPO start_centra
 }
 
 start_centra-pg() {
@@ -197,7 +192,7 @@ udp_receive_buffer_drops() {
   ip netns exec $SNS awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else print $c }' /proc/net/snmp
 }
 
-declare -A BEST BEST_AT RUNS
+declare -A BEST BEST_AT RUNS MEDIAN
 echo "perfdhcp: $CLIENTS clients, full DORA, ${SECONDS_PER_RUN}s per rate, offered rates: $RATES, $ROUNDS round(s), mode $MODE" >&2
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start" >&2
 for server in $SERVERS; do BEST[$server]=0; BEST_AT[$server]=-; done
@@ -208,19 +203,25 @@ for rate in $RATES; do
       "start_$server"
       wait_port67
       rcvbuf_before=$(udp_receive_buffer_drops)
+      cpu_before=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0)
       out=$(ip netns exec $CNS perfdhcp -4 -l $CIF -R "$CLIENTS" -r "$rate" -p "$SECONDS_PER_RUN" 10.231.0.1 2>&1 || true)
+      # CPU seconds the server used during the run (all its threads; /proc is in clock ticks): what
+      # a DORA costs, whatever share of the machine the neighbours left it.
+      cpu_ticks=$(( $(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0) - cpu_before ))
       stop_server
       # Datagrams the kernel dropped because the server's socket buffer was full: the server did
       # not even read them, whatever they were (REQUESTs of clients mid-DORA included).
       kernel_drops=$(( $(udp_receive_buffer_drops) - rcvbuf_before ))
       extra=""
-      if [ "$server" = centra ] || [ "$server" = centra-pg ]; then
+      if [ "${server#centra}" != "$server" ]; then
         extra=$(sed -n 's/^counters //p' "$WORK/centra/stdout" | node -e 'const c=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write((c.commits ? ` (${c.commits} commits, ${(c.committedLeases/c.commits).toFixed(1)} leases each` : " (") + `, ${c.discoversShed ?? 0} DISCOVERs shed)`)' 2>/dev/null || true)
       fi
       achieved=$(printf '%s\n' "$out" | sed -n 's/^Rate: \([0-9.]*\) 4-way.*/\1/p' | head -1)
+      cpu_per_dora=$(awk "BEGIN{a = ${achieved:-0} * $SECONDS_PER_RUN; if (a > 0) printf \"%.0f\", $cpu_ticks / $(getconf CLK_TCK) * 1e6 / a; else print \"-\"}")
+      achieved=$(printf '%s\n' "$out" | sed -n 's/^Rate: \([0-9.]*\) 4-way.*/\1/p' | head -1)
       drops=$(printf '%s\n' "$out" | sed -n 's/^drops ratio: \([0-9.]*\).*/\1/p' | tr '\n' '/' | sed 's#/$##')
       nonunique=$(printf '%s\n' "$out" | sed -n 's/^non unique addresses: \([0-9]*\)/\1/p' | awk '{s+=$1} END{print s+0}')
-      printf '  %-9s offered %6s/s  round %s  achieved %9s DORA/s  drops %s %%  non-unique %s  kernel drops %s  load %s%s\n' "$server" "$rate" "$round" "${achieved:-0}" "${drops:-?}" "$nonunique" "$kernel_drops" "$(cut -d' ' -f1 /proc/loadavg)" "$extra" >&2
+      printf '  %-9s offered %6s/s  round %s  achieved %9s DORA/s  drops %s %%  non-unique %s  kernel drops %s  CPU %s µs/DORA  load %s%s\n' "$server" "$rate" "$round" "${achieved:-0}" "${drops:-?}" "$nonunique" "$kernel_drops" "$cpu_per_dora" "$(cut -d' ' -f1 /proc/loadavg)" "$extra" >&2
       RUNS[$server]="${RUNS[$server]:-} ${achieved:-0}"
       if [ "$SYNC_PROBE" = 1 ]; then
         printf '  %-9s fsync/fdatasync calls during the run: %s\n' "$server" "$(cat "$WORK/$server.strace" 2>/dev/null | grep -c -E 'fsync|fdatasync')" >&2
@@ -235,6 +236,7 @@ for rate in $RATES; do
   for server in $SERVERS; do
     median=$(printf '%s\n' ${RUNS[$server]} | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}')
     RUNS[$server]=""
+    MEDIAN[$server,$rate]=$median
     if awk "BEGIN{exit !($median > ${BEST[$server]})}"; then BEST[$server]=$median; BEST_AT[$server]=$rate; fi
   done
 done
@@ -247,6 +249,13 @@ ratio() {
   awk "BEGIN{printf \"%.2f\", ${BEST[$1]} / ${BEST[$peer]}}"
 }
 echo
+echo "median DORA/s per offered rate:"
+printf '%-10s' server; for rate in $RATES; do printf ' %9s/s' "$rate"; done; echo
+for server in $SERVERS; do
+  printf '%-10s' "$server"; for rate in $RATES; do printf ' %11.0f' "${MEDIAN[$server,$rate]}"; done; echo
+done
+echo
+echo "best rate's median:"
 printf '%-10s %10s %10s %12s %12s\n' server "DORA/s" "(offered)" "vs Kea" "vs Kea-MT"
 for server in $SERVERS; do
   case $server in
