@@ -204,10 +204,13 @@ for rate in $RATES; do
       wait_port67
       rcvbuf_before=$(udp_receive_buffer_drops)
       cpu_before=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0)
+      main_before=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/task/$SERVER_PID/stat" 2>/dev/null || echo 0)
       out=$(ip netns exec $CNS perfdhcp -4 -l $CIF -R "$CLIENTS" -r "$rate" -p "$SECONDS_PER_RUN" 10.231.0.1 2>&1 || true)
       # CPU seconds the server used during the run (all its threads; /proc is in clock ticks): what
       # a DORA costs, whatever share of the machine the neighbours left it.
       cpu_ticks=$(( $(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0) - cpu_before ))
+      # Its main thread alone (Node's event loop, Kea's receiving thread): the one that saturates first.
+      main_ticks=$(( $(awk '{print $14 + $15}' "/proc/$SERVER_PID/task/$SERVER_PID/stat" 2>/dev/null || echo 0) - main_before ))
       stop_server
       # Datagrams the kernel dropped because the server's socket buffer was full: the server did
       # not even read them, whatever they were (REQUESTs of clients mid-DORA included).
@@ -217,7 +220,7 @@ for rate in $RATES; do
         extra=$(sed -n 's/^counters //p' "$WORK/centra/stdout" | node -e 'const c=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write((c.commits ? ` (${c.commits} commits, ${(c.committedLeases/c.commits).toFixed(1)} leases each` : " (") + `, ${c.discoversShed ?? 0} DISCOVERs shed)`)' 2>/dev/null || true)
       fi
       achieved=$(printf '%s\n' "$out" | sed -n 's/^Rate: \([0-9.]*\) 4-way.*/\1/p' | head -1)
-      cpu_per_dora=$(awk "BEGIN{a = ${achieved:-0} * $SECONDS_PER_RUN; if (a > 0) printf \"%.0f\", $cpu_ticks / $(getconf CLK_TCK) * 1e6 / a; else print \"-\"}")
+      cpu_per_dora=$(awk "BEGIN{a = ${achieved:-0} * $SECONDS_PER_RUN; if (a > 0) printf \"%.0f (main thread %.0f)\", $cpu_ticks / $(getconf CLK_TCK) * 1e6 / a, $main_ticks / $(getconf CLK_TCK) * 1e6 / a; else print \"-\"}")
       achieved=$(printf '%s\n' "$out" | sed -n 's/^Rate: \([0-9.]*\) 4-way.*/\1/p' | head -1)
       drops=$(printf '%s\n' "$out" | sed -n 's/^drops ratio: \([0-9.]*\).*/\1/p' | tr '\n' '/' | sed 's#/$##')
       nonunique=$(printf '%s\n' "$out" | sed -n 's/^non unique addresses: \([0-9]*\)/\1/p' | awk '{s+=$1} END{print s+0}')
