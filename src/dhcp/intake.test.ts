@@ -24,10 +24,12 @@ describe("Intake: past saturation, clients mid-exchange first, new DISCOVERs dro
     assert.deepEqual(shed, ["d4", "d5"], "tail drop: those already waiting keep their place");
     assert.ok(intake.admit("r1", "inProgress"), "a full fresh lane does not block a REQUEST");
     assert.ok(intake.admit("r2", "inProgress"));
+    assert.ok(intake.isFull("fresh") && intake.isFull("inProgress"));
     assert.equal(intake.admit("r3", "inProgress"), false, "the in-progress lane is bounded too");
     assert.equal(intake.next(), "r1");
     assert.equal(intake.next(), "r2");
     assert.equal(intake.next(), "d1");
+    assert.equal(intake.isFull("fresh"), false);
     assert.ok(intake.admit("d6", "fresh"), "room again once one was handled");
     assert.deepEqual([intake.next(), intake.next(), intake.next(), intake.next()], ["d2", "d3", "d6", undefined]);
   });

@@ -86,6 +86,12 @@ export class Intake<T> {
     return this.inProgress.shift() ?? this.fresh.shift();
   }
 
+  /** Whether `lane` would drop what comes next: the edge may then shed a DISCOVER before decoding it. */
+  isFull(lane: IntakeLane): boolean {
+    const queue = lane === "inProgress" ? this.inProgress : this.fresh;
+    return queue.size >= queue.capacity;
+  }
+
   get size(): number {
     return this.inProgress.size + this.fresh.size;
   }

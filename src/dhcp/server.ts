@@ -6,7 +6,8 @@ import { BROADCAST_ADDRESS, type Destination } from "./destination.js";
 import { openDeviceSocketFd, sendBatch, setArpEntry } from "./device-socket.js";
 import type { HandleResult, RequestSource } from "./handler.js";
 import { DEFAULT_INTAKE_LIMITS, Intake, type IntakeLane, type IntakeLimits } from "./intake.js";
-import { decode, encode, hardwareAddress, type DhcpPacket } from "./packet.js";
+import { MessageType } from "./options.js";
+import { decode, encode, hardwareAddress, peekMessageType, type DhcpPacket } from "./packet.js";
 import type { PoolLease } from "./pool.js";
 
 /** Counters for logs, `/metrics` and the benchmark. */
@@ -187,6 +188,12 @@ export class DhcpSocketServer {
   private receive(socket: dgram.Socket, data: Buffer, rinfo: dgram.RemoteInfo, pxePort: boolean): void {
     this.counters.received++;
     this.readSinceDrain++;
+    // Past saturation most of what arrives is DISCOVERs to shed: drop them before the decode. A
+    // DISCOVER always waits in the fresh lane (handler.ts intakeLane), so this is the same decision.
+    if (this.intake.isFull("fresh") && peekMessageType(data) === MessageType.Discover) {
+      this.counters.discoversShed++;
+      return;
+    }
     let request: DhcpPacket;
     try {
       request = decode(data);
