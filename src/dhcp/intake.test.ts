@@ -34,6 +34,16 @@ describe("Intake: past saturation, clients mid-exchange first, new DISCOVERs dro
     assert.deepEqual([intake.next(), intake.next(), intake.next(), intake.next()], ["d2", "d3", "d6", undefined]);
   });
 
+  it("while the store is behind, only clients in progress are taken; new ones keep their place", () => {
+    const intake = new Intake<string>({ inProgress: 4, fresh: 4 });
+    intake.admit("d1", "fresh");
+    intake.admit("r1", "inProgress");
+    assert.equal(intake.next(true), "r1");
+    assert.equal(intake.next(true), undefined, "d1 waits");
+    assert.equal(intake.size, 1);
+    assert.equal(intake.next(), "d1");
+  });
+
   it("wraps around its ring many times without losing or reordering", () => {
     const intake = new Intake<number>({ inProgress: 4, fresh: 3 });
     let expected = 0;

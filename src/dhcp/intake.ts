@@ -81,9 +81,12 @@ export class Intake<T> {
     return (lane === "inProgress" ? this.inProgress : this.fresh).push(item);
   }
 
-  /** The next request to handle: in-progress clients first, then new ones in arrival order. */
-  next(): T | undefined {
-    return this.inProgress.shift() ?? this.fresh.shift();
+  /**
+   * The next request to handle: in-progress clients first, then new ones in arrival order; with
+   * `inProgressOnly`, only the former (the new ones wait, and past the lane's depth are shed).
+   */
+  next(inProgressOnly = false): T | undefined {
+    return this.inProgress.shift() ?? (inProgressOnly ? undefined : this.fresh.shift());
   }
 
   /** Whether `lane` would drop what comes next: the edge may then shed a DISCOVER before decoding it. */
