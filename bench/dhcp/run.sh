@@ -187,9 +187,9 @@ stop_server() {
   SERVER_PID=""
 }
 
-# UDP RcvbufErrors in the server's namespace (/proc/net/snmp is per network namespace).
+# UDP RcvbufErrors in the server's namespace, or the one named (/proc/net/snmp is per network namespace).
 udp_receive_buffer_drops() {
-  ip netns exec $SNS awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else print $c }' /proc/net/snmp
+  ip netns exec "${1:-$SNS}" awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else print $c }' /proc/net/snmp
 }
 
 declare -A BEST BEST_AT RUNS MEDIAN
@@ -203,6 +203,7 @@ for rate in $RATES; do
       "start_$server"
       wait_port67
       rcvbuf_before=$(udp_receive_buffer_drops)
+      client_rcvbuf_before=$(udp_receive_buffer_drops $CNS)
       cpu_before=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0)
       main_before=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/task/$SERVER_PID/stat" 2>/dev/null || echo 0)
       out=$(ip netns exec $CNS perfdhcp -4 -l $CIF -R "$CLIENTS" -r "$rate" -p "$SECONDS_PER_RUN" 10.231.0.1 2>&1 || true)
@@ -215,6 +216,8 @@ for rate in $RATES; do
       # Datagrams the kernel dropped because the server's socket buffer was full: the server did
       # not even read them, whatever they were (REQUESTs of clients mid-DORA included).
       kernel_drops=$(( $(udp_receive_buffer_drops) - rcvbuf_before ))
+      # …and replies perfdhcp's own socket had no room for: counted as drops, though they were sent.
+      client_drops=$(( $(udp_receive_buffer_drops $CNS) - client_rcvbuf_before ))
       extra=""
       if [ "${server#centra}" != "$server" ]; then
         extra=$(sed -n 's/^counters //p' "$WORK/centra/stdout" | node -e 'const c=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write((c.commits ? ` (${c.commits} commits, ${(c.committedLeases/c.commits).toFixed(1)} leases each` : " (") + `, ${c.discoversShed ?? 0} DISCOVERs shed)`)' 2>/dev/null || true)
@@ -224,7 +227,7 @@ for rate in $RATES; do
       achieved=$(printf '%s\n' "$out" | sed -n 's/^Rate: \([0-9.]*\) 4-way.*/\1/p' | head -1)
       drops=$(printf '%s\n' "$out" | sed -n 's/^drops ratio: \([0-9.]*\).*/\1/p' | tr '\n' '/' | sed 's#/$##')
       nonunique=$(printf '%s\n' "$out" | sed -n 's/^non unique addresses: \([0-9]*\)/\1/p' | awk '{s+=$1} END{print s+0}')
-      printf '  %-9s offered %6s/s  round %s  achieved %9s DORA/s  drops %s %%  non-unique %s  kernel drops %s  CPU %s µs/DORA  load %s%s\n' "$server" "$rate" "$round" "${achieved:-0}" "${drops:-?}" "$nonunique" "$kernel_drops" "$cpu_per_dora" "$(cut -d' ' -f1 /proc/loadavg)" "$extra" >&2
+      printf '  %-9s offered %6s/s  round %s  achieved %9s DORA/s  drops %s %%  non-unique %s  kernel drops %s (perfdhcp %s)  CPU %s µs/DORA  load %s%s\n' "$server" "$rate" "$round" "${achieved:-0}" "${drops:-?}" "$nonunique" "$kernel_drops" "$client_drops" "$cpu_per_dora" "$(cut -d' ' -f1 /proc/loadavg)" "$extra" >&2
       RUNS[$server]="${RUNS[$server]:-} ${achieved:-0}"
       if [ "$SYNC_PROBE" = 1 ]; then
         printf '  %-9s fsync/fdatasync calls during the run: %s\n' "$server" "$(cat "$WORK/$server.strace" 2>/dev/null | grep -c -E 'fsync|fdatasync')" >&2
