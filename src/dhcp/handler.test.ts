@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { FIRMWARE_TABLE, httpBootBase } from "../boot/firmware.js";
 import { formatIpv4, parseIpv4 } from "../config/primitives.js";
-import { handle, type DhcpContext, type HandleResult, type NodeReservation, type SubnetPlan } from "./handler.js";
+import {
+  handle,
+  intakeLane,
+  type DhcpContext,
+  type HandleResult,
+  type NodeReservation,
+  type SubnetPlan,
+} from "./handler.js";
 import { MessageType, Option } from "./options.js";
 import { BootOp, decode, encode, messageType, optionAddress, optionString, type DhcpPacket } from "./packet.js";
 import { AddressPool } from "./pool.js";
@@ -690,5 +697,42 @@ describe("boot chain per machine (chainFor)", () => {
     assert.equal(replyOf(handle(request({ mac: KNOWN_MAC, ...pxe }), context)).reply.file, "ipxe.efi");
     const ipxe = replyOf(handle(request({ mac: KNOWN_MAC, ...pxe, userClass: "iPXE" }), context));
     assert.equal(ipxe.reply.file, "http://10.0.100.10/boot/ipxe/boot.ipxe");
+  });
+});
+
+describe("intake lane past saturation (issue 12)", () => {
+  it("a client mid-DORA goes ahead of new DISCOVERs; a stranger's REQUEST does not", () => {
+    const context = makeContext();
+    const other = "52:54:00:aa:aa:02";
+    assert.equal(intakeLane(request({ mac: UNKNOWN_MAC }), context), "fresh", "a DISCOVER starts an exchange");
+    const offer = replyOf(handle(request({ mac: UNKNOWN_MAC }), context));
+    const selecting = request({
+      mac: UNKNOWN_MAC,
+      type: MessageType.Request,
+      requested: formatIpv4(offer.reply.yiaddr),
+      serverId: "10.0.100.10",
+    });
+    assert.equal(intakeLane(selecting, context), "inProgress", "the REQUEST for our OFFER");
+    assert.equal(intakeLane(request({ mac: UNKNOWN_MAC }), context), "fresh", "its DISCOVER again: new");
+    const forged = request({
+      mac: other,
+      type: MessageType.Request,
+      requested: "10.0.100.101",
+      serverId: "10.0.100.10",
+    });
+    assert.equal(intakeLane(forged, context), "fresh", "no offer, lease or reservation for that MAC");
+    replyOf(handle(selecting, context));
+    const renewing = request({ mac: UNKNOWN_MAC, type: MessageType.Request, ciaddr: formatIpv4(offer.reply.yiaddr) });
+    assert.equal(intakeLane(renewing, context), "inProgress", "a renewal of its lease");
+    const reserved = request({ mac: KNOWN_MAC, type: MessageType.Request, requested: "10.0.100.50" });
+    assert.equal(intakeLane(reserved, context), "inProgress", "a reservation's INIT-REBOOT");
+    const release = request({ mac: UNKNOWN_MAC, type: MessageType.Release, ciaddr: formatIpv4(offer.reply.yiaddr) });
+    assert.equal(intakeLane(release, context), "inProgress");
+  });
+
+  it("proxy mode: every REQUEST continues an exchange a PXE ROM began", () => {
+    const context = makeContext({ mode: "proxy" });
+    assert.equal(intakeLane(request({ type: MessageType.Request, serverId: "10.0.100.10" }), context), "inProgress");
+    assert.equal(intakeLane(request({ type: MessageType.Discover }), context), "fresh");
   });
 });

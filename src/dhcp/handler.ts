@@ -28,6 +28,7 @@ import {
   userClasses,
   type DhcpPacket,
 } from "./packet.js";
+import type { IntakeLane } from "./intake.js";
 import type { AddressPool, PoolLease } from "./pool.js";
 import type { Budget, PerClientRateLimit } from "./rate-limit.js";
 
@@ -236,6 +237,21 @@ export function handle(
     default:
       return ignore(`${messageTypeName(type)} is not a client message`);
   }
+}
+
+/**
+ * Which lane of the intake (intake.ts) a request waits in when the server cannot keep up: a client
+ * already in an exchange with us goes ahead of every new DISCOVER. A DISCOVER always starts a new
+ * exchange (a retransmitted one too: its client has not seen our OFFER). Anything else counts as in
+ * progress only from a MAC we hold a reservation, lease or live offer for, so a stranger forging
+ * REQUESTs from made-up MACs waits with the DISCOVERs. In proxy mode we hold no offers: every
+ * REQUEST (on 67 or 4011) is the second half of an exchange a PXE ROM began.
+ */
+export function intakeLane(request: DhcpPacket, context: DhcpContext): IntakeLane {
+  const type = messageType(request);
+  if (type === undefined || type === MessageType.Discover || request.op !== BootOp.Request) return "fresh";
+  if (context.mode === "proxy") return "inProgress";
+  return isKnownClient(hardwareAddress(request), context) ? "inProgress" : "fresh";
 }
 
 /**

@@ -6,7 +6,14 @@ import { LogThrottle, type Logger } from "../log.js";
 import type { Service, ServiceHealth } from "../contracts/service.js";
 import { AddressBook } from "./address-book.js";
 import { PXE_PORT } from "./destination.js";
-import { handle, type DhcpContext, type HandleResult, type NodeReservation, type SubnetPlan } from "./handler.js";
+import {
+  handle,
+  intakeLane,
+  type DhcpContext,
+  type HandleResult,
+  type NodeReservation,
+  type SubnetPlan,
+} from "./handler.js";
 import type { LeaseRecord, LeaseStore } from "../contracts/lease-store.js";
 import { messageTypeName } from "./options.js";
 import { type InterfaceAddress, interfaceRefusal } from "./interface-check.js";
@@ -388,6 +395,10 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
             }
           : {}),
         onResult: logResult,
+        laneOf: (request) => {
+          context.now = now();
+          return intakeLane(request, context);
+        },
       });
       try {
         await server.start();

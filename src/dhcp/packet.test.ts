@@ -6,12 +6,14 @@ import { readPcap } from "../files/pcap.js";
 import { MessageType, Option } from "./options.js";
 import {
   BootOp,
+  clientRequest,
   decode,
   encode,
   hardwareAddress,
   machineUuid,
   maxMessageSize,
   messageType,
+  peekMessageType,
   userClasses,
   type DhcpPacket,
 } from "./packet.js";
@@ -216,5 +218,31 @@ describe("golden packets from real clients (testdata/dhcp/*.pcap)", () => {
     assert.ok(discover!.options.get(Option.ParameterRequestList)!.includes(Option.HostName));
     assert.equal(messageType(request!), MessageType.Request);
     assert.ok(request!.options.has(Option.ServerIdentifier) && request!.options.has(Option.RequestedIpAddress));
+  });
+});
+
+describe("peekMessageType (the intake's shedding, issue 12)", () => {
+  it("reads option 53 off the wire as decode would, past pads and other options", () => {
+    for (const type of [MessageType.Discover, MessageType.Request, MessageType.Release]) {
+      const options = new Map<number, Buffer>([
+        [Option.HostName, Buffer.from("a-host")],
+        [Option.MessageType, Buffer.from([type])],
+      ]);
+      const wire = encode(clientRequest("52:54:00:00:00:01", 7, options));
+      assert.equal(peekMessageType(wire), messageType(decode(wire)));
+    }
+  });
+
+  it("gives up (the caller decodes) on a truncated packet, a bad cookie, or no option 53", () => {
+    const wire = encode(
+      clientRequest("52:54:00:00:00:01", 7, new Map([[Option.MessageType, Buffer.from([MessageType.Discover])]])),
+    );
+    assert.equal(peekMessageType(wire.subarray(0, 200)), undefined);
+    const badCookie = Buffer.from(wire);
+    badCookie.writeUInt32BE(0, 236);
+    assert.equal(peekMessageType(badCookie), undefined);
+    const cut = Buffer.concat([wire.subarray(0, 240), Buffer.from([Option.HostName, 40, 1, 2])]);
+    assert.equal(peekMessageType(cut), undefined, "an option running past the end");
+    assert.equal(peekMessageType(encode(clientRequest("52:54:00:00:00:01", 7, new Map()))), undefined);
   });
 });

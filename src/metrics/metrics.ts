@@ -89,6 +89,7 @@ export function createMetricsPlugin(sources: MetricSources): FastifyPluginAsync 
     ["untrustedRelay", "relayed DHCP packets dropped: giaddr not in dhcp.relays"],
     ["newClientsDropped", "DHCP packets from new MACs dropped over dhcp.budgets.newClients"],
     ["sightingsDropped", "DHCP sightings not passed to the inventory over dhcp.budgets.sightings"],
+    ["discoversShed", "new DHCP DISCOVERs dropped past saturation, so clients mid-exchange are answered first"],
   ];
   for (const [key, help] of dhcp) {
     mirroredCounter(registry, `centra_pxe_dhcp_${snake(key)}_total`, help, () => sources.dhcp?.()?.[key]);
