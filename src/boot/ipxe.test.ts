@@ -109,6 +109,10 @@ test("embedded script of our own build: the firmware's address or DHCPv4 only, t
     "both steps retried",
   );
   assert.equal(lines.at(-2), "shell", "a machine that cannot reach us ends in the shell");
+  // `localBoot: http-404` reaches our build's script too: a 404 leaves at once, not retried.
+  for (const error of ["0x2d0c613b", "0x2d0c618e"])
+    assert.ok(lines.includes(`iseq \${centra-error} ${error} && goto not-served ||`), `404 (${error}) leaves`);
+  assert.equal(lines[lines.indexOf(":not-served") + 2], "exit 1");
 });
 
 for (const platform of ["pcbios", "efi"] as const) {

@@ -53,14 +53,22 @@ export function renderEntryScript(baseUrl: string): string {
       next: "exit",
       notFound: "not-served",
     }),
-    // `localBoot: http-404`: the server has no script for this machine, on purpose. Not retried:
-    // iPXE ends with an error, and the firmware goes on to its next boot option (the disk).
+    ...notServedBlock(),
+    ...failureBlock(`chain ${baseUrl}${ENTRY_SCRIPT_PATH}`),
+  ]);
+}
+
+/**
+ * `localBoot: http-404`: the server has no script for this machine, on purpose. Not retried: iPXE
+ * ends with an error, and the firmware goes on to its next boot option (the disk).
+ */
+function notServedBlock(): string[] {
+  return [
     ":not-served",
     "echo Centra PXE: no boot script for this machine (HTTP 404): leaving for the firmware's next boot option",
     "exit 1",
     "",
-    ...failureBlock(`chain ${baseUrl}${ENTRY_SCRIPT_PATH}`),
-  ]);
+  ];
 }
 
 /**
@@ -113,7 +121,9 @@ export function renderEmbeddedScript(options: { origin: string; build: string })
       what: "the per-machine boot script",
       command: `chain --autofree --replace ${machineUrl}`,
       next: "exit",
+      notFound: "not-served",
     }),
+    ...notServedBlock(),
     // Not `&&`: iPXE would run the rest of an echo line after `&&` as a command.
     ...failureBlock(`ifconf --configurator dhcp, then chain ${options.origin}${ENTRY_SCRIPT_PATH}`),
   ]);
