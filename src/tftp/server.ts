@@ -386,9 +386,19 @@ export class TftpServer {
       return;
     }
     const key = `${rinfo.address}:${rinfo.port}`;
-    // The client repeated its RRQ; the transfer already answers. Checked before the rate, so a
-    // client's own retransmissions do not spend its tokens.
-    if (this.transfers.has(key)) return;
+    const existing = this.transfers.get(key);
+    if (existing) {
+      // The client repeated its RRQ; the transfer already answers. Checked before the rate, so a
+      // client's own retransmissions do not spend its tokens.
+      if (!existing.verified) return;
+      // But a client that acknowledged the transfer from this port is past its RRQ: a new one is a
+      // new request. It gave up on the old transfer (a reboot, a ROM that always uses the same
+      // port, or it simply finished: RFC 1350 §6 lets it leave after its final ACK, and when that
+      // ACK is lost the old transfer retransmits its last block for half a minute). Taken for a
+      // retransmission, the new request would go unanswered and the old transfer's DATA would
+      // reach the new one (the boot storm lost ~1.5% of its machines so: bench/storm/README.md).
+      this.supersede(existing);
+    }
     if (!this.withinRate(rinfo.address)) return;
     if (request.mode === "mail") {
       // RFC 1350 mail mode delivers to a user; it has no meaning for a read.
@@ -439,6 +449,14 @@ export class TftpServer {
     if (slot.running?.where === "local") slot.running.transfer.evict();
     else if (slot.running?.where === "worker")
       slot.running.worker.worker.postMessage({ type: "evict", id } satisfies ToWorker);
+  }
+
+  /** End a transfer its client started over from the same port (onRequest); its end comes as usual. */
+  private supersede(slot: Slot): void {
+    this.transfers.delete(slot.key);
+    if (slot.running?.where === "local") slot.running.transfer.supersede();
+    else if (slot.running?.where === "worker")
+      slot.running.worker.worker.postMessage({ type: "supersede", id: slot.id } satisfies ToWorker);
   }
 
   private release(slot: Slot): void {

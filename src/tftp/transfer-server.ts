@@ -104,6 +104,11 @@ export interface RunningTransfer {
    * client may have acknowledged since the server decided; then the transfer goes on.
    */
   evict(): void;
+  /**
+   * Stop now, silently: the client sent a new request from this transfer's address and port after
+   * it had acknowledged this one, so it has given up on it (server.ts). Ends as `aborted`.
+   */
+  supersede(): void;
 }
 
 export interface TransferEvents {
@@ -201,6 +206,10 @@ export function runTransfer(
       // Still opening: nothing was sent yet, so nothing was acknowledged.
       if (!active) aborted = true;
       else if (!active.verified) active.finish(evicted);
+    },
+    supersede() {
+      // Not still opening: only an acknowledged transfer is superseded.
+      active?.finish({ result: "aborted", reason: "the client asked again from the same port" });
     },
   };
 }

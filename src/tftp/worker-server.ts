@@ -17,6 +17,7 @@ import {
 export type ToWorker =
   | { type: "transfer"; id: number; job: TransferJob }
   | { type: "evict"; id: number }
+  | { type: "supersede"; id: number }
   | { type: "stop" };
 export type FromWorker =
   | { type: "verified"; id: number }
@@ -46,6 +47,10 @@ port.on("message", (message: ToWorker) => {
   if (message.type === "evict") {
     // Gone already, or acknowledged since the server decided: nothing to do (runTransfer's evict).
     running.get(message.id)?.evict();
+    return;
+  }
+  if (message.type === "supersede") {
+    running.get(message.id)?.supersede();
     return;
   }
   const { id, job } = message;
