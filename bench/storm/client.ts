@@ -182,8 +182,14 @@ function tftpGet(server: string, filename: string): Promise<number> {
       }
       last = encodePacket({ opcode: Opcode.Ack, block: packet.block });
       if (packet.data.length < blksize && packet.block === lastBlock) {
-        s.send(last, peerPort, server);
-        return finish();
+        // The final ACK (RFC 1350 §6), which firmware sends before it moves on. Closed only once it
+        // has left: `send` is asynchronous in Node, and a close right after it dropped the ACK, so
+        // the server retried its last block for half a minute to a closed port (or to the next
+        // transfer that reused it).
+        clearTimeout(timer);
+        s.removeAllListeners("message");
+        s.send(last, peerPort, server, () => finish());
+        return;
       }
       send();
     });
