@@ -121,6 +121,10 @@ async function dora(mac: string, ipxe: boolean): Promise<DhcpPacket | undefined>
       ]),
     (r) => messageType(r) === MessageType.Ack || messageType(r) === MessageType.Nak,
   );
+  if (ack && messageType(ack) === MessageType.Nak) {
+    // The server's reason (option 56) says which rule refused the address it had just offered.
+    throw new Error(`NAK from ${formatIpv4(serverId)}: ${ack.options.get(Option.Message)?.toString("latin1") ?? "?"}`);
+  }
   return ack && messageType(ack) === MessageType.Ack ? { ...ack, siaddr: ack.siaddr || offer.siaddr } : undefined;
 }
 

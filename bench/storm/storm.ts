@@ -46,6 +46,8 @@ const deadlineS = Number(option("--deadline", "600"));
 const setups = option("--setups", "sqlite,postgres,seed").split(",");
 /** Where each server's output goes in full (default: only its last 4,000 characters, shown if it dies). */
 const logDir = option("--logs", "");
+/** Our servers' `logLevel` (debug logs every DHCP exchange: what the failures were answered). */
+const logLevel = option("--log-level", "warn");
 
 // Inside the segment's own namespaces: a /16, so 1,000 machines fit in the pool.
 const NET = "10.77";
@@ -90,7 +92,7 @@ function ourConfig(dir: string, member: SegmentMember, storage?: string): string
       serverAddress: member.ip,
       stateDir: dir,
       ...(storage ? { storage } : {}),
-      logLevel: "warn",
+      logLevel,
       dhcp: {
         subnet: `${NET}.0.0`,
         netmask: "255.255.0.0",
