@@ -211,9 +211,15 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       const plan = subnets.find((s) => s.pool.contains(lease.address));
       if (!plan) continue; // a fixed address, or a range that was since narrowed
       plan.pool.put(lease);
-      // Another server's lease: whatever this one offered that client or that address is void.
+      // Another server bound that client elsewhere: what this one offered it is void. Only then:
+      // every server offers to every DISCOVER and the client picks one (RFC 2131 §4.4.1), so
+      // another server's OFFER (or an old address released) says nothing of its choice. Dropped
+      // on the other's OFFER, our offer's address went to the next DISCOVER and the client's
+      // REQUEST for it was NAKed ("belongs to another client"): the storm's two servers lost ~1%
+      // of their machines so (bench/storm/README.md).
       if (
         lease.mac &&
+        lease.state === "bound" &&
         plan.pool.offerOf(lease.mac, t) !== undefined &&
         plan.pool.offerOf(lease.mac, t) !== lease.address
       )
