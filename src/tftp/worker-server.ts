@@ -21,6 +21,7 @@ export type ToWorker =
   | { type: "stop" };
 export type FromWorker =
   | { type: "verified"; id: number }
+  | { type: "last-block-sent"; id: number }
   | { type: "end"; id: number; end: TransferEnd; cache: { hits: number; misses: number; bytes: number } }
   | { type: "stopped" }
   | { type: "ready" };
@@ -58,6 +59,7 @@ port.on("message", (message: ToWorker) => {
     id,
     runTransfer(job, cache, config.limits, {
       onVerified: () => port.postMessage({ type: "verified", id } satisfies FromWorker),
+      onLastBlockSent: () => port.postMessage({ type: "last-block-sent", id } satisfies FromWorker),
       onEnd: (end) => {
         running.delete(id);
         port.postMessage({
