@@ -46,7 +46,12 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Replies by xid: each DORA waits for its own. */
 const waiting = new Map<number, (reply: DhcpPacket) => void>();
-const socket = dgram.createSocket({ type: "udp4", reuseAddr: true });
+// One socket hears every machine's replies (broadcast, as the PXE flag asks): each real machine has
+// a receive queue of its own, so this one must hold what a thousand would, or a late turn of the
+// simulator's loop drops OFFERs and ACKs in its own kernel buffer (seen as UDP RcvbufErrors in the
+// client namespace; the default 208 KiB dropped hundreds on a loaded box). Capped by
+// net.core.rmem_max.
+const socket = dgram.createSocket({ type: "udp4", reuseAddr: true, recvBufferSize: 8 * 1024 * 1024 });
 socket.on("message", (data) => {
   try {
     const reply = decode(data);
