@@ -280,7 +280,16 @@ async function machine(mac: string): Promise<MachineResult> {
     bytes += (await httpGet(urls.initrd)).bytes;
     return { mac, ok: true, ms: performance.now() - start, bytes };
   } catch (error) {
-    return { mac, ok: false, ms: performance.now() - start, failedAt: `${step}: ${(error as Error).message}`, bytes };
+    // undici says only "fetch failed"; the cause (ECONNRESET, a timeout…) says whose it was.
+    const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
+    const why = cause ? ` (${cause.code ?? cause.message})` : "";
+    return {
+      mac,
+      ok: false,
+      ms: performance.now() - start,
+      failedAt: `${step}: ${(error as Error).message}${why}`,
+      bytes,
+    };
   }
 }
 

@@ -211,16 +211,19 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       const plan = subnets.find((s) => s.pool.contains(lease.address));
       if (!plan) continue; // a fixed address, or a range that was since narrowed
       plan.pool.put(lease);
-      // Another server bound that client elsewhere: what this one offered it is void. Only then:
-      // every server offers to every DISCOVER and the client picks one (RFC 2131 §4.4.1), so
-      // another server's OFFER (or an old address released) says nothing of its choice. Dropped
-      // on the other's OFFER, our offer's address went to the next DISCOVER and the client's
-      // REQUEST for it was NAKed ("belongs to another client"): the storm's two servers lost ~1%
-      // of their machines so (bench/storm/README.md).
+      // Another server bound that client elsewhere after this one offered it an address: the
+      // client chose the other, and our offer is void. Only then: every server offers to every
+      // DISCOVER and the client picks one (RFC 2131 §4.4.1), so another server's OFFER says
+      // nothing of its choice, nor does a binding older than our offer (the client's previous
+      // DORA, heard late: it has DISCOVERed again since). Dropped anyway, our offer's address
+      // went to the next DISCOVER and the client's REQUEST for it was NAKed ("belongs to another
+      // client"): the storm's two servers lost ~1% of their machines so (bench/storm/README.md).
+      // `updatedAt` is the other server's clock: the servers of one site keep time together.
+      const offeredAt = lease.mac ? plan.pool.offerMadeAt(lease.mac, t) : undefined;
       if (
-        lease.mac &&
         lease.state === "bound" &&
-        plan.pool.offerOf(lease.mac, t) !== undefined &&
+        offeredAt !== undefined &&
+        record.updatedAt >= offeredAt &&
         plan.pool.offerOf(lease.mac, t) !== lease.address
       )
         plan.pool.dropOffer(lease.mac);

@@ -276,6 +276,12 @@ export class AddressPool {
     return offer && offer.expiresAt > now ? offer.address : undefined;
   }
 
+  /** When the live offer to `mac` was made (its hold started). */
+  offerMadeAt(mac: string, now: number): number | undefined {
+    const offer = this.offers.get(mac);
+    return offer && offer.expiresAt > now ? offer.expiresAt - this.offerHoldMs : undefined;
+  }
+
   dropOffer(mac: string): void {
     const offer = this.offers.get(mac);
     if (!offer) return;

@@ -7,14 +7,24 @@
  * Once both have (a second later), a second new MAC's DISCOVER goes to A and right behind it the
  * first MAC's REQUEST for A's offer. Prints one JSON line per round:
  * `{"round":N,"offers":{…},"answer"}` (`answer`: "ACK <address>", "NAK <message>" or "none").
+ * With a fifth argument (the database URL), B is not asked: once A has offered, a binding of the
+ * client to the far address, made before its DISCOVER (its previous DORA, heard late), is written
+ * to the database and announced as another server would.
  */
+import pg from "pg";
 import dgram from "node:dgram";
 import { formatIpv4 } from "../../src/config/primitives.js";
 import { MessageType, Option } from "../../src/dhcp/options.js";
 import { BootOp, decode, hardwareAddress, messageType, optionAddress } from "../../src/dhcp/packet.js";
 import { buildRequest, type RawRequest } from "../dhcp/raw-client.js";
 
-const [serverA, serverB, roundsText, farText] = process.argv.slice(2) as [string, string, string, string];
+const [serverA, serverB, roundsText, farText, databaseUrl] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  string,
+  string?,
+];
 const socket = dgram.createSocket({ type: "udp4", reuseAddr: true });
 interface Heard {
   mac: string;
@@ -61,19 +71,36 @@ async function waitFor(match: (h: Heard) => boolean, ms: number): Promise<Heard 
 const farBase = farText.split(".").map(Number) as [number, number, number, number];
 for (let round = 0; round < Number(roundsText); round++) {
   const hex = round.toString(16).padStart(2, "0");
-  const mac = `02:0f:f3:00:${hex}:01`;
-  const newcomer = `02:0f:f3:00:${hex}:02`;
+  const mode = databaseUrl ? "01" : "00";
+  const mac = `02:0f:f3:${mode}:${hex}:01`;
+  const newcomer = `02:0f:f3:${mode}:${hex}:02`;
   const far = [farBase[0], farBase[1], farBase[2], farBase[3] + round].join(".");
+  const before = Date.now();
   await Promise.all([
     send({ mac, type: "Discover" }, serverA),
-    send({ mac, type: "Discover", requested: far }, serverB),
+    databaseUrl ? Promise.resolve() : send({ mac, type: "Discover", requested: far }, serverB),
   ]);
   const fromA = await waitFor((h) => h.mac === mac && h.type === MessageType.Offer && h.server === serverA, 3000);
-  const fromB = await waitFor((h) => h.mac === mac && h.type === MessageType.Offer && h.server === serverB, 3000);
+  const fromB = databaseUrl
+    ? { yiaddr: far }
+    : await waitFor((h) => h.mac === mac && h.type === MessageType.Offer && h.server === serverB, 3000);
   const offers = { a: fromA?.yiaddr, b: fromB?.yiaddr };
   if (!fromA) {
     process.stdout.write(`${JSON.stringify({ round, offers, answer: "none" })}\n`);
     continue;
+  }
+  if (databaseUrl) {
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      await db.query(
+        `INSERT INTO leases (address, mac, expires_at, state, updated_at) VALUES ($1, $2, $3, 'bound', $4)`,
+        [far, mac, Date.now() + 3_600_000, before - 500],
+      );
+      await db.query(`SELECT pg_notify('centra_pxe_leases', $1)`, [`rival-offer-client|${far}`]);
+    } finally {
+      await db.end();
+    }
   }
   await sleep(1000);
   await send({ mac: newcomer, type: "Discover" }, serverA);

@@ -250,7 +250,7 @@ test("a client's REQUEST for the OFFER it chose is ACKed though the other server
   // Each server hears of the other's OFFER from the database. Taken for the client's choice, it
   // voided this server's own offer, whose address went to the next DISCOVER, and the client's
   // REQUEST was NAKed (bench/storm: ~1% of the machines on two servers).
-  const chooser = segment!.addMember({ ip: `${segment!.base}.252` });
+  const chooser = segment!.addMember({ ip: `${segment!.base}.251` });
   const child = chooser.spawn(
     process.execPath,
     [
@@ -279,6 +279,32 @@ test("a client's REQUEST for the OFFER it chose is ACKed though the other server
       `round ${r.round}: ${output}\n${servers.map((s) => warnings(s)).join("\n")}`,
     );
   }
+
+  // A binding from before the OFFER (the client's previous DORA, whose NOTIFY came late) says
+  // nothing of its choice either: iPXE's DORA lost machines so in the storm.
+  const stale = chooser.spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      join(repo, "test/server/rival-offer-client.ts"),
+      a.member.ip!,
+      b.member.ip!,
+      "2",
+      `${segment!.base}.190`,
+      databaseUrl,
+    ],
+    { cwd: repo },
+  );
+  const late = await runToEnd(stale, 100_000);
+  assert.equal(late.code, 0, late.output);
+  const answers = late.output
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as { round: number; offers: { a?: string }; answer: string });
+  assert.equal(answers.length, 2, late.output);
+  for (const r of answers)
+    assert.equal(r.answer, `ACK ${r.offers.a}`, `stale binding, round ${r.round}: ${late.output}`);
 });
 
 test("a change through one server's API is in the other's SSE stream, boot script and DHCP reservation", {
