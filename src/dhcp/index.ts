@@ -211,22 +211,14 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       const plan = subnets.find((s) => s.pool.contains(lease.address));
       if (!plan) continue; // a fixed address, or a range that was since narrowed
       plan.pool.put(lease);
-      // Another server bound that client elsewhere after this one offered it an address: the
-      // client chose the other, and our offer is void. Only then: every server offers to every
-      // DISCOVER and the client picks one (RFC 2131 §4.4.1), so another server's OFFER says
-      // nothing of its choice, nor does a binding older than our offer (the client's previous
-      // DORA, heard late: it has DISCOVERed again since). Dropped anyway, our offer's address
-      // went to the next DISCOVER and the client's REQUEST for it was NAKed ("belongs to another
-      // client"): the storm's two servers lost ~1% of their machines so (bench/storm/README.md).
-      // `updatedAt` is the other server's clock: the servers of one site keep time together.
-      const offeredAt = lease.mac ? plan.pool.offerMadeAt(lease.mac, t) : undefined;
-      if (
-        lease.state === "bound" &&
-        offeredAt !== undefined &&
-        record.updatedAt >= offeredAt &&
-        plan.pool.offerOf(lease.mac, t) !== lease.address
-      )
-        plan.pool.dropOffer(lease.mac);
+      // What another server did with a client never voids this one's offer to it: every server
+      // offers to every DISCOVER and the client picks (RFC 2131 §4.4.1); its REQUEST naming
+      // another server is what ends our offer (handler.ts). Voided on hearing the other's OFFER,
+      // or a binding whose NOTIFY came late (commits queue under load, so its time says little),
+      // our offer's address went to the next DISCOVER and the client's REQUEST for it was NAKed
+      // ("belongs to another client"): ~1% of the storm's machines on two servers
+      // (bench/storm/README.md). A client bound elsewhere that DISCOVERs again is offered its
+      // lease (pool.ts `choose`).
       if (lease.expiresAt > t) loaded++;
     }
     return loaded;

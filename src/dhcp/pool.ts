@@ -190,8 +190,17 @@ export class AddressPool {
   choose(mac: string, requested: number | undefined, now: number): number | undefined {
     this.sweepOffers(now);
     const offer = this.offers.get(mac);
-    if (offer && offer.expiresAt > now && this.isAvailableTo(offer.address, mac, now)) return offer.address;
     const previous = this.byMac.get(mac);
+    // A live binding (made by another server since this one's offer: offers are not voided by what
+    // another server does, index.ts `learn`) comes before the offer: the client keeps its address.
+    const boundElsewhere =
+      previous?.state === "bound" &&
+      previous.expiresAt > now &&
+      previous.address !== offer?.address &&
+      this.contains(previous.address) &&
+      this.isAvailableTo(previous.address, mac, now);
+    if (boundElsewhere) return previous.address;
+    if (offer && offer.expiresAt > now && this.isAvailableTo(offer.address, mac, now)) return offer.address;
     if (
       previous &&
       previous.mac === mac &&
@@ -274,12 +283,6 @@ export class AddressPool {
   offerOf(mac: string, now: number): number | undefined {
     const offer = this.offers.get(mac);
     return offer && offer.expiresAt > now ? offer.address : undefined;
-  }
-
-  /** When the live offer to `mac` was made (its hold started). */
-  offerMadeAt(mac: string, now: number): number | undefined {
-    const offer = this.offers.get(mac);
-    return offer && offer.expiresAt > now ? offer.expiresAt - this.offerHoldMs : undefined;
   }
 
   dropOffer(mac: string): void {
