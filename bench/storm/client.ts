@@ -40,6 +40,8 @@ export interface MachineResult {
   ms: number;
   failedAt?: string;
   bytes: number;
+  /** ms spent in each step (DHCP, TFTP, each HTTP fetch), to say where a slow boot's time went. */
+  steps?: Record<string, number>;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -245,13 +247,21 @@ async function httpGet(url: string): Promise<{ bytes: number; text?: string }> {
 async function machine(mac: string): Promise<MachineResult> {
   const start = performance.now();
   let step = "dhcp (PXE)";
+  const steps: Record<string, number> = {};
+  let stepStart = start;
+  const enter = (next: string) => {
+    const now = performance.now();
+    steps[step] = (steps[step] ?? 0) + now - stepStart;
+    step = next;
+    stepStart = now;
+  };
   let bytes = 0;
   try {
     const pxe = await dora(mac, false);
     if (!pxe) throw new Error("no lease");
-    step = "tftp";
+    enter("tftp");
     bytes += await tftpGet(formatIpv4(pxe.siaddr), pxe.file);
-    step = "dhcp (iPXE)";
+    enter("dhcp (iPXE)");
     const ipxe = await dora(mac, true);
     if (!ipxe || !/^https?:\/\//.test(ipxe.file)) throw new Error(`no iPXE lease or no URL (${ipxe?.file})`);
     const vars = new Map([
@@ -263,22 +273,23 @@ async function machine(mac: string): Promise<MachineResult> {
       ["ip", formatIpv4(ipxe.yiaddr)],
     ]);
     // `${netX/mac:hexhyp}` is the hyphenated form; plain `${mac}` the colon form.
-    step = "entry script";
+    enter("entry script");
     let script = await httpGet(ipxe.file);
     bytes += script.bytes;
     let urls = readScript(script.text ?? "", vars);
     if (urls.chain && !urls.kernel) {
-      step = "machine script";
+      enter("machine script");
       script = await httpGet(urls.chain);
       bytes += script.bytes;
       urls = readScript(script.text ?? "", vars);
     }
     if (!urls.kernel || !urls.initrd) throw new Error("the script names no kernel and initrd");
-    step = "kernel";
+    enter("kernel");
     bytes += (await httpGet(urls.kernel)).bytes;
-    step = "initrd";
+    enter("initrd");
     bytes += (await httpGet(urls.initrd)).bytes;
-    return { mac, ok: true, ms: performance.now() - start, bytes };
+    enter("done");
+    return { mac, ok: true, ms: performance.now() - start, bytes, steps };
   } catch (error) {
     // undici says only "fetch failed"; the cause (ECONNRESET, a timeout…) says whose it was.
     const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;

@@ -237,6 +237,8 @@ interface SetupResult {
   udp: { client: UdpCounters; servers: UdpCounters };
   /** The box's 1-minute load average when the storm began and when it ended (it is shared). */
   load: [string, string];
+  /** p99 seconds of each step over the machines that booted: where the slowest boots spent it. */
+  stepP99: [string, number][];
 }
 
 const oneMinuteLoad = () => readFileSync("/proc/loadavg", "utf8").split(" ")[0]!;
@@ -298,6 +300,17 @@ async function storm(
     .filter((r) => r.ok)
     .map((r) => r.ms)
     .sort((a, b) => a - b);
+  const stepNames = [...new Set(results.flatMap((r) => (r.ok && r.steps ? Object.keys(r.steps) : [])))];
+  const stepP99 = stepNames.map((step): [string, number] => [
+    step,
+    percentile(
+      results
+        .filter((r) => r.ok)
+        .map((r) => r.steps?.[step] ?? 0)
+        .sort((a, b) => a - b),
+      99,
+    ) / 1000,
+  ]);
   const failedAt = new Map<string, number>();
   for (const r of results.filter((r) => !r.ok)) {
     const key = (r.failedAt ?? "?").slice(0, 80);
@@ -313,6 +326,7 @@ async function storm(
     loop,
     udp,
     load: [loadBefore, oneMinuteLoad()],
+    stepP99,
     cpuS: after.cpu - before.cpu,
     rssMb: after.hwmKb / 1024,
     ...(dbBefore && dbAfter ? { dbCpuS: dbAfter.cpu - dbBefore.cpu, dbRssMb: dbAfter.hwmKb / 1024 } : {}),
@@ -442,6 +456,8 @@ async function main(): Promise<number> {
     console.log(
       `    simulator event-loop delay p99 ${fmt(r.loop.p99Ms, 0)} ms, max ${fmt(r.loop.maxMs, 0)} ms; load average ${r.load[0]} → ${r.load[1]}`,
     );
+    if (r.stepP99.length)
+      console.log(`    p99 s by step: ${r.stepP99.map(([step, s]) => `${step} ${fmt(s, 2)}`).join(", ")}`);
     console.log(`    UDP, client: ${udpSummary(r.udp.client)}`);
     console.log(`    UDP, server${r.name.includes("×2") ? "s" : ""}: ${udpSummary(r.udp.servers)}`);
     for (const [why, count] of r.failedAt) console.log(`    ${count} × ${why}`);
