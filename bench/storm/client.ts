@@ -323,5 +323,8 @@ const results = await Promise.all(runs);
 socket.close();
 loopDelay.disable();
 const loop = { p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 };
-process.stdout.write(`${JSON.stringify({ wallMs: performance.now() - started, loop, results })}\n`);
-process.exit(0);
+// Exit once the line has left: stdout to a pipe is asynchronous, and exiting at once cut a long
+// report short.
+process.stdout.write(`${JSON.stringify({ wallMs: performance.now() - started, loop, results })}\n`, () =>
+  process.exit(0),
+);
