@@ -40,13 +40,20 @@ export interface MachineResult {
   ms: number;
   failedAt?: string;
   bytes: number;
+  /** ms spent in each step (DHCP, TFTP, each HTTP fetch), to say where a slow boot's time went. */
+  steps?: Record<string, number>;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Replies by xid: each DORA waits for its own. */
 const waiting = new Map<number, (reply: DhcpPacket) => void>();
-const socket = dgram.createSocket({ type: "udp4", reuseAddr: true });
+// One socket hears every machine's replies (broadcast, as the PXE flag asks): each real machine has
+// a receive queue of its own, so this one must hold what a thousand would, or a late turn of the
+// simulator's loop drops OFFERs and ACKs in its own kernel buffer (seen as UDP RcvbufErrors in the
+// client namespace; the default 208 KiB dropped hundreds on a loaded box). Capped by
+// net.core.rmem_max.
+const socket = dgram.createSocket({ type: "udp4", reuseAddr: true, recvBufferSize: 8 * 1024 * 1024 });
 socket.on("message", (data) => {
   try {
     const reply = decode(data);
@@ -121,6 +128,10 @@ async function dora(mac: string, ipxe: boolean): Promise<DhcpPacket | undefined>
       ]),
     (r) => messageType(r) === MessageType.Ack || messageType(r) === MessageType.Nak,
   );
+  if (ack && messageType(ack) === MessageType.Nak) {
+    // The server's reason (option 56) says which rule refused the address it had just offered.
+    throw new Error(`NAK from ${formatIpv4(serverId)}: ${ack.options.get(Option.Message)?.toString("latin1") ?? "?"}`);
+  }
   return ack && messageType(ack) === MessageType.Ack ? { ...ack, siaddr: ack.siaddr || offer.siaddr } : undefined;
 }
 
@@ -182,8 +193,14 @@ function tftpGet(server: string, filename: string): Promise<number> {
       }
       last = encodePacket({ opcode: Opcode.Ack, block: packet.block });
       if (packet.data.length < blksize && packet.block === lastBlock) {
-        s.send(last, peerPort, server);
-        return finish();
+        // The final ACK (RFC 1350 §6), which firmware sends before it moves on. Closed only once it
+        // has left: `send` is asynchronous in Node, and a close right after it dropped the ACK, so
+        // the server retried its last block for half a minute to a closed port (or to the next
+        // transfer that reused it).
+        clearTimeout(timer);
+        s.removeAllListeners("message");
+        s.send(last, peerPort, server, () => finish());
+        return;
       }
       send();
     });
@@ -230,13 +247,21 @@ async function httpGet(url: string): Promise<{ bytes: number; text?: string }> {
 async function machine(mac: string): Promise<MachineResult> {
   const start = performance.now();
   let step = "dhcp (PXE)";
+  const steps: Record<string, number> = {};
+  let stepStart = start;
+  const enter = (next: string) => {
+    const now = performance.now();
+    steps[step] = (steps[step] ?? 0) + now - stepStart;
+    step = next;
+    stepStart = now;
+  };
   let bytes = 0;
   try {
     const pxe = await dora(mac, false);
     if (!pxe) throw new Error("no lease");
-    step = "tftp";
+    enter("tftp");
     bytes += await tftpGet(formatIpv4(pxe.siaddr), pxe.file);
-    step = "dhcp (iPXE)";
+    enter("dhcp (iPXE)");
     const ipxe = await dora(mac, true);
     if (!ipxe || !/^https?:\/\//.test(ipxe.file)) throw new Error(`no iPXE lease or no URL (${ipxe?.file})`);
     const vars = new Map([
@@ -248,24 +273,34 @@ async function machine(mac: string): Promise<MachineResult> {
       ["ip", formatIpv4(ipxe.yiaddr)],
     ]);
     // `${netX/mac:hexhyp}` is the hyphenated form; plain `${mac}` the colon form.
-    step = "entry script";
+    enter("entry script");
     let script = await httpGet(ipxe.file);
     bytes += script.bytes;
     let urls = readScript(script.text ?? "", vars);
     if (urls.chain && !urls.kernel) {
-      step = "machine script";
+      enter("machine script");
       script = await httpGet(urls.chain);
       bytes += script.bytes;
       urls = readScript(script.text ?? "", vars);
     }
     if (!urls.kernel || !urls.initrd) throw new Error("the script names no kernel and initrd");
-    step = "kernel";
+    enter("kernel");
     bytes += (await httpGet(urls.kernel)).bytes;
-    step = "initrd";
+    enter("initrd");
     bytes += (await httpGet(urls.initrd)).bytes;
-    return { mac, ok: true, ms: performance.now() - start, bytes };
+    enter("done");
+    return { mac, ok: true, ms: performance.now() - start, bytes, steps };
   } catch (error) {
-    return { mac, ok: false, ms: performance.now() - start, failedAt: `${step}: ${(error as Error).message}`, bytes };
+    // undici says only "fetch failed"; the cause (ECONNRESET, a timeout…) says whose it was.
+    const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
+    const why = cause ? ` (${cause.code ?? cause.message})` : "";
+    return {
+      mac,
+      ok: false,
+      ms: performance.now() - start,
+      failedAt: `${step}: ${(error as Error).message}${why}`,
+      bytes,
+    };
   }
 }
 
@@ -288,5 +323,8 @@ const results = await Promise.all(runs);
 socket.close();
 loopDelay.disable();
 const loop = { p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 };
-process.stdout.write(`${JSON.stringify({ wallMs: performance.now() - started, loop, results })}\n`);
-process.exit(0);
+// Exit once the line has left: stdout to a pipe is asynchronous, and exiting at once cut a long
+// report short.
+process.stdout.write(`${JSON.stringify({ wallMs: performance.now() - started, loop, results })}\n`, () =>
+  process.exit(0),
+);

@@ -15,7 +15,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cliArgs, prepareState, repo, runCli } from "../../test/support/daemon.js";
 import { sh } from "../../test/support/netns.js";
@@ -35,6 +35,10 @@ const kernelMb = Number(option("--kernel-mb", "10"));
 const initrdMb = Number(option("--initrd-mb", "60"));
 const deadlineS = Number(option("--deadline", "600"));
 const setups = option("--setups", "sqlite,postgres,seed").split(",");
+/** Where each server's output goes in full (default: only its last 4,000 characters, shown if it dies). */
+const logDir = option("--logs", "");
+/** Our servers' `logLevel` (debug logs every DHCP exchange: what the failures were answered). */
+const logLevel = option("--log-level", "warn");
 
 // Inside the segment's own namespaces: a /16, so 1,000 machines fit in the pool.
 const NET = "10.77";
@@ -79,7 +83,7 @@ function ourConfig(dir: string, member: SegmentMember, storage?: string): string
       serverAddress: member.ip,
       stateDir: dir,
       ...(storage ? { storage } : {}),
-      logLevel: "warn",
+      logLevel,
       dhcp: {
         subnet: `${NET}.0.0`,
         netmask: "255.255.0.0",
@@ -106,6 +110,11 @@ function ourConfig(dir: string, member: SegmentMember, storage?: string): string
 function spawnIn(member: SegmentMember, cmd: string, argv: string[]): ChildProcess {
   const child = member.spawn(cmd, argv, { cwd: repo });
   children.push(child);
+  if (logDir) {
+    const file = join(logDir, `${member.ns}-${cmd.split("/").pop()}.log`);
+    child.stdout?.on("data", (d: Buffer) => appendFileSync(file, d));
+    child.stderr?.on("data", (d: Buffer) => appendFileSync(file, d));
+  }
   let log = "";
   child.stdout?.on("data", (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
   child.stderr?.on("data", (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
@@ -141,6 +150,30 @@ function postgresPids(): number[] {
     .map(Number);
   return [postmaster, ...kids];
 }
+
+/**
+ * The namespace's UDP counters (/proc/net/snmp is per network namespace): a datagram the kernel
+ * dropped because a socket's receive buffer was full (RcvbufErrors), or that found no socket
+ * (NoPorts), shows here whichever process was slow.
+ */
+const UDP_COUNTERS = ["InDatagrams", "NoPorts", "InErrors", "RcvbufErrors", "SndbufErrors"] as const;
+type UdpCounters = Record<(typeof UDP_COUNTERS)[number], number>;
+function udpCounters(member: SegmentMember): UdpCounters {
+  const lines = member
+    .run("cat", ["/proc/net/snmp"])
+    .split("\n")
+    .filter((l) => l.startsWith("Udp: "));
+  const names = lines[0]!.split(/\s+/).slice(1);
+  const values = lines[1]!.split(/\s+/).slice(1).map(Number);
+  return Object.fromEntries(UDP_COUNTERS.map((c) => [c, values[names.indexOf(c)] ?? 0])) as UdpCounters;
+}
+function udpDelta(before: UdpCounters[], after: UdpCounters[]): UdpCounters {
+  return Object.fromEntries(
+    UDP_COUNTERS.map((c) => [c, after.reduce((sum, a, i) => sum + a[c] - before[i]![c], 0)]),
+  ) as UdpCounters;
+}
+const udpSummary = (u: UdpCounters) =>
+  `in ${u.InDatagrams}, rcvbuf drops ${u.RcvbufErrors}, no port ${u.NoPorts}, in errors ${u.InErrors}, sndbuf ${u.SndbufErrors}`;
 
 interface Sample {
   cpu: number;
@@ -181,7 +214,15 @@ interface SetupResult {
   dbRssMb?: number;
   /** The simulator's event-loop delay: high means the client, not the server, was late. */
   loop: { p99Ms: number; maxMs: number };
+  /** UDP counters during the storm: the client's namespace, and the servers' summed. */
+  udp: { client: UdpCounters; servers: UdpCounters };
+  /** The box's 1-minute load average when the storm began and when it ended (it is shared). */
+  load: [string, string];
+  /** p99 seconds of each step over the machines that booted: where the slowest boots spent it. */
+  stepP99: [string, number][];
 }
+
+const oneMinuteLoad = () => readFileSync("/proc/loadavg", "utf8").split(" ")[0]!;
 
 function percentile(sorted: number[], p: number): number {
   if (!sorted.length) return Number.NaN;
@@ -205,7 +246,9 @@ async function storm(
     serverPids()
       .map(sample)
       .reduce((a, b) => ({ cpu: a.cpu + b.cpu, hwmKb: a.hwmKb + b.hwmKb }), { cpu: 0, hwmKb: 0 });
+  const loadBefore = oneMinuteLoad();
   const before = sampleServers();
+  const udpBefore = { client: udpCounters(client), servers: servers.map(udpCounters) };
   const dbBefore = withDb ? sample(postgresPids()) : undefined;
   process.stderr.write(`${name}: ${machines} machines within ${windowS} s…\n`);
   const child = client.spawn(process.execPath, ["--import", "tsx", join(repo, "bench/storm/client.ts"), planFile], {
@@ -219,6 +262,10 @@ async function storm(
   await new Promise((resolve) => child.on("exit", resolve));
   if (!out.trim()) throw new Error(`the storm client printed nothing:\n${err}`);
   const after = sampleServers();
+  const udp = {
+    client: udpDelta([udpBefore.client], [udpCounters(client)]),
+    servers: udpDelta(udpBefore.servers, servers.map(udpCounters)),
+  };
   const dbAfter = withDb ? sample(postgresPids()) : undefined;
   const parsed = JSON.parse(out) as {
     wallMs: number;
@@ -234,6 +281,17 @@ async function storm(
     .filter((r) => r.ok)
     .map((r) => r.ms)
     .sort((a, b) => a - b);
+  const stepNames = [...new Set(results.flatMap((r) => (r.ok && r.steps ? Object.keys(r.steps) : [])))];
+  const stepP99 = stepNames.map((step): [string, number] => [
+    step,
+    percentile(
+      results
+        .filter((r) => r.ok)
+        .map((r) => r.steps?.[step] ?? 0)
+        .sort((a, b) => a - b),
+      99,
+    ) / 1000,
+  ]);
   const failedAt = new Map<string, number>();
   for (const r of results.filter((r) => !r.ok)) {
     const key = (r.failedAt ?? "?").slice(0, 80);
@@ -247,6 +305,9 @@ async function storm(
     p99: percentile(times, 99) / 1000,
     wallS: wallMs / 1000,
     loop,
+    udp,
+    load: [loadBefore, oneMinuteLoad()],
+    stepP99,
     cpuS: after.cpu - before.cpu,
     rssMb: after.hwmKb / 1024,
     ...(dbBefore && dbAfter ? { dbCpuS: dbAfter.cpu - dbBefore.cpu, dbRssMb: dbAfter.hwmKb / 1024 } : {}),
@@ -341,7 +402,13 @@ async function main(): Promise<number> {
     console.log(
       `${r.name.padEnd(30)} ${String(r.failures).padStart(6)} ${fmt(r.p50, 2).padStart(7)} ${fmt(r.p99, 2).padStart(7)} ${fmt(r.wallS).padStart(7)} ${fmt(r.cpuS, 2).padStart(7)} ${fmt(r.rssMb).padStart(7)}  ${r.dbCpuS === undefined ? "" : `${fmt(r.dbCpuS, 2)} / ${fmt(r.dbRssMb)}`}`,
     );
-    console.log(`    simulator event-loop delay p99 ${fmt(r.loop.p99Ms, 0)} ms, max ${fmt(r.loop.maxMs, 0)} ms`);
+    console.log(
+      `    simulator event-loop delay p99 ${fmt(r.loop.p99Ms, 0)} ms, max ${fmt(r.loop.maxMs, 0)} ms; load average ${r.load[0]} → ${r.load[1]}`,
+    );
+    if (r.stepP99.length)
+      console.log(`    p99 s by step: ${r.stepP99.map(([step, s]) => `${step} ${fmt(s, 2)}`).join(", ")}`);
+    console.log(`    UDP, client: ${udpSummary(r.udp.client)}`);
+    console.log(`    UDP, server${r.name.includes("×2") ? "s" : ""}: ${udpSummary(r.udp.servers)}`);
     for (const [why, count] of r.failedAt) console.log(`    ${count} × ${why}`);
   }
   const seed = results.find((r) => r.name.startsWith("seed"));

@@ -218,13 +218,14 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       const plan = subnets.find((s) => s.pool.contains(lease.address));
       if (!plan) continue; // a fixed address, or a range that was since narrowed
       plan.pool.put(lease);
-      // Another server's lease: whatever this one offered that client or that address is void.
-      if (
-        lease.mac &&
-        plan.pool.offerOf(lease.mac, t) !== undefined &&
-        plan.pool.offerOf(lease.mac, t) !== lease.address
-      )
-        plan.pool.dropOffer(lease.mac);
+      // What another server did with a client never voids this one's offer to it: every server
+      // offers to every DISCOVER and the client picks (RFC 2131 §4.4.1); its REQUEST naming
+      // another server is what ends our offer (handler.ts). Voided on hearing the other's OFFER,
+      // or a binding whose NOTIFY came late (commits queue under load, so its time says little),
+      // our offer's address went to the next DISCOVER and the client's REQUEST for it was NAKed
+      // ("belongs to another client"): ~1% of the storm's machines on two servers
+      // (bench/storm/README.md). A client bound elsewhere that DISCOVERs again is offered its
+      // lease (pool.ts `choose`).
       if (lease.expiresAt > t) loaded++;
     }
     return loaded;

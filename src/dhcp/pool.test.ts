@@ -78,3 +78,16 @@ describe("AddressPool allocation without walking the range (issue 10)", () => {
     assert.equal(pool.leaseOf("a")?.address, START + 6);
   });
 });
+
+describe("AddressPool with several servers (issue 12)", () => {
+  it("a client bound elsewhere since this pool's offer is offered its lease on its next DISCOVER", () => {
+    const pool = new AddressPool(START, START + 99);
+    const offered = pool.choose("aa", undefined, NOW)!;
+    pool.hold("aa", offered, NOW);
+    // Another server's binding of the client, learned from the store: our offer stands (index.ts
+    // `learn`), but a new DISCOVER gets the address the client holds.
+    pool.put({ address: START + 50, mac: "aa", expiresAt: NOW + HOUR, state: "bound" });
+    assert.equal(pool.offerOf("aa", NOW + 1), offered, "the offer is not voided");
+    assert.equal(pool.choose("aa", undefined, NOW + 1), START + 50);
+  });
+});

@@ -190,8 +190,17 @@ export class AddressPool {
   choose(mac: string, requested: number | undefined, now: number): number | undefined {
     this.sweepOffers(now);
     const offer = this.offers.get(mac);
-    if (offer && offer.expiresAt > now && this.isAvailableTo(offer.address, mac, now)) return offer.address;
     const previous = this.byMac.get(mac);
+    // A live binding (made by another server since this one's offer: offers are not voided by what
+    // another server does, index.ts `learn`) comes before the offer: the client keeps its address.
+    const boundElsewhere =
+      previous?.state === "bound" &&
+      previous.expiresAt > now &&
+      previous.address !== offer?.address &&
+      this.contains(previous.address) &&
+      this.isAvailableTo(previous.address, mac, now);
+    if (boundElsewhere) return previous.address;
+    if (offer && offer.expiresAt > now && this.isAvailableTo(offer.address, mac, now)) return offer.address;
     if (
       previous &&
       previous.mac === mac &&

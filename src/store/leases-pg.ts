@@ -100,8 +100,12 @@ export function createPgLeaseStore(store: PgStore): LeaseStore & Required<Pick<L
               [bound.map((l) => l.mac), bound.map((l) => l.address), bound.map((l) => l.updatedAt)],
             )
           : { rows: [] };
-        for (const r of released.rows) saved.add(r.address);
-        await notifyIn(client, LEASES_CHANNEL, store.instance, [...saved]);
+        // Changed, so the other servers hear of them; but not saved for this batch: an address
+        // whose claim was refused may be among them (another MAC's offer, released here because
+        // that MAC bound this address), and taken for saved it went out in an OFFER to a client
+        // the row does not name, which the next server to claim it NAKed (bench/storm/README.md).
+        const changed = new Set([...saved, ...released.rows.map((r) => r.address)]);
+        await notifyIn(client, LEASES_CHANNEL, store.instance, [...changed]);
         const others = rows.filter((l) => !saved.has(l.address)).map((l) => l.address);
         if (!others.length) return [];
         const holders = await client.query<LeaseRow>(`SELECT * FROM leases WHERE address = ANY($1::text[])`, [others]);

@@ -148,3 +148,112 @@ test("sources: bytes made for the requesting client, and files from another root
     rmSync(other, { recursive: true, force: true });
   }
 });
+
+/**
+ * The boot storm's lost machines (bench/storm/README.md): a client that was sent a whole file and
+ * then sends a new RRQ from the same port (its final ACK lost, its next transfer on the same port)
+ * must get a new transfer, and the old one must stop sending to that port. Taken for a
+ * retransmitted RRQ, the request went unanswered while the old transfer's last block, retried for
+ * half a minute, reached the new request's socket.
+ */
+for (const workers of [0, 1]) {
+  test(`a new RRQ from the port of a transfer whose last block went out starts a new one; a late repeat does not (workers: ${workers})`, async () => {
+    const root = mkdtempSync(join(tmpdir(), "cpxe-tftp-server-"));
+    writeFileSync(join(root, "boot.bin"), Buffer.alloc(3000, 1)); // blocks 1468, 1468, 64
+    const server = new TftpServer({ root, bindAddress: "127.0.0.1", port: 0, logger: silentLogger, workers });
+    await server.start();
+    const client = createSocket("udp4");
+    client.bind(0, "127.0.0.1");
+    await once(client, "listening");
+    const seen: { opcode: number; block: number; port: number }[] = [];
+    const next = (match: (d: { opcode: number; block: number; port: number }) => boolean, what: string) =>
+      new Promise<{ opcode: number; block: number; port: number }>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ${what}; saw ${JSON.stringify(seen)}`)), 2000);
+        const listener = (msg: Buffer, rinfo: { port: number }) => {
+          const d = { opcode: msg.readUInt16BE(0), block: msg.readUInt16BE(2), port: rinfo.port };
+          seen.push(d);
+          if (!match(d)) return;
+          clearTimeout(timer);
+          client.off("message", listener);
+          resolve(d);
+        };
+        client.on("message", listener);
+      });
+    const rrq = Buffer.concat([Buffer.from([0, 1]), Buffer.from("boot.bin\0octet\0blksize\x001468\0")]);
+    const ack = (block: number, port: number) =>
+      client.send(Buffer.from([0, 4, block >> 8, block & 0xff]), port, "127.0.0.1");
+    try {
+      const port = server.address().port;
+      client.send(rrq, port, "127.0.0.1");
+      const first = await next((d) => d.opcode === 6, "OACK");
+      for (let block = 0; block < 3; block++) {
+        ack(block, first.port);
+        await next((d) => d.opcode === 3 && d.block === block + 1, `DATA ${block + 1}`);
+      }
+      // The final ACK is "lost": the client asks again, from the same port, a moment later (a
+      // worker's word that the last block went out crosses threads; a request that beats it is
+      // taken for a repeat, and the client's own retransmission a second later gets through).
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      seen.length = 0;
+      client.send(rrq, port, "127.0.0.1");
+      const second = await next((d) => d.opcode === 6, "second OACK (the RRQ was taken for a retransmission)");
+      assert.notEqual(second.port, first.port, "a transfer of its own");
+      ack(0, second.port);
+      await next((d) => d.opcode === 3 && d.block === 1 && d.port === second.port, "DATA 1 of the new transfer");
+      // The old transfer retransmits after 1 s unless it was ended.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.deepEqual(
+        seen.filter((d) => d.port === first.port),
+        [],
+        "nothing more from the old transfer's port",
+      );
+      assert.equal(server.stats().transfersAborted, 1, "the old transfer ended as the client's doing");
+
+      // A late client's repeated RRQ that arrives after its first ACK (both were sent in one turn
+      // of its loop) is still a repeat: the transfer goes on from its port, and no other starts.
+      const repeat = Buffer.concat([Buffer.from([0, 1]), Buffer.from("boot.bin\0octet\0blksize\x001468\0")]);
+      const late = createSocket("udp4");
+      late.bind(0, "127.0.0.1");
+      await once(late, "listening");
+      const lateSeen: { opcode: number; block: number; port: number }[] = [];
+      late.on("message", (msg: Buffer, rinfo: { port: number }) =>
+        lateSeen.push({ opcode: msg.readUInt16BE(0), block: msg.readUInt16BE(2), port: rinfo.port }),
+      );
+      const lateWait = async (opcode: number, block: number) => {
+        const deadline = Date.now() + 3000;
+        for (;;) {
+          const found = lateSeen.find((d) => d.opcode === opcode && (opcode !== 3 || d.block === block));
+          if (found) return found;
+          if (Date.now() > deadline)
+            throw new Error(`late client: no ${opcode}/${block}; saw ${JSON.stringify(lateSeen)}`);
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      };
+      try {
+        late.send(repeat, port, "127.0.0.1");
+        const oack = await lateWait(6, 0);
+        late.send(Buffer.from([0, 4, 0, 0]), oack.port, "127.0.0.1");
+        await lateWait(3, 1);
+        late.send(repeat, port, "127.0.0.1");
+        for (let block = 1; block < 3; block++) {
+          late.send(Buffer.from([0, 4, 0, block]), oack.port, "127.0.0.1");
+          await lateWait(3, block + 1);
+        }
+        late.send(Buffer.from([0, 4, 0, 3]), oack.port, "127.0.0.1");
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.deepEqual(
+          lateSeen.filter((d) => d.port !== oack.port),
+          [],
+          "the repeated RRQ started no second transfer",
+        );
+        assert.equal(server.stats().transfersAborted, 1, "nor ended the first");
+      } finally {
+        late.close();
+      }
+    } finally {
+      client.close();
+      await server.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+}

@@ -120,6 +120,8 @@ interface Slot {
   running: { where: "local"; transfer: RunningTransfer } | { where: "worker"; worker: TransferWorker } | undefined;
   /** The client acknowledged something (its failure is then worth a warning). */
   verified: boolean;
+  /** Its last block went out: only the final ACK is missing (onRequest). */
+  lastBlockSent: boolean;
 }
 
 export class TftpServer {
@@ -271,6 +273,7 @@ export class TftpServer {
     const entry: TransferWorker = { worker, active: 0, cache: { hits: 0, misses: 0, bytes: 0 }, pending: new Set() };
     worker.on("message", (message: FromWorker) => {
       if (message.type === "verified") this.verified(message.id);
+      if (message.type === "last-block-sent") this.lastBlockSent(message.id);
       if (message.type !== "end") return;
       entry.cache = message.cache;
       entry.pending.delete(message.id);
@@ -386,16 +389,34 @@ export class TftpServer {
       return;
     }
     const key = `${rinfo.address}:${rinfo.port}`;
-    // The client repeated its RRQ; the transfer already answers. Checked before the rate, so a
-    // client's own retransmissions do not spend its tokens.
-    if (this.transfers.has(key)) return;
+    const existing = this.transfers.get(key);
+    if (existing) {
+      // The client repeated its RRQ; the transfer already answers. Checked before the rate, so a
+      // client's own retransmissions do not spend its tokens. A late client's repeat can arrive
+      // after its first ACK (it sent both in one turn; the ACK reaches a worker, the RRQ this
+      // thread), so being acknowledged is not enough to call a request new.
+      if (!existing.lastBlockSent) return;
+      // Once the whole file went out, a request from the same port is a new one: the client
+      // finished (RFC 1350 §6 lets it leave after its final ACK; when that ACK is lost the old
+      // transfer retries its last block for half a minute) and its next transfer reuses the port.
+      // Taken for a repeat, the new request went unanswered and the old transfer's DATA reached
+      // it (the boot storm lost ~1.5% of its machines so: bench/storm/README.md).
+      this.supersede(existing);
+    }
     if (!this.withinRate(rinfo.address)) return;
     if (request.mode === "mail") {
       // RFC 1350 mail mode delivers to a user; it has no meaning for a read.
       this.refuse(rinfo, ErrorCode.IllegalOperation, "mail mode is not supported");
       return;
     }
-    const slot: Slot = { id: this.nextId++, key, address: rinfo.address, running: undefined, verified: false };
+    const slot: Slot = {
+      id: this.nextId++,
+      key,
+      address: rinfo.address,
+      running: undefined,
+      verified: false,
+      lastBlockSent: false,
+    };
     this.transfers.set(key, slot);
     void this.open(slot, request, rinfo);
   }
@@ -439,6 +460,19 @@ export class TftpServer {
     if (slot.running?.where === "local") slot.running.transfer.evict();
     else if (slot.running?.where === "worker")
       slot.running.worker.worker.postMessage({ type: "evict", id } satisfies ToWorker);
+  }
+
+  private lastBlockSent(id: number): void {
+    const slot = this.slots.get(id);
+    if (slot) slot.lastBlockSent = true;
+  }
+
+  /** End a transfer its client started over from the same port (onRequest); its end comes as usual. */
+  private supersede(slot: Slot): void {
+    this.transfers.delete(slot.key);
+    if (slot.running?.where === "local") slot.running.transfer.supersede();
+    else if (slot.running?.where === "worker")
+      slot.running.worker.worker.postMessage({ type: "supersede", id: slot.id } satisfies ToWorker);
   }
 
   private release(slot: Slot): void {
@@ -552,7 +586,11 @@ export class TftpServer {
       slot.running = { where: "worker", worker };
       worker.worker.postMessage({ type: "transfer", id, job } satisfies ToWorker);
     } else {
-      const transfer = runTransfer(job, this.localCache, this.limits, { onVerified: () => this.verified(id), onEnd });
+      const transfer = runTransfer(job, this.localCache, this.limits, {
+        onVerified: () => this.verified(id),
+        onLastBlockSent: () => this.lastBlockSent(id),
+        onEnd,
+      });
       slot.running = { where: "local", transfer };
     }
   }

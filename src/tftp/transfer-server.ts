@@ -104,11 +104,21 @@ export interface RunningTransfer {
    * client may have acknowledged since the server decided; then the transfer goes on.
    */
   evict(): void;
+  /**
+   * Stop now, silently: the client sent a new request from this transfer's address and port after
+   * the last block went out, so it has moved on (server.ts). Ends as `aborted`.
+   */
+  supersede(): void;
 }
 
 export interface TransferEvents {
   /** The client acknowledged for the first time (called at most once, before `onEnd`). */
   onVerified(): void;
+  /**
+   * The last block went out for the first time (at most once, before `onEnd`): from now on only
+   * the final ACK is missing, and the client may have left without it reaching us (server.ts).
+   */
+  onLastBlockSent(): void;
   /** Called exactly once. */
   onEnd(end: TransferEnd): void;
 }
@@ -182,7 +192,7 @@ export function runTransfer(
       maxRetries: limits.maxRetries,
       maxRetriesUnverified: limits.maxRetriesUnverified,
     });
-    active = new ActiveTransfer(socket, content, state, counters, events.onVerified, (outcome) =>
+    active = new ActiveTransfer(socket, content, state, counters, events, (outcome) =>
       end(outcome, { size: content.size, blockSize: params.blockSize, windowSize: params.windowSize }),
     );
     active.feed({ type: "start" });
@@ -201,6 +211,10 @@ export function runTransfer(
       // Still opening: nothing was sent yet, so nothing was acknowledged.
       if (!active) aborted = true;
       else if (!active.verified) active.finish(evicted);
+    },
+    supersede() {
+      // Not still opening: only an acknowledged transfer is superseded.
+      active?.finish({ result: "aborted", reason: "the client asked again from the same port" });
     },
   };
 }
@@ -221,13 +235,14 @@ class ActiveTransfer {
   private closed = false;
   /** The client has acknowledged something (transfer.ts isVerified); the server was told. */
   verified = false;
+  private lastBlockSent = false;
 
   constructor(
     private readonly socket: TransferSocket,
     private readonly content: FileContent,
     state: TransferState,
     private readonly counters: TransferCounters,
-    private readonly onVerified: () => void,
+    private readonly events: Pick<TransferEvents, "onVerified" | "onLastBlockSent">,
     private readonly onEnd: (outcome: TransferOutcome) => void,
   ) {
     this.state = state;
@@ -302,7 +317,11 @@ class ActiveTransfer {
     }
     if (!this.verified && isVerified(result.state)) {
       this.verified = true;
-      this.onVerified();
+      this.events.onVerified();
+    }
+    if (!this.lastBlockSent && result.state.sent === result.state.lastBlock && !result.outcome) {
+      this.lastBlockSent = true;
+      this.events.onLastBlockSent();
     }
     if (result.timer === "cancel") this.clearTimer();
     else if (result.timer !== "keep") this.armTimer(result.timer);

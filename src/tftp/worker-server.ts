@@ -17,9 +17,11 @@ import {
 export type ToWorker =
   | { type: "transfer"; id: number; job: TransferJob }
   | { type: "evict"; id: number }
+  | { type: "supersede"; id: number }
   | { type: "stop" };
 export type FromWorker =
   | { type: "verified"; id: number }
+  | { type: "last-block-sent"; id: number }
   | { type: "end"; id: number; end: TransferEnd; cache: { hits: number; misses: number; bytes: number } }
   | { type: "stopped" }
   | { type: "ready" };
@@ -48,11 +50,16 @@ port.on("message", (message: ToWorker) => {
     running.get(message.id)?.evict();
     return;
   }
+  if (message.type === "supersede") {
+    running.get(message.id)?.supersede();
+    return;
+  }
   const { id, job } = message;
   running.set(
     id,
     runTransfer(job, cache, config.limits, {
       onVerified: () => port.postMessage({ type: "verified", id } satisfies FromWorker),
+      onLastBlockSent: () => port.postMessage({ type: "last-block-sent", id } satisfies FromWorker),
       onEnd: (end) => {
         running.delete(id);
         port.postMessage({

@@ -127,6 +127,33 @@ export function leaseStoreContract(
     );
   });
 
+  withStores(
+    "a claim refused for another MAC's offer stays refused when the same batch releases that offer",
+    async (store) => {
+      // One server offered 10.0.0.1 to the first MAC; the other offered it 10.0.0.2, and in one
+      // batch commits that binding and an offer of 10.0.0.1 to a second MAC (a boot storm).
+      await store.claimLeases!([lease("10.0.0.1", "aa:00:00:00:00:01", { state: "offered", expiresAt: 1_030_000 })]);
+      const result = await store.claimLeases!([
+        lease("10.0.0.1", "aa:00:00:00:00:02", { state: "offered", expiresAt: 1_030_100, updatedAt: 1_000_100 }),
+        lease("10.0.0.2", "aa:00:00:00:00:01", { updatedAt: 1_000_100 }),
+      ]);
+      // Not written for the second MAC, so refused, with what the row holds now: the server
+      // learns it is free and claims it again, rather than offer an address the row does not name.
+      assert.deepEqual(
+        result.refused.map((l) => [l.address, l.mac, l.state]),
+        [["10.0.0.1", "aa:00:00:00:00:01", "released"]],
+      );
+      const rows = (await store.loadLeases()).sort((a, b) => a.address.localeCompare(b.address));
+      assert.deepEqual(
+        rows.map((l) => [l.address, l.mac, l.state]),
+        [
+          ["10.0.0.1", "aa:00:00:00:00:01", "released"],
+          ["10.0.0.2", "aa:00:00:00:00:01", "bound"],
+        ],
+      );
+    },
+  );
+
   withStores("of two servers claiming one address for two MACs at once, exactly one gets it", async (store, other) => {
     const second = await other!();
     try {
