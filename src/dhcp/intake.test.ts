@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it, test } from "node:test";
 import { Intake } from "./intake.js";
 
 describe("Intake: past saturation, clients mid-exchange first, new DISCOVERs dropped first", () => {
@@ -54,4 +54,22 @@ describe("Intake: past saturation, clients mid-exchange first, new DISCOVERs dro
     while (intake.size) assert.equal(intake.next(), expected++);
     assert.equal(expected, 1000);
   });
+});
+
+test("a client's DISCOVER still waiting when its REQUEST was handled is skipped as stale; a later DISCOVER is not", () => {
+  const intake = new Intake<string>({ inProgress: 8, fresh: 8 });
+  intake.admit("discover A", "fresh", "aa");
+  intake.admit("discover B", "fresh", "bb");
+  // A's REQUEST for another server's OFFER: A is known here now, so it goes first.
+  intake.admit("request A", "inProgress", "aa");
+  assert.equal(intake.next(), "request A");
+  assert.equal(intake.next(), "discover B", "A's older DISCOVER is skipped");
+  assert.equal(intake.takeSuperseded(), 1);
+  assert.equal(intake.takeSuperseded(), 0, "counted once");
+  // A DISCOVER sent after the REQUEST (the client starts over) is answered.
+  intake.admit("request A again", "inProgress", "aa");
+  intake.admit("discover A again", "fresh", "aa");
+  assert.equal(intake.next(), "request A again");
+  assert.equal(intake.next(), "discover A again");
+  assert.equal(intake.next(), undefined);
 });

@@ -62,23 +62,51 @@ class BoundedQueue<T> {
   }
 }
 
-/** Two bounded lanes; the in-progress one is always served first. */
+interface Queued<T> {
+  item: T;
+  /** The client (its chaddr): a fresh request is superseded by a later in-progress one of the same client. */
+  client: string | undefined;
+  seq: number;
+}
+
+/**
+ * Two bounded lanes; the in-progress one is always served first. That reorders one client's
+ * requests: its DISCOVER can still wait in the fresh lane when its REQUEST (for another server's
+ * OFFER, which made it known here) has been handled. Such a DISCOVER is stale (the client has moved
+ * on, RFC 2131 §4.4.1) and is skipped: answered, it would hold an address for a client that took
+ * another, and on two servers it once outlived the client's own lease.
+ */
 export class Intake<T> {
-  private readonly inProgress: BoundedQueue<T>;
-  private readonly fresh: BoundedQueue<T>;
+  private readonly inProgress: BoundedQueue<Queued<T>>;
+  private readonly fresh: BoundedQueue<Queued<T>>;
+  private seq = 0;
+  /** Per client, the seq of its newest in-progress request; only while fresh requests wait. */
+  private readonly lastInProgress = new Map<string, number>();
+  private readonly bound: number;
+  /** Fresh requests skipped because a later in-progress one of the same client was handled. */
+  private superseded = 0;
 
   constructor(limits: IntakeLimits = DEFAULT_INTAKE_LIMITS) {
     this.inProgress = new BoundedQueue(Math.max(1, limits.inProgress));
     this.fresh = new BoundedQueue(Math.max(1, limits.fresh));
+    this.bound = this.inProgress.capacity + this.fresh.capacity;
   }
 
   /**
    * Queue `item` in `lane`; false when that lane is full and the item is dropped. A full fresh lane
    * drops the newcomer, not a DISCOVER already waiting: tail drop keeps the wait bounded and spends
-   * nothing on a request that will not be answered.
+   * nothing on a request that will not be answered. `client` names who sent it.
    */
-  admit(item: T, lane: IntakeLane): boolean {
-    return (lane === "inProgress" ? this.inProgress : this.fresh).push(item);
+  admit(item: T, lane: IntakeLane, client?: string): boolean {
+    const queued = { item, client, seq: this.seq++ };
+    if (lane === "fresh") return this.fresh.push(queued);
+    if (!this.inProgress.push(queued)) return false;
+    if (client !== undefined && this.fresh.size > 0) {
+      // Bounded: past it the map starts over, and a stale DISCOVER is at worst answered.
+      if (this.lastInProgress.size >= this.bound) this.lastInProgress.clear();
+      this.lastInProgress.set(client, queued.seq);
+    }
+    return true;
   }
 
   /**
@@ -86,7 +114,27 @@ export class Intake<T> {
    * `inProgressOnly`, only the former (the new ones wait, and past the lane's depth are shed).
    */
   next(inProgressOnly = false): T | undefined {
-    return this.inProgress.shift() ?? (inProgressOnly ? undefined : this.fresh.shift());
+    const urgent = this.inProgress.shift();
+    if (urgent) return urgent.item;
+    if (inProgressOnly) return undefined;
+    for (let queued = this.fresh.shift(); queued; queued = this.fresh.shift()) {
+      const later = queued.client === undefined ? undefined : this.lastInProgress.get(queued.client);
+      if (later !== undefined && later > queued.seq) {
+        this.superseded++;
+        continue;
+      }
+      if (this.fresh.size === 0) this.lastInProgress.clear();
+      return queued.item;
+    }
+    this.lastInProgress.clear();
+    return undefined;
+  }
+
+  /** The stale fresh requests skipped since the last call (`next`), for the server's counters. */
+  takeSuperseded(): number {
+    const count = this.superseded;
+    this.superseded = 0;
+    return count;
   }
 
   /** Whether `lane` would drop what comes next: the edge may then shed a DISCOVER before decoding it. */

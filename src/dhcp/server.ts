@@ -224,7 +224,7 @@ export class DhcpSocketServer {
     } catch (error) {
       this.options.logger.error({ err: error }, "could not classify a DHCP request; handled as in progress");
     }
-    if (!this.intake.admit({ socket, request, source }, lane)) {
+    if (!this.intake.admit({ socket, request, source }, lane, hardwareAddress(request))) {
       // Past saturation: the newcomer is dropped, not a client mid-exchange (intake.ts).
       if (lane === "fresh") this.counters.discoversShed++;
       else this.counters.dropped++;
@@ -257,6 +257,8 @@ export class DhcpSocketServer {
       this.dispatch(next.socket, next.request, next.source, false);
       if (performance.now() >= until) break;
     }
+    // A stale DISCOVER skipped (intake.ts) is a request not answered on purpose.
+    this.counters.ignored += this.intake.takeSuperseded();
     // New clients held back by the store are handled once its commit lands (flushNow drains again).
     if (this.intake.size && this.sockets.length && !storeBehind()) this.scheduleDrain();
   }
