@@ -13,7 +13,22 @@ interface DeviceSocketAddon {
     destinations: Uint32Array,
     done: (failed: number, errno: number) => void,
   ): void;
+  watchDatagrams(fd: number, onBatch: DatagramBatchListener): DatagramWatcher;
+  closeWatcher(watcher: DatagramWatcher): void;
 }
+
+/** The native reader of one socket (opaque to JavaScript). */
+export type DatagramWatcher = { readonly __brand: "DatagramWatcher" };
+
+/**
+ * A batch of datagrams read at once: their bytes packed one after the other in `data`, and for
+ * each, four entries of `table`: offset, length, sender address (host order), sender port. On a
+ * socket error both are null and `errno` says which.
+ */
+export type DatagramBatchListener = (data: Buffer | null, table: Uint32Array | null, errno: number) => void;
+
+/** Words per datagram in a batch's table. */
+export const BATCH_ENTRY = 4;
 
 const addon = () => loadAddon<DeviceSocketAddon>("udp_device_socket", "the DHCP server");
 
@@ -41,9 +56,9 @@ export function setArpEntry(interfaceName: string, address: string, mac: Buffer)
 
 /**
  * Send `datagrams` from the socket `fd`, each to its (address, port) pair in `destinations`, with
- * sendmmsg on libuv's thread pool: the kernel's work for each reply runs off the event loop.
- * `done` gets how many could not be sent (-1: not attempted) and the first errno. The fd must stay
- * open until `done` is called.
+ * sendmmsg: now, and what the send buffer cannot take yet from libuv's thread pool. `done` gets how
+ * many could not be sent (-1: not attempted) and the first errno; it may be called before this
+ * returns. The fd must stay open until `done` is called.
  */
 export function sendBatch(
   fd: number,
@@ -52,4 +67,18 @@ export function sendBatch(
   done: (failed: number, errno: number) => void,
 ): void {
   addon().sendBatch(fd, datagrams, destinations, done);
+}
+
+/**
+ * Read `fd` from now on (it is taken over, and closed by `closeWatcher`): every wakeup of the
+ * event loop reads what the kernel holds, up to 256 datagrams, with recvmmsg, and calls `onBatch`
+ * once per 64 (native/udp-device-socket.c).
+ */
+export function watchDatagrams(fd: number, onBatch: DatagramBatchListener): DatagramWatcher {
+  return addon().watchDatagrams(fd, onBatch);
+}
+
+/** Stop reading; the descriptor is closed once the event loop lets go of it. */
+export function closeWatcher(watcher: DatagramWatcher): void {
+  addon().closeWatcher(watcher);
 }

@@ -1,9 +1,17 @@
-import dgram from "node:dgram";
-import { formatIpv4, parseIpv4 } from "../config/primitives.js";
+import { closeSync } from "node:fs";
+import { formatIpv4 } from "../config/primitives.js";
 import { DecodeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { BROADCAST_ADDRESS, type Destination } from "./destination.js";
-import { openDeviceSocketFd, sendBatch, setArpEntry } from "./device-socket.js";
+import {
+  BATCH_ENTRY,
+  closeWatcher,
+  type DatagramWatcher,
+  openDeviceSocketFd,
+  sendBatch,
+  setArpEntry,
+  watchDatagrams,
+} from "./device-socket.js";
 import type { HandleResult, RequestSource } from "./handler.js";
 import { DEFAULT_INTAKE_LIMITS, Intake, type IntakeLane, type IntakeLimits } from "./intake.js";
 import { MessageType } from "./options.js";
@@ -80,7 +88,7 @@ export interface DhcpSocketServerOptions {
 
 /**
  * How long one turn of the event loop may spend handling queued requests before it reads the
- * socket again. libuv reads at most 32 datagrams per socket per turn: while the kernel holds more
+ * socket again. The reader takes at most 256 datagrams per socket per turn: while the kernel holds more
  * than that, the turn must be short or its buffer fills and drops without regard to who is
  * mid-exchange. Reading (~10 µs a datagram) is cheap, handling is not, so the backlog is pulled
  * into the intake, where in-progress clients go first, and the kernel never has to choose.
@@ -88,8 +96,8 @@ export interface DhcpSocketServerOptions {
 const HANDLE_BUDGET_MS = 1;
 /** The turn's budget when the last poll read a full 32 datagrams: the kernel probably has more. */
 const HANDLE_BUDGET_BACKLOGGED_MS = 0.25;
-/** What libuv reads per socket per turn at most (uv__udp_recvmsg). */
-const LIBUV_READS_PER_TURN = 32;
+/** What the reader takes per socket per turn at most (native/udp-device-socket.c, 4 x 64). */
+const READS_PER_TURN = 256;
 /**
  * Lease changes waiting for the next commit beyond which new clients wait: the store is then what
  * cannot keep up. With a shared store every OFFER is a claim to commit (handler.ts `claimOffers`),
@@ -107,26 +115,26 @@ interface Outbox {
   destinations: number[];
 }
 
+/** One listening socket: read natively in batches, written to with `sendBatch`. */
+interface Endpoint {
+  fd: number;
+  port: number;
+  /** The proxyDHCP boot-server port (4011). */
+  pxePort: boolean;
+  watcher: DatagramWatcher;
+  outbox: Outbox;
+  /** False once `stop` began: a lookup that comes back late must not answer through it. */
+  open: boolean;
+}
+
 interface Received {
-  socket: dgram.Socket;
+  endpoint: Endpoint;
   request: DhcpPacket;
   source: RequestSource;
 }
 
-/** Wrap a bound descriptor from the native addon in a dgram socket (Node adopts it with `fd`). */
-function adoptSocket(fd: number): Promise<dgram.Socket> {
-  const socket = dgram.createSocket({ type: "udp4" });
-  return new Promise((resolve, reject) => {
-    socket.once("error", reject);
-    socket.bind({ fd }, () => {
-      socket.off("error", reject);
-      resolve(socket);
-    });
-  });
-}
-
 interface PendingReply {
-  socket: dgram.Socket;
+  endpoint: Endpoint;
   result: Extract<HandleResult, { kind: "reply" }>;
   /** Kept to handle it again when its lease was refused (a shared store). */
   request: DhcpPacket;
@@ -142,20 +150,17 @@ interface PendingReply {
  */
 export class DhcpSocketServer {
   readonly counters: DhcpCounters = zeroCounters();
-  private sockets: dgram.Socket[] = [];
+  private endpoints: Endpoint[] = [];
   private batchLeases: PoolLease[] = [];
   private batchReplies: PendingReply[] = [];
   private flushScheduled = false;
   private commitInFlight = false;
   private readonly intake: Intake<Received>;
   private drainScheduled = false;
-  /** Datagrams read since the last drain: a full libuv read says a backlog waits in the kernel. */
+  /** Datagrams read since the last drain: a full read says a backlog waits in the kernel. */
   private readSinceDrain = 0;
-  /** The descriptor under each socket: replies are written to it from the thread pool. */
-  private readonly descriptors = new Map<dgram.Socket, number>();
-  private readonly outboxes = new Map<dgram.Socket, Outbox>();
   private outboxScheduled = false;
-  /** Batches on the thread pool: a socket is closed only once none is left (its fd must not be reused meanwhile). */
+  /** Batches not yet settled: a socket is closed only once none is left (its fd must not be reused meanwhile). */
   private batchesInFlight = 0;
 
   constructor(private readonly options: DhcpSocketServerOptions) {
@@ -163,39 +168,63 @@ export class DhcpSocketServer {
   }
 
   get listening(): boolean {
-    return this.sockets.length > 0;
+    return this.endpoints.length > 0;
   }
 
   async start(): Promise<void> {
     for (const port of this.options.ports) {
       const fd = openDeviceSocketFd(this.options.interfaceName, port);
-      const socket = await adoptSocket(fd);
-      this.descriptors.set(socket, fd);
+      let watcher: DatagramWatcher;
+      try {
+        // Batches arrive from a later turn of the loop, when `endpoint` is set.
+        watcher = watchDatagrams(fd, (data, table, errno) => this.receiveBatch(endpoint, data, table, errno));
+      } catch (error) {
+        closeSync(fd);
+        throw error;
+      }
       const pxePort = this.options.pxePorts?.has(port) ?? false;
-      socket.on("message", (data, rinfo) => this.receive(socket, data, rinfo, pxePort));
-      socket.on("error", (error) => this.options.logger.error({ err: error, port }, "DHCP socket error"));
-      this.sockets.push(socket);
+      const endpoint: Endpoint = {
+        fd,
+        port,
+        pxePort,
+        watcher,
+        outbox: { datagrams: [], destinations: [] },
+        open: true,
+      };
+      this.endpoints.push(endpoint);
     }
   }
 
   async stop(): Promise<void> {
     // Stop reading, then let what was decided reach the disk (and its ACKs the wire).
-    for (const socket of this.sockets) socket.removeAllListeners("message");
+    for (const endpoint of this.endpoints) endpoint.open = false;
     // What was read is answered: its clients are on the wire waiting.
     for (let next = this.intake.next(); next; next = this.intake.next())
-      this.dispatch(next.socket, next.request, next.source, false);
+      this.dispatch(next.endpoint, next.request, next.source, false);
     while (this.commitInFlight || this.batchLeases.length || this.batchReplies.length) {
       if (!this.commitInFlight) await this.flushNow();
       else await new Promise((resolve) => setTimeout(resolve, 5));
     }
     this.sendOutboxes();
     while (this.batchesInFlight) await new Promise((resolve) => setTimeout(resolve, 5));
-    for (const socket of this.sockets) socket.close();
-    this.sockets = [];
-    this.descriptors.clear();
+    for (const endpoint of this.endpoints) closeWatcher(endpoint.watcher);
+    this.endpoints = [];
   }
 
-  private receive(socket: dgram.Socket, data: Buffer, rinfo: dgram.RemoteInfo, pxePort: boolean): void {
+  private receiveBatch(endpoint: Endpoint, data: Buffer | null, table: Uint32Array | null, errno: number): void {
+    if (!data || !table) {
+      this.options.logger.error({ errno, port: endpoint.port }, "DHCP socket error");
+      return;
+    }
+    if (!endpoint.open) return;
+    for (let at = 0; at < table.length; at += BATCH_ENTRY) {
+      const offset = table[at]!;
+      const datagram = data.subarray(offset, offset + table[at + 1]!);
+      this.receive(endpoint, datagram, { address: table[at + 2]!, port: table[at + 3]!, pxePort: endpoint.pxePort });
+    }
+  }
+
+  private receive(endpoint: Endpoint, data: Buffer, source: RequestSource): void {
     this.counters.received++;
     this.readSinceDrain++;
     // Past saturation most of what arrives is DISCOVERs to shed: drop them before the decode. A
@@ -211,20 +240,19 @@ export class DhcpSocketServer {
       this.counters.malformed++;
       if (error instanceof DecodeError)
         this.options.logger.debug(
-          { from: rinfo.address, bytes: data.length, reason: error.message },
+          { from: formatIpv4(source.address), bytes: data.length, reason: error.message },
           "malformed DHCP packet dropped",
         );
       else this.options.logger.error({ err: error }, "unexpected error decoding a DHCP packet");
       return;
     }
-    const source = { address: parseIpv4(rinfo.address) ?? 0, port: rinfo.port, pxePort };
     let lane: IntakeLane = "inProgress";
     try {
       lane = this.options.laneOf?.(request) ?? "inProgress";
     } catch (error) {
       this.options.logger.error({ err: error }, "could not classify a DHCP request; handled as in progress");
     }
-    if (!this.intake.admit({ socket, request, source }, lane, hardwareAddress(request))) {
+    if (!this.intake.admit({ endpoint, request, source }, lane, hardwareAddress(request))) {
       // Past saturation: the newcomer is dropped, not a client mid-exchange (intake.ts).
       if (lane === "fresh") this.counters.discoversShed++;
       else this.counters.dropped++;
@@ -240,7 +268,7 @@ export class DhcpSocketServer {
     // the intake sees everything that arrived, and orders it, before any of it is handled.
     setImmediate(() => {
       this.drainScheduled = false;
-      const backlogged = this.readSinceDrain >= LIBUV_READS_PER_TURN;
+      const backlogged = this.readSinceDrain >= READS_PER_TURN;
       this.readSinceDrain = 0;
       this.drain(backlogged ? HANDLE_BUDGET_BACKLOGGED_MS : HANDLE_BUDGET_MS);
     });
@@ -254,17 +282,17 @@ export class DhcpSocketServer {
     const until = performance.now() + budgetMs;
     const storeBehind = () => this.batchLeases.length >= MAX_UNCOMMITTED_LEASES;
     for (let next = this.intake.next(storeBehind()); next; next = this.intake.next(storeBehind())) {
-      this.dispatch(next.socket, next.request, next.source, false);
+      this.dispatch(next.endpoint, next.request, next.source, false);
       if (performance.now() >= until) break;
     }
     // A stale DISCOVER skipped (intake.ts) is a request not answered on purpose.
     this.counters.ignored += this.intake.takeSuperseded();
     // New clients held back by the store are handled once its commit lands (flushNow drains again).
-    if (this.intake.size && this.sockets.length && !storeBehind()) this.scheduleDrain();
+    if (this.intake.size && this.endpoints.length && !storeBehind()) this.scheduleDrain();
   }
 
   /** Handle one decoded request: answer now, queue behind the next commit, or (a miss) look it up first. */
-  private dispatch(socket: dgram.Socket, request: DhcpPacket, source: RequestSource, retried: boolean): void {
+  private dispatch(endpoint: Endpoint, request: DhcpPacket, source: RequestSource, retried: boolean): void {
     let result: HandleResult;
     try {
       result = this.options.handle(request, source);
@@ -279,7 +307,7 @@ export class DhcpSocketServer {
       const mac = result.missed;
       lookup(mac).then(
         (found) => {
-          if (found && this.sockets.includes(socket)) this.dispatch(socket, request, source, true);
+          if (found && endpoint.open) this.dispatch(endpoint, request, source, true);
           else this.options.onResult?.(request, result);
         },
         (error: unknown) => {
@@ -296,9 +324,9 @@ export class DhcpSocketServer {
       if (result.count) this.counters[result.count]++;
     } else if (result.persist.length === 0) {
       // OFFERs and NAKs change nothing durable; they go out at once.
-      this.send(socket, result);
+      this.send(endpoint, result);
     } else {
-      this.batchReplies.push({ socket, result, request, source, retried });
+      this.batchReplies.push({ endpoint, result, request, source, retried });
     }
     if (this.batchLeases.length) this.scheduleFlush();
   }
@@ -329,12 +357,12 @@ export class DhcpSocketServer {
         for (const pending of replies) {
           if (pending.result.persist.some((l) => taken.has(l.address))) {
             if (pending.retried) this.counters.dropped++;
-            else this.dispatch(pending.socket, pending.request, pending.source, true);
-          } else this.send(pending.socket, pending.result);
+            else this.dispatch(pending.endpoint, pending.request, pending.source, true);
+          } else this.send(pending.endpoint, pending.result);
         }
       } else {
         this.options.committed?.(leases);
-        for (const { socket, result } of replies) this.send(socket, result);
+        for (const { endpoint, result } of replies) this.send(endpoint, result);
       }
     } catch (error) {
       // Not durable, so not acknowledged: the clients retry and get the same address.
@@ -347,7 +375,7 @@ export class DhcpSocketServer {
       this.commitInFlight = false;
     }
     if (this.batchLeases.length || this.batchReplies.length) this.scheduleFlush();
-    if (this.intake.size && this.sockets.length) this.scheduleDrain();
+    if (this.intake.size && this.endpoints.length) this.scheduleDrain();
   }
 
   private scheduleFlush(): void {
@@ -357,7 +385,7 @@ export class DhcpSocketServer {
     setImmediate(() => void this.flushNow());
   }
 
-  private send(socket: dgram.Socket, result: Extract<HandleResult, { kind: "reply" }>): void {
+  private send(endpoint: Endpoint, result: Extract<HandleResult, { kind: "reply" }>): void {
     let bytes: Buffer;
     try {
       bytes = encode(result.reply, result.maxSize);
@@ -368,13 +396,7 @@ export class DhcpSocketServer {
     }
     const { address, port } = this.resolveDestination(result.destination);
     this.counters.replies++;
-    const fd = this.descriptors.get(socket);
-    if (fd === undefined) return;
-    let outbox = this.outboxes.get(socket);
-    if (!outbox) {
-      outbox = { datagrams: [], destinations: [] };
-      this.outboxes.set(socket, outbox);
-    }
+    const outbox = endpoint.outbox;
     outbox.datagrams.push(bytes);
     outbox.destinations.push(address, port);
     if (!this.outboxScheduled) {
@@ -386,12 +408,13 @@ export class DhcpSocketServer {
 
   private sendOutboxes(): void {
     this.outboxScheduled = false;
-    for (const [socket, outbox] of this.outboxes) {
-      const fd = this.descriptors.get(socket);
-      if (fd === undefined || outbox.datagrams.length === 0) continue;
+    for (const endpoint of this.endpoints) {
+      const outbox = endpoint.outbox;
+      if (outbox.datagrams.length === 0) continue;
+      endpoint.outbox = { datagrams: [], destinations: [] };
       this.batchesInFlight++;
       try {
-        sendBatch(fd, outbox.datagrams, Uint32Array.from(outbox.destinations), (failed, errno) => {
+        sendBatch(endpoint.fd, outbox.datagrams, Uint32Array.from(outbox.destinations), (failed, errno) => {
           this.batchesInFlight--;
           if (failed === 0) return;
           const lost = failed < 0 ? outbox.datagrams.length : failed;
@@ -404,7 +427,6 @@ export class DhcpSocketServer {
         this.options.logger.error({ err: error }, "could not send DHCP replies");
       }
     }
-    this.outboxes.clear();
   }
 
   private resolveDestination(destination: Destination): { address: number; port: number } {
