@@ -399,8 +399,8 @@ function nakReply(request: DhcpPacket, _subnet: SubnetPlan, context: DhcpContext
   const nak = baseReply(request);
   // RFC 2131 §4.3.2: a relayed NAK carries the broadcast bit so the relay broadcasts it.
   if (request.giaddr !== 0) nak.flags |= BROADCAST_FLAG;
-  nak.options.set(Option.MessageType, Buffer.from([MessageType.Nak]));
-  nak.options.set(Option.ServerIdentifier, addressBytes(context.serverAddress));
+  nak.options.set(Option.MessageType, messageTypeBytes(MessageType.Nak));
+  nak.options.set(Option.ServerIdentifier, serverIdentifierBytes(context.serverAddress));
   nak.options.set(Option.Message, Buffer.from(why.slice(0, 200), "latin1"));
   echoRelayAgent(request, nak);
   return {
@@ -572,6 +572,57 @@ function addBoot(
   return true;
 }
 
+/**
+ * A subnet's options as bytes, the same in every reply on it: built once per plan (a reload plans
+ * its subnets anew) instead of a dozen small Buffers per reply. Shared between replies, so never
+ * written to: `encode` only copies them.
+ */
+interface SubnetOptionBytes {
+  leaseTime: Buffer;
+  renewalTime: Buffer;
+  rebindingTime: Buffer;
+  mask: Buffer;
+  router?: Buffer;
+  dns?: Buffer;
+  domain?: Buffer;
+  broadcast: Buffer;
+}
+
+const optionBytesByPlan = new WeakMap<SubnetPlan, SubnetOptionBytes>();
+
+function subnetOptionBytes(subnet: SubnetPlan): SubnetOptionBytes {
+  let bytes = optionBytesByPlan.get(subnet);
+  if (!bytes) {
+    bytes = {
+      leaseTime: uint32Bytes(subnet.leaseSeconds),
+      renewalTime: uint32Bytes(Math.floor(subnet.leaseSeconds / 2)),
+      rebindingTime: uint32Bytes(Math.floor((subnet.leaseSeconds * 7) / 8)),
+      mask: addressBytes(subnet.mask),
+      ...(subnet.router !== undefined ? { router: addressBytes(subnet.router) } : {}),
+      ...(subnet.dns.length ? { dns: addressListBytes(subnet.dns) } : {}),
+      ...(subnet.domain ? { domain: Buffer.from(subnet.domain, "latin1") } : {}),
+      broadcast: addressBytes(subnet.broadcast),
+    };
+    optionBytesByPlan.set(subnet, bytes);
+  }
+  return bytes;
+}
+
+/** Option 53's value per message type, shared by every reply (never written to). */
+const MESSAGE_TYPE_BYTES = new Map<number, Buffer>();
+function messageTypeBytes(type: MessageType): Buffer {
+  let bytes = MESSAGE_TYPE_BYTES.get(type);
+  if (!bytes) MESSAGE_TYPE_BYTES.set(type, (bytes = Buffer.from([type])));
+  return bytes;
+}
+
+/** Option 54's value: the server's address changes only on a reload. */
+let serverIdentifier: { address: number; bytes: Buffer } = { address: -1, bytes: Buffer.alloc(4) };
+function serverIdentifierBytes(address: number): Buffer {
+  if (serverIdentifier.address !== address) serverIdentifier = { address, bytes: addressBytes(address) };
+  return serverIdentifier.bytes;
+}
+
 function reply(
   request: DhcpPacket,
   type: MessageType,
@@ -586,19 +637,20 @@ function reply(
   out.yiaddr = address;
   if (type === MessageType.Ack && request.ciaddr !== 0) out.ciaddr = request.ciaddr;
   const options = out.options;
-  options.set(Option.MessageType, Buffer.from([type]));
-  options.set(Option.ServerIdentifier, addressBytes(context.serverAddress));
+  const bytes = subnetOptionBytes(subnet);
+  options.set(Option.MessageType, messageTypeBytes(type));
+  options.set(Option.ServerIdentifier, serverIdentifierBytes(context.serverAddress));
   if (address !== 0) {
     // RFC 2131 §4.3.1: lease time in OFFER and ACK, never in an ACK to INFORM.
-    options.set(Option.LeaseTime, uint32Bytes(subnet.leaseSeconds));
-    options.set(Option.RenewalTime, uint32Bytes(Math.floor(subnet.leaseSeconds / 2)));
-    options.set(Option.RebindingTime, uint32Bytes(Math.floor((subnet.leaseSeconds * 7) / 8)));
+    options.set(Option.LeaseTime, bytes.leaseTime);
+    options.set(Option.RenewalTime, bytes.renewalTime);
+    options.set(Option.RebindingTime, bytes.rebindingTime);
   }
-  options.set(Option.SubnetMask, addressBytes(subnet.mask));
-  if (subnet.router !== undefined) options.set(Option.Router, addressBytes(subnet.router));
-  if (subnet.dns.length) options.set(Option.DomainNameServer, addressListBytes(subnet.dns));
-  if (subnet.domain) options.set(Option.DomainName, Buffer.from(subnet.domain, "latin1"));
-  options.set(Option.BroadcastAddress, addressBytes(subnet.broadcast));
+  options.set(Option.SubnetMask, bytes.mask);
+  if (bytes.router) options.set(Option.Router, bytes.router);
+  if (bytes.dns) options.set(Option.DomainNameServer, bytes.dns);
+  if (bytes.domain) options.set(Option.DomainName, bytes.domain);
+  options.set(Option.BroadcastAddress, bytes.broadcast);
   if (node?.hostname) options.set(Option.HostName, Buffer.from(node.hostname, "latin1"));
   const warnings: string[] = [];
   addBoot(request, out, hints, context, warnings);
@@ -644,8 +696,8 @@ function handleProxy(
   }
   const out = baseReply(request);
   if (replyType === MessageType.Ack && request.ciaddr !== 0) out.ciaddr = request.ciaddr;
-  out.options.set(Option.MessageType, Buffer.from([replyType]));
-  out.options.set(Option.ServerIdentifier, addressBytes(context.serverAddress));
+  out.options.set(Option.MessageType, messageTypeBytes(replyType));
+  out.options.set(Option.ServerIdentifier, serverIdentifierBytes(context.serverAddress));
   const warnings: string[] = [];
   if (!addBoot(request, out, hints, context, warnings))
     return ignore(warnings[0] ?? "proxy mode: nothing to boot", { warnings, notable: true });

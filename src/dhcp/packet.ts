@@ -190,33 +190,43 @@ function writeOption(out: Buffer, offset: number, code: number, value: Buffer): 
  * 576). Options that do not fit the options field go into `file`, then `sname`, with option 52
  * (RFC 2132 §9.3); what still does not fit is left out, lowest priority (last in the map) first.
  */
+/** Options `encode` writes itself or never: Pad, End and Overload in a packet's map are ignored. */
+function isEncodedOption(code: number): boolean {
+  return code !== Option.Pad && code !== Option.End && code !== Option.Overload;
+}
+
 export function encode(packet: DhcpPacket, maxSize: number = MIN_MAX_MESSAGE_SIZE): Buffer {
   const limit = Math.max(MIN_MAX_MESSAGE_SIZE, maxSize) - IP_UDP_HEADERS;
-  const entries = [...packet.options].filter(
-    ([code]) => code !== Option.Pad && code !== Option.End && code !== Option.Overload,
-  );
-  const mainRoom = limit - FIXED_LENGTH - 4 - 1; // cookie and End
+  // Keep room for option 52 itself in case something overflows.
+  const mainRoom = limit - FIXED_LENGTH - 4 - 1 - 3; // cookie, End, option 52
 
-  const main: [number, Buffer][] = [];
+  let used = 0;
+  for (const [code, value] of packet.options) if (isEncodedOption(code)) used += optionLength(value);
+  // Nearly every reply fits the options field: then every option goes there, in order, and the
+  // split below (which builds three lists per reply) is skipped.
+  const fitsMain = used <= mainRoom;
+  const main: [number, Buffer][] | Map<number, Buffer> = fitsMain ? packet.options : [];
   const inFile: [number, Buffer][] = [];
   const inSname: [number, Buffer][] = [];
-  let used = 0;
-  let fileUsed = 0;
-  let snameUsed = 0;
-  const fileFree = packet.file.length === 0;
-  const snameFree = packet.sname.length === 0;
-  for (const entry of entries) {
-    const length = optionLength(entry[1]);
-    // Keep room for option 52 itself in case something overflows.
-    if (used + length <= mainRoom - 3) {
-      main.push(entry);
-      used += length;
-    } else if (fileFree && fileUsed + length <= 127) {
-      inFile.push(entry);
-      fileUsed += length;
-    } else if (snameFree && snameUsed + length <= 63) {
-      inSname.push(entry);
-      snameUsed += length;
+  if (!fitsMain) {
+    used = 0;
+    let fileUsed = 0;
+    let snameUsed = 0;
+    const fileFree = packet.file.length === 0;
+    const snameFree = packet.sname.length === 0;
+    for (const entry of packet.options) {
+      if (!isEncodedOption(entry[0])) continue;
+      const length = optionLength(entry[1]);
+      if (used + length <= mainRoom) {
+        (main as [number, Buffer][]).push(entry);
+        used += length;
+      } else if (fileFree && fileUsed + length <= 127) {
+        inFile.push(entry);
+        fileUsed += length;
+      } else if (snameFree && snameUsed + length <= 63) {
+        inSname.push(entry);
+        snameUsed += length;
+      }
     }
   }
   const overload = (inFile.length ? 1 : 0) | (inSname.length ? 2 : 0);
@@ -254,7 +264,8 @@ export function encode(packet: DhcpPacket, maxSize: number = MIN_MAX_MESSAGE_SIZ
   const type = packet.options.get(Option.MessageType);
   if (type) offset = writeOption(out, offset, Option.MessageType, type);
   if (overload) offset = writeOption(out, offset, Option.Overload, Buffer.from([overload]));
-  for (const [code, value] of main) if (code !== Option.MessageType) offset = writeOption(out, offset, code, value);
+  for (const [code, value] of main)
+    if (code !== Option.MessageType && isEncodedOption(code)) offset = writeOption(out, offset, code, value);
   out[offset] = Option.End;
   return out;
 }
@@ -324,11 +335,15 @@ export function machineUuid(packet: DhcpPacket): string | undefined {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+const HEX_BYTE: readonly string[] = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"));
+
 /** The client's hardware address as `aa:bb:…`, `hlen` bytes of `chaddr`. */
 export function hardwareAddress(packet: DhcpPacket): string {
-  const bytes: string[] = [];
-  for (let i = 0; i < packet.hlen; i++) bytes.push(packet.chaddr[i]!.toString(16).padStart(2, "0"));
-  return bytes.join(":");
+  // Asked several times per request (the intake, the handler, the timeline): a table, not toString.
+  let text = "";
+  for (let i = 0; i < packet.hlen; i++)
+    text += i === 0 ? HEX_BYTE[packet.chaddr[i]!] : `:${HEX_BYTE[packet.chaddr[i]!]}`;
+  return text;
 }
 
 export function addressBytes(address: number): Buffer {

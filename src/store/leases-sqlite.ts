@@ -46,8 +46,9 @@ function fromRow(row: LeaseRow): LeaseRecord {
   };
 }
 
+/** Positional, in the order of `LEASE_COLUMNS`. */
 const UPSERT = `INSERT INTO leases (address, mac, client_id, hostname, expires_at, state, updated_at)
-     VALUES (@address, @mac, @clientId, @hostname, @expiresAt, @state, @updatedAt)
+     VALUES (?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (address) DO UPDATE SET mac = excluded.mac, client_id = excluded.client_id, hostname = excluded.hostname,
        expires_at = excluded.expires_at, state = excluded.state, updated_at = excluded.updated_at`;
 
@@ -64,23 +65,37 @@ const db = new Database(workerData.file);
 db.pragma("busy_timeout = 10000");
 db.pragma("synchronous = FULL");
 const upsert = db.prepare(workerData.upsert);
-const saveAll = db.transaction((batch) => { for (const row of batch) upsert.run(row); });
+const columns = workerData.columns;
+const saveAll = db.transaction((values) => {
+  for (let at = 0; at < values.length; at += columns) upsert.run(values.slice(at, at + columns));
+});
 parentPort.on("message", ({ id, batch }) => {
   try { saveAll(batch); parentPort.postMessage({ id }); }
   catch (error) { parentPort.postMessage({ id, error: String(error && error.message || error) }); }
 });
 `;
 
-function toRow(lease: LeaseRecord) {
-  return {
-    address: lease.address,
-    mac: lease.mac,
-    clientId: lease.clientId ?? null,
-    hostname: lease.hostname ?? null,
-    expiresAt: lease.expiresAt,
-    state: lease.state,
-    updatedAt: lease.updatedAt,
-  };
+/** Values per lease in a batch handed to the writer: UPSERT's parameters, in order. */
+const LEASE_COLUMNS = 7;
+
+/**
+ * A batch as one flat array of UPSERT's parameters: the writer gets it through postMessage, and
+ * cloning one array of strings and numbers costs a fraction of cloning an object per lease.
+ */
+function toValues(batch: readonly LeaseRecord[]): (string | number | null)[] {
+  const values: (string | number | null)[] = [];
+  for (const lease of batch) {
+    values.push(
+      lease.address,
+      lease.mac,
+      lease.clientId ?? null,
+      lease.hostname ?? null,
+      lease.expiresAt,
+      lease.state,
+      lease.updatedAt,
+    );
+  }
+  return values;
 }
 
 /** Commits through a writer thread on its own connection to the same file. */
@@ -92,7 +107,10 @@ class ThreadedLeaseWriter {
 
   constructor(file: string) {
     const driver = createRequire(import.meta.url).resolve("better-sqlite3");
-    this.worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { file, driver, upsert: UPSERT } });
+    this.worker = new Worker(WRITER_SOURCE, {
+      eval: true,
+      workerData: { file, driver, upsert: UPSERT, columns: LEASE_COLUMNS },
+    });
     this.worker.on("message", (message: { id: number; error?: string }) => {
       const waiter = this.pending.get(message.id);
       this.pending.delete(message.id);
@@ -124,7 +142,7 @@ class ThreadedLeaseWriter {
     return new Promise<void>((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, batch: batch.map(toRow) });
+      this.worker.postMessage({ id, batch: toValues(batch) });
     });
   }
 }
@@ -143,7 +161,8 @@ export function createSqliteLeaseStore(db: Db, options: { writerThread?: boolean
   if (synchronous < 2) db.pragma("synchronous = FULL");
   const upsert = db.prepare(UPSERT);
   const saveAll = db.transaction((batch: readonly LeaseRecord[]) => {
-    for (const lease of batch) upsert.run(toRow(lease));
+    const values = toValues(batch);
+    for (let at = 0; at < values.length; at += LEASE_COLUMNS) upsert.run(values.slice(at, at + LEASE_COLUMNS));
   });
   const selectAll = db.prepare("SELECT * FROM leases");
   const threaded =
