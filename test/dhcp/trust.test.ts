@@ -15,7 +15,7 @@ import {
   type ServerFiles,
   type ServerProcess,
 } from "./harness.js";
-import type { RawStep } from "./raw-client.js";
+import { buildRequest, type RawStep } from "./raw-client.js";
 
 /**
  * Issue 10, item 3, done as the attacker did it: a stranger on the provisioning link (a second
@@ -276,6 +276,58 @@ describe("DHCP trust boundaries against a forging stranger (issue 10)", { timeou
         .filter((l) => l.startsWith("seen ")).length;
       assert.ok(sightings <= 20, `${sightings} sightings passed to the inventory`);
       assert.ok(counters.sightingsDropped >= 1, JSON.stringify(counters));
+    } finally {
+      link.destroy();
+      files.cleanup();
+    }
+  });
+  it("a request past 9,000 bytes is refused whole, however long (9,001, 60,000); 9,000 is answered; empty and junk datagrams in a burst are counted", async (t) => {
+    if (!requireBinaries(t, "ip")) return;
+    const link = createLink();
+    const files = serverFiles(link);
+    try {
+      const server = await startServerProcess(link, files);
+      // The server reads up to 64 datagrams per recvmmsg, each into 9,001 bytes (the longest
+      // request it takes, plus one): a longer one arrives cut, and must still be refused as too
+      // long, not decoded from its first bytes (a DISCOVER's End option comes early; the rest is
+      // padding here). 500 datagrams of junk fill several reads around them.
+      const padded = (mac: string, length: number) => {
+        const discover = buildRequest({ mac, type: "Discover" }, 7);
+        return Buffer.concat([discover, Buffer.alloc(length - discover.length)]);
+      };
+      const datagrams = [
+        Buffer.alloc(0),
+        padded("52:54:00:7e:90:00", 9_000),
+        padded("52:54:00:7e:90:01", 9_001),
+        padded("52:54:00:7e:90:02", 60_000),
+        ...Array.from({ length: 500 }, () => Buffer.alloc(300, 0x41)),
+      ];
+      const datagramsFile = join(files.dir, "datagrams.json");
+      writeFileSync(datagramsFile, JSON.stringify(datagrams.map((d) => d.toString("base64"))));
+      const sender = `
+        const dgram = require("node:dgram");
+        const datagrams = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"));
+        const socket = dgram.createSocket("udp4");
+        let left = datagrams.length;
+        for (const d of datagrams) socket.send(Buffer.from(d, "base64"), 67, process.argv[2], () => {
+          if (--left === 0) socket.close();
+        });`;
+      const sent = await runToEnd(
+        link.spawnInClient(process.execPath, ["-e", sender, datagramsFile, link.serverIp]),
+        30_000,
+      );
+      assert.equal(sent.code, 0, sent.output);
+      const replies = await forge(link, files, [
+        { send: [{ mac: "52:54:00:7e:57:b2", type: "Discover" }], waitMs: 2_000 },
+      ]);
+      assert.deepEqual(
+        replies.map((r) => `${r.type} ${r.mac}`),
+        ["OFFER 52:54:00:7e:57:b2"],
+        "the forger hears its own OFFER only (the padded DISCOVERs came from another socket)",
+      );
+      const counters = await stopWithCounters(server);
+      assert.equal(counters.malformed, 503, `empty, 9,001, 60,000 and the junk: ${JSON.stringify(counters)}`);
+      assert.equal(counters.replies, 2, `the 9,000-byte DISCOVER and the forger's: ${JSON.stringify(counters)}`);
     } finally {
       link.destroy();
       files.cleanup();
