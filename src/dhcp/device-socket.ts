@@ -34,7 +34,7 @@ const addon = () => loadAddon<DeviceSocketAddon>("udp_device_socket", "the DHCP 
 
 /**
  * A UDP socket bound to `interfaceName` and `0.0.0.0:port`, as a file descriptor for
- * `dgram` to adopt (server.ts): it receives only what arrives on that interface and sends only
+ * `watchDatagrams` (server.ts) or `dgram` (doctor) to read: it receives only what arrives on that interface and sends only
  * out of it. The kernel charges each small datagram ~2 KiB of buffer (its skb), so 4 MiB holds
  * about 1,800 requests: what arrives while a loaded host does not schedule us for a few tens of
  * milliseconds. It does not make answers stale: the edge empties it into the intake (intake.ts)

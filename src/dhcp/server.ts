@@ -90,11 +90,11 @@ export interface DhcpSocketServerOptions {
  * How long one turn of the event loop may spend handling queued requests before it reads the
  * socket again. The reader takes at most 256 datagrams per socket per turn: while the kernel holds more
  * than that, the turn must be short or its buffer fills and drops without regard to who is
- * mid-exchange. Reading (~10 µs a datagram) is cheap, handling is not, so the backlog is pulled
+ * mid-exchange. Reading (a few µs a datagram, in batches) is cheap, handling is not, so the backlog is pulled
  * into the intake, where in-progress clients go first, and the kernel never has to choose.
  */
 const HANDLE_BUDGET_MS = 1;
-/** The turn's budget when the last poll read a full 32 datagrams: the kernel probably has more. */
+/** The turn's budget when the last poll read all it may: the kernel probably has more. */
 const HANDLE_BUDGET_BACKLOGGED_MS = 0.25;
 /** What the reader takes per socket per turn at most (native/udp-device-socket.c, 4 x 64). */
 const READS_PER_TURN = 256;
