@@ -1,4 +1,11 @@
-import { type BootAttempt, type BootChain, bootChainOf, decideFlavour } from "../boot/boot-chain.js";
+import { posix } from "node:path";
+import {
+  type BootAttempt,
+  type BootChain,
+  bootChainOf,
+  decideFlavour,
+  FLAVOUR_BOOTLOADERS,
+} from "../boot/boot-chain.js";
 import { Firmware } from "../boot/firmware.js";
 import type { Config } from "../config/schema.js";
 import type { InventoryCore } from "./core.js";
@@ -12,7 +19,8 @@ const MAX_REMEMBERED = 10_000;
 /**
  * The boot chain DHCP answers a machine with, adapting its iPXE flavour to what worked
  * (boot-chain.ts `decideFlavour`): each firmware attempt is remembered per MAC, a boot script
- * (machine.ipxe or grub's config) marks it as having worked, and a new attempt after one that
+ * (machine.ipxe or grub's config) marks it as having worked, its bootloader's download (seen by the
+ * boot timeline, which joins TFTP and HTTP clients to MACs) as past DHCP, and a new attempt after one that
  * stalled gets the next flavour, with the reason on the machine's timeline (`boot-fallback`).
  * In memory: a restarted server starts every machine at its chain's own flavour again.
  */
@@ -21,19 +29,34 @@ export class BootAttempts {
 
   constructor(private readonly core: InventoryCore) {}
 
-  /** DHCP's `bootChain`, for a request of `firmware` (iPXE's own DHCP is no attempt of the firmware). */
-  chainFor(mac: string, config: Config, firmware: Firmware): BootChain {
+  /**
+   * DHCP's `bootChain`, for a `message` (`DISCOVER`, `REQUEST`, …) of `firmware` (iPXE's own DHCP
+   * is no attempt of the firmware).
+   */
+  chainFor(mac: string, config: Config, firmware: Firmware, message: string): BootChain {
     const chain = bootChainOf(config, mac, this.core.profileFor(mac));
     if (chain.secureBoot || !FLAVOURED_FIRMWARE.has(firmware)) return chain;
     const decision = decideFlavour(
       this.attempts.get(mac),
       chain.flavour ?? "ipxe.efi",
+      message,
       this.core.now().getTime(),
       config.boot.attemptWindow,
     );
     this.remember(mac, decision.attempt);
     if (decision.fallback) void this.recordFallback(mac, decision.fallback);
     return { ...chain, flavour: decision.flavour };
+  }
+
+  /**
+   * The machine fetched its bootloader (`file`, by TFTP or HTTP): its current attempt is past DHCP,
+   * so its next DISCOVER is a new attempt. Another file (a Secure Boot chain's, a BIOS machine's)
+   * says nothing of an iPXE flavour.
+   */
+  bootloaderFetched(mac: string, file: string): void {
+    const attempt = this.attempts.get(mac);
+    if (attempt && !attempt.bootloaderFetched && FLAVOUR_BOOTLOADERS.has(posix.basename(file)))
+      this.attempts.set(mac, { ...attempt, bootloaderFetched: true });
   }
 
   /** A boot script reached the machine: its current attempt's flavour works. */

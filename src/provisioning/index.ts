@@ -72,7 +72,12 @@ export interface ProvisioningPart {
    * DHCP `bootChain`: what the machine's node or profile asks its firmware to be answered with, the
    * iPXE flavour adapted to what worked for it (boot-attempts.ts).
    */
-  bootChain(mac: string, config: Config, firmware: Firmware): BootChain;
+  bootChain(mac: string, config: Config, firmware: Firmware, message: string): BootChain;
+  /**
+   * The boot timeline saw `mac` fetch `file` in full (TFTP, or HTTP for UEFI HTTP boot): when it is
+   * an iPXE flavour's bootloader, the machine's attempt is past DHCP (boot-attempts.ts).
+   */
+  bootloaderFetched(mac: string, file: string): void;
   /** Sightings recorded and dropped, for /metrics. */
   sightingStats(): SightingStats;
   /**
@@ -200,7 +205,8 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
       void sightings.report(seen);
     },
     lookupNode: (mac) => core.reservationFor(mac),
-    bootChain: (mac, config, firmware) => attempts.chainFor(mac, config, firmware),
+    bootChain: (mac, config, firmware, message) => attempts.chainFor(mac, config, firmware, message),
+    bootloaderFetched: (mac, file) => attempts.bootloaderFetched(mac, file),
     sightingStats: () => sightings.stats(),
     remoteEvents(events) {
       core.publish(events);

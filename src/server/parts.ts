@@ -3,6 +3,7 @@ import { createApiPlugin } from "../api/plugin.js";
 import { cachedBootloaders } from "../boot/bootloaders.js";
 import { httpBootBase } from "../boot/firmware.js";
 import { bootloaderDir, timelineFile } from "../files/state-dir.js";
+import { deliveredBootloader } from "../timeline/attempt.js";
 import { createTimeline } from "../timeline/service.js";
 import { createAlerts } from "../alerts/service.js";
 import { createGrubConfigs } from "../boot/grub.js";
@@ -54,6 +55,13 @@ export function createServices(
     onEvent: provisioning.onEvent,
     isKnown: (mac) => provisioning.lookupNode(mac) !== undefined,
     file: timelineFile(config.stateDir),
+  });
+  // A machine's bootloader download ends its firmware's DHCP (its next DISCOVER is a new boot
+  // attempt, boot-attempts.ts); TFTP and HTTP know only the client's address, and the timeline is
+  // where it is joined to the MAC DHCP gave it to.
+  timeline.timeline.onStep((attempt, step) => {
+    const file = deliveredBootloader(step);
+    if (file !== undefined) provisioning.bootloaderFetched(attempt.mac, file);
   });
   const tftp = config.tftp.enabled
     ? createTftpService({ config, logger, observer: timeline.observer, generated: grubConfigs })

@@ -154,6 +154,17 @@ function fetched(steps: readonly BootStep[], kind: HttpFileKind): HttpStep | und
 }
 
 /**
+ * The file a step handed the machine in full, when it is one a bootloader comes by: a TFTP transfer
+ * that completed (not a ROM's `tsize` probe, which it ends with an ERROR), or a whole GET of a
+ * `/boot/ipxe/` file (not UEFI HTTP boot's HEAD for the size). Undefined for anything else.
+ */
+export function deliveredBootloader(step: BootStep): string | undefined {
+  if (step.source === "tftp") return step.outcome === "completed" ? step.file : undefined;
+  if (step.source === "http" && step.kind === "bootloader" && ok(step) && step.method !== "HEAD") return step.path;
+  return undefined;
+}
+
+/**
  * The verdict of one attempt. Pure: the same steps, context and clock give the same answer, so the
  * API, the alerts and the metrics agree, and it is tested as a table (attempt.test.ts).
  */

@@ -430,12 +430,19 @@ withFixture(
     const mac = "52:54:00:12:34:56";
     const machine = { mac, buildarch: "x86_64", platform: "efi" as const, uuid: "", serial: "" };
     const base = { baseUrl: "http://10.0.100.10", config: f.config, remote: "10.0.100.50" };
-    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64).flavour, "ipxe.efi");
+    const later = (ms: number) => {
+      f.clock.now = new Date(f.clock.now.getTime() + ms);
+    };
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "DISCOVER").flavour, "ipxe.efi");
     // iPXE's own DHCP is not a firmware attempt, and a HEAD probe is no script fetched.
-    assert.equal(f.part.bootChain(mac, f.config, Firmware.Ipxe).flavour, undefined);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.Ipxe, "DISCOVER").flavour, undefined);
     await f.part.resolver.resolve(machine, { ...base, probe: true });
-    f.clock.now = new Date(f.clock.now.getTime() + 5 * 60_000);
-    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64).flavour, "snponly.efi");
+    // Its REQUEST, however late, and a file that is no iPXE bootloader change nothing.
+    later(5 * 60_000);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "REQUEST").flavour, "ipxe.efi");
+    f.part.bootloaderFetched(mac, "undionly.kpxe");
+    later(5 * 60_000);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "DISCOVER").flavour, "snponly.efi");
     await new Promise((resolve) => setTimeout(resolve, 50)); // the event is written after the answer
     const fallback = f.events.find((e) => e.kind === "boot-fallback");
     assert.deepEqual(
@@ -443,10 +450,17 @@ withFixture(
       { from: "ipxe.efi", to: "snponly.efi" },
       JSON.stringify(f.events.map((e) => e.kind)),
     );
-    // This time the script arrives: the next attempt keeps snponly.efi.
+    // snponly.efi fetched, the machine power-cycled seconds later: its DISCOVER is the next attempt.
+    f.part.bootloaderFetched(mac, "snponly.efi");
+    later(10_000);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "DISCOVER").flavour, "http");
+    // UEFI HTTP boot's ipxe.efi by URL (the per-machine one too), then its script: `http` is kept.
+    later(2_000);
+    f.part.bootloaderFetched(mac, "/boot/ipxe/machine/52-54-00-12-34-56/ipxe.efi");
     await f.part.resolver.resolve(machine, base);
-    f.clock.now = new Date(f.clock.now.getTime() + 5 * 60_000);
-    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64).flavour, "snponly.efi");
-    assert.equal(f.events.filter((e) => e.kind === "boot-fallback").length, 1);
+    later(10_000);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64Http, "DISCOVER").flavour, "http");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(f.events.filter((e) => e.kind === "boot-fallback").length, 2);
   },
 );
