@@ -74,6 +74,7 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
         imageAvailable: image?.kind === "image",
         tokenToAnyAddress: context.config.provisioning.installTokenToAnyAddress,
         ...(selected ? { selectedProfile: selected.profile } : {}),
+        ...(context.bootloader === true ? { bootloader: true } : {}),
       };
       const { plan, effects } = decideBoot(facts);
 
