@@ -8,6 +8,7 @@ import {
 } from "../boot/boot-chain.js";
 import { Firmware } from "../boot/firmware.js";
 import type { Config } from "../config/schema.js";
+import { requesterOf } from "./boot-decision.js";
 import type { InventoryCore } from "./core.js";
 
 /** Firmware that has a choice of iPXE flavours (UEFI x86-64, PXE and HTTP boot). */
@@ -27,7 +28,11 @@ const MAX_REMEMBERED = 10_000;
 export class BootAttempts {
   private readonly attempts = new Map<string, BootAttempt>();
 
-  constructor(private readonly core: InventoryCore) {}
+  constructor(
+    private readonly core: InventoryCore,
+    /** DHCP's address of a MAC (provisioning's `addressOf`): whose downloads count for it. */
+    private readonly addressOf?: (mac: string) => string | undefined,
+  ) {}
 
   /**
    * DHCP's `bootChain`, for a `message` (`DISCOVER`, `REQUEST`, …) of `firmware` (iPXE's own DHCP
@@ -49,14 +54,18 @@ export class BootAttempts {
   }
 
   /**
-   * The machine fetched its bootloader (`file`, by TFTP or HTTP): its current attempt is past DHCP,
-   * so its next DISCOVER is a new attempt. Another file (a Secure Boot chain's, a BIOS machine's)
-   * says nothing of an iPXE flavour.
+   * `client` fetched `file` (by TFTP or HTTP), and the boot timeline joins that address to `mac`:
+   * when it is an iPXE flavour's bootloader, the machine's attempt is past DHCP, so its next
+   * DISCOVER is a new attempt. Another file (a Secure Boot chain's, a BIOS machine's) says nothing
+   * of an iPXE flavour. Not from an address DHCP gave another machine: the timeline also joins an
+   * address to whatever MAC a `machine.ipxe?mac=` from it named, and a stranger must not end (and
+   * so fall back) another machine's attempt by downloading a bootloader itself.
    */
-  bootloaderFetched(mac: string, file: string): void {
+  bootloaderFetched(mac: string, file: string, client: string): void {
     const attempt = this.attempts.get(mac);
-    if (attempt && !attempt.bootloaderFetched && FLAVOUR_BOOTLOADERS.has(posix.basename(file)))
-      this.attempts.set(mac, { ...attempt, bootloaderFetched: true });
+    if (!attempt || attempt.bootloaderFetched || !FLAVOUR_BOOTLOADERS.has(posix.basename(file))) return;
+    if (requesterOf(this.addressOf?.(mac), client) === "other") return;
+    this.attempts.set(mac, { ...attempt, bootloaderFetched: true });
   }
 
   /** A boot script reached the machine: its current attempt's flavour works. */

@@ -1,3 +1,4 @@
+import { unmappedAddress } from "../config/primitives.js";
 import type { NodeState } from "../lifecycle/lifecycle.js";
 import { BOOT_PLAN } from "../lifecycle/lifecycle.js";
 
@@ -15,6 +16,15 @@ export type Requester =
   | "other"
   /** DHCP knows no address for this MAC (dhcp off, no lease yet): nobody can be told apart. */
   | "unknown";
+
+/**
+ * Who `remote` is to the machine DHCP associates `expected` with (the DHCP part's `addressOf` of
+ * its MAC; undefined when DHCP knows none). IPv4-mapped IPv6 (a dual-stack socket) is IPv4.
+ */
+export function requesterOf(expected: string | undefined, remote: string | undefined): Requester {
+  if (expected === undefined) return "unknown";
+  return remote !== undefined && unmappedAddress(remote) === unmappedAddress(expected) ? "machine" : "other";
+}
 
 export interface BootFacts {
   /** The node that holds this MAC. By MAC only: a UUID or serial from the network never picks a node. */

@@ -74,10 +74,11 @@ export interface ProvisioningPart {
    */
   bootChain(mac: string, config: Config, firmware: Firmware, message: string): BootChain;
   /**
-   * The boot timeline saw `mac` fetch `file` in full (TFTP, or HTTP for UEFI HTTP boot): when it is
-   * an iPXE flavour's bootloader, the machine's attempt is past DHCP (boot-attempts.ts).
+   * `client`, which the boot timeline joins to `mac`, fetched `file` in full (TFTP, or HTTP for UEFI
+   * HTTP boot): when it is an iPXE flavour's bootloader, the machine's attempt is past DHCP
+   * (boot-attempts.ts).
    */
-  bootloaderFetched(mac: string, file: string): void;
+  bootloaderFetched(mac: string, file: string, client: string): void;
   /** Sightings recorded and dropped, for /metrics. */
   sightingStats(): SightingStats;
   /**
@@ -106,7 +107,7 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
   const recordedCmdline = async (image: string, version: string, arch: ImageArch) =>
     (await options.store.images.get(image, version, arch))?.cmdline;
   const images = options.images ?? ((config: Config) => createFileImageCatalog(config.stateDir, recordedCmdline));
-  const attempts = new BootAttempts(core);
+  const attempts = new BootAttempts(core, options.addressOf);
   const lifecycleResolver = createLifecycleResolver({
     core,
     lifecycle,
@@ -206,7 +207,7 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
     },
     lookupNode: (mac) => core.reservationFor(mac),
     bootChain: (mac, config, firmware, message) => attempts.chainFor(mac, config, firmware, message),
-    bootloaderFetched: (mac, file) => attempts.bootloaderFetched(mac, file),
+    bootloaderFetched: (mac, file, client) => attempts.bootloaderFetched(mac, file, client),
     sightingStats: () => sightings.stats(),
     remoteEvents(events) {
       core.publish(events);

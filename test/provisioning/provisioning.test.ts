@@ -36,17 +36,26 @@ interface Fixture {
   clock: { now: Date };
   events: NodeEvent[];
   config: Config;
+  /** What DHCP's `addressOf` answers (empty: it knows no machine's address). */
+  addresses: Map<string, string>;
 }
 
 async function fixture(text = CONFIG): Promise<Fixture> {
   const store = openSqliteStore(":memory:");
   const clock = { now: new Date("2026-11-25T20:00:00.000Z") };
   const config = parseConfig(text);
-  const part = createProvisioning({ store, config, logger: silentLogger, now: () => clock.now });
+  const addresses = new Map<string, string>();
+  const part = createProvisioning({
+    store,
+    config,
+    logger: silentLogger,
+    now: () => clock.now,
+    addressOf: (mac) => addresses.get(mac),
+  });
   const events: NodeEvent[] = [];
   part.onEvent((e) => events.push(e));
   await part.inventory.applyConfig(config);
-  return { store, part, clock, events, config };
+  return { store, part, clock, events, config, addresses };
 }
 
 /** A sighting, written at once (the batch flushed), and the node that holds its MAC afterwards. */
@@ -440,7 +449,7 @@ withFixture(
     // Its REQUEST, however late, and a file that is no iPXE bootloader change nothing.
     later(5 * 60_000);
     assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "REQUEST").flavour, "ipxe.efi");
-    f.part.bootloaderFetched(mac, "undionly.kpxe");
+    f.part.bootloaderFetched(mac, "undionly.kpxe", base.remote);
     later(5 * 60_000);
     assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "DISCOVER").flavour, "snponly.efi");
     await new Promise((resolve) => setTimeout(resolve, 50)); // the event is written after the answer
@@ -450,13 +459,19 @@ withFixture(
       { from: "ipxe.efi", to: "snponly.efi" },
       JSON.stringify(f.events.map((e) => e.kind)),
     );
-    // snponly.efi fetched, the machine power-cycled seconds later: its DISCOVER is the next attempt.
-    f.part.bootloaderFetched(mac, "snponly.efi");
+    // A stranger whose address the timeline joined to this MAC (its `machine.ipxe?mac=`) downloads
+    // snponly.efi: not from the machine's address, so the attempt goes on (its DISCOVER is no new one).
+    f.addresses.set(mac, base.remote);
+    f.part.bootloaderFetched(mac, "snponly.efi", "10.0.100.66");
+    later(10_000);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "DISCOVER").flavour, "snponly.efi");
+    // The machine fetched it, and power-cycled seconds later: its DISCOVER is the next attempt.
+    f.part.bootloaderFetched(mac, "snponly.efi", base.remote);
     later(10_000);
     assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "DISCOVER").flavour, "http");
     // UEFI HTTP boot's ipxe.efi by URL (the per-machine one too), then its script: `http` is kept.
     later(2_000);
-    f.part.bootloaderFetched(mac, "/boot/ipxe/machine/52-54-00-12-34-56/ipxe.efi");
+    f.part.bootloaderFetched(mac, "/boot/ipxe/machine/52-54-00-12-34-56/ipxe.efi", `::ffff:${base.remote}`);
     await f.part.resolver.resolve(machine, base);
     later(10_000);
     assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64Http, "DISCOVER").flavour, "http");
