@@ -20,9 +20,9 @@ const MAX_REMEMBERED = 10_000;
 /**
  * The boot chain DHCP answers a machine with, adapting its iPXE flavour to what worked
  * (boot-chain.ts `decideFlavour`): each firmware attempt is remembered per MAC, a boot script
- * (machine.ipxe or grub's config) marks it as having worked, its bootloader's download (seen by the
- * boot timeline, which joins TFTP and HTTP clients to MACs) as past DHCP, and a new attempt after one that
- * stalled gets the next flavour, with the reason on the machine's timeline (`boot-fallback`).
+ * (machine.ipxe or grub's config) marks it as having worked, its bootloader's download as past
+ * DHCP, and a new attempt after one that stalled gets the next flavour, with the reason on the
+ * machine's timeline (`boot-fallback`).
  * In memory: a restarted server starts every machine at its chain's own flavour again.
  */
 export class BootAttempts {

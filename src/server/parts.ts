@@ -64,8 +64,9 @@ export function createServices(
     timeline.observer(observation);
     if (observation.source === "dhcp") return;
     const file = deliveredBootloader(observation);
-    const mac = file !== undefined ? timeline.timeline.macAt(observation.client) : undefined;
-    if (mac !== undefined) provisioning.bootloaderFetched(mac, file!, observation.client);
+    if (file === undefined) return;
+    const mac = timeline.timeline.macAt(observation.client);
+    if (mac !== undefined) provisioning.bootloaderFetched(mac, file, observation.client);
   };
   const tftp = config.tftp.enabled
     ? createTftpService({ config, logger, observer: bootObserver, generated: grubConfigs })
