@@ -79,11 +79,20 @@ export function bootChainOf(config: Config, mac: string, inventoryProfile?: stri
   };
 }
 
+/**
+ * The bootloaders a flavoured firmware attempt is answered with (`ipxe: http` gets `ipxe.efi` by
+ * URL): a machine that fetched one of them has left its firmware's DHCP behind, so its next
+ * DISCOVER is a new boot (`decideFlavour`).
+ */
+export const FLAVOUR_BOOTLOADERS: ReadonlySet<string> = new Set(IPXE_FLAVOURS.filter((f) => f !== "http"));
+
 /** One machine's latest firmware boot attempt, as the fallback decision remembers it. */
 export interface BootAttempt {
   flavour: IpxeFlavour;
   /** When DHCP first answered this attempt (ms). */
   answeredAt: number;
+  /** The machine fetched its bootloader (TFTP, or HTTP for UEFI HTTP boot) since: its DHCP is over. */
+  bootloaderFetched: boolean;
   /** A boot script (machine.ipxe, or grub's config) arrived since: this flavour works here. */
   scriptSeen: boolean;
 }
@@ -96,32 +105,55 @@ export interface FlavourDecision {
 }
 
 /**
- * The flavour for a firmware DHCP request (not iPXE's own) of a machine whose chain prefers
- * `preferred`. Requests within `sameAttemptMs` of the attempt's first answer are that attempt
- * (DISCOVER, REQUEST, retransmissions, the PXE → HTTP boot hand-over): same flavour. A later one is
- * a new attempt: after one that got its script, the same flavour; after one that stalled before its
+ * The flavour for a firmware DHCP `message` (not iPXE's own; `DISCOVER`, `REQUEST`, `INFORM`: the
+ * option 53 names) of a machine whose chain prefers `preferred`.
+ *
+ * Only a DISCOVER begins a boot attempt (RFC 2131 §4.4.1: a client starts in INIT), and only once
+ * the current one is over: once its bootloader was fetched (or its script, which the bootloader
+ * asked for). A REQUEST is always the attempt under way, and so is a DISCOVER before the bootloader
+ * fetch: a ROM retransmitting it (PXE 2.1: after 4, 8, 16 and 32 s), OVMF's PXE → HTTP boot
+ * hand-over, a DORA slowed by a loaded server. None of that is a matter of time: a window short
+ * enough to split a quick reboot from a cut attempt also split a slow DORA (a false fallback), and
+ * one long enough for any DORA merged a reboot within it with the attempt it cut.
+ *
+ * `upperBoundMs` (`boot.attemptWindow`) is for where the fetch is never seen: a bootloader served
+ * by another TFTP server, a firmware that gave up before fetching. A DISCOVER that long after the
+ * attempt's first answer begins a new one anyway, so such a machine still falls back; it must
+ * outlast a ROM's whole DISCOVER schedule (the default minute does).
+ *
+ * A new attempt after one that got its script keeps that flavour; after one that stalled before its
  * script arrived (iPXE hung "initialising devices", or the firmware never ran it), the next flavour,
  * round the list, so a machine that stalls on every one still tries each in turn.
  */
 export function decideFlavour(
   previous: BootAttempt | undefined,
   preferred: IpxeFlavour,
+  message: string,
   now: number,
-  sameAttemptMs: number,
+  upperBoundMs: number,
 ): FlavourDecision {
-  if (!previous) return { flavour: preferred, attempt: { flavour: preferred, answeredAt: now, scriptSeen: false } };
-  if (now - previous.answeredAt < sameAttemptMs) return { flavour: previous.flavour, attempt: previous };
-  if (previous.scriptSeen)
-    return { flavour: previous.flavour, attempt: { flavour: previous.flavour, answeredAt: now, scriptSeen: false } };
+  const fresh = (flavour: IpxeFlavour): BootAttempt => ({
+    flavour,
+    answeredAt: now,
+    bootloaderFetched: false,
+    scriptSeen: false,
+  });
+  if (!previous) return { flavour: preferred, attempt: fresh(preferred) };
+  const over = previous.bootloaderFetched || previous.scriptSeen || now - previous.answeredAt >= upperBoundMs;
+  if (message !== "DISCOVER" || !over) return { flavour: previous.flavour, attempt: previous };
+  if (previous.scriptSeen) return { flavour: previous.flavour, attempt: fresh(previous.flavour) };
   const next = IPXE_FLAVOURS[(IPXE_FLAVOURS.indexOf(previous.flavour) + 1) % IPXE_FLAVOURS.length]!;
   const waited = Math.round((now - previous.answeredAt) / 1000);
+  const stage = previous.bootloaderFetched
+    ? "fetched its bootloader but never its boot script"
+    : "never fetched its boot script";
   return {
     flavour: next,
-    attempt: { flavour: next, answeredAt: now, scriptSeen: false },
+    attempt: fresh(next),
     fallback: {
       from: previous.flavour,
       to: next,
-      reason: `the attempt answered with ${previous.flavour} ${waited} s ago never fetched its boot script; trying ${next}`,
+      reason: `the attempt answered with ${previous.flavour} ${waited} s ago ${stage}; trying ${next}`,
     },
   };
 }

@@ -95,4 +95,11 @@ export interface ResolveContext {
   remote?: string;
   /** A HEAD request: answer the same, change nothing (no sighting, no token, no event). */
   probe?: boolean;
+  /**
+   * The firmware's bootloader download at the URL naming the machine (boot-chain.ts
+   * `machineBootloaderUrl`), asked as a probe: whether it is withheld (`localBoot: http-404`) is
+   * told only to whom the lifecycle would tell the machine's own; anyone else gets the answer of a
+   * machine nobody registered.
+   */
+  bootloader?: boolean;
 }

@@ -456,9 +456,10 @@ const configObject = z
         menuTimeout: duration.default("10s"),
         console: z.array(z.string()).default(["tty0", "ttyS0,115200n8"]),
         /**
-         * A machine's firmware DHCP requests within this long of the first are one boot attempt; a
-         * later one whose previous attempt never fetched its boot script falls back to the next
-         * iPXE flavour (src/boot/boot-chain.ts `decideFlavour`).
+         * A firmware boot attempt ends when its bootloader is fetched (its next DISCOVER begins the
+         * next one); this bounds one whose fetch is never seen: a DISCOVER this long after its first
+         * answer begins a new attempt. A new attempt after one that never fetched its boot script
+         * falls back to the next iPXE flavour (src/boot/boot-chain.ts `decideFlavour`).
          */
         attemptWindow: duration.default("60s"),
       })

@@ -660,7 +660,7 @@ describe("trust boundaries (issue 10): what a stranger on the link can no longer
 });
 
 describe("boot chain per machine (chainFor)", () => {
-  it("answers the machine's chain, told which firmware asks (iPXE's own DHCP is no firmware attempt)", () => {
+  it("answers the machine's chain, told which firmware asks and its message (iPXE's own DHCP is no firmware attempt)", () => {
     const asked: string[] = [];
     const context = makeContext(
       {},
@@ -668,8 +668,8 @@ describe("boot chain per machine (chainFor)", () => {
     );
     context.boot = {
       ...context.boot,
-      chainFor: (mac, firmware) => {
-        asked.push(`${mac} ${firmware}`);
+      chainFor: (mac, firmware, message) => {
+        asked.push(`${mac} ${firmware} ${message}`);
         return mac === KNOWN_MAC ? { secureBoot: true } : { secureBoot: false, flavour: "snponly.efi" };
       },
     };
@@ -678,7 +678,15 @@ describe("boot chain per machine (chainFor)", () => {
     assert.equal(replyOf(handle(request({ mac: UNKNOWN_MAC, ...pxe }), context)).reply.file, "snponly.efi");
     const ipxe = replyOf(handle(request({ mac: UNKNOWN_MAC, ...pxe, userClass: "iPXE" }), context));
     assert.equal(ipxe.reply.file, "http://10.0.100.10/boot/ipxe/boot.ipxe");
-    assert.deepEqual(asked, [`${KNOWN_MAC} efi-x64`, `${UNKNOWN_MAC} efi-x64`, `${UNKNOWN_MAC} ipxe`]);
+    const { ack } = dora(context, { mac: UNKNOWN_MAC, ...pxe });
+    assert.equal(ack.reply.file, "snponly.efi");
+    assert.deepEqual(asked, [
+      `${KNOWN_MAC} efi-x64 DISCOVER`,
+      `${UNKNOWN_MAC} efi-x64 DISCOVER`,
+      `${UNKNOWN_MAC} ipxe DISCOVER`,
+      `${UNKNOWN_MAC} efi-x64 DISCOVER`,
+      `${UNKNOWN_MAC} efi-x64 REQUEST`,
+    ]);
   });
 
   it("localBoot: http-404: UEFI HTTP boot is told a bootloader URL naming the machine; PXE and iPXE as before", () => {

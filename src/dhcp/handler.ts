@@ -66,8 +66,12 @@ export interface BootAnswers {
   installed(): ReadonlySet<string>;
   /** Where HTTP serves bootloaders and the entry script, `http://host[:port]/boot/ipxe`. */
   httpBase: string;
-  /** The boot chain the machine's profile or node asks for (src/boot `bootChainOf`); iPXE without it. */
-  chainFor?(mac: string, firmware: Firmware): BootChain;
+  /**
+   * The boot chain the machine's profile or node asks for (src/boot `bootChainOf`); iPXE without it.
+   * `message` is the request's option 53 name (`DISCOVER`, `REQUEST`, `INFORM`): only a DISCOVER
+   * can begin a new firmware boot attempt (src/boot `decideFlavour`).
+   */
+  chainFor?(mac: string, firmware: Firmware, message: string): BootChain;
   /** Where UEFI HTTP boot firmware gets its bootloader (https:// when it trusts our CA); default httpBase. */
   firmwareHttpBase?: string;
 }
@@ -531,7 +535,11 @@ function addBoot(
   warnings: string[],
 ): boolean {
   if (!isNetworkBootClient(hints)) return false;
-  const chain = context.boot.chainFor?.(hardwareAddress(request), detectFirmware(hints, context.boot.firmware));
+  const chain = context.boot.chainFor?.(
+    hardwareAddress(request),
+    detectFirmware(hints, context.boot.firmware),
+    messageTypeName(messageType(request)),
+  );
   const decision = decideBoot(
     hints,
     context.boot.installed(),

@@ -51,9 +51,10 @@ export interface DhcpServiceOptions {
   bootBaseUrl: (config: Config) => string;
   /**
    * The boot chain of a MAC under the config in force (src/boot `bootChainOf` over the inventory's
-   * profile); without it, every machine gets iPXE.
+   * profile), asked for each boot answer with the client's message (`DISCOVER`, `REQUEST`, …: a
+   * DISCOVER may begin a new boot attempt); without it, every machine gets iPXE.
    */
-  bootChain?: (mac: string, config: Config, firmware: Firmware) => BootChain;
+  bootChain?: (mac: string, config: Config, firmware: Firmware, message: string) => BootChain;
   /** Where UEFI HTTP boot firmware gets its bootloader (https:// with http.tls.uefiHttpBoot); default bootBaseUrl. */
   firmwareBootBaseUrl?: (config: Config) => string;
   /** The clock; tests may pin it. */
@@ -172,7 +173,10 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       installed: options.bootloaders,
       httpBase: "",
       ...(options.bootChain
-        ? { chainFor: (mac: string, firmware: Firmware) => options.bootChain!(mac, config, firmware) }
+        ? {
+            chainFor: (mac: string, firmware: Firmware, message: string) =>
+              options.bootChain!(mac, config, firmware, message),
+          }
         : {}),
     },
     rateLimit,

@@ -243,6 +243,8 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
   // DHCP gives UEFI HTTP boot firmware of a `localBoot: http-404` machine: once it is installed,
   // its firmware's download is answered 404, and the firmware goes on to its next boot option.
   // Decided without effects (a probe): the machine's boot script, later, is where those happen.
+  // The resolver tells the 404 only to the machine's own address (the token's rule); anyone else
+  // naming the MAC gets the bootloader, whatever the machine's state.
   app.route<{ Params: { mac: string; file: string } }>({
     method: ["GET", "HEAD"],
     url: `/boot/ipxe/${MACHINE_BOOTLOADER_SEGMENT}/:mac/:file`,
@@ -255,9 +257,13 @@ export async function createHttpApp(options: HttpAppOptions): Promise<FastifyIns
         config: currentConfig(),
         remote: request.ip,
         probe: true,
+        bootloader: true,
       });
-      if (observer) decisions.set(request, { mac, decision: decisionOf(spec) });
       if (leavesByNotFound(spec)) {
+        // Only the machine (by the token's rule) is answered this, so the URL's MAC is its word. A
+        // bootloader served is joined to a machine as any download is, by the address DHCP gave
+        // it: a stranger naming another MAC cannot put its download on that machine's timeline.
+        if (observer) decisions.set(request, { mac, decision: decisionOf(spec) });
         logger.info(
           { mac, remote: request.ip, file: request.params.file },
           "bootloader withheld: local boot by HTTP 404",

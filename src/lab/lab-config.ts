@@ -134,8 +134,6 @@ export interface LabConfigOptions {
   menuTimeout?: string;
   /** `provisioning:` of the server's config (tests: a short timeout, a callback URL nobody answers). */
   provisioning?: { timeout?: string; apiUrl?: string };
-  /** `boot.attemptWindow`: short, so a lab machine's next attempt can come seconds after a stalled one. */
-  attemptWindow?: string;
   /** `lab up --bmc`: each registered machine's BMC (by machine name), so the server can power it. */
   bmcs?: Record<string, LabNodeBmc>;
   /** `lab up --https`: the files `centra-pxe tls init` made for the server (`http.tls`). */
@@ -190,7 +188,6 @@ export function labConfig(options: LabConfigOptions): ConfigInput {
     boot: {
       menuTimeout: options.menuTimeout ?? "5s",
       console: ["tty0", "ttyS0,115200n8"],
-      ...(options.attemptWindow !== undefined ? { attemptWindow: options.attemptWindow } : {}),
     },
     ...(options.https
       ? {

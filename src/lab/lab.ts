@@ -89,8 +89,6 @@ export interface LabOptions {
    */
   ipxeSource?: string;
   ipxeCacheDir?: string;
-  /** The server's `boot.attemptWindow` (default: the config's own). */
-  attemptWindow?: string;
   /**
    * Give every machine a BMC of this kind (`lab up --bmc`): the machines stay powered off, and
    * their BMC (ipmi_sim, or the lab's Redfish server) powers them on with the boot device it holds.
@@ -293,7 +291,6 @@ export async function labUp(options: LabOptions): Promise<Lab> {
       machines: options.machines,
       dhcpMode: options.dhcpMode,
       ...(options.provisioning ? { provisioning: options.provisioning } : {}),
-      ...(options.attemptWindow !== undefined ? { attemptWindow: options.attemptWindow } : {}),
       ...(bmcs ? { bmcs: Object.fromEntries(bmcs.map((b, i) => [state.machines[i]!.name, nodeBmcConfig(b)])) } : {}),
       ...(state.https ? { https: state.https } : {}),
       ...(options.localBoot !== undefined ? { localBoot: options.localBoot } : {}),

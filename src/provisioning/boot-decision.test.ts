@@ -68,3 +68,18 @@ test("every GET is one sighting, whatever the plan", () => {
   for (const state of [undefined, ...NODE_STATES])
     assert.equal(decideBoot(facts(state ? { state } : {})).effects.sighting, true);
 });
+
+test("the per-machine bootloader URL: the node's answer only where its token would go; anyone else as an unknown machine", () => {
+  for (const state of [undefined, ...NODE_STATES]) {
+    const node = state ? { state } : {};
+    const own = decideBoot(facts({ ...node, probe: true, bootloader: true }));
+    assert.deepEqual(own, decideBoot(facts({ ...node, probe: true })), `${state}: the machine as for its script`);
+    for (const requester of ["other", "unknown"] as const) {
+      const stranger = decideBoot(facts({ ...node, requester, probe: true, bootloader: true }));
+      assert.deepEqual(stranger.plan, { boot: "base" }, `${state} ${requester}: as if nobody registered it`);
+      assert.deepEqual(stranger.effects, { sighting: false, token: false });
+      const trusted = decideBoot(facts({ ...node, requester, probe: true, bootloader: true, tokenToAnyAddress: true }));
+      assert.deepEqual(trusted, own, `${state} ${requester}: installTokenToAnyAddress trusts any address`);
+    }
+  }
+});

@@ -1,3 +1,4 @@
+import { unmappedAddress } from "../config/primitives.js";
 import type { NodeState } from "../lifecycle/lifecycle.js";
 import { BOOT_PLAN } from "../lifecycle/lifecycle.js";
 
@@ -16,6 +17,15 @@ export type Requester =
   /** DHCP knows no address for this MAC (dhcp off, no lease yet): nobody can be told apart. */
   | "unknown";
 
+/**
+ * Who `remote` is to the machine DHCP associates `expected` with (the DHCP part's `addressOf` of
+ * its MAC; undefined when DHCP knows none). IPv4-mapped IPv6 (a dual-stack socket) is IPv4.
+ */
+export function requesterOf(expected: string | undefined, remote: string | undefined): Requester {
+  if (expected === undefined) return "unknown";
+  return remote !== undefined && unmappedAddress(remote) === unmappedAddress(expected) ? "machine" : "other";
+}
+
 export interface BootFacts {
   /** The node that holds this MAC. By MAC only: a UUID or serial from the network never picks a node. */
   node: { id: string; state: NodeState; hasProfile: boolean } | undefined;
@@ -28,6 +38,11 @@ export interface BootFacts {
   tokenToAnyAddress: boolean;
   /** The profile a config selector picked for this machine (selectors.ts), if any. */
   selectedProfile?: string;
+  /**
+   * The firmware's bootloader download at the URL naming the machine (src/boot `machineBootloaderUrl`),
+   * not its script: only whether the bootloader is withheld (`localBoot: http-404`) depends on the node.
+   */
+  bootloader?: boolean;
 }
 
 /** Why a node in `provisioning` gets its image without the callback token. */
@@ -55,9 +70,23 @@ export interface BootEffects {
   withheld?: TokenWithheld;
 }
 
+/**
+ * Whether the requester may be told what is the machine's own (its callback token; whether its
+ * firmware's bootloader is withheld): DHCP vouches that it asks from the machine's address, or the
+ * operator trusts any address (`provisioning.installTokenToAnyAddress`, for networks where DHCP
+ * cannot vouch). The one rule for both.
+ */
+export function speaksForMachine(facts: Pick<BootFacts, "requester" | "tokenToAnyAddress">): boolean {
+  return facts.requester === "machine" || facts.tokenToAnyAddress;
+}
+
 export function decideBoot(facts: BootFacts): { plan: BootPlanned; effects: BootEffects } {
   const effects: BootEffects = { sighting: !facts.probe, token: false };
   const { node } = facts;
+  // The per-machine bootloader URL from anyone else: answered as for a machine nobody registered
+  // (the bootloader every machine gets at /boot/ipxe/<file>), so a stranger who names a MAC learns
+  // nothing of it, installed or not. The machine itself, told its URL by DHCP, asks from its address.
+  if (facts.bootloader && !speaksForMachine(facts)) return { plan: { boot: "base" }, effects };
   // Selectors stand in for the menu only: for a machine with no record, or one only discovered.
   const unlisted: BootPlanned =
     facts.selectedProfile !== undefined ? { boot: "selected", profile: facts.selectedProfile } : { boot: "base" };
@@ -76,7 +105,7 @@ export function decideBoot(facts: BootFacts): { plan: BootPlanned; effects: Boot
       // No token for a boot that cannot happen: the attempt's clock keeps running.
       const withheld: TokenWithheld | undefined = !facts.imageAvailable
         ? "image-unavailable"
-        : facts.requester === "machine" || facts.tokenToAnyAddress
+        : speaksForMachine(facts)
           ? undefined
           : facts.requester === "other"
             ? "not-the-machine-address"

@@ -9,11 +9,10 @@ import type {
   ResolveContext,
   UnavailableBoot,
 } from "../boot/spec.js";
-import { unmappedAddress } from "../config/primitives.js";
 import type { Config } from "../config/schema.js";
 import { BOOT_PLAN } from "../lifecycle/lifecycle.js";
 import type { NodeRecord } from "../store/store.js";
-import { type BootEffects, type BootFacts, decideBoot, type Requester, type TokenWithheld } from "./boot-decision.js";
+import { type BootEffects, type BootFacts, decideBoot, requesterOf, type TokenWithheld } from "./boot-decision.js";
 import type { InventoryCore } from "./core.js";
 import type { Lifecycle } from "./lifecycle-service.js";
 import { archOf, selectProfile } from "./selectors.js";
@@ -69,11 +68,12 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
           : undefined;
       const facts: BootFacts = {
         node: node && { id: node.id, state: node.state, hasProfile: node.profile !== undefined },
-        requester: requesterOf(machine.mac, context.remote),
+        requester: requesterOf(options.addressOf?.(machine.mac), context.remote),
         probe,
         imageAvailable: image?.kind === "image",
         tokenToAnyAddress: context.config.provisioning.installTokenToAnyAddress,
         ...(selected ? { selectedProfile: selected.profile } : {}),
+        ...(context.bootloader === true ? { bootloader: true } : {}),
       };
       const { plan, effects } = decideBoot(facts);
 
@@ -184,12 +184,6 @@ export function createLifecycleResolver(options: LifecycleResolverOptions): Boot
       kind: "image-build-missing",
       details: { image: missing.image, arch: missing.arch ?? null, buildarch: missing.buildarch, reason },
     });
-  }
-
-  function requesterOf(mac: string, remote: string | undefined): Requester {
-    const expected = options.addressOf?.(mac);
-    if (expected === undefined) return "unknown";
-    return remote !== undefined && unmappedAddress(remote) === unmappedAddress(expected) ? "machine" : "other";
   }
 
   function imageFor(

@@ -72,7 +72,13 @@ export interface ProvisioningPart {
    * DHCP `bootChain`: what the machine's node or profile asks its firmware to be answered with, the
    * iPXE flavour adapted to what worked for it (boot-attempts.ts).
    */
-  bootChain(mac: string, config: Config, firmware: Firmware): BootChain;
+  bootChain(mac: string, config: Config, firmware: Firmware, message: string): BootChain;
+  /**
+   * `client`, which the boot timeline joins to `mac`, fetched `file` in full (TFTP, or HTTP for UEFI
+   * HTTP boot): when it is an iPXE flavour's bootloader, the machine's attempt is past DHCP
+   * (boot-attempts.ts).
+   */
+  bootloaderFetched(mac: string, file: string, client: string): void;
   /** Sightings recorded and dropped, for /metrics. */
   sightingStats(): SightingStats;
   /**
@@ -101,7 +107,7 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
   const recordedCmdline = async (image: string, version: string, arch: ImageArch) =>
     (await options.store.images.get(image, version, arch))?.cmdline;
   const images = options.images ?? ((config: Config) => createFileImageCatalog(config.stateDir, recordedCmdline));
-  const attempts = new BootAttempts(core);
+  const attempts = new BootAttempts(core, options.addressOf);
   const lifecycleResolver = createLifecycleResolver({
     core,
     lifecycle,
@@ -200,7 +206,8 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
       void sightings.report(seen);
     },
     lookupNode: (mac) => core.reservationFor(mac),
-    bootChain: (mac, config, firmware) => attempts.chainFor(mac, config, firmware),
+    bootChain: (mac, config, firmware, message) => attempts.chainFor(mac, config, firmware, message),
+    bootloaderFetched: (mac, file, client) => attempts.bootloaderFetched(mac, file, client),
     sightingStats: () => sightings.stats(),
     remoteEvents(events) {
       core.publish(events);

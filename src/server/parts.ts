@@ -3,6 +3,7 @@ import { createApiPlugin } from "../api/plugin.js";
 import { cachedBootloaders } from "../boot/bootloaders.js";
 import { httpBootBase } from "../boot/firmware.js";
 import { bootloaderDir, timelineFile } from "../files/state-dir.js";
+import { deliveredBootloader } from "../timeline/attempt.js";
 import { createTimeline } from "../timeline/service.js";
 import { createAlerts } from "../alerts/service.js";
 import { createGrubConfigs } from "../boot/grub.js";
@@ -19,6 +20,7 @@ import { createAuthenticator } from "../identity/authenticate.js";
 import { type ConfiguredStore, leaseStoreFor } from "../store/open.js";
 import { createTftpService } from "../tftp/index.js";
 import type { Daemon } from "./daemon.js";
+import type { BootObserver } from "../contracts/boot-observation.js";
 import type { Service } from "../contracts/service.js";
 
 export interface PartContext {
@@ -55,8 +57,19 @@ export function createServices(
     isKnown: (mac) => provisioning.lookupNode(mac) !== undefined,
     file: timelineFile(config.stateDir),
   });
+  // What DHCP, TFTP and HTTP saw goes to the timeline; a machine's bootloader download also ends
+  // its firmware's boot attempt (its next DISCOVER is a new one, boot-attempts.ts). TFTP and HTTP
+  // know only the client's address: the timeline, fed first, names the MAC it was joined to.
+  const bootObserver: BootObserver = (observation) => {
+    timeline.observer(observation);
+    if (observation.source === "dhcp") return;
+    const file = deliveredBootloader(observation);
+    if (file === undefined) return;
+    const mac = timeline.timeline.macAt(observation.client);
+    if (mac !== undefined) provisioning.bootloaderFetched(mac, file, observation.client);
+  };
   const tftp = config.tftp.enabled
-    ? createTftpService({ config, logger, observer: timeline.observer, generated: grubConfigs })
+    ? createTftpService({ config, logger, observer: bootObserver, generated: grubConfigs })
     : undefined;
   const leases = config.dhcp.mode !== "off" ? leaseStoreFor(store) : undefined;
   // Several servers on one database: what another one changed reaches this one's SSE stream and
@@ -68,7 +81,7 @@ export function createServices(
         logger,
         leases,
         observer: provisioning.dhcpObserver,
-        bootObserver: timeline.observer,
+        bootObserver,
         lookupNode: provisioning.lookupNode,
         bootChain: provisioning.bootChain,
         // DHCP answers with these but owns neither: the bootloaders are files, the URL is HTTP's.
@@ -126,7 +139,7 @@ export function createServices(
     health,
     // The dashboard (/ui/) is static files only; everything it shows comes through `api`.
     extraPlugins: [metrics, api, createDashboardPlugin({ logger })],
-    observer: timeline.observer,
+    observer: bootObserver,
   });
   // SOL of every provisioning node with an IPMI BMC, to stateDir/consoles (issue 13).
   const consoles = createConsoleRecordingService({

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type BootAttemptRecord, type BootStep, type VerdictContext, phasesOf, verdictOf } from "./attempt.js";
+import {
+  type BootAttemptRecord,
+  type BootStep,
+  deliveredBootloader,
+  type VerdictContext,
+  phasesOf,
+  verdictOf,
+} from "./attempt.js";
 
 const T0 = Date.parse("2026-11-29T20:00:00Z");
 const s = (seconds: number) => T0 + seconds * 1000;
@@ -199,4 +206,18 @@ test("phases: from DHCP to the callback, in order, each spanning its steps", () 
   );
   // While the callback is awaited, the install phase runs to now.
   assert.equal(phasesOf(attempt(PXE_TO_INITRD), s(100)).at(-1)?.end, s(100));
+});
+
+test("deliveredBootloader: a completed TFTP transfer or a whole GET of /boot/ipxe/; never a size probe", () => {
+  assert.equal(deliveredBootloader(tftp(1, "completed")), "undionly.kpxe");
+  // OVMF's first RRQ asks only for the size (tsize) and ends with an ERROR: nothing delivered.
+  assert.equal(deliveredBootloader(tftp(1, "aborted", 0)), undefined);
+  assert.equal(deliveredBootloader(tftp(1, "failed")), undefined);
+  const bootloader = { kind: "bootloader" as const, path: "/boot/ipxe/machine/52-54-00-12-34-56/ipxe.efi" };
+  assert.equal(deliveredBootloader(http(1, "kernel", bootloader)), bootloader.path);
+  assert.equal(deliveredBootloader(http(1, "kernel", { ...bootloader, method: "HEAD" })), undefined);
+  assert.equal(deliveredBootloader(http(1, "kernel", { ...bootloader, status: 404 })), undefined);
+  assert.equal(deliveredBootloader(http(1, "kernel", { ...bootloader, complete: false })), undefined);
+  assert.equal(deliveredBootloader(http(1, "entry-script")), undefined);
+  assert.equal(deliveredBootloader(dhcp(1, "DISCOVER", "OFFER")), undefined);
 });

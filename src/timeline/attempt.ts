@@ -1,4 +1,4 @@
-import type { BootDecision, HttpFileKind, TftpOutcome } from "../contracts/boot-observation.js";
+import type { BootDecision, BootObservation, HttpFileKind, TftpOutcome } from "../contracts/boot-observation.js";
 
 /**
  * One boot attempt of one machine (one MAC) and the pure judgements over it: its verdict and its
@@ -151,6 +151,17 @@ function fetched(steps: readonly BootStep[], kind: HttpFileKind): HttpStep | und
     .filter(isHttp)
     .filter((s) => s.kind === kind && ok(s) && s.method !== "HEAD")
     .at(-1);
+}
+
+/**
+ * The file a step handed the machine in full, when it is one a bootloader comes by: a TFTP transfer
+ * that completed (not a ROM's `tsize` probe, which it ends with an ERROR), or a whole GET of a
+ * `/boot/ipxe/` file (not UEFI HTTP boot's HEAD for the size). Undefined for anything else.
+ */
+export function deliveredBootloader(step: BootStep | BootObservation): string | undefined {
+  if (step.source === "tftp") return step.outcome === "completed" ? step.file : undefined;
+  if (step.source === "http" && step.kind === "bootloader" && ok(step) && step.method !== "HEAD") return step.path;
+  return undefined;
 }
 
 /**

@@ -91,6 +91,11 @@ export class BootTimeline {
     return () => this.listeners.delete(listener);
   }
 
+  /** The MAC the address was last joined to (by DHCP, or a script's `${mac}`); a diagnosis, not an identity. */
+  macAt(address: string): string | undefined {
+    return this.addresses.get(address);
+  }
+
   /** Machines tracked now (both pools). */
   get size(): number {
     return this.machines.size + this.strangers.size;

@@ -36,17 +36,26 @@ interface Fixture {
   clock: { now: Date };
   events: NodeEvent[];
   config: Config;
+  /** What DHCP's `addressOf` answers (empty: it knows no machine's address). */
+  addresses: Map<string, string>;
 }
 
 async function fixture(text = CONFIG): Promise<Fixture> {
   const store = openSqliteStore(":memory:");
   const clock = { now: new Date("2026-11-25T20:00:00.000Z") };
   const config = parseConfig(text);
-  const part = createProvisioning({ store, config, logger: silentLogger, now: () => clock.now });
+  const addresses = new Map<string, string>();
+  const part = createProvisioning({
+    store,
+    config,
+    logger: silentLogger,
+    now: () => clock.now,
+    addressOf: (mac) => addresses.get(mac),
+  });
   const events: NodeEvent[] = [];
   part.onEvent((e) => events.push(e));
   await part.inventory.applyConfig(config);
-  return { store, part, clock, events, config };
+  return { store, part, clock, events, config, addresses };
 }
 
 /** A sighting, written at once (the batch flushed), and the node that holds its MAC afterwards. */
@@ -430,12 +439,19 @@ withFixture(
     const mac = "52:54:00:12:34:56";
     const machine = { mac, buildarch: "x86_64", platform: "efi" as const, uuid: "", serial: "" };
     const base = { baseUrl: "http://10.0.100.10", config: f.config, remote: "10.0.100.50" };
-    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64).flavour, "ipxe.efi");
+    const later = (ms: number) => {
+      f.clock.now = new Date(f.clock.now.getTime() + ms);
+    };
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "DISCOVER").flavour, "ipxe.efi");
     // iPXE's own DHCP is not a firmware attempt, and a HEAD probe is no script fetched.
-    assert.equal(f.part.bootChain(mac, f.config, Firmware.Ipxe).flavour, undefined);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.Ipxe, "DISCOVER").flavour, undefined);
     await f.part.resolver.resolve(machine, { ...base, probe: true });
-    f.clock.now = new Date(f.clock.now.getTime() + 5 * 60_000);
-    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64).flavour, "snponly.efi");
+    // Its REQUEST, however late, and a file that is no iPXE bootloader change nothing.
+    later(5 * 60_000);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "REQUEST").flavour, "ipxe.efi");
+    f.part.bootloaderFetched(mac, "undionly.kpxe", base.remote);
+    later(5 * 60_000);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "DISCOVER").flavour, "snponly.efi");
     await new Promise((resolve) => setTimeout(resolve, 50)); // the event is written after the answer
     const fallback = f.events.find((e) => e.kind === "boot-fallback");
     assert.deepEqual(
@@ -443,10 +459,23 @@ withFixture(
       { from: "ipxe.efi", to: "snponly.efi" },
       JSON.stringify(f.events.map((e) => e.kind)),
     );
-    // This time the script arrives: the next attempt keeps snponly.efi.
+    // A stranger whose address the timeline joined to this MAC (its `machine.ipxe?mac=`) downloads
+    // snponly.efi: not from the machine's address, so the attempt goes on (its DISCOVER is no new one).
+    f.addresses.set(mac, base.remote);
+    f.part.bootloaderFetched(mac, "snponly.efi", "10.0.100.66");
+    later(10_000);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "DISCOVER").flavour, "snponly.efi");
+    // The machine fetched it, and power-cycled seconds later: its DISCOVER is the next attempt.
+    f.part.bootloaderFetched(mac, "snponly.efi", base.remote);
+    later(10_000);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "DISCOVER").flavour, "http");
+    // UEFI HTTP boot's ipxe.efi by URL (the per-machine one too), then its script: `http` is kept.
+    later(2_000);
+    f.part.bootloaderFetched(mac, "/boot/ipxe/machine/52-54-00-12-34-56/ipxe.efi", `::ffff:${base.remote}`);
     await f.part.resolver.resolve(machine, base);
-    f.clock.now = new Date(f.clock.now.getTime() + 5 * 60_000);
-    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64).flavour, "snponly.efi");
-    assert.equal(f.events.filter((e) => e.kind === "boot-fallback").length, 1);
+    later(10_000);
+    assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64Http, "DISCOVER").flavour, "http");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(f.events.filter((e) => e.kind === "boot-fallback").length, 2);
   },
 );
