@@ -68,8 +68,13 @@ export class BootAttempts {
     this.attempts.set(mac, { ...attempt, bootloaderFetched: true });
   }
 
-  /** A boot script reached the machine: its current attempt's flavour works. */
-  scriptFetched(mac: string): void {
+  /**
+   * A boot script for `mac` was fetched from `client`: its current attempt's flavour works. Not
+   * from an address DHCP gave another machine: anyone may ask for any MAC's `machine.ipxe`, and a
+   * stranger's fetch must not mark a stalled attempt as one that worked (its fallback never came).
+   */
+  scriptFetched(mac: string, client: string | undefined): void {
+    if (requesterOf(this.addressOf?.(mac), client) === "other") return;
     const attempt = this.attempts.get(mac);
     if (attempt && !attempt.scriptSeen) this.attempts.set(mac, { ...attempt, scriptSeen: true });
   }

@@ -119,11 +119,11 @@ export function createProvisioning(options: ProvisioningOptions): ProvisioningPa
   // A script asked for (not a HEAD probe) ends the machine's boot attempt as one that worked.
   const resolver: BootResolver = {
     async resolve(machine, context) {
-      if (context.probe !== true) attempts.scriptFetched(machine.mac);
+      if (context.probe !== true) attempts.scriptFetched(machine.mac, context.remote);
       const spec = await lifecycleResolver.resolve(machine, context);
       // `localBoot: http-404`: the 404 is this attempt's answer (its UEFI HTTP boot firmware asks
       // for nothing more), so it worked; a later one must not fall back to another iPXE flavour.
-      if (spec.kind === "localdisk" && spec.method === "http-404") attempts.scriptFetched(machine.mac);
+      if (spec.kind === "localdisk" && spec.method === "http-404") attempts.scriptFetched(machine.mac, context.remote);
       return spec;
     },
   };

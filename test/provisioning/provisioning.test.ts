@@ -467,6 +467,9 @@ withFixture(
     assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "DISCOVER").flavour, "snponly.efi");
     // The machine fetched it, and power-cycled seconds later: its DISCOVER is the next attempt.
     f.part.bootloaderFetched(mac, "snponly.efi", base.remote);
+    // Its iPXE hangs; meanwhile the stranger asks for its machine.ipxe: a script fetched, but not by
+    // the machine, so this attempt has not worked (taken as the machine's, snponly.efi would be kept).
+    await f.part.resolver.resolve(machine, { ...base, remote: "10.0.100.66" });
     later(10_000);
     assert.equal(f.part.bootChain(mac, f.config, Firmware.EfiX64, "DISCOVER").flavour, "http");
     // UEFI HTTP boot's ipxe.efi by URL (the per-machine one too), then its script: `http` is kept.
