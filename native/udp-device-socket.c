@@ -386,10 +386,13 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   datagram_watcher *watcher = (datagram_watcher *)handle;
   (void)events;
   if (status < 0) {
+    /* libuv stops a poll handle that reports POLLERR. Reading SO_ERROR clears the socket's error,
+       so watch again: a DHCP server must not go deaf over one error, as dgram never did. */
     int err = 0;
     socklen_t size = sizeof err;
     if (getsockopt(watcher->fd, SOL_SOCKET, SO_ERROR, &err, &size) < 0 || err == 0) err = -status;
     deliver_batch(watcher, 0, err);
+    if (!watcher->closing) uv_poll_start(&watcher->poll, UV_READABLE, on_readable);
     return;
   }
   for (int round = 0; round < RECEIVE_ROUNDS && !watcher->closing; round++) {
