@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { cliArgs, runCli, startDaemon, type RunningDaemon, prepareState } from "../support/daemon.js";
+import { cliFromClient, runCli, startDaemon, type RunningDaemon, prepareState } from "../support/daemon.js";
 import { createLink, requireBinaries, type TestLink } from "../support/netns.js";
 
 /**
@@ -20,8 +20,7 @@ let daemon: RunningDaemon | undefined;
 let env: Record<string, string>;
 
 /** The CLI from the client namespace, where the server's address is reachable. */
-const remoteCli = (args: string[]) =>
-  link.inClient("env", [...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...cliArgs(args)]);
+const remoteCli = (args: string[]) => cliFromClient(link, env, args);
 const machineScript = (platform: "pcbios" | "efi") =>
   link.inClient("curl", [
     "-sS",

@@ -3,7 +3,14 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { cliArgs, runCli, startDaemon, type RunningDaemon, prepareState } from "../support/daemon.js";
+import {
+  cliFromClient,
+  curlFromAddress,
+  runCli,
+  startDaemon,
+  type RunningDaemon,
+  prepareState,
+} from "../support/daemon.js";
 import { createLink, requireBinaries, type TestLink } from "../support/netns.js";
 
 /**
@@ -26,11 +33,9 @@ let env: Record<string, string>;
 let strangerIp: string;
 const net = () => link.serverIp.replace(/\.1$/, "");
 
-const remoteCli = (args: string[]) =>
-  link.inClient("env", [...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...cliArgs(args)]);
+const remoteCli = (args: string[]) => cliFromClient(link, env, args);
 /** curl from one of the client namespace's addresses; `-i` for the status line and headers. */
-const curlFrom = (source: string, path: string, ...args: string[]) =>
-  link.inClient("curl", ["-sS", "--max-time", "20", "--interface", source, ...args, `http://${link.serverIp}${path}`]);
+const curlFrom = (source: string, path: string, ...args: string[]) => curlFromAddress(link, source, path, ...args);
 const script = (source: string, mac: string, extra = "", ...args: string[]) =>
   curlFrom(
     source,

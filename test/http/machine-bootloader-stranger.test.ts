@@ -5,7 +5,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { machineBootloaderUrl } from "../../src/boot/boot-chain.js";
-import { cliArgs, prepareState, type RunningDaemon, runCli, startDaemon } from "../support/daemon.js";
+import {
+  cliFromClient,
+  curlFromAddress,
+  prepareState,
+  type RunningDaemon,
+  runCli,
+  startDaemon,
+} from "../support/daemon.js";
 import { createLink, requireBinaries, type TestLink } from "../support/netns.js";
 
 /**
@@ -28,10 +35,8 @@ let env: Record<string, string>;
 let strangerIp: string;
 const net = () => link.serverIp.replace(/\.1$/, "");
 
-const remoteCli = (args: string[]) =>
-  link.inClient("env", [...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...cliArgs(args)]);
-const curlFrom = (source: string, path: string, ...args: string[]) =>
-  link.inClient("curl", ["-sS", "--max-time", "20", "--interface", source, ...args, `http://${link.serverIp}${path}`]);
+const remoteCli = (args: string[]) => cliFromClient(link, env, args);
+const curlFrom = (source: string, path: string, ...args: string[]) => curlFromAddress(link, source, path, ...args);
 const api = <T>(path: string): T =>
   JSON.parse(curlFrom(link.clientIp, `/api/v1${path}`, "-H", `authorization: Bearer ${env.CENTRA_PXE_TOKEN}`)) as T;
 const ownPath = (mac: string) => new URL(machineBootloaderUrl("http://x/boot/ipxe/ipxe.efi", mac)).pathname;

@@ -13,6 +13,14 @@ export const cliArgs = (args: string[]): string[] => ["--import", "tsx", join(re
 /** Run the CLI in the test's own namespace and return its stdout. */
 export const runCli = (args: string[]): string => sh(process.execPath, cliArgs(args));
 
+/** The CLI run from the link's client namespace with `env` (CENTRA_PXE_URL, CENTRA_PXE_TOKEN): an operator on the network. */
+export const cliFromClient = (link: TestLink, env: Record<string, string>, args: string[]): string =>
+  link.inClient("env", [...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...cliArgs(args)]);
+
+/** curl from one of the client namespace's addresses (`source`) to the server's `path`. */
+export const curlFromAddress = (link: TestLink, source: string, path: string, ...args: string[]): string =>
+  link.inClient("curl", ["-sS", "--max-time", "20", "--interface", source, ...args, `http://${link.serverIp}${path}`]);
+
 /** What a CLI run ended with. */
 export interface CliResult {
   code: number;
