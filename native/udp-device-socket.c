@@ -101,67 +101,18 @@ typedef struct {
   uint32_t sent;
   uint32_t failed; /* datagrams that could not be sent */
   int error;       /* errno of the first failure, 0 if none */
+  struct mmsghdr *messages;
   struct sockaddr_in *destinations;
   struct iovec *iovs;
   uint8_t *data;
 } send_batch;
 
 static void free_batch(send_batch *batch) {
+  free(batch->messages);
   free(batch->destinations);
   free(batch->iovs);
   free(batch->data);
   free(batch);
-}
-
-/* On a pool thread: sendmmsg in chunks; a full send buffer is waited for, briefly. */
-static void execute_send(napi_env env, void *data) {
-  (void)env;
-  send_batch *batch = data;
-  struct mmsghdr messages[SEND_CHUNK];
-  while (batch->sent < batch->count) {
-    uint32_t chunk = batch->count - batch->sent;
-    if (chunk > SEND_CHUNK) chunk = SEND_CHUNK;
-    memset(messages, 0, sizeof(struct mmsghdr) * chunk);
-    for (uint32_t i = 0; i < chunk; i++) {
-      uint32_t k = batch->sent + i;
-      messages[i].msg_hdr.msg_name = &batch->destinations[k];
-      messages[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
-      messages[i].msg_hdr.msg_iov = &batch->iovs[k];
-      messages[i].msg_hdr.msg_iovlen = 1;
-    }
-    int sent;
-    do sent = sendmmsg(batch->fd, messages, chunk, 0);
-    while (sent < 0 && errno == EINTR);
-    if (sent > 0) {
-      batch->sent += (uint32_t)sent;
-      continue;
-    }
-    int err = sent < 0 ? errno : EAGAIN;
-    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
-      struct pollfd writable = {.fd = batch->fd, .events = POLLOUT, .revents = 0};
-      if (poll(&writable, 1, SEND_WAIT_MS) > 0) continue;
-    }
-    /* This datagram cannot go (a refused destination, or the buffer stayed full): skip it, as a
-       lost datagram; the client retransmits. */
-    if (!batch->error) batch->error = err;
-    batch->failed++;
-    batch->sent++;
-  }
-}
-
-/* Back on the loop: done(failed, errno), failed = -1 when the work was cancelled. */
-static void complete_send(napi_env env, napi_status status, void *data) {
-  send_batch *batch = data;
-  napi_value callback, global, argv[2];
-  if (napi_get_reference_value(env, batch->callback, &callback) == napi_ok && callback != NULL) {
-    napi_get_global(env, &global);
-    napi_create_int32(env, status == napi_ok ? (int32_t)batch->failed : -1, &argv[0]);
-    napi_create_int32(env, batch->error, &argv[1]);
-    napi_call_function(env, global, callback, 2, argv, NULL);
-  }
-  napi_delete_reference(env, batch->callback);
-  napi_delete_async_work(env, batch->work);
-  free_batch(batch);
 }
 
 /* sendmmsg of `messages[0..count)` now, never waiting; returns how many left, failed ones skipped
@@ -194,6 +145,33 @@ static void call_done(napi_env env, napi_value callback, int32_t failed, int err
   napi_create_int32(env, failed, &argv[0]);
   napi_create_int32(env, error, &argv[1]);
   napi_call_function(env, global, callback, 2, argv, NULL);
+}
+
+/* On a pool thread: what the loop could not send, waiting for room in the send buffer, briefly. */
+static void execute_send(napi_env env, void *data) {
+  (void)env;
+  send_batch *batch = data;
+  while (batch->sent < batch->count) {
+    batch->sent += send_now(batch->fd, batch->messages + batch->sent, batch->count - batch->sent, &batch->failed, &batch->error);
+    if (batch->sent == batch->count) break;
+    struct pollfd writable = {.fd = batch->fd, .events = POLLOUT, .revents = 0};
+    if (poll(&writable, 1, SEND_WAIT_MS) > 0) continue;
+    /* The buffer stayed full: this datagram is lost, as on the wire; the client retransmits. */
+    if (!batch->error) batch->error = EAGAIN;
+    batch->failed++;
+    batch->sent++;
+  }
+}
+
+/* Back on the loop: done(failed, errno), failed = -1 when the work was cancelled. */
+static void complete_send(napi_env env, napi_status status, void *data) {
+  send_batch *batch = data;
+  napi_value callback;
+  if (napi_get_reference_value(env, batch->callback, &callback) == napi_ok && callback != NULL)
+    call_done(env, callback, status == napi_ok ? (int32_t)batch->failed : -1, batch->error);
+  napi_delete_reference(env, batch->callback);
+  napi_delete_async_work(env, batch->work);
+  free_batch(batch);
 }
 
 /*
@@ -261,11 +239,12 @@ static napi_value send_batch_call(napi_env env, napi_callback_info info) {
   send_batch *batch = calloc(1, sizeof *batch);
   uint32_t left = count - done;
   if (batch) {
+    batch->messages = calloc(left, sizeof *batch->messages);
     batch->destinations = calloc(left, sizeof *batch->destinations);
     batch->iovs = calloc(left, sizeof *batch->iovs);
     batch->data = malloc(total ? total : 1);
   }
-  if (!batch || !batch->destinations || !batch->iovs || !batch->data) {
+  if (!batch || !batch->messages || !batch->destinations || !batch->iovs || !batch->data) {
     if (batch) free_batch(batch);
     free(messages), free(iovs), free(destinations);
     return throw_errno(env, "sendBatch", ENOMEM);
@@ -282,6 +261,10 @@ static napi_value send_batch_call(napi_env env, napi_callback_info info) {
     batch->iovs[i].iov_len = from->iov_len;
     offset += from->iov_len;
     batch->destinations[i] = destinations[done + i];
+    batch->messages[i].msg_hdr.msg_name = &batch->destinations[i];
+    batch->messages[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+    batch->messages[i].msg_hdr.msg_iov = &batch->iovs[i];
+    batch->messages[i].msg_hdr.msg_iovlen = 1;
   }
   free(messages), free(iovs), free(destinations);
   napi_value name;
